@@ -1,0 +1,50 @@
+# Freshline — build, test and demo. Every target installs what it needs on a fresh Debian machine.
+SHELL := /bin/bash
+SWIFT ?= swift
+APT_PACKAGES := libopenblas-dev
+RELEASE_BIN := .build/release/freshline
+
+.PHONY: all deps build release test demo bench fixtures proto format lint clean
+
+all: build
+
+# Debian packages the build links against; installed only when missing (needs root or sudo).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(SWIFT) >/dev/null || { echo "Swift 6.2 or newer is required (https://www.swift.org/install/linux/)"; exit 1; }
+
+build: deps
+	$(SWIFT) build --product freshline
+
+release: deps
+	$(SWIFT) build -c release --product freshline
+
+# The whole test suite: engine unit tests, zoo parity with onnxruntime (committed fixtures), ONNX node tests.
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build 2>&1 | tee .build/test-output.txt
+	@scripts/test-summary.sh .build/test-output.txt
+
+# The main job on the embedded default. For now: the engine on the model zoo (inspect, run, time).
+demo: release
+	@scripts/demo.sh $(RELEASE_BIN)
+
+# Our engine against onnxruntime on the same files (needs PyPI for the reference side).
+bench: release
+	FRESHLINE=$(RELEASE_BIN) bench/engine-vs-onnxruntime
+
+# Regenerates the zoo and the ONNX node-test cases (Python virtual environment from PyPI).
+fixtures:
+	.venv-tools/bin/python scripts/make_zoo.py || { scripts/venv.sh && .venv-tools/bin/python scripts/make_zoo.py; }
+	.venv-tools/bin/python scripts/make_node_cases.py
+
+proto:
+	scripts/generate-proto.sh
+
+clean:
+	rm -rf .build

@@ -1,0 +1,179 @@
+/// Converts between rows (one JSON object of named values per row, without the batch dimension) and the
+/// batch tensors a model runs on (batch dimension first).
+public enum RowBatch {
+    /// Stacks rows into one tensor per model input. Each row's value is that row's slice of the input: a
+    /// scalar or a nested array. A row may give a scalar where the model's per-row shape has one element.
+    public static func tensors(rows: [[String: JSONValue]], inputs: [ModelMetadata.ValueInfo]) throws -> [String: Tensor] {
+        var result: [String: Tensor] = [:]
+        for input in inputs {
+            var flat: [JSONValue] = []
+            var rowShape: [Int]?
+            for (index, row) in rows.enumerated() {
+                guard let value = row[input.name] else {
+                    throw EngineError(.invalidInput, "row \(index + 1): input '\(input.name)' is missing")
+                }
+                var shape: [Int] = []
+                var elements: [JSONValue] = []
+                try flatten(value, depth: 0, shape: &shape, into: &elements, input: input.name, row: index + 1)
+                if let expected = input.shape, expected.count >= 1 {
+                    let perRow = Array(expected.dropFirst())
+                    if shape != perRow, elements.count == 1, perRow.allSatisfy({ $0 == 1 || $0 == -1 }) {
+                        shape = perRow.map { _ in 1 }
+                    }
+                }
+                if let rowShape, rowShape != shape {
+                    throw EngineError(.invalidInput, "row \(index + 1): input '\(input.name)' has shape \(shape), earlier rows \(rowShape)")
+                }
+                rowShape = shape
+                flat.append(contentsOf: elements)
+            }
+            let shape = [rows.count] + (rowShape ?? [])
+            let data = try TensorData(json: flat, type: input.elementType, input: input.name)
+            result[input.name] = try Tensor(shape: shape, data: data)
+        }
+        for (index, row) in rows.enumerated() {
+            if let unknown = row.keys.sorted().first(where: { name in !inputs.contains { $0.name == name } }) {
+                throw EngineError(.invalidInput, "row \(index + 1): the model has no input named '\(unknown)'")
+            }
+        }
+        return result
+    }
+
+    private static func flatten(
+        _ value: JSONValue, depth: Int, shape: inout [Int], into elements: inout [JSONValue], input: String, row: Int
+    ) throws {
+        guard depth < 32 else { throw EngineError(.invalidInput, "row \(row): input '\(input)' is nested too deeply") }
+        guard case .array(let items) = value else {
+            guard depth == shape.count else {
+                throw EngineError(.invalidInput, "row \(row): input '\(input)' is a ragged array")
+            }
+            elements.append(value)
+            return
+        }
+        if depth == shape.count {
+            shape.append(items.count)
+        } else if shape[depth] != items.count {
+            throw EngineError(.invalidInput, "row \(row): input '\(input)' is a ragged array")
+        }
+        for item in items { try flatten(item, depth: depth + 1, shape: &shape, into: &elements, input: input, row: row) }
+    }
+
+    /// Splits each output along its first dimension into per-row JSON values. Map sequences (ZipMap) become
+    /// one JSON object per row, keyed by class label.
+    public static func rows(outputs: [String: Value], count: Int) throws -> [[String: JSONValue]] {
+        var rows = [[String: JSONValue]](repeating: [:], count: count)
+        for (name, value) in outputs {
+            switch value {
+            case .tensor(let t):
+                guard t.rank >= 1, t.shape[0] == count else {
+                    throw EngineError(.invalidShape, "output '\(name)' has shape \(t.shape), not one row per input row (\(count))")
+                }
+                let perRow = Array(t.shape.dropFirst())
+                let size = perRow.reduce(1, *)
+                let values = t.data.jsonValues
+                for r in 0..<count {
+                    rows[r][name] = nest(values[(r * size)..<((r + 1) * size)], shape: perRow[...])
+                }
+            case .mapSequence(let maps):
+                guard maps.count == count else {
+                    throw EngineError(.invalidShape, "output '\(name)' has \(maps.count) maps for \(count) rows")
+                }
+                let k = maps.keys.count
+                for r in 0..<count {
+                    var object: [String: JSONValue] = [:]
+                    for j in 0..<k { object[maps.keys.text(j)] = .number(Double(maps.values[r * k + j])) }
+                    rows[r][name] = .object(object)
+                }
+            }
+        }
+        return rows
+    }
+
+    private static func nest(_ values: ArraySlice<JSONValue>, shape: ArraySlice<Int>) -> JSONValue {
+        guard let first = shape.first else { return values.first ?? .null }
+        let inner = shape.dropFirst().reduce(1, *)
+        var items: [JSONValue] = []
+        items.reserveCapacity(first)
+        var start = values.startIndex
+        for _ in 0..<first {
+            items.append(nest(values[start..<(start + inner)], shape: shape.dropFirst()))
+            start += inner
+        }
+        return .array(items)
+    }
+}
+
+extension TensorData {
+    /// Converts JSON scalars to elements of `type`; an error names the input on the first mismatch.
+    init(json values: [JSONValue], type: ElementType, input: String) throws {
+        func fail(_ v: JSONValue) -> EngineError {
+            EngineError(.invalidInput, "input '\(input)' expects \(type) values, got \(v.kindDescription)")
+        }
+        func integer(_ v: JSONValue) throws -> Int64 {
+            switch v {
+            case .integer(let i): return i
+            case .number(let d) where d == d.rounded() && abs(d) < 9.2e18: return Int64(d)
+            case .bool(let b): return b ? 1 : 0
+            default: throw fail(v)
+            }
+        }
+        switch type {
+        case .float: self = .float(try values.map { guard let d = $0.doubleValue else { throw fail($0) }; return Float(d) })
+        case .double: self = .double(try values.map { guard let d = $0.doubleValue else { throw fail($0) }; return d })
+        case .int64: self = .int64(try values.map(integer))
+        case .int32:
+            self = .int32(try values.map { v in
+                let i = try integer(v)
+                guard let narrow = Int32(exactly: i) else { throw fail(v) }
+                return narrow
+            })
+        case .int8:
+            self = .int8(try values.map { v in guard let n = Int8(exactly: try integer(v)) else { throw fail(v) }; return n })
+        case .uint8:
+            self = .uint8(try values.map { v in guard let n = UInt8(exactly: try integer(v)) else { throw fail(v) }; return n })
+        case .bool:
+            self = .bool(try values.map { v in
+                switch v {
+                case .bool(let b): return b
+                case .integer(let i): return i != 0
+                default: throw fail(v)
+                }
+            })
+        case .string:
+            self = .string(try values.map { v in
+                switch v {
+                case .string(let s): return s
+                case .integer(let i): return String(i)
+                default: throw fail(v)
+                }
+            })
+        }
+    }
+
+    /// The elements as JSON scalars.
+    var jsonValues: [JSONValue] {
+        switch self {
+        case .float(let v): v.map { .number(Double($0)) }
+        case .double(let v): v.map { .number($0) }
+        case .int64(let v): v.map { .integer($0) }
+        case .int32(let v): v.map { .integer(Int64($0)) }
+        case .int8(let v): v.map { .integer(Int64($0)) }
+        case .uint8(let v): v.map { .integer(Int64($0)) }
+        case .bool(let v): v.map { .bool($0) }
+        case .string(let v): v.map { .string($0) }
+        }
+    }
+}
+
+extension JSONValue {
+    var kindDescription: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .integer, .number: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+}

@@ -1,0 +1,9 @@
+import Foundation
+
+/// Where the committed fixtures live, found from this file's path so that tests need no bundle resources.
+enum Fixtures {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+    static let zoo = root.appendingPathComponent("zoo")
+    static let onnxNode = root.appendingPathComponent("onnx-node")
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Reads `swift test` output and prints the plain "N passed, N failed" line that CI reads (tests counted as
+# Swift Testing reports them; a parameterized test counts once). Fails unless the run finished and passed.
+set -euo pipefail
+out=${1:?usage: test-summary.sh OUTPUT}
+passed=$(grep -cE '^✔ Test .* passed after' "$out" || true)
+failed=$(grep -cE '^✘ Test .* failed after' "$out" || true)
+echo "swift-testing: $passed passed, $failed failed"
+if grep -qE '^✔ Test run with [0-9]+ tests? .*passed after' "$out" && [ "$failed" = 0 ] && [ "$passed" -gt 0 ]; then
+  exit 0
+fi
+grep -E 'Test run with' "$out" || echo "no Swift Testing summary found: the test run did not complete"
+exit 1
