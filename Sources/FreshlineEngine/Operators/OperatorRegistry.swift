@@ -25,8 +25,10 @@ enum OperatorRegistry {
     static let mlDomain = "ai.onnx.ml"
 
     /// The newest operator-set version known per domain. A model that imports a newer one is refused:
-    /// its operators may have semantics the engine has not implemented.
-    static let newestOpset: [String: Int] = [defaultDomain: 23, mlDomain: 5]
+    /// its operators may have semantics the engine has not implemented. For the operators implemented here,
+    /// ai.onnx opsets 24 and 25 (onnx 1.19, 1.20) only add element types (float8e8m0, bfloat16 TopK, 2-bit
+    /// integers), which the engine refuses by type.
+    static let newestOpset: [String: Int] = [defaultDomain: 25, mlDomain: 5]
 
     static let specs: [String: OperatorSpec] = {
         var table: [String: OperatorSpec] = [:]

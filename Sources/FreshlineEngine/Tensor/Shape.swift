@@ -1,9 +1,9 @@
 /// Shape arithmetic shared by the operators, with the overflow and size checks that keep a hostile model from
 /// asking for an unbounded allocation.
 public enum Shape {
-    /// The largest tensor, in elements, that the engine will create (2^31, 8 GiB of float32).
+    /// The largest tensor, in elements, that the engine will create (2^28, 1 GiB of float32).
     /// A model or input that would need more is rejected with an error instead.
-    public static let maximumElementCount = 1 << 31
+    public static let maximumElementCount = 1 << 28
 
     /// The product of the dimensions, checked for negative values, overflow and `maximumElementCount`.
     public static func elementCount(_ dims: [Int]) throws(EngineError) -> Int {
