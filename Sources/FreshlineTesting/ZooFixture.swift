@@ -25,6 +25,11 @@ public struct ZooFixture: Sendable, CustomStringConvertible {
             let outputs: [Output]
             let inputs_file: String
             let expected_file: String
+            let nan_rows: NaNRows?
+        }
+        struct NaNRows: Decodable {
+            let inputs: String
+            let expected: String
         }
         let models: [Entry]
     }
@@ -45,14 +50,28 @@ public struct ZooFixture: Sendable, CustomStringConvertible {
     /// Every model the manifest lists.
     public static func all(in directory: URL) throws -> [ZooFixture] {
         let manifest = try JSONDecoder().decode(Manifest.self, from: try Data(contentsOf: directory.appendingPathComponent("MANIFEST.json")))
-        return try manifest.models.map { entry in
-            ZooFixture(
-                name: entry.name,
-                modelURL: directory.appendingPathComponent(entry.file),
-                outputs: entry.outputs.map { ($0.name, $0.compare) },
-                rows: try jsonLines(directory.appendingPathComponent(entry.inputs_file)),
-                expected: try jsonLines(directory.appendingPathComponent(entry.expected_file))
-            )
+        return try manifest.models.flatMap { entry in
+            var fixtures = [
+                ZooFixture(
+                    name: entry.name,
+                    modelURL: directory.appendingPathComponent(entry.file),
+                    outputs: entry.outputs.map { ($0.name, $0.compare) },
+                    rows: try jsonLines(directory.appendingPathComponent(entry.inputs_file)),
+                    expected: try jsonLines(directory.appendingPathComponent(entry.expected_file))
+                )
+            ]
+            // Rows with missing values (JSON null → NaN) for the models that route them.
+            if let nan = entry.nan_rows {
+                fixtures.append(
+                    ZooFixture(
+                        name: entry.name + " (missing values)",
+                        modelURL: directory.appendingPathComponent(entry.file),
+                        outputs: entry.outputs.map { ($0.name, $0.compare) },
+                        rows: try jsonLines(directory.appendingPathComponent(nan.inputs)),
+                        expected: try jsonLines(directory.appendingPathComponent(nan.expected))
+                    ))
+            }
+            return fixtures
         }
     }
 

@@ -8,6 +8,7 @@ enum StandardOperators {
         OperatorSpec("", "Relu", since: 1, UnaryKernel.make(.relu)),
         OperatorSpec("", "Sigmoid", since: 1, UnaryKernel.make(.sigmoid)),
         OperatorSpec("", "Tanh", since: 1, UnaryKernel.make(.tanh)),
+        OperatorSpec("", "Abs", since: 1, UnaryKernel.make(.abs)),
         OperatorSpec("", "Identity", since: 1, UnaryKernel.make(.identity)),
         OperatorSpec("", "Gemm", since: 1, GemmKernel.make),
         OperatorSpec("", "MatMul", since: 1, MatMulKernel.make),

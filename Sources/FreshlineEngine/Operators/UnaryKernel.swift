@@ -1,9 +1,9 @@
 internal import Foundation
 
-/// Elementwise functions of one input: Relu, Sigmoid, Tanh, and Identity (which passes any value through).
+/// Elementwise functions of one input: Relu, Sigmoid, Tanh, Abs, and Identity (which passes any value through).
 struct UnaryKernel: Kernel {
     enum Function: String, Sendable {
-        case relu = "Relu", sigmoid = "Sigmoid", tanh = "Tanh", identity = "Identity"
+        case relu = "Relu", sigmoid = "Sigmoid", tanh = "Tanh", abs = "Abs", identity = "Identity"
     }
     let function: Function
 
@@ -28,6 +28,12 @@ struct UnaryKernel: Kernel {
         case (.relu, .int64(let v)): data = .int64(v.map { max($0, 0) })
         case (.relu, .int32(let v)): data = .int32(v.map { max($0, 0) })
         case (.relu, .int8(let v)): data = .int8(v.map { max($0, 0) })
+        case (.abs, .float(let v)): data = .float(v.map { Swift.abs($0) })
+        case (.abs, .double(let v)): data = .double(v.map { Swift.abs($0) })
+        case (.abs, .int64(let v)): data = .int64(v.map { $0 == .min ? $0 : Swift.abs($0) })
+        case (.abs, .int32(let v)): data = .int32(v.map { $0 == .min ? $0 : Swift.abs($0) })
+        case (.abs, .int8(let v)): data = .int8(v.map { $0 == .min ? $0 : Swift.abs($0) })
+        case (.abs, .uint8(let v)): data = .uint8(v)
         case (.sigmoid, .float(let v)): data = .float(v.map(Self.sigmoid))
         case (.sigmoid, .double(let v)): data = .double(v.map(Self.sigmoid))
         case (.tanh, .float(let v)): data = .float(v.map { Foundation.tanh($0) })

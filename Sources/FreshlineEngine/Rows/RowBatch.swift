@@ -109,6 +109,10 @@ extension TensorData {
         func fail(_ v: JSONValue) -> EngineError {
             EngineError(.invalidInput, "input '\(input)' expects \(type) values, got \(v.kindDescription)")
         }
+        func double(_ v: JSONValue) throws -> Double {
+            guard let d = v.doubleValue else { throw fail(v) }
+            return d
+        }
         func integer(_ v: JSONValue) throws -> Int64 {
             switch v {
             case .integer(let i): return i
@@ -118,8 +122,9 @@ extension TensorData {
             }
         }
         switch type {
-        case .float: self = .float(try values.map { guard let d = $0.doubleValue else { throw fail($0) }; return Float(d) })
-        case .double: self = .double(try values.map { guard let d = $0.doubleValue else { throw fail($0) }; return d })
+        // JSON has no NaN: `null` in a floating-point input is a missing value (NaN), as tree models expect.
+        case .float: self = .float(try values.map { $0 == .null ? .nan : Float(try double($0)) })
+        case .double: self = .double(try values.map { $0 == .null ? .nan : try double($0) })
         case .int64: self = .int64(try values.map(integer))
         case .int32:
             self = .int32(try values.map { v in
