@@ -13,20 +13,34 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "freshline", targets: ["freshline"]),
+        .library(name: "FreshlineCore", targets: ["FreshlineCore"]),
         .library(name: "FreshlineEngine", targets: ["FreshlineEngine"]),
+        .library(name: "FreshlineStore", targets: ["FreshlineStore"]),
+        .library(name: "FreshlineRuntime", targets: ["FreshlineRuntime"]),
+        .library(name: "FreshlineHTTP", targets: ["FreshlineHTTP"]),
         .library(name: "FreshlineTesting", targets: ["FreshlineTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
+        // Domain types, manifest model and validation, freshness and fallback logic, batcher state machine.
+        // Pure: no I/O, no NIO.
+        .target(name: "FreshlineCore", swiftSettings: strictSettings),
+
         // OpenBLAS on Linux (Debian's libopenblas-dev); on macOS the engine uses Accelerate instead.
-        .systemLibrary(
-            name: "CBLAS",
-            path: "Sources/CBLAS",
-            providers: [.apt(["libopenblas-dev"])]
-        ),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", providers: [.apt(["libopenblas-dev"])]),
         .target(
             name: "FreshlineEngine",
             dependencies: [
@@ -35,11 +49,43 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .target(
+            name: "FreshlineStore",
+            dependencies: ["FreshlineCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "FreshlineRuntime",
+            dependencies: [
+                "FreshlineCore", "FreshlineEngine", "FreshlineStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "FreshlineHTTP",
+            dependencies: [
+                "FreshlineRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "freshline",
             dependencies: [
-                "FreshlineEngine",
+                "FreshlineCore", "FreshlineEngine", "FreshlineRuntime", "FreshlineHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -51,6 +97,23 @@ let package = Package(
         .testTarget(
             name: "FreshlineEngineTests",
             dependencies: ["FreshlineEngine", "FreshlineTesting"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FreshlineCoreTests",
+            dependencies: ["FreshlineCore"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FreshlineServingTests",
+            dependencies: [
+                "FreshlineCore", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore", "FreshlineTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
             swiftSettings: strictSettings
         ),
     ]

@@ -138,6 +138,18 @@ public final class Model: Sendable {
         return result
     }
 
+    /// Checks feeds against the declared inputs (names, element types, ranks, fixed dimensions) without running:
+    /// the serving layer validates each request's row before it joins a batch, so that one bad row cannot fail
+    /// the others.
+    public func validate(_ feeds: [String: Tensor]) throws {
+        for input in plan.inputs {
+            guard let tensor = feeds[input.info.name] else {
+                throw EngineError(.invalidInput, "input '\(input.info.name)' is missing")
+            }
+            try Self.check(tensor, against: input.info)
+        }
+    }
+
     private static func check(_ tensor: Tensor, against info: ModelMetadata.ValueInfo) throws {
         guard case .tensor(let type, let shape) = info.type else { return }
         guard tensor.elementType == type else {

@@ -105,7 +105,7 @@ public enum RowBatch {
 
 extension TensorData {
     /// Converts JSON scalars to elements of `type`; an error names the input on the first mismatch.
-    init(json values: [JSONValue], type: ElementType, input: String) throws {
+    public init(json values: [JSONValue], type: ElementType, input: String) throws {
         func fail(_ v: JSONValue) -> EngineError {
             EngineError(.invalidInput, "input '\(input)' expects \(type) values, got \(v.kindDescription)")
         }
@@ -156,7 +156,7 @@ extension TensorData {
     }
 
     /// The elements as JSON scalars.
-    var jsonValues: [JSONValue] {
+    public var jsonValues: [JSONValue] {
         switch self {
         case .float(let v): v.map { .number(Double($0)) }
         case .double(let v): v.map { .number($0) }

@@ -1,0 +1,250 @@
+/// A Freshline deployment as declared in its YAML manifest: models, features, tokens, pricing and server
+/// settings. Built by the runtime's manifest loader; every field has the default documented in
+/// `docs/manifest.md`.
+public struct Manifest: Sendable, Equatable {
+    /// The manifest file's path, for messages.
+    public var path: String
+    /// Models by name.
+    public var models: [String: ModelSpec]
+    /// Features by name.
+    public var features: [String: FeatureSpec]
+    /// Bearer tokens and their scopes. No tokens means the API is open (a warning is logged).
+    public var tokens: [TokenSpec]
+    /// Prices the advisor uses for cost per pattern.
+    public var pricing: Pricing
+    /// HTTP server settings.
+    public var server: ServerSettings
+    /// Where state lives (SQLite file by default).
+    public var store: StoreSettings
+
+    /// Makes a manifest.
+    public init(path: String, models: [String: ModelSpec], features: [String: FeatureSpec], tokens: [TokenSpec] = [],
+                pricing: Pricing = Pricing(), server: ServerSettings = ServerSettings(), store: StoreSettings = StoreSettings()) {
+        self.path = path
+        self.models = models
+        self.features = features
+        self.tokens = tokens
+        self.pricing = pricing
+        self.server = server
+        self.store = store
+    }
+}
+
+/// A model file the features run.
+public struct ModelSpec: Sendable, Equatable {
+    /// The model's name in the manifest.
+    public var name: String
+    /// The ONNX file, relative to the manifest's folder or absolute.
+    public var path: String
+    /// Where the entry starts in the manifest.
+    public var location: SourceLocation
+
+    public init(name: String, path: String, location: SourceLocation) {
+        self.name = name
+        self.path = path
+        self.location = location
+    }
+}
+
+/// How a feature is served. A property of configuration, never of client code.
+public enum ServingPattern: String, Sendable, Codable, CaseIterable {
+    case realtime, async, batch, hybrid
+}
+
+/// One AI feature: the model it runs, how it is served and what it promises.
+public struct FeatureSpec: Sendable, Equatable {
+    /// The feature's name (URL path segment).
+    public var name: String
+    /// The model's name in `models`.
+    public var model: String
+    /// The serving pattern (default `realtime`).
+    public var pattern: ServingPattern
+    /// The name of the entity key requests carry (e.g. `user_id`); `nil` when requests carry only inputs.
+    public var key: String?
+    /// The default freshness contract; `nil` accepts any age.
+    public var maxStaleness: Duration?
+    /// The time a caller waits for a real-time answer (default 100 ms): the deadline each queued item carries.
+    public var latencyBudget: Duration
+    /// Whether a user waits on this feature (for the advisor's tail-latency axis; default `true`).
+    public var userBlocking: Bool
+    /// Which model outputs to return (default: all).
+    public var outputs: [String]?
+    /// Declared inputs, checked against the model (default: none declared; the model's own declaration rules).
+    public var inputs: [InputDeclaration] = []
+    /// What to answer when the real-time path cannot (default: an error).
+    public var onFailure: FailurePolicy
+    /// Micro-batching settings for the real-time path.
+    public var batching: BatchingSettings
+    /// Where the entry starts in the manifest.
+    public var location: SourceLocation
+
+    public init(
+        name: String, model: String, pattern: ServingPattern = .realtime, key: String? = nil, maxStaleness: Duration? = nil,
+        latencyBudget: Duration = .milliseconds(100), userBlocking: Bool = true, outputs: [String]? = nil,
+        onFailure: FailurePolicy = .error, batching: BatchingSettings = BatchingSettings(), location: SourceLocation
+    ) {
+        self.name = name
+        self.model = model
+        self.pattern = pattern
+        self.key = key
+        self.maxStaleness = maxStaleness
+        self.latencyBudget = latencyBudget
+        self.userBlocking = userBlocking
+        self.outputs = outputs
+        self.onFailure = onFailure
+        self.batching = batching
+        self.location = location
+    }
+}
+
+/// The bottom rungs of a feature's fallback ladder (the stale-snapshot rung comes with batch features).
+public enum FailurePolicy: Sendable, Equatable {
+    /// Fail: 503 with `Retry-After` on overload, 504 on timeout, 500 on model failure.
+    case error
+    /// Answer this value with `source: default`. Keys are output names.
+    case defaultValue([String: JSONScalarTree])
+}
+
+/// A JSON value in configuration (default outputs), independent of any JSON library.
+public indirect enum JSONScalarTree: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONScalarTree])
+    case object([String: JSONScalarTree])
+}
+
+/// Micro-batching settings for a feature's real-time path.
+public struct BatchingSettings: Sendable, Equatable {
+    /// The most rows in one model call (default 64).
+    public var maxBatchSize: Int
+    /// The longest the batcher holds an item waiting for company (default 2 ms). The batcher waits less
+    /// when waiting does not pay (see `AdaptiveBatcherStateMachine`).
+    public var maxQueueDelay: Duration
+    /// The most rows waiting; beyond it requests are shed (default 1024).
+    public var maxQueueLength: Int
+
+    public init(maxBatchSize: Int = 64, maxQueueDelay: Duration = .milliseconds(2), maxQueueLength: Int = 1024) {
+        self.maxBatchSize = maxBatchSize
+        self.maxQueueDelay = maxQueueDelay
+        self.maxQueueLength = maxQueueLength
+    }
+}
+
+/// A bearer token and what it may do.
+public struct TokenSpec: Sendable, Equatable {
+    /// What a token may do.
+    public enum Scope: String, Sendable, CaseIterable {
+        /// Ask for predictions (the /v1 predict API and /v2 inference).
+        case predict
+        /// Everything else that changes state or reveals configuration.
+        case admin
+    }
+    /// A name for logs (never the secret).
+    public var name: String
+    /// The secret.
+    public var secret: String
+    /// What it may do.
+    public var scopes: Set<Scope>
+
+    public init(name: String, secret: String, scopes: Set<Scope>) {
+        self.name = name
+        self.secret = secret
+        self.scopes = scopes
+    }
+}
+
+/// Prices for the advisor's cost per pattern.
+public struct Pricing: Sendable, Equatable {
+    /// Price of one core for one hour, on demand (default 0.048 USD).
+    public var coreHour: Double
+    /// The fraction batch work saves by running on spot capacity (default 0.7).
+    public var spotDiscount: Double
+    /// The currency label (default USD).
+    public var currency: String
+
+    public init(coreHour: Double = 0.048, spotDiscount: Double = 0.7, currency: String = "USD") {
+        self.coreHour = coreHour
+        self.spotDiscount = spotDiscount
+        self.currency = currency
+    }
+}
+
+/// HTTP server settings.
+public struct ServerSettings: Sendable, Equatable {
+    /// Listen address (default 127.0.0.1).
+    public var host: String
+    /// Listen port (default 8080).
+    public var port: Int
+    /// Largest request body accepted (default 1 MiB).
+    public var maxBodyBytes: Int
+    /// Threads that run models for real-time requests (default 1).
+    public var computeThreads: Int
+    /// Share of requests recorded in the request log (default 0.1).
+    public var requestLogSampleRate: Double
+    /// How long request-log samples are kept (default 7 days).
+    public var requestLogRetention: Duration
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 1 << 20, computeThreads: Int = 1,
+                requestLogSampleRate: Double = 0.1, requestLogRetention: Duration = .seconds(7 * 86_400)) {
+        self.host = host
+        self.port = port
+        self.maxBodyBytes = maxBodyBytes
+        self.computeThreads = computeThreads
+        self.requestLogSampleRate = requestLogSampleRate
+        self.requestLogRetention = requestLogRetention
+    }
+}
+
+/// Where Freshline keeps its state.
+public struct StoreSettings: Sendable, Equatable {
+    /// An SQLite file path (default `.freshline/freshline.sqlite` beside the manifest) or a `postgres://` URL.
+    public var location: String
+
+    public init(location: String = ".freshline/freshline.sqlite") { self.location = location }
+}
+
+/// A feature's declared input: a model input name with its element type and per-row shape, checked against
+/// the ONNX file by `freshline check` (`X: float[30]`, `user_id: int64`).
+public struct InputDeclaration: Sendable, Equatable {
+    /// The model input's name.
+    public var name: String
+    /// The element type's ONNX name (`float`, `double`, `int64`, `int32`, `string`, `bool`, …).
+    public var elementType: String
+    /// The per-row shape (without the batch dimension); `[]` for a scalar per row.
+    public var shape: [Int]
+    /// Where it is declared.
+    public var location: SourceLocation
+
+    /// Parses `type` or `type[d1,d2]`; `nil` when the text is not of that form.
+    public init?(name: String, text: String, location: SourceLocation) {
+        let trimmed = text.trimmingWhitespace()
+        var type = Substring(trimmed)
+        var shape: [Int] = []
+        if let open = trimmed.firstIndex(of: "[") {
+            guard trimmed.hasSuffix("]") else { return nil }
+            type = trimmed[..<open]
+            let inside = trimmed[trimmed.index(after: open)..<trimmed.index(before: trimmed.endIndex)]
+            for part in inside.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let d = Int(part.trimmingCharacters(in: " ")), d >= 1 else { return nil }
+                shape.append(d)
+            }
+        }
+        let known: Set<String> = ["float", "double", "int64", "int32", "int8", "uint8", "bool", "string"]
+        guard known.contains(String(type)) else { return nil }
+        self.name = name
+        self.elementType = String(type)
+        self.shape = shape
+        self.location = location
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: Character) -> Substring {
+        var s = self
+        while s.first == set { s.removeFirst() }
+        while s.last == set { s.removeLast() }
+        return s
+    }
+}

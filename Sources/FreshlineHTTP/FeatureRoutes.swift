@@ -1,0 +1,208 @@
+internal import Foundation
+internal import FreshlineCore
+internal import FreshlineEngine
+internal import FreshlineRuntime
+internal import Hummingbird
+internal import HTTPTypes
+
+/// The `/v1` API: predictions with provenance, and the features with their live figures.
+struct FeatureRoutes<Context: RequestContext> {
+    let runtime: ServingRuntime
+    let maxBodyBytes: Int
+
+    func register(on router: Router<Context>) {
+        router.post("/v1/features/:name/predict") { request, context in try await predict(request, context) }
+        router.get("/v1/features") { _, _ in try listFeatures() }
+        router.get("/v1/features/:name") { _, context in try describeFeature(try feature(context)) }
+    }
+
+    private func feature(_ context: Context) throws -> FeatureServer {
+        let name = context.parameters.get("name") ?? ""
+        guard let feature = runtime.features[name] else {
+            throw APIError.notFound("no feature named '\(name)' (features: \(runtime.features.keys.sorted().joined(separator: ", ")))")
+        }
+        return feature
+    }
+
+    /// The request body: one row (`key`, `inputs`) or several (`rows`), with an optional `max_staleness`.
+    struct PredictBody: Decodable {
+        struct Row: Decodable {
+            var key: JSONValue?
+            var inputs: [String: JSONValue]?
+        }
+        var key: JSONValue?
+        var inputs: [String: JSONValue]?
+        var rows: [Row]?
+        var max_staleness: JSONValue?
+    }
+
+    private func predict(_ request: Request, _ context: Context) async throws -> Response {
+        let feature = try feature(context)
+        let body = try await Self.decode(PredictBody.self, from: request, limit: maxBodyBytes)
+        let maxStaleness = try body.max_staleness.map { try Self.duration($0, field: "max_staleness") }
+        var timeout: Duration?
+        if let header = request.headers[HTTPField.Name("X-Freshline-Timeout")!] {
+            guard let t = DurationText.parse(header), t > .zero else {
+                throw APIError.badRequest("X-Freshline-Timeout must be a duration such as 50ms")
+            }
+            timeout = t
+        }
+        if let rows = body.rows {
+            guard body.inputs == nil, body.key == nil else { throw APIError.badRequest("give either rows or key/inputs, not both") }
+            guard !rows.isEmpty, rows.count <= 10_000 else { throw APIError.badRequest("rows must hold 1 to 10000 rows") }
+            let requests = try rows.enumerated().map { index, row in
+                PredictRequest(key: try Self.key(row.key, field: "rows[\(index)].key"), inputs: row.inputs ?? [:],
+                               maxStaleness: maxStaleness, timeout: timeout)
+            }
+            // All rows are submitted at once so that the batcher can put them in the same batches.
+            let results = await withTaskGroup(of: (Int, Result<Prediction, PredictionError>).self) { group in
+                for (index, r) in requests.enumerated() {
+                    group.addTask {
+                        do { return (index, .success(try await feature.predict(r))) } catch let error as PredictionError {
+                            return (index, .failure(error))
+                        } catch {
+                            return (index, .failure(PredictionError(.modelFailed, "\(error)")))
+                        }
+                    }
+                }
+                var ordered = [Result<Prediction, PredictionError>?](repeating: nil, count: requests.count)
+                for await (index, result) in group { ordered[index] = result }
+                return ordered.compactMap { $0 }
+            }
+            let items: [JSONValue] = results.map { result in
+                switch result {
+                case .success(let p): Self.json(p, feature: feature.spec.name)
+                case .failure(let e):
+                    .object(["error": .object(["code": .string(APIError(e).code), "message": .string(e.message)])])
+                }
+            }
+            return try JSONResponse.make(JSONValue.object(["feature": .string(feature.spec.name), "results": .array(items)]))
+        }
+        let single = PredictRequest(key: try Self.key(body.key, field: "key"), inputs: body.inputs ?? [:],
+                                    maxStaleness: maxStaleness, timeout: timeout)
+        do {
+            let prediction = try await feature.predict(single)
+            var headers = HTTPFields()
+            headers[.age] = String(Int(prediction.provenance.ageSeconds.rounded(.down)))
+            return try JSONResponse.make(Self.json(prediction, feature: feature.spec.name), headers: headers)
+        } catch let error as PredictionError {
+            throw APIError(error)
+        }
+    }
+
+    static func json(_ p: Prediction, feature: String) -> JSONValue {
+        var object: [String: JSONValue] = [
+            "feature": .string(feature),
+            "outputs": .object(p.outputs),
+            "source": .string(p.provenance.source.rawValue),
+            "computed_at": .string(Timestamp.rfc3339(p.provenance.computedAt)),
+            "age_seconds": .number(p.provenance.ageSeconds),
+            "model_version": p.provenance.modelVersion.map(JSONValue.string) ?? .null,
+            "stale": .bool(p.provenance.stale),
+        ]
+        if let key = p.key { object["key"] = .string(key) }
+        if let snapshot = p.provenance.snapshot { object["snapshot"] = .string(snapshot) }
+        return .object(object)
+    }
+
+    private func listFeatures() throws -> Response {
+        let items = runtime.features.values.sorted { $0.spec.name < $1.spec.name }.map { f -> JSONValue in
+            .object([
+                "name": .string(f.spec.name), "pattern": .string(f.spec.pattern.rawValue), "model": .string(f.spec.model),
+                "model_version": .string(f.model.model.metadata.version),
+                "max_staleness": f.spec.maxStaleness.map { .string(DurationText.format($0)) } ?? .null,
+                "latency_budget": .string(DurationText.format(f.spec.latencyBudget)),
+            ])
+        }
+        return try JSONResponse.make(JSONValue.object(["features": .array(items)]))
+    }
+
+    private func describeFeature(_ f: FeatureServer) throws -> Response {
+        let metadata = f.model.model.metadata
+        func info(_ v: ModelMetadata.ValueInfo) -> JSONValue {
+            .object(["name": .string(v.name), "type": .string(v.type.description)])
+        }
+        let live = f.liveFigures
+        let latency = live.latency.mapValues { s -> JSONValue in
+            .object([
+                "count": .integer(Int64(s.count)), "p50_seconds": .number(s.p50), "p95_seconds": .number(s.p95),
+                "p99_seconds": .number(s.p99), "p999_seconds": .number(s.p999), "max_seconds": .number(s.max),
+            ])
+        }
+        var failure: JSONValue = .string("error")
+        if case .defaultValue(let value) = f.spec.onFailure { failure = .object(["default": .object(value.mapValues(JSONValue.init))]) }
+        let body: JSONValue = .object([
+            "name": .string(f.spec.name),
+            "spec": .object([
+                "pattern": .string(f.spec.pattern.rawValue), "model": .string(f.spec.model),
+                "key": f.spec.key.map(JSONValue.string) ?? .null,
+                "max_staleness": f.spec.maxStaleness.map { .string(DurationText.format($0)) } ?? .null,
+                "latency_budget": .string(DurationText.format(f.spec.latencyBudget)),
+                "user_blocking": .bool(f.spec.userBlocking),
+                "on_failure": failure,
+                "batching": .object([
+                    "max_batch_size": .integer(Int64(f.spec.batching.maxBatchSize)),
+                    "max_queue_delay": .string(DurationText.format(f.spec.batching.maxQueueDelay)),
+                    "max_queue_length": .integer(Int64(f.spec.batching.maxQueueLength)),
+                ]),
+            ]),
+            "model": .object([
+                "name": .string(f.spec.model), "version": .string(metadata.version), "sha256": .string(metadata.sha256),
+                "inputs": .array(metadata.inputs.map(info)), "outputs": .array(metadata.outputs.map(info)),
+                "opsets": .object(metadata.opsets.mapValues { .integer(Int64($0)) }),
+            ]),
+            "live": .object([
+                "queued": .integer(Int64(live.queued)),
+                "estimated_row_cost_seconds": .number(live.estimatedRowCost.seconds),
+                "latency": .object(latency),
+            ]),
+        ])
+        return try JSONResponse.make(body)
+    }
+
+    // MARK: decoding helpers
+
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int) async throws -> T {
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: limit)
+        } catch {
+            throw APIError(.contentTooLarge, code: "too_large", "the request body exceeds \(limit) bytes")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
+            throw APIError.badRequest("\(Self.path(context.codingPath)): \(context.debugDescription)")
+        } catch DecodingError.keyNotFound(let key, let context) {
+            throw APIError.badRequest("\(Self.path(context.codingPath + [key])) is required")
+        } catch {
+            throw APIError.badRequest("the body is not valid JSON")
+        }
+    }
+
+    static func path(_ codingPath: [any CodingKey]) -> String {
+        codingPath.isEmpty ? "body" : codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+
+    static func key(_ value: JSONValue?, field: String) throws -> String? {
+        switch value {
+        case nil, .null?: nil
+        case .string(let s)?: s
+        case .integer(let i)?: String(i)
+        default: throw APIError.badRequest("\(field) must be a string or an integer")
+        }
+    }
+
+    static func duration(_ value: JSONValue, field: String) throws -> Duration {
+        switch value {
+        case .string(let s):
+            guard let d = DurationText.parse(s) else { throw APIError.badRequest("\(field) must be a duration such as 30s, 6h, 7d") }
+            return d
+        case .integer(let i) where i >= 0: return .seconds(i)
+        case .number(let d) where d >= 0 && d < 1e12: return .nanoseconds(Int64(d * 1e9))
+        default: throw APIError.badRequest("\(field) must be a duration such as 30s, 6h, 7d, or seconds")
+        }
+    }
+}
+

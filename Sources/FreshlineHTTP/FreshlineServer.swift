@@ -1,0 +1,37 @@
+public import FreshlineRuntime
+public import Hummingbird
+internal import FreshlineCore
+public import Logging
+public import Prometheus
+
+/// Builds the HTTP application over a serving runtime: the `/v1` API, the Open Inference Protocol `/v2`,
+/// `/metrics` (Prometheus text) and the health endpoints.
+public enum FreshlineServer {
+    /// The router with every route and the bearer-token middleware.
+    public static func router(runtime: ServingRuntime, registry: PrometheusCollectorRegistry) -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: BearerAuthMiddleware(tokens: runtime.manifest.tokens))
+        let limit = runtime.manifest.server.maxBodyBytes
+        FeatureRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
+        OpenInferenceRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
+        router.get("/healthz/live") { _, _ in HTTPResponse.Status.ok }
+        router.get("/healthz/ready") { _, _ in runtime.isReady ? HTTPResponse.Status.ok : .serviceUnavailable }
+        router.get("/metrics") { _, _ in
+            let text = registry.emitToBuffer()
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
+        }
+        return router
+    }
+
+    /// The application listening where the manifest (or the command line) says.
+    public static func application(runtime: ServingRuntime, registry: PrometheusCollectorRegistry, host: String, port: Int,
+                                   logger: Logger) -> some ApplicationProtocol {
+        Application(
+            router: router(runtime: runtime, registry: registry),
+            configuration: .init(address: .hostname(host, port: port), serverName: "freshline"),
+            logger: logger
+        )
+    }
+}

@@ -1,0 +1,382 @@
+public import FreshlineCore
+internal import Foundation
+internal import Yams
+
+/// Reads a manifest file (YAML) into a `Manifest`, collecting every problem with its file, line and key.
+///
+/// The keys, their types and defaults are documented in `docs/manifest.md`; unknown keys are errors, so a
+/// typo never silently falls back to a default.
+public enum ManifestLoader {
+    /// Parses the manifest at `path`. Throws `ManifestErrors` listing every problem found.
+    public static func load(path: String) throws -> Manifest {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ManifestErrors([ManifestError(SourceLocation(file: path, line: 0, keyPath: "(file)"), "cannot read the file")])
+        }
+        return try parse(String(decoding: data, as: UTF8.self), path: path)
+    }
+
+    /// Parses manifest text; `path` is used in messages.
+    public static func parse(_ text: String, path: String) throws -> Manifest {
+        var reader = Reader(file: path)
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw ManifestErrors([ManifestError(SourceLocation(file: path, line: 1, keyPath: "(document)"), "the manifest is empty")])
+            }
+            root = node
+        } catch let error as ManifestErrors {
+            throw error
+        } catch let error as YamlError {
+            throw ManifestErrors([ManifestError(SourceLocation(file: path, line: Self.line(of: error), keyPath: "(syntax)"), "not valid YAML: \(Self.problem(of: error))")])
+        } catch {
+            throw ManifestErrors([ManifestError(SourceLocation(file: path, line: 1, keyPath: "(syntax)"), "not valid YAML")])
+        }
+        let manifest = reader.manifest(root)
+        if !reader.errors.isEmpty { throw ManifestErrors(reader.errors) }
+        guard let manifest else { throw ManifestErrors([ManifestError(reader.location(root, ""), "cannot read the manifest")]) }
+        return manifest
+    }
+
+    private static func line(of error: YamlError) -> Int {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): mark.line
+        default: 1
+        }
+    }
+
+    private static func problem(of error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _): problem
+        case .duplicatedKeysInMapping(let duplicates, _): "duplicate keys \(duplicates.joined(separator: ", "))"
+        default: "\(error)"
+        }
+    }
+}
+
+/// Walks the YAML tree, converting values and recording errors instead of stopping at the first.
+private struct Reader {
+    let file: String
+    var errors: [ManifestError] = []
+
+    init(file: String) { self.file = file }
+
+    func location(_ node: Node, _ keyPath: String) -> SourceLocation {
+        SourceLocation(file: file, line: node.mark?.line ?? 0, keyPath: keyPath.isEmpty ? "(root)" : keyPath)
+    }
+
+    mutating func fail(_ node: Node, _ keyPath: String, _ message: String) {
+        errors.append(ManifestError(location(node, keyPath), message))
+    }
+
+    /// The mapping's entries by key, reporting non-string keys, duplicates and keys outside `allowed`.
+    mutating func entries(_ node: Node, _ keyPath: String, allowed: Set<String>?) -> [(key: String, value: Node)]? {
+        guard case .mapping(let mapping) = node else {
+            fail(node, keyPath, "must be a mapping of keys to values")
+            return nil
+        }
+        var seen: Set<String> = []
+        var result: [(String, Node)] = []
+        for (k, v) in mapping {
+            guard let key = k.string else {
+                fail(k, keyPath, "keys must be strings")
+                continue
+            }
+            let path = keyPath.isEmpty ? key : "\(keyPath).\(key)"
+            if !seen.insert(key).inserted {
+                fail(k, path, "is given twice")
+                continue
+            }
+            if let allowed, !allowed.contains(key) {
+                fail(k, path, "unknown key (expected one of: \(allowed.sorted().joined(separator: ", ")))")
+                continue
+            }
+            result.append((key, v))
+        }
+        return result
+    }
+
+    mutating func string(_ node: Node, _ keyPath: String) -> String? {
+        guard case .scalar(let scalar) = node, !scalar.string.isEmpty else {
+            fail(node, keyPath, "must be a non-empty string")
+            return nil
+        }
+        return scalar.string
+    }
+
+    mutating func int(_ node: Node, _ keyPath: String, range: ClosedRange<Int>) -> Int? {
+        guard let value = node.int, range.contains(value) else {
+            fail(node, keyPath, "must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func double(_ node: Node, _ keyPath: String, range: ClosedRange<Double>) -> Double? {
+        guard let value = node.float ?? node.int.map(Double.init), range.contains(value) else {
+            fail(node, keyPath, "must be a number from \(range.lowerBound) to \(range.upperBound)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func bool(_ node: Node, _ keyPath: String) -> Bool? {
+        guard let value = node.bool else {
+            fail(node, keyPath, "must be true or false")
+            return nil
+        }
+        return value
+    }
+
+    mutating func duration(_ node: Node, _ keyPath: String) -> Duration? {
+        guard let text = node.string, let value = DurationText.parse(text) else {
+            fail(node, keyPath, "must be a duration such as 250ms, 2s, 5m, 6h or 7d")
+            return nil
+        }
+        return value
+    }
+
+    func json(_ node: Node) -> JSONScalarTree {
+        switch node {
+        case .scalar(let s):
+            if node.null != nil { return .null }
+            if let b = node.bool, s.style == .plain { return .bool(b) }
+            if let i = node.int, s.style == .plain { return .number(Double(i)) }
+            if let d = node.float, s.style == .plain { return .number(d) }
+            return .string(s.string)
+        case .sequence(let seq): return .array(seq.map(json))
+        case .mapping(let map):
+            var object: [String: JSONScalarTree] = [:]
+            for (k, v) in map { object[k.string ?? ""] = json(v) }
+            return .object(object)
+        case .alias: return .null
+        }
+    }
+
+    mutating func manifest(_ root: Node) -> Manifest? {
+        let allowed: Set<String> = ["version", "models", "features", "tokens", "pricing", "server", "store"]
+        guard let top = entries(root, "", allowed: allowed) else { return nil }
+        var manifest = Manifest(path: file, models: [:], features: [:])
+        var featureNodes: [(String, Node)] = []
+        for (key, value) in top {
+            switch key {
+            case "version":
+                if value.int != 1 { fail(value, "version", "must be 1") }
+            case "models":
+                for (name, node) in entries(value, "models", allowed: nil) ?? [] {
+                    if let model = model(name, node) { manifest.models[name] = model }
+                }
+            case "features":
+                featureNodes = (entries(value, "features", allowed: nil) ?? []).map { ($0.key, $0.value) }
+            case "tokens": manifest.tokens = tokens(value)
+            case "pricing": manifest.pricing = pricing(value)
+            case "server": manifest.server = server(value)
+            case "store":
+                if case .mapping = value {
+                    for (k, v) in entries(value, "store", allowed: ["location"]) ?? [] where k == "location" {
+                        if let s = string(v, "store.location") { manifest.store.location = s }
+                    }
+                } else if let s = string(value, "store") {
+                    manifest.store.location = s
+                }
+            default: break
+            }
+        }
+        if top.first(where: { $0.key == "features" }) == nil { fail(root, "features", "is required: declare at least one feature") }
+        for (name, node) in featureNodes {
+            if let feature = feature(name, node, models: manifest.models) { manifest.features[name] = feature }
+        }
+        return manifest
+    }
+
+    mutating func model(_ name: String, _ node: Node) -> ModelSpec? {
+        let keyPath = "models.\(name)"
+        // `models: {fraud: models/fraud.onnx}` or `models: {fraud: {path: models/fraud.onnx}}`.
+        if case .scalar = node {
+            guard let path = string(node, keyPath) else { return nil }
+            return ModelSpec(name: name, path: path, location: location(node, keyPath))
+        }
+        var path: String?
+        for (k, v) in entries(node, keyPath, allowed: ["path"]) ?? [] where k == "path" { path = string(v, "\(keyPath).path") }
+        guard let path else {
+            fail(node, "\(keyPath).path", "is required")
+            return nil
+        }
+        return ModelSpec(name: name, path: path, location: location(node, keyPath))
+    }
+
+    mutating func feature(_ name: String, _ node: Node, models: [String: ModelSpec]) -> FeatureSpec? {
+        let keyPath = "features.\(name)"
+        if !name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) {
+            fail(node, keyPath, "feature names may use letters, digits, '_' and '-' only (they appear in URLs)")
+        }
+        let allowed: Set<String> = [
+            "model", "pattern", "key", "max_staleness", "latency_budget", "user_blocking", "outputs", "inputs",
+            "on_failure", "batching", "description",
+        ]
+        guard let items = entries(node, keyPath, allowed: allowed) else { return nil }
+        var feature = FeatureSpec(name: name, model: "", location: location(node, keyPath))
+        var hasModel = false
+        for (key, value) in items {
+            let path = "\(keyPath).\(key)"
+            switch key {
+            case "model":
+                if let m = string(value, path) {
+                    feature.model = m
+                    hasModel = true
+                    if models[m] == nil {
+                        fail(value, path, "unknown model '\(m)' (models: \(models.keys.sorted().joined(separator: ", ")))")
+                    }
+                }
+            case "pattern":
+                if let text = string(value, path) {
+                    if let p = ServingPattern(rawValue: text) { feature.pattern = p } else {
+                        fail(value, path, "must be one of realtime, async, batch, hybrid")
+                    }
+                }
+            case "key": feature.key = string(value, path)
+            case "max_staleness": feature.maxStaleness = duration(value, path)
+            case "latency_budget":
+                if let d = duration(value, path) {
+                    if d <= .zero { fail(value, path, "must be positive") } else { feature.latencyBudget = d }
+                }
+            case "user_blocking": feature.userBlocking = bool(value, path) ?? true
+            case "outputs":
+                guard case .sequence(let seq) = value else {
+                    fail(value, path, "must be a list of output names")
+                    continue
+                }
+                feature.outputs = seq.enumerated().compactMap { string($0.element, "\(path)[\($0.offset)]") }
+            case "inputs":
+                feature.inputs = inputDeclarations(value, path)
+            case "on_failure": feature.onFailure = failurePolicy(value, path)
+            case "batching": feature.batching = batching(value, path)
+            case "description": _ = string(value, path)
+            default: break
+            }
+        }
+        if !hasModel {
+            fail(node, "\(keyPath).model", "is required")
+            return nil
+        }
+        return feature
+    }
+
+    mutating func inputDeclarations(_ node: Node, _ keyPath: String) -> [InputDeclaration] {
+        var result: [InputDeclaration] = []
+        for (name, value) in entries(node, keyPath, allowed: nil) ?? [] {
+            let path = "\(keyPath).\(name)"
+            guard let text = string(value, path) else { continue }
+            guard let declaration = InputDeclaration(name: name, text: text, location: location(value, path)) else {
+                fail(value, path, "must be a type such as float, int64, string, float[30] or double[4,4]")
+                continue
+            }
+            result.append(declaration)
+        }
+        return result
+    }
+
+    mutating func failurePolicy(_ node: Node, _ keyPath: String) -> FailurePolicy {
+        if let text = node.string, case .scalar = node {
+            if text == "error" { return .error }
+            fail(node, keyPath, "must be 'error' or a mapping with 'default'")
+            return .error
+        }
+        var policy = FailurePolicy.error
+        for (key, value) in entries(node, keyPath, allowed: ["default"]) ?? [] where key == "default" {
+            guard case .object(let object) = json(value) else {
+                fail(value, "\(keyPath).default", "must map output names to values")
+                continue
+            }
+            policy = .defaultValue(object)
+        }
+        return policy
+    }
+
+    mutating func batching(_ node: Node, _ keyPath: String) -> BatchingSettings {
+        var settings = BatchingSettings()
+        for (key, value) in entries(node, keyPath, allowed: ["max_batch_size", "max_queue_delay", "max_queue_length"]) ?? [] {
+            let path = "\(keyPath).\(key)"
+            switch key {
+            case "max_batch_size": settings.maxBatchSize = int(value, path, range: 1...65_536) ?? settings.maxBatchSize
+            case "max_queue_delay": settings.maxQueueDelay = duration(value, path) ?? settings.maxQueueDelay
+            case "max_queue_length": settings.maxQueueLength = int(value, path, range: 1...1_000_000) ?? settings.maxQueueLength
+            default: break
+            }
+        }
+        return settings
+    }
+
+    mutating func tokens(_ node: Node) -> [TokenSpec] {
+        guard case .sequence(let seq) = node else {
+            fail(node, "tokens", "must be a list of {name, token or token_env, scopes}")
+            return []
+        }
+        var result: [TokenSpec] = []
+        for (index, item) in seq.enumerated() {
+            let path = "tokens[\(index)]"
+            var name = "token\(index)"
+            var secret: String?
+            var scopes: Set<TokenSpec.Scope> = [.predict]
+            for (key, value) in entries(item, path, allowed: ["name", "token", "token_env", "scopes"]) ?? [] {
+                switch key {
+                case "name": name = string(value, "\(path).name") ?? name
+                case "token": secret = string(value, "\(path).token")
+                case "token_env":
+                    if let variable = string(value, "\(path).token_env") {
+                        if let v = ProcessInfo.processInfo.environment[variable], !v.isEmpty { secret = v } else {
+                            fail(value, "\(path).token_env", "environment variable \(variable) is not set")
+                        }
+                    }
+                case "scopes":
+                    guard case .sequence(let list) = value else {
+                        fail(value, "\(path).scopes", "must be a list of predict, admin")
+                        continue
+                    }
+                    scopes = Set(list.compactMap { v in
+                        guard let s = v.string, let scope = TokenSpec.Scope(rawValue: s) else {
+                            fail(v, "\(path).scopes", "unknown scope (predict, admin)")
+                            return nil
+                        }
+                        return scope
+                    })
+                default: break
+                }
+            }
+            if let secret { result.append(TokenSpec(name: name, secret: secret, scopes: scopes)) } else if errors.isEmpty {
+                fail(item, path, "needs 'token' or 'token_env'")
+            }
+        }
+        return result
+    }
+
+    mutating func pricing(_ node: Node) -> Pricing {
+        var pricing = Pricing()
+        for (key, value) in entries(node, "pricing", allowed: ["core_hour", "spot_discount", "currency"]) ?? [] {
+            switch key {
+            case "core_hour": pricing.coreHour = double(value, "pricing.core_hour", range: 0...1000) ?? pricing.coreHour
+            case "spot_discount": pricing.spotDiscount = double(value, "pricing.spot_discount", range: 0...1) ?? pricing.spotDiscount
+            case "currency": pricing.currency = string(value, "pricing.currency") ?? pricing.currency
+            default: break
+            }
+        }
+        return pricing
+    }
+
+    mutating func server(_ node: Node) -> ServerSettings {
+        var s = ServerSettings()
+        let allowed: Set<String> = ["host", "port", "max_body_bytes", "compute_threads", "request_log_sample_rate", "request_log_retention"]
+        for (key, value) in entries(node, "server", allowed: allowed) ?? [] {
+            let path = "server.\(key)"
+            switch key {
+            case "host": s.host = string(value, path) ?? s.host
+            case "port": s.port = int(value, path, range: 0...65_535) ?? s.port
+            case "max_body_bytes": s.maxBodyBytes = int(value, path, range: 1024...(1 << 30)) ?? s.maxBodyBytes
+            case "compute_threads": s.computeThreads = int(value, path, range: 1...64) ?? s.computeThreads
+            case "request_log_sample_rate": s.requestLogSampleRate = double(value, path, range: 0...1) ?? s.requestLogSampleRate
+            case "request_log_retention": s.requestLogRetention = duration(value, path) ?? s.requestLogRetention
+            default: break
+            }
+        }
+        return s
+    }
+}

@@ -1,0 +1,139 @@
+internal import FreshlineCore
+internal import FreshlineEngine
+internal import Synchronization
+
+/// Drives a feature's `AdaptiveBatcherStateMachine` with real time: requests wait on continuations, batches run
+/// on the compute pool, and a timer loop wakes the state machine when it asked to wait for company.
+final class RealtimeBatcher: Sendable {
+    /// One row waiting for its answer.
+    struct Pending: Sendable {
+        let row: [String: Tensor]
+        let enqueuedAt: ContinuousClock.Instant
+        let continuation: CheckedContinuation<[String: JSONValue], any Error>
+    }
+
+    private let feature: String
+    private let model: Model
+    private let pool: ComputePool
+    private let metrics: ServingMetrics
+    private let state: Mutex<AdaptiveBatcherStateMachine<Pending>>
+    private let wakeups: AsyncStream<ContinuousClock.Instant>
+    private let wakeupContinuation: AsyncStream<ContinuousClock.Instant>.Continuation
+
+    init(feature: FeatureSpec, model: Model, pool: ComputePool, metrics: ServingMetrics, computeSlots: Int) {
+        self.feature = feature.name
+        self.model = model
+        self.pool = pool
+        self.metrics = metrics
+        let configuration = AdaptiveBatcherStateMachine<Pending>.Configuration(
+            maxBatchSize: feature.batching.maxBatchSize,
+            maxQueueDelay: feature.batching.maxQueueDelay,
+            maxQueueLength: feature.batching.maxQueueLength,
+            computeSlots: computeSlots,
+            prior: Self.measuredPrior(model)
+        )
+        state = Mutex(AdaptiveBatcherStateMachine(configuration: configuration))
+        (wakeups, wakeupContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(64))
+    }
+
+    /// The cost model's starting point, measured on the model itself at start-up (a few calls at batch 1 and
+    /// batch 16 on synthetic inputs, about 20 ms); the live fit over real batches takes over from there.
+    static func measuredPrior(_ model: Model) -> BatchCostModel.Coefficients {
+        let fallback = BatchCostModel.Coefficients(perRow: .microseconds(20), perBatch: .microseconds(20))
+        guard let one = try? model.syntheticFeeds(batchSize: 1), let sixteen = try? model.syntheticFeeds(batchSize: 16) else {
+            return fallback
+        }
+        func fastest(_ feeds: [String: Tensor], _ calls: Int) -> Duration? {
+            var best: Duration?
+            for _ in 0..<calls {
+                let start = ContinuousClock.now
+                guard (try? model.run(feeds)) != nil else { return nil }
+                let elapsed = ContinuousClock.now - start
+                best = min(best ?? elapsed, elapsed)
+            }
+            return best
+        }
+        guard let t1 = fastest(one, 20), let t16 = fastest(sixteen, 5) else { return fallback }
+        let perRow = max(.zero, (t16 - t1) / 15)
+        return BatchCostModel.Coefficients(perRow: perRow, perBatch: max(.zero, t1 - perRow))
+    }
+
+    /// Queues one validated row (tensors with a leading dimension of 1) and waits for its outputs.
+    func submit(_ row: [String: Tensor], deadline: ContinuousClock.Instant) async throws -> [String: JSONValue] {
+        try await withCheckedThrowingContinuation { continuation in
+            let now = ContinuousClock.now
+            let pending = Pending(row: row, enqueuedAt: now, continuation: continuation)
+            let actions = state.withLock { $0.enqueue(pending, deadline: deadline, now: now) }
+            perform(actions)
+        }
+    }
+
+    /// Rows queued now, and the cost model's estimate for a batch of one, for the feature API.
+    var snapshot: (queued: Int, estimatedRowCost: Duration) {
+        state.withLock { ($0.queuedCount, $0.estimatedCost(rows: 1)) }
+    }
+
+    /// Whether nothing is queued or running.
+    var isIdle: Bool { state.withLock { $0.isIdle } }
+
+    /// Stops accepting rows; queued rows are still computed.
+    func beginShutdown() {
+        perform(state.withLock { $0.beginShutdown(now: .now) })
+    }
+
+    /// The timer loop: sleeps until each requested wake-up and ticks the state machine. Ends when the task is
+    /// cancelled or `finish()` is called.
+    func runTimers() async {
+        for await instant in wakeups {
+            if instant > .now { try? await Task.sleep(until: instant, clock: .continuous) }
+            perform(state.withLock { $0.tick(now: .now) })
+        }
+    }
+
+    func finish() { wakeupContinuation.finish() }
+
+    private func perform(_ actions: [AdaptiveBatcherStateMachine<Pending>.Action]) {
+        for action in actions {
+            switch action {
+            case .dispatch(let items):
+                pool.submit { [self] in compute(items) }
+            case .shed(let items, let reason):
+                for item in items {
+                    metrics.shed(feature: feature)
+                    item.continuation.resume(throwing: Self.error(for: reason))
+                }
+            case .scheduleTick(let instant):
+                wakeupContinuation.yield(instant)
+            }
+        }
+    }
+
+    static func error(for reason: AdaptiveBatcherStateMachine<Pending>.ShedReason) -> PredictionError {
+        switch reason {
+        case .queueFull: PredictionError(.overloaded, "the feature's queue is full", retryAfter: 1)
+        case .deadlineUnmeetable: PredictionError(.overloaded, "the request cannot be answered within its deadline", retryAfter: 1)
+        case .shuttingDown: PredictionError(.unavailable, "the server is shutting down", retryAfter: 1)
+        }
+    }
+
+    /// Runs one batch on the calling (compute) thread and answers every item.
+    private func compute(_ items: [Pending]) {
+        let start = ContinuousClock.now
+        for item in items { metrics.queued(feature: feature, duration: start - item.enqueuedAt) }
+        do {
+            var feeds: [String: Tensor] = [:]
+            for input in model.metadata.inputs {
+                feeds[input.name] = try Tensor.stacking(items.compactMap { $0.row[input.name] })
+            }
+            let outputs = try model.run(feeds)
+            let rows = try RowBatch.rows(outputs: outputs, count: items.count)
+            for (item, row) in zip(items, rows) { item.continuation.resume(returning: row) }
+        } catch {
+            let failure = PredictionError(.modelFailed, "the model failed: \(error)")
+            for item in items { item.continuation.resume(throwing: failure) }
+        }
+        let duration = ContinuousClock.now - start
+        metrics.computed(feature: feature, rows: items.count, duration: duration)
+        perform(state.withLock { $0.batchFinished(rows: items.count, duration: duration, now: .now) })
+    }
+}

@@ -1,0 +1,31 @@
+public import FreshlineCore
+public import FreshlineEngine
+
+/// One row to predict: an entity key and/or named inputs, with an optional freshness contract and deadline.
+public struct PredictRequest: Sendable {
+    /// The entity key (e.g. a user id), if the feature has one.
+    public var key: String?
+    /// Named model inputs for this row (values without the batch dimension).
+    public var inputs: [String: JSONValue]
+    /// The caller's `max_staleness` override.
+    public var maxStaleness: Duration?
+    /// The caller's deadline override (defaults to the feature's latency budget).
+    public var timeout: Duration?
+
+    public init(key: String? = nil, inputs: [String: JSONValue], maxStaleness: Duration? = nil, timeout: Duration? = nil) {
+        self.key = key
+        self.inputs = inputs
+        self.maxStaleness = maxStaleness
+        self.timeout = timeout
+    }
+}
+
+/// An answer with its provenance.
+public struct Prediction: Sendable {
+    /// The entity key the answer is for.
+    public var key: String?
+    /// Named outputs for this row.
+    public var outputs: [String: JSONValue]
+    /// Where it came from and how old it is.
+    public var provenance: Provenance
+}

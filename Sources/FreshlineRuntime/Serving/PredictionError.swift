@@ -1,0 +1,34 @@
+/// Why a prediction could not be given. The HTTP layer maps each code to a status; messages name what the
+/// caller sent wrong and never include model internals.
+public struct PredictionError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Base: String, Sendable { case badRequest = "bad_request", notFound = "not_found", overloaded, timeout, modelFailed = "model_failed", unavailable }
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+        /// The caller's input does not fit the feature (400).
+        public static let badRequest = Code(.badRequest)
+        /// No such feature or model (404).
+        public static let notFound = Code(.notFound)
+        /// The queue is full or the deadline cannot be met, and no fallback rung absorbs it (503 + Retry-After).
+        public static let overloaded = Code(.overloaded)
+        /// The answer did not arrive within the caller's deadline (504).
+        public static let timeout = Code(.timeout)
+        /// The model failed on valid input (500).
+        public static let modelFailed = Code(.modelFailed)
+        /// The server is shutting down or not ready (503).
+        public static let unavailable = Code(.unavailable)
+        public var description: String { base.rawValue }
+    }
+    public var code: Code
+    public var message: String
+    /// Seconds a client should wait before retrying, for overload.
+    public var retryAfter: Int?
+
+    public init(_ code: Code, _ message: String, retryAfter: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.retryAfter = retryAfter
+    }
+
+    public var description: String { "\(code): \(message)" }
+}

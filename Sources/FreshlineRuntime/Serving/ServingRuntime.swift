@@ -1,0 +1,115 @@
+public import CoreMetrics
+public import FreshlineCore
+public import FreshlineEngine
+public import FreshlineStore
+public import Logging
+public import ServiceLifecycle
+internal import Foundation
+internal import Synchronization
+
+/// Everything a server runs for one manifest: the loaded models, one `FeatureServer` per feature, the compute
+/// pool, telemetry and the request log. It is a `Service`: on graceful shutdown it stops accepting rows,
+/// finishes the queued ones, then stops its threads.
+public final class ServingRuntime: Service {
+    public let manifest: Manifest
+    public let models: [String: ServingModel]
+    public let features: [String: FeatureServer]
+    public let metrics: ServingMetrics
+    public let histograms: LatencyHistograms
+    public let requestLogger: RequestLogger?
+    let pool: ComputePool
+    private let logger: Logger
+
+    /// Loads and checks the manifest's models and features. Throws `ManifestErrors` listing every problem.
+    public init(manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?, logger: Logger) throws {
+        let (models, loadErrors) = ServingModel.loadAll(manifest)
+        let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
+        if !problems.isEmpty { throw ManifestErrors(problems) }
+        self.manifest = manifest
+        self.models = models
+        self.logger = logger
+        metrics = ServingMetrics(factory: metricsFactory)
+        histograms = LatencyHistograms()
+        requestLogger = requestLogStore.map {
+            RequestLogger(store: $0, sampleRate: manifest.server.requestLogSampleRate,
+                          retention: manifest.server.requestLogRetention, logger: logger)
+        }
+        pool = ComputePool(threads: manifest.server.computeThreads)
+        var features: [String: FeatureServer] = [:]
+        for (name, spec) in manifest.features {
+            guard let model = models[spec.model] else { continue }
+            features[name] = FeatureServer(spec: spec, model: model, pool: pool, computeSlots: manifest.server.computeThreads,
+                                           metrics: metrics, histograms: histograms, requestLog: requestLogger)
+        }
+        self.features = features
+    }
+
+    /// Opens the store the manifest names (an SQLite file, relative to the manifest's folder).
+    public static func openStore(for manifest: Manifest) throws -> SQLiteStore {
+        let location = manifest.store.location
+        guard !location.hasPrefix("postgres://"), !location.hasPrefix("postgresql://") else {
+            throw ManifestErrors([ManifestError(SourceLocation(file: manifest.path, line: 0, keyPath: "store"), "PostgreSQL is not supported by this version yet")])
+        }
+        let base = URL(fileURLWithPath: manifest.path).deletingLastPathComponent()
+        let path = location.hasPrefix("/") ? location : base.appendingPathComponent(location).path
+        return try SQLiteStore(path: path)
+    }
+
+    /// Whether the runtime is accepting work (readiness).
+    public var isReady: Bool { !shuttingDown.load() }
+    private let shuttingDown = AtomicFlag()
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            for feature in features.values {
+                group.addTask { await feature.batcher.runTimers() }
+            }
+            if let requestLogger {
+                group.addTask { try? await requestLogger.run() }
+            }
+            // Wait for the shutdown signal, then drain: stop accepting, let queued rows finish.
+            try? await gracefulShutdown()
+            shuttingDown.store(true)
+            logger.info("draining \(features.count) features")
+            for feature in features.values { feature.batcher.beginShutdown() }
+            let clock = ContinuousClock()
+            let giveUp = clock.now + .seconds(30)
+            while features.values.contains(where: { !$0.batcher.isIdle }) && clock.now < giveUp {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            for feature in features.values { feature.batcher.finish() }
+            await group.waitForAll()
+        }
+        await pool.shutdown()
+        logger.info("runtime stopped")
+    }
+}
+
+/// A Boolean shared between threads.
+final class AtomicFlag: Sendable {
+    private let value = Mutex(false)
+    func load() -> Bool { value.withLock { $0 } }
+    func store(_ v: Bool) { value.withLock { $0 = v } }
+}
+
+extension ServingRuntime {
+    /// Runs a model directly (one call, no micro-batching) on the compute pool: the Open Inference Protocol path,
+    /// where the caller sends whole batches.
+    public func infer(model name: String, feeds: [String: Tensor]) async throws -> [String: Value] {
+        guard let model = models[name]?.model else { throw PredictionError(.notFound, "no model named '\(name)'") }
+        do {
+            try model.validate(feeds)
+        } catch let error as EngineError {
+            throw PredictionError(.badRequest, error.message)
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            pool.submit {
+                do { continuation.resume(returning: try model.run(feeds)) } catch let error as EngineError {
+                    continuation.resume(throwing: PredictionError(error.code == .invalidInput ? .badRequest : .modelFailed, error.message))
+                } catch {
+                    continuation.resume(throwing: PredictionError(.modelFailed, "\(error)"))
+                }
+            }
+        }
+    }
+}

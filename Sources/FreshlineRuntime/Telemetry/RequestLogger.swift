@@ -1,0 +1,73 @@
+public import FreshlineCore
+public import Logging
+public import ServiceLifecycle
+internal import Synchronization
+internal import Foundation
+
+/// Samples requests into the store's request log, off the request path: samples are buffered in memory and
+/// written once a second in one transaction; samples older than the retention are deleted every ten minutes.
+public final class RequestLogger: Service {
+    private let store: any RequestLogStore
+    private let sampleRate: Double
+    private let retention: Duration
+    private let buffer = Mutex<[RequestLogSample]>([])
+    private let logger: Logger
+    /// The most samples held between flushes; beyond it new samples are dropped (and counted in the log).
+    private let capacity = 100_000
+
+    public init(store: any RequestLogStore, sampleRate: Double, retention: Duration, logger: Logger) {
+        self.store = store
+        self.sampleRate = sampleRate
+        self.retention = retention
+        self.logger = logger
+    }
+
+    /// Offers one request; it is kept with probability `sampleRate`.
+    public func offer(_ sample: @autoclosure () -> RequestLogSample) {
+        guard sampleRate > 0, sampleRate >= 1 || Double.random(in: 0..<1) < sampleRate else { return }
+        let s = sample()
+        buffer.withLock { if $0.count < capacity { $0.append(s) } }
+    }
+
+    /// Writes buffered samples now.
+    public func flush() async {
+        let pending = buffer.withLock { b -> [RequestLogSample] in
+            defer { b.removeAll(keepingCapacity: true) }
+            return b
+        }
+        guard !pending.isEmpty else { return }
+        do { try await store.append(pending) } catch {
+            logger.error("request log: could not write \(pending.count) samples: \(error)")
+        }
+    }
+
+    public func run() async throws {
+        var sinceRetention = Duration.zero
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            await flush()
+            sinceRetention += .seconds(1)
+            if sinceRetention >= .seconds(600) {
+                sinceRetention = .zero
+                await enforceRetention()
+            }
+        }
+        await flush()
+    }
+
+    /// Deletes samples older than the retention.
+    public func enforceRetention() async {
+        let cutoff = Clock.unixNow - retention.seconds
+        do {
+            let deleted = try await store.deleteSamples(before: cutoff)
+            if deleted > 0 { logger.info("request log: deleted \(deleted) samples past retention") }
+        } catch {
+            logger.error("request log: retention failed: \(error)")
+        }
+    }
+}
+
+/// Wall-clock time for timestamps (provenance, logs); durations use `ContinuousClock`.
+enum Clock {
+    static var unixNow: Double { Date().timeIntervalSince1970 }
+}

@@ -1,0 +1,106 @@
+public import FreshlineCore
+internal import Foundation
+internal import GRDB
+
+/// The embedded default store: one SQLite file in WAL mode (`.freshline/freshline.sqlite` beside the manifest),
+/// or an in-memory database for tests. Schema changes are named migrations.
+public final class SQLiteStore: Sendable {
+    private let writer: any DatabaseWriter
+
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    public init(path: String) throws {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        writer = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(writer)
+    }
+
+    /// An in-memory database, for tests.
+    public init() throws {
+        writer = try DatabaseQueue()
+        try Self.migrator.migrate(writer)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-request-log") { db in
+            try db.create(table: "request_log") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("feature", .text).notNull()
+                t.column("key_hash", .text)
+                t.column("has_request_inputs", .boolean).notNull()
+                t.column("source", .text)
+                t.column("outcome", .text).notNull()
+                t.column("latency_seconds", .double).notNull().check { $0 >= 0 }
+                t.column("age_seconds", .double).notNull()
+                t.column("at", .double).notNull()
+            }
+            try db.create(index: "request_log_feature_at", on: "request_log", columns: ["feature", "at"])
+            try db.create(index: "request_log_at", on: "request_log", columns: ["at"])
+        }
+        return migrator
+    }
+}
+
+/// One row of `request_log`.
+struct RequestLogRecord: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "request_log"
+    enum Columns {
+        static let feature = Column(CodingKeys.feature)
+        static let at = Column(CodingKeys.at)
+    }
+    var id: Int64?
+    var feature: String
+    var key_hash: String?
+    var has_request_inputs: Bool
+    var source: String?
+    var outcome: String
+    var latency_seconds: Double
+    var age_seconds: Double
+    var at: Double
+
+    init(_ s: RequestLogSample) {
+        feature = s.feature
+        key_hash = s.keyHash
+        has_request_inputs = s.hasRequestInputs
+        source = s.source?.rawValue
+        outcome = s.outcome
+        latency_seconds = s.latencySeconds
+        age_seconds = s.ageSeconds
+        at = s.at
+    }
+
+    var sample: RequestLogSample {
+        RequestLogSample(feature: feature, keyHash: key_hash, hasRequestInputs: has_request_inputs,
+                         source: source.flatMap(PredictionSource.init(rawValue:)), outcome: outcome,
+                         latencySeconds: latency_seconds, ageSeconds: age_seconds, at: at)
+    }
+}
+
+extension SQLiteStore: RequestLogStore {
+    public func append(_ samples: [RequestLogSample]) async throws {
+        guard !samples.isEmpty else { return }
+        try await writer.write { db in
+            for sample in samples { try RequestLogRecord(sample).insert(db) }
+        }
+    }
+
+    public func samples(feature: String, since: Double, limit: Int) async throws -> [RequestLogSample] {
+        try await writer.read { db in
+            try RequestLogRecord
+                .filter(RequestLogRecord.Columns.feature == feature && RequestLogRecord.Columns.at >= since)
+                .order(RequestLogRecord.Columns.at)
+                .limit(limit)
+                .fetchAll(db)
+                .map(\.sample)
+        }
+    }
+
+    public func deleteSamples(before: Double) async throws -> Int {
+        try await writer.write { db in
+            try RequestLogRecord.filter(RequestLogRecord.Columns.at < before).deleteAll(db)
+        }
+    }
+}

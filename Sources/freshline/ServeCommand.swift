@@ -1,0 +1,44 @@
+import ArgumentParser
+import FreshlineCore
+import FreshlineHTTP
+import FreshlineRuntime
+import Logging
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// `freshline serve FILE`: serves the manifest's features until SIGTERM or SIGINT, then drains.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Serve a manifest's features over HTTP (/v1, /v2, /metrics, /healthz).")
+
+    @Argument(help: "The manifest (YAML).") var file: String
+    @Option(help: "Listen address (default: the manifest's server.host, else 127.0.0.1).") var host: String?
+    @Option(help: "Listen port (default: the manifest's server.port, else 8080).") var port: Int?
+
+    func run() async throws {
+        var logger = Logger(label: "freshline")
+        logger.logLevel = .info
+        let manifest: Manifest
+        do { manifest = try ManifestLoader.load(path: file) } catch let errors as ManifestErrors {
+            throw CLIError(errors.description)
+        }
+        let registry = PrometheusCollectorRegistry()
+        let runtime: ServingRuntime
+        do {
+            let store = try ServingRuntime.openStore(for: manifest)
+            runtime = try ServingRuntime(manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry),
+                                         requestLogStore: store, logger: logger)
+        } catch let errors as ManifestErrors {
+            throw CLIError(errors.description)
+        }
+        if manifest.tokens.isEmpty { logger.warning("no tokens configured: the API is open to anyone who can reach it") }
+        let app = FreshlineServer.application(
+            runtime: runtime, registry: registry, host: host ?? manifest.server.host, port: port ?? manifest.server.port, logger: logger)
+        // Services shut down in reverse order: the HTTP server stops first and finishes its requests, then the
+        // runtime drains its queues.
+        let group = ServiceGroup(configuration: .init(
+            services: [runtime, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import FreshlineCore
+import FreshlineRuntime
+import Testing
+
+@Suite("Manifest")
+struct ManifestTests {
+    @Test("a full manifest parses with defaults filled in")
+    func parses() throws {
+        let manifest = try ManifestLoader.load(path: try TestManifest.write(TestManifest.standard))
+        #expect(manifest.models.keys.sorted() == ["gbdt", "mlp", "towers"])
+        let churn = try #require(manifest.features["churn"])
+        #expect(churn.pattern == .realtime)
+        #expect(churn.key == "account_id")
+        #expect(churn.latencyBudget == .milliseconds(200))
+        #expect(churn.maxStaleness == .seconds(86_400))
+        #expect(churn.batching == BatchingSettings())
+        #expect(manifest.features["fraud"]?.onFailure == .defaultValue(["label": .number(0)]))
+        #expect(manifest.features["recs"]?.batching.maxBatchSize == 32)
+        #expect(manifest.tokens.map(\.name) == ["app", "ops"])
+        #expect(manifest.server.port == 8080)
+    }
+
+    private func errors(_ yaml: String) throws -> [ManifestError] {
+        do {
+            _ = try ManifestLoader.load(path: try TestManifest.write(yaml))
+            return []
+        } catch let errors as ManifestErrors {
+            return errors.errors
+        }
+    }
+
+    @Test("errors name the line and the key")
+    func locatedErrors() throws {
+        let found = try errors("""
+            models:
+              m: ZOO/gbc_binary.onnx
+            features:
+              a:
+                model: m
+                latency_budget: fast
+              b:
+                model: nowhere
+                colour: blue
+            """)
+        #expect(found.count == 3)
+        let budget = try #require(found.first { $0.location.keyPath == "features.a.latency_budget" })
+        #expect(budget.location.line == 6)
+        #expect(budget.message.contains("duration"))
+        let model = try #require(found.first { $0.location.keyPath == "features.b.model" })
+        #expect(model.location.line == 8)
+        #expect(model.message.contains("unknown model 'nowhere'"))
+        let unknown = try #require(found.first { $0.location.keyPath == "features.b.colour" })
+        #expect(unknown.location.line == 9)
+        #expect(unknown.description.hasSuffix("freshline.yaml:9: features.b.colour: unknown key (expected one of: batching, description, inputs, key, latency_budget, max_staleness, model, on_failure, outputs, pattern, user_blocking)"))
+    }
+
+    @Test("YAML syntax errors name the line")
+    func syntax() throws {
+        let found = try errors("features:\n  a: [unclosed\n")
+        #expect(found.count == 1)
+        #expect(found.first?.location.line ?? 0 >= 2)
+        #expect(found.first?.message.contains("not valid YAML") == true)
+    }
+
+    @Test("declared inputs and outputs are checked against the ONNX file")
+    func checkedAgainstModel() throws {
+        let manifest = try ManifestLoader.load(path: try TestManifest.write("""
+            models:
+              m: ZOO/gbc_binary.onnx
+            features:
+              a:
+                model: m
+                outputs: [label, score]
+                inputs:
+                  X: int64[16]
+                  Y: float
+              b:
+                model: m
+                inputs:
+                  X: float[15]
+                on_failure:
+                  default: {nothing: 1}
+            """))
+        let (models, loadErrors) = ServingModel.loadAll(manifest)
+        #expect(loadErrors.isEmpty)
+        let problems = ManifestValidator.problems(manifest, models: models)
+        let messages = problems.map(\.description)
+        #expect(problems.count == 5, "\(messages)")
+        #expect(messages.contains { $0.contains(":8: features.a.inputs.X: model input 'X' is float, declared int64") })
+        #expect(messages.contains { $0.contains(":9: features.a.inputs.Y: model 'm' has no input 'Y'") })
+        #expect(messages.contains { $0.contains("features.a.outputs: model 'm' has no output 'score'") })
+        #expect(messages.contains { $0.contains(":13: features.b.inputs.X: model input 'X' has per-row shape [\"16\"], declared [15]") })
+        #expect(messages.contains { $0.contains("features.b.on_failure.default.nothing: is not an output") })
+    }
+
+    @Test("a missing model file is reported at its entry")
+    func missingModelFile() throws {
+        let manifest = try ManifestLoader.load(path: try TestManifest.write("""
+            models:
+              m: /nonexistent/model.onnx
+            features:
+              a: {model: m}
+            """))
+        let (_, loadErrors) = ServingModel.loadAll(manifest)
+        #expect(loadErrors.count == 1)
+        #expect(loadErrors.first?.location.line == 2)
+        #expect(loadErrors.first?.message.contains("cannot load /nonexistent/model.onnx") == true)
+    }
+
+    @Test("durations parse and print")
+    func durations() {
+        #expect(DurationText.parse("250ms") == .milliseconds(250))
+        #expect(DurationText.parse("1h30m") == .seconds(5400))
+        #expect(DurationText.parse("7d") == .seconds(604_800))
+        #expect(DurationText.parse("1.5s") == .milliseconds(1500))
+        #expect(DurationText.parse("0") == .zero)
+        #expect(DurationText.parse("fast") == nil)
+        #expect(DurationText.parse("10") == nil)
+        #expect(DurationText.parse("-5s") == nil)
+        #expect(DurationText.format(.milliseconds(250)) == "250ms")
+        #expect(DurationText.format(.seconds(21_600)) == "6h")
+    }
+
+    @Test("timestamps are RFC 3339 in UTC")
+    func timestamps() {
+        #expect(Timestamp.rfc3339(0) == "1970-01-01T00:00:00.000Z")
+        #expect(Timestamp.rfc3339(1_795_939_200.25) == "2026-11-29T08:00:00.250Z")
+        #expect(Timestamp.rfc3339(951_782_400) == "2000-02-29T00:00:00.000Z")
+    }
+}
