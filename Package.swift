@@ -109,6 +109,7 @@ let package = Package(
             dependencies: [
                 "FreshlineCore", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore", "FreshlineTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),

@@ -81,12 +81,19 @@ final class RealtimeBatcher: Sendable {
         perform(state.withLock { $0.beginShutdown(now: .now) })
     }
 
-    /// The timer loop: sleeps until each requested wake-up and ticks the state machine. Ends when the task is
-    /// cancelled or `finish()` is called.
+    /// The timer loop: each requested wake-up gets its own sleeping child task, so a new, earlier request is
+    /// never stuck behind a later one already sleeping (the state machine only asks again when the new time
+    /// is earlier than the pending one, and extra ticks are harmless). Ends when `finish()` is called.
     func runTimers() async {
-        for await instant in wakeups {
-            if instant > .now { try? await Task.sleep(until: instant, clock: .continuous) }
-            perform(state.withLock { $0.tick(now: .now) })
+        await withDiscardingTaskGroup { group in
+            for await instant in wakeups {
+                group.addTask { [self] in
+                    guard (try? await Task.sleep(until: instant, clock: .continuous)) != nil else { return }
+                    perform(state.withLock { $0.tick(now: .now) })
+                }
+            }
+            // Finished: the queues are empty, so pending wake-ups (deadline checks far ahead) have nothing to do.
+            group.cancelAll()
         }
     }
 
@@ -120,6 +127,7 @@ final class RealtimeBatcher: Sendable {
     private func compute(_ items: [Pending]) {
         let start = ContinuousClock.now
         for item in items { metrics.queued(feature: feature, duration: start - item.enqueuedAt) }
+        var succeeded = false
         do {
             var feeds: [String: Tensor] = [:]
             for input in model.metadata.inputs {
@@ -128,12 +136,14 @@ final class RealtimeBatcher: Sendable {
             let outputs = try model.run(feeds)
             let rows = try RowBatch.rows(outputs: outputs, count: items.count)
             for (item, row) in zip(items, rows) { item.continuation.resume(returning: row) }
+            succeeded = true
         } catch {
             let failure = PredictionError(.modelFailed, "the model failed: \(error)")
             for item in items { item.continuation.resume(throwing: failure) }
         }
         let duration = ContinuousClock.now - start
         metrics.computed(feature: feature, rows: items.count, duration: duration)
-        perform(state.withLock { $0.batchFinished(rows: items.count, duration: duration, now: .now) })
+        // A failed batch says nothing about the model's cost: keep it out of the cost model.
+        perform(state.withLock { $0.batchFinished(rows: items.count, duration: duration, now: .now, recordCost: succeeded) })
     }
 }

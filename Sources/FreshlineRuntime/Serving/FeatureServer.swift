@@ -26,6 +26,9 @@ public final class FeatureServer: Sendable {
         if case .defaultValue(let value) = spec.onFailure { defaultOutputs = value.mapValues(JSONValue.init) } else { defaultOutputs = nil }
     }
 
+    /// Time kept back from each caller's deadline for splitting outputs and writing the response.
+    static let responseAllowance = Duration.microseconds(100)
+
     /// The model inputs a request must supply (the key fills an input of the same name).
     public var inputs: [ModelMetadata.ValueInfo] { model.model.metadata.inputs }
 
@@ -55,7 +58,8 @@ public final class FeatureServer: Sendable {
         }
         // A real-time answer is computed now, so it meets any freshness contract; the contract matters once a
         // feature can answer from a snapshot (batch and hybrid patterns).
-        let deadline = start + (request.timeout ?? spec.latencyBudget)
+        // The batcher plans for the model call to finish by the deadline; keep back what answering takes.
+        let deadline = start + (request.timeout ?? spec.latencyBudget) - Self.responseAllowance
         do {
             var outputs = try await batcher.submit(row, deadline: deadline)
             if let selected = spec.outputs { outputs = outputs.filter { selected.contains($0.key) } }
