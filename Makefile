@@ -1,7 +1,7 @@
 # Freshline — build, test and demo. Every target installs what it needs on a fresh Debian machine.
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libopenblas-dev
+APT_PACKAGES := libopenblas-dev curl
 RELEASE_BIN := .build/release/freshline
 
 .PHONY: all deps build release test demo bench fixtures proto format lint clean
@@ -24,11 +24,13 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product freshline
 
-# The whole test suite: engine unit tests, zoo parity with onnxruntime (committed fixtures), ONNX node tests.
+# The whole test suite: engine unit tests, zoo parity with onnxruntime (committed fixtures), ONNX node tests,
+# serving tests, then the Open Inference Protocol interop test with the real tritonclient (Python venv from PyPI).
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build 2>&1 | tee .build/test-output.txt
 	@scripts/test-summary.sh .build/test-output.txt
+	scripts/interop-test.sh .build/debug/freshline
 
 # The main job on the embedded default. For now: the engine on the model zoo (inspect, run, time).
 demo: release

@@ -15,22 +15,32 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
     struct Node: Sendable {
         var threshold: T
         var feature: Int32
-        /// Both children in one word: the true child in the high half, the false child in the low half, so a
-        /// step selects with a shift instead of a second, dependent load.
+        /// Both children as byte offsets into the node array, in one word: the true child in the high half, the
+        /// false child in the low half, so a step selects with a shift instead of a second, dependent load, and
+        /// addresses the next node without scaling.
         var children: UInt64
 
         init(threshold: T, feature: Int32, trueChild: Int32, falseChild: Int32) {
             self.threshold = threshold
             self.feature = feature
-            children = UInt64(UInt32(bitPattern: trueChild)) << 32 | UInt64(UInt32(bitPattern: falseChild))
+            children = UInt64(Self.offset(trueChild)) << 32 | UInt64(Self.offset(falseChild))
         }
 
-        var trueChild: Int32 { Int32(bitPattern: UInt32(truncatingIfNeeded: children >> 32)) }
-        var falseChild: Int32 { Int32(bitPattern: UInt32(truncatingIfNeeded: children)) }
+        /// The byte offset of node `index` (the compiler checks that every offset fits in 32 bits).
+        static func offset(_ index: Int32) -> UInt32 { UInt32(truncatingIfNeeded: Int(index) &* MemoryLayout<Node>.stride) }
+        static func index(_ offset: UInt32) -> Int32 { Int32(truncatingIfNeeded: Int(offset) / MemoryLayout<Node>.stride) }
+
+        var trueChild: Int32 { Self.index(UInt32(truncatingIfNeeded: children >> 32)) }
+        var falseChild: Int32 { Self.index(UInt32(truncatingIfNeeded: children)) }
     }
+
+    /// The most nodes an ensemble may have, so that byte offsets fit in 32 bits.
+    static var maximumNodeCount: Int { Int(UInt32.max) / MemoryLayout<Node>.stride }
 
     let nodes: [Node]
     let roots: [Int32]
+    /// The roots as byte offsets into `nodes`.
+    let rootOffsets: [UInt32]
     /// Per tree: the number of steps of a fixed walk, or -1 to walk until a leaf.
     let steps: [Int32]
     let usesFastPath: Bool
@@ -158,6 +168,7 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
         self.weightValues = definition.weightValues.map { T($0) }
         self.needsNegation = negation
         roots = layout.roots.map { Int32($0) }
+        rootOffsets = layout.roots.map { Node.offset(Int32($0)) }
         steps = zip(layout.heights, layout.fixedSteps).map { $0.1 ? Int32($0.0) : -1 }
     }
 
@@ -260,6 +271,7 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
     private struct Pointers {
         let nodes: UnsafePointer<Node>
         let roots: UnsafePointer<Int32>
+        let rootOffsets: UnsafePointer<UInt32>
         let steps: UnsafePointer<Int32>
         let treeCount: Int
         let modes: UnsafePointer<UInt8>?
@@ -273,6 +285,7 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
     private func withPointers(_ body: (Pointers) -> Void) {
         nodes.withUnsafeBufferPointer { n in
         roots.withUnsafeBufferPointer { r in
+        rootOffsets.withUnsafeBufferPointer { ro in
         steps.withUnsafeBufferPointer { s in
         modes.withUnsafeBufferPointer { m in
         leafTargets.withUnsafeBufferPointer { lt in
@@ -280,9 +293,9 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
         weightCount.withUnsafeBufferPointer { wc in
         weightTargets.withUnsafeBufferPointer { wt in
         weightValues.withUnsafeBufferPointer { wv in
-            guard let nb = n.baseAddress, let rb = r.baseAddress, let sb = s.baseAddress else { return }
+            guard let nb = n.baseAddress, let rb = r.baseAddress, let rob = ro.baseAddress, let sb = s.baseAddress else { return }
             body(Pointers(
-                nodes: nb, roots: rb, steps: sb, treeCount: r.count, modes: m.baseAddress, leafTargets: lt.baseAddress,
+                nodes: nb, roots: rb, rootOffsets: rob, steps: sb, treeCount: r.count, modes: m.baseAddress, leafTargets: lt.baseAddress,
                 weightStart: ws.baseAddress, weightCount: wc.baseAddress, weightTargets: wt.baseAddress,
                 weightValues: wv.baseAddress))
         }
@@ -294,39 +307,41 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
         }
         }
         }
+        }
     }
 
-    /// One fast-path step: the next node after comparing `row[feature] <= threshold`. Both children are read before
-    /// the comparison and selected arithmetically, so the next node's address does not wait on another load.
+    /// One fast-path step: the byte offset of the next node after comparing `row[feature] <= threshold`. Both
+    /// children are read before the comparison and selected with a shift, so the next node's address does not
+    /// wait on another load.
     @inline(__always)
-    private static func step(_ nodes: UnsafePointer<Node>, _ i: Int32, _ row: UnsafePointer<T>) -> Int32 {
-        let node = nodes[Int(i)]
-        let taken = row[Int(node.feature)] <= node.threshold
-        let shift = UInt64(taken ? 32 : 0)
-        return Int32(bitPattern: UInt32(truncatingIfNeeded: node.children &>> shift))
+    private static func step(_ nodes: UnsafeRawPointer, _ offset: UInt32, _ row: UnsafePointer<T>) -> UInt32 {
+        let node = nodes.load(fromByteOffset: Int(offset), as: Node.self)
+        let trueChild = UInt32(truncatingIfNeeded: node.children &>> 32)
+        let falseChild = UInt32(truncatingIfNeeded: node.children)
+        return row[Int(node.feature)] <= node.threshold ? trueChild : falseChild
     }
 
     /// Walks until a leaf (a node that is its own child).
     @inline(__always)
-    private static func walkToLeaf(_ nodes: UnsafePointer<Node>, _ root: Int32, _ row: UnsafePointer<T>) -> Int32 {
-        var i = root
+    private static func walkToLeaf(_ nodes: UnsafeRawPointer, _ root: UInt32, _ row: UnsafePointer<T>) -> UInt32 {
+        var offset = root
         while true {
-            let next = step(nodes, i, row)
-            if next == i { return i }
-            i = next
+            let next = step(nodes, offset, row)
+            if next == offset { return offset }
+            offset = next
         }
     }
 
-    /// The leaf that tree `tree` reaches for `row`.
+    /// The leaf (its index) that tree `tree` reaches for `row`.
     @inline(__always)
     private func leaf(_ p: Pointers, tree: Int, row: UnsafePointer<T>) -> Int32 {
-        let root = p.roots[tree]
-        guard usesFastPath else { return generalLeaf(from: root, row: row, nodes: p.nodes, modes: p.modes) }
+        guard usesFastPath else { return generalLeaf(from: p.roots[tree], row: row, nodes: p.nodes, modes: p.modes) }
+        let raw = UnsafeRawPointer(p.nodes)
         let fixed = Int(p.steps[tree])
-        if fixed < 0 { return Self.walkToLeaf(p.nodes, root, row) }
-        var i = root
-        for _ in 0..<fixed { i = Self.step(p.nodes, i, row) }
-        return i
+        if fixed < 0 { return Node.index(Self.walkToLeaf(raw, p.rootOffsets[tree], row)) }
+        var offset = p.rootOffsets[tree]
+        for _ in 0..<fixed { offset = Self.step(raw, offset, row) }
+        return Node.index(offset)
     }
 
     /// Adds leaf `leaf`'s contribution to the accumulators of one row.
@@ -366,8 +381,8 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
 
     /// Evaluates every tree on `count` prepared rows (at most `blockRows`), accumulating per row.
     ///
-    /// Several independent walks are interleaved — four trees for one row, or one tree for four rows — so that
-    /// their dependent load chains overlap. Leaves are still accumulated in tree order for each row, so the sums
+    /// Several independent walks are interleaved — eight trees for one row, or one tree for eight (then four)
+    /// rows — so that their dependent load chains overlap. Leaves are still accumulated in tree order for each row, so the sums
     /// round exactly as a tree-by-tree loop does.
     private func evaluateBlock(rows: UnsafePointer<T>, stride: Int, count: Int,
                                aggregate: TreeEnsembleDefinition.Aggregate, singleTarget: Bool, targetCount: Int,
@@ -380,6 +395,7 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
         withPointers { p in
             let treeCount = p.treeCount
             let fast = usesFastPath
+            let raw = UnsafeRawPointer(p.nodes)
             if count == 1 {
                 var tree = 0
                 while tree < treeCount {
@@ -388,18 +404,20 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
                         let lo = min(min(min(st[0], st[1]), min(st[2], st[3])), min(min(st[4], st[5]), min(st[6], st[7])))
                         if lo >= 0 {
                             let hi = max(max(max(st[0], st[1]), max(st[2], st[3])), max(max(st[4], st[5]), max(st[6], st[7])))
-                            let rt = p.roots + tree
-                            var i0 = rt[0], i1 = rt[1], i2 = rt[2], i3 = rt[3], i4 = rt[4], i5 = rt[5], i6 = rt[6], i7 = rt[7]
+                            let rt = p.rootOffsets + tree
+                            var o0 = rt[0], o1 = rt[1], o2 = rt[2], o3 = rt[3], o4 = rt[4], o5 = rt[5], o6 = rt[6], o7 = rt[7]
                             for _ in 0..<Int(hi) {
-                                i0 = Self.step(p.nodes, i0, rows)
-                                i1 = Self.step(p.nodes, i1, rows)
-                                i2 = Self.step(p.nodes, i2, rows)
-                                i3 = Self.step(p.nodes, i3, rows)
-                                i4 = Self.step(p.nodes, i4, rows)
-                                i5 = Self.step(p.nodes, i5, rows)
-                                i6 = Self.step(p.nodes, i6, rows)
-                                i7 = Self.step(p.nodes, i7, rows)
+                                o0 = Self.step(raw, o0, rows)
+                                o1 = Self.step(raw, o1, rows)
+                                o2 = Self.step(raw, o2, rows)
+                                o3 = Self.step(raw, o3, rows)
+                                o4 = Self.step(raw, o4, rows)
+                                o5 = Self.step(raw, o5, rows)
+                                o6 = Self.step(raw, o6, rows)
+                                o7 = Self.step(raw, o7, rows)
                             }
+                            let i0 = Node.index(o0), i1 = Node.index(o1), i2 = Node.index(o2), i3 = Node.index(o3)
+                            let i4 = Node.index(o4), i5 = Node.index(o5), i6 = Node.index(o6), i7 = Node.index(o7)
                             accumulate(p, leaf: i0, mode: mode, isMin: isMin, isMax: isMax, scores: scores, hit: hit)
                             accumulate(p, leaf: i1, mode: mode, isMin: isMin, isMax: isMax, scores: scores, hit: hit)
                             accumulate(p, leaf: i2, mode: mode, isMin: isMin, isMax: isMax, scores: scores, hit: hit)
@@ -420,18 +438,45 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
             }
             for tree in 0..<treeCount {
                 let fixed = Int(p.steps[tree])
-                let root = p.roots[tree]
+                let root = p.rootOffsets[tree]
                 var r = 0
                 if fast && fixed >= 0 {
+                    while r + 8 <= count {
+                        let x0 = rows + r * stride, x1 = x0 + stride, x2 = x1 + stride, x3 = x2 + stride
+                        let x4 = x3 + stride, x5 = x4 + stride, x6 = x5 + stride, x7 = x6 + stride
+                        var o0 = root, o1 = root, o2 = root, o3 = root, o4 = root, o5 = root, o6 = root, o7 = root
+                        for _ in 0..<fixed {
+                            o0 = Self.step(raw, o0, x0)
+                            o1 = Self.step(raw, o1, x1)
+                            o2 = Self.step(raw, o2, x2)
+                            o3 = Self.step(raw, o3, x3)
+                            o4 = Self.step(raw, o4, x4)
+                            o5 = Self.step(raw, o5, x5)
+                            o6 = Self.step(raw, o6, x6)
+                            o7 = Self.step(raw, o7, x7)
+                        }
+                        let s = scores + r * width
+                        let h = hit + r * width
+                        accumulate(p, leaf: Node.index(o0), mode: mode, isMin: isMin, isMax: isMax, scores: s, hit: h)
+                        accumulate(p, leaf: Node.index(o1), mode: mode, isMin: isMin, isMax: isMax, scores: s + width, hit: h + width)
+                        accumulate(p, leaf: Node.index(o2), mode: mode, isMin: isMin, isMax: isMax, scores: s + 2 * width, hit: h + 2 * width)
+                        accumulate(p, leaf: Node.index(o3), mode: mode, isMin: isMin, isMax: isMax, scores: s + 3 * width, hit: h + 3 * width)
+                        accumulate(p, leaf: Node.index(o4), mode: mode, isMin: isMin, isMax: isMax, scores: s + 4 * width, hit: h + 4 * width)
+                        accumulate(p, leaf: Node.index(o5), mode: mode, isMin: isMin, isMax: isMax, scores: s + 5 * width, hit: h + 5 * width)
+                        accumulate(p, leaf: Node.index(o6), mode: mode, isMin: isMin, isMax: isMax, scores: s + 6 * width, hit: h + 6 * width)
+                        accumulate(p, leaf: Node.index(o7), mode: mode, isMin: isMin, isMax: isMax, scores: s + 7 * width, hit: h + 7 * width)
+                        r += 8
+                    }
                     while r + 4 <= count {
                         let x0 = rows + r * stride, x1 = x0 + stride, x2 = x1 + stride, x3 = x2 + stride
-                        var i0 = root, i1 = root, i2 = root, i3 = root
+                        var o0 = root, o1 = root, o2 = root, o3 = root
                         for _ in 0..<fixed {
-                            i0 = Self.step(p.nodes, i0, x0)
-                            i1 = Self.step(p.nodes, i1, x1)
-                            i2 = Self.step(p.nodes, i2, x2)
-                            i3 = Self.step(p.nodes, i3, x3)
+                            o0 = Self.step(raw, o0, x0)
+                            o1 = Self.step(raw, o1, x1)
+                            o2 = Self.step(raw, o2, x2)
+                            o3 = Self.step(raw, o3, x3)
                         }
+                        let i0 = Node.index(o0), i1 = Node.index(o1), i2 = Node.index(o2), i3 = Node.index(o3)
                         let s = scores + r * width
                         let h = hit + r * width
                         accumulate(p, leaf: i0, mode: mode, isMin: isMin, isMax: isMax, scores: s, hit: h)
@@ -476,7 +521,6 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
             i = Int(taken ? node.trueChild : node.falseChild)
         }
     }
-
 
     /// `v` converted to a 32-bit integer the way onnxruntime's x86 build does: truncated toward zero, with NaN
     /// and out-of-range values becoming `Int32.min`.

@@ -30,7 +30,8 @@ struct TreeEnsembleKernel: Kernel {
         let strings = try a.strings("classlabels_strings")
         let ints = try a.int64s("classlabels_int64s")
         let labels: ClassLabels = strings.isEmpty ? .ints(ints) : .strings(strings)
-        let definition = try TreeEnsembleDefinition.parseV3(context, classLabelCount: labels.count)
+        var definition = try TreeEnsembleDefinition.parseV3(context, classLabelCount: labels.count)
+        definition.aggregate = .sum  // onnxruntime's classifiers always add the leaf weights
         let classIds = try a.int64s("class_ids")
         let binary = labels.count == 2 && Set(classIds).count == 1
         let positive = !(try a.reals("class_weights", orTensor: "class_weights_as_tensor")).contains { $0 < 0 }
@@ -55,6 +56,9 @@ struct TreeEnsembleKernel: Kernel {
     private init(_ definition: TreeEnsembleDefinition, kind: Kind, op: String, binaryCase: Bool,
                  weightsArePositive: Bool, context: NodeContext) throws {
         let layout = try TreeLayout(definition, context: context)
+        guard layout.order.count <= CompiledTreeEnsemble<Double>.maximumNodeCount else {
+            throw context.error(.tooLarge, "the trees have \(layout.order.count) nodes, more than the engine supports")
+        }
         self.kind = kind
         self.op = op
         floatTrees = CompiledTreeEnsemble(definition, layout: layout)
@@ -79,8 +83,8 @@ struct TreeEnsembleKernel: Kernel {
         let n = x.rows
         let c = targetCount
         let single = c == 1
-        let outputCount = try Shape.elementCount([n, c])
-        let accumulatorCount = single ? n : outputCount
+        let elementCount = try Shape.elementCount([n, c])
+        let accumulatorCount = single ? n : elementCount
         let finalizer = TreeScoreFinalizer<T>(
             rows: n, targetCount: c, treeCount: trees.treeCount, baseValues: trees.baseValues, aggregate: aggregate,
             postTransform: postTransform)
