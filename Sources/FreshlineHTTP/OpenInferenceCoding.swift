@@ -35,6 +35,10 @@ enum OpenInferenceCoding {
     }
 
     /// Outputs as OIP tensors; ZipMap's maps become one JSON text per row (BYTES).
+    ///
+    /// Not optimized: Swift 6.3.1's CopyPropagation pass crashes on this function in release builds
+    /// ("Found ownership error"); it runs once per response and costs nothing measurable unoptimized.
+    @_optimize(none)
     static func tensorForm(_ value: Value) throws -> (tensor: Tensor, datatype: String) {
         switch value {
         case .tensor(let t):

@@ -22,60 +22,82 @@ struct BinaryArithmeticKernel: Kernel {
         let shape = a.shape == b.shape ? a.shape : try Shape.broadcast(a.shape, b.shape, op: op)
         let data: TensorData
         switch (a.data, b.data) {
-        case (.float(let x), .float(let y)): data = .float(apply(x, a.shape, y, b.shape, shape, floating(Float.self)))
-        case (.double(let x), .double(let y)): data = .double(apply(x, a.shape, y, b.shape, shape, floating(Double.self)))
-        case (.int64(let x), .int64(let y)): data = .int64(apply(x, a.shape, y, b.shape, shape, try integer(y)))
-        case (.int32(let x), .int32(let y)): data = .int32(apply(x, a.shape, y, b.shape, shape, try integer(y)))
-        case (.int8(let x), .int8(let y)): data = .int8(apply(x, a.shape, y, b.shape, shape, try integer(y)))
-        case (.uint8(let x), .uint8(let y)): data = .uint8(apply(x, a.shape, y, b.shape, shape, try integer(y)))
+        case (.float(let x), .float(let y)): data = .float(floating(x, a.shape, y, b.shape, shape))
+        case (.double(let x), .double(let y)): data = .double(floating(x, a.shape, y, b.shape, shape))
+        case (.int64(let x), .int64(let y)): data = .int64(try integer(x, a.shape, y, b.shape, shape))
+        case (.int32(let x), .int32(let y)): data = .int32(try integer(x, a.shape, y, b.shape, shape))
+        case (.int8(let x), .int8(let y)): data = .int8(try integer(x, a.shape, y, b.shape, shape))
+        case (.uint8(let x), .uint8(let y)): data = .uint8(try integer(x, a.shape, y, b.shape, shape))
         default: throw EngineError(.unsupportedType, "\(op) does not support \(a.elementType)")
         }
         return [.tensor(Tensor(unchecked: shape, data))]
     }
 
-    private func floating<T: FloatingPoint>(_: T.Type) -> (T, T) -> T {
+    /// One switch per call, literal closures per operation: each `apply` call is specialized and inlined.
+    private func floating<T: FloatingPoint>(_ x: [T], _ xs: [Int], _ y: [T], _ ys: [Int], _ shape: [Int]) -> [T] {
         switch operation {
-        case .add: { $0 + $1 }
-        case .sub: { $0 - $1 }
-        case .mul: { $0 * $1 }
-        case .div: { $0 / $1 }
+        case .add: apply(x, xs, y, ys, shape) { $0 + $1 }
+        case .sub: apply(x, xs, y, ys, shape) { $0 - $1 }
+        case .mul: apply(x, xs, y, ys, shape) { $0 * $1 }
+        case .div: apply(x, xs, y, ys, shape) { $0 / $1 }
         }
     }
 
     /// Integer arithmetic wraps on overflow (as C++ does in onnxruntime) and division truncates toward zero;
     /// a zero divisor is an error rather than a trap.
-    private func integer<T: FixedWidthInteger>(_ divisors: [T]) throws -> (T, T) -> T {
+    private func integer<T: FixedWidthInteger>(_ x: [T], _ xs: [Int], _ y: [T], _ ys: [Int], _ shape: [Int]) throws -> [T] {
         switch operation {
-        case .add: return { $0 &+ $1 }
-        case .sub: return { $0 &- $1 }
-        case .mul: return { $0 &* $1 }
+        case .add: return apply(x, xs, y, ys, shape) { $0 &+ $1 }
+        case .sub: return apply(x, xs, y, ys, shape) { $0 &- $1 }
+        case .mul: return apply(x, xs, y, ys, shape) { $0 &* $1 }
         case .div:
-            guard !divisors.contains(0) else { throw EngineError(.invalidArgument, "Div: integer division by zero") }
-            return { $0.dividedReportingOverflow(by: $1).partialValue }
+            guard !y.contains(0) else { throw EngineError(.invalidArgument, "Div: integer division by zero") }
+            return apply(x, xs, y, ys, shape) { $0.dividedReportingOverflow(by: $1).partialValue }
         }
     }
 }
 
-/// Applies `f` elementwise with broadcasting; fast paths for equal shapes, a scalar operand, and a trailing
-/// vector (a bias row).
+/// Applies `f` elementwise with broadcasting. Fast paths for equal shapes, a scalar operand, and a trailing
+/// vector on either side (a bias row: `MatMul + b` and `b + MatMul` both occur in exported models).
 @inline(__always)
 func apply<T>(_ a: [T], _ aShape: [Int], _ b: [T], _ bShape: [Int], _ shape: [Int], _ f: (T, T) -> T) -> [T] {
     let count = shape.reduce(1, *)
-    if a.count == count, b.count == count, aShape == bShape {
-        return (0..<count).map { f(a[$0], b[$0]) }
-    }
-    if b.count == 1, a.count == count { let y = b[0]; return a.map { f($0, y) } }
-    if a.count == 1, b.count == count { let x = a[0]; return b.map { f(x, $0) } }
-    if a.count == count, !b.isEmpty, count % b.count == 0, aShape.suffix(bShape.count).elementsEqual(bShape) {
-        let inner = b.count
-        var out = [T]()
-        out.reserveCapacity(count)
-        for start in stride(from: 0, to: count, by: inner) {
-            for j in 0..<inner { out.append(f(a[start + j], b[j])) }
+    return a.withUnsafeBufferPointer { x in
+        b.withUnsafeBufferPointer { y in
+            [T](unsafeUninitializedCapacity: count) { out, initialized in
+                defer { initialized = count }
+                guard count > 0 else { return }
+                if x.count == count, y.count == count {
+                    for i in 0..<count { out.initializeElement(at: i, to: f(x[i], y[i])) }
+                } else if y.count == 1, x.count == count {
+                    let v = y[0]
+                    for i in 0..<count { out.initializeElement(at: i, to: f(x[i], v)) }
+                } else if x.count == 1, y.count == count {
+                    let v = x[0]
+                    for i in 0..<count { out.initializeElement(at: i, to: f(v, y[i])) }
+                } else if x.count == count, !y.isEmpty, count % y.count == 0, isTrailing(bShape, of: shape) {
+                    let inner = y.count
+                    for start in stride(from: 0, to: count, by: inner) {
+                        for j in 0..<inner { out.initializeElement(at: start + j, to: f(x[start + j], y[j])) }
+                    }
+                } else if y.count == count, !x.isEmpty, count % x.count == 0, isTrailing(aShape, of: shape) {
+                    let inner = x.count
+                    for start in stride(from: 0, to: count, by: inner) {
+                        for j in 0..<inner { out.initializeElement(at: start + j, to: f(x[j], y[start + j])) }
+                    }
+                } else {
+                    let ai = Shape.broadcastIndices(from: aShape, to: shape)
+                    let bi = Shape.broadcastIndices(from: bShape, to: shape)
+                    for i in 0..<count { out.initializeElement(at: i, to: f(x[ai[i]], y[bi[i]])) }
+                }
+            }
         }
-        return out
     }
-    let ai = Shape.broadcastIndices(from: aShape, to: shape)
-    let bi = Shape.broadcastIndices(from: bShape, to: shape)
-    return (0..<count).map { f(a[ai[$0]], b[bi[$0]]) }
+}
+
+/// Whether `inner`, without leading 1s, equals the trailing dimensions of `shape` (so it repeats as a block).
+@inline(__always)
+func isTrailing(_ inner: [Int], of shape: [Int]) -> Bool {
+    let trimmed = inner.drop { $0 == 1 }
+    return trimmed.count <= shape.count && shape.suffix(trimmed.count).elementsEqual(trimmed)
 }
