@@ -57,3 +57,65 @@ struct EngineBasicsTests {
         #expect(throws: EngineError.self) { try RowBatch.tensors(rows: [["y": .number(1)]], inputs: inputs) }
     }
 }
+
+@Suite("Dense layer fusion")
+struct DenseFusionTests {
+    /// y = relu(x·W + b) with W = [[1, -1], [2, 0], [0, 1]], b = [0.5, -3].
+    func model(biasFirst: Bool, relu: Bool) throws -> Model {
+        var b = ModelBuilder()
+        b.input("x", .float, [nil, 3])
+        b.output("y", .float, [nil, 2])
+        b.initializer("W", dims: [3, 2], floats: [1, -1, 2, 0, 0, 1])
+        b.initializer("b", dims: [2], floats: [0.5, -3])
+        b.node("MatMul", ["x", "W"], ["h"])
+        b.node("Add", biasFirst ? ["b", "h"] : ["h", "b"], [relu ? "z" : "y"])
+        if relu { b.node("Relu", ["z"], ["y"]) }
+        return try b.load()
+    }
+
+    @Test("MatMul + Add + Relu becomes one step with the same results", arguments: [(false, true), (true, true), (false, false)])
+    func fused(_ biasFirst: Bool, _ relu: Bool) throws {
+        let model = try model(biasFirst: biasFirst, relu: relu)
+        #expect(model.plan.steps.count == 1)
+        let x = try Tensor(shape: [2, 3], floats: [1, 2, 3, -1, 0, 0.5])
+        let y = try #require(model.run(["x": x])["y"]?.tensor)
+        // Row 0: [1+4+0, -1+0+3] + b = [5.5, -1]; row 1: [-1, 1+0.5] + b = [-0.5, -1.5].
+        let expected: [Float] = relu ? [5.5, 0, 0, 0] : [5.5, -1, -0.5, -1.5]
+        #expect(y.shape == [2, 2])
+        #expect(y.floats == expected)
+    }
+
+    @Test("an input the fused kernel does not cover runs through the original kernels")
+    func fallback() throws {
+        var b = ModelBuilder()
+        b.input("x", .float, [nil, nil, 3])
+        b.output("y", .float, [nil, nil, 2])
+        b.initializer("W", dims: [3, 2], floats: [1, -1, 2, 0, 0, 1])
+        b.initializer("b", dims: [2], floats: [0.5, -3])
+        b.node("MatMul", ["x", "W"], ["h"])
+        b.node("Add", ["h", "b"], ["z"])
+        b.node("Relu", ["z"], ["y"])
+        let model = try b.load()
+        let x = try Tensor(shape: [1, 2, 3], floats: [1, 2, 3, -1, 0, 0.5])
+        let y = try #require(model.run(["x": x])["y"]?.tensor)
+        #expect(y.shape == [1, 2, 2])
+        #expect(y.floats == [5.5, 0, 0, 0])
+    }
+
+    @Test("an intermediate value that is also a graph output is not fused away")
+    func sharedIntermediate() throws {
+        var b = ModelBuilder()
+        b.input("x", .float, [nil, 3])
+        b.output("y", .float, [nil, 2])
+        b.output("h", .float, [nil, 2])
+        b.initializer("W", dims: [3, 2], floats: [1, -1, 2, 0, 0, 1])
+        b.initializer("b", dims: [2], floats: [0.5, -3])
+        b.node("MatMul", ["x", "W"], ["h"])
+        b.node("Add", ["h", "b"], ["y"])
+        let model = try b.load()
+        #expect(model.plan.steps.count == 2)
+        let out = try model.run(["x": try Tensor(shape: [1, 3], floats: [1, 2, 3])])
+        #expect(out["h"]?.tensor?.floats == [5, 2])
+        #expect(out["y"]?.tensor?.floats == [5.5, -1])
+    }
+}

@@ -120,6 +120,7 @@ struct ExecutionPlan: Sendable {
         let keep = Set(constants.map(\.slot)).union(outputNames.compactMap { slotOf[$0] })
 
         var steps: [Step] = []
+        var stepNodes: [Onnx_NodeProto] = []
         for (position, index) in order.enumerated() {
             let node = graph.node[index]
             let label = Self.label(node, index)
@@ -159,13 +160,75 @@ struct ExecutionPlan: Sendable {
                 release: Array(release),
                 label: label
             ))
+            stepNodes.append(node)
         }
+        steps = Self.fuseDenseLayers(steps, nodes: stepNodes, constants: constantValues, graphOutputs: outputNames)
 
         self.slotCount = slotOf.count
         self.constants = constants
         self.inputs = inputs
         self.outputs = graph.output.map { ($0.name, slotOf[$0.name]!) }  // every output was checked above
         self.steps = steps
+    }
+
+    /// Replaces `MatMul(X, W) → Add(·, b) [→ Relu]` chains with constant float `W` (2-D) and `b` (one row) by a
+    /// `DenseKernel`, when each intermediate value has no other reader. Everything else is left as it is.
+    static func fuseDenseLayers(_ steps: [Step], nodes: [Onnx_NodeProto], constants: [String: Tensor], graphOutputs: Set<String>) -> [Step] {
+        var readers: [String: Int] = [:]
+        for node in nodes { for input in node.input where !input.isEmpty { readers[input, default: 0] += 1 } }
+        func soleReader(_ name: String) -> Bool { readers[name] == 1 && !graphOutputs.contains(name) }
+
+        var result: [Step] = []
+        var i = 0
+        while i < steps.count {
+            let matmul = nodes[i]
+            guard matmul.opType == "MatMul", matmul.domain.isEmpty || matmul.domain == "ai.onnx", matmul.input.count == 2,
+                  let w = constants[matmul.input[1]], w.rank == 2, let weights = w.floats,
+                  i + 1 < steps.count, soleReader(matmul.output[0]),
+                  nodes[i + 1].opType == "Add", nodes[i + 1].input.count == 2,
+                  nodes[i + 1].input.contains(matmul.output[0])
+            else {
+                result.append(steps[i])
+                i += 1
+                continue
+            }
+            let add = nodes[i + 1]
+            let biasFirst = add.input[0] != matmul.output[0]
+            let biasName = biasFirst ? add.input[0] : add.input[1]
+            let n = w.shape[1]
+            guard let b = constants[biasName], let bias = b.floats, bias.count == n, b.shape.last == n,
+                  b.shape.dropLast().allSatisfy({ $0 == 1 }), b.rank <= 2
+            else {
+                result.append(steps[i])
+                i += 1
+                continue
+            }
+            var last = i + 1
+            var relu = false
+            if i + 2 < steps.count, nodes[i + 2].opType == "Relu", nodes[i + 2].input.first == add.output[0], soleReader(add.output[0]) {
+                relu = true
+                last = i + 2
+            }
+            var kernels: [any Kernel] = [steps[i + 1].kernel]
+            var operands: [(value: Value, first: Bool)?] = [(.tensor(b), biasFirst)]
+            if relu {
+                kernels.append(steps[i + 2].kernel)
+                operands.append(nil)
+            }
+            // The fallback starts from the MatMul's output: run MatMul with W, then the rest.
+            kernels.insert(steps[i].kernel, at: 0)
+            operands.insert((.tensor(w), false), at: 0)
+            let dense = DenseKernel(weights: weights, bias: bias, k: w.shape[0], n: n, relu: relu, fallback: kernels, fallbackOperands: operands)
+            result.append(Step(
+                kernel: dense,
+                inputs: [steps[i].inputs[0]],
+                outputs: steps[last].outputs,
+                release: Array(Set(steps[i...last].flatMap(\.release))),
+                label: steps[i].label + (relu ? " (fused with Add, Relu)" : " (fused with Add)")
+            ))
+            i = last + 1
+        }
+        return result
     }
 
     static func label(_ node: Onnx_NodeProto, _ index: Int) -> String {
