@@ -19,8 +19,9 @@ struct DenseKernel: Kernel {
         let m = x.shape[0]
         let count = m * n
         var out = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            for row in 0..<m {
-                for j in 0..<n { buffer.initializeElement(at: row * n + j, to: bias[j]) }
+            bias.withUnsafeBufferPointer { b in
+                guard let base = buffer.baseAddress, let row = b.baseAddress else { return }
+                for r in 0..<m { (base + r * n).initialize(from: row, count: n) }
             }
             initialized = count
         }
@@ -35,7 +36,8 @@ struct DenseKernel: Kernel {
         }
         if relu {
             out.withUnsafeMutableBufferPointer { c in
-                for i in 0..<count where c[i] < 0 { c[i] = 0 }
+                guard let p = c.baseAddress else { return }
+                for i in 0..<count { p[i] = max(p[i], 0) }  // branch-free, so it vectorizes
             }
         }
         return [.tensor(Tensor(unchecked: [m, n], .float(out)))]
