@@ -26,7 +26,7 @@ release: deps
 
 # The whole test suite: engine unit tests, zoo parity with onnxruntime (committed fixtures), ONNX node tests,
 # serving tests, then the Open Inference Protocol interop test with the real tritonclient (Python venv from PyPI).
-test: deps
+test: deps lint
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build 2>&1 | tee .build/test-output.txt
 	@scripts/test-summary.sh .build/test-output.txt
@@ -47,6 +47,15 @@ fixtures:
 
 proto:
 	scripts/generate-proto.sh
+
+SWIFT_SOURCES := Sources Tests Benchmarks/Benchmarks Fuzz/Sources Package.swift
+
+# One formatter, one configuration (.swift-format); `make test` fails on any lint finding.
+format:
+	$(SWIFT) format format -i -r --parallel $(SWIFT_SOURCES)
+
+lint:
+	$(SWIFT) format lint -r --strict --parallel $(SWIFT_SOURCES)
 
 clean:
 	rm -rf .build

@@ -15,4 +15,6 @@ if [ ! -x "$plugin_dir/src/.build/release/protoc-gen-swift" ]; then
 fi
 protoc --plugin="protoc-gen-swift=$plugin_dir/src/.build/release/protoc-gen-swift" \
   --swift_opt=Visibility=Internal --swift_out=Sources/FreshlineEngine/Proto -I proto proto/onnx.proto
+# Generated code keeps protoc-gen-swift's layout: the formatter leaves it alone.
+sed -i '1i // swift-format-ignore-file' Sources/FreshlineEngine/Proto/onnx.pb.swift
 echo "generate-proto: wrote Sources/FreshlineEngine/Proto/onnx.pb.swift"

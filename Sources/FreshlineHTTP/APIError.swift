@@ -1,6 +1,6 @@
-public import Hummingbird
 internal import Foundation
 internal import FreshlineRuntime
+public import Hummingbird
 
 /// An error answered as `{"error": {"code": ..., "message": ...}}` with a 4xx or 5xx status.
 public struct APIError: HTTPResponseError, Sendable {
@@ -31,9 +31,11 @@ public struct APIError: HTTPResponseError, Sendable {
         switch error.code {
         case .badRequest: self.init(.badRequest, code: "bad_request", error.message)
         case .notFound: self.init(.notFound, code: "not_found", error.message)
-        case .overloaded: self.init(.serviceUnavailable, code: "overloaded", error.message, retryAfter: error.retryAfter ?? 1)
+        case .overloaded:
+            self.init(.serviceUnavailable, code: "overloaded", error.message, retryAfter: error.retryAfter ?? 1)
         case .timeout: self.init(.gatewayTimeout, code: "timeout", error.message)
-        case .unavailable: self.init(.serviceUnavailable, code: "unavailable", error.message, retryAfter: error.retryAfter ?? 1)
+        case .unavailable:
+            self.init(.serviceUnavailable, code: "unavailable", error.message, retryAfter: error.retryAfter ?? 1)
         default: self.init(.internalServerError, code: "model_failed", error.message)
         }
     }
@@ -41,7 +43,9 @@ public struct APIError: HTTPResponseError, Sendable {
 
 /// JSON bodies for responses.
 enum JSONResponse {
-    static func make<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+    static func make<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws
+        -> Response
+    {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(value)

@@ -9,7 +9,9 @@ public struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
 
     public init(tokens: [TokenSpec]) { self.tokens = tokens }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
         guard !tokens.isEmpty else { return try await next(request, context) }
         let path = request.uri.path
         if path.hasPrefix("/healthz") || path.hasPrefix("/v2/health") || path == "/metrics" {
@@ -31,7 +33,10 @@ public struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
             needed = [.admin]
         }
         guard !token.scopes.isDisjoint(with: needed) else {
-            throw APIError(.forbidden, code: "forbidden", "token '\(token.name)' lacks the scope for this call (\(needed.map(\.rawValue).sorted().joined(separator: " or ")))")
+            throw APIError(
+                .forbidden, code: "forbidden",
+                "token '\(token.name)' lacks the scope for this call (\(needed.map(\.rawValue).sorted().joined(separator: " or ")))"
+            )
         }
         return try await next(request, context)
     }

@@ -2,8 +2,8 @@ internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
 internal import FreshlineRuntime
-internal import Hummingbird
 internal import HTTPTypes
+internal import Hummingbird
 
 /// The `/v1` API: predictions with provenance, and the features with their live figures.
 struct FeatureRoutes<Context: RequestContext> {
@@ -19,7 +19,8 @@ struct FeatureRoutes<Context: RequestContext> {
     private func feature(_ context: Context) throws -> FeatureServer {
         let name = context.parameters.get("name") ?? ""
         guard let feature = runtime.features[name] else {
-            throw APIError.notFound("no feature named '\(name)' (features: \(runtime.features.keys.sorted().joined(separator: ", ")))")
+            throw APIError.notFound(
+                "no feature named '\(name)' (features: \(runtime.features.keys.sorted().joined(separator: ", ")))")
         }
         return feature
     }
@@ -48,17 +49,23 @@ struct FeatureRoutes<Context: RequestContext> {
             timeout = t
         }
         if let rows = body.rows {
-            guard body.inputs == nil, body.key == nil else { throw APIError.badRequest("give either rows or key/inputs, not both") }
-            guard !rows.isEmpty, rows.count <= 10_000 else { throw APIError.badRequest("rows must hold 1 to 10000 rows") }
+            guard body.inputs == nil, body.key == nil else {
+                throw APIError.badRequest("give either rows or key/inputs, not both")
+            }
+            guard !rows.isEmpty, rows.count <= 10_000 else {
+                throw APIError.badRequest("rows must hold 1 to 10000 rows")
+            }
             let requests = try rows.enumerated().map { index, row in
-                PredictRequest(key: try Self.key(row.key, field: "rows[\(index)].key"), inputs: row.inputs ?? [:],
-                               maxStaleness: maxStaleness, timeout: timeout)
+                PredictRequest(
+                    key: try Self.key(row.key, field: "rows[\(index)].key"), inputs: row.inputs ?? [:],
+                    maxStaleness: maxStaleness, timeout: timeout)
             }
             // All rows are submitted at once so that the batcher can put them in the same batches.
             let results = await withTaskGroup(of: (Int, Result<Prediction, PredictionError>).self) { group in
                 for (index, r) in requests.enumerated() {
                     group.addTask {
-                        do { return (index, .success(try await feature.predict(r))) } catch let error as PredictionError {
+                        do { return (index, .success(try await feature.predict(r))) } catch let error as PredictionError
+                        {
                             return (index, .failure(error))
                         } catch {
                             return (index, .failure(PredictionError(.modelFailed, "\(error)")))
@@ -76,10 +83,12 @@ struct FeatureRoutes<Context: RequestContext> {
                     .object(["error": .object(["code": .string(APIError(e).code), "message": .string(e.message)])])
                 }
             }
-            return try JSONResponse.make(JSONValue.object(["feature": .string(feature.spec.name), "results": .array(items)]))
+            return try JSONResponse.make(
+                JSONValue.object(["feature": .string(feature.spec.name), "results": .array(items)]))
         }
-        let single = PredictRequest(key: try Self.key(body.key, field: "key"), inputs: body.inputs ?? [:],
-                                    maxStaleness: maxStaleness, timeout: timeout)
+        let single = PredictRequest(
+            key: try Self.key(body.key, field: "key"), inputs: body.inputs ?? [:],
+            maxStaleness: maxStaleness, timeout: timeout)
         do {
             let prediction = try await feature.predict(single)
             var headers = HTTPFields()
@@ -108,7 +117,8 @@ struct FeatureRoutes<Context: RequestContext> {
     private func listFeatures() throws -> Response {
         let items = runtime.features.values.sorted { $0.spec.name < $1.spec.name }.map { f -> JSONValue in
             .object([
-                "name": .string(f.spec.name), "pattern": .string(f.spec.pattern.rawValue), "model": .string(f.spec.model),
+                "name": .string(f.spec.name), "pattern": .string(f.spec.pattern.rawValue),
+                "model": .string(f.spec.model),
                 "model_version": .string(f.model.model.metadata.version),
                 "max_staleness": f.spec.maxStaleness.map { .string(DurationText.format($0)) } ?? .null,
                 "latency_budget": .string(DurationText.format(f.spec.latencyBudget)),
@@ -130,7 +140,9 @@ struct FeatureRoutes<Context: RequestContext> {
             ])
         }
         var failure: JSONValue = .string("error")
-        if case .defaultValue(let value) = f.spec.onFailure { failure = .object(["default": .object(value.mapValues(JSONValue.init))]) }
+        if case .defaultValue(let value) = f.spec.onFailure {
+            failure = .object(["default": .object(value.mapValues(JSONValue.init))])
+        }
         let body: JSONValue = .object([
             "name": .string(f.spec.name),
             "spec": .object([
@@ -182,7 +194,8 @@ struct FeatureRoutes<Context: RequestContext> {
     }
 
     static func path(_ codingPath: [any CodingKey]) -> String {
-        codingPath.isEmpty ? "body" : codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        codingPath.isEmpty
+            ? "body" : codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
     }
 
     static func key(_ value: JSONValue?, field: String) throws -> String? {
@@ -197,7 +210,9 @@ struct FeatureRoutes<Context: RequestContext> {
     static func duration(_ value: JSONValue, field: String) throws -> Duration {
         switch value {
         case .string(let s):
-            guard let d = DurationText.parse(s) else { throw APIError.badRequest("\(field) must be a duration such as 30s, 6h, 7d") }
+            guard let d = DurationText.parse(s) else {
+                throw APIError.badRequest("\(field) must be a duration such as 30s, 6h, 7d")
+            }
             return d
         case .integer(let i) where i >= 0: return .seconds(i)
         case .number(let d) where d >= 0 && d < 1e12: return .nanoseconds(Int64(d * 1e9))
@@ -205,4 +220,3 @@ struct FeatureRoutes<Context: RequestContext> {
         }
     }
 }
-

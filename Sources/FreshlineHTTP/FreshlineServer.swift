@@ -1,6 +1,6 @@
+internal import FreshlineCore
 public import FreshlineRuntime
 public import Hummingbird
-internal import FreshlineCore
 public import Logging
 public import Prometheus
 
@@ -8,7 +8,9 @@ public import Prometheus
 /// `/metrics` (Prometheus text) and the health endpoints.
 public enum FreshlineServer {
     /// The router with every route and the bearer-token middleware.
-    public static func router(runtime: ServingRuntime, registry: PrometheusCollectorRegistry) -> Router<BasicRequestContext> {
+    public static func router(runtime: ServingRuntime, registry: PrometheusCollectorRegistry) -> Router<
+        BasicRequestContext
+    > {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: BearerAuthMiddleware(tokens: runtime.manifest.tokens))
         let limit = runtime.manifest.server.maxBodyBytes
@@ -26,8 +28,10 @@ public enum FreshlineServer {
     }
 
     /// The application listening where the manifest (or the command line) says.
-    public static func application(runtime: ServingRuntime, registry: PrometheusCollectorRegistry, host: String, port: Int,
-                                   logger: Logger) -> some ApplicationProtocol {
+    public static func application(
+        runtime: ServingRuntime, registry: PrometheusCollectorRegistry, host: String, port: Int,
+        logger: Logger
+    ) -> some ApplicationProtocol {
         Application(
             router: router(runtime: runtime, registry: registry),
             configuration: .init(address: .hostname(host, port: port), serverName: "freshline"),

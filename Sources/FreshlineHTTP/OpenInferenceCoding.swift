@@ -64,9 +64,13 @@ enum OpenInferenceCoding {
 
     static func decodeBinary(_ data: Data, datatype: String, name: String) throws -> TensorData {
         func fixed<T: FixedWidthInteger>(_: T.Type) throws -> [T] {
-            guard data.count % MemoryLayout<T>.size == 0 else { throw V2Error(.badRequest, "input '\(name)': binary data is not a whole number of \(datatype) values") }
+            guard data.count % MemoryLayout<T>.size == 0 else {
+                throw V2Error(.badRequest, "input '\(name)': binary data is not a whole number of \(datatype) values")
+            }
             return data.withUnsafeBytes { raw in
-                (0..<(data.count / MemoryLayout<T>.size)).map { T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self)) }
+                (0..<(data.count / MemoryLayout<T>.size)).map {
+                    T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self))
+                }
             }
         }
         switch datatype {
@@ -83,10 +87,16 @@ enum OpenInferenceCoding {
             var offset = 0
             let bytes = [UInt8](data)
             while offset < bytes.count {
-                guard offset + 4 <= bytes.count else { throw V2Error(.badRequest, "input '\(name)': truncated BYTES element") }
-                let length = Int(UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24)
+                guard offset + 4 <= bytes.count else {
+                    throw V2Error(.badRequest, "input '\(name)': truncated BYTES element")
+                }
+                let length = Int(
+                    UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(
+                        bytes[offset + 3]) << 24)
                 offset += 4
-                guard length <= bytes.count - offset else { throw V2Error(.badRequest, "input '\(name)': truncated BYTES element") }
+                guard length <= bytes.count - offset else {
+                    throw V2Error(.badRequest, "input '\(name)': truncated BYTES element")
+                }
                 strings.append(String(decoding: bytes[offset..<(offset + length)], as: UTF8.self))
                 offset += length
             }

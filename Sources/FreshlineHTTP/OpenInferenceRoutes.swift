@@ -2,8 +2,8 @@ internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
 internal import FreshlineRuntime
-internal import Hummingbird
 internal import HTTPTypes
+internal import Hummingbird
 
 /// The Open Inference Protocol V2 (KServe, Triton, MLServer) for every model of the manifest, with JSON tensors
 /// and the binary tensor data extension that Triton's clients use by default.
@@ -13,10 +13,11 @@ struct OpenInferenceRoutes<Context: RequestContext> {
 
     func register(on router: Router<Context>) {
         router.get("/v2") { _, _ in
-            try JSONResponse.make(JSONValue.object([
-                "name": .string("freshline"), "version": .string(FreshlineVersion.current),
-                "extensions": .array([.string("binary_tensor_data")]),
-            ]))
+            try JSONResponse.make(
+                JSONValue.object([
+                    "name": .string("freshline"), "version": .string(FreshlineVersion.current),
+                    "extensions": .array([.string("binary_tensor_data")]),
+                ]))
         }
         router.get("/v2/health/live") { _, _ in HTTPResponse.Status.ok }
         router.get("/v2/health/ready") { _, _ in runtime.isReady ? HTTPResponse.Status.ok : .serviceUnavailable }
@@ -25,14 +26,16 @@ struct OpenInferenceRoutes<Context: RequestContext> {
         router.get("/v2/models/:model") { _, context in try metadata(context) }
         router.get("/v2/models/:model/versions/:version") { _, context in try metadata(context) }
         router.post("/v2/models/:model/infer") { request, context in try await infer(request, context) }
-        router.post("/v2/models/:model/versions/:version/infer") { request, context in try await infer(request, context) }
+        router.post("/v2/models/:model/versions/:version/infer") { request, context in try await infer(request, context)
+        }
     }
 
     private func model(_ context: Context) throws -> ServingModel {
         let name = context.parameters.get("model") ?? ""
         guard let model = runtime.models[name] else { throw V2Error(.notFound, "model '\(name)' is not loaded") }
         if let version = context.parameters.get("version"), version != model.model.metadata.version, version != "1" {
-            throw V2Error(.notFound, "model '\(name)' has no version '\(version)' (version: \(model.model.metadata.version))")
+            throw V2Error(
+                .notFound, "model '\(name)' has no version '\(version)' (version: \(model.model.metadata.version))")
         }
         return model
     }
@@ -50,10 +53,13 @@ struct OpenInferenceRoutes<Context: RequestContext> {
                 "shape": .array((v.shape ?? [-1]).map { .integer(Int64($0)) }),
             ])
         }
-        return try JSONResponse.make(JSONValue.object([
-            "name": .string(m.spec.name), "versions": .array([.string(m.model.metadata.version)]), "platform": .string("onnx"),
-            "inputs": .array(m.model.metadata.inputs.map(tensor)), "outputs": .array(m.model.metadata.outputs.map(tensor)),
-        ]))
+        return try JSONResponse.make(
+            JSONValue.object([
+                "name": .string(m.spec.name), "versions": .array([.string(m.model.metadata.version)]),
+                "platform": .string("onnx"),
+                "inputs": .array(m.model.metadata.inputs.map(tensor)),
+                "outputs": .array(m.model.metadata.outputs.map(tensor)),
+            ]))
     }
 
     struct InferBody: Decodable {
@@ -85,12 +91,15 @@ struct OpenInferenceRoutes<Context: RequestContext> {
         // Binary tensor data extension: a JSON header of the given length, then the raw tensors in input order.
         var jsonLength = bytes.count
         if let header = request.headers[HTTPField.Name("Inference-Header-Content-Length")!] {
-            guard let n = Int(header), n >= 0, n <= bytes.count else { throw V2Error(.badRequest, "invalid Inference-Header-Content-Length") }
+            guard let n = Int(header), n >= 0, n <= bytes.count else {
+                throw V2Error(.badRequest, "invalid Inference-Header-Content-Length")
+            }
             jsonLength = n
         }
         let body: InferBody
         do { body = try JSONDecoder().decode(InferBody.self, from: bytes.prefix(jsonLength)) } catch {
-            throw V2Error(.badRequest, "the request is not a valid inference request: \(OpenInferenceCoding.describe(error))")
+            throw V2Error(
+                .badRequest, "the request is not a valid inference request: \(OpenInferenceCoding.describe(error))")
         }
         var binaryOffset = jsonLength
         var feeds: [String: Tensor] = [:]
@@ -98,7 +107,9 @@ struct OpenInferenceRoutes<Context: RequestContext> {
             guard let info = m.model.metadata.inputs.first(where: { $0.name == input.name }) else {
                 throw V2Error(.badRequest, "model '\(m.spec.name)' has no input '\(input.name)'")
             }
-            guard input.shape.allSatisfy({ $0 >= 0 }) else { throw V2Error(.badRequest, "input '\(input.name)': negative dimension in shape") }
+            guard input.shape.allSatisfy({ $0 >= 0 }) else {
+                throw V2Error(.badRequest, "input '\(input.name)': negative dimension in shape")
+            }
             let data: TensorData
             if case .integer(let size)? = input.parameters?["binary_data_size"] {
                 guard size >= 0, binaryOffset + Int(size) <= bytes.count else {
@@ -119,7 +130,10 @@ struct OpenInferenceRoutes<Context: RequestContext> {
                 }
             }
             guard data.elementType == info.elementType else {
-                throw V2Error(.badRequest, "input '\(input.name)' must be \(OpenInferenceCoding.datatype(info.elementType, info.type)), got \(input.datatype)")
+                throw V2Error(
+                    .badRequest,
+                    "input '\(input.name)' must be \(OpenInferenceCoding.datatype(info.elementType, info.type)), got \(input.datatype)"
+                )
             }
             do { feeds[input.name] = try Tensor(shape: input.shape, data: data) } catch {
                 throw V2Error(.badRequest, "input '\(input.name)': \(error.message)")
@@ -128,19 +142,26 @@ struct OpenInferenceRoutes<Context: RequestContext> {
         let outputs: [String: Value]
         do { outputs = try await runtime.infer(model: m.spec.name, feeds: feeds) } catch {
             let e = error as? PredictionError ?? PredictionError(.modelFailed, "\(error)")
-            throw V2Error(e.code == .badRequest ? .badRequest : e.code == .notFound ? .notFound : .internalServerError, e.message)
+            throw V2Error(
+                e.code == .badRequest ? .badRequest : e.code == .notFound ? .notFound : .internalServerError, e.message)
         }
-        let requested = body.outputs ?? m.model.metadata.outputs.map { InferBody.Output(name: $0.name, parameters: nil) }
+        let requested =
+            body.outputs ?? m.model.metadata.outputs.map { InferBody.Output(name: $0.name, parameters: nil) }
         let binaryDefault = body.parameters?["binary_data_output"] == .bool(true)
         var items: [JSONValue] = []
         var binaryParts: [Data] = []
         for output in requested {
-            guard let value = outputs[output.name] else { throw V2Error(.badRequest, "model '\(m.spec.name)' has no output '\(output.name)'") }
+            guard let value = outputs[output.name] else {
+                throw V2Error(.badRequest, "model '\(m.spec.name)' has no output '\(output.name)'")
+            }
             let (tensor, datatype) = try OpenInferenceCoding.tensorForm(value)
             var item: [String: JSONValue] = [
-                "name": .string(output.name), "datatype": .string(datatype), "shape": .array(tensor.shape.map { .integer(Int64($0)) }),
+                "name": .string(output.name), "datatype": .string(datatype),
+                "shape": .array(tensor.shape.map { .integer(Int64($0)) }),
             ]
-            let wantsBinary = output.parameters?["binary_data"] == .bool(true) || (output.parameters?["binary_data"] == nil && binaryDefault)
+            let wantsBinary =
+                output.parameters?["binary_data"] == .bool(true)
+                || (output.parameters?["binary_data"] == nil && binaryDefault)
             if wantsBinary {
                 let part = OpenInferenceCoding.encodeBinary(tensor.data)
                 item["parameters"] = .object(["binary_data_size": .integer(Int64(part.count))])
@@ -151,7 +172,8 @@ struct OpenInferenceRoutes<Context: RequestContext> {
             items.append(.object(item))
         }
         var response: [String: JSONValue] = [
-            "model_name": .string(m.spec.name), "model_version": .string(m.model.metadata.version), "outputs": .array(items),
+            "model_name": .string(m.spec.name), "model_version": .string(m.model.metadata.version),
+            "outputs": .array(items),
         ]
         response["id"] = .string(body.id ?? "")
         let encoder = JSONEncoder()

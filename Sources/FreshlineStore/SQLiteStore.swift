@@ -1,5 +1,5 @@
-public import FreshlineCore
 internal import Foundation
+public import FreshlineCore
 internal import GRDB
 
 /// The embedded default store: one SQLite file in WAL mode (`.freshline/freshline.sqlite` beside the manifest),
@@ -73,9 +73,10 @@ struct RequestLogRecord: Codable, FetchableRecord, PersistableRecord {
     }
 
     var sample: RequestLogSample {
-        RequestLogSample(feature: feature, keyHash: key_hash, hasRequestInputs: has_request_inputs,
-                         source: source.flatMap(PredictionSource.init(rawValue:)), outcome: outcome,
-                         latencySeconds: latency_seconds, ageSeconds: age_seconds, at: at)
+        RequestLogSample(
+            feature: feature, keyHash: key_hash, hasRequestInputs: has_request_inputs,
+            source: source.flatMap(PredictionSource.init(rawValue:)), outcome: outcome,
+            latencySeconds: latency_seconds, ageSeconds: age_seconds, at: at)
     }
 }
 

@@ -11,7 +11,9 @@ public enum TensorComparison {
         }
         switch (actual.data, expected.data) {
         case (.string(let a), .string(let e)):
-            if let i = a.indices.first(where: { a[$0] != e[$0] }) { return "element \(i): '\(a[i])', expected '\(e[i])'" }
+            if let i = a.indices.first(where: { a[$0] != e[$0] }) {
+                return "element \(i): '\(a[i])', expected '\(e[i])'"
+            }
             return nil
         default:
             let a = actual.doubleValues, e = expected.doubleValues

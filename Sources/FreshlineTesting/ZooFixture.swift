@@ -49,7 +49,8 @@ public struct ZooFixture: Sendable, CustomStringConvertible {
 
     /// Every model the manifest lists.
     public static func all(in directory: URL) throws -> [ZooFixture] {
-        let manifest = try JSONDecoder().decode(Manifest.self, from: try Data(contentsOf: directory.appendingPathComponent("MANIFEST.json")))
+        let manifest = try JSONDecoder().decode(
+            Manifest.self, from: try Data(contentsOf: directory.appendingPathComponent("MANIFEST.json")))
         return try manifest.models.flatMap { entry in
             var fixtures = [
                 ZooFixture(
@@ -111,7 +112,8 @@ public struct ZooFixture: Sendable, CustomStringConvertible {
         return problems
     }
 
-    static func difference(_ got: JSONValue, _ want: JSONValue, comparison: Comparison, tolerance: Tolerance) -> String? {
+    static func difference(_ got: JSONValue, _ want: JSONValue, comparison: Comparison, tolerance: Tolerance) -> String?
+    {
         switch (got, want) {
         case (.array(let g), .array(let w)):
             guard g.count == w.count else { return "\(g.count) elements, expected \(w.count)" }
@@ -122,7 +124,9 @@ public struct ZooFixture: Sendable, CustomStringConvertible {
         case (.object(let g), .object(let w)):
             guard Set(g.keys) == Set(w.keys) else { return "keys \(g.keys.sorted()), expected \(w.keys.sorted())" }
             for key in w.keys.sorted() {
-                if let d = difference(g[key]!, w[key]!, comparison: .close, tolerance: tolerance) { return "[\(key)] \(d)" }
+                if let d = difference(g[key]!, w[key]!, comparison: .close, tolerance: tolerance) {
+                    return "[\(key)] \(d)"
+                }
             }
             return nil
         default:

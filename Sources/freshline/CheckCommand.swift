@@ -21,7 +21,9 @@ struct CheckCommand: ParsableCommand {
         print("\(file): ok — \(manifest.models.count) models, \(manifest.features.count) features")
         for feature in manifest.features.values.sorted(by: { $0.name < $1.name }) {
             let version = models[feature.model]?.model.metadata.version ?? "-"
-            print("  \(feature.name): \(feature.pattern.rawValue), model \(feature.model) (\(version)), latency budget \(DurationText.format(feature.latencyBudget))")
+            print(
+                "  \(feature.name): \(feature.pattern.rawValue), model \(feature.model) (\(version)), latency budget \(DurationText.format(feature.latencyBudget))"
+            )
         }
     }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
-import FreshlineEngine
 import Foundation
+import FreshlineEngine
 
 /// `freshline model …`: look at a model file and try it.
 struct ModelCommand: AsyncParsableCommand {
@@ -11,7 +11,8 @@ struct ModelCommand: AsyncParsableCommand {
     )
 
     struct Inspect: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a model's inputs, outputs, operators, size and version.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a model's inputs, outputs, operators, size and version.")
 
         @Argument(help: "The ONNX file.") var file: String
         @Flag(help: "Print JSON instead of text.") var json = false
@@ -39,7 +40,9 @@ struct ModelCommand: AsyncParsableCommand {
             print("version   \(m.version) (sha256 \(m.sha256))")
             print("size      \(m.sizeBytes) bytes")
             print("producer  \(m.producer.isEmpty ? "-" : m.producer), IR \(m.irVersion)")
-            print("opsets    " + m.opsets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            print(
+                "opsets    "
+                    + m.opsets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             print("inputs")
             for i in m.inputs { print("  \(i.name): \(i.type)") }
             print("outputs")
@@ -64,7 +67,9 @@ struct ModelCommand: AsyncParsableCommand {
 
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run a model on JSON Lines rows: one object of named inputs per line in, one of named outputs per line out.")
+            abstract:
+                "Run a model on JSON Lines rows: one object of named inputs per line in, one of named outputs per line out."
+        )
 
         @Argument(help: "The ONNX file.") var file: String
         @Option(help: "JSON Lines input file ('-' for standard input).") var input: String
@@ -82,7 +87,9 @@ struct ModelCommand: AsyncParsableCommand {
                 while let line = readLine(strippingNewline: false) { lines.append(line) }
                 text = lines.joined()
             } else {
-                guard let data = FileManager.default.contents(atPath: input) else { throw CLIError("cannot read \(input)") }
+                guard let data = FileManager.default.contents(atPath: input) else {
+                    throw CLIError("cannot read \(input)")
+                }
                 text = String(decoding: data, as: UTF8.self)
             }
             let decoder = JSONDecoder()
@@ -93,7 +100,9 @@ struct ModelCommand: AsyncParsableCommand {
                 do {
                     let feeds = try RowBatch.tensors(rows: batch, inputs: model.metadata.inputs)
                     let outputs = try model.run(feeds)
-                    for row in try RowBatch.rows(outputs: outputs, count: batch.count) { print(try encodeLine(.object(row))) }
+                    for row in try RowBatch.rows(outputs: outputs, count: batch.count) {
+                        print(try encodeLine(.object(row)))
+                    }
                 } catch let error as EngineError {
                     throw CLIError("\(input): rows \(firstLine)–\(firstLine + batch.count - 1): \(error.message)")
                 }
@@ -134,13 +143,18 @@ struct ModelCommand: AsyncParsableCommand {
             let feeds = try model.syntheticFeeds(batchSize: batchSize, integerRange: integerRange)
             let m = try model.measure(feeds: feeds, seconds: seconds)
             if json {
-                print(try encodeLine(.object([
-                    "batch_size": .integer(Int64(m.batchSize)), "calls": .integer(Int64(m.calls)),
-                    "per_call_ns": .number(m.perCallNanoseconds.rounded()), "per_row_ns": .number((m.perRowNanoseconds * 10).rounded() / 10),
-                ])))
+                print(
+                    try encodeLine(
+                        .object([
+                            "batch_size": .integer(Int64(m.batchSize)), "calls": .integer(Int64(m.calls)),
+                            "per_call_ns": .number(m.perCallNanoseconds.rounded()),
+                            "per_row_ns": .number((m.perRowNanoseconds * 10).rounded() / 10),
+                        ])))
             } else {
-                print(String(format: "%@  batch %d: %.2f µs per call, %.3f µs per row (%d calls)",
-                             file, m.batchSize, m.perCallNanoseconds / 1000, m.perRowNanoseconds / 1000, m.calls))
+                print(
+                    String(
+                        format: "%@  batch %d: %.2f µs per call, %.3f µs per row (%d calls)",
+                        file, m.batchSize, m.perCallNanoseconds / 1000, m.perRowNanoseconds / 1000, m.calls))
             }
         }
     }

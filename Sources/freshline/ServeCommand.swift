@@ -27,18 +27,23 @@ struct ServeCommand: AsyncParsableCommand {
         let runtime: ServingRuntime
         do {
             let store = try ServingRuntime.openStore(for: manifest)
-            runtime = try ServingRuntime(manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry),
-                                         requestLogStore: store, logger: logger)
+            runtime = try ServingRuntime(
+                manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry),
+                requestLogStore: store, logger: logger)
         } catch let errors as ManifestErrors {
             throw CLIError(errors.description)
         }
-        if manifest.tokens.isEmpty { logger.warning("no tokens configured: the API is open to anyone who can reach it") }
+        if manifest.tokens.isEmpty {
+            logger.warning("no tokens configured: the API is open to anyone who can reach it")
+        }
         let app = FreshlineServer.application(
-            runtime: runtime, registry: registry, host: host ?? manifest.server.host, port: port ?? manifest.server.port, logger: logger)
+            runtime: runtime, registry: registry, host: host ?? manifest.server.host,
+            port: port ?? manifest.server.port, logger: logger)
         // Services shut down in reverse order: the HTTP server stops first and finishes its requests, then the
         // runtime drains its queues.
-        let group = ServiceGroup(configuration: .init(
-            services: [runtime, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [runtime, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -1,5 +1,5 @@
-import FreshlineCore
 import Foundation
+import FreshlineCore
 import Testing
 
 private typealias Batcher = AdaptiveBatcherStateMachine<Int>
@@ -94,7 +94,10 @@ private struct Harness {
     init(batcher: Batcher) { self.batcher = batcher }
 
     mutating func run(arrivals: [Arrival], trueCost: (Int) -> Duration) {
-        enum Event { case completion(Int), arrival, tick }
+        enum Event {
+            case completion(Int)
+            case arrival, tick
+        }
         var nextArrival = 0
         for _ in 0..<10_000_000 {
             // Earliest event first; on a tie a finished batch goes first, then an arrival, then the timer.
@@ -353,9 +356,10 @@ struct AdaptiveBatcherStateMachineTests {
         }
         #expect(dispatched == [[0]])
         for finish in [20, 30, 40] {
-            dispatched += batcher.batchFinished(
-                rows: dispatched.last!.count, duration: .microseconds(5), now: at(finish)
-            ).dispatched
+            dispatched +=
+                batcher.batchFinished(
+                    rows: dispatched.last!.count, duration: .microseconds(5), now: at(finish)
+                ).dispatched
         }
         #expect(dispatched == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10]])
         #expect(batcher.batchFinished(rows: 2, duration: .microseconds(5), now: at(50)) == [])
@@ -571,7 +575,8 @@ struct AdaptiveBatcherStateMachineTests {
         var harness = Harness(
             batcher: Batcher(
                 configuration: configuration(
-                    a: .microseconds(5), b: .microseconds(20), maxBatchSize: maxBatch, maxQueueDelay: .milliseconds(1))))
+                    a: .microseconds(5), b: .microseconds(20), maxBatchSize: maxBatch, maxQueueDelay: .milliseconds(1)))
+        )
         harness.run(arrivals: arrivals) { rows in
             let noise = Double.random(in: -0.05...0.05, using: &generator)
             return .nanoseconds(Int64((a * Double(rows) + b) * (1 + noise) * 1e9))

@@ -1,6 +1,7 @@
 import Foundation
-@testable import FreshlineEngine
 import Testing
+
+@testable import FreshlineEngine
 
 @Suite("Engine basics")
 struct EngineBasicsTests {
@@ -11,7 +12,9 @@ struct EngineBasicsTests {
         #expect(
             SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        #expect(
+            SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000))
+                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     @Test("the model version is the file's SHA-256")
@@ -43,15 +46,20 @@ struct EngineBasicsTests {
 
     @Test("rows stack into batch tensors and split back")
     func rowBatch() throws {
-        let inputs = [ModelMetadata.ValueInfo(name: "x", type: .tensor(.float, shape: [-1, 2]), dimensionNames: ["N", nil])]
-        let rows: [[String: JSONValue]] = [["x": .array([.number(1.5), .integer(2)])], ["x": .array([.number(-1), .number(0)])]]
+        let inputs = [
+            ModelMetadata.ValueInfo(name: "x", type: .tensor(.float, shape: [-1, 2]), dimensionNames: ["N", nil])
+        ]
+        let rows: [[String: JSONValue]] = [
+            ["x": .array([.number(1.5), .integer(2)])], ["x": .array([.number(-1), .number(0)])],
+        ]
         let feeds = try RowBatch.tensors(rows: rows, inputs: inputs)
         #expect(feeds["x"]?.shape == [2, 2])
         #expect(feeds["x"]?.floats == [1.5, 2, -1, 0])
         let back = try RowBatch.rows(outputs: ["x": .tensor(feeds["x"]!)], count: 2)
         #expect(back[1]["x"] == .array([.number(-1), .number(0)]))
         #expect(throws: EngineError.self) {
-            try RowBatch.tensors(rows: [["x": .array([.number(1)])], ["x": .array([.number(1), .number(2)])]], inputs: inputs)
+            try RowBatch.tensors(
+                rows: [["x": .array([.number(1)])], ["x": .array([.number(1), .number(2)])]], inputs: inputs)
         }
         #expect(throws: EngineError.self) { try RowBatch.tensors(rows: [["x": .string("a")]], inputs: inputs) }
         #expect(throws: EngineError.self) { try RowBatch.tensors(rows: [["y": .number(1)]], inputs: inputs) }
@@ -73,7 +81,9 @@ struct DenseFusionTests {
         return try b.load()
     }
 
-    @Test("MatMul + Add + Relu becomes one step with the same results", arguments: [(false, true), (true, true), (false, false)])
+    @Test(
+        "MatMul + Add + Relu becomes one step with the same results",
+        arguments: [(false, true), (true, true), (false, false)])
     func fused(_ biasFirst: Bool, _ relu: Bool) throws {
         let model = try model(biasFirst: biasFirst, relu: relu)
         #expect(model.plan.steps.count == 1)

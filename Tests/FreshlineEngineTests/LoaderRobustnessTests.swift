@@ -1,6 +1,7 @@
 import Foundation
-@testable import FreshlineEngine
 import Testing
+
+@testable import FreshlineEngine
 
 /// Truncated, malformed and hostile model files give clear errors; never a crash or an unbounded allocation.
 @Suite("Loader robustness")
@@ -42,7 +43,8 @@ struct LoaderRobustnessTests {
             for _ in 0..<150 {
                 var bytes = [UInt8](original)
                 for _ in 0..<Int.random(in: 1...8, using: &generator) {
-                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(
+                        in: 0...255, using: &generator)
                 }
                 guard let model = try? Model(data: Data(bytes)) else { continue }
                 // A mutated model that still loads must run or fail cleanly.
@@ -155,7 +157,9 @@ struct LoaderRobustnessTests {
         }
         expectError(.invalidInput, containing: "'x' is missing") { _ = try model.run([:]) }
         expectError(.invalidInput, containing: "no input named 'z'") {
-            _ = try model.run(["x": try Tensor(shape: [1, 4], floats: [1, 2, 3, 4]), "z": try Tensor(shape: [1], floats: [1])])
+            _ = try model.run([
+                "x": try Tensor(shape: [1, 4], floats: [1, 2, 3, 4]), "z": try Tensor(shape: [1], floats: [1]),
+            ])
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
-@testable import FreshlineEngine
 import SwiftProtobuf
+
+@testable import FreshlineEngine
 
 /// Builds small ONNX models in code, for tests of the loader and the operators.
 struct ModelBuilder {
@@ -63,8 +64,10 @@ struct ModelBuilder {
         model.graph.initializer.append(t)
     }
 
-    mutating func node(_ op: String, _ inputs: [String], _ outputs: [String], domain: String = "", name: String = "",
-                       attributes: [Onnx_AttributeProto] = []) {
+    mutating func node(
+        _ op: String, _ inputs: [String], _ outputs: [String], domain: String = "", name: String = "",
+        attributes: [Onnx_AttributeProto] = []
+    ) {
         var n = Onnx_NodeProto()
         n.opType = op
         n.input = inputs

@@ -32,7 +32,8 @@ struct ManifestTests {
 
     @Test("errors name the line and the key")
     func locatedErrors() throws {
-        let found = try errors("""
+        let found = try errors(
+            """
             models:
               m: ZOO/gbc_binary.onnx
             features:
@@ -52,7 +53,10 @@ struct ManifestTests {
         #expect(model.message.contains("unknown model 'nowhere'"))
         let unknown = try #require(found.first { $0.location.keyPath == "features.b.colour" })
         #expect(unknown.location.line == 9)
-        #expect(unknown.description.hasSuffix("freshline.yaml:9: features.b.colour: unknown key (expected one of: batching, description, inputs, key, latency_budget, max_staleness, model, on_failure, outputs, pattern, user_blocking)"))
+        #expect(
+            unknown.description.hasSuffix(
+                "freshline.yaml:9: features.b.colour: unknown key (expected one of: batching, description, inputs, key, latency_budget, max_staleness, model, on_failure, outputs, pattern, user_blocking)"
+            ))
     }
 
     @Test("YAML syntax errors name the line")
@@ -65,23 +69,25 @@ struct ManifestTests {
 
     @Test("declared inputs and outputs are checked against the ONNX file")
     func checkedAgainstModel() throws {
-        let manifest = try ManifestLoader.load(path: try TestManifest.write("""
-            models:
-              m: ZOO/gbc_binary.onnx
-            features:
-              a:
-                model: m
-                outputs: [label, score]
-                inputs:
-                  X: int64[16]
-                  Y: float
-              b:
-                model: m
-                inputs:
-                  X: float[15]
-                on_failure:
-                  default: {nothing: 1}
-            """))
+        let manifest = try ManifestLoader.load(
+            path: try TestManifest.write(
+                """
+                models:
+                  m: ZOO/gbc_binary.onnx
+                features:
+                  a:
+                    model: m
+                    outputs: [label, score]
+                    inputs:
+                      X: int64[16]
+                      Y: float
+                  b:
+                    model: m
+                    inputs:
+                      X: float[15]
+                    on_failure:
+                      default: {nothing: 1}
+                """))
         let (models, loadErrors) = ServingModel.loadAll(manifest)
         #expect(loadErrors.isEmpty)
         let problems = ManifestValidator.problems(manifest, models: models)
@@ -90,18 +96,23 @@ struct ManifestTests {
         #expect(messages.contains { $0.contains(":8: features.a.inputs.X: model input 'X' is float, declared int64") })
         #expect(messages.contains { $0.contains(":9: features.a.inputs.Y: model 'm' has no input 'Y'") })
         #expect(messages.contains { $0.contains("features.a.outputs: model 'm' has no output 'score'") })
-        #expect(messages.contains { $0.contains(":13: features.b.inputs.X: model input 'X' has per-row shape [\"16\"], declared [15]") })
+        #expect(
+            messages.contains {
+                $0.contains(":13: features.b.inputs.X: model input 'X' has per-row shape [\"16\"], declared [15]")
+            })
         #expect(messages.contains { $0.contains("features.b.on_failure.default.nothing: is not an output") })
     }
 
     @Test("a missing model file is reported at its entry")
     func missingModelFile() throws {
-        let manifest = try ManifestLoader.load(path: try TestManifest.write("""
-            models:
-              m: /nonexistent/model.onnx
-            features:
-              a: {model: m}
-            """))
+        let manifest = try ManifestLoader.load(
+            path: try TestManifest.write(
+                """
+                models:
+                  m: /nonexistent/model.onnx
+                features:
+                  a: {model: m}
+                """))
         let (_, loadErrors) = ServingModel.loadAll(manifest)
         #expect(loadErrors.count == 1)
         #expect(loadErrors.first?.location.line == 2)

@@ -23,7 +23,8 @@ struct RuntimeTests {
                 let results = await withTaskGroup(of: Bool.self) { requests in
                     for i in 0..<200 {
                         requests.addTask {
-                            (try? await feature.predict(PredictRequest(key: "k\(i)", inputs: Self.row, timeout: .seconds(10)))) != nil
+                            (try? await feature.predict(
+                                PredictRequest(key: "k\(i)", inputs: Self.row, timeout: .seconds(10)))) != nil
                         }
                     }
                     try? await Task.sleep(for: .milliseconds(1))
@@ -34,6 +35,11 @@ struct RuntimeTests {
                 }
                 // Requests accepted before the shutdown are answered; requests after it are refused, never lost.
                 #expect(results > 0)
+                // The runtime learns of the shutdown asynchronously; wait (bounded) until it reports not ready.
+                let clock = ContinuousClock()
+                let giveUp = clock.now + .seconds(10)
+                while runtime.isReady && clock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
+                #expect(!runtime.isReady)
                 do {
                     _ = try await feature.predict(PredictRequest(inputs: Self.row))
                     Issue.record("a request after shutdown was accepted")
@@ -55,7 +61,10 @@ struct RuntimeTests {
             group.addTask { try await runtime.run() }
             let answered = await withTaskGroup(of: String?.self) { requests in
                 for i in 0..<500 {
-                    requests.addTask { (try? await feature.predict(PredictRequest(key: "k\(i)", inputs: Self.row, timeout: .seconds(10))))?.key }
+                    requests.addTask {
+                        (try? await feature.predict(
+                            PredictRequest(key: "k\(i)", inputs: Self.row, timeout: .seconds(10))))?.key
+                    }
                 }
                 var keys: [String] = []
                 for await key in requests { if let key { keys.append(key) } }
@@ -72,8 +81,9 @@ struct RuntimeTests {
         let yaml = TestManifest.standard + "\nserver:\n  request_log_sample_rate: 1.0\n"
         let store = try SQLiteStore()
         let manifest = try ManifestLoader.load(path: try TestManifest.write(yaml))
-        let runtime = try ServingRuntime(manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, requestLogStore: store,
-                                         logger: Logger(label: "test"))
+        let runtime = try ServingRuntime(
+            manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, requestLogStore: store,
+            logger: Logger(label: "test"))
         let feature = try #require(runtime.features["churn"])
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await runtime.run() }

@@ -12,7 +12,8 @@ enum TestManifest {
 
     /// Writes `yaml` (with `ZOO` replaced by the zoo's path) to a temporary file and returns its path.
     static func write(_ yaml: String) throws -> String {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("freshline-test-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "freshline-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("freshline.yaml").path
         try yaml.replacingOccurrences(of: "ZOO", with: zoo.path).write(toFile: path, atomically: true, encoding: .utf8)
@@ -58,7 +59,8 @@ enum TestManifest {
     /// A runtime over a manifest, with an in-memory store and a metrics factory of the caller's choice.
     static func runtime(_ yaml: String = standard, factory: any MetricsFactory) throws -> ServingRuntime {
         let manifest = try ManifestLoader.load(path: try write(yaml))
-        return try ServingRuntime(manifest: manifest, metricsFactory: factory, requestLogStore: try SQLiteStore(),
-                                  logger: Logger(label: "test"))
+        return try ServingRuntime(
+            manifest: manifest, metricsFactory: factory, requestLogStore: try SQLiteStore(),
+            logger: Logger(label: "test"))
     }
 }

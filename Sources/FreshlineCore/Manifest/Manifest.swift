@@ -18,8 +18,10 @@ public struct Manifest: Sendable, Equatable {
     public var store: StoreSettings
 
     /// Makes a manifest.
-    public init(path: String, models: [String: ModelSpec], features: [String: FeatureSpec], tokens: [TokenSpec] = [],
-                pricing: Pricing = Pricing(), server: ServerSettings = ServerSettings(), store: StoreSettings = StoreSettings()) {
+    public init(
+        path: String, models: [String: ModelSpec], features: [String: FeatureSpec], tokens: [TokenSpec] = [],
+        pricing: Pricing = Pricing(), server: ServerSettings = ServerSettings(), store: StoreSettings = StoreSettings()
+    ) {
         self.path = path
         self.models = models
         self.features = features
@@ -79,7 +81,8 @@ public struct FeatureSpec: Sendable, Equatable {
     public var location: SourceLocation
 
     public init(
-        name: String, model: String, pattern: ServingPattern = .realtime, key: String? = nil, maxStaleness: Duration? = nil,
+        name: String, model: String, pattern: ServingPattern = .realtime, key: String? = nil,
+        maxStaleness: Duration? = nil,
         latencyBudget: Duration = .milliseconds(100), userBlocking: Bool = true, outputs: [String]? = nil,
         onFailure: FailurePolicy = .error, batching: BatchingSettings = BatchingSettings(), location: SourceLocation
     ) {
@@ -186,8 +189,10 @@ public struct ServerSettings: Sendable, Equatable {
     /// How long request-log samples are kept (default 7 days).
     public var requestLogRetention: Duration
 
-    public init(host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 1 << 20, computeThreads: Int = 1,
-                requestLogSampleRate: Double = 0.1, requestLogRetention: Duration = .seconds(7 * 86_400)) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 1 << 20, computeThreads: Int = 1,
+        requestLogSampleRate: Double = 0.1, requestLogRetention: Duration = .seconds(7 * 86_400)
+    ) {
         self.host = host
         self.port = port
         self.maxBodyBytes = maxBodyBytes

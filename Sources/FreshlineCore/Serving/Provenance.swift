@@ -14,7 +14,10 @@ public struct Provenance: Sendable, Equatable, Codable {
     public var stale: Bool
 
     /// Makes a provenance record.
-    public init(source: PredictionSource, computedAt: Double, ageSeconds: Double, modelVersion: String?, snapshot: String? = nil, stale: Bool = false) {
+    public init(
+        source: PredictionSource, computedAt: Double, ageSeconds: Double, modelVersion: String?,
+        snapshot: String? = nil, stale: Bool = false
+    ) {
         self.source = source
         self.computedAt = computedAt
         self.ageSeconds = ageSeconds

@@ -15,8 +15,10 @@ public struct RequestLogSample: Sendable, Equatable {
     /// When the request arrived, seconds since 1970.
     public var at: Double
 
-    public init(feature: String, keyHash: String?, hasRequestInputs: Bool, source: PredictionSource?, outcome: String,
-                latencySeconds: Double, ageSeconds: Double, at: Double) {
+    public init(
+        feature: String, keyHash: String?, hasRequestInputs: Bool, source: PredictionSource?, outcome: String,
+        latencySeconds: Double, ageSeconds: Double, at: Double
+    ) {
         self.feature = feature
         self.keyHash = keyHash
         self.hasRequestInputs = hasRequestInputs

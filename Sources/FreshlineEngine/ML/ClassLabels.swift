@@ -15,21 +15,23 @@ enum ClassLabels: Sendable, Equatable {
     func select(_ picks: UnsafeBufferPointer<PredictedLabel>) -> TensorData {
         switch self {
         case .ints(let labels):
-            return .int64(picks.map { pick in
-                switch pick {
-                case .index(let i): i >= 0 && i < labels.count ? labels[i] : 0
-                case .raw(let value): value
-                }
-            })
+            return .int64(
+                picks.map { pick in
+                    switch pick {
+                    case .index(let i): i >= 0 && i < labels.count ? labels[i] : 0
+                    case .raw(let value): value
+                    }
+                })
         case .strings(let labels):
-            return .string(picks.map { pick in
-                let i: Int
-                switch pick {
-                case .index(let k): i = k
-                case .raw(let value): i = Int(value)
-                }
-                return labels.isEmpty ? "" : labels[max(0, min(i, labels.count - 1))]
-            })
+            return .string(
+                picks.map { pick in
+                    let i: Int
+                    switch pick {
+                    case .index(let k): i = k
+                    case .raw(let value): i = Int(value)
+                    }
+                    return labels.isEmpty ? "" : labels[max(0, min(i, labels.count - 1))]
+                })
         }
     }
 }

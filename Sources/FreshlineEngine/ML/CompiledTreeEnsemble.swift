@@ -27,8 +27,12 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
         }
 
         /// The byte offset of node `index` (the compiler checks that every offset fits in 32 bits).
-        static func offset(_ index: Int32) -> UInt32 { UInt32(truncatingIfNeeded: Int(index) &* MemoryLayout<Node>.stride) }
-        static func index(_ offset: UInt32) -> Int32 { Int32(truncatingIfNeeded: Int(offset) / MemoryLayout<Node>.stride) }
+        static func offset(_ index: Int32) -> UInt32 {
+            UInt32(truncatingIfNeeded: Int(index) &* MemoryLayout<Node>.stride)
+        }
+        static func index(_ offset: UInt32) -> Int32 {
+            Int32(truncatingIfNeeded: Int(offset) / MemoryLayout<Node>.stride)
+        }
 
         var trueChild: Int32 { Self.index(UInt32(truncatingIfNeeded: children >> 32)) }
         var falseChild: Int32 { Self.index(UInt32(truncatingIfNeeded: children)) }
@@ -127,7 +131,10 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
                     oneWeight = false
                 }
                 if !fast { modes.append(Self.leafCode) }
-                if hasMembers { memberStart.append(0); memberCount.append(0) }
+                if hasMembers {
+                    memberStart.append(0)
+                    memberCount.append(0)
+                }
                 continue
             }
             weightStart.append(0)
@@ -139,14 +146,16 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
             if fast {
                 let rule = Self.fastRule(node.mode, missingTracksTrue: node.missingTracksTrue, threshold: threshold)
                 if rule.greaterOrEqual { negation = true }
-                nodes.append(Node(
-                    threshold: rule.greaterOrEqual ? -rule.threshold : rule.threshold,
-                    feature: Int32(rule.greaterOrEqual ? node.feature + width : node.feature),
-                    trueChild: rule.swap ? f : t, falseChild: rule.swap ? t : f))
+                nodes.append(
+                    Node(
+                        threshold: rule.greaterOrEqual ? -rule.threshold : rule.threshold,
+                        feature: Int32(rule.greaterOrEqual ? node.feature + width : node.feature),
+                        trueChild: rule.swap ? f : t, falseChild: rule.swap ? t : f))
             } else {
                 nodes.append(Node(threshold: threshold, feature: Int32(node.feature), trueChild: t, falseChild: f))
-                modes.append(node.mode.rawValue | (node.missingTracksTrue ? Self.missingFlag : 0)
-                    | (node.integerMembers ? Self.integerFlag : 0))
+                modes.append(
+                    node.mode.rawValue | (node.missingTracksTrue ? Self.missingFlag : 0)
+                        | (node.integerMembers ? Self.integerFlag : 0))
                 if hasMembers {
                     memberStart.append(Int32(memberValues.count))
                     memberCount.append(Int32(node.members.count))
@@ -202,9 +211,10 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
     /// one-output path); otherwise every weight of the leaf is added to `scores[row * targetCount + target]` and
     /// marks `hit` for that target. `sum` (and `average`) add; `min` and `max` keep the extreme and mark `hit`.
     /// The caller must check `x.columns >= featureWidth`.
-    func evaluate(_ x: FeatureMatrix, aggregate: TreeEnsembleDefinition.Aggregate, singleTarget: Bool,
-                  targetCount: Int, scores: UnsafeMutablePointer<T>, hit: UnsafeMutablePointer<Bool>)
-    {
+    func evaluate(
+        _ x: FeatureMatrix, aggregate: TreeEnsembleDefinition.Aggregate, singleTarget: Bool,
+        targetCount: Int, scores: UnsafeMutablePointer<T>, hit: UnsafeMutablePointer<Bool>
+    ) {
         let n = x.rows
         guard n > 0, !roots.isEmpty else { return }
         let zeroCopy: Bool
@@ -218,10 +228,11 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
                 var start = 0
                 while start < n {
                     let count = min(Self.blockRows, n - start)
-                    evaluateBlock(rows: base + start * x.columns, stride: x.columns, count: count,
-                                  aggregate: aggregate, singleTarget: singleTarget, targetCount: targetCount,
-                                  scores: scores + start * (singleTarget ? 1 : targetCount),
-                                  hit: hit + start * (singleTarget ? 1 : targetCount))
+                    evaluateBlock(
+                        rows: base + start * x.columns, stride: x.columns, count: count,
+                        aggregate: aggregate, singleTarget: singleTarget, targetCount: targetCount,
+                        scores: scores + start * (singleTarget ? 1 : targetCount),
+                        hit: hit + start * (singleTarget ? 1 : targetCount))
                     start += count
                 }
             }
@@ -242,10 +253,11 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
                         for j in 0..<width { row[width + j] = -row[j] }
                     }
                 }
-                evaluateBlock(rows: UnsafePointer(rows), stride: stride, count: count,
-                              aggregate: aggregate, singleTarget: singleTarget, targetCount: targetCount,
-                              scores: scores + start * (singleTarget ? 1 : targetCount),
-                              hit: hit + start * (singleTarget ? 1 : targetCount))
+                evaluateBlock(
+                    rows: UnsafePointer(rows), stride: stride, count: count,
+                    aggregate: aggregate, singleTarget: singleTarget, targetCount: targetCount,
+                    scores: scores + start * (singleTarget ? 1 : targetCount),
+                    hit: hit + start * (singleTarget ? 1 : targetCount))
                 start += count
             }
         }
@@ -284,29 +296,35 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
 
     private func withPointers(_ body: (Pointers) -> Void) {
         nodes.withUnsafeBufferPointer { n in
-        roots.withUnsafeBufferPointer { r in
-        rootOffsets.withUnsafeBufferPointer { ro in
-        steps.withUnsafeBufferPointer { s in
-        modes.withUnsafeBufferPointer { m in
-        leafTargets.withUnsafeBufferPointer { lt in
-        weightStart.withUnsafeBufferPointer { ws in
-        weightCount.withUnsafeBufferPointer { wc in
-        weightTargets.withUnsafeBufferPointer { wt in
-        weightValues.withUnsafeBufferPointer { wv in
-            guard let nb = n.baseAddress, let rb = r.baseAddress, let rob = ro.baseAddress, let sb = s.baseAddress else { return }
-            body(Pointers(
-                nodes: nb, roots: rb, rootOffsets: rob, steps: sb, treeCount: r.count, modes: m.baseAddress, leafTargets: lt.baseAddress,
-                weightStart: ws.baseAddress, weightCount: wc.baseAddress, weightTargets: wt.baseAddress,
-                weightValues: wv.baseAddress))
-        }
-        }
-        }
-        }
-        }
-        }
-        }
-        }
-        }
+            roots.withUnsafeBufferPointer { r in
+                rootOffsets.withUnsafeBufferPointer { ro in
+                    steps.withUnsafeBufferPointer { s in
+                        modes.withUnsafeBufferPointer { m in
+                            leafTargets.withUnsafeBufferPointer { lt in
+                                weightStart.withUnsafeBufferPointer { ws in
+                                    weightCount.withUnsafeBufferPointer { wc in
+                                        weightTargets.withUnsafeBufferPointer { wt in
+                                            weightValues.withUnsafeBufferPointer { wv in
+                                                guard let nb = n.baseAddress, let rb = r.baseAddress,
+                                                    let rob = ro.baseAddress, let sb = s.baseAddress
+                                                else { return }
+                                                body(
+                                                    Pointers(
+                                                        nodes: nb, roots: rb, rootOffsets: rob, steps: sb,
+                                                        treeCount: r.count, modes: m.baseAddress,
+                                                        leafTargets: lt.baseAddress,
+                                                        weightStart: ws.baseAddress, weightCount: wc.baseAddress,
+                                                        weightTargets: wt.baseAddress,
+                                                        weightValues: wv.baseAddress))
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -346,8 +364,10 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
 
     /// Adds leaf `leaf`'s contribution to the accumulators of one row.
     @inline(__always)
-    private func accumulate(_ p: Pointers, leaf: Int32, mode: AccumulationMode, isMin: Bool, isMax: Bool,
-                            scores: UnsafeMutablePointer<T>, hit: UnsafeMutablePointer<Bool>) {
+    private func accumulate(
+        _ p: Pointers, leaf: Int32, mode: AccumulationMode, isMin: Bool, isMax: Bool,
+        scores: UnsafeMutablePointer<T>, hit: UnsafeMutablePointer<Bool>
+    ) {
         @inline(__always)
         func add(_ target: Int, _ value: T) {
             if isMin || isMax {
@@ -367,7 +387,8 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
             add(Int(targets[i]), p.nodes[i].threshold)
         case .weights:
             guard let starts = p.weightStart, let counts = p.weightCount, let targets = p.weightTargets,
-                  let values = p.weightValues else { return }
+                let values = p.weightValues
+            else { return }
             let first = Int(starts[i])
             for k in first..<(first + Int(counts[i])) { add(Int(targets[k]), values[k]) }
         }
@@ -384,10 +405,11 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
     /// Several independent walks are interleaved — eight trees for one row, or one tree for eight (then four)
     /// rows — so that their dependent load chains overlap. Leaves are still accumulated in tree order for each row, so the sums
     /// round exactly as a tree-by-tree loop does.
-    private func evaluateBlock(rows: UnsafePointer<T>, stride: Int, count: Int,
-                               aggregate: TreeEnsembleDefinition.Aggregate, singleTarget: Bool, targetCount: Int,
-                               scores: UnsafeMutablePointer<T>, hit: UnsafeMutablePointer<Bool>)
-    {
+    private func evaluateBlock(
+        rows: UnsafePointer<T>, stride: Int, count: Int,
+        aggregate: TreeEnsembleDefinition.Aggregate, singleTarget: Bool, targetCount: Int,
+        scores: UnsafeMutablePointer<T>, hit: UnsafeMutablePointer<Bool>
+    ) {
         let mode: AccumulationMode = singleTarget ? .single : (oneWeightPerLeaf ? .oneWeightPerLeaf : .weights)
         let isMin = aggregate == .min
         let isMax = aggregate == .max
@@ -401,11 +423,14 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
                 while tree < treeCount {
                     if fast && tree + 8 <= treeCount {
                         let st = p.steps + tree
-                        let lo = min(min(min(st[0], st[1]), min(st[2], st[3])), min(min(st[4], st[5]), min(st[6], st[7])))
+                        let lo = min(
+                            min(min(st[0], st[1]), min(st[2], st[3])), min(min(st[4], st[5]), min(st[6], st[7])))
                         if lo >= 0 {
-                            let hi = max(max(max(st[0], st[1]), max(st[2], st[3])), max(max(st[4], st[5]), max(st[6], st[7])))
+                            let hi = max(
+                                max(max(st[0], st[1]), max(st[2], st[3])), max(max(st[4], st[5]), max(st[6], st[7])))
                             let rt = p.rootOffsets + tree
-                            var o0 = rt[0], o1 = rt[1], o2 = rt[2], o3 = rt[3], o4 = rt[4], o5 = rt[5], o6 = rt[6], o7 = rt[7]
+                            var o0 = rt[0], o1 = rt[1], o2 = rt[2], o3 = rt[3], o4 = rt[4], o5 = rt[5], o6 = rt[6],
+                                o7 = rt[7]
                             for _ in 0..<Int(hi) {
                                 o0 = Self.step(raw, o0, rows)
                                 o1 = Self.step(raw, o1, rows)
@@ -458,13 +483,27 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
                         let s = scores + r * width
                         let h = hit + r * width
                         accumulate(p, leaf: Node.index(o0), mode: mode, isMin: isMin, isMax: isMax, scores: s, hit: h)
-                        accumulate(p, leaf: Node.index(o1), mode: mode, isMin: isMin, isMax: isMax, scores: s + width, hit: h + width)
-                        accumulate(p, leaf: Node.index(o2), mode: mode, isMin: isMin, isMax: isMax, scores: s + 2 * width, hit: h + 2 * width)
-                        accumulate(p, leaf: Node.index(o3), mode: mode, isMin: isMin, isMax: isMax, scores: s + 3 * width, hit: h + 3 * width)
-                        accumulate(p, leaf: Node.index(o4), mode: mode, isMin: isMin, isMax: isMax, scores: s + 4 * width, hit: h + 4 * width)
-                        accumulate(p, leaf: Node.index(o5), mode: mode, isMin: isMin, isMax: isMax, scores: s + 5 * width, hit: h + 5 * width)
-                        accumulate(p, leaf: Node.index(o6), mode: mode, isMin: isMin, isMax: isMax, scores: s + 6 * width, hit: h + 6 * width)
-                        accumulate(p, leaf: Node.index(o7), mode: mode, isMin: isMin, isMax: isMax, scores: s + 7 * width, hit: h + 7 * width)
+                        accumulate(
+                            p, leaf: Node.index(o1), mode: mode, isMin: isMin, isMax: isMax, scores: s + width,
+                            hit: h + width)
+                        accumulate(
+                            p, leaf: Node.index(o2), mode: mode, isMin: isMin, isMax: isMax, scores: s + 2 * width,
+                            hit: h + 2 * width)
+                        accumulate(
+                            p, leaf: Node.index(o3), mode: mode, isMin: isMin, isMax: isMax, scores: s + 3 * width,
+                            hit: h + 3 * width)
+                        accumulate(
+                            p, leaf: Node.index(o4), mode: mode, isMin: isMin, isMax: isMax, scores: s + 4 * width,
+                            hit: h + 4 * width)
+                        accumulate(
+                            p, leaf: Node.index(o5), mode: mode, isMin: isMin, isMax: isMax, scores: s + 5 * width,
+                            hit: h + 5 * width)
+                        accumulate(
+                            p, leaf: Node.index(o6), mode: mode, isMin: isMin, isMax: isMax, scores: s + 6 * width,
+                            hit: h + 6 * width)
+                        accumulate(
+                            p, leaf: Node.index(o7), mode: mode, isMin: isMin, isMax: isMax, scores: s + 7 * width,
+                            hit: h + 7 * width)
                         r += 8
                     }
                     while r + 4 <= count {
@@ -480,16 +519,22 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
                         let s = scores + r * width
                         let h = hit + r * width
                         accumulate(p, leaf: i0, mode: mode, isMin: isMin, isMax: isMax, scores: s, hit: h)
-                        accumulate(p, leaf: i1, mode: mode, isMin: isMin, isMax: isMax, scores: s + width, hit: h + width)
-                        accumulate(p, leaf: i2, mode: mode, isMin: isMin, isMax: isMax, scores: s + 2 * width, hit: h + 2 * width)
-                        accumulate(p, leaf: i3, mode: mode, isMin: isMin, isMax: isMax, scores: s + 3 * width, hit: h + 3 * width)
+                        accumulate(
+                            p, leaf: i1, mode: mode, isMin: isMin, isMax: isMax, scores: s + width, hit: h + width)
+                        accumulate(
+                            p, leaf: i2, mode: mode, isMin: isMin, isMax: isMax, scores: s + 2 * width,
+                            hit: h + 2 * width)
+                        accumulate(
+                            p, leaf: i3, mode: mode, isMin: isMin, isMax: isMax, scores: s + 3 * width,
+                            hit: h + 3 * width)
                         r += 4
                     }
                 }
                 while r < count {
                     let l = leaf(p, tree: tree, row: rows + r * stride)
-                    accumulate(p, leaf: l, mode: mode, isMin: isMin, isMax: isMax,
-                               scores: scores + r * width, hit: hit + r * width)
+                    accumulate(
+                        p, leaf: l, mode: mode, isMin: isMin, isMax: isMax,
+                        scores: scores + r * width, hit: hit + r * width)
                     r += 1
                 }
             }
@@ -497,8 +542,10 @@ struct CompiledTreeEnsemble<T: BinaryFloatingPoint & Sendable>: Sendable {
     }
 
     /// The general walk: follows each node's own comparison and missing-value rule until a leaf.
-    private func generalLeaf(from root: Int32, row: UnsafePointer<T>, nodes: UnsafePointer<Node>,
-                             modes: UnsafePointer<UInt8>?) -> Int32 {
+    private func generalLeaf(
+        from root: Int32, row: UnsafePointer<T>, nodes: UnsafePointer<Node>,
+        modes: UnsafePointer<UInt8>?
+    ) -> Int32 {
         guard let modes else { return root }
         var i = Int(root)
         while true {

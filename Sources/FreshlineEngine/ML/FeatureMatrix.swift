@@ -23,7 +23,8 @@ struct FeatureMatrix {
         case .float, .double, .int64, .int32:
             data = tensor.data
         default:
-            throw EngineError(.unsupportedType, "\(op): input X must be float, double, int64 or int32, got \(tensor.elementType)")
+            throw EngineError(
+                .unsupportedType, "\(op): input X must be float, double, int64 or int32, got \(tensor.elementType)")
         }
     }
 
@@ -32,8 +33,10 @@ struct FeatureMatrix {
 
     /// Converts rows `start..<start+count` to `T`, writing each row's first `width` features at `stride`
     /// intervals into `out`. Requires `width <= columns`.
-    func convert<T: BinaryFloatingPoint>(rows start: Int, count: Int, width: Int,
-                                         into out: UnsafeMutablePointer<T>, stride: Int) {
+    func convert<T: BinaryFloatingPoint>(
+        rows start: Int, count: Int, width: Int,
+        into out: UnsafeMutablePointer<T>, stride: Int
+    ) {
         @inline(__always)
         func copy<S>(_ source: [S], _ convert: (S) -> T) {
             source.withUnsafeBufferPointer { src in

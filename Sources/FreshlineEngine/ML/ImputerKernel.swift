@@ -12,7 +12,8 @@ struct ImputerKernel: Kernel {
         let floats = try a.floats("imputed_value_floats")
         let ints = try a.int64s("imputed_value_int64s")
         guard floats.isEmpty != ints.isEmpty else {
-            throw context.error(.invalidArgument, "exactly one of imputed_value_floats and imputed_value_int64s must be set")
+            throw context.error(
+                .invalidArgument, "exactly one of imputed_value_floats and imputed_value_int64s must be set")
         }
         return ImputerKernel(
             floatValues: floats, floatReplaced: try a.float("replaced_value_float", default: 0),
@@ -25,7 +26,9 @@ struct ImputerKernel: Kernel {
         let stride = x.rank == 1 ? x.shape[0] : x.shape[1]
         switch x.data {
         case .float(let v):
-            guard !floatValues.isEmpty else { throw EngineError(.invalidArgument, "Imputer: no imputed_value_floats for a float input") }
+            guard !floatValues.isEmpty else {
+                throw EngineError(.invalidArgument, "Imputer: no imputed_value_floats for a float input")
+            }
             let perFeature = floatValues.count == stride
             let nanReplaced = floatReplaced.isNaN
             let y = v.indices.map { i -> Float in
@@ -35,7 +38,9 @@ struct ImputerKernel: Kernel {
             }
             return [.tensor(Tensor(unchecked: x.shape, .float(y)))]
         case .int64(let v):
-            guard !intValues.isEmpty else { throw EngineError(.invalidArgument, "Imputer: no imputed_value_int64s for an int64 input") }
+            guard !intValues.isEmpty else {
+                throw EngineError(.invalidArgument, "Imputer: no imputed_value_int64s for an int64 input")
+            }
             let perFeature = intValues.count == stride
             let y = v.indices.map { i in v[i] == intReplaced ? intValues[perFeature ? i % stride : 0] : v[i] }
             return [.tensor(Tensor(unchecked: x.shape, .int64(y)))]

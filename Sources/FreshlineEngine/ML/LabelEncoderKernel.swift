@@ -54,12 +54,15 @@ struct LabelEncoderKernel: Kernel {
             if table[key] == nil { table[key] = i }
         }
         let fallback = try defaultValue(a, type: valueType, context)
-        return LabelEncoderKernel(keyType: keyType, table: table, values: valueData, fallback: fallback,
-                                  matchesNaN: context.opsetVersion >= 4)
+        return LabelEncoderKernel(
+            keyType: keyType, table: table, values: valueData, fallback: fallback,
+            matchesNaN: context.opsetVersion >= 4)
     }
 
     /// The `keys_*` (or `values_*`) attribute that is set, with its element type.
-    private static func keysOrValues(_ a: MLAttributes, prefix: String, _ context: NodeContext) throws -> (ElementType, TensorData) {
+    private static func keysOrValues(_ a: MLAttributes, prefix: String, _ context: NodeContext) throws -> (
+        ElementType, TensorData
+    ) {
         var found: [(ElementType, TensorData)] = []
         if a.has("\(prefix)_strings") { found.append((.string, .string(try a.strings("\(prefix)_strings")))) }
         if a.has("\(prefix)_int64s") { found.append((.int64, .int64(try a.int64s("\(prefix)_int64s")))) }
@@ -76,8 +79,11 @@ struct LabelEncoderKernel: Kernel {
         }
     }
 
-    private static func defaultValue(_ a: MLAttributes, type: ElementType, _ context: NodeContext) throws -> TensorData {
-        if a.has("default_tensor"), let t = try context.attributes.tensor("default_tensor"), t.count >= 1, t.elementType == type {
+    private static func defaultValue(_ a: MLAttributes, type: ElementType, _ context: NodeContext) throws -> TensorData
+    {
+        if a.has("default_tensor"), let t = try context.attributes.tensor("default_tensor"), t.count >= 1,
+            t.elementType == type
+        {
             return t.data.selecting([0])
         }
         switch type {
@@ -103,7 +109,8 @@ struct LabelEncoderKernel: Kernel {
     func run(_ inputs: [Value?]) throws -> [Value] {
         let x = try inputs.tensor(0, "LabelEncoder")
         guard x.elementType == keyType else {
-            throw EngineError(.invalidArgument, "LabelEncoder: input has type \(x.elementType) but the keys are \(keyType)")
+            throw EngineError(
+                .invalidArgument, "LabelEncoder: input has type \(x.elementType) but the keys are \(keyType)")
         }
         var picks: [Int] = []
         picks.reserveCapacity(x.count)

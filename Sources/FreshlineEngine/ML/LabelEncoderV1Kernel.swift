@@ -9,7 +9,9 @@ struct LabelEncoderV1Kernel: Kernel {
         let x = try inputs.tensor(0, "LabelEncoder")
         switch x.data {
         case .string(let v):
-            return [.tensor(Tensor(unchecked: x.shape, .int64(v.map { table[.string($0)].map(Int64.init) ?? defaultInt })))]
+            return [
+                .tensor(Tensor(unchecked: x.shape, .int64(v.map { table[.string($0)].map(Int64.init) ?? defaultInt })))
+            ]
         case .int64(let v):
             let out = v.map { i in i >= 0 && i < Int64(classes.count) ? classes[Int(i)] : defaultString }
             return [.tensor(Tensor(unchecked: x.shape, .string(out)))]

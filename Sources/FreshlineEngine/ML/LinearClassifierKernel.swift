@@ -25,7 +25,8 @@ struct LinearClassifierKernel: Kernel {
         guard !coefficients.isEmpty else { throw context.error(.invalidArgument, "coefficients must not be empty") }
         guard !intercepts.isEmpty else { throw context.error(.invalidArgument, "intercepts must not be empty") }
         guard coefficients.count % intercepts.count == 0 else {
-            throw context.error(.invalidArgument, "\(coefficients.count) coefficients do not divide into \(intercepts.count) classes")
+            throw context.error(
+                .invalidArgument, "\(coefficients.count) coefficients do not divide into \(intercepts.count) classes")
         }
         if intercepts.count == 1 {
             guard labels.count == 0 || labels.count == 2 else {
@@ -36,8 +37,9 @@ struct LinearClassifierKernel: Kernel {
                 throw context.error(.invalidArgument, "\(labels.count) class labels for \(intercepts.count) classes")
             }
         }
-        return LinearClassifierKernel(coefficients: coefficients, intercepts: intercepts, labels: labels,
-                                      postTransform: try PostTransform.parse(context), outputCount: context.outputCount)
+        return LinearClassifierKernel(
+            coefficients: coefficients, intercepts: intercepts, labels: labels,
+            postTransform: try PostTransform.parse(context), outputCount: context.outputCount)
     }
 
     func run(_ inputs: [Value?]) throws -> [Value] {
@@ -47,13 +49,17 @@ struct LinearClassifierKernel: Kernel {
         let c = classCount
         let (needed, overflow) = f.multipliedReportingOverflow(by: c)
         guard !overflow, needed <= coefficients.count else {
-            throw EngineError(.invalidShape, "LinearClassifier: X has \(f) features but the \(coefficients.count) coefficients cover \(coefficients.count / c)")
+            throw EngineError(
+                .invalidShape,
+                "LinearClassifier: X has \(f) features but the \(coefficients.count) coefficients cover \(coefficients.count / c)"
+            )
         }
         let binary = c == 1 && labels.count == 2
         let columns = binary ? 2 : c
         let total = try Shape.elementCount([n, columns])
-        let scores = LinearScores.compute(x.floatValues, rows: n, features: f, targets: c, coefficients: coefficients,
-                                          intercepts: intercepts)
+        let scores = LinearScores.compute(
+            x.floatValues, rows: n, features: f, targets: c, coefficients: coefficients,
+            intercepts: intercepts)
 
         var picks = [PredictedLabel](repeating: .raw(0), count: n)
         if c == 1 {
@@ -88,7 +94,9 @@ struct LinearClassifierKernel: Kernel {
             z = scores
             if postTransform != .none {
                 z.withUnsafeMutableBufferPointer { buffer in
-                    for r in 0..<n { postTransform.applyToRow(UnsafeMutableBufferPointer(rebasing: buffer[(r * c)..<(r * c + c)])) }
+                    for r in 0..<n {
+                        postTransform.applyToRow(UnsafeMutableBufferPointer(rebasing: buffer[(r * c)..<(r * c + c)]))
+                    }
                 }
             }
         }
@@ -98,7 +106,9 @@ struct LinearClassifierKernel: Kernel {
         } else {
             labelData = picks.withUnsafeBufferPointer { labels.select($0) }
         }
-        let values: [Value] = [.tensor(Tensor(unchecked: [n], labelData)), .tensor(Tensor(unchecked: [n, columns], .float(z)))]
+        let values: [Value] = [
+            .tensor(Tensor(unchecked: [n], labelData)), .tensor(Tensor(unchecked: [n, columns], .float(z))),
+        ]
         return outputCount >= values.count ? values : Array(values.prefix(max(1, outputCount)))
     }
 }

@@ -16,7 +16,9 @@ struct MLAttributes {
         try context.attributes.string(name, default: value)
     }
     func int(_ name: String, default value: Int) throws -> Int { try context.attributes.int(name, default: value) }
-    func float(_ name: String, default value: Float) throws -> Float { try context.attributes.float(name, default: value) }
+    func float(_ name: String, default value: Float) throws -> Float {
+        try context.attributes.float(name, default: value)
+    }
 
     /// A tensor attribute's elements as doubles (float and double tensors only), or `nil` when it is absent.
     /// A tensor with no dimensions counts as absent, as in onnxruntime.
@@ -26,7 +28,8 @@ struct MLAttributes {
         case .float(let v): return v.map(Double.init)
         case .double(let v): return v
         default:
-            throw context.error(.invalidArgument, "attribute '\(name)' must be a float or double tensor, got \(tensor.elementType)")
+            throw context.error(
+                .invalidArgument, "attribute '\(name)' must be a float or double tensor, got \(tensor.elementType)")
         }
     }
 
@@ -34,7 +37,8 @@ struct MLAttributes {
     func integerTensor(_ name: String) throws -> [Int]? {
         guard has(name), let tensor = try context.attributes.tensor(name), !tensor.shape.isEmpty else { return nil }
         guard let values = tensor.integerValues else {
-            throw context.error(.invalidArgument, "attribute '\(name)' must be an integer tensor, got \(tensor.elementType)")
+            throw context.error(
+                .invalidArgument, "attribute '\(name)' must be an integer tensor, got \(tensor.elementType)")
         }
         return values
     }

@@ -36,15 +36,18 @@ struct NormalizerKernel: Kernel {
         case .int32(let v):
             y = normalize(rows, width, { Float(v[$0]) }, { Float(v[$0].magnitude) }, { Float(v[$0] &* v[$0]) })
         default:
-            throw EngineError(.unsupportedType, "Normalizer: input X must be float, double, int64 or int32, got \(x.elementType)")
+            throw EngineError(
+                .unsupportedType, "Normalizer: input X must be float, double, int64 or int32, got \(x.elementType)")
         }
         return [.tensor(Tensor(unchecked: x.shape, .float(y)))]
     }
 
     /// `value(i)`: element i as float; `magnitude(i)`: |element i| as float; `square(i)`: element i squared in
     /// its own type, then as float.
-    private func normalize(_ rows: Int, _ width: Int, _ value: (Int) -> Float, _ magnitude: (Int) -> Float,
-                           _ square: (Int) -> Float) -> [Float] {
+    private func normalize(
+        _ rows: Int, _ width: Int, _ value: (Int) -> Float, _ magnitude: (Int) -> Float,
+        _ square: (Int) -> Float
+    ) -> [Float] {
         var out = [Float](repeating: 0, count: rows * width)
         for r in 0..<rows {
             let start = r * width

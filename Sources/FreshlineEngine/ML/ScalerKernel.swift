@@ -23,7 +23,8 @@ struct ScalerKernel: Kernel {
         let stride = x.rank == 1 ? x.shape[0] : x.shape[1]
         let perFeature = scale.count == stride
         guard perFeature || scale.count == 1 else {
-            throw EngineError(.invalidShape, "Scaler: scale and offset must have 1 or \(stride) values, got \(scale.count)")
+            throw EngineError(
+                .invalidShape, "Scaler: scale and offset must have 1 or \(stride) values, got \(scale.count)")
         }
         let k = perFeature ? stride : 1
         func index(_ i: Int) -> Int { perFeature ? i % k : 0 }
@@ -35,7 +36,8 @@ struct ScalerKernel: Kernel {
         case .int64(let v): y = v.indices.map { (Float(v[$0]) - offset[index($0)]) * scale[index($0)] }
         case .int32(let v): y = v.indices.map { (Float(v[$0]) - offset[index($0)]) * scale[index($0)] }
         default:
-            throw EngineError(.unsupportedType, "Scaler: input X must be float, double, int64 or int32, got \(x.elementType)")
+            throw EngineError(
+                .unsupportedType, "Scaler: input X must be float, double, int64 or int32, got \(x.elementType)")
         }
         return [.tensor(Tensor(unchecked: x.shape, .float(y)))]
     }

@@ -7,7 +7,8 @@
 struct TreeEnsembleDefinition: Sendable {
     /// How a node compares the input feature with its threshold.
     enum Mode: UInt8, Sendable {
-        case leq = 0, lt, gte, gt, eq, neq, member, leaf
+        case leq = 0
+        case lt, gte, gt, eq, neq, member, leaf
     }
 
     /// How the trees' leaf values are combined into one value per target.
@@ -82,7 +83,8 @@ struct TreeEnsembleDefinition: Sendable {
             throw context.error(.invalidArgument, "\(name) has \(count) entries but nodes_falsenodeids has \(n)")
         }
         guard missing.count <= n else {
-            throw context.error(.invalidArgument, "nodes_missing_value_tracks_true has \(missing.count) entries for \(n) nodes")
+            throw context.error(
+                .invalidArgument, "nodes_missing_value_tracks_true has \(missing.count) entries for \(n) nodes")
         }
 
         let prefix = isClassifier ? "class" : "target"
@@ -91,21 +93,29 @@ struct TreeEnsembleDefinition: Sendable {
         let targetTreeIds = try a.int64s("\(prefix)_treeids")
         let targetWeights = try a.reals("\(prefix)_weights", orTensor: "\(prefix)_weights_as_tensor")
         guard targetNodeIds.count == targetIds.count, targetTreeIds.count == targetIds.count,
-              targetWeights.count == targetIds.count
+            targetWeights.count == targetIds.count
         else {
-            throw context.error(.invalidArgument, "\(prefix)_ids, \(prefix)_nodeids, \(prefix)_treeids and \(prefix)_weights "
-                + "must have the same length, got \(targetIds.count), \(targetNodeIds.count), \(targetTreeIds.count), \(targetWeights.count)")
+            throw context.error(
+                .invalidArgument,
+                "\(prefix)_ids, \(prefix)_nodeids, \(prefix)_treeids and \(prefix)_weights "
+                    + "must have the same length, got \(targetIds.count), \(targetNodeIds.count), \(targetTreeIds.count), \(targetWeights.count)"
+            )
         }
 
         let targetCount: Int
         if let classLabelCount {
             targetCount = classLabelCount
-            guard targetCount > 0 else { throw context.error(.invalidArgument, "classlabels_int64s or classlabels_strings must be set") }
+            guard targetCount > 0 else {
+                throw context.error(.invalidArgument, "classlabels_int64s or classlabels_strings must be set")
+            }
         } else {
             let declared = try a.int("n_targets", default: 0)
-            guard declared > 0 else { throw context.error(.invalidArgument, "n_targets must be positive, got \(declared)") }
+            guard declared > 0 else {
+                throw context.error(.invalidArgument, "n_targets must be positive, got \(declared)")
+            }
             guard declared <= maximumTargetCount else {
-                throw context.error(.invalidArgument, "n_targets \(declared) exceeds the limit of \(maximumTargetCount)")
+                throw context.error(
+                    .invalidArgument, "n_targets \(declared) exceeds the limit of \(maximumTargetCount)")
             }
             targetCount = declared
         }
@@ -140,22 +150,29 @@ struct TreeEnsembleDefinition: Sendable {
             let feature = featureIds[i]
             if mode != .leaf {
                 guard feature >= 0, feature <= Int64(maximumFeatureIndex) else {
-                    throw context.error(.invalidArgument, "node \(nodeIds[i]) of tree \(treeIds[i]) uses feature index \(feature)")
+                    throw context.error(
+                        .invalidArgument, "node \(nodeIds[i]) of tree \(treeIds[i]) uses feature index \(feature)")
                 }
             }
-            nodes.append(Node(
-                mode: mode, feature: mode == .leaf ? 0 : Int(feature), threshold: values[i], trueChild: i, falseChild: i,
-                missingTracksTrue: i < missing.count && missing[i] == 1, members: [], integerMembers: false,
-                uniqueValue: values[i], firstWeight: 0, weightCount: 0))
+            nodes.append(
+                Node(
+                    mode: mode, feature: mode == .leaf ? 0 : Int(feature), threshold: values[i], trueChild: i,
+                    falseChild: i,
+                    missingTracksTrue: i < missing.count && missing[i] == 1, members: [], integerMembers: false,
+                    uniqueValue: values[i], firstWeight: 0, weightCount: 0))
         }
         for i in 0..<n where nodes[i].mode != .leaf {
             for (isTrue, childId) in [(true, trueIds[i]), (false, falseIds[i])] {
                 let branch = isTrue ? "true" : "false"
                 guard childId >= 0, childId < Int64(n) else {
-                    throw context.error(.invalidArgument, "node \(nodeIds[i]) of tree \(treeIds[i]) has \(branch) child \(childId), outside [0, \(n))")
+                    throw context.error(
+                        .invalidArgument,
+                        "node \(nodeIds[i]) of tree \(treeIds[i]) has \(branch) child \(childId), outside [0, \(n))")
                 }
                 guard let child = index[NodeKey(tree: treeIds[i], node: childId)] else {
-                    throw context.error(.invalidArgument, "node \(nodeIds[i]) of tree \(treeIds[i]) has \(branch) child \(childId), which does not exist")
+                    throw context.error(
+                        .invalidArgument,
+                        "node \(nodeIds[i]) of tree \(treeIds[i]) has \(branch) child \(childId), which does not exist")
                 }
                 guard child != i else {
                     throw context.error(.invalidArgument, "node \(nodeIds[i]) of tree \(treeIds[i]) points to itself")
@@ -175,7 +192,9 @@ struct TreeEnsembleDefinition: Sendable {
         weightValues.reserveCapacity(order.count)
         for w in order {
             guard let node = index[NodeKey(tree: targetTreeIds[w], node: targetNodeIds[w])] else {
-                throw context.error(.invalidArgument, "a weight refers to node \(targetNodeIds[w]) of tree \(targetTreeIds[w]), which does not exist")
+                throw context.error(
+                    .invalidArgument,
+                    "a weight refers to node \(targetNodeIds[w]) of tree \(targetTreeIds[w]), which does not exist")
             }
             guard nodes[node].mode == .leaf else { continue }
             if nodes[node].weightCount == 0 {
@@ -216,10 +235,13 @@ struct TreeEnsembleDefinition: Sendable {
         }
     }
 
-    private static func validateBaseValues(_ count: Int, targetCount: Int, classifier: Bool, _ context: NodeContext) throws {
+    private static func validateBaseValues(_ count: Int, targetCount: Int, classifier: Bool, _ context: NodeContext)
+        throws
+    {
         if classifier && targetCount <= 2 {
             guard count <= 2 else {
-                throw context.error(.invalidArgument, "base_values must have 0, 1 or 2 values for \(targetCount) classes, got \(count)")
+                throw context.error(
+                    .invalidArgument, "base_values must have 0, 1 or 2 values for \(targetCount) classes, got \(count)")
             }
         } else {
             guard count == 0 || count == targetCount else {
@@ -248,20 +270,26 @@ struct TreeEnsembleDefinition: Sendable {
 
         let n = featureIds.count
         let lengths: [(String, Int)] = [
-            ("nodes_truenodeids", trueIds.count), ("nodes_falsenodeids", falseIds.count), ("nodes_trueleafs", trueLeafs.count),
+            ("nodes_truenodeids", trueIds.count), ("nodes_falsenodeids", falseIds.count),
+            ("nodes_trueleafs", trueLeafs.count),
             ("nodes_falseleafs", falseLeafs.count), ("nodes_modes", modeCodes.count), ("nodes_splits", splits.count),
         ]
         for (name, count) in lengths where count != n {
             throw context.error(.invalidArgument, "\(name) has \(count) entries but nodes_featureids has \(n)")
         }
         guard missing.isEmpty || missing.count == n else {
-            throw context.error(.invalidArgument, "nodes_missing_value_tracks_true has \(missing.count) entries for \(n) nodes")
+            throw context.error(
+                .invalidArgument, "nodes_missing_value_tracks_true has \(missing.count) entries for \(n) nodes")
         }
         guard leafWeights.count == leafTargets.count else {
-            throw context.error(.invalidArgument, "leaf_weights has \(leafWeights.count) entries but leaf_targetids has \(leafTargets.count)")
+            throw context.error(
+                .invalidArgument,
+                "leaf_weights has \(leafWeights.count) entries but leaf_targetids has \(leafTargets.count)")
         }
         let targetCount = try a.int("n_targets", default: 0)
-        guard targetCount > 0 else { throw context.error(.invalidArgument, "n_targets must be positive, got \(targetCount)") }
+        guard targetCount > 0 else {
+            throw context.error(.invalidArgument, "n_targets must be positive, got \(targetCount)")
+        }
         guard targetCount <= maximumTargetCount else {
             throw context.error(.invalidArgument, "n_targets \(targetCount) exceeds the limit of \(maximumTargetCount)")
         }
@@ -283,7 +311,8 @@ struct TreeEnsembleDefinition: Sendable {
         nodes.reserveCapacity(n + leafCount)
         var memberCursor = 0
         for i in 0..<n {
-            guard let mode = Mode(rawValue: UInt8(clamping: max(modeCodes[i], 0))), mode != .leaf, modeCodes[i] >= 0 else {
+            guard let mode = Mode(rawValue: UInt8(clamping: max(modeCodes[i], 0))), mode != .leaf, modeCodes[i] >= 0
+            else {
                 throw context.error(.invalidArgument, "node \(i) has unknown mode \(modeCodes[i])")
             }
             guard featureIds[i] >= 0, featureIds[i] <= Int64(maximumFeatureIndex) else {
@@ -307,14 +336,16 @@ struct TreeEnsembleDefinition: Sendable {
                 integerMembers = members.count >= 31 || members[0] < 0 || members[members.count - 1] > 30
                 if integerMembers {
                     for m in members where m.rounded(.towardZero) != m || m < -2_147_483_648 || m > 2_147_483_647 {
-                        throw context.error(.invalidArgument, "member node \(i): large sets must hold 32-bit integers, not \(m)")
+                        throw context.error(
+                            .invalidArgument, "member node \(i): large sets must hold 32-bit integers, not \(m)")
                     }
                 }
             }
             func child(_ id: Int64, leaf: Int64, _ branch: String) throws -> Int {
                 if leaf != 0 {
                     guard id >= 0, id < Int64(leafCount) else {
-                        throw context.error(.invalidArgument, "node \(i) has \(branch) leaf \(id), outside [0, \(leafCount))")
+                        throw context.error(
+                            .invalidArgument, "node \(i) has \(branch) leaf \(id), outside [0, \(leafCount))")
                     }
                     return n + Int(id)
                 }
@@ -324,17 +355,20 @@ struct TreeEnsembleDefinition: Sendable {
                 guard id != Int64(i) else { throw context.error(.invalidArgument, "node \(i) points to itself") }
                 return Int(id)
             }
-            nodes.append(Node(
-                mode: mode, feature: Int(featureIds[i]), threshold: splits[i],
-                trueChild: try child(trueIds[i], leaf: trueLeafs[i], "true"),
-                falseChild: try child(falseIds[i], leaf: falseLeafs[i], "false"),
-                missingTracksTrue: !missing.isEmpty && missing[i] == 1, members: members,
-                integerMembers: integerMembers, uniqueValue: 0, firstWeight: 0, weightCount: 0))
+            nodes.append(
+                Node(
+                    mode: mode, feature: Int(featureIds[i]), threshold: splits[i],
+                    trueChild: try child(trueIds[i], leaf: trueLeafs[i], "true"),
+                    falseChild: try child(falseIds[i], leaf: falseLeafs[i], "false"),
+                    missingTracksTrue: !missing.isEmpty && missing[i] == 1, members: members,
+                    integerMembers: integerMembers, uniqueValue: 0, firstWeight: 0, weightCount: 0))
         }
         for j in 0..<leafCount {
-            nodes.append(Node(
-                mode: .leaf, feature: 0, threshold: 0, trueChild: n + j, falseChild: n + j, missingTracksTrue: false,
-                members: [], integerMembers: false, uniqueValue: leafWeights[j], firstWeight: j, weightCount: 1))
+            nodes.append(
+                Node(
+                    mode: .leaf, feature: 0, threshold: 0, trueChild: n + j, falseChild: n + j,
+                    missingTracksTrue: false,
+                    members: [], integerMembers: false, uniqueValue: leafWeights[j], firstWeight: j, weightCount: 1))
         }
 
         var roots: [Int] = []

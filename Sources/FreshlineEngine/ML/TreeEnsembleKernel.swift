@@ -35,26 +35,31 @@ struct TreeEnsembleKernel: Kernel {
         let classIds = try a.int64s("class_ids")
         let binary = labels.count == 2 && Set(classIds).count == 1
         let positive = !(try a.reals("class_weights", orTensor: "class_weights_as_tensor")).contains { $0 < 0 }
-        return try TreeEnsembleKernel(definition, kind: .classifier(labels), op: "TreeEnsembleClassifier",
-                                      binaryCase: binary, weightsArePositive: positive, context: context)
+        return try TreeEnsembleKernel(
+            definition, kind: .classifier(labels), op: "TreeEnsembleClassifier",
+            binaryCase: binary, weightsArePositive: positive, context: context)
     }
 
     static func makeRegressor(_ context: NodeContext) throws -> any Kernel {
         try context.requireInputs(1...1)
         let definition = try TreeEnsembleDefinition.parseV3(context, classLabelCount: nil)
-        return try TreeEnsembleKernel(definition, kind: .regressor, op: "TreeEnsembleRegressor",
-                                      binaryCase: false, weightsArePositive: true, context: context)
+        return try TreeEnsembleKernel(
+            definition, kind: .regressor, op: "TreeEnsembleRegressor",
+            binaryCase: false, weightsArePositive: true, context: context)
     }
 
     static func makeEnsemble(_ context: NodeContext) throws -> any Kernel {
         try context.requireInputs(1...1)
         let definition = try TreeEnsembleDefinition.parseV5(context)
-        return try TreeEnsembleKernel(definition, kind: .ensemble, op: "TreeEnsemble",
-                                      binaryCase: false, weightsArePositive: true, context: context)
+        return try TreeEnsembleKernel(
+            definition, kind: .ensemble, op: "TreeEnsemble",
+            binaryCase: false, weightsArePositive: true, context: context)
     }
 
-    private init(_ definition: TreeEnsembleDefinition, kind: Kind, op: String, binaryCase: Bool,
-                 weightsArePositive: Bool, context: NodeContext) throws {
+    private init(
+        _ definition: TreeEnsembleDefinition, kind: Kind, op: String, binaryCase: Bool,
+        weightsArePositive: Bool, context: NodeContext
+    ) throws {
         let layout = try TreeLayout(definition, context: context)
         guard layout.order.count <= CompiledTreeEnsemble<Double>.maximumNodeCount else {
             throw context.error(.tooLarge, "the trees have \(layout.order.count) nodes, more than the engine supports")
@@ -76,9 +81,13 @@ struct TreeEnsembleKernel: Kernel {
         return x.isDouble ? try run(doubleTrees, x) : try run(floatTrees, x)
     }
 
-    private func run<T: BinaryFloatingPoint & Sendable>(_ trees: CompiledTreeEnsemble<T>, _ x: FeatureMatrix) throws -> [Value] {
+    private func run<T: BinaryFloatingPoint & Sendable>(_ trees: CompiledTreeEnsemble<T>, _ x: FeatureMatrix) throws
+        -> [Value]
+    {
         guard x.columns >= trees.featureWidth else {
-            throw EngineError(.invalidShape, "\(op): the trees read feature \(trees.featureWidth - 1) but X has \(x.columns) features")
+            throw EngineError(
+                .invalidShape, "\(op): the trees read feature \(trees.featureWidth - 1) but X has \(x.columns) features"
+            )
         }
         let n = x.rows
         let c = targetCount
@@ -99,8 +108,10 @@ struct TreeEnsembleKernel: Kernel {
         }
     }
 
-    private func outputs<T: BinaryFloatingPoint>(_ finalizer: TreeScoreFinalizer<T>, _ scores: UnsafePointer<T>,
-                                                 _ hit: UnsafePointer<Bool>, rows n: Int) -> [Value] {
+    private func outputs<T: BinaryFloatingPoint>(
+        _ finalizer: TreeScoreFinalizer<T>, _ scores: UnsafePointer<T>,
+        _ hit: UnsafePointer<Bool>, rows n: Int
+    ) -> [Value] {
         let c = targetCount
         let values: [Value]
         switch kind {
@@ -129,8 +140,9 @@ struct TreeEnsembleKernel: Kernel {
             let z = [Float](unsafeUninitializedCapacity: n * c) { buffer, count in
                 withUnsafeTemporaryAllocation(of: PredictedLabel.self, capacity: n) { chosen in
                     if let p = buffer.baseAddress, let l = chosen.baseAddress {
-                        finalizer.classification(scores, hit, binaryCase: binaryCase,
-                                                 weightsArePositive: weightsArePositive, labels: l, into: p)
+                        finalizer.classification(
+                            scores, hit, binaryCase: binaryCase,
+                            weightsArePositive: weightsArePositive, labels: l, into: p)
                         picks = labels.select(UnsafeBufferPointer(chosen))
                     }
                 }

@@ -15,8 +15,10 @@ struct TreeScoreFinalizer<T: BinaryFloatingPoint> {
     // MARK: - Regression
 
     /// Writes the regressor output, `[rows, targetCount]` values of type `O`, to `out`.
-    func regression<O: BinaryFloatingPoint>(_ scores: UnsafePointer<T>, _ hit: UnsafePointer<Bool>,
-                                            into out: UnsafeMutablePointer<O>) {
+    func regression<O: BinaryFloatingPoint>(
+        _ scores: UnsafePointer<T>, _ hit: UnsafePointer<Bool>,
+        into out: UnsafeMutablePointer<O>
+    ) {
         let c = targetCount
         if c == 1 {
             let origin: T = baseValues.count == 1 ? baseValues[0] : 0
@@ -34,77 +36,87 @@ struct TreeScoreFinalizer<T: BinaryFloatingPoint> {
         let useBase = baseValues.count == c
         let doubleSoftmaxZero = postTransform == .softmaxZero && T.self == Double.self
         withUnsafeTemporaryAllocation(of: Float.self, capacity: c) { row in
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: c) { doubleRow in
-            for r in 0..<rows {
-                for t in 0..<c {
-                    let k = r * c + t
-                    var s = scores[k]
-                    switch aggregate {
-                    case .sum: if useBase { s += baseValues[t] }
-                    case .average: s = useBase ? s / T(treeCount) + baseValues[t] : s / T(treeCount)
-                    case .min, .max: s = (useBase ? baseValues[t] : 0) + (hit[k] ? s : 0)
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: c) { doubleRow in
+                for r in 0..<rows {
+                    for t in 0..<c {
+                        let k = r * c + t
+                        var s = scores[k]
+                        switch aggregate {
+                        case .sum: if useBase { s += baseValues[t] }
+                        case .average: s = useBase ? s / T(treeCount) + baseValues[t] : s / T(treeCount)
+                        case .min, .max: s = (useBase ? baseValues[t] : 0) + (hit[k] ? s : 0)
+                        }
+                        // A target no leaf contributed to reads as 0, whatever its base value.
+                        let value = hit[k] ? s : 0
+                        if postTransform == .none {
+                            out[k] = O(value)
+                        } else if doubleSoftmaxZero {
+                            doubleRow[t] = Double(value)
+                        } else {
+                            row[t] = Float(value)
+                        }
                     }
-                    // A target no leaf contributed to reads as 0, whatever its base value.
-                    let value = hit[k] ? s : 0
-                    if postTransform == .none {
-                        out[k] = O(value)
-                    } else if doubleSoftmaxZero {
-                        doubleRow[t] = Double(value)
-                    } else {
-                        row[t] = Float(value)
+                    if doubleSoftmaxZero {
+                        PostTransform.softmaxZero(doubles: doubleRow)
+                        for t in 0..<c { out[r * c + t] = O(doubleRow[t]) }
+                    } else if postTransform != .none {
+                        postTransform.applyToRow(row)
+                        for t in 0..<c { out[r * c + t] = O(row[t]) }
                     }
-                }
-                if doubleSoftmaxZero {
-                    PostTransform.softmaxZero(doubles: doubleRow)
-                    for t in 0..<c { out[r * c + t] = O(doubleRow[t]) }
-                } else if postTransform != .none {
-                    postTransform.applyToRow(row)
-                    for t in 0..<c { out[r * c + t] = O(row[t]) }
                 }
             }
-        }
         }
     }
 
     // MARK: - Classification
 
     /// Writes the predicted label of each row to `labels` and the scores, `[rows, targetCount]`, to `z`.
-    func classification(_ scores: UnsafePointer<T>, _ hit: UnsafePointer<Bool>, binaryCase: Bool,
-                        weightsArePositive: Bool, labels: UnsafeMutablePointer<PredictedLabel>,
-                        into z: UnsafeMutablePointer<Float>) {
+    func classification(
+        _ scores: UnsafePointer<T>, _ hit: UnsafePointer<Bool>, binaryCase: Bool,
+        weightsArePositive: Bool, labels: UnsafeMutablePointer<PredictedLabel>,
+        into z: UnsafeMutablePointer<Float>
+    ) {
         let c = targetCount
         withUnsafeTemporaryAllocation(of: T.self, capacity: max(c, 2)) { s in
-        withUnsafeTemporaryAllocation(of: Bool.self, capacity: max(c, 2)) { h in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(c, 2)) { row in
-            for r in 0..<rows {
-                if c == 1 {
-                    labels[r] = singleClass(scores[r], row)
-                    z[r] = row[0]
-                    continue
+            withUnsafeTemporaryAllocation(of: Bool.self, capacity: max(c, 2)) { h in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: max(c, 2)) { row in
+                    for r in 0..<rows {
+                        if c == 1 {
+                            labels[r] = singleClass(scores[r], row)
+                            z[r] = row[0]
+                            continue
+                        }
+                        for t in 0..<c {
+                            s[t] = scores[r * c + t]
+                            h[t] = hit[r * c + t]
+                        }
+                        if c > 2 {
+                            labels[r] = multiclass(s, h, row)
+                        } else {
+                            labels[r] = twoClasses(
+                                s, h, binaryCase: binaryCase, weightsArePositive: weightsArePositive, row)
+                        }
+                        for t in 0..<c { z[r * c + t] = row[t] }
+                    }
                 }
-                for t in 0..<c {
-                    s[t] = scores[r * c + t]
-                    h[t] = hit[r * c + t]
-                }
-                if c > 2 {
-                    labels[r] = multiclass(s, h, row)
-                } else {
-                    labels[r] = twoClasses(s, h, binaryCase: binaryCase, weightsArePositive: weightsArePositive, row)
-                }
-                for t in 0..<c { z[r * c + t] = row[t] }
             }
-        }
-        }
         }
     }
 
     /// More than two classes: base values are added (a class with no leaf gets its base value), the label is
     /// the first class with the highest score among those that have one.
-    private func multiclass(_ s: UnsafeMutableBufferPointer<T>, _ h: UnsafeMutableBufferPointer<Bool>,
-                            _ z: UnsafeMutableBufferPointer<Float>) -> PredictedLabel {
+    private func multiclass(
+        _ s: UnsafeMutableBufferPointer<T>, _ h: UnsafeMutableBufferPointer<Bool>,
+        _ z: UnsafeMutableBufferPointer<Float>
+    ) -> PredictedLabel {
         let c = targetCount
         for k in 0..<min(baseValues.count, c) {
-            if h[k] { s[k] += baseValues[k] } else { s[k] = baseValues[k]; h[k] = true }
+            if h[k] {
+                s[k] += baseValues[k]
+            } else {
+                s[k] = baseValues[k]
+                h[k] = true
+            }
         }
         var best = -1
         var bestScore: T = 0
@@ -119,9 +131,11 @@ struct TreeScoreFinalizer<T: BinaryFloatingPoint> {
     /// Two classes. onnxruntime's rules: with two base values and a score for class 1, class 1 becomes
     /// `base[1] + score[0]` and class 0 its opposite; with one base value it is added to class 0; when class 1
     /// has no score, only class 0's score is kept and the second column is derived from it.
-    private func twoClasses(_ s: UnsafeMutableBufferPointer<T>, _ h: UnsafeMutableBufferPointer<Bool>,
-                            binaryCase: Bool, weightsArePositive: Bool,
-                            _ z: UnsafeMutableBufferPointer<Float>) -> PredictedLabel {
+    private func twoClasses(
+        _ s: UnsafeMutableBufferPointer<T>, _ h: UnsafeMutableBufferPointer<Bool>,
+        binaryCase: Bool, weightsArePositive: Bool,
+        _ z: UnsafeMutableBufferPointer<Float>
+    ) -> PredictedLabel {
         var count = 2
         var secondClass = -1
         switch baseValues.count {
@@ -182,8 +196,10 @@ struct TreeScoreFinalizer<T: BinaryFloatingPoint> {
     /// transform; a single score is expanded to two columns according to `secondClass`: with LOGISTIC
     /// `[σ(−s), σ(s)]`, otherwise `[1 − s, s]` (0/1: all weights positive) or `[−s, s]` (2/3); PROBIT and
     /// other values of `secondClass` write the first column only.
-    private func writeScores(_ s: UnsafeMutableBufferPointer<T>, _ h: UnsafeMutableBufferPointer<Bool>, count: Int,
-                             secondClass: Int, into z: UnsafeMutableBufferPointer<Float>) {
+    private func writeScores(
+        _ s: UnsafeMutableBufferPointer<T>, _ h: UnsafeMutableBufferPointer<Bool>, count: Int,
+        secondClass: Int, into z: UnsafeMutableBufferPointer<Float>
+    ) {
         if count >= 2 {
             if postTransform == .softmaxZero && T.self == Double.self {
                 withUnsafeTemporaryAllocation(of: Double.self, capacity: count) { row in

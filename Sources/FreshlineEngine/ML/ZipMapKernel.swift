@@ -12,7 +12,8 @@ struct ZipMapKernel: Kernel {
         let strings = try a.strings("classlabels_strings")
         let ints = try a.int64s("classlabels_int64s")
         guard strings.isEmpty != ints.isEmpty else {
-            throw context.error(.invalidArgument, "exactly one of classlabels_strings and classlabels_int64s must be set")
+            throw context.error(
+                .invalidArgument, "exactly one of classlabels_strings and classlabels_int64s must be set")
         }
         if strings.isEmpty {
             let (unique, columns) = distinct(ints)

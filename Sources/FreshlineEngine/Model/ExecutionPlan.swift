@@ -50,7 +50,9 @@ struct ExecutionPlan: Sendable {
         var inputs: [Input] = []
         for input in graph.input where constantValues[input.name] == nil {
             guard !input.name.isEmpty else { throw EngineError(.invalidGraph, "a graph input has no name") }
-            guard slotOf[input.name] == nil else { throw EngineError(.invalidGraph, "graph input '\(input.name)' is declared twice") }
+            guard slotOf[input.name] == nil else {
+                throw EngineError(.invalidGraph, "graph input '\(input.name)' is declared twice")
+            }
             inputs.append(Input(info: try Self.valueInfo(input, role: "input"), slot: newSlot(input.name)))
         }
 
@@ -59,7 +61,8 @@ struct ExecutionPlan: Sendable {
         for (index, node) in graph.node.enumerated() {
             for output in node.output where !output.isEmpty {
                 guard slotOf[output] == nil, producer[output] == nil else {
-                    throw EngineError(.invalidGraph, "\(Self.label(node, index)): output '\(output)' is already defined")
+                    throw EngineError(
+                        .invalidGraph, "\(Self.label(node, index)): output '\(output)' is already defined")
                 }
                 producer[output] = index
             }
@@ -90,14 +93,18 @@ struct ExecutionPlan: Sendable {
                 let name = node.input[top.nextInput]
                 if name.isEmpty || slotOf[name] != nil { continue }
                 guard let dependency = producer[name] else {
-                    throw EngineError(.invalidGraph, "\(Self.label(node, top.node)): input '\(name)' is not a graph input, an initializer or any node's output")
+                    throw EngineError(
+                        .invalidGraph,
+                        "\(Self.label(node, top.node)): input '\(name)' is not a graph input, an initializer or any node's output"
+                    )
                 }
                 switch state[dependency] {
                 case 0:
                     state[dependency] = 1
                     stack.append((dependency, 0))
                 case 1:
-                    throw EngineError(.invalidGraph, "\(Self.label(node, top.node)): the graph has a cycle through '\(name)'")
+                    throw EngineError(
+                        .invalidGraph, "\(Self.label(node, top.node)): the graph has a cycle through '\(name)'")
                 default:
                     break
                 }
@@ -127,10 +134,15 @@ struct ExecutionPlan: Sendable {
             let domain = OperatorRegistry.canonicalDomain(node.domain)
             guard let spec = OperatorRegistry.spec(domain: domain, opType: node.opType) else {
                 let shownDomain = domain.isEmpty ? "ai.onnx" : domain
-                throw EngineError(.unsupportedOperator, "\(label): operator '\(node.opType)' of domain '\(shownDomain)' is not supported")
+                throw EngineError(
+                    .unsupportedOperator,
+                    "\(label): operator '\(node.opType)' of domain '\(shownDomain)' is not supported")
             }
             guard let version = opsets[domain] else {
-                throw EngineError(.invalidGraph, "\(label): the model does not import an operator set for domain '\(domain.isEmpty ? "ai.onnx" : domain)'")
+                throw EngineError(
+                    .invalidGraph,
+                    "\(label): the model does not import an operator set for domain '\(domain.isEmpty ? "ai.onnx" : domain)'"
+                )
             }
             guard version >= spec.sinceVersion else {
                 throw EngineError(.unsupportedOperator, "\(label): '\(node.opType)' does not exist in opset \(version)")
@@ -149,17 +161,19 @@ struct ExecutionPlan: Sendable {
             do { kernel = try spec.make(context) } catch let error as EngineError {
                 throw error.message.hasPrefix("node '") ? error : EngineError(error.code, "\(label): \(error.message)")
             }
-            let release = Set(node.input.compactMap { name -> Int? in
-                guard let slot = slotOf[name], lastUse[slot] == position, !keep.contains(slot) else { return nil }
-                return slot
-            })
-            steps.append(Step(
-                kernel: kernel,
-                inputs: node.input.map { $0.isEmpty ? nil : slotOf[$0] },
-                outputs: node.output.map { $0.isEmpty ? nil : slotOf[$0] },
-                release: Array(release),
-                label: label
-            ))
+            let release = Set(
+                node.input.compactMap { name -> Int? in
+                    guard let slot = slotOf[name], lastUse[slot] == position, !keep.contains(slot) else { return nil }
+                    return slot
+                })
+            steps.append(
+                Step(
+                    kernel: kernel,
+                    inputs: node.input.map { $0.isEmpty ? nil : slotOf[$0] },
+                    outputs: node.output.map { $0.isEmpty ? nil : slotOf[$0] },
+                    release: Array(release),
+                    label: label
+                ))
             stepNodes.append(node)
         }
         steps = Self.fuseDenseLayers(steps, nodes: stepNodes, constants: constantValues, graphOutputs: outputNames)
@@ -173,7 +187,9 @@ struct ExecutionPlan: Sendable {
 
     /// Replaces `MatMul(X, W) → Add(·, b) [→ Relu]` chains with constant float `W` (2-D) and `b` (one row) by a
     /// `DenseKernel`, when each intermediate value has no other reader. Everything else is left as it is.
-    static func fuseDenseLayers(_ steps: [Step], nodes: [Onnx_NodeProto], constants: [String: Tensor], graphOutputs: Set<String>) -> [Step] {
+    static func fuseDenseLayers(
+        _ steps: [Step], nodes: [Onnx_NodeProto], constants: [String: Tensor], graphOutputs: Set<String>
+    ) -> [Step] {
         var readers: [String: Int] = [:]
         for node in nodes { for input in node.input where !input.isEmpty { readers[input, default: 0] += 1 } }
         func soleReader(_ name: String) -> Bool { readers[name] == 1 && !graphOutputs.contains(name) }
@@ -182,11 +198,12 @@ struct ExecutionPlan: Sendable {
         var i = 0
         while i < steps.count {
             let matmul = nodes[i]
-            guard matmul.opType == "MatMul", matmul.domain.isEmpty || matmul.domain == "ai.onnx", matmul.input.count == 2,
-                  let w = constants[matmul.input[1]], w.rank == 2, let weights = w.floats,
-                  i + 1 < steps.count, soleReader(matmul.output[0]),
-                  nodes[i + 1].opType == "Add", nodes[i + 1].input.count == 2,
-                  nodes[i + 1].input.contains(matmul.output[0])
+            guard matmul.opType == "MatMul", matmul.domain.isEmpty || matmul.domain == "ai.onnx",
+                matmul.input.count == 2,
+                let w = constants[matmul.input[1]], w.rank == 2, let weights = w.floats,
+                i + 1 < steps.count, soleReader(matmul.output[0]),
+                nodes[i + 1].opType == "Add", nodes[i + 1].input.count == 2,
+                nodes[i + 1].input.contains(matmul.output[0])
             else {
                 result.append(steps[i])
                 i += 1
@@ -197,7 +214,7 @@ struct ExecutionPlan: Sendable {
             let biasName = biasFirst ? add.input[0] : add.input[1]
             let n = w.shape[1]
             guard let b = constants[biasName], let bias = b.floats, bias.count == n, b.shape.last == n,
-                  b.shape.dropLast().allSatisfy({ $0 == 1 }), b.rank <= 2
+                b.shape.dropLast().allSatisfy({ $0 == 1 }), b.rank <= 2
             else {
                 result.append(steps[i])
                 i += 1
@@ -205,7 +222,9 @@ struct ExecutionPlan: Sendable {
             }
             var last = i + 1
             var relu = false
-            if i + 2 < steps.count, nodes[i + 2].opType == "Relu", nodes[i + 2].input.first == add.output[0], soleReader(add.output[0]) {
+            if i + 2 < steps.count, nodes[i + 2].opType == "Relu", nodes[i + 2].input.first == add.output[0],
+                soleReader(add.output[0])
+            {
                 relu = true
                 last = i + 2
             }
@@ -218,14 +237,17 @@ struct ExecutionPlan: Sendable {
             // The fallback starts from the MatMul's output: run MatMul with W, then the rest.
             kernels.insert(steps[i].kernel, at: 0)
             operands.insert((.tensor(w), false), at: 0)
-            let dense = DenseKernel(weights: weights, bias: bias, k: w.shape[0], n: n, relu: relu, fallback: kernels, fallbackOperands: operands)
-            result.append(Step(
-                kernel: dense,
-                inputs: [steps[i].inputs[0]],
-                outputs: steps[last].outputs,
-                release: Array(Set(steps[i...last].flatMap(\.release))),
-                label: steps[i].label + (relu ? " (fused with Add, Relu)" : " (fused with Add)")
-            ))
+            let dense = DenseKernel(
+                weights: weights, bias: bias, k: w.shape[0], n: n, relu: relu, fallback: kernels,
+                fallbackOperands: operands)
+            result.append(
+                Step(
+                    kernel: dense,
+                    inputs: [steps[i].inputs[0]],
+                    outputs: steps[last].outputs,
+                    release: Array(Set(steps[i...last].flatMap(\.release))),
+                    label: steps[i].label + (relu ? " (fused with Add, Relu)" : " (fused with Add)")
+                ))
             i = last + 1
         }
         return result
@@ -241,7 +263,9 @@ struct ExecutionPlan: Sendable {
         switch type.value {
         case .tensorType(let tensor):
             guard let element = ElementType(onnx: tensor.elemType) else {
-                throw EngineError(.unsupportedType, "\(role) '\(proto.name)' has element type \(ElementType.onnxName(tensor.elemType))")
+                throw EngineError(
+                    .unsupportedType,
+                    "\(role) '\(proto.name)' has element type \(ElementType.onnxName(tensor.elemType))")
             }
             guard tensor.hasShape else {
                 return .init(name: proto.name, type: .tensor(element, shape: nil), dimensionNames: [])
@@ -266,14 +290,18 @@ struct ExecutionPlan: Sendable {
             }
             return .init(name: proto.name, type: .tensor(element, shape: dims), dimensionNames: names)
         case .sequenceType(let sequence):
-            if case .mapType(let map) = sequence.elemType.value, case .tensorType(let valueTensor) = map.valueType.value,
+            if case .mapType(let map) = sequence.elemType.value,
+                case .tensorType(let valueTensor) = map.valueType.value,
                 let key = ElementType(onnx: map.keyType), let value = ElementType(onnx: valueTensor.elemType)
             {
                 return .init(name: proto.name, type: .mapSequence(key: key, value: value), dimensionNames: [])
             }
-            throw EngineError(.unsupportedType, "\(role) '\(proto.name)' is a sequence of a type the engine does not support")
+            throw EngineError(
+                .unsupportedType, "\(role) '\(proto.name)' is a sequence of a type the engine does not support")
         case .mapType, .optionalType:
-            throw EngineError(.unsupportedType, "\(role) '\(proto.name)' is a map or optional value, which the engine does not support")
+            throw EngineError(
+                .unsupportedType,
+                "\(role) '\(proto.name)' is a map or optional value, which the engine does not support")
         case nil:
             // Graph outputs of some exporters carry no type; the kernels decide.
             return .init(name: proto.name, type: .tensor(.float, shape: nil), dimensionNames: [])

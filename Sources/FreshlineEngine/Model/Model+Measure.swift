@@ -39,7 +39,8 @@ extension Model {
             calls += perRound
         }
         rounds.sort()
-        return Measurement(batchSize: batchSize, calls: calls, perCallNanoseconds: rounds[rounds.count / 2] / Double(perRound))
+        return Measurement(
+            batchSize: batchSize, calls: calls, perCallNanoseconds: rounds[rounds.count / 2] / Double(perRound))
     }
 
     /// Random inputs of the declared types with `batchSize` rows, for benchmarks: floats uniform in [-1, 1],
@@ -57,10 +58,16 @@ extension Model {
             switch input.elementType {
             case .float: data = .float((0..<count).map { _ in Float.random(in: -1...1, using: &generator) })
             case .double: data = .double((0..<count).map { _ in Double.random(in: -1...1, using: &generator) })
-            case .int64: data = .int64((0..<count).map { _ in Int64.random(in: 0..<Int64(integerRange), using: &generator) })
-            case .int32: data = .int32((0..<count).map { _ in Int32.random(in: 0..<Int32(integerRange), using: &generator) })
-            case .int8: data = .int8((0..<count).map { _ in Int8.random(in: 0..<Int8(clamping: integerRange), using: &generator) })
-            case .uint8: data = .uint8((0..<count).map { _ in UInt8.random(in: 0..<UInt8(clamping: integerRange), using: &generator) })
+            case .int64:
+                data = .int64((0..<count).map { _ in Int64.random(in: 0..<Int64(integerRange), using: &generator) })
+            case .int32:
+                data = .int32((0..<count).map { _ in Int32.random(in: 0..<Int32(integerRange), using: &generator) })
+            case .int8:
+                data = .int8(
+                    (0..<count).map { _ in Int8.random(in: 0..<Int8(clamping: integerRange), using: &generator) })
+            case .uint8:
+                data = .uint8(
+                    (0..<count).map { _ in UInt8.random(in: 0..<UInt8(clamping: integerRange), using: &generator) })
             case .bool: data = .bool((0..<count).map { _ in Bool.random(using: &generator) })
             case .string: data = .string((0..<count).map { _ in ["a", "b", "c"].randomElement(using: &generator)! })
             }

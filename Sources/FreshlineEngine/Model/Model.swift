@@ -47,7 +47,10 @@ public final class Model: Sendable {
             throw EngineError(.malformedModel, "IR version \(proto.irVersion) is not supported (3 or newer is)")
         }
         guard proto.functions.isEmpty else {
-            throw EngineError(.unsupportedOperator, "the model defines local functions (\(proto.functions.map(\.name).joined(separator: ", "))), which the engine does not expand")
+            throw EngineError(
+                .unsupportedOperator,
+                "the model defines local functions (\(proto.functions.map(\.name).joined(separator: ", "))), which the engine does not expand"
+            )
         }
 
         var opsets: [String: Int] = [:]
@@ -55,7 +58,10 @@ public final class Model: Sendable {
             let domain = OperatorRegistry.canonicalDomain(opset.domain)
             if let newest = OperatorRegistry.newestOpset[domain] {
                 guard opset.version >= 1, opset.version <= Int64(newest) else {
-                    throw EngineError(.unsupportedOpset, "the model imports \(domain.isEmpty ? "ai.onnx" : domain) opset \(opset.version); the engine supports 1 to \(newest)")
+                    throw EngineError(
+                        .unsupportedOpset,
+                        "the model imports \(domain.isEmpty ? "ai.onnx" : domain) opset \(opset.version); the engine supports 1 to \(newest)"
+                    )
                 }
             }
             // Imports of unknown domains are harmless until a node uses one; that node is reported then.
@@ -157,10 +163,14 @@ public final class Model: Sendable {
         }
         guard let shape else { return }
         guard tensor.rank == shape.count else {
-            throw EngineError(.invalidInput, "input '\(info.name)' must have \(shape.count) dimensions \(info.type), got shape \(tensor.shape)")
+            throw EngineError(
+                .invalidInput,
+                "input '\(info.name)' must have \(shape.count) dimensions \(info.type), got shape \(tensor.shape)")
         }
-        for (axis, (expected, actual)) in zip(shape, tensor.shape).enumerated() where expected >= 0 && expected != actual {
-            throw EngineError(.invalidInput, "input '\(info.name)' dimension \(axis) must be \(expected), got \(actual)")
+        for (axis, (expected, actual)) in zip(shape, tensor.shape).enumerated()
+        where expected >= 0 && expected != actual {
+            throw EngineError(
+                .invalidInput, "input '\(info.name)' dimension \(axis) must be \(expected), got \(actual)")
         }
     }
 }

@@ -10,7 +10,8 @@ public struct ModelMetadata: Sendable, Equatable {
         public var description: String {
             switch self {
             case .tensor(let type, let shape):
-                "tensor(\(type))" + (shape.map { "[" + $0.map { $0 < 0 ? "?" : String($0) }.joined(separator: ",") + "]" } ?? "")
+                "tensor(\(type))"
+                    + (shape.map { "[" + $0.map { $0 < 0 ? "?" : String($0) }.joined(separator: ",") + "]" } ?? "")
             case .mapSequence(let key, let value): "seq(map(\(key),tensor(\(value))))"
             }
         }

@@ -22,7 +22,9 @@ extension Tensor {
             shape.append(Int(d))
         }
         let count: Int
-        do { count = try Shape.elementCount(shape) } catch { throw EngineError(error.code, "\(label): \(error.message)") }
+        do { count = try Shape.elementCount(shape) } catch {
+            throw EngineError(error.code, "\(label): \(error.message)")
+        }
         guard let type = ElementType(onnx: proto.dataType) else {
             throw EngineError(.unsupportedType, "\(label) has element type \(ElementType.onnxName(proto.dataType))")
         }
@@ -35,26 +37,54 @@ extension Tensor {
         }
         switch type {
         case .float:
-            if !raw.isEmpty { data = .float(try Self.decode(raw, count: count, label: label)) }
-            else { try check(proto.floatData.count); data = .float(proto.floatData) }
+            if !raw.isEmpty {
+                data = .float(try Self.decode(raw, count: count, label: label))
+            } else {
+                try check(proto.floatData.count)
+                data = .float(proto.floatData)
+            }
         case .double:
-            if !raw.isEmpty { data = .double(try Self.decode(raw, count: count, label: label)) }
-            else { try check(proto.doubleData.count); data = .double(proto.doubleData) }
+            if !raw.isEmpty {
+                data = .double(try Self.decode(raw, count: count, label: label))
+            } else {
+                try check(proto.doubleData.count)
+                data = .double(proto.doubleData)
+            }
         case .int64:
-            if !raw.isEmpty { data = .int64(try Self.decode(raw, count: count, label: label)) }
-            else { try check(proto.int64Data.count); data = .int64(proto.int64Data) }
+            if !raw.isEmpty {
+                data = .int64(try Self.decode(raw, count: count, label: label))
+            } else {
+                try check(proto.int64Data.count)
+                data = .int64(proto.int64Data)
+            }
         case .int32:
-            if !raw.isEmpty { data = .int32(try Self.decode(raw, count: count, label: label)) }
-            else { try check(proto.int32Data.count); data = .int32(proto.int32Data) }
+            if !raw.isEmpty {
+                data = .int32(try Self.decode(raw, count: count, label: label))
+            } else {
+                try check(proto.int32Data.count)
+                data = .int32(proto.int32Data)
+            }
         case .int8:
-            if !raw.isEmpty { data = .int8(try Self.decode(raw, count: count, label: label)) }
-            else { try check(proto.int32Data.count); data = .int8(proto.int32Data.map { Int8(truncatingIfNeeded: $0) }) }
+            if !raw.isEmpty {
+                data = .int8(try Self.decode(raw, count: count, label: label))
+            } else {
+                try check(proto.int32Data.count)
+                data = .int8(proto.int32Data.map { Int8(truncatingIfNeeded: $0) })
+            }
         case .uint8:
-            if !raw.isEmpty { data = .uint8(try Self.decode(raw, count: count, label: label)) }
-            else { try check(proto.int32Data.count); data = .uint8(proto.int32Data.map { UInt8(truncatingIfNeeded: $0) }) }
+            if !raw.isEmpty {
+                data = .uint8(try Self.decode(raw, count: count, label: label))
+            } else {
+                try check(proto.int32Data.count)
+                data = .uint8(proto.int32Data.map { UInt8(truncatingIfNeeded: $0) })
+            }
         case .bool:
-            if !raw.isEmpty { data = .bool(try Self.decode(raw, count: count, label: label).map { (b: UInt8) in b != 0 }) }
-            else { try check(proto.int32Data.count); data = .bool(proto.int32Data.map { $0 != 0 }) }
+            if !raw.isEmpty {
+                data = .bool(try Self.decode(raw, count: count, label: label).map { (b: UInt8) in b != 0 })
+            } else {
+                try check(proto.int32Data.count)
+                data = .bool(proto.int32Data.map { $0 != 0 })
+            }
         case .string:
             try check(proto.stringData.count)
             data = .string(proto.stringData.map { String(decoding: $0, as: UTF8.self) })
@@ -65,10 +95,13 @@ extension Tensor {
     /// Little-endian fixed-width elements from `raw_data`.
     private static func decode<T: FixedWidthInteger>(_ raw: Data, count: Int, label: String) throws -> [T] {
         guard raw.count == count * MemoryLayout<T>.size else {
-            throw EngineError(.malformedModel, "\(label): raw_data has \(raw.count) bytes, expected \(count * MemoryLayout<T>.size)")
+            throw EngineError(
+                .malformedModel, "\(label): raw_data has \(raw.count) bytes, expected \(count * MemoryLayout<T>.size)")
         }
         return raw.withUnsafeBytes { buffer in
-            (0..<count).map { T(littleEndian: buffer.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self)) }
+            (0..<count).map {
+                T(littleEndian: buffer.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self))
+            }
         }
     }
 

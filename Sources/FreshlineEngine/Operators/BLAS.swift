@@ -1,9 +1,10 @@
-#if canImport(Accelerate)
-internal import Accelerate
-#else
-internal import CBLAS
-#endif
 internal import Foundation
+
+#if canImport(Accelerate)
+    internal import Accelerate
+#else
+    internal import CBLAS
+#endif
 
 /// The engine's bridge to BLAS: OpenBLAS on Linux, Accelerate on macOS. Row-major `C = alpha·op(A)·op(B) + beta·C`.
 public enum BLAS {
@@ -11,8 +12,8 @@ public enum BLAS {
     /// (default 1: the engine runs one compute thread per request path, and oversubscribing two cores is slower).
     static let configured: Bool = {
         #if !canImport(Accelerate)
-        let threads = ProcessInfo.processInfo.environment["FRESHLINE_BLAS_THREADS"].flatMap(Int32.init) ?? 1
-        openblas_set_num_threads(max(1, threads))
+            let threads = ProcessInfo.processInfo.environment["FRESHLINE_BLAS_THREADS"].flatMap(Int32.init) ?? 1
+            openblas_set_num_threads(max(1, threads))
         #endif
         return true
     }()
@@ -27,7 +28,8 @@ public enum BLAS {
             // One row: a matrix-vector product. sgemm's packing dominates at this size; sgemv skips it.
             // c[1×n] = alpha·a[1×k]·op(B) + beta·c  ⇔  c = alpha·op(B)ᵀ·a + beta·c.
             cblas_sgemv(
-                CblasRowMajor, transB ? CblasNoTrans : CblasTrans, transB ? blasInt(n) : blasInt(k), transB ? blasInt(k) : blasInt(n),
+                CblasRowMajor, transB ? CblasNoTrans : CblasTrans, transB ? blasInt(n) : blasInt(k),
+                transB ? blasInt(k) : blasInt(n),
                 alpha, b, blasInt(ldb), a, transA ? blasInt(lda) : 1, beta, c, 1)
             return
         }
@@ -56,24 +58,25 @@ public enum BLAS {
     /// this value set (see `freshline`'s entry point). An `OPENBLAS_CORETYPE` already in the environment is kept.
     public static func coreTypeOverride() -> String? {
         #if canImport(Accelerate)
-        return nil
+            return nil
         #else
-        guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil else { return nil }
-        guard let name = openblas_get_corename().map({ String(cString: $0) }), ["Prescott", "Core2", "Katmai", "Unknown"].contains(name)
-        else { return nil }
-        guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
-        else { return nil }
-        let flags = Set(flagsLine.split(separator: " ").map(String.init))
-        if flags.isSuperset(of: ["avx512f", "avx512bw", "avx512vl", "avx512dq"]) { return "SkylakeX" }
-        if flags.isSuperset(of: ["avx2", "fma"]) { return "Haswell" }
-        return nil
+            guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil else { return nil }
+            guard let name = openblas_get_corename().map({ String(cString: $0) }),
+                ["Prescott", "Core2", "Katmai", "Unknown"].contains(name)
+            else { return nil }
+            guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+                let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+            else { return nil }
+            let flags = Set(flagsLine.split(separator: " ").map(String.init))
+            if flags.isSuperset(of: ["avx512f", "avx512bw", "avx512vl", "avx512dq"]) { return "SkylakeX" }
+            if flags.isSuperset(of: ["avx2", "fma"]) { return "Haswell" }
+            return nil
         #endif
     }
 
     #if canImport(Accelerate)
-    private static func blasInt(_ v: Int) -> Int32 { Int32(v) }
+        private static func blasInt(_ v: Int) -> Int32 { Int32(v) }
     #else
-    private static func blasInt(_ v: Int) -> blasint { blasint(v) }
+        private static func blasInt(_ v: Int) -> blasint { blasint(v) }
     #endif
 }

@@ -1,7 +1,10 @@
 /// Add, Sub, Mul and Div with numpy-style (multidirectional) broadcasting.
 struct BinaryArithmeticKernel: Kernel {
     enum Operation: String, Sendable {
-        case add = "Add", sub = "Sub", mul = "Mul", div = "Div"
+        case add = "Add"
+        case sub = "Sub"
+        case mul = "Mul"
+        case div = "Div"
     }
     let operation: Operation
 
@@ -45,7 +48,9 @@ struct BinaryArithmeticKernel: Kernel {
 
     /// Integer arithmetic wraps on overflow (as C++ does in onnxruntime) and division truncates toward zero;
     /// a zero divisor is an error rather than a trap.
-    private func integer<T: FixedWidthInteger>(_ x: [T], _ xs: [Int], _ y: [T], _ ys: [Int], _ shape: [Int]) throws -> [T] {
+    private func integer<T: FixedWidthInteger>(_ x: [T], _ xs: [Int], _ y: [T], _ ys: [Int], _ shape: [Int]) throws
+        -> [T]
+    {
         switch operation {
         case .add: return apply(x, xs, y, ys, shape) { $0 &+ $1 }
         case .sub: return apply(x, xs, y, ys, shape) { $0 &- $1 }

@@ -7,9 +7,12 @@ struct CastKernel: Kernel {
 
     static func make(_ context: NodeContext) throws -> any Kernel {
         try context.requireInputs(1...1)
-        guard let code = try context.attributes.int("to") else { throw context.error(.invalidArgument, "attribute 'to' is required") }
+        guard let code = try context.attributes.int("to") else {
+            throw context.error(.invalidArgument, "attribute 'to' is required")
+        }
         guard let target = ElementType(onnx: Int32(truncatingIfNeeded: code)) else {
-            throw context.error(.unsupportedType, "cannot cast to \(ElementType.onnxName(Int32(truncatingIfNeeded: code)))")
+            throw context.error(
+                .unsupportedType, "cannot cast to \(ElementType.onnxName(Int32(truncatingIfNeeded: code)))")
         }
         return CastKernel(target: target)
     }
@@ -107,7 +110,9 @@ struct CastKernel: Kernel {
             case "inf", "+inf", "infinity", "+infinity": return .infinity
             case "-inf", "-infinity": return -.infinity
             default:
-                guard let d = Double(t) else { throw EngineError(.invalidArgument, "Cast: '\(s.prefix(40))' is not a number") }
+                guard let d = Double(t) else {
+                    throw EngineError(.invalidArgument, "Cast: '\(s.prefix(40))' is not a number")
+                }
                 return d
             }
         }
@@ -115,10 +120,11 @@ struct CastKernel: Kernel {
         case .float: return .float(try v.map { Float(try number($0)) })
         case .double: return .double(try v.map(number))
         case .int64:
-            return .int64(try v.map { s in
-                if let i = Int64(s.trimmingCharacters(in: .whitespaces)) { return i }
-                return truncatingToInt64(try number(s))
-            })
+            return .int64(
+                try v.map { s in
+                    if let i = Int64(s.trimmingCharacters(in: .whitespaces)) { return i }
+                    return truncatingToInt64(try number(s))
+                })
         case .int32, .int8, .uint8:
             let wide = try v.map { s in
                 if let i = Int64(s.trimmingCharacters(in: .whitespaces)) { return i }

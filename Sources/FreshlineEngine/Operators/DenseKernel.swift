@@ -29,8 +29,9 @@ struct DenseKernel: Kernel {
         values.withUnsafeBufferPointer { a in
             weights.withUnsafeBufferPointer { b in
                 out.withUnsafeMutableBufferPointer { c in
-                    BLAS.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1,
-                              a: a.baseAddress!, lda: k, b: b.baseAddress!, ldb: n, beta: 1, c: c.baseAddress!, ldc: n)
+                    BLAS.gemm(
+                        transA: false, transB: false, m: m, n: n, k: k, alpha: 1,
+                        a: a.baseAddress!, lda: k, b: b.baseAddress!, ldb: n, beta: 1, c: c.baseAddress!, ldc: n)
                 }
             }
         }
@@ -47,7 +48,11 @@ struct DenseKernel: Kernel {
         var current = input
         for (kernel, operand) in zip(fallback, fallbackOperands) {
             let arguments: [Value?]
-            if let operand { arguments = operand.first ? [operand.value, current] : [current, operand.value] } else { arguments = [current] }
+            if let operand {
+                arguments = operand.first ? [operand.value, current] : [current, operand.value]
+            } else {
+                arguments = [current]
+            }
             current = try kernel.run(arguments).first
         }
         guard let current else { throw EngineError(.invalidGraph, "fused dense layer produced no value") }

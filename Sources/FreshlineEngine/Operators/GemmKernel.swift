@@ -26,18 +26,24 @@ struct GemmKernel: Kernel {
         let (m, k) = transA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
         let (kb, n) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
         guard k == kb else {
-            throw EngineError(.invalidShape, "Gemm: inner dimensions differ (A \(a.shape), B \(b.shape), transA \(transA), transB \(transB))")
+            throw EngineError(
+                .invalidShape,
+                "Gemm: inner dimensions differ (A \(a.shape), B \(b.shape), transA \(transA), transB \(transB))")
         }
         let shape = [m, n]
         _ = try Shape.elementCount(shape)
-        if let c, c.elementType != a.elementType { throw EngineError(.invalidArgument, "Gemm: C has type \(c.elementType), A has \(a.elementType)") }
+        if let c, c.elementType != a.elementType {
+            throw EngineError(.invalidArgument, "Gemm: C has type \(c.elementType), A has \(a.elementType)")
+        }
         guard a.elementType == b.elementType else {
             throw EngineError(.invalidArgument, "Gemm: A and B types differ (\(a.elementType), \(b.elementType))")
         }
         // Broadcasting C must be unidirectional: C's shape must broadcast to [M, N].
         if let c {
             let broadcast = try Shape.broadcast(c.shape, shape, op: "Gemm")
-            guard broadcast == shape else { throw EngineError(.invalidShape, "Gemm: C of shape \(c.shape) does not broadcast to \(shape)") }
+            guard broadcast == shape else {
+                throw EngineError(.invalidShape, "Gemm: C of shape \(c.shape) does not broadcast to \(shape)")
+            }
         }
         switch (a.data, b.data) {
         case (.float(let x), .float(let y)):
@@ -52,7 +58,8 @@ struct GemmKernel: Kernel {
             let out = integerGemm(x, y, c?.int64s, c?.shape, m: m, n: n, k: k)
             return [.tensor(Tensor(unchecked: shape, .int64(out)))]
         case (.int32(let x), .int32(let y)):
-            let out = integerGemm(x, y, c.flatMap { if case .int32(let v) = $0.data { v } else { nil } }, c?.shape, m: m, n: n, k: k)
+            let out = integerGemm(
+                x, y, c.flatMap { if case .int32(let v) = $0.data { v } else { nil } }, c?.shape, m: m, n: n, k: k)
             return [.tensor(Tensor(unchecked: shape, .int32(out)))]
         default:
             throw EngineError(.unsupportedType, "Gemm does not support \(a.elementType)")
@@ -66,37 +73,46 @@ struct GemmKernel: Kernel {
         return apply(zeros, shape, c, cShape, shape) { _, v in v * scale }
     }
 
-    private func multiply(_ x: [Float], _ y: [Float], _ out: inout [Float], m: Int, n: Int, k: Int, alpha: Float, beta: Float) {
+    private func multiply(
+        _ x: [Float], _ y: [Float], _ out: inout [Float], m: Int, n: Int, k: Int, alpha: Float, beta: Float
+    ) {
         guard m > 0, n > 0 else { return }
         guard k > 0 else { return }
         x.withUnsafeBufferPointer { a in
             y.withUnsafeBufferPointer { b in
                 out.withUnsafeMutableBufferPointer { c in
-                    BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                              a: a.baseAddress!, lda: transA ? m : k, b: b.baseAddress!, ldb: transB ? k : n,
-                              beta: beta, c: c.baseAddress!, ldc: n)
+                    BLAS.gemm(
+                        transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                        a: a.baseAddress!, lda: transA ? m : k, b: b.baseAddress!, ldb: transB ? k : n,
+                        beta: beta, c: c.baseAddress!, ldc: n)
                 }
             }
         }
     }
 
-    private func multiply(_ x: [Double], _ y: [Double], _ out: inout [Double], m: Int, n: Int, k: Int, alpha: Double, beta: Double) {
+    private func multiply(
+        _ x: [Double], _ y: [Double], _ out: inout [Double], m: Int, n: Int, k: Int, alpha: Double, beta: Double
+    ) {
         guard m > 0, n > 0, k > 0 else { return }
         x.withUnsafeBufferPointer { a in
             y.withUnsafeBufferPointer { b in
                 out.withUnsafeMutableBufferPointer { c in
-                    BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                              a: a.baseAddress!, lda: transA ? m : k, b: b.baseAddress!, ldb: transB ? k : n,
-                              beta: beta, c: c.baseAddress!, ldc: n)
+                    BLAS.gemm(
+                        transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                        a: a.baseAddress!, lda: transA ? m : k, b: b.baseAddress!, ldb: transB ? k : n,
+                        beta: beta, c: c.baseAddress!, ldc: n)
                 }
             }
         }
     }
 
-    private func integerGemm<T: FixedWidthInteger>(_ x: [T], _ y: [T], _ c: [T]?, _ cShape: [Int]?, m: Int, n: Int, k: Int) -> [T] {
+    private func integerGemm<T: FixedWidthInteger>(
+        _ x: [T], _ y: [T], _ c: [T]?, _ cShape: [Int]?, m: Int, n: Int, k: Int
+    ) -> [T] {
         let shape = [m, n]
         var out = [T](repeating: 0, count: m * n)
-        let al = T(truncatingIfNeeded: CastKernel.truncatingToInt64(Double(alpha))), be = T(truncatingIfNeeded: CastKernel.truncatingToInt64(Double(beta)))
+        let al = T(truncatingIfNeeded: CastKernel.truncatingToInt64(Double(alpha))),
+            be = T(truncatingIfNeeded: CastKernel.truncatingToInt64(Double(beta)))
         for i in 0..<m {
             for j in 0..<n {
                 var sum: T = 0

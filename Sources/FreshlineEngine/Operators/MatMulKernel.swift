@@ -12,7 +12,9 @@ struct MatMulKernel: Kernel {
         guard a.elementType == b.elementType else {
             throw EngineError(.invalidArgument, "MatMul: operand types differ (\(a.elementType), \(b.elementType))")
         }
-        guard a.rank >= 1, b.rank >= 1 else { throw EngineError(.invalidShape, "MatMul: operands must have at least one dimension") }
+        guard a.rank >= 1, b.rank >= 1 else {
+            throw EngineError(.invalidShape, "MatMul: operands must have at least one dimension")
+        }
         let aShape = a.rank == 1 ? [1, a.shape[0]] : a.shape
         let bShape = b.rank == 1 ? [b.shape[0], 1] : b.shape
         let m = aShape[aShape.count - 2], k = aShape[aShape.count - 1]
@@ -43,7 +45,8 @@ struct MatMulKernel: Kernel {
     }
 
     private func product<T: BLASScalar>(
-        _ x: [T], _ y: [T], _ aIndex: [Int], _ bIndex: [Int], _ batchCount: Int, _ m: Int, _ n: Int, _ k: Int, bIsShared: Bool
+        _ x: [T], _ y: [T], _ aIndex: [Int], _ bIndex: [Int], _ batchCount: Int, _ m: Int, _ n: Int, _ k: Int,
+        bIsShared: Bool
     ) -> [T] {
         var out = [T](repeating: 0, count: batchCount * m * n)
         guard m > 0, n > 0, k > 0, batchCount > 0 else { return out }
@@ -56,8 +59,10 @@ struct MatMulKernel: Kernel {
                         return
                     }
                     for i in 0..<batchCount {
-                        T.gemm(m: m, n: n, k: k, a: a.baseAddress! + aIndex[i] * m * k, b: b.baseAddress! + bIndex[i] * k * n,
-                               c: c.baseAddress! + i * m * n)
+                        T.gemm(
+                            m: m, n: n, k: k, a: a.baseAddress! + aIndex[i] * m * k,
+                            b: b.baseAddress! + bIndex[i] * k * n,
+                            c: c.baseAddress! + i * m * n)
                     }
                 }
             }
@@ -84,15 +89,22 @@ struct MatMulKernel: Kernel {
 
 /// Float types with a BLAS matrix product (no transposes, alpha 1, beta 0).
 protocol BLASScalar: BinaryFloatingPoint {
-    static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Self>, b: UnsafePointer<Self>, c: UnsafeMutablePointer<Self>)
+    static func gemm(
+        m: Int, n: Int, k: Int, a: UnsafePointer<Self>, b: UnsafePointer<Self>, c: UnsafeMutablePointer<Self>)
 }
 extension Float: BLASScalar {
-    static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
-        BLAS.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0, c: c, ldc: n)
+    static func gemm(
+        m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>
+    ) {
+        BLAS.gemm(
+            transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0, c: c, ldc: n)
     }
 }
 extension Double: BLASScalar {
-    static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, b: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>) {
-        BLAS.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0, c: c, ldc: n)
+    static func gemm(
+        m: Int, n: Int, k: Int, a: UnsafePointer<Double>, b: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>
+    ) {
+        BLAS.gemm(
+            transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0, c: c, ldc: n)
     }
 }

@@ -42,20 +42,27 @@ struct ConcatKernel: Kernel {
 
     static func make(_ context: NodeContext) throws -> any Kernel {
         guard context.inputCount >= 1 else { throw context.error(.invalidGraph, "needs at least one input") }
-        guard let axis = try context.attributes.int("axis") else { throw context.error(.invalidArgument, "attribute 'axis' is required") }
+        guard let axis = try context.attributes.int("axis") else {
+            throw context.error(.invalidArgument, "attribute 'axis' is required")
+        }
         return ConcatKernel(axis: axis)
     }
 
     func run(_ inputs: [Value?]) throws -> [Value] {
         let tensors = try (0..<inputs.count).map { try inputs.tensor($0, "Concat") }
         let first = tensors[0]
-        guard first.rank >= 1 else { throw EngineError(.invalidShape, "Concat: inputs must have at least one dimension") }
+        guard first.rank >= 1 else {
+            throw EngineError(.invalidShape, "Concat: inputs must have at least one dimension")
+        }
         let a = try Shape.axis(axis, rank: first.rank, op: "Concat")
         var total = 0
         for t in tensors {
-            guard t.elementType == first.elementType else { throw EngineError(.invalidArgument, "Concat: inputs have different types") }
+            guard t.elementType == first.elementType else {
+                throw EngineError(.invalidArgument, "Concat: inputs have different types")
+            }
             guard t.rank == first.rank, (0..<t.rank).allSatisfy({ $0 == a || t.shape[$0] == first.shape[$0] }) else {
-                throw EngineError(.invalidShape, "Concat: shapes \(first.shape) and \(t.shape) differ outside axis \(a)")
+                throw EngineError(
+                    .invalidShape, "Concat: shapes \(first.shape) and \(t.shape) differ outside axis \(a)")
             }
             total += t.shape[a]
         }
@@ -89,7 +96,8 @@ struct GatherKernel: Kernel {
         let data = try inputs.tensor(0, "Gather")
         let indices = try inputs.tensor(1, "Gather")
         guard data.rank >= 1 else { throw EngineError(.invalidShape, "Gather: data must have at least one dimension") }
-        guard let positions = indices.integerValues, indices.elementType == .int64 || indices.elementType == .int32 else {
+        guard let positions = indices.integerValues, indices.elementType == .int64 || indices.elementType == .int32
+        else {
             throw EngineError(.invalidArgument, "Gather: indices must be int32 or int64")
         }
         let a = try Shape.axis(axis, rank: data.rank, op: "Gather")
@@ -103,7 +111,9 @@ struct GatherKernel: Kernel {
         for o in 0..<outer {
             for p in positions {
                 let index = p < 0 ? p + n : p
-                guard index >= 0, index < n else { throw EngineError(.invalidArgument, "Gather: index \(p) is out of range for axis size \(n)") }
+                guard index >= 0, index < n else {
+                    throw EngineError(.invalidArgument, "Gather: index \(p) is out of range for axis size \(n)")
+                }
                 runs.append((0, (o * n + index) * inner, inner))
             }
         }

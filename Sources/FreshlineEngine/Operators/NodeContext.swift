@@ -55,7 +55,8 @@ struct NodeAttributes {
         guard let a = byName[name] else { return nil }
         // Old exporters sometimes leave `type` unset; then the field that is read decides.
         guard a.type == type || a.type == .undefined else {
-            throw EngineError(.invalidArgument, "node '\(node)': attribute '\(name)' has type \(a.type), expected \(type)")
+            throw EngineError(
+                .invalidArgument, "node '\(node)': attribute '\(name)' has type \(a.type), expected \(type)")
         }
         return a
     }

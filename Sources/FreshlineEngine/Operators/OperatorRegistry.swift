@@ -9,7 +9,10 @@ struct OperatorSpec: Sendable {
     /// Builds the kernel; parses and validates attributes, so a bad node fails at load time.
     let make: @Sendable (NodeContext) throws -> any Kernel
 
-    init(_ domain: String, _ opType: String, since: Int = 1, _ make: @escaping @Sendable (NodeContext) throws -> any Kernel) {
+    init(
+        _ domain: String, _ opType: String, since: Int = 1,
+        _ make: @escaping @Sendable (NodeContext) throws -> any Kernel
+    ) {
         self.domain = domain
         self.opType = opType
         self.sinceVersion = since

@@ -2,7 +2,10 @@
 /// or 17 (ReduceMean) and from the optional second input after; no axes means every axis, unless
 /// `noop_with_empty_axes` is set.
 struct ReduceKernel: Kernel {
-    enum Reduction: String, Sendable { case sum = "ReduceSum", mean = "ReduceMean" }
+    enum Reduction: String, Sendable {
+        case sum = "ReduceSum"
+        case mean = "ReduceMean"
+    }
     let reduction: Reduction
     let keepDims: Bool
     let noopWithEmptyAxes: Bool
@@ -27,7 +30,9 @@ struct ReduceKernel: Kernel {
         let x = try inputs.tensor(0, op)
         var axes = attributeAxes ?? []
         if attributeAxes == nil, let axesTensor = try inputs.optionalTensor(1, op) {
-            guard let values = axesTensor.integerValues else { throw EngineError(.invalidArgument, "\(op): axes must be int64") }
+            guard let values = axesTensor.integerValues else {
+                throw EngineError(.invalidArgument, "\(op): axes must be int64")
+            }
             axes = values
         }
         if axes.isEmpty {

@@ -9,10 +9,13 @@ struct ReshapeKernel: Kernel {
         try context.requireInputs(shapeIsInput ? 2...2 : 1...1)
         var attributeShape: [Int]?
         if !shapeIsInput {
-            guard let shape = try context.attributes.ints("shape") else { throw context.error(.invalidArgument, "attribute 'shape' is required") }
+            guard let shape = try context.attributes.ints("shape") else {
+                throw context.error(.invalidArgument, "attribute 'shape' is required")
+            }
             attributeShape = shape
         }
-        return ReshapeKernel(allowZero: try context.attributes.int("allowzero", default: 0) != 0, attributeShape: attributeShape)
+        return ReshapeKernel(
+            allowZero: try context.attributes.int("allowzero", default: 0) != 0, attributeShape: attributeShape)
     }
 
     func run(_ inputs: [Value?]) throws -> [Value] {
@@ -29,11 +32,15 @@ struct ReshapeKernel: Kernel {
         for (i, d) in requested.enumerated() {
             switch d {
             case -1:
-                guard inferred == nil else { throw EngineError(.invalidArgument, "Reshape: more than one -1 in \(requested)") }
+                guard inferred == nil else {
+                    throw EngineError(.invalidArgument, "Reshape: more than one -1 in \(requested)")
+                }
                 inferred = i
                 shape.append(1)
             case 0 where !allowZero:
-                guard i < x.rank else { throw EngineError(.invalidArgument, "Reshape: 0 at position \(i) but the input has rank \(x.rank)") }
+                guard i < x.rank else {
+                    throw EngineError(.invalidArgument, "Reshape: 0 at position \(i) but the input has rank \(x.rank)")
+                }
                 shape.append(x.shape[i])
             case let d where d < 0:
                 throw EngineError(.invalidArgument, "Reshape: invalid dimension \(d) in \(requested)")
@@ -67,7 +74,9 @@ struct FlattenKernel: Kernel {
     func run(_ inputs: [Value?]) throws -> [Value] {
         let x = try inputs.tensor(0, "Flatten")
         let a = axis < 0 ? axis + x.rank : axis
-        guard a >= 0, a <= x.rank else { throw EngineError(.invalidArgument, "Flatten: axis \(axis) is out of range for rank \(x.rank)") }
+        guard a >= 0, a <= x.rank else {
+            throw EngineError(.invalidArgument, "Flatten: axis \(axis) is out of range for rank \(x.rank)")
+        }
         let shape = [x.shape.prefix(a).reduce(1, *), x.shape.dropFirst(a).reduce(1, *)]
         return [.tensor(Tensor(unchecked: shape, x.data))]
     }
@@ -84,7 +93,9 @@ struct SqueezeKernel: Kernel {
             let axesAreInput = context.opsetVersion >= 13
             try context.requireInputs(axesAreInput ? (unsqueeze ? 2...2 : 1...2) : 1...1)
             let axes = axesAreInput ? nil : try context.attributes.ints("axes")
-            if unsqueeze, !axesAreInput, axes == nil { throw context.error(.invalidArgument, "attribute 'axes' is required") }
+            if unsqueeze, !axesAreInput, axes == nil {
+                throw context.error(.invalidArgument, "attribute 'axes' is required")
+            }
             return SqueezeKernel(unsqueeze: unsqueeze, attributeAxes: axes)
         }
     }
@@ -115,7 +126,9 @@ struct SqueezeKernel: Kernel {
         if let axes {
             for axis in axes {
                 let a = try Shape.axis(axis, rank: x.rank, op: op)
-                guard x.shape[a] == 1 else { throw EngineError(.invalidShape, "Squeeze: axis \(axis) of shape \(x.shape) is not 1") }
+                guard x.shape[a] == 1 else {
+                    throw EngineError(.invalidShape, "Squeeze: axis \(axis) of shape \(x.shape) is not 1")
+                }
                 remove[a] = true
             }
         } else {

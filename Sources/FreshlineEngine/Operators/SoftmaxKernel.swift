@@ -28,7 +28,9 @@ struct SoftmaxKernel: Kernel {
         return [.tensor(Tensor(unchecked: x.shape, data))]
     }
 
-    static func softmax<T: BinaryFloatingPoint & ElementaryFunctionsLite>(_ v: [T], outer: Int, n: Int, inner: Int) -> [T] {
+    static func softmax<T: BinaryFloatingPoint & ElementaryFunctionsLite>(_ v: [T], outer: Int, n: Int, inner: Int)
+        -> [T]
+    {
         var out = v
         guard n > 0 else { return out }
         for o in 0..<outer {

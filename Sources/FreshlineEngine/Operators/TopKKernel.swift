@@ -10,7 +10,9 @@ struct TopKKernel: Kernel {
         try context.requireInputs(kIsInput ? 2...2 : 1...1)
         var attributeK: Int?
         if !kIsInput {
-            guard let k = try context.attributes.int("k"), k >= 0 else { throw context.error(.invalidArgument, "attribute 'k' is required and must not be negative") }
+            guard let k = try context.attributes.int("k"), k >= 0 else {
+                throw context.error(.invalidArgument, "attribute 'k' is required and must not be negative")
+            }
             attributeK = k
         }
         return TopKKernel(
@@ -31,7 +33,9 @@ struct TopKKernel: Kernel {
             k = values[0]
         }
         guard x.rank >= 1 else { throw EngineError(.invalidShape, "TopK: input must have at least one dimension") }
-        guard x.elementType != .string, x.elementType != .bool else { throw EngineError(.unsupportedType, "TopK does not support \(x.elementType)") }
+        guard x.elementType != .string, x.elementType != .bool else {
+            throw EngineError(.unsupportedType, "TopK does not support \(x.elementType)")
+        }
         let a = try Shape.axis(axis, rank: x.rank, op: "TopK")
         let n = x.shape[a]
         guard k >= 0, k <= n else { throw EngineError(.invalidArgument, "TopK: K = \(k) is outside 0…\(n)") }
@@ -52,7 +56,9 @@ struct TopKKernel: Kernel {
                 // NaN counts as larger than every number, as in onnxruntime.
                 let better: (Int, Int) -> Bool = { p, q in
                     let vp = values[base + p * inner], vq = values[base + q * inner]
-                    if vp.isNaN || vq.isNaN { return vp.isNaN && !vq.isNaN ? largest : (vq.isNaN && !vp.isNaN ? !largest : p < q) }
+                    if vp.isNaN || vq.isNaN {
+                        return vp.isNaN && !vq.isNaN ? largest : (vq.isNaN && !vp.isNaN ? !largest : p < q)
+                    }
                     if vp != vq { return largest ? vp > vq : vp < vq }
                     return p < q
                 }
@@ -63,7 +69,10 @@ struct TopKKernel: Kernel {
                     for j in 0..<n {
                         if best.count == k, let last = best.last, !better(j, last) { continue }
                         var lo = 0, hi = best.count
-                        while lo < hi { let mid = (lo + hi) / 2; if better(best[mid], j) { lo = mid + 1 } else { hi = mid } }
+                        while lo < hi {
+                            let mid = (lo + hi) / 2
+                            if better(best[mid], j) { lo = mid + 1 } else { hi = mid }
+                        }
                         best.insert(j, at: lo)
                         if best.count > k { best.removeLast() }
                     }
@@ -85,6 +94,9 @@ struct TopKKernel: Kernel {
         }
         var shape = x.shape
         shape[a] = k
-        return [.tensor(Tensor(unchecked: shape, x.data.selecting(picked))), .tensor(Tensor(unchecked: shape, .int64(indices)))]
+        return [
+            .tensor(Tensor(unchecked: shape, x.data.selecting(picked))),
+            .tensor(Tensor(unchecked: shape, .int64(indices))),
+        ]
     }
 }

@@ -3,7 +3,11 @@ internal import Foundation
 /// Elementwise functions of one input: Relu, Sigmoid, Tanh, Abs, and Identity (which passes any value through).
 struct UnaryKernel: Kernel {
     enum Function: String, Sendable {
-        case relu = "Relu", sigmoid = "Sigmoid", tanh = "Tanh", abs = "Abs", identity = "Identity"
+        case relu = "Relu"
+        case sigmoid = "Sigmoid"
+        case tanh = "Tanh"
+        case abs = "Abs"
+        case identity = "Identity"
     }
     let function: Function
 
@@ -17,7 +21,9 @@ struct UnaryKernel: Kernel {
     func run(_ inputs: [Value?]) throws -> [Value] {
         let op = function.rawValue
         if function == .identity {
-            guard let value = inputs.first ?? nil else { throw EngineError(.invalidArgument, "Identity: input 0 is required") }
+            guard let value = inputs.first ?? nil else {
+                throw EngineError(.invalidArgument, "Identity: input 0 is required")
+            }
             return [value]
         }
         let x = try inputs.tensor(0, op)

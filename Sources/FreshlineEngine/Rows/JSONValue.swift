@@ -11,13 +11,21 @@ public enum JSONValue: Sendable, Equatable, Codable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let b = try? container.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? container.decode(Int64.self) { self = .integer(i) }
-        else if let d = try? container.decode(Double.self) { self = .number(d) }
-        else if let s = try? container.decode(String.self) { self = .string(s) }
-        else if let a = try? container.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try container.decode([String: JSONValue].self)) }
+        if container.decodeNil() {
+            self = .null
+        } else if let b = try? container.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? container.decode(Int64.self) {
+            self = .integer(i)
+        } else if let d = try? container.decode(Double.self) {
+            self = .number(d)
+        } else if let s = try? container.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? container.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -28,7 +36,13 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .integer(let i): try container.encode(i)
         case .number(let d):
             // JSON has no NaN or infinity; they travel as the strings onnxruntime's tools print.
-            if d.isNaN { try container.encode("NaN") } else if d.isInfinite { try container.encode(d < 0 ? "-Infinity" : "Infinity") } else { try container.encode(d) }
+            if d.isNaN {
+                try container.encode("NaN")
+            } else if d.isInfinite {
+                try container.encode(d < 0 ? "-Infinity" : "Infinity")
+            } else {
+                try container.encode(d)
+            }
         case .string(let s): try container.encode(s)
         case .array(let a): try container.encode(a)
         case .object(let o): try container.encode(o)

@@ -3,7 +3,9 @@
 public enum RowBatch {
     /// Stacks rows into one tensor per model input. Each row's value is that row's slice of the input: a
     /// scalar or a nested array. A row may give a scalar where the model's per-row shape has one element.
-    public static func tensors(rows: [[String: JSONValue]], inputs: [ModelMetadata.ValueInfo]) throws -> [String: Tensor] {
+    public static func tensors(rows: [[String: JSONValue]], inputs: [ModelMetadata.ValueInfo]) throws -> [String:
+        Tensor]
+    {
         var result: [String: Tensor] = [:]
         for input in inputs {
             var flat: [JSONValue] = []
@@ -22,7 +24,9 @@ public enum RowBatch {
                     }
                 }
                 if let rowShape, rowShape != shape {
-                    throw EngineError(.invalidInput, "row \(index + 1): input '\(input.name)' has shape \(shape), earlier rows \(rowShape)")
+                    throw EngineError(
+                        .invalidInput,
+                        "row \(index + 1): input '\(input.name)' has shape \(shape), earlier rows \(rowShape)")
                 }
                 rowShape = shape
                 flat.append(contentsOf: elements)
@@ -55,7 +59,9 @@ public enum RowBatch {
         } else if shape[depth] != items.count {
             throw EngineError(.invalidInput, "row \(row): input '\(input)' is a ragged array")
         }
-        for item in items { try flatten(item, depth: depth + 1, shape: &shape, into: &elements, input: input, row: row) }
+        for item in items {
+            try flatten(item, depth: depth + 1, shape: &shape, into: &elements, input: input, row: row)
+        }
     }
 
     /// Splits each output along its first dimension into per-row JSON values. Map sequences (ZipMap) become
@@ -66,7 +72,8 @@ public enum RowBatch {
             switch value {
             case .tensor(let t):
                 guard t.rank >= 1, t.shape[0] == count else {
-                    throw EngineError(.invalidShape, "output '\(name)' has shape \(t.shape), not one row per input row (\(count))")
+                    throw EngineError(
+                        .invalidShape, "output '\(name)' has shape \(t.shape), not one row per input row (\(count))")
                 }
                 let perRow = Array(t.shape.dropFirst())
                 let size = perRow.reduce(1, *)
@@ -127,31 +134,42 @@ extension TensorData {
         case .double: self = .double(try values.map { $0 == .null ? .nan : try double($0) })
         case .int64: self = .int64(try values.map(integer))
         case .int32:
-            self = .int32(try values.map { v in
-                let i = try integer(v)
-                guard let narrow = Int32(exactly: i) else { throw fail(v) }
-                return narrow
-            })
+            self = .int32(
+                try values.map { v in
+                    let i = try integer(v)
+                    guard let narrow = Int32(exactly: i) else { throw fail(v) }
+                    return narrow
+                })
         case .int8:
-            self = .int8(try values.map { v in guard let n = Int8(exactly: try integer(v)) else { throw fail(v) }; return n })
+            self = .int8(
+                try values.map { v in
+                    guard let n = Int8(exactly: try integer(v)) else { throw fail(v) }
+                    return n
+                })
         case .uint8:
-            self = .uint8(try values.map { v in guard let n = UInt8(exactly: try integer(v)) else { throw fail(v) }; return n })
+            self = .uint8(
+                try values.map { v in
+                    guard let n = UInt8(exactly: try integer(v)) else { throw fail(v) }
+                    return n
+                })
         case .bool:
-            self = .bool(try values.map { v in
-                switch v {
-                case .bool(let b): return b
-                case .integer(let i): return i != 0
-                default: throw fail(v)
-                }
-            })
+            self = .bool(
+                try values.map { v in
+                    switch v {
+                    case .bool(let b): return b
+                    case .integer(let i): return i != 0
+                    default: throw fail(v)
+                    }
+                })
         case .string:
-            self = .string(try values.map { v in
-                switch v {
-                case .string(let s): return s
-                case .integer(let i): return String(i)
-                default: throw fail(v)
-                }
-            })
+            self = .string(
+                try values.map { v in
+                    switch v {
+                    case .string(let s): return s
+                    case .integer(let i): return String(i)
+                    default: throw fail(v)
+                    }
+                })
         }
     }
 

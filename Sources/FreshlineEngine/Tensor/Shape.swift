@@ -12,7 +12,8 @@ public enum Shape {
             guard d >= 0 else { throw EngineError(.invalidShape, "negative dimension in shape \(dims)") }
             let (p, overflow) = product.multipliedReportingOverflow(by: d)
             guard !overflow, p <= maximumElementCount else {
-                throw EngineError(.tooLarge, "shape \(dims) exceeds the engine's limit of \(maximumElementCount) elements")
+                throw EngineError(
+                    .tooLarge, "shape \(dims) exceeds the engine's limit of \(maximumElementCount) elements")
             }
             product = p
         }

@@ -30,11 +30,15 @@ public struct Tensor: Sendable, Equatable {
     /// A float32 tensor.
     public init(shape: [Int], floats: [Float]) throws(EngineError) { try self.init(shape: shape, data: .float(floats)) }
     /// A float64 tensor.
-    public init(shape: [Int], doubles: [Double]) throws(EngineError) { try self.init(shape: shape, data: .double(doubles)) }
+    public init(shape: [Int], doubles: [Double]) throws(EngineError) {
+        try self.init(shape: shape, data: .double(doubles))
+    }
     /// An int64 tensor.
     public init(shape: [Int], int64s: [Int64]) throws(EngineError) { try self.init(shape: shape, data: .int64(int64s)) }
     /// A string tensor.
-    public init(shape: [Int], strings: [String]) throws(EngineError) { try self.init(shape: shape, data: .string(strings)) }
+    public init(shape: [Int], strings: [String]) throws(EngineError) {
+        try self.init(shape: shape, data: .string(strings))
+    }
 
     /// The element type.
     public var elementType: ElementType { data.elementType }

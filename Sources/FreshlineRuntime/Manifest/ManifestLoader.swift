@@ -1,5 +1,5 @@
-public import FreshlineCore
 internal import Foundation
+public import FreshlineCore
 internal import Yams
 
 /// Reads a manifest file (YAML) into a `Manifest`, collecting every problem with its file, line and key.
@@ -10,7 +10,9 @@ public enum ManifestLoader {
     /// Parses the manifest at `path`. Throws `ManifestErrors` listing every problem found.
     public static func load(path: String) throws -> Manifest {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ManifestErrors([ManifestError(SourceLocation(file: path, line: 0, keyPath: "(file)"), "cannot read the file")])
+            throw ManifestErrors([
+                ManifestError(SourceLocation(file: path, line: 0, keyPath: "(file)"), "cannot read the file")
+            ])
         }
         return try parse(String(decoding: data, as: UTF8.self), path: path)
     }
@@ -21,19 +23,29 @@ public enum ManifestLoader {
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else {
-                throw ManifestErrors([ManifestError(SourceLocation(file: path, line: 1, keyPath: "(document)"), "the manifest is empty")])
+                throw ManifestErrors([
+                    ManifestError(SourceLocation(file: path, line: 1, keyPath: "(document)"), "the manifest is empty")
+                ])
             }
             root = node
         } catch let error as ManifestErrors {
             throw error
         } catch let error as YamlError {
-            throw ManifestErrors([ManifestError(SourceLocation(file: path, line: Self.line(of: error), keyPath: "(syntax)"), "not valid YAML: \(Self.problem(of: error))")])
+            throw ManifestErrors([
+                ManifestError(
+                    SourceLocation(file: path, line: Self.line(of: error), keyPath: "(syntax)"),
+                    "not valid YAML: \(Self.problem(of: error))")
+            ])
         } catch {
-            throw ManifestErrors([ManifestError(SourceLocation(file: path, line: 1, keyPath: "(syntax)"), "not valid YAML")])
+            throw ManifestErrors([
+                ManifestError(SourceLocation(file: path, line: 1, keyPath: "(syntax)"), "not valid YAML")
+            ])
         }
         let manifest = reader.manifest(root)
         if !reader.errors.isEmpty { throw ManifestErrors(reader.errors) }
-        guard let manifest else { throw ManifestErrors([ManifestError(reader.location(root, ""), "cannot read the manifest")]) }
+        guard let manifest else {
+            throw ManifestErrors([ManifestError(reader.location(root, ""), "cannot read the manifest")])
+        }
         return manifest
     }
 
@@ -181,7 +193,9 @@ private struct Reader {
             default: break
             }
         }
-        if top.first(where: { $0.key == "features" }) == nil { fail(root, "features", "is required: declare at least one feature") }
+        if top.first(where: { $0.key == "features" }) == nil {
+            fail(root, "features", "is required: declare at least one feature")
+        }
         for (name, node) in featureNodes {
             if let feature = feature(name, node, models: manifest.models) { manifest.features[name] = feature }
         }
@@ -196,7 +210,9 @@ private struct Reader {
             return ModelSpec(name: name, path: path, location: location(node, keyPath))
         }
         var path: String?
-        for (k, v) in entries(node, keyPath, allowed: ["path"]) ?? [] where k == "path" { path = string(v, "\(keyPath).path") }
+        for (k, v) in entries(node, keyPath, allowed: ["path"]) ?? [] where k == "path" {
+            path = string(v, "\(keyPath).path")
+        }
         guard let path else {
             fail(node, "\(keyPath).path", "is required")
             return nil
@@ -224,12 +240,16 @@ private struct Reader {
                     feature.model = m
                     hasModel = true
                     if models[m] == nil {
-                        fail(value, path, "unknown model '\(m)' (models: \(models.keys.sorted().joined(separator: ", ")))")
+                        fail(
+                            value, path,
+                            "unknown model '\(m)' (models: \(models.keys.sorted().joined(separator: ", ")))")
                     }
                 }
             case "pattern":
                 if let text = string(value, path) {
-                    if let p = ServingPattern(rawValue: text) { feature.pattern = p } else {
+                    if let p = ServingPattern(rawValue: text) {
+                        feature.pattern = p
+                    } else {
                         fail(value, path, "must be one of realtime, async, batch, hybrid")
                     }
                 }
@@ -294,12 +314,15 @@ private struct Reader {
 
     mutating func batching(_ node: Node, _ keyPath: String) -> BatchingSettings {
         var settings = BatchingSettings()
-        for (key, value) in entries(node, keyPath, allowed: ["max_batch_size", "max_queue_delay", "max_queue_length"]) ?? [] {
+        for (key, value) in entries(node, keyPath, allowed: ["max_batch_size", "max_queue_delay", "max_queue_length"])
+            ?? []
+        {
             let path = "\(keyPath).\(key)"
             switch key {
             case "max_batch_size": settings.maxBatchSize = int(value, path, range: 1...65_536) ?? settings.maxBatchSize
             case "max_queue_delay": settings.maxQueueDelay = duration(value, path) ?? settings.maxQueueDelay
-            case "max_queue_length": settings.maxQueueLength = int(value, path, range: 1...1_000_000) ?? settings.maxQueueLength
+            case "max_queue_length":
+                settings.maxQueueLength = int(value, path, range: 1...1_000_000) ?? settings.maxQueueLength
             default: break
             }
         }
@@ -323,7 +346,9 @@ private struct Reader {
                 case "token": secret = string(value, "\(path).token")
                 case "token_env":
                     if let variable = string(value, "\(path).token_env") {
-                        if let v = ProcessInfo.processInfo.environment[variable], !v.isEmpty { secret = v } else {
+                        if let v = ProcessInfo.processInfo.environment[variable], !v.isEmpty {
+                            secret = v
+                        } else {
                             fail(value, "\(path).token_env", "environment variable \(variable) is not set")
                         }
                     }
@@ -332,17 +357,20 @@ private struct Reader {
                         fail(value, "\(path).scopes", "must be a list of predict, admin")
                         continue
                     }
-                    scopes = Set(list.compactMap { v in
-                        guard let s = v.string, let scope = TokenSpec.Scope(rawValue: s) else {
-                            fail(v, "\(path).scopes", "unknown scope (predict, admin)")
-                            return nil
-                        }
-                        return scope
-                    })
+                    scopes = Set(
+                        list.compactMap { v in
+                            guard let s = v.string, let scope = TokenSpec.Scope(rawValue: s) else {
+                                fail(v, "\(path).scopes", "unknown scope (predict, admin)")
+                                return nil
+                            }
+                            return scope
+                        })
                 default: break
                 }
             }
-            if let secret { result.append(TokenSpec(name: name, secret: secret, scopes: scopes)) } else if errors.isEmpty {
+            if let secret {
+                result.append(TokenSpec(name: name, secret: secret, scopes: scopes))
+            } else if errors.isEmpty {
                 fail(item, path, "needs 'token' or 'token_env'")
             }
         }
@@ -354,7 +382,8 @@ private struct Reader {
         for (key, value) in entries(node, "pricing", allowed: ["core_hour", "spot_discount", "currency"]) ?? [] {
             switch key {
             case "core_hour": pricing.coreHour = double(value, "pricing.core_hour", range: 0...1000) ?? pricing.coreHour
-            case "spot_discount": pricing.spotDiscount = double(value, "pricing.spot_discount", range: 0...1) ?? pricing.spotDiscount
+            case "spot_discount":
+                pricing.spotDiscount = double(value, "pricing.spot_discount", range: 0...1) ?? pricing.spotDiscount
             case "currency": pricing.currency = string(value, "pricing.currency") ?? pricing.currency
             default: break
             }
@@ -364,7 +393,9 @@ private struct Reader {
 
     mutating func server(_ node: Node) -> ServerSettings {
         var s = ServerSettings()
-        let allowed: Set<String> = ["host", "port", "max_body_bytes", "compute_threads", "request_log_sample_rate", "request_log_retention"]
+        let allowed: Set<String> = [
+            "host", "port", "max_body_bytes", "compute_threads", "request_log_sample_rate", "request_log_retention",
+        ]
         for (key, value) in entries(node, "server", allowed: allowed) ?? [] {
             let path = "server.\(key)"
             switch key {
@@ -372,7 +403,8 @@ private struct Reader {
             case "port": s.port = int(value, path, range: 0...65_535) ?? s.port
             case "max_body_bytes": s.maxBodyBytes = int(value, path, range: 1024...(1 << 30)) ?? s.maxBodyBytes
             case "compute_threads": s.computeThreads = int(value, path, range: 1...64) ?? s.computeThreads
-            case "request_log_sample_rate": s.requestLogSampleRate = double(value, path, range: 0...1) ?? s.requestLogSampleRate
+            case "request_log_sample_rate":
+                s.requestLogSampleRate = double(value, path, range: 0...1) ?? s.requestLogSampleRate
             case "request_log_retention": s.requestLogRetention = duration(value, path) ?? s.requestLogRetention
             default: break
             }

@@ -14,33 +14,55 @@ public enum ManifestValidator {
             for declared in feature.inputs {
                 guard let actual = metadata.inputs.first(where: { $0.name == declared.name }) else {
                     let names = metadata.inputs.map(\.name).joined(separator: ", ")
-                    errors.append(ManifestError(declared.location, "model '\(feature.model)' has no input '\(declared.name)' (inputs: \(names))"))
+                    errors.append(
+                        ManifestError(
+                            declared.location,
+                            "model '\(feature.model)' has no input '\(declared.name)' (inputs: \(names))"))
                     continue
                 }
                 if actual.elementType.description != declared.elementType {
-                    errors.append(ManifestError(declared.location, "model input '\(declared.name)' is \(actual.elementType), declared \(declared.elementType)"))
+                    errors.append(
+                        ManifestError(
+                            declared.location,
+                            "model input '\(declared.name)' is \(actual.elementType), declared \(declared.elementType)")
+                    )
                 }
                 if let shape = actual.shape, shape.count >= 1 {
                     let perRow = Array(shape.dropFirst())
-                    let matches = perRow.count == declared.shape.count
+                    let matches =
+                        perRow.count == declared.shape.count
                         && zip(perRow, declared.shape).allSatisfy { $0 < 0 || $0 == $1 }
                     if !matches {
-                        errors.append(ManifestError(declared.location, "model input '\(declared.name)' has per-row shape \(perRow.map { $0 < 0 ? "?" : String($0) }), declared \(declared.shape)"))
+                        errors.append(
+                            ManifestError(
+                                declared.location,
+                                "model input '\(declared.name)' has per-row shape \(perRow.map { $0 < 0 ? "?" : String($0) }), declared \(declared.shape)"
+                            ))
                     }
                 }
             }
             let outputNames = Set(metadata.outputs.map(\.name))
             for name in feature.outputs ?? [] where !outputNames.contains(name) {
-                errors.append(ManifestError(feature.location.with(keyPath: "\(path).outputs"), "model '\(feature.model)' has no output '\(name)' (outputs: \(outputNames.sorted().joined(separator: ", ")))"))
+                errors.append(
+                    ManifestError(
+                        feature.location.with(keyPath: "\(path).outputs"),
+                        "model '\(feature.model)' has no output '\(name)' (outputs: \(outputNames.sorted().joined(separator: ", ")))"
+                    ))
             }
             if case .defaultValue(let value) = feature.onFailure {
                 let served = Set(feature.outputs ?? Array(outputNames))
                 for key in value.keys.sorted() where !served.contains(key) {
-                    errors.append(ManifestError(feature.location.with(keyPath: "\(path).on_failure.default.\(key)"), "is not an output the feature returns"))
+                    errors.append(
+                        ManifestError(
+                            feature.location.with(keyPath: "\(path).on_failure.default.\(key)"),
+                            "is not an output the feature returns"))
                 }
             }
             if feature.pattern != .realtime {
-                errors.append(ManifestError(feature.location.with(keyPath: "\(path).pattern"), "pattern '\(feature.pattern.rawValue)' is not served by this version yet (realtime is)"))
+                errors.append(
+                    ManifestError(
+                        feature.location.with(keyPath: "\(path).pattern"),
+                        "pattern '\(feature.pattern.rawValue)' is not served by this version yet (realtime is)"))
             }
         }
         return errors

@@ -1,6 +1,6 @@
+internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
-internal import Foundation
 
 /// A manifest model loaded by the engine.
 public struct ServingModel: Sendable {
@@ -17,7 +17,8 @@ public struct ServingModel: Sendable {
         var errors: [ManifestError] = []
         let base = URL(fileURLWithPath: manifest.path).deletingLastPathComponent()
         for (name, spec) in manifest.models.sorted(by: { $0.key < $1.key }) {
-            let url = spec.path.hasPrefix("/") ? URL(fileURLWithPath: spec.path) : base.appendingPathComponent(spec.path)
+            let url =
+                spec.path.hasPrefix("/") ? URL(fileURLWithPath: spec.path) : base.appendingPathComponent(spec.path)
             do {
                 models[name] = ServingModel(spec: spec, model: try Model(contentsOf: url), path: url.path)
             } catch let error as EngineError {

@@ -40,7 +40,8 @@ final class RealtimeBatcher: Sendable {
     /// batch 16 on synthetic inputs, about 20 ms); the live fit over real batches takes over from there.
     static func measuredPrior(_ model: Model) -> BatchCostModel.Coefficients {
         let fallback = BatchCostModel.Coefficients(perRow: .microseconds(20), perBatch: .microseconds(20))
-        guard let one = try? model.syntheticFeeds(batchSize: 1), let sixteen = try? model.syntheticFeeds(batchSize: 16) else {
+        guard let one = try? model.syntheticFeeds(batchSize: 1), let sixteen = try? model.syntheticFeeds(batchSize: 16)
+        else {
             return fallback
         }
         func fastest(_ feeds: [String: Tensor], _ calls: Int) -> Duration? {
@@ -118,7 +119,8 @@ final class RealtimeBatcher: Sendable {
     static func error(for reason: AdaptiveBatcherStateMachine<Pending>.ShedReason) -> PredictionError {
         switch reason {
         case .queueFull: PredictionError(.overloaded, "the feature's queue is full", retryAfter: 1)
-        case .deadlineUnmeetable: PredictionError(.overloaded, "the request cannot be answered within its deadline", retryAfter: 1)
+        case .deadlineUnmeetable:
+            PredictionError(.overloaded, "the request cannot be answered within its deadline", retryAfter: 1)
         case .shuttingDown: PredictionError(.unavailable, "the server is shutting down", retryAfter: 1)
         }
     }
@@ -144,6 +146,8 @@ final class RealtimeBatcher: Sendable {
         let duration = ContinuousClock.now - start
         metrics.computed(feature: feature, rows: items.count, duration: duration)
         // A failed batch says nothing about the model's cost: keep it out of the cost model.
-        perform(state.withLock { $0.batchFinished(rows: items.count, duration: duration, now: .now, recordCost: succeeded) })
+        perform(
+            state.withLock { $0.batchFinished(rows: items.count, duration: duration, now: .now, recordCost: succeeded) }
+        )
     }
 }

@@ -1,6 +1,6 @@
+internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
-internal import Foundation
 
 /// Answers predictions for one feature: validates the row, applies the freshness contract, sends the row
 /// through the real-time batcher and walks the fallback ladder when that path cannot answer.
@@ -15,15 +15,22 @@ public final class FeatureServer: Sendable {
     private let requestLog: RequestLogger?
     private let defaultOutputs: [String: JSONValue]?
 
-    init(spec: FeatureSpec, model: ServingModel, pool: ComputePool, computeSlots: Int, metrics: ServingMetrics,
-         histograms: LatencyHistograms, requestLog: RequestLogger?) {
+    init(
+        spec: FeatureSpec, model: ServingModel, pool: ComputePool, computeSlots: Int, metrics: ServingMetrics,
+        histograms: LatencyHistograms, requestLog: RequestLogger?
+    ) {
         self.spec = spec
         self.model = model
         self.metrics = metrics
         self.histograms = histograms
         self.requestLog = requestLog
-        batcher = RealtimeBatcher(feature: spec, model: model.model, pool: pool, metrics: metrics, computeSlots: computeSlots)
-        if case .defaultValue(let value) = spec.onFailure { defaultOutputs = value.mapValues(JSONValue.init) } else { defaultOutputs = nil }
+        batcher = RealtimeBatcher(
+            feature: spec, model: model.model, pool: pool, metrics: metrics, computeSlots: computeSlots)
+        if case .defaultValue(let value) = spec.onFailure {
+            defaultOutputs = value.mapValues(JSONValue.init)
+        } else {
+            defaultOutputs = nil
+        }
     }
 
     /// Time kept back from each caller's deadline for splitting outputs and writing the response.
@@ -44,9 +51,11 @@ public final class FeatureServer: Sendable {
             metrics.request(feature: spec.name, source: source, outcome: outcome, duration: duration)
             if outcome == "ok" { histograms.record(feature: spec.name, source: source, duration: duration) }
             let hasRequestInputs = request.inputs.keys.contains { $0 != spec.key }
-            requestLog?.offer(RequestLogSample(
-                feature: spec.name, keyHash: request.key.map(KeyHash.hex), hasRequestInputs: hasRequestInputs, source: source,
-                outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age, at: arrivedAt))
+            requestLog?.offer(
+                RequestLogSample(
+                    feature: spec.name, keyHash: request.key.map(KeyHash.hex), hasRequestInputs: hasRequestInputs,
+                    source: source,
+                    outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age, at: arrivedAt))
         }
 
         let row: [String: Tensor]
@@ -67,8 +76,9 @@ public final class FeatureServer: Sendable {
             metrics.served(feature: spec.name, ageSeconds: 0)
             return Prediction(
                 key: request.key, outputs: outputs,
-                provenance: Provenance(source: .realtime, computedAt: Date().timeIntervalSince1970, ageSeconds: 0,
-                                       modelVersion: model.model.metadata.version))
+                provenance: Provenance(
+                    source: .realtime, computedAt: Date().timeIntervalSince1970, ageSeconds: 0,
+                    modelVersion: model.model.metadata.version))
         } catch let error as PredictionError {
             // The fallback ladder: the configured default, else the error.
             if let defaultOutputs {
@@ -78,7 +88,8 @@ public final class FeatureServer: Sendable {
                 age = 0
                 return Prediction(
                     key: request.key, outputs: defaultOutputs,
-                    provenance: Provenance(source: .default, computedAt: Date().timeIntervalSince1970, ageSeconds: 0, modelVersion: nil))
+                    provenance: Provenance(
+                        source: .default, computedAt: Date().timeIntervalSince1970, ageSeconds: 0, modelVersion: nil))
             }
             metrics.fallback(feature: spec.name, rung: "error")
             outcome = error.code == .overloaded ? "shed" : error.code == .timeout ? "timeout" : "error"
@@ -90,8 +101,10 @@ public final class FeatureServer: Sendable {
     private func validate(_ request: PredictRequest) throws -> [String: Tensor] {
         var inputs = request.inputs
         if let keyName = spec.key, let key = request.key, inputs[keyName] == nil,
-           let keyInput = model.model.metadata.inputs.first(where: { $0.name == keyName }) {
-            inputs[keyName] = keyInput.elementType == .string ? .string(key) : (Int64(key).map(JSONValue.integer) ?? .string(key))
+            let keyInput = model.model.metadata.inputs.first(where: { $0.name == keyName })
+        {
+            inputs[keyName] =
+                keyInput.elementType == .string ? .string(key) : (Int64(key).map(JSONValue.integer) ?? .string(key))
         }
         do {
             let row = try RowBatch.tensors(rows: [inputs], inputs: model.model.metadata.inputs)

@@ -12,7 +12,9 @@ public struct PredictRequest: Sendable {
     /// The caller's deadline override (defaults to the feature's latency budget).
     public var timeout: Duration?
 
-    public init(key: String? = nil, inputs: [String: JSONValue], maxStaleness: Duration? = nil, timeout: Duration? = nil) {
+    public init(
+        key: String? = nil, inputs: [String: JSONValue], maxStaleness: Duration? = nil, timeout: Duration? = nil
+    ) {
         self.key = key
         self.inputs = inputs
         self.maxStaleness = maxStaleness

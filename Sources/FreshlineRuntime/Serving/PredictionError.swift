@@ -2,7 +2,13 @@
 /// caller sent wrong and never include model internals.
 public struct PredictionError: Error, Sendable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
-        private enum Base: String, Sendable { case badRequest = "bad_request", notFound = "not_found", overloaded, timeout, modelFailed = "model_failed", unavailable }
+        private enum Base: String, Sendable {
+            case badRequest = "bad_request"
+            case notFound = "not_found"
+            case overloaded, timeout
+            case modelFailed = "model_failed"
+            case unavailable
+        }
         private let base: Base
         private init(_ base: Base) { self.base = base }
         /// The caller's input does not fit the feature (400).

@@ -1,10 +1,10 @@
 public import CoreMetrics
+internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
 public import FreshlineStore
 public import Logging
 public import ServiceLifecycle
-internal import Foundation
 internal import Synchronization
 
 /// Everything a server runs for one manifest: the loaded models, one `FeatureServer` per feature, the compute
@@ -21,7 +21,9 @@ public final class ServingRuntime: Service {
     private let logger: Logger
 
     /// Loads and checks the manifest's models and features. Throws `ManifestErrors` listing every problem.
-    public init(manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?, logger: Logger) throws {
+    public init(
+        manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?, logger: Logger
+    ) throws {
         let (models, loadErrors) = ServingModel.loadAll(manifest)
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
         if !problems.isEmpty { throw ManifestErrors(problems) }
@@ -31,15 +33,17 @@ public final class ServingRuntime: Service {
         metrics = ServingMetrics(factory: metricsFactory)
         histograms = LatencyHistograms()
         requestLogger = requestLogStore.map {
-            RequestLogger(store: $0, sampleRate: manifest.server.requestLogSampleRate,
-                          retention: manifest.server.requestLogRetention, logger: logger)
+            RequestLogger(
+                store: $0, sampleRate: manifest.server.requestLogSampleRate,
+                retention: manifest.server.requestLogRetention, logger: logger)
         }
         pool = ComputePool(threads: manifest.server.computeThreads)
         var features: [String: FeatureServer] = [:]
         for (name, spec) in manifest.features {
             guard let model = models[spec.model] else { continue }
-            features[name] = FeatureServer(spec: spec, model: model, pool: pool, computeSlots: manifest.server.computeThreads,
-                                           metrics: metrics, histograms: histograms, requestLog: requestLogger)
+            features[name] = FeatureServer(
+                spec: spec, model: model, pool: pool, computeSlots: manifest.server.computeThreads,
+                metrics: metrics, histograms: histograms, requestLog: requestLogger)
         }
         self.features = features
     }
@@ -48,7 +52,11 @@ public final class ServingRuntime: Service {
     public static func openStore(for manifest: Manifest) throws -> SQLiteStore {
         let location = manifest.store.location
         guard !location.hasPrefix("postgres://"), !location.hasPrefix("postgresql://") else {
-            throw ManifestErrors([ManifestError(SourceLocation(file: manifest.path, line: 0, keyPath: "store"), "PostgreSQL is not supported by this version yet")])
+            throw ManifestErrors([
+                ManifestError(
+                    SourceLocation(file: manifest.path, line: 0, keyPath: "store"),
+                    "PostgreSQL is not supported by this version yet")
+            ])
         }
         let base = URL(fileURLWithPath: manifest.path).deletingLastPathComponent()
         let path = location.hasPrefix("/") ? location : base.appendingPathComponent(location).path
@@ -69,9 +77,9 @@ public final class ServingRuntime: Service {
             }
             // Wait for the shutdown signal, then drain: stop accepting, let queued rows finish.
             try? await gracefulShutdown()
-            shuttingDown.store(true)
             logger.info("draining \(features.count) features")
             for feature in features.values { feature.batcher.beginShutdown() }
+            shuttingDown.store(true)  // after the batchers refuse new rows, so "not ready" means exactly that
             let clock = ContinuousClock()
             let giveUp = clock.now + .seconds(30)
             while features.values.contains(where: { !$0.batcher.isIdle }) && clock.now < giveUp {
@@ -105,7 +113,9 @@ extension ServingRuntime {
         return try await withCheckedThrowingContinuation { continuation in
             pool.submit {
                 do { continuation.resume(returning: try model.run(feeds)) } catch let error as EngineError {
-                    continuation.resume(throwing: PredictionError(error.code == .invalidInput ? .badRequest : .modelFailed, error.message))
+                    continuation.resume(
+                        throwing: PredictionError(
+                            error.code == .invalidInput ? .badRequest : .modelFailed, error.message))
                 } catch {
                     continuation.resume(throwing: PredictionError(.modelFailed, "\(error)"))
                 }

@@ -15,7 +15,10 @@ public final class LatencyHistograms: Sendable {
         public var max: Double
     }
 
-    private struct Key: Hashable { let feature: String; let source: String }
+    private struct Key: Hashable {
+        let feature: String
+        let source: String
+    }
     private let histograms = Mutex<[Key: Histogram<UInt64>]>([:])
 
     public init() {}
@@ -26,7 +29,9 @@ public final class LatencyHistograms: Sendable {
         let key = Key(feature: feature, source: source?.rawValue ?? "none")
         histograms.withLock { table in
             if table[key] == nil {
-                table[key] = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+                table[key] = Histogram<UInt64>(
+                    lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000,
+                    numberOfSignificantValueDigits: .three)
             }
             _ = table[key]?.record(min(micros, 3_600_000_000))  // in place: no copy of the counts
         }

@@ -1,8 +1,8 @@
+internal import Foundation
 public import FreshlineCore
 public import Logging
 public import ServiceLifecycle
 internal import Synchronization
-internal import Foundation
 
 /// Samples requests into the store's request log, off the request path: samples are buffered in memory and
 /// written once a second in one transaction; samples older than the retention are deleted every ten minutes.

@@ -46,8 +46,10 @@ public final class ServingMetrics: Sendable {
     /// One answered (or refused) request: `freshline_requests_total` and `freshline_request_duration_seconds`.
     public func request(feature: String, source: PredictionSource?, outcome: String, duration: Duration) {
         let sourceLabel = source?.rawValue ?? "none"
-        counter("freshline_requests_total", [("feature", feature), ("source", sourceLabel), ("outcome", outcome)]).increment()
-        timer("freshline_request_duration_seconds", [("feature", feature), ("source", sourceLabel)]).recordNanoseconds(duration.nanoseconds)
+        counter("freshline_requests_total", [("feature", feature), ("source", sourceLabel), ("outcome", outcome)])
+            .increment()
+        timer("freshline_request_duration_seconds", [("feature", feature), ("source", sourceLabel)]).recordNanoseconds(
+            duration.nanoseconds)
     }
 
     /// Time an item waited in the batcher's queue: `freshline_queue_duration_seconds`.
