@@ -176,6 +176,11 @@ struct FeatureRoutes<Context: RequestContext> {
 
     static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int) async throws -> T {
         var request = request
+        if let encoding = request.headers[.contentEncoding], encoding.lowercased() != "identity" {
+            throw APIError(
+                .unsupportedMediaType, code: "unsupported_encoding",
+                "Content-Encoding '\(encoding)' is not supported: send the body uncompressed")
+        }
         let buffer: ByteBuffer
         do {
             buffer = try await request.collectBody(upTo: limit)

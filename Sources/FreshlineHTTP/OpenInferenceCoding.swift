@@ -5,6 +5,13 @@ internal import HTTPTypes
 
 /// Conversions between the Open Inference Protocol's tensors (JSON and binary) and the engine's.
 enum OpenInferenceCoding {
+    /// Reads request JSON. JSON5 mode accepts the bare `NaN`, `Infinity` and `-Infinity` literals that
+    /// tritonclient (Python's json.dumps) writes for non-finite floats, as Triton does.
+    static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.allowsJSON5 = true
+        return decoder
+    }
 
     static func datatype(_ type: ElementType, _ valueType: ModelMetadata.ValueType) -> String {
         if case .mapSequence = valueType { return "BYTES" }

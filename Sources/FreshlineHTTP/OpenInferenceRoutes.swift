@@ -84,6 +84,10 @@ struct OpenInferenceRoutes<Context: RequestContext> {
         let m = try model(context)
         var request = request
         let buffer: ByteBuffer
+        if let encoding = request.headers[.contentEncoding], encoding.lowercased() != "identity" {
+            throw V2Error(
+                .unsupportedMediaType, "Content-Encoding '\(encoding)' is not supported: send the body uncompressed")
+        }
         do { buffer = try await request.collectBody(upTo: maxBodyBytes) } catch {
             throw V2Error(.contentTooLarge, "the request body exceeds \(maxBodyBytes) bytes")
         }
@@ -97,7 +101,7 @@ struct OpenInferenceRoutes<Context: RequestContext> {
             jsonLength = n
         }
         let body: InferBody
-        do { body = try JSONDecoder().decode(InferBody.self, from: bytes.prefix(jsonLength)) } catch {
+        do { body = try OpenInferenceCoding.decoder.decode(InferBody.self, from: bytes.prefix(jsonLength)) } catch {
             throw V2Error(
                 .badRequest, "the request is not a valid inference request: \(OpenInferenceCoding.describe(error))")
         }
