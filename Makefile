@@ -48,7 +48,7 @@ fixtures:
 proto:
 	scripts/generate-proto.sh
 
-SWIFT_SOURCES := Sources Tests Benchmarks/Benchmarks Fuzz/Sources Package.swift
+SWIFT_SOURCES := Sources Tests Benchmarks/Benchmarks Benchmarks/Sources Fuzz/Sources Package.swift
 
 # One formatter, one configuration (.swift-format); `make test` fails on any lint finding.
 format:
