@@ -26,6 +26,7 @@ venv="${INTEROP_VENV:-$repo_root/.venv-interop}"
 base_python="${PYTHON:-python3}"
 ready_timeout="${READY_TIMEOUT:-30}"
 models=(gbc_binary two_tower logreg_multi_strlabels mlp_clf_double ml_afe_scaler_normalizer)
+max_body_bytes=1048576   # set explicitly: the tests send one body just under it and one well over it
 
 log() { printf 'interop: %s\n' "$*" >&2; }
 summary() { printf 'interop: %s passed, %s failed\n' "$1" "$2"; }
@@ -112,6 +113,8 @@ manifest="$work/manifest.yaml"
     echo "models:"
     for m in "${models[@]}"; do echo "  $m: $zoo/$m.onnx"; done
     echo "features: {}"
+    echo "server:"
+    echo "  max_body_bytes: $max_body_bytes"
     echo "store: $work/freshline.sqlite"
 } >"$manifest"
 
@@ -172,6 +175,7 @@ pytest_rc=0
     FRESHLINE_OIP_URL="127.0.0.1:$port" \
     FRESHLINE_ZOO="$zoo" \
     FRESHLINE_OIP_MODELS="$(IFS=,; echo "${models[*]}")" \
+    FRESHLINE_OIP_MAX_BODY_BYTES="$max_body_bytes" \
         timeout 600 "$py" -m pytest -p no:cacheprovider -q -rfEs \
         --junitxml="$junit" "$test_file" "$@"
 ) || pytest_rc=$?

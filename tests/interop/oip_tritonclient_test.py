@@ -5,6 +5,7 @@ Run by scripts/interop-test.sh, which starts `freshline serve` on a manifest of 
     FRESHLINE_OIP_URL   host:port of the server (for example 127.0.0.1:40123); required
     FRESHLINE_ZOO       the zoo folder (default: <repo>/Tests/Fixtures/zoo)
     FRESHLINE_OIP_MODELS  comma-separated model names the manifest serves (default: MODELS below)
+    FRESHLINE_OIP_MAX_BODY_BYTES  the manifest's server.max_body_bytes (default 1048576, Freshline's default)
 
 Every model is a zoo model served under its zoo name. Results are compared with the committed
 onnxruntime outputs (NAME.inputs.jsonl rows run as one batch -> NAME.expected.jsonl): floating point
@@ -57,6 +58,7 @@ TRITON_TO_NUMPY = {
     "BYTES": np.object_,
 }
 RTOL = 1e-5
+MAX_BODY_BYTES = int(os.environ.get("FRESHLINE_OIP_MAX_BODY_BYTES", "1048576"))
 ATOL = {"FP32": 1e-7, "FP64": 1e-12}
 
 
@@ -399,15 +401,16 @@ def test_async_infer_concurrent(client):
 
 
 def test_infer_large_binary_batch(client):
-    """The fixture rows tiled to 8192 rows (512 KiB of FP32 in one binary section, under the 1 MiB default limit)."""
+    """The fixture rows tiled to fill half the body limit with one binary FP32 section (8192 rows at 1 MiB)."""
     c = case("gbc_binary")
-    reps = -(-8192 // c.rows)
-    x = np.tile(c.inputs["X"], (reps, 1))[:8192]
+    n = max(1, MAX_BODY_BYTES // 2 // (16 * 4))
+    reps = -(-n // c.rows)
+    x = np.tile(c.inputs["X"], (reps, 1))[:n]
     tensor = httpclient.InferInput("X", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x)
     result = client.infer("gbc_binary", [tensor])
-    want_label = np.tile(c.outputs["label"][1], reps)[:8192]
-    want_prob = np.tile(c.outputs["probabilities"][1], (reps, 1))[:8192]
+    want_label = np.tile(c.outputs["label"][1], reps)[:n]
+    want_prob = np.tile(c.outputs["probabilities"][1], (reps, 1))[:n]
     np.testing.assert_array_equal(result.as_numpy("label"), want_label)
     np.testing.assert_allclose(result.as_numpy("probabilities"), want_prob, rtol=RTOL, atol=ATOL["FP32"])
 
@@ -586,8 +589,10 @@ def test_infer_wrong_shape(client, binary):
 
 
 def test_infer_body_over_limit(client):
-    """A JSON body past the server's max_body_bytes (1 MiB by default) is refused with a 4xx and a message."""
-    x = np.tile(case("gbc_binary").inputs["X"], (300, 1))  # 10800 x 16 floats as JSON text: ~3 MB
+    """A JSON body past the server's max_body_bytes is refused with a 4xx and a message."""
+    c = case("gbc_binary")
+    reps = -(-MAX_BODY_BYTES * 2 // (16 * 8 * c.rows))  # 16 floats a row, at least 8 bytes each as JSON text
+    x = np.tile(c.inputs["X"], (reps, 1))
     tensor = httpclient.InferInput("X", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x, binary_data=False)
     with pytest.raises(InferenceServerException) as info:
