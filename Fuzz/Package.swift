@@ -7,7 +7,7 @@ import PackageDescription
 
 let package = Package(
     name: "FreshlineFuzz",
-    dependencies: [.package(path: "..")],
+    dependencies: [.package(name: "freshline", path: "..")],
     targets: [
         .executableTarget(
             name: "ModelLoaderFuzzer",

@@ -31,6 +31,7 @@ public final class Model: Sendable {
 
     /// Loads a model from the bytes of an ONNX file.
     public init(data: Data) throws {
+        _ = BLAS.configured  // process-wide BLAS threads and allocator settings, once
         guard data.count <= Self.maximumFileSize else {
             throw EngineError(.tooLarge, "the model is \(data.count) bytes; the limit is \(Self.maximumFileSize)")
         }
