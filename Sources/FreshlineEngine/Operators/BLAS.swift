@@ -12,11 +12,11 @@ public enum BLAS {
     /// (default 1: the engine runs one compute thread per request path, and oversubscribing two cores is slower).
     static let configured: Bool = {
         #if !canImport(Accelerate)
-        // Batch outputs are megabytes; glibc serves blocks over 128 KiB with fresh mmaps, so every call paid
-        // page faults for its outputs (10% of an MLP's time at batch 1024, measured with perf). Keep blocks up to
-        // 64 MiB on the heap, where freed buffers are reused.
-        _ = mallopt(M_MMAP_THRESHOLD, 64 << 20)
-        _ = mallopt(M_TRIM_THRESHOLD, 128 << 20)
+            // Batch outputs are megabytes; glibc serves blocks over 128 KiB with fresh mmaps, so every call paid
+            // page faults for its outputs (10% of an MLP's time at batch 1024, measured with perf). Keep blocks up to
+            // 64 MiB on the heap, where freed buffers are reused.
+            _ = mallopt(M_MMAP_THRESHOLD, 64 << 20)
+            _ = mallopt(M_TRIM_THRESHOLD, 128 << 20)
         #endif
         #if !canImport(Accelerate)
             let threads = ProcessInfo.processInfo.environment["FRESHLINE_BLAS_THREADS"].flatMap(Int32.init) ?? 1
