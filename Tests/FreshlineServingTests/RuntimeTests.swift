@@ -104,3 +104,38 @@ struct RuntimeTests {
         }
     }
 }
+
+@Suite("Serving runtime, bad data in a batch")
+struct BadRowTests {
+    @Test("a row the model cannot use fails alone with bad_request; its batch-mates are answered")
+    func badRowInBatch() async throws {
+        let runtime = try TestManifest.runtime(factory: NOOPMetricsHandler.instance)
+        let feature = try #require(runtime.features["recs"])
+        await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await runtime.run() }
+            let results = await withTaskGroup(of: (String, Bool, String?).self) { requests in
+                for id in ["3", "7", "100000", "11"] {
+                    requests.addTask {
+                        do {
+                            _ = try await feature.predict(PredictRequest(key: id, inputs: [:], timeout: .seconds(10)))
+                            return (id, true, nil)
+                        } catch let error as PredictionError {
+                            return (id, false, error.code.description)
+                        } catch {
+                            return (id, false, "\(error)")
+                        }
+                    }
+                }
+                var all: [String: (Bool, String?)] = [:]
+                for await (id, ok, code) in requests { all[id] = (ok, code) }
+                return all
+            }
+            #expect(results["3"]?.0 == true)
+            #expect(results["7"]?.0 == true)
+            #expect(results["11"]?.0 == true)
+            #expect(results["100000"]?.0 == false)
+            #expect(results["100000"]?.1 == "bad_request")
+            group.cancelAll()
+        }
+    }
+}

@@ -125,23 +125,38 @@ final class RealtimeBatcher: Sendable {
         }
     }
 
+    /// Stacks the rows, runs the model once and splits the outputs per row.
+    private func run(_ items: [Pending]) throws -> [[String: JSONValue]] {
+        var feeds: [String: Tensor] = [:]
+        for input in model.metadata.inputs {
+            feeds[input.name] = try Tensor.stacking(items.compactMap { $0.row[input.name] })
+        }
+        return try RowBatch.rows(outputs: try model.run(feeds), count: items.count)
+    }
+
     /// Runs one batch on the calling (compute) thread and answers every item.
     private func compute(_ items: [Pending]) {
         let start = ContinuousClock.now
         for item in items { metrics.queued(feature: feature, duration: start - item.enqueuedAt) }
         var succeeded = false
         do {
-            var feeds: [String: Tensor] = [:]
-            for input in model.metadata.inputs {
-                feeds[input.name] = try Tensor.stacking(items.compactMap { $0.row[input.name] })
-            }
-            let outputs = try model.run(feeds)
-            let rows = try RowBatch.rows(outputs: outputs, count: items.count)
+            let rows = try run(items)
             for (item, row) in zip(items, rows) { item.continuation.resume(returning: row) }
             succeeded = true
         } catch {
-            let failure = PredictionError(.modelFailed, "the model failed: \(error)")
-            for item in items { item.continuation.resume(throwing: failure) }
+            // One row's data can fail a whole batch (an id outside an embedding table). Run the rows one by one so
+            // that only the rows that fail get an error — a 400 when the data is at fault, not the model.
+            for item in items {
+                do {
+                    let row = try run([item])[0]
+                    item.continuation.resume(returning: row)
+                } catch let error as EngineError where error.code == .invalidArgument || error.code == .invalidInput {
+                    item.continuation.resume(
+                        throwing: PredictionError(.badRequest, "the model cannot use this input: \(error.message)"))
+                } catch {
+                    item.continuation.resume(throwing: PredictionError(.modelFailed, "the model failed: \(error)"))
+                }
+            }
         }
         let duration = ContinuousClock.now - start
         metrics.computed(feature: feature, rows: items.count, duration: duration)
