@@ -27,8 +27,10 @@ struct ServeCommand: AsyncParsableCommand {
         let runtime: ServingRuntime
         do {
             let store = try ServingRuntime.openStore(for: manifest)
+            var factory = PrometheusMetricsFactory(registry: registry)
+            factory.valueHistogramBuckets["freshline_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
             runtime = try ServingRuntime(
-                manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry),
+                manifest: manifest, metricsFactory: factory,
                 requestLogStore: store, logger: logger)
         } catch let errors as ManifestErrors {
             throw CLIError(errors.description)
