@@ -65,7 +65,7 @@ curl -s -H 'Content-Type: application/json' -d '{"key": "17"}' "http://127.0.0.1
 
 step "A deadline nobody can meet: fraud answers its configured default, churn sheds with 503 + Retry-After"
 curl -s -H 'X-Freshline-Timeout: 1us' -H 'Content-Type: application/json' -d "{\"inputs\": $row}" "http://127.0.0.1:$port/v1/features/fraud/predict"; echo
-curl -s -i -H 'X-Freshline-Timeout: 1us' -H 'Content-Type: application/json' -d "{\"inputs\": $row}" "http://127.0.0.1:$port/v1/features/churn/predict" | grep -E '^HTTP|^retry-after|error'; echo
+curl -s -i -H 'X-Freshline-Timeout: 1us' -H 'Content-Type: application/json' -d "{\"inputs\": $row}" "http://127.0.0.1:$port/v1/features/churn/predict" | grep -iE '^HTTP|^retry-after|error'; echo
 
 step "Bad input gets a 4xx with a code and a message"
 curl -s -H 'Content-Type: application/json' -d '{"inputs": {"X": [1, 2, 3]}}' "http://127.0.0.1:$port/v1/features/churn/predict"; echo
