@@ -78,22 +78,6 @@ struct ModelBuilder {
         model.graph.node.append(n)
     }
 
-    static func int(_ name: String, _ value: Int64) -> Onnx_AttributeProto {
-        var a = Onnx_AttributeProto()
-        a.name = name
-        a.type = .int
-        a.i = value
-        return a
-    }
-
-    static func ints(_ name: String, _ values: [Int64]) -> Onnx_AttributeProto {
-        var a = Onnx_AttributeProto()
-        a.name = name
-        a.type = .ints
-        a.ints = values
-        return a
-    }
-
     func data() throws -> Data { try model.serializedData() }
     func load() throws -> Model { try Model(data: try data()) }
 }
