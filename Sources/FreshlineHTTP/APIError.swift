@@ -1,4 +1,5 @@
 internal import Foundation
+internal import FreshlineEngine
 internal import FreshlineRuntime
 public import Hummingbird
 
@@ -43,6 +44,14 @@ public struct APIError: HTTPResponseError, Sendable {
 
 /// JSON bodies for responses.
 enum JSONResponse {
+    /// A JSON value written by the engine's byte-level writer (the request path's responses).
+    static func make(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(
+            status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: value.serialized())))
+    }
+
     static func make<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws
         -> Response
     {

@@ -26,8 +26,8 @@ struct FeatureRoutes<Context: RequestContext> {
     }
 
     /// The request body: one row (`key`, `inputs`) or several (`rows`), with an optional `max_staleness`.
-    struct PredictBody: Decodable {
-        struct Row: Decodable {
+    struct PredictBody {
+        struct Row {
             var key: JSONValue?
             var inputs: [String: JSONValue]?
         }
@@ -35,11 +35,38 @@ struct FeatureRoutes<Context: RequestContext> {
         var inputs: [String: JSONValue]?
         var rows: [Row]?
         var max_staleness: JSONValue?
+
+        /// Reads the body's fields from parsed JSON; unknown fields are ignored, wrong types are a 400.
+        init(_ json: JSONValue) throws {
+            guard case .object(let object) = json else { throw APIError.badRequest("body: expected a JSON object") }
+            key = object["key"]
+            max_staleness = object["max_staleness"]
+            inputs = try Self.inputs(object["inputs"], field: "inputs")
+            switch object["rows"] {
+            case nil, .null?: rows = nil
+            case .array(let items)?:
+                rows = try items.enumerated().map { index, item in
+                    guard case .object(let row) = item else {
+                        throw APIError.badRequest("rows[\(index)]: expected an object")
+                    }
+                    return Row(key: row["key"], inputs: try Self.inputs(row["inputs"], field: "rows[\(index)].inputs"))
+                }
+            default: throw APIError.badRequest("rows: expected an array of {key, inputs}")
+            }
+        }
+
+        static func inputs(_ value: JSONValue?, field: String) throws -> [String: JSONValue]? {
+            switch value {
+            case nil, .null?: return nil
+            case .object(let inputs)?: return inputs
+            default: throw APIError.badRequest("\(field): expected an object of named inputs")
+            }
+        }
     }
 
     private func predict(_ request: Request, _ context: Context) async throws -> Response {
         let feature = try feature(context)
-        let body = try await Self.decode(PredictBody.self, from: request, limit: maxBodyBytes)
+        let body = try PredictBody(try await Self.body(of: request, limit: maxBodyBytes))
         let maxStaleness = try body.max_staleness.map { try Self.duration($0, field: "max_staleness") }
         var timeout: Duration?
         if let header = request.headers[HTTPField.Name("X-Freshline-Timeout")!] {
@@ -83,7 +110,7 @@ struct FeatureRoutes<Context: RequestContext> {
                     .object(["error": .object(["code": .string(APIError(e).code), "message": .string(e.message)])])
                 }
             }
-            return try JSONResponse.make(
+            return JSONResponse.make(
                 JSONValue.object(["feature": .string(feature.spec.name), "results": .array(items)]))
         }
         let single = PredictRequest(
@@ -93,7 +120,7 @@ struct FeatureRoutes<Context: RequestContext> {
             let prediction = try await feature.predict(single)
             var headers = HTTPFields()
             headers[.age] = String(Int(prediction.provenance.ageSeconds.rounded(.down)))
-            return try JSONResponse.make(Self.json(prediction, feature: feature.spec.name), headers: headers)
+            return JSONResponse.make(Self.json(prediction, feature: feature.spec.name), headers: headers)
         } catch let error as PredictionError {
             throw APIError(error)
         }
@@ -124,7 +151,7 @@ struct FeatureRoutes<Context: RequestContext> {
                 "latency_budget": .string(DurationText.format(f.spec.latencyBudget)),
             ])
         }
-        return try JSONResponse.make(JSONValue.object(["features": .array(items)]))
+        return JSONResponse.make(JSONValue.object(["features": .array(items)]))
     }
 
     private func describeFeature(_ f: FeatureServer) throws -> Response {
@@ -169,12 +196,13 @@ struct FeatureRoutes<Context: RequestContext> {
                 "latency": .object(latency),
             ]),
         ])
-        return try JSONResponse.make(body)
+        return JSONResponse.make(body)
     }
 
     // MARK: decoding helpers
 
-    static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int) async throws -> T {
+    /// Collects the body (up to `limit` bytes) and parses it as JSON.
+    static func body(of request: Request, limit: Int) async throws -> JSONValue {
         var request = request
         if let encoding = request.headers[.contentEncoding], encoding.lowercased() != "identity" {
             throw APIError(
@@ -188,19 +216,10 @@ struct FeatureRoutes<Context: RequestContext> {
             throw APIError(.contentTooLarge, code: "too_large", "the request body exceeds \(limit) bytes")
         }
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
-        } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
-            throw APIError.badRequest("\(Self.path(context.codingPath)): \(context.debugDescription)")
-        } catch DecodingError.keyNotFound(let key, let context) {
-            throw APIError.badRequest("\(Self.path(context.codingPath + [key])) is required")
+            return try JSONValue.parse(buffer.readableBytesView)
         } catch {
-            throw APIError.badRequest("the body is not valid JSON")
+            throw APIError.badRequest("the body is \(error.message)")
         }
-    }
-
-    static func path(_ codingPath: [any CodingKey]) -> String {
-        codingPath.isEmpty
-            ? "body" : codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
     }
 
     static func key(_ value: JSONValue?, field: String) throws -> String? {

@@ -5,14 +5,6 @@ internal import HTTPTypes
 
 /// Conversions between the Open Inference Protocol's tensors (JSON and binary) and the engine's.
 enum OpenInferenceCoding {
-    /// Reads request JSON. JSON5 mode accepts the bare `NaN`, `Infinity` and `-Infinity` literals that
-    /// tritonclient (Python's json.dumps) writes for non-finite floats, as Triton does.
-    static var decoder: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.allowsJSON5 = true
-        return decoder
-    }
-
     static func datatype(_ type: ElementType, _ valueType: ModelMetadata.ValueType) -> String {
         if case .mapSequence = valueType { return "BYTES" }
         switch type {
@@ -136,12 +128,4 @@ enum OpenInferenceCoding {
         return out
     }
 
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.keyNotFound(let key, _): "'\(key.stringValue)' is required"
-        case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c):
-            "\(c.codingPath.map(\.stringValue).joined(separator: ".")): \(c.debugDescription)"
-        default: "not valid JSON"
-        }
-    }
 }

@@ -13,7 +13,7 @@ struct OpenInferenceRoutes<Context: RequestContext> {
 
     func register(on router: Router<Context>) {
         router.get("/v2") { _, _ in
-            try JSONResponse.make(
+            JSONResponse.make(
                 JSONValue.object([
                     "name": .string("freshline"), "version": .string(FreshlineVersion.current),
                     "extensions": .array([.string("binary_tensor_data")]),
@@ -53,7 +53,7 @@ struct OpenInferenceRoutes<Context: RequestContext> {
                 "shape": .array((v.shape ?? [-1]).map { .integer(Int64($0)) }),
             ])
         }
-        return try JSONResponse.make(
+        return JSONResponse.make(
             JSONValue.object([
                 "name": .string(m.spec.name), "versions": .array([.string(m.model.metadata.version)]),
                 "platform": .string("onnx"),
@@ -62,15 +62,15 @@ struct OpenInferenceRoutes<Context: RequestContext> {
             ]))
     }
 
-    struct InferBody: Decodable {
-        struct Input: Decodable {
+    struct InferBody {
+        struct Input {
             var name: String
             var shape: [Int]
             var datatype: String
             var parameters: [String: JSONValue]?
             var data: JSONValue?
         }
-        struct Output: Decodable {
+        struct Output {
             var name: String
             var parameters: [String: JSONValue]?
         }
@@ -78,6 +78,41 @@ struct OpenInferenceRoutes<Context: RequestContext> {
         var parameters: [String: JSONValue]?
         var inputs: [Input]
         var outputs: [Output]?
+
+        /// Reads an inference request from parsed JSON; errors name the field.
+        init(_ json: JSONValue) throws {
+            guard case .object(let o) = json else { throw V2Error(.badRequest, "the request must be a JSON object") }
+            if case .string(let id)? = o["id"] { self.id = id }
+            parameters = Self.object(o["parameters"])
+            guard case .array(let inputs)? = o["inputs"] else { throw V2Error(.badRequest, "'inputs' is required") }
+            self.inputs = try inputs.enumerated().map { index, item in
+                guard case .object(let i) = item, case .string(let name)? = i["name"],
+                    case .string(let datatype)? = i["datatype"],
+                    case .array(let dims)? = i["shape"]
+                else { throw V2Error(.badRequest, "inputs[\(index)] needs name, shape and datatype") }
+                let shape = try dims.map { d -> Int in
+                    guard case .integer(let v) = d, v >= 0, v <= Int64(Int32.max) else {
+                        throw V2Error(.badRequest, "inputs[\(index)].shape must hold non-negative integers")
+                    }
+                    return Int(v)
+                }
+                return Input(
+                    name: name, shape: shape, datatype: datatype, parameters: Self.object(i["parameters"]),
+                    data: i["data"])
+            }
+            if case .array(let outputs)? = o["outputs"] {
+                self.outputs = try outputs.enumerated().map { index, item in
+                    guard case .object(let out) = item, case .string(let name)? = out["name"] else {
+                        throw V2Error(.badRequest, "outputs[\(index)] needs a name")
+                    }
+                    return Output(name: name, parameters: Self.object(out["parameters"]))
+                }
+            }
+        }
+
+        static func object(_ value: JSONValue?) -> [String: JSONValue]? {
+            if case .object(let o)? = value { o } else { nil }
+        }
     }
 
     private func infer(_ request: Request, _ context: Context) async throws -> Response {
@@ -101,9 +136,12 @@ struct OpenInferenceRoutes<Context: RequestContext> {
             jsonLength = n
         }
         let body: InferBody
-        do { body = try OpenInferenceCoding.decoder.decode(InferBody.self, from: bytes.prefix(jsonLength)) } catch {
-            throw V2Error(
-                .badRequest, "the request is not a valid inference request: \(OpenInferenceCoding.describe(error))")
+        do {
+            body = try InferBody(try JSONValue.parse(bytes.prefix(jsonLength)))
+        } catch let error as V2Error {
+            throw error
+        } catch {
+            throw V2Error(.badRequest, "the request is not a valid inference request: \(error)")
         }
         var binaryOffset = jsonLength
         var feeds: [String: Tensor] = [:]
@@ -180,9 +218,7 @@ struct OpenInferenceRoutes<Context: RequestContext> {
             "outputs": .array(items),
         ]
         response["id"] = .string(body.id ?? "")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        let json = try encoder.encode(JSONValue.object(response))
+        let json = JSONValue.object(response).serialized()
         var headers = HTTPFields()
         if binaryParts.isEmpty {
             headers[.contentType] = "application/json"

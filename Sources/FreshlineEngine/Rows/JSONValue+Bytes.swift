@@ -1,0 +1,279 @@
+/// A byte-level JSON reader and writer for `JSONValue`, for the request path: Foundation's Codable decoding of
+/// a generic JSON value tries each scalar type in turn and builds an error for every miss, which made JSON the
+/// largest cost of serving a prediction (30% of the server's CPU under load, measured with perf).
+extension JSONValue {
+    /// Parses one JSON document. Also accepts the bare `NaN`, `Infinity` and `-Infinity` literals that Python's
+    /// json module writes. Integers that fit `Int64` stay integers.
+    public static func parse(_ bytes: some Collection<UInt8>) throws(EngineError) -> JSONValue {
+        let array = Array(bytes)
+        return try array.withUnsafeBufferPointer { (buffer) throws(EngineError) -> JSONValue in
+            var reader = JSONByteReader(bytes: buffer)
+            let value = try reader.value(depth: 0)
+            reader.skipWhitespace()
+            guard reader.position == buffer.count else { throw reader.error("unexpected text after the JSON value") }
+            return value
+        }
+    }
+
+    /// Compact JSON text with sorted object keys. Non-finite numbers are written as the strings `"NaN"`,
+    /// `"Infinity"`, `"-Infinity"` (JSON has no literal for them).
+    public func serialized() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        write(into: &out)
+        return out
+    }
+
+    private func write(into out: inout [UInt8]) {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .integer(let i): out.append(contentsOf: String(i).utf8)
+        case .number(let d):
+            if d.isNaN {
+                out.append(contentsOf: "\"NaN\"".utf8)
+            } else if d.isInfinite {
+                out.append(contentsOf: (d < 0 ? "\"-Infinity\"" : "\"Infinity\"").utf8)
+            } else if d == d.rounded(), abs(d) < 1e15 {
+                out.append(contentsOf: String(Int64(d)).utf8)
+                out.append(contentsOf: ".0".utf8)
+            } else {
+                out.append(contentsOf: d.description.utf8)
+            }
+        case .string(let s): Self.writeString(s, into: &out)
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                item.write(into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let object):
+            out.append(UInt8(ascii: "{"))
+            for (i, key) in object.keys.sorted().enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                Self.writeString(key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                object[key]?.write(into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    private static func writeString(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: "\\\"".utf8)
+            case UInt8(ascii: "\\"): out.append(contentsOf: "\\\\".utf8)
+            case UInt8(ascii: "\n"): out.append(contentsOf: "\\n".utf8)
+            case UInt8(ascii: "\r"): out.append(contentsOf: "\\r".utf8)
+            case UInt8(ascii: "\t"): out.append(contentsOf: "\\t".utf8)
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: "\\u00".utf8)
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0xf)])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}
+
+/// The reader behind `JSONValue.parse`: recursive descent over the bytes, depth-limited.
+struct JSONByteReader {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var position = 0
+    static let maximumDepth = 64
+
+    init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
+    func error(_ message: String) -> EngineError {
+        EngineError(.invalidInput, "not valid JSON at byte \(position): \(message)")
+    }
+
+    mutating func skipWhitespace() {
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x09, 0x0A, 0x0D: position += 1
+            default: return
+            }
+        }
+    }
+
+    private mutating func expect(_ literal: String) throws(EngineError) {
+        for byte in literal.utf8 {
+            guard position < bytes.count, bytes[position] == byte else { throw error("expected '\(literal)'") }
+            position += 1
+        }
+    }
+
+    mutating func value(depth: Int) throws(EngineError) -> JSONValue {
+        guard depth < Self.maximumDepth else { throw error("nested too deeply") }
+        skipWhitespace()
+        guard position < bytes.count else { throw error("unexpected end") }
+        switch bytes[position] {
+        case UInt8(ascii: "{"): return try object(depth: depth)
+        case UInt8(ascii: "["): return try array(depth: depth)
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"):
+            try expect("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expect("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expect("null")
+            return .null
+        case UInt8(ascii: "N"):
+            try expect("NaN")
+            return .number(.nan)
+        case UInt8(ascii: "I"):
+            try expect("Infinity")
+            return .number(.infinity)
+        default: return try number()
+        }
+    }
+
+    private mutating func object(depth: Int) throws(EngineError) -> JSONValue {
+        position += 1
+        var result: [String: JSONValue] = [:]
+        skipWhitespace()
+        if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
+            position += 1
+            return .object(result)
+        }
+        while true {
+            skipWhitespace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw error("expected a key") }
+            let key = try string()
+            skipWhitespace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
+            position += 1
+            result[key] = try value(depth: depth + 1)
+            skipWhitespace()
+            guard position < bytes.count else { throw error("unexpected end in an object") }
+            if bytes[position] == UInt8(ascii: ",") {
+                position += 1
+                continue
+            }
+            guard bytes[position] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
+            position += 1
+            return .object(result)
+        }
+    }
+
+    private mutating func array(depth: Int) throws(EngineError) -> JSONValue {
+        position += 1
+        var result: [JSONValue] = []
+        skipWhitespace()
+        if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
+            position += 1
+            return .array(result)
+        }
+        while true {
+            result.append(try value(depth: depth + 1))
+            skipWhitespace()
+            guard position < bytes.count else { throw error("unexpected end in an array") }
+            if bytes[position] == UInt8(ascii: ",") {
+                position += 1
+                continue
+            }
+            guard bytes[position] == UInt8(ascii: "]") else { throw error("expected ',' or ']'") }
+            position += 1
+            return .array(result)
+        }
+    }
+
+    private mutating func number() throws(EngineError) -> JSONValue {
+        let start = position
+        var isInteger = true
+        if position < bytes.count, bytes[position] == UInt8(ascii: "-") {
+            position += 1
+            if position < bytes.count, bytes[position] == UInt8(ascii: "I") {
+                try expect("Infinity")
+                return .number(-.infinity)
+            }
+        }
+        while position < bytes.count {
+            let b = bytes[position]
+            if b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") {
+                position += 1
+            } else if b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E")
+                || b == UInt8(ascii: "+")
+                || b == UInt8(ascii: "-")
+            {
+                isInteger = false
+                position += 1
+            } else {
+                break
+            }
+        }
+        guard position > start else { throw error("unexpected character") }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+        if isInteger, let i = Int64(text) { return .integer(i) }
+        guard let d = Double(text), d.isFinite else { throw error("'\(text.prefix(32))' is not a number") }
+        return .number(d)
+    }
+
+    private mutating func string() throws(EngineError) -> String {
+        position += 1
+        var utf8: [UInt8] = []
+        while position < bytes.count {
+            let b = bytes[position]
+            position += 1
+            switch b {
+            case UInt8(ascii: "\""):
+                return String(decoding: utf8, as: UTF8.self)
+            case UInt8(ascii: "\\"):
+                guard position < bytes.count else { throw error("unterminated escape") }
+                let e = bytes[position]
+                position += 1
+                switch e {
+                case UInt8(ascii: "\""): utf8.append(UInt8(ascii: "\""))
+                case UInt8(ascii: "\\"): utf8.append(UInt8(ascii: "\\"))
+                case UInt8(ascii: "/"): utf8.append(UInt8(ascii: "/"))
+                case UInt8(ascii: "b"): utf8.append(0x08)
+                case UInt8(ascii: "f"): utf8.append(0x0C)
+                case UInt8(ascii: "n"): utf8.append(0x0A)
+                case UInt8(ascii: "r"): utf8.append(0x0D)
+                case UInt8(ascii: "t"): utf8.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try hex4()
+                    if (0xD800..<0xDC00).contains(scalar) {
+                        // A surrogate pair: the low half must follow.
+                        try expect("\\u")
+                        let low = try hex4()
+                        guard (0xDC00..<0xE000).contains(low) else { throw error("invalid surrogate pair") }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    guard let unicode = Unicode.Scalar(scalar) else { throw error("invalid \\u escape") }
+                    utf8.append(contentsOf: String(Character(unicode)).utf8)
+                default: throw error("invalid escape")
+                }
+            case 0..<0x20: throw error("control character in a string")
+            default: utf8.append(b)
+            }
+        }
+        throw error("unterminated string")
+    }
+
+    private mutating func hex4() throws(EngineError) -> UInt32 {
+        guard position + 4 <= bytes.count else { throw error("short \\u escape") }
+        var v: UInt32 = 0
+        for _ in 0..<4 {
+            let b = bytes[position]
+            position += 1
+            let digit: UInt32
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(b - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(b - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(b - UInt8(ascii: "A") + 10)
+            default: throw error("invalid \\u escape")
+            }
+            v = v << 4 | digit
+        }
+        return v
+    }
+}

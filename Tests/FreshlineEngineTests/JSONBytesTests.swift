@@ -1,0 +1,75 @@
+import Foundation
+import FreshlineEngine
+import Testing
+
+@Suite("JSON reader and writer")
+struct JSONBytesTests {
+    @Test("parses what Foundation parses, the same way")
+    func agreesWithFoundation() throws {
+        let text =
+            #"{"a": [1, -2, 3.5, -0.25e-3, 1.25E-2, 9223372036854775807], "b": {"c": null, "d": true, "e": false},"#
+            + #" "s": "q\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00 ok", "empty": [], "o": {}}"#
+        let ours = try JSONValue.parse(Array(text.utf8))
+        let foundation = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        #expect(ours == foundation)
+        guard case .object(let o) = ours, case .string(let s)? = o["s"] else {
+            Issue.record("shape")
+            return
+        }
+        #expect(s == "q\"\\/\u{8}\u{c}\n\r\té😀 ok")
+    }
+
+    @Test("accepts Python's non-finite literals")
+    func nonFinite() throws {
+        let value = try JSONValue.parse(Array("[NaN, Infinity, -Infinity, 1]".utf8))
+        guard case .array(let items) = value else {
+            Issue.record("not an array")
+            return
+        }
+        #expect(items[0].doubleValue?.isNaN == true)
+        #expect(items[1] == .number(.infinity))
+        #expect(items[2] == .number(-.infinity))
+        #expect(items[3] == .integer(1))
+    }
+
+    @Test(
+        "rejects malformed text with a position",
+        arguments: ["{", "[1,]", "{\"a\" 1}", "\"abc", "tru", "1 2", "[1e]", "{\"a\":1,}", "\"\\x\""])
+    func malformed(_ text: String) {
+        #expect(throws: EngineError.self) { try JSONValue.parse(Array(text.utf8)) }
+    }
+
+    @Test("deep nesting is refused, not a stack overflow")
+    func depth() {
+        let text = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(throws: EngineError.self) { try JSONValue.parse(Array(text.utf8)) }
+    }
+
+    @Test("written text reads back to the same value")
+    func roundTrip() throws {
+        let value: JSONValue = .object([
+            "n": .number(0.30000001192092896), "i": .integer(-42), "w": .number(3), "s": .string("a\"b\\c\n\u{1}"),
+            "l": .array([.null, .bool(true), .bool(false)]), "nan": .number(.nan),
+        ])
+        let text = value.serialized()
+        let back = try JSONValue.parse(text)
+        guard case .object(let o) = back else {
+            Issue.record("not an object")
+            return
+        }
+        #expect(o["n"] == .number(0.30000001192092896))
+        #expect(o["i"] == .integer(-42))
+        #expect(o["w"] == .number(3))
+        #expect(o["s"] == .string("a\"b\\c\n\u{1}"))
+        #expect(o["l"] == .array([.null, .bool(true), .bool(false)]))
+        #expect(o["nan"] == .string("NaN"))
+        // Foundation reads the same text (it may type "3.0" as an integer: same number).
+        let foundation = try JSONDecoder().decode(JSONValue.self, from: Data(text))
+        guard case .object(let f) = foundation else {
+            Issue.record("Foundation: not an object")
+            return
+        }
+        #expect(f["w"]?.doubleValue == 3)
+        #expect(f["s"] == .string("a\"b\\c\n\u{1}"))
+    }
+}
