@@ -43,15 +43,9 @@ enum OpenInferenceCoding {
         case .tensor(let t):
             return (t, datatype(t.elementType, .tensor(t.elementType, shape: nil)))
         case .mapSequence(let maps):
-            var rows: [String] = []
-            rows.reserveCapacity(maps.count)
-            for r in 0..<maps.count {
-                var text = "{"
-                for k in 0..<maps.keys.count {
-                    if k > 0 { text += "," }
-                    text += "\"\(maps.keys.text(k))\":\(maps.values[r * maps.keys.count + k])"
-                }
-                rows.append(text + "}")
+            // The same per-row objects the /v1 API returns, written by the one JSON writer.
+            let rows = try RowBatch.rows(outputs: ["map": value], count: maps.count).map {
+                String(decoding: ($0["map"] ?? .null).serialized(), as: UTF8.self)
             }
             return (try Tensor(shape: [rows.count], strings: rows), "BYTES")
         }

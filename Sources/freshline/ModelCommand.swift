@@ -33,7 +33,7 @@ struct ModelCommand: AsyncParsableCommand {
                     "inputs": .array(m.inputs.map(describe)),
                     "outputs": .array(m.outputs.map(describe)),
                 ])
-                print(try encodeLine(object))
+                print(encodeLine(object))
                 return
             }
             print("model     \(file)")
@@ -92,7 +92,6 @@ struct ModelCommand: AsyncParsableCommand {
                 }
                 text = String(decoding: data, as: UTF8.self)
             }
-            let decoder = JSONDecoder()
             var batch: [[String: JSONValue]] = []
             var firstLine = 1
             func flush() throws {
@@ -101,7 +100,7 @@ struct ModelCommand: AsyncParsableCommand {
                     let feeds = try RowBatch.tensors(rows: batch, inputs: model.metadata.inputs)
                     let outputs = try model.run(feeds)
                     for row in try RowBatch.rows(outputs: outputs, count: batch.count) {
-                        print(try encodeLine(.object(row)))
+                        print(encodeLine(.object(row)))
                     }
                 } catch let error as EngineError {
                     throw CLIError("\(input): rows \(firstLine)–\(firstLine + batch.count - 1): \(error.message)")
@@ -111,11 +110,10 @@ struct ModelCommand: AsyncParsableCommand {
             for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 if line.allSatisfy(\.isWhitespace) { continue }
                 if batch.isEmpty { firstLine = index + 1 }
-                do {
-                    batch.append(try decoder.decode([String: JSONValue].self, from: Data(line.utf8)))
-                } catch {
+                guard case .object(let row)? = try? JSONValue.parse(line.utf8) else {
                     throw CLIError("\(input):\(index + 1): not a JSON object of named inputs")
                 }
+                batch.append(row)
                 if batch.count == batchSize { try flush() }
             }
             try flush()
@@ -144,7 +142,7 @@ struct ModelCommand: AsyncParsableCommand {
             let m = try model.measure(feeds: feeds, seconds: seconds)
             if json {
                 print(
-                    try encodeLine(
+                    encodeLine(
                         .object([
                             "batch_size": .integer(Int64(m.batchSize)), "calls": .integer(Int64(m.calls)),
                             "per_call_ns": .number(m.perCallNanoseconds.rounded()),
@@ -174,8 +172,6 @@ func loadModel(_ path: String) throws -> Model {
     }
 }
 
-func encodeLine(_ value: JSONValue) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
+func encodeLine(_ value: JSONValue) -> String {
+    String(decoding: value.serialized(), as: UTF8.self)
 }
