@@ -32,6 +32,8 @@ public struct APIError: HTTPResponseError, Sendable {
         switch error.code {
         case .badRequest: self.init(.badRequest, code: "bad_request", error.message)
         case .notFound: self.init(.notFound, code: "not_found", error.message)
+        case .unknownKey: self.init(.notFound, code: "unknown_key", error.message)
+        case .stale: self.init(.serviceUnavailable, code: "stale", error.message, retryAfter: error.retryAfter ?? 60)
         case .overloaded:
             self.init(.serviceUnavailable, code: "overloaded", error.message, retryAfter: error.retryAfter ?? 1)
         case .timeout: self.init(.gatewayTimeout, code: "timeout", error.message)

@@ -170,39 +170,76 @@ struct FeatureRoutes<Context: RequestContext> {
         if case .defaultValue(let value) = f.spec.onFailure {
             failure = .object(["default": .object(value.mapValues(JSONValue.init))])
         }
+        var spec: [String: JSONValue] = [
+            "pattern": .string(f.spec.pattern.rawValue), "model": .string(f.spec.model),
+            "key": f.spec.key.map(JSONValue.string) ?? .null,
+            "max_staleness": f.spec.maxStaleness.map { .string(DurationText.format($0)) } ?? .null,
+            "latency_budget": .string(DurationText.format(f.spec.latencyBudget)),
+            "user_blocking": .bool(f.spec.userBlocking),
+            "on_failure": failure,
+            "batching": .object([
+                "max_batch_size": .integer(Int64(f.spec.batching.maxBatchSize)),
+                "max_queue_delay": .string(DurationText.format(f.spec.batching.maxQueueDelay)),
+                "max_queue_length": .integer(Int64(f.spec.batching.maxQueueLength)),
+            ]),
+        ]
+        var liveObject: [String: JSONValue] = [
+            "queued": .integer(Int64(live.queued)),
+            "estimated_row_cost_seconds": .number(live.estimatedRowCost.seconds),
+            "latency": .object(latency),
+        ]
+        if let batch = f.spec.batch {
+            spec["batch"] = Self.json(batch)
+            let lookups = live.snapshotHits + live.snapshotMisses
+            liveObject["snapshot"] =
+                live.snapshot.map { s in
+                    .object([
+                        "version": .integer(Int64(s.version)), "label": .string("v\(s.version)"),
+                        "key_count": .integer(Int64(s.keyCount)),
+                        "computed_at": .string(Timestamp.rfc3339(s.inputTime)),
+                        "age_seconds": .number(max(0, Date().timeIntervalSince1970 - s.inputTime)),
+                        "model_version": .string(s.modelVersion),
+                    ])
+                } ?? .null
+            liveObject["snapshot_lookups"] = .object([
+                "hits": .integer(Int64(live.snapshotHits)), "misses": .integer(Int64(live.snapshotMisses)),
+                "coverage": lookups > 0 ? .number(Double(live.snapshotHits) / Double(lookups)) : .null,
+            ])
+        }
         let body: JSONValue = .object([
             "name": .string(f.spec.name),
-            "spec": .object([
-                "pattern": .string(f.spec.pattern.rawValue), "model": .string(f.spec.model),
-                "key": f.spec.key.map(JSONValue.string) ?? .null,
-                "max_staleness": f.spec.maxStaleness.map { .string(DurationText.format($0)) } ?? .null,
-                "latency_budget": .string(DurationText.format(f.spec.latencyBudget)),
-                "user_blocking": .bool(f.spec.userBlocking),
-                "on_failure": failure,
-                "batching": .object([
-                    "max_batch_size": .integer(Int64(f.spec.batching.maxBatchSize)),
-                    "max_queue_delay": .string(DurationText.format(f.spec.batching.maxQueueDelay)),
-                    "max_queue_length": .integer(Int64(f.spec.batching.maxQueueLength)),
-                ]),
-            ]),
+            "spec": .object(spec),
             "model": .object([
                 "name": .string(f.spec.model), "version": .string(metadata.version), "sha256": .string(metadata.sha256),
                 "inputs": .array(metadata.inputs.map(info)), "outputs": .array(metadata.outputs.map(info)),
                 "opsets": .object(metadata.opsets.mapValues { .integer(Int64($0)) }),
             ]),
-            "live": .object([
-                "queued": .integer(Int64(live.queued)),
-                "estimated_row_cost_seconds": .number(live.estimatedRowCost.seconds),
-                "latency": .object(latency),
-            ]),
+            "live": .object(liveObject),
         ])
         return JSONResponse.make(body)
+    }
+
+    static func json(_ batch: BatchSpec) -> JSONValue {
+        var source: JSONValue
+        switch batch.source {
+        case .csv(let path): source = .object(["csv": .string(path)])
+        case .jsonLines(let path): source = .object(["jsonl": .string(path)])
+        case .sql(let database, let query):
+            source = .object(["sql": .object(["database": .string(database), "query": .string(query)])])
+        }
+        return .object([
+            "schedule": batch.schedule.map { .string($0.description) } ?? .null, "source": source,
+            "key_column": .string(batch.keyColumn), "cold_start": .string(batch.coldStart.rawValue),
+            "on_stale": .string(batch.onStale.rawValue), "catch_up": .string(batch.catchUp.rawValue),
+            "retention": .integer(Int64(batch.retention)), "chunk_rows": .integer(Int64(batch.chunkRows)),
+            "threads": .integer(Int64(batch.threads)),
+        ])
     }
 
     // MARK: decoding helpers
 
     /// Collects the body (up to `limit` bytes) and parses it as JSON.
-    static func body(of request: Request, limit: Int) async throws -> JSONValue {
+    static func body(of request: Request, limit: Int, allowEmpty: Bool = false) async throws -> JSONValue {
         var request = request
         if let encoding = request.headers[.contentEncoding], encoding.lowercased() != "identity" {
             throw APIError(
@@ -215,6 +252,7 @@ struct FeatureRoutes<Context: RequestContext> {
         } catch {
             throw APIError(.contentTooLarge, code: "too_large", "the request body exceeds \(limit) bytes")
         }
+        if allowEmpty && buffer.readableBytes == 0 { return .null }
         do {
             return try JSONValue.parse(buffer.readableBytesView)
         } catch {

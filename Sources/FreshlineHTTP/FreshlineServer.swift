@@ -1,4 +1,5 @@
 internal import FreshlineCore
+internal import FreshlineEngine
 public import FreshlineRuntime
 public import Hummingbird
 public import Logging
@@ -15,9 +16,18 @@ public enum FreshlineServer {
         router.add(middleware: BearerAuthMiddleware(tokens: runtime.manifest.tokens))
         let limit = runtime.manifest.server.maxBodyBytes
         FeatureRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
+        BatchRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
         OpenInferenceRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
         router.get("/healthz/live") { _, _ in HTTPResponse.Status.ok }
-        router.get("/healthz/ready") { _, _ in runtime.isReady ? HTTPResponse.Status.ok : .serviceUnavailable }
+        // Not ready while shutting down, or while a batch feature's snapshot is older than its max_staleness.
+        router.get("/healthz/ready") { _, _ -> Response in
+            let problems = runtime.readinessProblems
+            let body: JSONValue =
+                problems.isEmpty
+                ? .object(["status": .string("ready")])
+                : .object(["status": .string("not_ready"), "problems": .array(problems.map(JSONValue.string))])
+            return JSONResponse.make(body, status: problems.isEmpty ? .ok : .serviceUnavailable)
+        }
         router.get("/metrics") { _, _ in
             let text = registry.emitToBuffer()
             var headers = HTTPFields()

@@ -5,7 +5,7 @@ internal import GRDB
 /// The embedded default store: one SQLite file in WAL mode (`.freshline/freshline.sqlite` beside the manifest),
 /// or an in-memory database for tests. Schema changes are named migrations.
 public final class SQLiteStore: Sendable {
-    private let writer: any DatabaseWriter
+    let writer: any DatabaseWriter
 
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     public init(path: String) throws {
@@ -40,6 +40,7 @@ public final class SQLiteStore: Sendable {
             try db.create(index: "request_log_feature_at", on: "request_log", columns: ["feature", "at"])
             try db.create(index: "request_log_at", on: "request_log", columns: ["at"])
         }
+        registerBatchMigration(&migrator)
         return migrator
     }
 }

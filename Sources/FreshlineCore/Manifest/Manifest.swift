@@ -77,6 +77,8 @@ public struct FeatureSpec: Sendable, Equatable {
     public var onFailure: FailurePolicy
     /// Micro-batching settings for the real-time path.
     public var batching: BatchingSettings
+    /// The batch section: snapshot precompute and how its answers are served (`nil`: no snapshot).
+    public var batch: BatchSpec?
     /// Where the entry starts in the manifest.
     public var location: SourceLocation
 
@@ -84,7 +86,8 @@ public struct FeatureSpec: Sendable, Equatable {
         name: String, model: String, pattern: ServingPattern = .realtime, key: String? = nil,
         maxStaleness: Duration? = nil,
         latencyBudget: Duration = .milliseconds(100), userBlocking: Bool = true, outputs: [String]? = nil,
-        onFailure: FailurePolicy = .error, batching: BatchingSettings = BatchingSettings(), location: SourceLocation
+        onFailure: FailurePolicy = .error, batching: BatchingSettings = BatchingSettings(), batch: BatchSpec? = nil,
+        location: SourceLocation
     ) {
         self.name = name
         self.model = model
@@ -96,6 +99,7 @@ public struct FeatureSpec: Sendable, Equatable {
         self.outputs = outputs
         self.onFailure = onFailure
         self.batching = batching
+        self.batch = batch
         self.location = location
     }
 }

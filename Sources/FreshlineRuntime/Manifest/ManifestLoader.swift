@@ -227,11 +227,12 @@ private struct Reader {
         }
         let allowed: Set<String> = [
             "model", "pattern", "key", "max_staleness", "latency_budget", "user_blocking", "outputs", "inputs",
-            "on_failure", "batching", "description",
+            "on_failure", "batching", "batch", "description",
         ]
         guard let items = entries(node, keyPath, allowed: allowed) else { return nil }
         var feature = FeatureSpec(name: name, model: "", location: location(node, keyPath))
         var hasModel = false
+        var batchNode: (Node, String)?
         for (key, value) in items {
             let path = "\(keyPath).\(key)"
             switch key {
@@ -270,6 +271,7 @@ private struct Reader {
                 feature.inputs = inputDeclarations(value, path)
             case "on_failure": feature.onFailure = failurePolicy(value, path)
             case "batching": feature.batching = batching(value, path)
+            case "batch": batchNode = (value, path)
             case "description": _ = string(value, path)
             default: break
             }
@@ -278,7 +280,103 @@ private struct Reader {
             fail(node, "\(keyPath).model", "is required")
             return nil
         }
+        if let (value, path) = batchNode { feature.batch = batch(value, path, featureKey: feature.key) }
+        if feature.pattern == .batch && feature.batch == nil && batchNode == nil {
+            fail(node, "\(keyPath).batch", "is required for pattern: batch (schedule, source, key column)")
+        }
         return feature
+    }
+
+    mutating func batch(_ node: Node, _ keyPath: String, featureKey: String?) -> BatchSpec? {
+        let allowed: Set<String> = [
+            "schedule", "source", "key_column", "columns", "cold_start", "on_stale", "catch_up", "retention",
+            "chunk_rows", "threads",
+        ]
+        guard let items = entries(node, keyPath, allowed: allowed) else { return nil }
+        var spec = BatchSpec(
+            source: .csv(path: ""), keyColumn: featureKey ?? "", location: location(node, keyPath))
+        var hasSource = false
+        for (key, value) in items {
+            let path = "\(keyPath).\(key)"
+            switch key {
+            case "schedule":
+                guard let text = string(value, path) else { continue }
+                do { spec.schedule = try CronSchedule(parsing: text) } catch {
+                    fail(value, path, "not a cron schedule: \(error.message)")
+                }
+            case "source":
+                if let source = batchSource(value, path) {
+                    spec.source = source
+                    hasSource = true
+                }
+            case "key_column": spec.keyColumn = string(value, path) ?? spec.keyColumn
+            case "columns":
+                for (input, mapping) in entries(value, path, allowed: nil) ?? [] {
+                    let inputPath = "\(path).\(input)"
+                    if case .sequence(let seq) = mapping {
+                        let names = seq.enumerated().compactMap { string($0.element, "\(inputPath)[\($0.offset)]") }
+                        if names.isEmpty { fail(mapping, inputPath, "must list at least one column") }
+                        spec.columns[input] = .columns(names)
+                    } else if let column = string(mapping, inputPath) {
+                        spec.columns[input] = .column(column)
+                    }
+                }
+            case "cold_start": spec.coldStart = choice(value, path, default: spec.coldStart)
+            case "on_stale": spec.onStale = choice(value, path, default: spec.onStale)
+            case "catch_up": spec.catchUp = choice(value, path, default: spec.catchUp)
+            case "retention": spec.retention = int(value, path, range: 1...1000) ?? spec.retention
+            case "chunk_rows": spec.chunkRows = int(value, path, range: 1...1_000_000) ?? spec.chunkRows
+            case "threads": spec.threads = int(value, path, range: 1...64) ?? spec.threads
+            default: break
+            }
+        }
+        if !hasSource {
+            fail(node, "\(keyPath).source", "is required: csv: FILE, jsonl: FILE or sql: {database: FILE, query: SQL}")
+            return nil
+        }
+        if spec.keyColumn.isEmpty {
+            fail(node, "\(keyPath).key_column", "is required when the feature has no key")
+            return nil
+        }
+        return spec
+    }
+
+    mutating func batchSource(_ node: Node, _ keyPath: String) -> BatchSpec.Source? {
+        guard let items = entries(node, keyPath, allowed: ["csv", "jsonl", "sql"]) else { return nil }
+        guard items.count == 1, let (kind, value) = items.first else {
+            fail(node, keyPath, "must name exactly one of csv, jsonl, sql")
+            return nil
+        }
+        let path = "\(keyPath).\(kind)"
+        switch kind {
+        case "csv": return string(value, path).map { .csv(path: $0) }
+        case "jsonl": return string(value, path).map { .jsonLines(path: $0) }
+        default:
+            var database: String?
+            var query: String?
+            for (k, v) in entries(value, path, allowed: ["database", "query"]) ?? [] {
+                if k == "database" {
+                    database = string(v, "\(path).database")
+                } else {
+                    query = string(v, "\(path).query")
+                }
+            }
+            guard let database, let query else {
+                fail(value, path, "needs database (an SQLite file) and query")
+                return nil
+            }
+            return .sql(database: database, query: query)
+        }
+    }
+
+    mutating func choice<T: RawRepresentable & CaseIterable>(_ node: Node, _ keyPath: String, default value: T) -> T
+    where T.RawValue == String {
+        guard let text = string(node, keyPath) else { return value }
+        guard let chosen = T(rawValue: text) else {
+            fail(node, keyPath, "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            return value
+        }
+        return chosen
     }
 
     mutating func inputDeclarations(_ node: Node, _ keyPath: String) -> [InputDeclaration] {

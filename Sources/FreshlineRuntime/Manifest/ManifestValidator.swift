@@ -58,12 +58,62 @@ public enum ManifestValidator {
                             "is not an output the feature returns"))
                 }
             }
-            if feature.pattern != .realtime {
+            if feature.pattern == .async || feature.pattern == .hybrid {
                 errors.append(
                     ManifestError(
                         feature.location.with(keyPath: "\(path).pattern"),
-                        "pattern '\(feature.pattern.rawValue)' is not served by this version yet (realtime is)"))
+                        "pattern '\(feature.pattern.rawValue)' is not served by this version yet (realtime and batch are)"
+                    ))
             }
+            if let batch = feature.batch {
+                errors += batchProblems(batch, feature: feature, model: model, manifestPath: manifest.path)
+            }
+        }
+        return errors
+    }
+
+    /// A batch section's problems: columns for inputs the model lacks, a default cold start without a default,
+    /// a source that cannot be opened, and (for CSV) mapped columns missing from the header.
+    static func batchProblems(_ batch: BatchSpec, feature: FeatureSpec, model: Model, manifestPath: String)
+        -> [ManifestError]
+    {
+        var errors: [ManifestError] = []
+        let path = "features.\(feature.name).batch"
+        let inputNames = Set(model.metadata.inputs.map(\.name))
+        for input in batch.columns.keys.sorted() where !inputNames.contains(input) {
+            errors.append(
+                ManifestError(
+                    batch.location.with(keyPath: "\(path).columns.\(input)"),
+                    "model '\(feature.model)' has no input '\(input)' (inputs: \(inputNames.sorted().joined(separator: ", ")))"
+                ))
+        }
+        if batch.coldStart == .default, case .error = feature.onFailure {
+            errors.append(
+                ManifestError(
+                    batch.location.with(keyPath: "\(path).cold_start"),
+                    "is 'default' but the feature has no on_failure.default value"))
+        }
+        let file = EntitySources.resolve(batch.source.path, manifestPath: manifestPath)
+        do {
+            switch batch.source {
+            case .csv:
+                let header = try CSVEntityReader(path: file).header
+                let mapper = EntityRowMapper(batch: batch, model: model)
+                let missing = mapper.columns.filter { !header.contains($0) }
+                if !missing.isEmpty {
+                    errors.append(
+                        ManifestError(
+                            batch.location.with(keyPath: "\(path).source"),
+                            "\(file) lacks the column(s) \(missing.joined(separator: ", ")) (header: \(header.prefix(12).joined(separator: ", "))\(header.count > 12 ? ", …" : ""))"
+                        ))
+                }
+            case .jsonLines:
+                _ = try JSONLinesEntityReader(path: file)
+            case .sql(_, let query):
+                _ = try SQLEntityReader(path: file, query: query, offset: 0)
+            }
+        } catch {
+            errors.append(ManifestError(batch.location.with(keyPath: "\(path).source"), "\(error)"))
         }
         return errors
     }

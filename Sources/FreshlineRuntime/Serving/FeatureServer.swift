@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
+internal import Synchronization
 
 /// Answers predictions for one feature: validates the row, applies the freshness contract, sends the row
 /// through the real-time batcher and walks the fallback ladder when that path cannot answer.
@@ -14,6 +15,8 @@ public final class FeatureServer: Sendable {
     private let histograms: LatencyHistograms
     private let requestLog: RequestLogger?
     private let defaultOutputs: [String: JSONValue]?
+    private let snapshotSlot = Mutex<SnapshotTable?>(nil)
+    private let lookups = Mutex<(hits: Int, misses: Int)>((0, 0))
 
     init(
         spec: FeatureSpec, model: ServingModel, pool: ComputePool, computeSlots: Int, metrics: ServingMetrics,
@@ -40,61 +43,170 @@ public final class FeatureServer: Sendable {
     public var inputs: [ModelMetadata.ValueInfo] { model.model.metadata.inputs }
 
     /// Answers one row. Throws `PredictionError` when no rung of the ladder can answer.
+    ///
+    /// A feature with a batch section answers from its snapshot when the snapshot holds the key and its age meets
+    /// the contract (`source: batch`); otherwise the section's `on_stale` and `cold_start` policies choose
+    /// between computing now, the stale value (`source: fallback`, `stale: true`), the default, and an error.
     public func predict(_ request: PredictRequest) async throws -> Prediction {
         let start = ContinuousClock.now
-        let arrivedAt = Date().timeIntervalSince1970
+        let arrivedAt = Clock.unixNow
         var source: PredictionSource?
         var outcome = "ok"
         var age = 0.0
         defer {
             let duration = ContinuousClock.now - start
             metrics.request(feature: spec.name, source: source, outcome: outcome, duration: duration)
-            if outcome == "ok" { histograms.record(feature: spec.name, source: source, duration: duration) }
+            if outcome == "ok" {
+                histograms.record(feature: spec.name, source: source, duration: duration)
+                metrics.served(feature: spec.name, ageSeconds: age)
+            }
             let hasRequestInputs = request.inputs.keys.contains { $0 != spec.key }
             requestLog?.offer(
                 RequestLogSample(
                     feature: spec.name, keyHash: request.key.map(KeyHash.hex), hasRequestInputs: hasRequestInputs,
-                    source: source,
-                    outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age, at: arrivedAt))
+                    source: source, outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age,
+                    at: arrivedAt))
         }
-
-        let row: [String: Tensor]
         do {
-            row = try validate(request)
-        } catch {
-            outcome = "bad_request"
+            let prediction = try await answer(request, start: start)
+            source = prediction.provenance.source
+            age = prediction.provenance.ageSeconds
+            return prediction
+        } catch let error as PredictionError {
+            switch error.code {
+            case .badRequest: outcome = "bad_request"
+            case .overloaded: outcome = "shed"
+            case .timeout: outcome = "timeout"
+            case .unknownKey: outcome = "unknown_key"
+            case .stale: outcome = "stale"
+            default: outcome = "error"
+            }
             throw error
         }
-        // A real-time answer is computed now, so it meets any freshness contract; the contract matters once a
-        // feature can answer from a snapshot (batch and hybrid patterns).
+    }
+
+    private func answer(_ request: PredictRequest, start: ContinuousClock.Instant) async throws -> Prediction {
+        guard let batch = spec.batch, let key = request.key else { return try await realtime(request, start: start) }
+        let table = snapshot
+        guard let table, let outputs = table.rows[key] else {
+            metrics.lookup(feature: spec.name, hit: false)
+            lookups.withLock { $0.misses += 1 }
+            switch batch.coldStart {
+            case .realtime:
+                guard carriesInputs(request) else {
+                    throw PredictionError(
+                        .unknownKey,
+                        "key '\(key)' is not in the feature's snapshot, and the request carries no inputs to compute it"
+                    )
+                }
+                return try await realtime(request, start: start)
+            case .default:
+                if let fallback = defaultAnswer(request) { return fallback }
+                throw PredictionError(.unknownKey, "key '\(key)' is not in the feature's snapshot")
+            case .error:
+                throw PredictionError(.unknownKey, "key '\(key)' is not in the feature's snapshot")
+            }
+        }
+        metrics.lookup(feature: spec.name, hit: true)
+        lookups.withLock { $0.hits += 1 }
+        let now = Clock.unixNow
+        let age = max(0, now - table.info.inputTime)
+        let contract = FreshnessContract.effective(feature: spec.maxStaleness, request: request.maxStaleness)
+        func fromSnapshot(stale: Bool) -> Prediction {
+            Prediction(
+                key: key, outputs: outputs,
+                provenance: Provenance(
+                    source: stale ? .fallback : .batch, computedAt: table.info.inputTime, ageSeconds: age,
+                    modelVersion: table.info.modelVersion, snapshot: table.label, stale: stale))
+        }
+        if contract.accepts(age: .milliseconds(Int64(age * 1000))) { return fromSnapshot(stale: false) }
+        switch batch.onStale {
+        case .realtime:
+            if carriesInputs(request) {
+                do {
+                    return try await realtime(request, start: start, allowDefault: false)
+                } catch let error as PredictionError where error.code != .badRequest {
+                    // The real-time path cannot answer now: the stale value is the next rung.
+                }
+            }
+            metrics.fallback(feature: spec.name, rung: "stale_snapshot")
+            return fromSnapshot(stale: true)
+        case .fallback:
+            metrics.fallback(feature: spec.name, rung: "stale_snapshot")
+            return fromSnapshot(stale: true)
+        case .error:
+            if let fallback = defaultAnswer(request) { return fallback }
+            metrics.fallback(feature: spec.name, rung: "error")
+            let limit = contract.maxStaleness.map { " (max_staleness \(DurationText.format($0)))" } ?? ""
+            throw PredictionError(
+                .stale, "the feature's snapshot is \(Int(age)) s old, older than the request accepts\(limit)",
+                retryAfter: 60)
+        }
+    }
+
+    /// Whether the request carries every model input (besides the key) that a real-time computation needs.
+    private func carriesInputs(_ request: PredictRequest) -> Bool {
+        model.model.metadata.inputs.allSatisfy { $0.name == spec.key || request.inputs[$0.name] != nil }
+    }
+
+    /// The configured default as an answer (counted as the `default` rung), if the feature has one.
+    private func defaultAnswer(_ request: PredictRequest) -> Prediction? {
+        guard let defaultOutputs else { return nil }
+        metrics.fallback(feature: spec.name, rung: "default")
+        return Prediction(
+            key: request.key, outputs: defaultOutputs,
+            provenance: Provenance(source: .default, computedAt: Clock.unixNow, ageSeconds: 0, modelVersion: nil))
+    }
+
+    /// Computes the row now through the batcher; on failure, the configured default (when `allowDefault`).
+    private func realtime(_ request: PredictRequest, start: ContinuousClock.Instant, allowDefault: Bool = true)
+        async throws -> Prediction
+    {
+        let row = try validate(request)
         // The batcher plans for the model call to finish by the deadline; keep back what answering takes.
         let deadline = start + (request.timeout ?? spec.latencyBudget) - Self.responseAllowance
         do {
             var outputs = try await batcher.submit(row, deadline: deadline)
             if let selected = spec.outputs { outputs = outputs.filter { selected.contains($0.key) } }
-            source = .realtime
-            metrics.served(feature: spec.name, ageSeconds: 0)
             return Prediction(
                 key: request.key, outputs: outputs,
                 provenance: Provenance(
-                    source: .realtime, computedAt: Date().timeIntervalSince1970, ageSeconds: 0,
+                    source: .realtime, computedAt: Clock.unixNow, ageSeconds: 0,
                     modelVersion: model.model.metadata.version))
         } catch let error as PredictionError {
             // The fallback ladder: the configured default, else the error.
-            if let defaultOutputs {
-                metrics.fallback(feature: spec.name, rung: "default")
-                source = .default
-                outcome = "ok"
-                age = 0
-                return Prediction(
-                    key: request.key, outputs: defaultOutputs,
-                    provenance: Provenance(
-                        source: .default, computedAt: Date().timeIntervalSince1970, ageSeconds: 0, modelVersion: nil))
-            }
-            metrics.fallback(feature: spec.name, rung: "error")
-            outcome = error.code == .overloaded ? "shed" : error.code == .timeout ? "timeout" : "error"
+            if allowDefault, let fallback = defaultAnswer(request) { return fallback }
+            if allowDefault { metrics.fallback(feature: spec.name, rung: "error") }
             throw error
         }
+    }
+
+    /// The snapshot this feature answers from, if one is loaded.
+    public var snapshot: SnapshotTable? { snapshotSlot.withLock { $0 } }
+
+    /// Updates the snapshot gauges (its age grows while it serves).
+    func refreshSnapshotFigures() {
+        guard let table = snapshot else { return }
+        metrics.snapshot(
+            feature: spec.name, keys: table.rows.count, ageSeconds: max(0, Clock.unixNow - table.info.inputTime))
+    }
+
+    /// Why the feature's snapshot fails its readiness check: none loaded yet, or older than `max_staleness`.
+    /// `nil` for features without a batch section, or without a `max_staleness`.
+    public var snapshotProblem: String? {
+        guard spec.batch != nil, let limit = spec.maxStaleness else { return nil }
+        guard let table = snapshot else { return "\(spec.name): no published snapshot" }
+        let age = Clock.unixNow - table.info.inputTime
+        guard age > limit.seconds else { return nil }
+        return
+            "\(spec.name): snapshot \(table.label) is \(Int(age)) s old (max_staleness \(DurationText.format(limit)))"
+    }
+
+    /// Swaps in a newly published snapshot: requests see the old table or the new one, never a mix.
+    public func install(_ table: SnapshotTable) {
+        snapshotSlot.withLock { $0 = table }
+        metrics.snapshot(
+            feature: spec.name, keys: table.rows.count, ageSeconds: max(0, Clock.unixNow - table.info.inputTime))
     }
 
     /// Converts the request's inputs (and key) into one-row tensors, with errors that name the input.
@@ -136,11 +248,19 @@ extension FeatureServer {
         public var queued: Int
         public var estimatedRowCost: Duration
         public var latency: [String: LatencyHistograms.Summary]
+        /// The serving snapshot, for features with a batch section.
+        public var snapshot: SnapshotInfo?
+        /// Snapshot lookups since start: keys found and not found (coverage = hits / (hits + misses)).
+        public var snapshotHits: Int
+        public var snapshotMisses: Int
     }
 
     /// The feature's live figures.
     public var liveFigures: LiveFigures {
         let (queued, cost) = batcher.snapshot
-        return LiveFigures(queued: queued, estimatedRowCost: cost, latency: histograms.summaries(feature: spec.name))
+        let (hits, misses) = lookups.withLock { $0 }
+        return LiveFigures(
+            queued: queued, estimatedRowCost: cost, latency: histograms.summaries(feature: spec.name),
+            snapshot: snapshot?.info, snapshotHits: hits, snapshotMisses: misses)
     }
 }

@@ -8,6 +8,8 @@ public struct PredictionError: Error, Sendable, CustomStringConvertible {
             case overloaded, timeout
             case modelFailed = "model_failed"
             case unavailable
+            case unknownKey = "unknown_key"
+            case stale
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -23,6 +25,11 @@ public struct PredictionError: Error, Sendable, CustomStringConvertible {
         public static let modelFailed = Code(.modelFailed)
         /// The server is shutting down or not ready (503).
         public static let unavailable = Code(.unavailable)
+        /// The snapshot lacks the key and the feature's cold-start policy is `error`, or the request carries no
+        /// inputs to compute it from (404).
+        public static let unknownKey = Code(.unknownKey)
+        /// The snapshot is older than the caller's contract and the feature may not answer otherwise (503).
+        public static let stale = Code(.stale)
         public var description: String { base.rawValue }
     }
     public var code: Code

@@ -17,12 +17,15 @@ public final class ServingRuntime: Service {
     public let metrics: ServingMetrics
     public let histograms: LatencyHistograms
     public let requestLogger: RequestLogger?
+    /// The batch pattern (snapshots, runs, schedules), when a store is given and a feature has a batch section.
+    public let batch: BatchService?
     let pool: ComputePool
     private let logger: Logger
 
     /// Loads and checks the manifest's models and features. Throws `ManifestErrors` listing every problem.
     public init(
-        manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?, logger: Logger
+        manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?,
+        batchStore: (any BatchStore)? = nil, logger: Logger
     ) throws {
         let (models, loadErrors) = ServingModel.loadAll(manifest)
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
@@ -46,6 +49,23 @@ public final class ServingRuntime: Service {
                 metrics: metrics, histograms: histograms, requestLog: requestLogger)
         }
         self.features = features
+        var runners: [String: BatchRunner] = [:]
+        if let batchStore {
+            for (name, spec) in manifest.features where spec.batch != nil {
+                guard let model = models[spec.model] else { continue }
+                runners[name] = BatchRunner(
+                    feature: spec, model: model.model, manifestPath: manifest.path, store: batchStore, metrics: metrics)
+            }
+        }
+        batch =
+            runners.isEmpty || batchStore == nil
+            ? nil : BatchService(runners: runners, servers: features, store: batchStore!, logger: logger)
+    }
+
+    /// Why the server is not ready: shutting down, or a batch feature's snapshot older than its `max_staleness`.
+    public var readinessProblems: [String] {
+        if shuttingDown.load() { return ["shutting down"] }
+        return features.values.compactMap(\.snapshotProblem).sorted()
     }
 
     /// Opens the store the manifest names (an SQLite file, relative to the manifest's folder).
@@ -75,9 +95,12 @@ public final class ServingRuntime: Service {
             if let requestLogger {
                 group.addTask { try? await requestLogger.run() }
             }
+            let batchTask = batch.map { batch in Task { await batch.run() } }
             // Wait for the shutdown signal, then drain: stop accepting, let queued rows finish.
             try? await gracefulShutdown()
             logger.info("draining \(features.count) features")
+            batchTask?.cancel()
+            await batchTask?.value
             for feature in features.values { feature.batcher.beginShutdown() }
             shuttingDown.store(true)  // after the batchers refuse new rows, so "not ready" means exactly that
             let clock = ContinuousClock()

@@ -9,6 +9,7 @@ public final class ServingMetrics: Sendable {
     private let counters = Mutex<[String: Counter]>([:])
     private let timers = Mutex<[String: CoreMetrics.Timer]>([:])
     private let recorders = Mutex<[String: Recorder]>([:])
+    private let gauges = Mutex<[String: Gauge]>([:])
 
     /// Metrics made by `factory`.
     public init(factory: any MetricsFactory) { self.factory = factory }
@@ -43,6 +44,16 @@ public final class ServingMetrics: Sendable {
         }
     }
 
+    private func gauge(_ label: String, _ dimensions: [(String, String)]) -> Gauge {
+        let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        return gauges.withLock { table in
+            if let g = table[key] { return g }
+            let g = Gauge(label: label, dimensions: dimensions, factory: factory)
+            table[key] = g
+            return g
+        }
+    }
+
     /// One answered (or refused) request: `freshline_requests_total` and `freshline_request_duration_seconds`.
     public func request(feature: String, source: PredictionSource?, outcome: String, duration: Duration) {
         let sourceLabel = source?.rawValue ?? "none"
@@ -71,6 +82,30 @@ public final class ServingMetrics: Sendable {
     /// A rung of the fallback ladder answered: `freshline_fallback_total{rung}`.
     public func fallback(feature: String, rung: String) {
         counter("freshline_fallback_total", [("feature", feature), ("rung", rung)]).increment()
+    }
+
+    /// A batch run ended: `freshline_runs_total{feature,outcome}` (`succeeded`, `failed`).
+    public func runFinished(feature: String, outcome: String) {
+        counter("freshline_runs_total", [("feature", feature), ("outcome", outcome)]).increment()
+    }
+
+    /// A batch run wrote a chunk: `freshline_run_rows_total` and `freshline_run_row_failures_total`.
+    public func runRows(feature: String, rows: Int, failed: Int) {
+        counter("freshline_run_rows_total", [("feature", feature)]).increment(by: rows)
+        if failed > 0 { counter("freshline_run_row_failures_total", [("feature", feature)]).increment(by: failed) }
+    }
+
+    /// The serving snapshot's figures: `freshline_snapshot_keys` and `freshline_snapshot_age_seconds`.
+    public func snapshot(feature: String, keys: Int, ageSeconds: Double) {
+        gauge("freshline_snapshot_keys", [("feature", feature)]).record(keys)
+        gauge("freshline_snapshot_age_seconds", [("feature", feature)]).record(ageSeconds)
+    }
+
+    /// A key looked up in the snapshot: `freshline_snapshot_lookups_total{feature,result}` (`hit`, `miss`); the
+    /// coverage is hits over all lookups.
+    public func lookup(feature: String, hit: Bool) {
+        counter("freshline_snapshot_lookups_total", [("feature", feature), ("result", hit ? "hit" : "miss")])
+            .increment()
     }
 
     /// A request shed before compute: `freshline_shed_total`.

@@ -1,0 +1,247 @@
+/// One batch run's output for a feature: versioned, published atomically, served by key lookup.
+public struct SnapshotInfo: Sendable, Equatable {
+    /// The lifecycle of a snapshot.
+    public enum State: String, Sendable, CaseIterable {
+        /// Its run is still writing chunks; never served.
+        case building
+        /// The feature's current snapshot (at most one per feature).
+        case published
+        /// Replaced by a newer one; kept until retention deletes it.
+        case retired
+        /// Its run failed or was canceled; never served.
+        case abandoned
+    }
+    /// The store's id.
+    public var id: Int64
+    /// The feature it belongs to.
+    public var feature: String
+    /// 1, 2, 3… per feature, in creation order.
+    public var version: Int
+    /// The run that wrote it.
+    public var runID: String
+    /// The model version (content hash prefix) that computed it.
+    public var modelVersion: String
+    /// When the run read its inputs (seconds since 1970): the `computed_at` of every answer it gives.
+    public var inputTime: Double
+    /// When it was created and, once published, when it was published.
+    public var createdAt: Double
+    public var publishedAt: Double?
+    /// Keys it holds (counted at publish).
+    public var keyCount: Int
+    public var state: State
+
+    /// Makes a snapshot record.
+    public init(
+        id: Int64, feature: String, version: Int, runID: String, modelVersion: String, inputTime: Double,
+        createdAt: Double, publishedAt: Double?, keyCount: Int, state: State
+    ) {
+        self.id = id
+        self.feature = feature
+        self.version = version
+        self.runID = runID
+        self.modelVersion = modelVersion
+        self.inputTime = inputTime
+        self.createdAt = createdAt
+        self.publishedAt = publishedAt
+        self.keyCount = keyCount
+        self.state = state
+    }
+}
+
+/// One chunk of a snapshot as the runner writes it: keys with their outputs as JSON object bytes.
+public struct SnapshotChunk: Sendable, Equatable {
+    /// The chunk's position in its run (0, 1, 2…); chunks are applied in this order, later keys win.
+    public var index: Int
+    /// Entity keys, one per row.
+    public var keys: [String]
+    /// Each row's outputs, a serialized JSON object (`{"label":1,"probabilities":[…]}`).
+    public var outputs: [[UInt8]]
+
+    /// Makes a chunk; `keys` and `outputs` have the same length.
+    public init(index: Int, keys: [String], outputs: [[UInt8]]) {
+        precondition(keys.count == outputs.count, "one output per key")
+        self.index = index
+        self.keys = keys
+        self.outputs = outputs
+    }
+}
+
+/// A batch run: what started it, how far it got (its checkpoint) and how it ended.
+public struct BatchRun: Sendable, Equatable {
+    /// The lifecycle of a run.
+    public enum State: String, Sendable, CaseIterable {
+        /// Writing chunks (or interrupted: its owner stopped heart-beating and the next run resumes it).
+        case running
+        /// Published its snapshot.
+        case succeeded
+        /// Stopped on an error that is not about one row (the source cannot be read, the store failed).
+        case failed
+        /// Canceled by an operator or by shutdown before it could finish.
+        case canceled
+    }
+    /// What started a run.
+    public enum Trigger: String, Sendable, CaseIterable {
+        case schedule, manual, backfill
+        /// At start-up, for slots missed while no server ran.
+        case catchUp = "catch_up"
+    }
+    /// The run's id (`run_` + random hex).
+    public var id: String
+    public var feature: String
+    public var trigger: Trigger
+    public var state: State
+    /// The snapshot it writes.
+    public var snapshotID: Int64
+    /// The schedule slot it is for (seconds since 1970), if the scheduler started it.
+    public var scheduledFor: Double?
+    public var startedAt: Double
+    public var finishedAt: Double?
+    /// The last sign of life from the process running it; a run whose owner is gone is resumed.
+    public var heartbeatAt: Double
+    /// `host:pid` of the process running it.
+    public var owner: String
+    /// Source rows in all, when known (for progress and ETA).
+    public var rowsTotal: Int?
+    /// The checkpoint: source rows read, computed and written (a resumed run skips these).
+    public var rowsDone: Int
+    /// Rows written to the snapshot.
+    public var rowsWritten: Int
+    /// Rows that failed (bad data): recorded with reasons, not in the snapshot.
+    public var rowsFailed: Int
+    /// Seconds spent computing and writing, summed over every attempt (for throughput).
+    public var busySeconds: Double
+    /// How many times it was resumed after an interruption.
+    public var resumes: Int
+    /// Why it failed, for failed and canceled runs.
+    public var error: String?
+    /// The model file it runs when not the feature's own (backfill with another model version).
+    public var modelPath: String?
+    /// A backfill's key subset (`nil`: every source row).
+    public var keys: [String]?
+
+    /// Makes a run record.
+    public init(
+        id: String, feature: String, trigger: Trigger, state: State = .running, snapshotID: Int64,
+        scheduledFor: Double? = nil, startedAt: Double, finishedAt: Double? = nil, heartbeatAt: Double, owner: String,
+        rowsTotal: Int? = nil, rowsDone: Int = 0, rowsWritten: Int = 0, rowsFailed: Int = 0, busySeconds: Double = 0,
+        resumes: Int = 0, error: String? = nil, modelPath: String? = nil, keys: [String]? = nil
+    ) {
+        self.id = id
+        self.feature = feature
+        self.trigger = trigger
+        self.state = state
+        self.snapshotID = snapshotID
+        self.scheduledFor = scheduledFor
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.heartbeatAt = heartbeatAt
+        self.owner = owner
+        self.rowsTotal = rowsTotal
+        self.rowsDone = rowsDone
+        self.rowsWritten = rowsWritten
+        self.rowsFailed = rowsFailed
+        self.busySeconds = busySeconds
+        self.resumes = resumes
+        self.error = error
+        self.modelPath = modelPath
+        self.keys = keys
+    }
+}
+
+/// A source row the run could not use, and why.
+public struct RowFailure: Sendable, Equatable {
+    /// The row's position in the source (1-based, after the header).
+    public var ordinal: Int
+    /// Where it is (`accounts.csv:1042`).
+    public var location: String
+    /// Its key, when it could be read.
+    public var key: String?
+    public var reason: String
+
+    /// Makes a failure record.
+    public init(ordinal: Int, location: String, key: String?, reason: String) {
+        self.ordinal = ordinal
+        self.location = location
+        self.key = key
+        self.reason = reason
+    }
+}
+
+/// A chunk's progress, written in the same transaction as the chunk itself: the checkpoint.
+public struct RunProgress: Sendable, Equatable {
+    public var rowsDone: Int
+    public var rowsWritten: Int
+    public var rowsFailed: Int
+    public var busySeconds: Double
+    public var heartbeatAt: Double
+
+    /// Makes a progress record.
+    public init(rowsDone: Int, rowsWritten: Int, rowsFailed: Int, busySeconds: Double, heartbeatAt: Double) {
+        self.rowsDone = rowsDone
+        self.rowsWritten = rowsWritten
+        self.rowsFailed = rowsFailed
+        self.busySeconds = busySeconds
+        self.heartbeatAt = heartbeatAt
+    }
+}
+
+/// Why the store refused a run.
+public enum BatchStoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The feature already has a live run (another process is heart-beating it).
+    case runInProgress(runID: String)
+    /// No run with this id.
+    case unknownRun(String)
+
+    public var description: String {
+        switch self {
+        case .runInProgress(let id): "a run is already in progress (\(id))"
+        case .unknownRun(let id): "no run with id \(id)"
+        }
+    }
+}
+
+/// Snapshots and runs. SQLite now; PostgreSQL implements the same protocol later. Every method is one
+/// transaction, so a process killed at any moment leaves the previous snapshot published and the last written
+/// chunk's checkpoint consistent with the chunks.
+public protocol BatchStore: Sendable {
+    /// Starts a run and its (building) snapshot, unless the feature has a live run — one in state `running`
+    /// whose heartbeat is newer than `liveAfter` and whose owner `isGone` does not know to be dead
+    /// (`BatchStoreError.runInProgress`). A dead run is left for `interruptedRun` to resume. With `copyFrom`, the
+    /// new snapshot starts as a copy of that snapshot's rows (a backfill over a subset).
+    func startRun(
+        _ run: BatchRun, modelVersion: String, inputTime: Double, copyFrom: Int64?, liveAfter: Double,
+        isGone: @Sendable (String) -> Bool
+    ) async throws -> BatchRun
+    /// A run in state `running` whose owner is gone (heartbeat at or before `liveAfter`, or `isGone` says its
+    /// process ended), which the caller may resume.
+    func interruptedRun(feature: String, liveAfter: Double, isGone: @Sendable (String) -> Bool) async throws
+        -> BatchRun?
+    /// Takes over an interrupted run: new owner and heartbeat, `resumes + 1`. Returns the run as claimed, or
+    /// `nil` if another process claimed it first.
+    func claimRun(id: String, previousOwner: String, owner: String, at: Double) async throws -> BatchRun?
+    /// Writes one chunk, its row failures and the new checkpoint in one transaction.
+    func appendChunk(
+        runID: String, snapshotID: Int64, chunk: SnapshotChunk, failures: [RowFailure], progress: RunProgress
+    ) async throws
+    /// Records a heartbeat without a chunk.
+    func heartbeat(runID: String, at: Double) async throws
+    /// Records the total row count once known.
+    func setRowsTotal(runID: String, rows: Int) async throws
+    /// Publishes the run's snapshot (the previous one retires) and marks the run succeeded, in one transaction,
+    /// then deletes the rows of published snapshots beyond the newest `retention`. Returns the published snapshot.
+    func publish(runID: String, at: Double, retention: Int) async throws -> SnapshotInfo
+    /// Ends a run without publishing (`failed` or `canceled`); its snapshot is abandoned and its rows deleted.
+    func endRun(id: String, state: BatchRun.State, error: String, at: Double) async throws
+    /// One run.
+    func run(id: String) async throws -> BatchRun?
+    /// A feature's runs, newest first.
+    func runs(feature: String, limit: Int) async throws -> [BatchRun]
+    /// A run's row failures, in source order, at most `limit`.
+    func failures(runID: String, limit: Int) async throws -> [RowFailure]
+    /// The feature's published snapshot.
+    func publishedSnapshot(feature: String) async throws -> SnapshotInfo?
+    /// A feature's snapshots (every state), newest first.
+    func snapshots(feature: String, limit: Int) async throws -> [SnapshotInfo]
+    /// Reads a snapshot's chunks in order.
+    func chunks(snapshotID: Int64) async throws -> [SnapshotChunk]
+}

@@ -1,0 +1,302 @@
+internal import Foundation
+public import FreshlineCore
+public import FreshlineEngine
+internal import FreshlineStore
+
+/// One row of an entity source: its position, where it is (for messages) and its fields by column name.
+public struct EntityRecord: Sendable {
+    /// 1-based position among the source's rows (the header is not a row).
+    public var ordinal: Int
+    /// `accounts.csv:1042`, `events.jsonl:7`, `query row 12`.
+    public var location: String
+    /// Column name → value, or the reason the row could not be read at all.
+    public var fields: Result<[String: JSONValue], RowReadError>
+}
+
+/// Why one source row could not be read (the run records it and goes on).
+public struct RowReadError: Error, Sendable {
+    public var message: String
+}
+
+/// Reads an entity source front to back in chunks. Not thread-safe: one reader per run.
+public protocol EntityReader: AnyObject {
+    /// The next rows, at most `maxRows`; empty at the end.
+    func next(maxRows: Int) throws -> [EntityRecord]
+}
+
+/// Why a source cannot be read at all (the run fails with this message).
+public struct EntitySourceError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// Opens the readers of a feature's `batch.source`.
+public enum EntitySources {
+    /// Resolves a source path against the manifest's folder.
+    public static func resolve(_ path: String, manifestPath: String) -> String {
+        path.hasPrefix("/")
+            ? path : URL(fileURLWithPath: manifestPath).deletingLastPathComponent().appendingPathComponent(path).path
+    }
+
+    /// Opens a reader positioned after the first `skipping` rows (a resumed run's checkpoint).
+    public static func open(_ source: BatchSpec.Source, manifestPath: String, skipping: Int) throws
+        -> any EntityReader
+    {
+        let path = resolve(source.path, manifestPath: manifestPath)
+        let reader: any EntityReader
+        switch source {
+        case .csv: reader = try CSVEntityReader(path: path)
+        case .jsonLines: reader = try JSONLinesEntityReader(path: path)
+        case .sql(_, let query): reader = try SQLEntityReader(path: path, query: query, offset: skipping)
+        }
+        if case .sql = source { return reader }
+        var skipped = 0
+        while skipped < skipping {
+            let rows = try reader.next(maxRows: min(65_536, skipping - skipped))
+            if rows.isEmpty { break }
+            skipped += rows.count
+        }
+        return reader
+    }
+
+    /// How many rows the source holds (a quick pass over a file, `COUNT(*)` for a query).
+    public static func count(_ source: BatchSpec.Source, manifestPath: String) throws -> Int {
+        let path = resolve(source.path, manifestPath: manifestPath)
+        switch source {
+        case .csv: return try CSVEntityReader(path: path).countRemaining()
+        case .jsonLines: return try JSONLinesEntityReader(path: path).countRemaining()
+        case .sql(_, let query):
+            do { return try SQLiteQuerySource(path: path, query: query).count() } catch {
+                throw EntitySourceError(message: "\(path): \(error)")
+            }
+        }
+    }
+
+    /// The source's modification time (seconds since 1970), the input time of a file source's run.
+    static func modificationTime(_ path: String) -> Double? {
+        (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date)?
+            .map(\.timeIntervalSince1970)
+    }
+}
+
+/// Maps a file into memory (read-only), so a large source is read without loading it whole.
+private func mapFile(_ path: String) throws -> Data {
+    do {
+        return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    } catch {
+        throw EntitySourceError(message: "cannot read \(path): \(error.localizedDescription)")
+    }
+}
+
+/// CSV with a header row (RFC 4180: fields may be quoted, `""` is a quote inside quotes, quoted fields may span
+/// lines; CRLF or LF line ends; a UTF-8 byte-order mark is skipped). Cells are text: the row mapper converts them.
+final class CSVEntityReader: EntityReader {
+    private let data: Data
+    private let name: String
+    private var offset: Int
+    private var line = 1
+    private var ordinal = 0
+    let header: [String]
+
+    init(path: String) throws {
+        data = try mapFile(path)
+        name = URL(fileURLWithPath: path).lastPathComponent
+        offset = data.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        guard let first = try Self.record(data, &offset, &line, file: name) else {
+            throw EntitySourceError(message: "\(path): the file is empty (a header row is required)")
+        }
+        header = first
+        if Set(header).count != header.count {
+            throw EntitySourceError(message: "\(path):1: the header repeats a column name")
+        }
+    }
+
+    func next(maxRows: Int) throws -> [EntityRecord] {
+        var records: [EntityRecord] = []
+        records.reserveCapacity(maxRows)
+        while records.count < maxRows {
+            let startLine = line
+            guard let cells = try Self.record(data, &offset, &line, file: name) else { break }
+            if cells.count == 1 && cells[0].isEmpty { continue }  // blank line
+            ordinal += 1
+            let location = "\(name):\(startLine)"
+            if cells.count != header.count {
+                records.append(
+                    EntityRecord(
+                        ordinal: ordinal, location: location,
+                        fields: .failure(
+                            RowReadError(message: "has \(cells.count) fields, the header has \(header.count)"))))
+                continue
+            }
+            var fields: [String: JSONValue] = [:]
+            fields.reserveCapacity(cells.count)
+            for (column, cell) in zip(header, cells) { fields[column] = .string(cell) }
+            records.append(EntityRecord(ordinal: ordinal, location: location, fields: .success(fields)))
+        }
+        return records
+    }
+
+    func countRemaining() throws -> Int {
+        var count = 0
+        while let cells = try Self.record(data, &offset, &line, file: name) {
+            if !(cells.count == 1 && cells[0].isEmpty) { count += 1 }
+        }
+        return count
+    }
+
+    /// Parses one record at `offset`; `nil` at the end of the data.
+    private static func record(_ data: Data, _ offset: inout Int, _ line: inout Int, file: String) throws
+        -> [String]?
+    {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> [String]? in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            var i = offset
+            guard i < bytes.count else { return nil }
+            var cells: [String] = []
+            var cell: [UInt8] = []
+            var quoted = false
+            var wasQuoted = false
+            let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ","), lf = UInt8(ascii: "\n"),
+                cr = UInt8(ascii: "\r")
+            let startLine = line
+            while i < bytes.count {
+                let b = bytes[i]
+                if quoted {
+                    if b == quote {
+                        if i + 1 < bytes.count && bytes[i + 1] == quote {
+                            cell.append(quote)
+                            i += 2
+                            continue
+                        }
+                        quoted = false
+                        i += 1
+                        continue
+                    }
+                    if b == lf { line += 1 }
+                    cell.append(b)
+                    i += 1
+                    continue
+                }
+                if b == quote && cell.isEmpty && !wasQuoted {
+                    quoted = true
+                    wasQuoted = true
+                    i += 1
+                } else if b == comma {
+                    cells.append(String(decoding: cell, as: UTF8.self))
+                    cell.removeAll(keepingCapacity: true)
+                    wasQuoted = false
+                    i += 1
+                } else if b == lf || b == cr {
+                    i += 1
+                    if b == cr && i < bytes.count && bytes[i] == lf { i += 1 }
+                    line += 1
+                    break
+                } else {
+                    cell.append(b)
+                    i += 1
+                }
+            }
+            if quoted {
+                throw EntitySourceError(message: "\(file):\(startLine): a quoted field is not closed")
+            }
+            cells.append(String(decoding: cell, as: UTF8.self))
+            offset = i
+            return cells
+        }
+    }
+}
+
+/// JSON Lines: one JSON object per line; blank lines are skipped.
+final class JSONLinesEntityReader: EntityReader {
+    private let data: Data
+    private let name: String
+    private var offset = 0
+    private var line = 0
+    private var ordinal = 0
+
+    init(path: String) throws {
+        data = try mapFile(path)
+        name = URL(fileURLWithPath: path).lastPathComponent
+    }
+
+    private func nextLine() -> Data? {
+        guard offset < data.count else { return nil }
+        let start = data.startIndex + offset
+        let end = data[start...].firstIndex(of: UInt8(ascii: "\n")) ?? data.endIndex
+        offset = end - data.startIndex + 1
+        line += 1
+        return data[start..<end]
+    }
+
+    func next(maxRows: Int) throws -> [EntityRecord] {
+        var records: [EntityRecord] = []
+        while records.count < maxRows, let text = nextLine() {
+            if text.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            ordinal += 1
+            let location = "\(name):\(line)"
+            let fields: Result<[String: JSONValue], RowReadError>
+            do {
+                guard case .object(let object) = try JSONValue.parse(text) else {
+                    throw RowReadError(message: "is not a JSON object")
+                }
+                fields = .success(object)
+            } catch let error as RowReadError {
+                fields = .failure(error)
+            } catch let error as EngineError {
+                fields = .failure(RowReadError(message: "is not valid JSON: \(error.message)"))
+            } catch {
+                fields = .failure(RowReadError(message: "is not valid JSON"))
+            }
+            records.append(EntityRecord(ordinal: ordinal, location: location, fields: fields))
+        }
+        return records
+    }
+
+    func countRemaining() throws -> Int {
+        var count = 0
+        while let text = nextLine() {
+            if !text.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { count += 1 }
+        }
+        return count
+    }
+}
+
+/// An SQL query over an SQLite file, read in pages.
+final class SQLEntityReader: EntityReader {
+    private let source: SQLiteQuerySource
+    private let name: String
+    private var offset: Int
+
+    init(path: String, query: String, offset: Int) throws {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw EntitySourceError(message: "\(path): no such database file")
+        }
+        do { source = try SQLiteQuerySource(path: path, query: query) } catch {
+            throw EntitySourceError(message: "\(path): the query cannot run: \(error)")
+        }
+        name = URL(fileURLWithPath: path).lastPathComponent
+        self.offset = offset
+    }
+
+    func next(maxRows: Int) throws -> [EntityRecord] {
+        let rows: [[String: EntityValue]]
+        do { rows = try source.page(offset: offset, limit: maxRows) } catch {
+            throw EntitySourceError(message: "\(name): the query failed: \(error)")
+        }
+        defer { offset += rows.count }
+        return rows.enumerated().map { index, row in
+            var fields: [String: JSONValue] = [:]
+            for (column, value) in row {
+                switch value {
+                case .null: fields[column] = .null
+                case .integer(let i): fields[column] = .integer(i)
+                case .real(let d): fields[column] = .number(d)
+                case .text(let s): fields[column] = .string(s)
+                }
+            }
+            return EntityRecord(
+                ordinal: offset + index + 1, location: "\(name) query row \(offset + index + 1)",
+                fields: .success(fields))
+        }
+    }
+}

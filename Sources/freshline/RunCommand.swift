@@ -1,0 +1,175 @@
+import ArgumentParser
+import Foundation
+import FreshlineCore
+import FreshlineRuntime
+
+/// `freshline run FEATURE`: runs a batch feature's precompute now (resuming an interrupted run if there is one)
+/// and publishes its snapshot; a server on the same store picks it up within seconds.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a batch feature's precompute now and publish its snapshot (resumes an interrupted run).")
+
+    @Argument(help: "The batch feature.") var feature: String
+    @Option(name: .shortAndLong, help: "The manifest (default: $FRESHLINE_MANIFEST, else freshline.yaml).")
+    var manifest: String?
+
+    func run() async throws {
+        let context = try BatchCLI(manifestOption: manifest, feature: feature)
+        var run: BatchRun
+        if let claimed = try await context.runner.claimInterrupted() {
+            run = claimed
+            print("resuming interrupted run \(run.id) at row \(run.rowsDone)")
+        } else {
+            run = try await context.start(trigger: .manual, keys: nil, modelPath: nil)
+        }
+        try await context.execute(run)
+    }
+}
+
+/// `freshline backfill FEATURE`: re-runs a batch feature for a subset of keys (the other keys keep their
+/// values) or with another model file.
+struct BackfillCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backfill",
+        abstract: "Re-run a batch feature for chosen keys and/or another model version, and publish the result.")
+
+    @Argument(help: "The batch feature.") var feature: String
+    @Option(name: .shortAndLong, help: "The manifest (default: $FRESHLINE_MANIFEST, else freshline.yaml).")
+    var manifest: String?
+    @Option(help: "Keys to recompute, comma-separated.") var keys: String?
+    @Option(help: "A file of keys to recompute, one per line.") var keysFile: String?
+    @Option(help: "An ONNX file to compute with instead of the feature's model (a new model version).")
+    var model: String?
+
+    func validate() throws {
+        if keys == nil && keysFile == nil && model == nil {
+            throw ValidationError("give --keys, --keys-file and/or --model: a backfill needs a subset or a model")
+        }
+    }
+
+    func run() async throws {
+        let context = try BatchCLI(manifestOption: manifest, feature: feature)
+        var subset: [String]?
+        if let keys { subset = keys.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+        if let keysFile {
+            guard let text = try? String(contentsOfFile: keysFile, encoding: .utf8) else {
+                throw CLIError("\(keysFile): cannot read the file")
+            }
+            subset = (subset ?? []) + text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+        }
+        if subset?.isEmpty == true { throw CLIError("no keys given") }
+        if let model, !FileManager.default.fileExists(atPath: model) { throw CLIError("\(model): no such file") }
+        let run = try await context.start(
+            trigger: .backfill, keys: subset, modelPath: model.map { URL(fileURLWithPath: $0).path })
+        try await context.execute(run)
+    }
+}
+
+/// What `run` and `backfill` share: loading the manifest and the feature, and executing with progress output.
+struct BatchCLI {
+    let runner: BatchRunner
+
+    init(manifestOption: String?, feature: String) throws {
+        let path = manifestOption ?? ProcessInfo.processInfo.environment["FRESHLINE_MANIFEST"] ?? "freshline.yaml"
+        let manifest: Manifest
+        do { manifest = try ManifestLoader.load(path: path) } catch let errors as ManifestErrors {
+            throw CLIError(errors.description)
+        }
+        guard let spec = manifest.features[feature] else {
+            throw CLIError(
+                "\(path): no feature named '\(feature)' (features: \(manifest.features.keys.sorted().joined(separator: ", ")))"
+            )
+        }
+        guard spec.batch != nil else { throw CLIError("\(path): feature '\(feature)' has no batch section") }
+        let (models, loadErrors) = ServingModel.loadAll(manifest)
+        let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
+        guard problems.isEmpty else { throw CLIError(problems.map(\.description).joined(separator: "\n")) }
+        guard let model = models[spec.model] else { throw CLIError("\(path): model '\(spec.model)' did not load") }
+        let store = try ServingRuntime.openStore(for: manifest)
+        runner = BatchRunner(feature: spec, model: model.model, manifestPath: manifest.path, store: store, metrics: nil)
+    }
+
+    func start(trigger: BatchRun.Trigger, keys: [String]?, modelPath: String?) async throws -> BatchRun {
+        do {
+            return try await runner.start(trigger: trigger, keys: keys, modelPath: modelPath)
+        } catch let error as BatchStoreError {
+            throw CLIError("\(runner.feature.name): \(error)")
+        }
+    }
+
+    func execute(_ run: BatchRun) async throws {
+        let progress = ProgressLine(terminal: isatty(STDERR_FILENO) == 1)
+        let clock = ContinuousClock()
+        let started = clock.now
+        let snapshot: SnapshotInfo
+        do {
+            snapshot = try await runner.execute(run) { report in progress.update(report) }
+        } catch {
+            progress.finish()
+            throw CLIError("run \(run.id) failed: \(error)")
+        }
+        progress.finish()
+        let elapsed = (clock.now - started).seconds
+        let final = try await runner.store.run(id: run.id) ?? run
+        let rate = final.busySeconds > 0 ? Double(final.rowsDone) / final.busySeconds : 0
+        print(
+            "run \(run.id): \(final.rowsWritten) rows written, \(final.rowsFailed) failed, \(String(format: "%.1f", elapsed)) s (\(Int(rate)) rows/s); published \(runner.feature.name) v\(snapshot.version) with \(snapshot.keyCount) keys"
+        )
+        if final.rowsFailed > 0 {
+            for failure in try await runner.store.failures(runID: run.id, limit: 10) {
+                print("  \(failure.location): \(failure.reason)")
+            }
+            if final.rowsFailed > 10 { print("  … \(final.rowsFailed - 10) more: GET /v1/runs/\(run.id)") }
+        }
+    }
+}
+
+/// A progress bar on a terminal (rewritten in place), plain lines at most once a second otherwise.
+final class ProgressLine: @unchecked Sendable {
+    private let terminal: Bool
+    private let lock = NSLock()
+    private var lastPrint = 0.0
+    private var drawn = false
+
+    init(terminal: Bool) { self.terminal = terminal }
+
+    func update(_ report: BatchRunner.Report) {
+        lock.lock()
+        defer { lock.unlock() }
+        let now = Date().timeIntervalSince1970
+        guard terminal || now - lastPrint >= 1 else { return }
+        lastPrint = now
+        let run = report.run
+        let rate = "\(Int(report.rowsPerSecond)) rows/s"
+        let eta = report.secondsLeft.map { "ETA \(Self.format($0))" } ?? ""
+        var line: String
+        if let total = run.rowsTotal, total > 0 {
+            let fraction = min(1, Double(run.rowsDone) / Double(total))
+            let width = 30
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            line = "[\(bar)] \(Int(fraction * 100))% \(run.rowsDone)/\(total) rows  \(rate)  \(eta)"
+        } else {
+            line = "\(run.rowsDone) rows  \(rate)"
+        }
+        if run.rowsFailed > 0 { line += "  (\(run.rowsFailed) failed)" }
+        if terminal {
+            FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
+            drawn = true
+        } else {
+            FileHandle.standardError.write(Data((run.id + ": " + line + "\n").utf8))
+        }
+    }
+
+    func finish() {
+        lock.lock()
+        defer { lock.unlock() }
+        if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+        drawn = false
+    }
+
+    static func format(_ seconds: Double) -> String {
+        seconds < 60 ? "\(Int(seconds.rounded(.up))) s" : "\(Int(seconds / 60)) min \(Int(seconds) % 60) s"
+    }
+}
