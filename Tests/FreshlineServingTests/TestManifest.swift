@@ -58,9 +58,16 @@ enum TestManifest {
 
     /// A runtime over a manifest, with an in-memory store and a metrics factory of the caller's choice.
     static func runtime(_ yaml: String = standard, factory: any MetricsFactory) throws -> ServingRuntime {
-        let manifest = try ManifestLoader.load(path: try write(yaml))
+        try runtime(path: try write(yaml), factory: factory)
+    }
+
+    /// A runtime over the manifest at `path`, with an SQLite store beside it (runs and snapshots, request log).
+    static func runtime(path: String, factory: any MetricsFactory) throws -> ServingRuntime {
+        let manifest = try ManifestLoader.load(path: path)
+        let store = try SQLiteStore(
+            path: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("state.sqlite").path)
         return try ServingRuntime(
-            manifest: manifest, metricsFactory: factory, requestLogStore: try SQLiteStore(),
+            manifest: manifest, metricsFactory: factory, requestLogStore: store, batchStore: store,
             logger: Logger(label: "test"))
     }
 }

@@ -72,6 +72,8 @@ public final class BatchService: Sendable {
             } else {
                 server.refreshSnapshotFigures()
             }
+        } catch is CancellationError {
+            return
         } catch {
             logger.error("cannot load the snapshot of \(feature): \(error)")
         }

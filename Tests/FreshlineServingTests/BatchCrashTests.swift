@@ -1,0 +1,136 @@
+import Foundation
+import FreshlineCore
+import FreshlineEngine
+import FreshlineRuntime
+import FreshlineStore
+import Testing
+
+/// `kill -9` during a batch run, with the real `freshline` binary: the previous snapshot keeps serving, the next
+/// `freshline run` resumes from the checkpoint, and the published snapshot holds every row exactly once.
+@Suite("Batch crash safety")
+struct BatchCrashTests {
+    /// The `freshline` executable the test build produced (`swift build --build-tests` builds it), or
+    /// `$FRESHLINE_BINARY`.
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["FRESHLINE_BINARY"] { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/freshline").path
+    }
+
+    static func writeCSV(_ path: String, rows: Int) throws {
+        var text = "user_id," + (0..<16).map { "f\($0)" }.joined(separator: ",") + "\n"
+        text.reserveCapacity(rows * 120)
+        for i in 0..<rows { text += "u\(i)," + features(i).map { String($0) }.joined(separator: ",") + "\n" }
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// Deterministic inputs for row `i`.
+    static func features(_ i: Int) -> [Float] {
+        (0..<16).map { j in Float((i * 31 + j * 17) % 97) / 24 - 2 }
+    }
+
+    static func freshline(_ arguments: [String], in folder: URL) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = folder
+        process.standardOutput = Pipe()
+        process.standardError = Pipe()
+        try process.run()
+        return process
+    }
+
+    static func output(_ process: Process) -> String {
+        let out = (process.standardOutput as? Pipe)?.fileHandleForReading.readDataToEndOfFile() ?? Data()
+        let err = (process.standardError as? Pipe)?.fileHandleForReading.readDataToEndOfFile() ?? Data()
+        return String(decoding: out, as: UTF8.self) + String(decoding: err, as: UTF8.self)
+    }
+
+    @Test("kill -9 mid-run: the old snapshot stays published, the next run resumes and publishes every row once")
+    func killDuringRun() async throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            Issue.record("no freshline binary at \(Self.binary): build it (swift build --build-tests) first")
+            return
+        }
+        let manifest = try TestManifest.write(
+            """
+            version: 1
+            models:
+              gbdt: ZOO/gbc_binary.onnx
+            features:
+              churn:
+                model: gbdt
+                pattern: batch
+                key: user_id
+                batch:
+                  source: {csv: users.csv}
+                  columns:
+                    X: [\((0..<16).map { "f\($0)" }.joined(separator: ", "))]
+                  chunk_rows: 500
+                  threads: 1
+            store: state.sqlite
+            """)
+        let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
+        let csv = folder.appendingPathComponent("users.csv").path
+        let storePath = folder.appendingPathComponent("state.sqlite").path
+
+        // v1: a small source, run to the end.
+        try Self.writeCSV(csv, rows: 50)
+        let first = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0, "first run: \(Self.output(first))")
+        let store = try SQLiteStore(path: storePath)
+        let v1 = try #require(try await store.publishedSnapshot(feature: "churn"))
+        #expect(v1.version == 1 && v1.keyCount == 50)
+
+        // v2: a large source; kill -9 once a few chunks are checkpointed.
+        let total = 120_000
+        try Self.writeCSV(csv, rows: total)
+        let victim = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
+        var checkpoint = 0
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline && victim.isRunning {
+            if let run = try await store.runs(feature: "churn", limit: 1).first, run.state == .running,
+                run.rowsDone >= 1500
+            {
+                kill(victim.processIdentifier, SIGKILL)
+                break
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        victim.waitUntilExit()
+        #expect(victim.terminationReason == .uncaughtSignal, "the run ended before it could be killed")
+        let interrupted = try #require(try await store.runs(feature: "churn", limit: 1).first)
+        checkpoint = interrupted.rowsDone
+        #expect(interrupted.state == .running)
+        #expect(checkpoint > 0 && checkpoint < total)
+        #expect(checkpoint % 500 == 0, "checkpoints fall on chunk boundaries")
+        #expect(try await store.publishedSnapshot(feature: "churn")?.id == v1.id, "v1 keeps serving")
+
+        // The next run resumes from the checkpoint and publishes.
+        let resumed = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
+        resumed.waitUntilExit()
+        let text = Self.output(resumed)
+        #expect(resumed.terminationStatus == 0, "resumed run: \(text)")
+        #expect(text.contains("resuming interrupted run \(interrupted.id) at row \(checkpoint)"))
+        let finished = try #require(try await store.run(id: interrupted.id))
+        #expect(finished.state == .succeeded)
+        #expect(finished.resumes == 1)
+        #expect(finished.rowsDone == total && finished.rowsWritten == total && finished.rowsFailed == 0)
+        let v2 = try #require(try await store.publishedSnapshot(feature: "churn"))
+        #expect(v2.version == 2 && v2.keyCount == total && v2.runID == interrupted.id)
+
+        // Every row exactly once, with the model's answer.
+        let chunks = try await store.chunks(snapshotID: v2.id)
+        #expect(chunks.reduce(0) { $0 + $1.keys.count } == total)
+        let table = try await SnapshotTable.load(v2, from: store)
+        let model = try Model(contentsOf: TestManifest.zoo.appendingPathComponent("gbc_binary.onnx"))
+        for i in [0, checkpoint - 1, checkpoint, checkpoint + 1, total - 1] {
+            let feeds = try RowBatch.tensors(
+                rows: [["X": .array(Self.features(i).map { .number(Double($0)) })]], inputs: model.metadata.inputs)
+            let expected = try RowBatch.rows(outputs: try model.run(feeds), count: 1)[0]
+            #expect(table.rows["u\(i)"] == expected, "row u\(i)")
+        }
+    }
+}

@@ -1,0 +1,350 @@
+import Foundation
+import FreshlineCore
+import FreshlineEngine
+import FreshlineHTTP
+import FreshlineRuntime
+import FreshlineStore
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Prometheus
+import Testing
+
+/// The batch pattern through the HTTP API: runs publish snapshots, predictions answer from them under the
+/// freshness contract, and the stale and cold-start rungs behave as configured.
+@Suite("Batch serving")
+struct BatchServingTests {
+    static let columns = (0..<16).map { "f\($0)" }
+
+    /// A folder with `users.csv` (the zoo's 36 gbc_binary rows as users u0…u35, then one bad row) and a manifest.
+    static func fixture(features: String, extraRows: String = "") throws -> (manifest: String, rows: [[Double]]) {
+        let inputs = try String(
+            contentsOf: TestManifest.zoo.appendingPathComponent("gbc_binary.inputs.jsonl"), encoding: .utf8)
+        var rows: [[Double]] = []
+        for line in inputs.split(separator: "\n") {
+            guard case .object(let object) = try JSONValue.parse(Array(line.utf8)), case .array(let x)? = object["X"]
+            else { continue }
+            rows.append(x.compactMap(\.doubleValue))
+        }
+        var csv = "user_id," + columns.joined(separator: ",") + "\n"
+        for (index, row) in rows.enumerated() {
+            csv += "u\(index)," + row.map { String($0) }.joined(separator: ",") + "\n"
+        }
+        csv += "bad," + Array(repeating: "oops", count: 16).joined(separator: ",") + "\n" + extraRows
+        let manifest = try TestManifest.write(
+            """
+            version: 1
+            models:
+              gbdt: ZOO/gbc_binary.onnx
+            features:
+            \(features)
+            tokens:
+              - {name: app, token: app-secret, scopes: [predict]}
+              - {name: ops, token: ops-secret, scopes: [admin]}
+            """)
+        let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
+        try csv.write(to: folder.appendingPathComponent("users.csv"), atomically: true, encoding: .utf8)
+        return (manifest, rows)
+    }
+
+    static func batchFeature(_ name: String, _ extra: String = "", staleness: String = "1h") -> String {
+        """
+          \(name):
+            model: gbdt
+            pattern: batch
+            key: user_id
+            max_staleness: \(staleness)
+        \(extra.isEmpty ? "" : extra + "\n")    batch:
+              source: {csv: users.csv}
+              columns:
+                X: [\(columns.joined(separator: ", "))]
+              chunk_rows: 10
+        """
+    }
+
+    static let app: HTTPFields = [.authorization: "Bearer app-secret", .contentType: "application/json"]
+    static let ops: HTTPFields = [.authorization: "Bearer ops-secret", .contentType: "application/json"]
+
+    func withServer(
+        _ manifest: String,
+        _ body: @Sendable @escaping (any TestClientProtocol, ServingRuntime) async throws -> Void
+    ) async throws {
+        let registry = PrometheusCollectorRegistry()
+        let runtime = try TestManifest.runtime(path: manifest, factory: PrometheusMetricsFactory(registry: registry))
+        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await runtime.run() }
+            try await app.test(.router) { client in try await body(client, runtime) }
+            group.cancelAll()
+        }
+    }
+
+    /// Starts a run through the batch service and waits until the feature serves the snapshot it publishes.
+    @discardableResult
+    static func publish(_ runtime: ServingRuntime, _ feature: String, keys: [String]? = nil) async throws
+        -> BatchRun
+    {
+        let batch = try #require(runtime.batch)
+        let run = try await batch.trigger(feature: feature, keys: keys)
+        try await waitFor("\(feature) serves the snapshot of \(run.id)") {
+            runtime.features[feature]?.snapshot?.info.runID == run.id
+        }
+        return try #require(try await batch.batchStore.run(id: run.id))
+    }
+
+    static func waitFor(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool)
+        async throws
+    {
+        let deadline = ContinuousClock.now + timeout
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out waiting until \(what)")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    static func predict(_ client: any TestClientProtocol, _ feature: String, _ body: String) async throws -> (
+        HTTPResponse.Status, [String: JSONValue], HTTPFields
+    ) {
+        try await client.execute(
+            uri: "/v1/features/\(feature)/predict", method: .post, headers: app, body: ByteBuffer(string: body)
+        ) { response in
+            (response.status, try HTTPAPITests.json(response.body), response.headers)
+        }
+    }
+
+    @Test("a batch feature answers from its published snapshot, with provenance, equal to the engine")
+    func answersFromSnapshot() async throws {
+        let (manifest, rows) = try Self.fixture(features: Self.batchFeature("churn"))
+        try await withServer(manifest) { client, runtime in
+            let run = try await Self.publish(runtime, "churn")
+            #expect(run.state == .succeeded)
+            #expect(run.rowsWritten == rows.count)
+            #expect(run.rowsFailed == 1)
+            let model = try #require(runtime.models["gbdt"]).model
+            for index in [0, 7, 35] {
+                let (status, json, headers) = try await Self.predict(client, "churn", #"{"key": "u\#(index)"}"#)
+                #expect(status == .ok)
+                #expect(json["source"] == .string("batch"))
+                #expect(json["snapshot"] == .string("v1"))
+                #expect(json["stale"] == .bool(false))
+                #expect(headers[.age] != nil)
+                let info = try #require(runtime.features["churn"]?.snapshot?.info)
+                #expect(json["computed_at"] == .string(Timestamp.rfc3339(info.inputTime)))
+                let feeds = try RowBatch.tensors(
+                    rows: [["X": .array(rows[index].map(JSONValue.number))]], inputs: model.metadata.inputs)
+                let expected = try RowBatch.rows(outputs: try model.run(feeds), count: 1)[0]
+                #expect(json["outputs"] == .object(expected))
+            }
+        }
+    }
+
+    @Test("a contract the snapshot cannot meet: recompute, else the stale value flagged, per on_stale")
+    func staleness() async throws {
+        let features = [
+            Self.batchFeature("churn"),
+            Self.batchFeature("strict", "    on_failure: error").replacingOccurrences(
+                of: "chunk_rows: 10", with: "chunk_rows: 10\n      on_stale: error"),
+            Self.batchFeature("lenient").replacingOccurrences(
+                of: "chunk_rows: 10", with: "chunk_rows: 10\n      on_stale: fallback"),
+        ].joined(separator: "\n")
+        let (manifest, rows) = try Self.fixture(features: features)
+        try await withServer(manifest) { client, runtime in
+            for feature in ["churn", "strict", "lenient"] { try await Self.publish(runtime, feature) }
+            let x = "[" + rows[3].map { String($0) }.joined(separator: ",") + "]"
+            // Key only: no inputs to recompute from, so the stale value answers, flagged.
+            var (status, json, _) = try await Self.predict(client, "churn", #"{"key": "u3", "max_staleness": "1ms"}"#)
+            #expect(status == .ok)
+            #expect(json["source"] == .string("fallback"))
+            #expect(json["stale"] == .bool(true))
+            // With inputs: recomputed now.
+            (status, json, _) = try await Self.predict(
+                client, "churn", #"{"key": "u3", "inputs": {"X": \#(x)}, "max_staleness": "1ms"}"#)
+            #expect(status == .ok)
+            #expect(json["source"] == .string("realtime"))
+            #expect(json["stale"] == .bool(false))
+            // A generous contract is met by the snapshot.
+            (status, json, _) = try await Self.predict(client, "churn", #"{"key": "u3", "max_staleness": "7d"}"#)
+            #expect(json["source"] == .string("batch"))
+            // on_stale: error refuses with 503 stale.
+            (status, json, _) = try await Self.predict(client, "strict", #"{"key": "u3", "max_staleness": "1ms"}"#)
+            #expect(status == .serviceUnavailable)
+            #expect(
+                json["error"].flatMap { if case .object(let e) = $0 { e["code"] } else { nil } } == .string("stale"))
+            // on_stale: fallback answers the stale value even when inputs are given.
+            (status, json, _) = try await Self.predict(
+                client, "lenient", #"{"key": "u3", "inputs": {"X": \#(x)}, "max_staleness": "1ms"}"#)
+            #expect(json["source"] == .string("fallback"))
+            #expect(json["stale"] == .bool(true))
+        }
+    }
+
+    @Test("keys the snapshot lacks follow the cold-start policy")
+    func coldStart() async throws {
+        let features = [
+            Self.batchFeature("churn"),
+            Self.batchFeature("closed").replacingOccurrences(
+                of: "chunk_rows: 10", with: "chunk_rows: 10\n      cold_start: error"),
+            Self.batchFeature("defaulted", "    on_failure: {default: {label: 0}}\n    outputs: [label]")
+                .replacingOccurrences(of: "chunk_rows: 10", with: "chunk_rows: 10\n      cold_start: default"),
+        ].joined(separator: "\n")
+        let (manifest, rows) = try Self.fixture(features: features)
+        try await withServer(manifest) { client, runtime in
+            for feature in ["churn", "closed", "defaulted"] { try await Self.publish(runtime, feature) }
+            let x = "[" + rows[0].map { String($0) }.joined(separator: ",") + "]"
+            var (status, json, _) = try await Self.predict(
+                client, "churn", #"{"key": "new-user", "inputs": {"X": \#(x)}}"#)
+            #expect(status == .ok)
+            #expect(json["source"] == .string("realtime"))
+            (status, json, _) = try await Self.predict(client, "churn", #"{"key": "new-user"}"#)
+            #expect(status == .notFound)
+            #expect(
+                json["error"].flatMap { if case .object(let e) = $0 { e["code"] } else { nil } }
+                    == .string("unknown_key"))
+            (status, _, _) = try await Self.predict(client, "closed", #"{"key": "new-user", "inputs": {"X": \#(x)}}"#)
+            #expect(status == .notFound)
+            (status, json, _) = try await Self.predict(client, "defaulted", #"{"key": "new-user"}"#)
+            #expect(status == .ok)
+            #expect(json["source"] == .string("default"))
+            #expect(json["outputs"] == .object(["label": .integer(0)]))
+            // The bad source row never reached the snapshot.
+            (status, _, _) = try await Self.predict(client, "closed", #"{"key": "bad"}"#)
+            #expect(status == .notFound)
+            // Coverage counts hits and misses.
+            let live = try #require(runtime.features["closed"]).liveFigures
+            #expect(live.snapshotMisses == 2)
+        }
+    }
+
+    @Test("runs API: start, watch, failures, backfill, snapshots; admin only")
+    func runsAPI() async throws {
+        let features = Self.batchFeature("churn") + "\n  live:\n    model: gbdt\n"
+        let (manifest, rows) = try Self.fixture(features: features)
+        try await withServer(manifest) { client, runtime in
+            // Predict tokens may not start runs.
+            try await client.execute(uri: "/v1/features/churn/runs", method: .post, headers: Self.app) { response in
+                #expect(response.status == .forbidden)
+            }
+            let location = try await client.execute(
+                uri: "/v1/features/churn/runs", method: .post, headers: Self.ops
+            ) { response -> String in
+                #expect(response.status == .accepted)
+                let json = try HTTPAPITests.json(response.body)
+                #expect(json["state"] == .string("running"))
+                return try #require(response.headers[.location])
+            }
+            #expect(location.hasPrefix("/v1/runs/run_"))
+            var run: [String: JSONValue] = [:]
+            try await Self.waitFor("the run succeeds") {
+                run = try await client.execute(uri: location, method: .get, headers: Self.ops) { response in
+                    try HTTPAPITests.json(response.body)
+                }
+                return run["state"] == .string("succeeded")
+            }
+            #expect(run["rows_total"] == .integer(Int64(rows.count + 1)))
+            #expect(run["rows_written"] == .integer(Int64(rows.count)))
+            #expect(run["rows_failed"] == .integer(1))
+            guard case .array(let failures)? = run["failures"], case .object(let failure)? = failures.first else {
+                Issue.record("no failures listed")
+                return
+            }
+            #expect(failure["location"] == .string("users.csv:\(rows.count + 2)"))
+            guard case .string(let reason)? = failure["reason"] else { return }
+            #expect(reason.contains("f0") && reason.contains("not a number"))
+
+            // A backfill over two keys publishes v2 with every key still present.
+            try await client.execute(
+                uri: "/v1/features/churn/runs", method: .post, headers: Self.ops,
+                body: ByteBuffer(string: #"{"keys": ["u1", "u2"]}"#)
+            ) { response in #expect(response.status == .accepted) }
+            try await Self.waitFor("v2 serves") { runtime.features["churn"]?.snapshot?.info.version == 2 }
+            #expect(runtime.features["churn"]?.snapshot?.rows.count == rows.count)
+            try await client.execute(uri: "/v1/features/churn/snapshots", method: .get, headers: Self.ops) {
+                response in
+                let json = try HTTPAPITests.json(response.body)
+                guard case .array(let items)? = json["snapshots"], items.count == 2,
+                    case .object(let newest) = items[0], case .object(let older) = items[1]
+                else {
+                    Issue.record("expected two snapshots: \(json)")
+                    return
+                }
+                #expect(newest["label"] == .string("v2"))
+                #expect(newest["serving"] == .bool(true))
+                #expect(newest["state"] == .string("published"))
+                #expect(older["state"] == .string("retired"))
+            }
+            try await client.execute(
+                uri: "/v1/features/churn/runs", method: .post, headers: Self.ops,
+                body: ByteBuffer(string: #"{"keys": 3}"#)
+            ) { response in #expect(response.status == .badRequest) }
+            try await client.execute(uri: "/v1/features/live/runs", method: .post, headers: Self.ops) { response in
+                #expect(response.status == .conflict)
+            }
+            try await client.execute(uri: "/v1/features/nope/runs", method: .post, headers: Self.ops) { response in
+                #expect(response.status == .notFound)
+            }
+            try await client.execute(uri: "/v1/runs/run_missing", method: .get, headers: Self.ops) { response in
+                #expect(response.status == .notFound)
+            }
+        }
+    }
+
+    @Test("readiness fails while a snapshot is missing or older than max_staleness")
+    func readiness() async throws {
+        let (manifest, _) = try Self.fixture(features: Self.batchFeature("churn"))
+        try await withServer(manifest) { client, runtime in
+            try await client.execute(uri: "/healthz/ready", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("no published snapshot"))
+            }
+            try await Self.publish(runtime, "churn")
+            try await client.execute(uri: "/healthz/ready", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
+    @Test("a snapshot published by another process is served within the poll interval")
+    func publishedElsewhere() async throws {
+        let (manifest, _) = try Self.fixture(features: Self.batchFeature("churn"))
+        try await withServer(manifest) { _, runtime in
+            // A second runner on the same store file stands in for `freshline run` in another process.
+            let loaded = try ManifestLoader.load(path: manifest)
+            let store = try SQLiteStore(
+                path: URL(fileURLWithPath: manifest).deletingLastPathComponent().appendingPathComponent("state.sqlite")
+                    .path)
+            let spec = try #require(loaded.features["churn"])
+            let runner = BatchRunner(
+                feature: spec, model: try #require(runtime.models["gbdt"]).model, manifestPath: manifest, store: store,
+                metrics: nil)
+            let run = try await runner.start(trigger: .manual)
+            let snapshot = try await runner.execute(run)
+            try await Self.waitFor("the server swaps in v\(snapshot.version)", timeout: .seconds(5)) {
+                runtime.features["churn"]?.snapshot?.info.id == snapshot.id
+            }
+        }
+    }
+
+    @Test("catch-up: a missed schedule slot runs once at start-up, unless catch_up is skip")
+    func catchUp() async throws {
+        let features = [
+            Self.batchFeature("yearly").replacingOccurrences(
+                of: "chunk_rows: 10", with: "chunk_rows: 10\n      schedule: \"0 0 1 1 *\""),
+            Self.batchFeature("skipper").replacingOccurrences(
+                of: "chunk_rows: 10", with: "chunk_rows: 10\n      schedule: \"0 0 1 1 *\"\n      catch_up: skip"),
+        ].joined(separator: "\n")
+        let (manifest, _) = try Self.fixture(features: features)
+        try await withServer(manifest) { _, runtime in
+            try await Self.waitFor("the catch-up run publishes") { runtime.features["yearly"]?.snapshot != nil }
+            let store = try #require(runtime.batch).batchStore
+            let runs = try await store.runs(feature: "yearly", limit: 10)
+            #expect(runs.count == 1)
+            #expect(runs.first?.trigger == .catchUp)
+            #expect(runs.first?.scheduledFor.map { $0 <= Date().timeIntervalSince1970 } == true)
+            #expect(try await store.runs(feature: "skipper", limit: 10).isEmpty)
+        }
+    }
+}
