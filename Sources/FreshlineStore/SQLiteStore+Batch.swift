@@ -166,6 +166,9 @@ extension SQLiteStore: BatchStore {
         let keys = ChunkCodec.encode(chunk.keys.lazy.map(\.utf8))
         let outputs = ChunkCodec.encode(chunk.outputs)
         try await writer.write { db in
+            let state = try String.fetchOne(db, sql: "SELECT state FROM runs WHERE id = ?", arguments: [runID])
+            guard let state else { throw BatchStoreError.unknownRun(runID) }
+            guard state == BatchRun.State.running.rawValue else { throw BatchStoreError.runNotRunning(runID) }
             if !chunk.keys.isEmpty {
                 try db.execute(
                     sql: """
@@ -207,6 +210,7 @@ extension SQLiteStore: BatchStore {
     public func publish(runID: String, at: Double, retention: Int) async throws -> SnapshotInfo {
         let published = try await writer.write { db -> SnapshotInfo in
             guard let run = try Self.fetchRun(db, id: runID) else { throw BatchStoreError.unknownRun(runID) }
+            guard run.state == .running else { throw BatchStoreError.runNotRunning(runID) }
             // Count distinct keys over every chunk (later chunks may repeat keys).
             var keys: Set<[UInt8]> = []
             let blobs = try Data.fetchAll(
@@ -216,8 +220,12 @@ extension SQLiteStore: BatchStore {
                 sql: "UPDATE snapshots SET state = 'retired' WHERE feature = ? AND state = 'published'",
                 arguments: [run.feature])
             try db.execute(
-                sql: "UPDATE snapshots SET state = 'published', published_at = ?, key_count = ? WHERE id = ?",
+                sql: """
+                    UPDATE snapshots SET state = 'published', published_at = ?, key_count = ?
+                    WHERE id = ? AND state = 'building'
+                    """,
                 arguments: [at, keys.count, run.snapshotID])
+            guard db.changesCount == 1 else { throw BatchStoreError.runNotRunning(runID) }
             try db.execute(
                 sql: "UPDATE runs SET state = 'succeeded', finished_at = ?, heartbeat_at = ? WHERE id = ?",
                 arguments: [at, at, runID])

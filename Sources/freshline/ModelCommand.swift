@@ -128,6 +128,8 @@ struct ModelCommand: AsyncParsableCommand {
         @Option(help: "Rows per call.") var batchSize = 1
         @Option(help: "Seconds to measure.") var seconds = 2.0
         @Option(help: "Integer inputs are drawn from 0..<N (ids for embedding tables).") var integerRange = 2
+        @Option(help: "Rows to time instead of random ones: JSON Lines of named inputs, cycled to the batch size.")
+        var inputs: String?
         @Flag(help: "Print one JSON object.") var json = false
 
         func validate() throws {
@@ -138,7 +140,26 @@ struct ModelCommand: AsyncParsableCommand {
 
         func run() throws {
             let model = try loadModel(file)
-            let feeds = try model.syntheticFeeds(batchSize: batchSize, integerRange: integerRange)
+            var feeds = try model.syntheticFeeds(batchSize: batchSize, integerRange: integerRange)
+            if let inputs {
+                guard let text = try? String(contentsOfFile: inputs, encoding: .utf8) else {
+                    throw CLIError("\(inputs): cannot read the file")
+                }
+                var rows: [[String: JSONValue]] = []
+                for (index, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
+                    guard case .object(let row) = try? JSONValue.parse(Array(line.utf8)) else {
+                        throw CLIError("\(inputs):\(index + 1): expected a JSON object of named inputs")
+                    }
+                    rows.append(row)
+                }
+                guard !rows.isEmpty else { throw CLIError("\(inputs): no rows") }
+                let batch = (0..<batchSize).map { rows[$0 % rows.count] }
+                do { feeds = try RowBatch.tensors(rows: batch, inputs: model.metadata.inputs) } catch let error
+                    as EngineError
+                {
+                    throw CLIError("\(inputs): \(error.message)")
+                }
+            }
             let m = try model.measure(feeds: feeds, seconds: seconds)
             if json {
                 print(

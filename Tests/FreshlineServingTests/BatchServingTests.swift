@@ -296,6 +296,7 @@ struct BatchServingTests {
     func readiness() async throws {
         let (manifest, _) = try Self.fixture(features: Self.batchFeature("churn"))
         try await withServer(manifest) { client, runtime in
+            try await Self.waitFor("the start-up snapshot load") { runtime.batch?.snapshotsLoaded == true }
             try await client.execute(uri: "/healthz/ready", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
                 #expect(String(buffer: response.body).contains("no published snapshot"))

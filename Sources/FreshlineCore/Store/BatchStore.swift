@@ -191,11 +191,14 @@ public enum BatchStoreError: Error, Sendable, Equatable, CustomStringConvertible
     case runInProgress(runID: String)
     /// No run with this id.
     case unknownRun(String)
+    /// The run has ended (succeeded, failed or canceled): it can no longer write or publish.
+    case runNotRunning(String)
 
     public var description: String {
         switch self {
         case .runInProgress(let id): "a run is already in progress (\(id))"
         case .unknownRun(let id): "no run with id \(id)"
+        case .runNotRunning(let id): "run \(id) has ended and cannot write or publish"
         }
     }
 }

@@ -129,27 +129,61 @@ public final class BatchRunner: Sendable {
         var chunkIndex = run.rowsDone / max(1, batch.chunkRows)
         var attemptRows = 0
         var attemptBusy = 0.0
+        // CSV sources whose inputs are numeric columns take the columnar path (cells parsed from the mapped
+        // bytes straight into tensors); everything else reads records of named fields.
+        let columnar = (reader.reader as? CSVEntityReader).flatMap {
+            CSVColumnarPlan(mapper: mapper, header: $0.header)
+        }
+        var readAhead: Task<CSVRawChunk, any Error>?
+        defer { readAhead?.cancel() }
         while true {
             try Task.checkCancellation()
             let started = ContinuousClock.now
-            let records = try await pool.runIfActive { try reader.reader.next(maxRows: self.batch.chunkRows) }
-            if records.isEmpty { break }
-            // Split the chunk into one slice per thread and compute the slices in parallel.
-            let sliceSize = (records.count + threads - 1) / threads
-            let slices = stride(from: 0, to: records.count, by: sliceSize).map {
-                Array(records[$0..<min(records.count, $0 + sliceSize)])
-            }
-            var parts = [ChunkPart?](repeating: nil, count: slices.count)
-            try await withThrowingTaskGroup(of: (Int, ChunkPart).self) { group in
-                for (index, slice) in slices.enumerated() {
-                    group.addTask {
-                        let part = try await pool.runIfActive {
-                            Self.compute(slice, mapper: mapper, model: model, keys: keySet, outputs: selected)
+            var parts: [ChunkPart?] = []
+            let rowsRead: Int
+            if let plan = columnar {
+                // The next chunk is scanned while this one computes (read-ahead of one chunk).
+                let raw = try await (readAhead ?? readRaw(reader, pool: pool)).value
+                readAhead = raw.rows == 0 ? nil : readRaw(reader, pool: pool)
+                rowsRead = raw.rows
+                if rowsRead == 0 { break }
+                let sliceSize = (raw.rows + threads - 1) / threads
+                let ranges = stride(from: 0, to: raw.rows, by: sliceSize).map { $0..<min(raw.rows, $0 + sliceSize) }
+                parts = [ChunkPart?](repeating: nil, count: ranges.count)
+                try await withThrowingTaskGroup(of: (Int, ChunkPart).self) { group in
+                    for (index, range) in ranges.enumerated() {
+                        group.addTask {
+                            let part = try await pool.runIfActive {
+                                Self.computeColumnar(
+                                    raw, range: range, plan: plan, mapper: mapper, model: model, keys: keySet,
+                                    outputs: selected)
+                            }
+                            return (index, part)
                         }
-                        return (index, part)
                     }
+                    for try await (index, part) in group { parts[index] = part }
                 }
-                for try await (index, part) in group { parts[index] = part }
+            } else {
+                let records = try await pool.runIfActive { try reader.reader.next(maxRows: self.batch.chunkRows) }
+                rowsRead = records.count
+                if records.isEmpty { break }
+                // Split the chunk into one slice per thread and compute the slices in parallel.
+                let sliceSize = (records.count + threads - 1) / threads
+                let slices = stride(from: 0, to: records.count, by: sliceSize).map {
+                    Array(records[$0..<min(records.count, $0 + sliceSize)])
+                }
+                parts = [ChunkPart?](repeating: nil, count: slices.count)
+                try await withThrowingTaskGroup(of: (Int, ChunkPart).self) { group in
+                    for (index, slice) in slices.enumerated() {
+                        group.addTask {
+                            let part = try await pool.runIfActive {
+                                Self.compute(slice, mapper: mapper, model: model, keys: keySet, outputs: selected)
+                            }
+                            return (index, part)
+                        }
+                    }
+                    for try await (index, part) in group { parts[index] = part }
+                }
             }
             var keys: [String] = []
             var outputs: [[UInt8]] = []
@@ -160,7 +194,7 @@ public final class BatchRunner: Sendable {
                 failures += part.failures
             }
             let busy = (ContinuousClock.now - started).seconds
-            run.rowsDone += records.count
+            run.rowsDone += rowsRead
             run.rowsWritten += keys.count
             run.rowsFailed += failures.count
             run.busySeconds += busy
@@ -172,7 +206,7 @@ public final class BatchRunner: Sendable {
                     rowsDone: run.rowsDone, rowsWritten: run.rowsWritten, rowsFailed: run.rowsFailed,
                     busySeconds: run.busySeconds, heartbeatAt: run.heartbeatAt))
             chunkIndex += 1
-            attemptRows += records.count
+            attemptRows += rowsRead
             attemptBusy += (ContinuousClock.now - started).seconds
             metrics?.runRows(feature: feature.name, rows: keys.count, failed: failures.count)
             if let report {
@@ -184,6 +218,19 @@ public final class BatchRunner: Sendable {
         }
         try Task.checkCancellation()
         return try await store.publish(runID: run.id, at: Clock.unixNow, retention: batch.retention)
+    }
+
+    /// Scans the next raw CSV chunk on the runner's pool.
+    private func readRaw(_ reader: ReaderBox, pool: NIOThreadPool) -> Task<CSVRawChunk, any Error> {
+        let chunkRows = batch.chunkRows
+        return Task {
+            try await pool.runIfActive {
+                guard let csv = reader.reader as? CSVEntityReader else {
+                    throw EntitySourceError(message: "internal: the columnar path needs a CSV reader")
+                }
+                return try csv.nextRaw(maxRows: chunkRows)
+            }
+        }
     }
 
     /// One slice's results.
@@ -204,12 +251,24 @@ public final class BatchRunner: Sendable {
         var rowKeys: [String] = []
         var rowRecords: [EntityRecord] = []
         for record in records {
-            switch record.fields.flatMap(mapper.map) {
+            let fields: [String: JSONValue]
+            let key: String
+            switch record.fields.flatMap({ f in mapper.key(f).map { (f, $0) } }) {
             case .failure(let error):
                 part.failures.append(
                     RowFailure(ordinal: record.ordinal, location: record.location, key: nil, reason: error.message))
-            case .success(let (key, inputs)):
-                if let keySet, !keySet.contains(key) { continue }
+                continue
+            case .success(let (f, k)):
+                fields = f
+                key = k
+            }
+            // A backfill over a key subset skips other rows before reading their inputs.
+            if let keySet, !keySet.contains(key) { continue }
+            switch mapper.inputs(fields) {
+            case .failure(let error):
+                part.failures.append(
+                    RowFailure(ordinal: record.ordinal, location: record.location, key: key, reason: error.message))
+            case .success(let inputs):
                 rows.append(inputs)
                 rowKeys.append(key)
                 rowRecords.append(record)

@@ -17,6 +17,10 @@ public final class BatchService: Sendable {
     private let logger: Logger
     private let pollInterval: Duration
     private let executions = Mutex<[String: Task<Void, Never>]>([:])
+    private let loaded = Mutex(false)
+
+    /// Whether the published snapshots were loaded once at start-up (readiness waits for it).
+    public var snapshotsLoaded: Bool { loaded.withLock { $0 } }
 
     init(
         runners: [String: BatchRunner], servers: [String: FeatureServer], store: any BatchStore, logger: Logger,
@@ -82,6 +86,7 @@ public final class BatchService: Sendable {
     /// Runs until cancelled: loads snapshots, resumes interrupted runs, runs schedules, polls for publishes.
     func run() async {
         for feature in runners.keys.sorted() { await refresh(feature: feature) }
+        loaded.withLock { $0 = true }
         for (_, runner) in runners.sorted(by: { $0.key < $1.key }) {
             do {
                 if let run = try await runner.claimInterrupted() {

@@ -27,16 +27,25 @@ public struct EntityRowMapper: Sendable {
 
     /// The row's key and model inputs, or why the row cannot be used.
     public func map(_ fields: [String: JSONValue]) -> Result<(key: String, inputs: [String: JSONValue]), RowReadError> {
+        key(fields).flatMap { key in inputs(fields).map { (key, $0) } }
+    }
+
+    /// The row's entity key, or why it cannot be read.
+    public func key(_ fields: [String: JSONValue]) -> Result<String, RowReadError> {
         guard let keyValue = fields[keyColumn] else {
             return .failure(RowReadError(message: "key column '\(keyColumn)' is missing"))
         }
-        let key: String
         switch keyValue {
-        case .string(let s) where !s.isEmpty: key = s
-        case .integer(let i): key = String(i)
-        case .number(let d) where d == d.rounded() && abs(d) < 1e15: key = String(Int64(d))
-        default: return .failure(RowReadError(message: "key column '\(keyColumn)' is empty or not a string or integer"))
+        case .string(let s) where !s.isEmpty: return .success(s)
+        case .integer(let i): return .success(String(i))
+        case .number(let d) where d == d.rounded() && abs(d) < 1e15: return .success(String(Int64(d)))
+        default:
+            return .failure(RowReadError(message: "key column '\(keyColumn)' is empty or not a string or integer"))
         }
+    }
+
+    /// The row's model inputs, or why they cannot be read.
+    public func inputs(_ fields: [String: JSONValue]) -> Result<[String: JSONValue], RowReadError> {
         var row: [String: JSONValue] = [:]
         for (info, mapping) in inputs {
             switch mapping {
@@ -67,7 +76,7 @@ public struct EntityRowMapper: Sendable {
                 row[info.name] = .array(values)
             }
         }
-        return .success((key, row))
+        return .success(row)
     }
 
     /// Converts a cell to a value of `type`: text is parsed as a number (or a JSON array for a vector).

@@ -90,22 +90,25 @@ private func mapFile(_ path: String) throws -> Data {
 
 /// CSV with a header row (RFC 4180: fields may be quoted, `""` is a quote inside quotes, quoted fields may span
 /// lines; CRLF or LF line ends; a UTF-8 byte-order mark is skipped). Cells are text: the row mapper converts them.
+/// The scanner records each cell as a byte range of the mapped file, so the runner's columnar path
+/// (`CSVRawChunk`) parses numbers straight from the bytes without making strings.
 final class CSVEntityReader: EntityReader {
-    private let data: Data
-    private let name: String
+    let data: Data
+    let name: String
     private var offset: Int
     private var line = 1
     private var ordinal = 0
     let header: [String]
+    private var scratch = CSVScanner.Cells()
 
     init(path: String) throws {
         data = try mapFile(path)
         name = URL(fileURLWithPath: path).lastPathComponent
         offset = data.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
-        guard let first = try Self.record(data, &offset, &line, file: name) else {
+        guard try CSVScanner.record(data, &offset, &line, file: name, into: &scratch) else {
             throw EntitySourceError(message: "\(path): the file is empty (a header row is required)")
         }
-        header = first
+        header = scratch.strings(data)
         if Set(header).count != header.count {
             throw EntitySourceError(message: "\(path):1: the header repeats a column name")
         }
@@ -116,92 +119,184 @@ final class CSVEntityReader: EntityReader {
         records.reserveCapacity(maxRows)
         while records.count < maxRows {
             let startLine = line
-            guard let cells = try Self.record(data, &offset, &line, file: name) else { break }
-            if cells.count == 1 && cells[0].isEmpty { continue }  // blank line
+            guard try CSVScanner.record(data, &offset, &line, file: name, into: &scratch) else { break }
+            if scratch.isBlank { continue }
             ordinal += 1
             let location = "\(name):\(startLine)"
-            if cells.count != header.count {
+            if scratch.count != header.count {
                 records.append(
                     EntityRecord(
                         ordinal: ordinal, location: location,
                         fields: .failure(
-                            RowReadError(message: "has \(cells.count) fields, the header has \(header.count)"))))
+                            RowReadError(message: "has \(scratch.count) fields, the header has \(header.count)"))))
                 continue
             }
             var fields: [String: JSONValue] = [:]
-            fields.reserveCapacity(cells.count)
-            for (column, cell) in zip(header, cells) { fields[column] = .string(cell) }
+            fields.reserveCapacity(header.count)
+            for (column, cell) in zip(header, scratch.strings(data)) { fields[column] = .string(cell) }
             records.append(EntityRecord(ordinal: ordinal, location: location, fields: .success(fields)))
         }
         return records
     }
 
-    func countRemaining() throws -> Int {
-        var count = 0
-        while let cells = try Self.record(data, &offset, &line, file: name) {
-            if !(cells.count == 1 && cells[0].isEmpty) { count += 1 }
+    /// The next rows as byte ranges (the columnar path); empty at the end.
+    func nextRaw(maxRows: Int) throws -> CSVRawChunk {
+        var chunk = CSVRawChunk(data: data, file: name, header: header)
+        chunk.reserve(rows: maxRows)
+        while chunk.rows < maxRows {
+            let startLine = line
+            guard try CSVScanner.record(data, &offset, &line, file: name, into: &scratch) else { break }
+            if scratch.isBlank { continue }
+            ordinal += 1
+            chunk.append(scratch, ordinal: ordinal, line: startLine)
         }
-        return count
+        return chunk
     }
 
-    /// Parses one record at `offset`; `nil` at the end of the data.
-    private static func record(_ data: Data, _ offset: inout Int, _ line: inout Int, file: String) throws
-        -> [String]?
+    /// Counts the rows left: lines with any content, with line breaks inside quoted fields not counted.
+    func countRemaining() throws -> Int {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Int in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            var count = 0
+            var inQuotes = false
+            var lineHasContent = false
+            let quote = UInt8(ascii: "\""), lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
+            for i in offset..<bytes.count {
+                let b = bytes[i]
+                if b == quote {
+                    inQuotes.toggle()
+                    lineHasContent = true
+                } else if b == lf && !inQuotes {
+                    if lineHasContent { count += 1 }
+                    lineHasContent = false
+                } else if b != cr {
+                    lineHasContent = true
+                }
+            }
+            if inQuotes { throw EntitySourceError(message: "\(name): a quoted field is not closed") }
+            return count + (lineHasContent ? 1 : 0)
+        }
+    }
+}
+
+/// The CSV record scanner: finds the cells of one record as byte ranges.
+enum CSVScanner {
+    /// One record's cells: byte ranges into the data; a quoted cell's range runs from after its opening quote
+    /// to its delimiter and is unescaped on use (`""` → `"`, the closing quote dropped).
+    struct Cells {
+        var starts: [Int] = []
+        var ends: [Int] = []
+        var quoted: [Bool] = []
+        var count: Int { starts.count }
+        var isBlank: Bool { starts.count == 1 && ends[0] == starts[0] && !quoted[0] }
+
+        mutating func removeAll() {
+            starts.removeAll(keepingCapacity: true)
+            ends.removeAll(keepingCapacity: true)
+            quoted.removeAll(keepingCapacity: true)
+        }
+
+        func strings(_ data: Data) -> [String] {
+            (0..<count).map { CSVScanner.string(data, starts[$0], ends[$0], quoted: quoted[$0]) }
+        }
+    }
+
+    /// The cell's text.
+    static func string(_ data: Data, _ start: Int, _ end: Int, quoted: Bool) -> String {
+        data.withUnsafeBytes { raw in
+            let bytes = UnsafeRawBufferPointer(rebasing: raw[start..<end])
+            guard quoted else { return String(decoding: bytes, as: UTF8.self) }
+            return String(decoding: unescape(bytes), as: UTF8.self)
+        }
+    }
+
+    static func unescape(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "\"") {
+                // `""` is one quote; a lone quote is the closing one and is dropped.
+                if i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "\"") {
+                    out.append(bytes[i])
+                    i += 2
+                } else {
+                    i += 1
+                }
+                continue
+            }
+            out.append(bytes[i])
+            i += 1
+        }
+        return out
+    }
+
+    /// Scans the record at `offset` into `cells`; `false` at the end of the data.
+    static func record(_ data: Data, _ offset: inout Int, _ line: inout Int, file: String, into cells: inout Cells)
+        throws -> Bool
     {
-        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> [String]? in
+        cells.removeAll()
+        return try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Bool in
             let bytes = raw.bindMemory(to: UInt8.self)
             var i = offset
-            guard i < bytes.count else { return nil }
-            var cells: [String] = []
-            var cell: [UInt8] = []
-            var quoted = false
-            var wasQuoted = false
+            guard i < bytes.count else { return false }
             let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ","), lf = UInt8(ascii: "\n"),
                 cr = UInt8(ascii: "\r")
             let startLine = line
+            var cellStart = i
+            var inQuotes = false
+            var wasQuoted = false
+            var ended = false
             while i < bytes.count {
                 let b = bytes[i]
-                if quoted {
+                if inQuotes {
                     if b == quote {
                         if i + 1 < bytes.count && bytes[i + 1] == quote {
-                            cell.append(quote)
                             i += 2
                             continue
                         }
-                        quoted = false
-                        i += 1
-                        continue
+                        inQuotes = false
+                    } else if b == lf {
+                        line += 1
                     }
-                    if b == lf { line += 1 }
-                    cell.append(b)
                     i += 1
                     continue
                 }
-                if b == quote && cell.isEmpty && !wasQuoted {
-                    quoted = true
+                if b == quote && i == cellStart && !wasQuoted {
+                    inQuotes = true
                     wasQuoted = true
                     i += 1
+                    cellStart = i
                 } else if b == comma {
-                    cells.append(String(decoding: cell, as: UTF8.self))
-                    cell.removeAll(keepingCapacity: true)
+                    cells.starts.append(cellStart)
+                    cells.ends.append(i)
+                    cells.quoted.append(wasQuoted)
                     wasQuoted = false
                     i += 1
+                    cellStart = i
                 } else if b == lf || b == cr {
+                    cells.starts.append(cellStart)
+                    cells.ends.append(i)
+                    cells.quoted.append(wasQuoted)
                     i += 1
                     if b == cr && i < bytes.count && bytes[i] == lf { i += 1 }
                     line += 1
+                    ended = true
                     break
                 } else {
-                    cell.append(b)
                     i += 1
                 }
             }
-            if quoted {
+            if inQuotes {
                 throw EntitySourceError(message: "\(file):\(startLine): a quoted field is not closed")
             }
-            cells.append(String(decoding: cell, as: UTF8.self))
+            if !ended {
+                cells.starts.append(cellStart)
+                cells.ends.append(i)
+                cells.quoted.append(wasQuoted)
+            }
             offset = i
-            return cells
+            return true
         }
     }
 }
@@ -217,6 +312,7 @@ final class JSONLinesEntityReader: EntityReader {
     init(path: String) throws {
         data = try mapFile(path)
         name = URL(fileURLWithPath: path).lastPathComponent
+        if data.starts(with: [0xEF, 0xBB, 0xBF]) { offset = 3 }
     }
 
     private func nextLine() -> Data? {

@@ -65,6 +65,7 @@ public final class ServingRuntime: Service {
     /// Why the server is not ready: shutting down, or a batch feature's snapshot older than its `max_staleness`.
     public var readinessProblems: [String] {
         if shuttingDown.load() { return ["shutting down"] }
+        if let batch, !batch.snapshotsLoaded { return ["loading snapshots"] }
         return features.values.compactMap(\.snapshotProblem).sorted()
     }
 

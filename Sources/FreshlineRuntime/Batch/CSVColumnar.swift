@@ -1,0 +1,316 @@
+internal import Foundation
+internal import FreshlineCore
+internal import FreshlineEngine
+
+/// A chunk of CSV rows as byte ranges into the mapped file: the batch runner's columnar path parses the cells a
+/// model needs straight into input tensors, with no per-cell strings or dictionaries.
+struct CSVRawChunk: Sendable {
+    let data: Data
+    let file: String
+    let headerNames: [String]
+    var columns: Int { headerNames.count }
+    /// Per row: the first cell's index in `starts`/`ends`/`quoted`, and its cell count.
+    var rowStart: [Int] = []
+    var rowCells: [Int] = []
+    var ordinals: [Int] = []
+    var lines: [Int] = []
+    var starts: [Int] = []
+    var ends: [Int] = []
+    var quoted: [Bool] = []
+
+    init(data: Data, file: String, header: [String]) {
+        self.data = data
+        self.file = file
+        headerNames = header
+    }
+
+    var rows: Int { ordinals.count }
+
+    mutating func reserve(rows: Int) {
+        ordinals.reserveCapacity(rows)
+        lines.reserveCapacity(rows)
+        rowStart.reserveCapacity(rows)
+        rowCells.reserveCapacity(rows)
+        starts.reserveCapacity(rows * columns)
+        ends.reserveCapacity(rows * columns)
+        quoted.reserveCapacity(rows * columns)
+    }
+
+    mutating func append(_ cells: CSVScanner.Cells, ordinal: Int, line: Int) {
+        rowStart.append(starts.count)
+        rowCells.append(cells.count)
+        ordinals.append(ordinal)
+        lines.append(line)
+        starts.append(contentsOf: cells.starts)
+        ends.append(contentsOf: cells.ends)
+        quoted.append(contentsOf: cells.quoted)
+    }
+}
+
+/// How the columnar path reads a source: the key's column and, per model input, its columns in order. Only for
+/// numeric inputs whose per-row size is known and matches the mapped columns (one scalar per cell); anything else
+/// (string inputs, arrays in a cell) takes the general path.
+struct CSVColumnarPlan: Sendable {
+    struct Input: Sendable {
+        var name: String
+        var type: ElementType
+        var rowShape: [Int]
+        var columns: [Int]
+        var columnNames: [String]
+    }
+    var keyColumn: Int
+    var inputs: [Input]
+
+    init?(mapper: EntityRowMapper, header: [String]) {
+        guard let key = header.firstIndex(of: mapper.keyColumn) else { return nil }
+        keyColumn = key
+        inputs = []
+        for (info, mapping) in mapper.inputs {
+            guard [.float, .double, .int64, .int32].contains(info.elementType), let shape = info.shape,
+                shape.count >= 1
+            else { return nil }
+            let rowShape = Array(shape.dropFirst())
+            guard rowShape.allSatisfy({ $0 >= 1 }) else { return nil }
+            let names: [String]
+            switch mapping {
+            case .column(let c): names = [c]
+            case .columns(let cs): names = cs
+            }
+            guard rowShape.reduce(1, *) == names.count else { return nil }
+            var indices: [Int] = []
+            for name in names {
+                guard let index = header.firstIndex(of: name) else { return nil }
+                indices.append(index)
+            }
+            inputs.append(
+                Input(name: info.name, type: info.elementType, rowShape: rowShape, columns: indices, columnNames: names)
+            )
+        }
+    }
+}
+
+extension BatchRunner {
+    /// Parses rows `range` of a raw CSV chunk into input tensors, runs the model and serializes the outputs. Rows
+    /// with a bad cell are recorded as failures; a model failure falls back to the row-by-row path.
+    static func computeColumnar(
+        _ chunk: CSVRawChunk, range: Range<Int>, plan: CSVColumnarPlan, mapper: EntityRowMapper, model: Model,
+        keys keySet: Set<String>?, outputs selected: [String]?
+    ) -> ChunkPart {
+        var part = ChunkPart()
+        var floats = plan.inputs.map { _ in [Float]() }
+        var doubles = plan.inputs.map { _ in [Double]() }
+        var ints = plan.inputs.map { _ in [Int64]() }
+        for (i, input) in plan.inputs.enumerated() {
+            let n = range.count * input.columns.count
+            switch input.type {
+            case .float: floats[i].reserveCapacity(n)
+            case .double: doubles[i].reserveCapacity(n)
+            default: ints[i].reserveCapacity(n)
+            }
+        }
+        var rowKeys: [String] = []
+        var rowIndices: [Int] = []
+        chunk.data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            rows: for row in range {
+                let location = { "\(chunk.file):\(chunk.lines[row])" }
+                guard chunk.rowCells[row] == chunk.columns else {
+                    part.failures.append(
+                        RowFailure(
+                            ordinal: chunk.ordinals[row], location: location(), key: nil,
+                            reason: "has \(chunk.rowCells[row]) fields, the header has \(chunk.columns)"))
+                    continue
+                }
+                let base = chunk.rowStart[row]
+                let k = base + plan.keyColumn
+                let key = CSVScanner.string(chunk.data, chunk.starts[k], chunk.ends[k], quoted: chunk.quoted[k])
+                guard !key.isEmpty else {
+                    part.failures.append(
+                        RowFailure(
+                            ordinal: chunk.ordinals[row], location: location(), key: nil,
+                            reason: "key column '\(mapper.keyColumn)' is empty"))
+                    continue
+                }
+                if let keySet, !keySet.contains(key) { continue }
+                let marks = (floats.map(\.count), doubles.map(\.count), ints.map(\.count))
+                for (i, input) in plan.inputs.enumerated() {
+                    for (c, column) in input.columns.enumerated() {
+                        let cell = base + column
+                        let bytes = UnsafeRawBufferPointer(rebasing: raw[chunk.starts[cell]..<chunk.ends[cell]])
+                        let value: NumberCell =
+                            chunk.quoted[cell]
+                            ? CSVScanner.unescape(bytes).withUnsafeBytes { NumberCell.parse($0) }
+                            : NumberCell.parse(bytes)
+                        var problem: String?
+                        switch (value, input.type) {
+                        case (.missing, .float): floats[i].append(.nan)
+                        case (.missing, .double): doubles[i].append(.nan)
+                        case (.number(let d), .float): floats[i].append(Float(d))
+                        case (.number(let d), .double): doubles[i].append(d)
+                        case (.integer(let v), .float): floats[i].append(Float(v))
+                        case (.integer(let v), .double): doubles[i].append(Double(v))
+                        case (.integer(let v), _):
+                            if input.type == .int32 && Int64(Int32(truncatingIfNeeded: v)) != v {
+                                problem = "\(v) is out of range for int32"
+                            } else {
+                                ints[i].append(v)
+                            }
+                        case (.number(let d), _):
+                            if d == d.rounded(), abs(d) < 9e15 {
+                                ints[i].append(Int64(d))
+                            } else {
+                                problem = "\(d) is not a whole number"
+                            }
+                        case (.missing, _): problem = "is empty"
+                        case (.invalid, _):
+                            let text = CSVScanner.string(
+                                chunk.data, chunk.starts[cell], chunk.ends[cell], quoted: chunk.quoted[cell])
+                            problem = "'\(text.prefix(40))' is not a number"
+                        }
+                        if let problem {
+                            for j in plan.inputs.indices {
+                                floats[j].removeLast(floats[j].count - marks.0[j])
+                                doubles[j].removeLast(doubles[j].count - marks.1[j])
+                                ints[j].removeLast(ints[j].count - marks.2[j])
+                            }
+                            part.failures.append(
+                                RowFailure(
+                                    ordinal: chunk.ordinals[row], location: location(), key: key,
+                                    reason: "column '\(input.columnNames[c])' (input '\(input.name)'): \(problem)"))
+                            continue rows
+                        }
+                    }
+                }
+                rowKeys.append(key)
+                rowIndices.append(row)
+            }
+        }
+        guard !rowKeys.isEmpty else { return part }
+        do {
+            var feeds: [String: Tensor] = [:]
+            for (i, input) in plan.inputs.enumerated() {
+                let shape = [rowKeys.count] + input.rowShape
+                switch input.type {
+                case .float: feeds[input.name] = try Tensor(shape: shape, floats: floats[i])
+                case .double: feeds[input.name] = try Tensor(shape: shape, doubles: doubles[i])
+                case .int64: feeds[input.name] = try Tensor(shape: shape, int64s: ints[i])
+                default: feeds[input.name] = try Tensor(shape: shape, data: .int32(ints[i].map { Int32($0) }))
+                }
+            }
+            let results = try RowBatch.rows(outputs: try model.run(feeds), count: rowKeys.count)
+            part.keys = rowKeys
+            part.outputs = results.map { row in
+                JSONValue.object(selected.map { names in row.filter { names.contains($0.key) } } ?? row).serialized()
+            }
+            part.failures.sort { $0.ordinal < $1.ordinal }
+            return part
+        } catch {
+            // Rare: the model refused the batch. Re-run these rows through the general path, row by row.
+            let records = rowIndices.map { row -> EntityRecord in
+                let base = chunk.rowStart[row]
+                var fields: [String: JSONValue] = [:]
+                for column in mapper.columns {
+                    guard let index = chunk.headerIndex(column) else { continue }
+                    fields[column] = .string(
+                        CSVScanner.string(
+                            chunk.data, chunk.starts[base + index], chunk.ends[base + index],
+                            quoted: chunk.quoted[base + index]))
+                }
+                return EntityRecord(
+                    ordinal: chunk.ordinals[row], location: "\(chunk.file):\(chunk.lines[row])",
+                    fields: .success(fields))
+            }
+            let general = compute(records, mapper: mapper, model: model, keys: keySet, outputs: selected)
+            part.keys = general.keys
+            part.outputs = general.outputs
+            part.failures = (part.failures + general.failures).sorted { $0.ordinal < $1.ordinal }
+            return part
+        }
+    }
+}
+
+extension CSVRawChunk {
+    func headerIndex(_ name: String) -> Int? { headerNames.firstIndex(of: name) }
+}
+
+/// A numeric cell: parsed from bytes with the exact fast path for short decimals (Clinger's: a mantissa below
+/// 2^53 scaled by an exactly representable power of ten), else by `strtod` — so values equal the JSON path's.
+enum NumberCell {
+    case missing
+    case integer(Int64)
+    case number(Double)
+    case invalid
+
+    static let powers: [Double] = (0...22).map { pow(10, Double($0)) }
+
+    static func parse(_ raw: UnsafeRawBufferPointer) -> NumberCell {
+        var start = 0
+        var end = raw.count
+        while start < end && (raw[start] == 0x20 || raw[start] == 0x09) { start += 1 }
+        while end > start && (raw[end - 1] == 0x20 || raw[end - 1] == 0x09 || raw[end - 1] == 0x0D) { end -= 1 }
+        if start == end { return .missing }
+        var i = start
+        var negative = false
+        if raw[i] == UInt8(ascii: "-") || raw[i] == UInt8(ascii: "+") {
+            negative = raw[i] == UInt8(ascii: "-")
+            i += 1
+        }
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var fractionDigits = 0
+        var sawDot = false
+        var sawDigit = false
+        while i < end {
+            let b = raw[i]
+            if b >= 0x30 && b <= 0x39 {
+                sawDigit = true
+                if digits < 19 {
+                    mantissa = mantissa * 10 + UInt64(b - 0x30)
+                    if mantissa != 0 { digits += 1 }
+                    if sawDot { fractionDigits += 1 }
+                } else {
+                    return slow(raw, start, end)
+                }
+            } else if b == UInt8(ascii: ".") && !sawDot {
+                sawDot = true
+            } else {
+                break
+            }
+            i += 1
+        }
+        guard sawDigit else { return slow(raw, start, end) }
+        var exponent = 0
+        if i < end {
+            guard raw[i] == UInt8(ascii: "e") || raw[i] == UInt8(ascii: "E") else { return slow(raw, start, end) }
+            i += 1
+            var expNegative = false
+            if i < end && (raw[i] == UInt8(ascii: "-") || raw[i] == UInt8(ascii: "+")) {
+                expNegative = raw[i] == UInt8(ascii: "-")
+                i += 1
+            }
+            var expDigits = 0
+            while i < end, raw[i] >= 0x30 && raw[i] <= 0x39, expDigits < 5 {
+                exponent = exponent * 10 + Int(raw[i] - 0x30)
+                expDigits += 1
+                i += 1
+            }
+            guard expDigits > 0, i == end else { return slow(raw, start, end) }
+            if expNegative { exponent = -exponent }
+        }
+        if !sawDot && exponent == 0 && mantissa <= UInt64(Int64.max) {
+            return .integer(negative ? -Int64(mantissa) : Int64(mantissa))
+        }
+        let scale = exponent - fractionDigits
+        guard mantissa < (1 << 53), scale >= -22, scale <= 22 else { return slow(raw, start, end) }
+        var value = Double(mantissa)
+        value = scale < 0 ? value / powers[-scale] : value * powers[scale]
+        return .number(negative ? -value : value)
+    }
+
+    private static func slow(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> NumberCell {
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: raw[start..<end]), as: UTF8.self)
+        if text.lowercased() == "nan" { return .missing }
+        if let i = Int64(text) { return .integer(i) }
+        if let d = Double(text), d.isFinite { return .number(d) }
+        return .invalid
+    }
+}
