@@ -47,6 +47,12 @@ public struct APIError: HTTPResponseError, Sendable {
 /// JSON bodies for responses.
 enum JSONResponse {
     /// A JSON value written by the engine's byte-level writer (the request path's responses).
+    static func make(bytes: [UInt8], status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
     static func make(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
         var fields = headers
         fields[.contentType] = "application/json"

@@ -69,7 +69,7 @@ struct FeatureRoutes<Context: RequestContext> {
         let body = try PredictBody(try await Self.body(of: request, limit: maxBodyBytes))
         let maxStaleness = try body.max_staleness.map { try Self.duration($0, field: "max_staleness") }
         var timeout: Duration?
-        if let header = request.headers[HTTPField.Name("X-Freshline-Timeout")!] {
+        if let header = request.headers[freshlineTimeoutHeader] {
             guard let t = DurationText.parse(header), t > .zero else {
                 throw APIError.badRequest("X-Freshline-Timeout must be a duration such as 50ms")
             }
@@ -120,10 +120,52 @@ struct FeatureRoutes<Context: RequestContext> {
             let prediction = try await feature.predict(single)
             var headers = HTTPFields()
             headers[.age] = String(Int(prediction.provenance.ageSeconds.rounded(.down)))
-            return JSONResponse.make(Self.json(prediction, feature: feature.spec.name), headers: headers)
+            return JSONResponse.make(bytes: Self.body(prediction, feature: feature.spec.name), headers: headers)
         } catch let error as PredictionError {
             throw APIError(error)
         }
+    }
+
+    /// The single-row answer's body, written directly (the same text as `json(_:feature:).serialized()`, keys in
+    /// sorted order) — the hot path of every lookup.
+    static func body(_ p: Prediction, feature: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        func key(_ name: StaticString, first: Bool = false) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            name.withUTF8Buffer { out.append(contentsOf: $0) }
+            out.append(contentsOf: "\":".utf8)
+        }
+        out.append(UInt8(ascii: "{"))
+        key("age_seconds", first: true)
+        JSONValue.number(p.provenance.ageSeconds).write(into: &out)
+        key("computed_at")
+        JSONValue.writeString(Timestamp.rfc3339(p.provenance.computedAt), into: &out)
+        key("feature")
+        JSONValue.writeString(feature, into: &out)
+        if let k = p.key {
+            key("key")
+            JSONValue.writeString(k, into: &out)
+        }
+        key("model_version")
+        if let version = p.provenance.modelVersion {
+            JSONValue.writeString(version, into: &out)
+        } else {
+            out.append(contentsOf: "null".utf8)
+        }
+        key("outputs")
+        JSONValue.object(p.outputs).write(into: &out)
+        if let snapshot = p.provenance.snapshot {
+            key("snapshot")
+            JSONValue.writeString(snapshot, into: &out)
+        }
+        key("source")
+        JSONValue.writeString(p.provenance.source.rawValue, into: &out)
+        key("stale")
+        out.append(contentsOf: (p.provenance.stale ? "true" : "false").utf8)
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 
     static func json(_ p: Prediction, feature: String) -> JSONValue {
@@ -282,3 +324,6 @@ struct FeatureRoutes<Context: RequestContext> {
         }
     }
 }
+
+/// The per-request deadline header (`X-Freshline-Timeout: 50ms`), made once.
+let freshlineTimeoutHeader = HTTPField.Name("X-Freshline-Timeout")!

@@ -24,7 +24,8 @@ extension JSONValue {
         return out
     }
 
-    private func write(into out: inout [UInt8]) {
+    /// Appends the value's compact JSON text (as `serialized()` gives it) to `out`.
+    public func write(into out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
@@ -60,7 +61,8 @@ extension JSONValue {
         }
     }
 
-    private static func writeString(_ s: String, into out: inout [UInt8]) {
+    /// Appends `s` as a JSON string literal.
+    public static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         for byte in s.utf8 {
             switch byte {

@@ -12,6 +12,7 @@ public final class FeatureServer: Sendable {
     public let model: ServingModel
     let batcher: RealtimeBatcher
     private let metrics: ServingMetrics
+    private let meters: FeatureMeters
     private let histograms: LatencyHistograms
     private let requestLog: RequestLogger?
     private let defaultOutputs: [String: JSONValue]?
@@ -25,6 +26,7 @@ public final class FeatureServer: Sendable {
         self.spec = spec
         self.model = model
         self.metrics = metrics
+        meters = FeatureMeters(feature: spec.name, metrics: metrics)
         self.histograms = histograms
         self.requestLog = requestLog
         batcher = RealtimeBatcher(
@@ -55,10 +57,10 @@ public final class FeatureServer: Sendable {
         var age = 0.0
         defer {
             let duration = ContinuousClock.now - start
-            metrics.request(feature: spec.name, source: source, outcome: outcome, duration: duration)
+            meters.request(source: source, outcome: outcome, duration: duration)
             if outcome == "ok" {
                 histograms.record(feature: spec.name, source: source, duration: duration)
-                metrics.served(feature: spec.name, ageSeconds: age)
+                meters.served(ageSeconds: age)
             }
             let hasRequestInputs = request.inputs.keys.contains { $0 != spec.key }
             requestLog?.offer(
@@ -89,7 +91,7 @@ public final class FeatureServer: Sendable {
         guard let batch = spec.batch, let key = request.key else { return try await realtime(request, start: start) }
         let table = snapshot
         guard let table, let outputs = table.rows[key] else {
-            metrics.lookup(feature: spec.name, hit: false)
+            meters.lookup(hit: false)
             lookups.withLock { $0.misses += 1 }
             switch batch.coldStart {
             case .realtime:
@@ -107,7 +109,7 @@ public final class FeatureServer: Sendable {
                 throw PredictionError(.unknownKey, "key '\(key)' is not in the feature's snapshot")
             }
         }
-        metrics.lookup(feature: spec.name, hit: true)
+        meters.lookup(hit: true)
         lookups.withLock { $0.hits += 1 }
         let now = Clock.unixNow
         let age = max(0, now - table.info.inputTime)

@@ -30,4 +30,11 @@ public struct Prediction: Sendable {
     public var outputs: [String: JSONValue]
     /// Where it came from and how old it is.
     public var provenance: Provenance
+
+    /// Makes an answer.
+    public init(key: String?, outputs: [String: JSONValue], provenance: Provenance) {
+        self.key = key
+        self.outputs = outputs
+        self.provenance = provenance
+    }
 }

@@ -14,7 +14,7 @@ public final class ServingMetrics: Sendable {
     /// Metrics made by `factory`.
     public init(factory: any MetricsFactory) { self.factory = factory }
 
-    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
+    func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
         let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
         return counters.withLock { table in
             if let c = table[key] { return c }
@@ -24,7 +24,7 @@ public final class ServingMetrics: Sendable {
         }
     }
 
-    private func timer(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Timer {
+    func timer(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Timer {
         let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
         return timers.withLock { table in
             if let t = table[key] { return t }
@@ -34,7 +34,7 @@ public final class ServingMetrics: Sendable {
         }
     }
 
-    private func recorder(_ label: String, _ dimensions: [(String, String)]) -> Recorder {
+    func recorder(_ label: String, _ dimensions: [(String, String)]) -> Recorder {
         let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
         return recorders.withLock { table in
             if let r = table[key] { return r }
@@ -112,6 +112,53 @@ public final class ServingMetrics: Sendable {
     public func shed(feature: String) {
         counter("freshline_shed_total", [("feature", feature)]).increment()
     }
+}
+
+/// One feature's per-request metric handles, made once and reused: the request path then costs a dictionary
+/// lookup on a small key instead of building label strings for every request.
+public final class FeatureMeters: Sendable {
+    private struct Key: Hashable {
+        var source: PredictionSource?
+        var outcome: String
+    }
+    private let feature: String
+    private let metrics: ServingMetrics
+    private let requests = Mutex<[Key: (Counter, CoreMetrics.Timer)]>([:])
+    private let servedAge: Recorder
+    private let hits: Counter
+    private let misses: Counter
+
+    init(feature: String, metrics: ServingMetrics) {
+        self.feature = feature
+        self.metrics = metrics
+        servedAge = metrics.recorder("freshline_served_age_seconds", [("feature", feature)])
+        hits = metrics.counter("freshline_snapshot_lookups_total", [("feature", feature), ("result", "hit")])
+        misses = metrics.counter("freshline_snapshot_lookups_total", [("feature", feature), ("result", "miss")])
+    }
+
+    /// As `ServingMetrics.request`.
+    public func request(source: PredictionSource?, outcome: String, duration: Duration) {
+        let key = Key(source: source, outcome: outcome)
+        let (counter, timer) = requests.withLock { table in
+            if let handles = table[key] { return handles }
+            let label = source?.rawValue ?? "none"
+            let handles = (
+                metrics.counter(
+                    "freshline_requests_total", [("feature", feature), ("source", label), ("outcome", outcome)]),
+                metrics.timer("freshline_request_duration_seconds", [("feature", feature), ("source", label)])
+            )
+            table[key] = handles
+            return handles
+        }
+        counter.increment()
+        timer.recordNanoseconds(duration.nanoseconds)
+    }
+
+    /// As `ServingMetrics.served`.
+    public func served(ageSeconds: Double) { servedAge.record(ageSeconds) }
+
+    /// As `ServingMetrics.lookup`.
+    public func lookup(hit: Bool) { (hit ? hits : misses).increment() }
 }
 
 extension Duration {
