@@ -73,13 +73,17 @@ extension SQLiteStore {
 /// and outputs.
 enum ChunkCodec {
     static func encode(_ items: some Sequence<some Collection<UInt8>>) -> Data {
-        var data = Data()
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(items.underestimatedCount * 64)
         for item in items {
-            var length = UInt32(item.count).littleEndian
-            withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
-            data.append(contentsOf: item)
+            let length = UInt32(item.count)
+            bytes.append(UInt8(truncatingIfNeeded: length))
+            bytes.append(UInt8(truncatingIfNeeded: length >> 8))
+            bytes.append(UInt8(truncatingIfNeeded: length >> 16))
+            bytes.append(UInt8(truncatingIfNeeded: length >> 24))
+            bytes.append(contentsOf: item)
         }
-        return data
+        return Data(bytes)
     }
 
     static func decode(_ data: Data) throws -> [[UInt8]] {

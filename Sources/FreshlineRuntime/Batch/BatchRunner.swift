@@ -136,6 +136,7 @@ public final class BatchRunner: Sendable {
         }
         var readAhead: Task<CSVRawChunk, any Error>?
         defer { readAhead?.cancel() }
+        var pendingWrite: Task<Void, any Error>?
         while true {
             try Task.checkCancellation()
             let started = ContinuousClock.now
@@ -199,12 +200,17 @@ public final class BatchRunner: Sendable {
             run.rowsFailed += failures.count
             run.busySeconds += busy
             run.heartbeatAt = Clock.unixNow
-            try await store.appendChunk(
-                runID: run.id, snapshotID: run.snapshotID,
-                chunk: SnapshotChunk(index: chunkIndex, keys: keys, outputs: outputs), failures: failures,
-                progress: RunProgress(
-                    rowsDone: run.rowsDone, rowsWritten: run.rowsWritten, rowsFailed: run.rowsFailed,
-                    busySeconds: run.busySeconds, heartbeatAt: run.heartbeatAt))
+            // The chunk and its checkpoint are written while the next chunk computes; writes stay in order.
+            try await pendingWrite?.value
+            let chunk = SnapshotChunk(index: chunkIndex, keys: keys, outputs: outputs)
+            let progress = RunProgress(
+                rowsDone: run.rowsDone, rowsWritten: run.rowsWritten, rowsFailed: run.rowsFailed,
+                busySeconds: run.busySeconds, heartbeatAt: run.heartbeatAt)
+            let (store, runID, snapshotID, rowFailures) = (self.store, run.id, run.snapshotID, failures)
+            pendingWrite = Task {
+                try await store.appendChunk(
+                    runID: runID, snapshotID: snapshotID, chunk: chunk, failures: rowFailures, progress: progress)
+            }
             chunkIndex += 1
             attemptRows += rowsRead
             attemptBusy += (ContinuousClock.now - started).seconds
@@ -216,6 +222,7 @@ public final class BatchRunner: Sendable {
                     Report(run: run, rowsPerSecond: rate, secondsLeft: left.map { rate > 0 ? Double($0) / rate : 0 }))
             }
         }
+        try await pendingWrite?.value
         try Task.checkCancellation()
         return try await store.publish(runID: run.id, at: Clock.unixNow, retention: batch.retention)
     }
