@@ -93,7 +93,7 @@ struct BatchServingTests {
         return try #require(try await batch.batchStore.run(id: run.id))
     }
 
-    static func waitFor(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool)
+    static func waitFor(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool)
         async throws
     {
         let deadline = ContinuousClock.now + timeout
@@ -323,7 +323,8 @@ struct BatchServingTests {
                 metrics: nil)
             let run = try await runner.start(trigger: .manual)
             let snapshot = try await runner.execute(run)
-            try await Self.waitFor("the server swaps in v\(snapshot.version)", timeout: .seconds(5)) {
+            // The poll interval is two seconds; the bound is generous because the whole suite shares two cores.
+            try await Self.waitFor("the server swaps in v\(snapshot.version)", timeout: .seconds(60)) {
                 runtime.features["churn"]?.snapshot?.info.id == snapshot.id
             }
         }

@@ -96,6 +96,69 @@ public enum RowBatch {
         return rows
     }
 
+    /// Each row's outputs as compact JSON object text — the same text as `JSONValue.object(rows(…)[r])
+    /// .serialized()`, without building the per-row dictionaries. `selected` limits the outputs written.
+    public static func serializedRows(outputs: [String: Value], count: Int, selected: [String]? = nil) throws
+        -> [[UInt8]]
+    {
+        let names = outputs.keys.filter { selected?.contains($0) ?? true }.sorted()
+        var columns: [(name: String, values: [JSONValue], rowShape: [Int], size: Int)] = []
+        var maps: [String: [JSONValue]] = [:]
+        for name in names {
+            switch outputs[name]! {
+            case .tensor(let t):
+                guard t.rank >= 1, t.shape[0] == count else {
+                    throw EngineError(
+                        .invalidShape, "output '\(name)' has shape \(t.shape), not one row per input row (\(count))")
+                }
+                let rowShape = Array(t.shape.dropFirst())
+                columns.append((name, t.data.jsonValues, rowShape, rowShape.reduce(1, *)))
+            case .mapSequence:
+                // Rare (ZipMap): through the general path.
+                let perRow = try rows(outputs: [name: outputs[name]!], count: count)
+                maps[name] = perRow.map { $0[name] ?? .null }
+                columns.append((name, [], [], 0))
+            }
+        }
+        var result: [[UInt8]] = []
+        result.reserveCapacity(count)
+        for r in 0..<count {
+            var out: [UInt8] = []
+            out.reserveCapacity(16 + columns.count * 24)
+            out.append(UInt8(ascii: "{"))
+            for (i, column) in columns.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                JSONValue.writeString(column.name, into: &out)
+                out.append(UInt8(ascii: ":"))
+                if let rowsOfMap = maps[column.name] {
+                    rowsOfMap[r].write(into: &out)
+                } else {
+                    let start = r * column.size
+                    writeNested(column.values[start..<(start + column.size)], shape: column.rowShape[...], into: &out)
+                }
+            }
+            out.append(UInt8(ascii: "}"))
+            result.append(out)
+        }
+        return result
+    }
+
+    private static func writeNested(_ values: ArraySlice<JSONValue>, shape: ArraySlice<Int>, into out: inout [UInt8]) {
+        guard let first = shape.first else {
+            (values.first ?? .null).write(into: &out)
+            return
+        }
+        let inner = shape.dropFirst().reduce(1, *)
+        out.append(UInt8(ascii: "["))
+        var start = values.startIndex
+        for j in 0..<first {
+            if j > 0 { out.append(UInt8(ascii: ",")) }
+            writeNested(values[start..<(start + inner)], shape: shape.dropFirst(), into: &out)
+            start += inner
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+
     private static func nest(_ values: ArraySlice<JSONValue>, shape: ArraySlice<Int>) -> JSONValue {
         guard let first = shape.first else { return values.first ?? .null }
         let inner = shape.dropFirst().reduce(1, *)

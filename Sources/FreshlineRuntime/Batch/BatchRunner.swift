@@ -282,24 +282,21 @@ public final class BatchRunner: Sendable {
             }
         }
         guard !rows.isEmpty else { return part }
-        func serialize(_ row: [String: JSONValue]) -> [UInt8] {
-            JSONValue.object(selected.map { names in row.filter { names.contains($0.key) } } ?? row).serialized()
-        }
-        func run(_ rows: [[String: JSONValue]]) throws -> [[String: JSONValue]] {
+        func run(_ rows: [[String: JSONValue]]) throws -> [[UInt8]] {
             let feeds = try RowBatch.tensors(rows: rows, inputs: model.metadata.inputs)
             try model.validate(feeds)
-            return try RowBatch.rows(outputs: try model.run(feeds), count: rows.count)
+            return try RowBatch.serializedRows(outputs: try model.run(feeds), count: rows.count, selected: selected)
         }
         if let results = try? run(rows) {
             part.keys = rowKeys
-            part.outputs = results.map(serialize)
+            part.outputs = results
             return part
         }
         for (index, row) in rows.enumerated() {
             do {
                 let result = try run([row])[0]
                 part.keys.append(rowKeys[index])
-                part.outputs.append(serialize(result))
+                part.outputs.append(result)
             } catch {
                 let message =
                     (error as? EngineError)?.message.replacingOccurrences(of: "row 1: ", with: "") ?? "\(error)"

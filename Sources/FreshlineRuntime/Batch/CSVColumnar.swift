@@ -196,11 +196,9 @@ extension BatchRunner {
                 default: feeds[input.name] = try Tensor(shape: shape, data: .int32(ints[i].map { Int32($0) }))
                 }
             }
-            let results = try RowBatch.rows(outputs: try model.run(feeds), count: rowKeys.count)
+            part.outputs = try RowBatch.serializedRows(
+                outputs: try model.run(feeds), count: rowKeys.count, selected: selected)
             part.keys = rowKeys
-            part.outputs = results.map { row in
-                JSONValue.object(selected.map { names in row.filter { names.contains($0.key) } } ?? row).serialized()
-            }
             part.failures.sort { $0.ordinal < $1.ordinal }
             return part
         } catch {
