@@ -131,7 +131,10 @@ extension BatchRunner {
                     continue
                 }
                 if let keySet, !keySet.contains(key) { continue }
-                let marks = (floats.map(\.count), doubles.map(\.count), ints.map(\.count))
+                // Where this row's values start in each buffer, to roll back a row with a bad cell.
+                var marks: [(Int, Int, Int)] = []
+                marks.reserveCapacity(plan.inputs.count)
+                for j in plan.inputs.indices { marks.append((floats[j].count, doubles[j].count, ints[j].count)) }
                 for (i, input) in plan.inputs.enumerated() {
                     for (c, column) in input.columns.enumerated() {
                         let cell = base + column
@@ -168,9 +171,9 @@ extension BatchRunner {
                         }
                         if let problem {
                             for j in plan.inputs.indices {
-                                floats[j].removeLast(floats[j].count - marks.0[j])
-                                doubles[j].removeLast(doubles[j].count - marks.1[j])
-                                ints[j].removeLast(ints[j].count - marks.2[j])
+                                floats[j].removeLast(floats[j].count - marks[j].0)
+                                doubles[j].removeLast(doubles[j].count - marks[j].1)
+                                ints[j].removeLast(ints[j].count - marks[j].2)
                             }
                             part.failures.append(
                                 RowFailure(
