@@ -25,8 +25,13 @@ public struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(.unauthorized, code: "unauthorized", "unknown token")
         }
         let needed: Set<TokenSpec.Scope>
-        if request.method == .post && (path.hasSuffix("/predict") || path.hasSuffix("/infer")) {
+        if request.method == .post
+            && (path.hasSuffix("/predict") || path.hasSuffix("/infer") || path.hasSuffix("/jobs"))
+        {
             needed = [.predict]
+        } else if path.hasPrefix("/v1/jobs/") && (request.method == .get || request.method == .delete) {
+            // A job's id is its capability: whoever submitted it may read or cancel it.
+            needed = [.predict, .admin]
         } else if request.method == .get && (path.hasPrefix("/v1/features") || path.hasPrefix("/v2")) {
             needed = [.predict, .admin]
         } else {

@@ -66,7 +66,24 @@ struct FeatureRoutes<Context: RequestContext> {
 
     private func predict(_ request: Request, _ context: Context) async throws -> Response {
         let feature = try feature(context)
-        let body = try PredictBody(try await Self.body(of: request, limit: maxBodyBytes))
+        let json = try await Self.body(of: request, limit: maxBodyBytes)
+        let body = try PredictBody(json)
+        // Async: features whose pattern is async, and any feature when the caller prefers it (RFC 7240).
+        if feature.spec.pattern == .async || Prefer(request.headers[preferHeader]).respondAsync {
+            guard let jobs = runtime.jobs else {
+                throw APIError(.serviceUnavailable, code: "unavailable", "this server has no job store")
+            }
+            let rows: [PredictRequest]
+            if let list = body.rows {
+                rows = try list.enumerated().map { index, row in
+                    PredictRequest(key: try Self.key(row.key, field: "rows[\(index)].key"), inputs: row.inputs ?? [:])
+                }
+            } else {
+                rows = [PredictRequest(key: try Self.key(body.key, field: "key"), inputs: body.inputs ?? [:])]
+            }
+            return try await JobRoutes<Context>.accept(
+                request, feature: feature, rows: rows, body: json, service: jobs, single: body.rows == nil)
+        }
         let maxStaleness = try body.max_staleness.map { try Self.duration($0, field: "max_staleness") }
         var timeout: Duration?
         if let header = request.headers[freshlineTimeoutHeader] {

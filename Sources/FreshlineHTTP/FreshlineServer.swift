@@ -17,6 +17,7 @@ public enum FreshlineServer {
         let limit = runtime.manifest.server.maxBodyBytes
         FeatureRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
         BatchRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
+        JobRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
         OpenInferenceRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
         router.get("/healthz/live") { _, _ in HTTPResponse.Status.ok }
         // Not ready while shutting down, or while a batch feature's snapshot is older than its max_staleness.

@@ -41,6 +41,7 @@ public final class SQLiteStore: Sendable {
             try db.create(index: "request_log_at", on: "request_log", columns: ["at"])
         }
         registerBatchMigration(&migrator)
+        registerJobsMigration(&migrator)
         return migrator
     }
 }

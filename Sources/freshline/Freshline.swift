@@ -19,6 +19,9 @@ struct Freshline: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "freshline",
         abstract: "An inference server that serves each AI feature real-time, async, batch or hybrid.",
-        subcommands: [ServeCommand.self, CheckCommand.self, RunCommand.self, BackfillCommand.self, ModelCommand.self]
+        subcommands: [
+            ServeCommand.self, CheckCommand.self, RunCommand.self, BackfillCommand.self, WorkerCommand.self,
+            ModelCommand.self,
+        ]
     )
 }

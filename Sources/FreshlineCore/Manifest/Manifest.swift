@@ -79,6 +79,8 @@ public struct FeatureSpec: Sendable, Equatable {
     public var batching: BatchingSettings
     /// The batch section: snapshot precompute and how its answers are served (`nil`: no snapshot).
     public var batch: BatchSpec?
+    /// How the feature's async jobs are leased and retried (`async:` section; defaults documented there).
+    public var jobs: JobPolicy = JobPolicy()
     /// Where the entry starts in the manifest.
     public var location: SourceLocation
 
@@ -192,6 +194,8 @@ public struct ServerSettings: Sendable, Equatable {
     public var requestLogSampleRate: Double
     /// How long request-log samples are kept (default 7 days).
     public var requestLogRetention: Duration
+    /// Async jobs one process works on at once (default 2).
+    public var jobWorkers: Int = 2
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 1 << 20, computeThreads: Int = 1,

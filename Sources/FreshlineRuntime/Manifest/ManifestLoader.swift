@@ -227,7 +227,7 @@ private struct Reader {
         }
         let allowed: Set<String> = [
             "model", "pattern", "key", "max_staleness", "latency_budget", "user_blocking", "outputs", "inputs",
-            "on_failure", "batching", "batch", "description",
+            "on_failure", "batching", "batch", "async", "description",
         ]
         guard let items = entries(node, keyPath, allowed: allowed) else { return nil }
         var feature = FeatureSpec(name: name, model: "", location: location(node, keyPath))
@@ -272,6 +272,7 @@ private struct Reader {
             case "on_failure": feature.onFailure = failurePolicy(value, path)
             case "batching": feature.batching = batching(value, path)
             case "batch": batchNode = (value, path)
+            case "async": feature.jobs = jobPolicy(value, path)
             case "description": _ = string(value, path)
             default: break
             }
@@ -339,6 +340,32 @@ private struct Reader {
             return nil
         }
         return spec
+    }
+
+    mutating func jobPolicy(_ node: Node, _ keyPath: String) -> JobPolicy {
+        var policy = JobPolicy()
+        let allowed: Set<String> = ["max_attempts", "backoff", "max_backoff", "visibility_timeout", "deadline"]
+        for (key, value) in entries(node, keyPath, allowed: allowed) ?? [] {
+            let path = "\(keyPath).\(key)"
+            switch key {
+            case "max_attempts": policy.maxAttempts = int(value, path, range: 1...100) ?? policy.maxAttempts
+            case "backoff": policy.backoffBase = positive(value, path) ?? policy.backoffBase
+            case "max_backoff": policy.backoffMax = positive(value, path) ?? policy.backoffMax
+            case "visibility_timeout": policy.visibilityTimeout = positive(value, path) ?? policy.visibilityTimeout
+            case "deadline": policy.deadline = positive(value, path) ?? policy.deadline
+            default: break
+            }
+        }
+        return policy
+    }
+
+    mutating func positive(_ node: Node, _ keyPath: String) -> Duration? {
+        guard let d = duration(node, keyPath) else { return nil }
+        guard d > .zero else {
+            fail(node, keyPath, "must be positive")
+            return nil
+        }
+        return d
     }
 
     mutating func batchSource(_ node: Node, _ keyPath: String) -> BatchSpec.Source? {
@@ -493,6 +520,7 @@ private struct Reader {
         var s = ServerSettings()
         let allowed: Set<String> = [
             "host", "port", "max_body_bytes", "compute_threads", "request_log_sample_rate", "request_log_retention",
+            "job_workers",
         ]
         for (key, value) in entries(node, "server", allowed: allowed) ?? [] {
             let path = "server.\(key)"
@@ -504,6 +532,7 @@ private struct Reader {
             case "request_log_sample_rate":
                 s.requestLogSampleRate = double(value, path, range: 0...1) ?? s.requestLogSampleRate
             case "request_log_retention": s.requestLogRetention = duration(value, path) ?? s.requestLogRetention
+            case "job_workers": s.jobWorkers = int(value, path, range: 0...256) ?? s.jobWorkers
             default: break
             }
         }

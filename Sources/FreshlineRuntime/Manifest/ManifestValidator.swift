@@ -58,11 +58,11 @@ public enum ManifestValidator {
                             "is not an output the feature returns"))
                 }
             }
-            if feature.pattern == .async || feature.pattern == .hybrid {
+            if feature.pattern == .hybrid {
                 errors.append(
                     ManifestError(
                         feature.location.with(keyPath: "\(path).pattern"),
-                        "pattern '\(feature.pattern.rawValue)' is not served by this version yet (realtime and batch are)"
+                        "pattern '\(feature.pattern.rawValue)' is not served by this version yet (realtime, batch and async are)"
                     ))
             }
             if let batch = feature.batch {

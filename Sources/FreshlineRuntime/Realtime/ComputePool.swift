@@ -16,6 +16,13 @@ final class ComputePool: Sendable {
         pool.submit { _ in work() }
     }
 
+    /// Runs `work` on a compute thread and returns its result.
+    func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            pool.submit { _ in continuation.resume(with: Result { try work() }) }
+        }
+    }
+
     func shutdown() async {
         try? await pool.shutdownGracefully()
     }

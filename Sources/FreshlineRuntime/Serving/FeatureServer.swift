@@ -211,6 +211,10 @@ public final class FeatureServer: Sendable {
             feature: spec.name, keys: table.rows.count, ageSeconds: max(0, Clock.unixNow - table.info.inputTime))
     }
 
+    /// Checks a row as `predict` would, without computing it (async submissions are refused at once when a row
+    /// cannot be used); returns the row's tensors.
+    public func checkRow(_ request: PredictRequest) throws -> [String: Tensor] { try validate(request) }
+
     /// Converts the request's inputs (and key) into one-row tensors, with errors that name the input.
     private func validate(_ request: PredictRequest) throws -> [String: Tensor] {
         var inputs = request.inputs

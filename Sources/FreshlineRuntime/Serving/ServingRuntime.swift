@@ -19,13 +19,15 @@ public final class ServingRuntime: Service {
     public let requestLogger: RequestLogger?
     /// The batch pattern (snapshots, runs, schedules), when a store is given and a feature has a batch section.
     public let batch: BatchService?
+    /// The async pattern (job queue and workers), when a job store is given.
+    public let jobs: JobService?
     let pool: ComputePool
     private let logger: Logger
 
     /// Loads and checks the manifest's models and features. Throws `ManifestErrors` listing every problem.
     public init(
         manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?,
-        batchStore: (any BatchStore)? = nil, logger: Logger
+        batchStore: (any BatchStore)? = nil, jobStore: (any JobStore)? = nil, jobWorkers: Int? = nil, logger: Logger
     ) throws {
         let (models, loadErrors) = ServingModel.loadAll(manifest)
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
@@ -60,6 +62,12 @@ public final class ServingRuntime: Service {
         batch =
             runners.isEmpty || batchStore == nil
             ? nil : BatchService(runners: runners, servers: features, store: batchStore!, logger: logger)
+        let (pool, metrics) = (self.pool, self.metrics)
+        jobs = jobStore.map {
+            JobService(
+                servers: features, store: $0, pool: pool, metrics: metrics, logger: logger,
+                workers: jobWorkers ?? manifest.server.jobWorkers)
+        }
     }
 
     /// Why the server is not ready: shutting down, or a batch feature's snapshot older than its `max_staleness`.
@@ -97,11 +105,14 @@ public final class ServingRuntime: Service {
                 group.addTask { try? await requestLogger.run() }
             }
             let batchTask = batch.map { batch in Task { await batch.run() } }
+            let jobTask = jobs.map { jobs in Task { await jobs.run() } }
             // Wait for the shutdown signal, then drain: stop accepting, let queued rows finish.
             try? await gracefulShutdown()
             logger.info("draining \(features.count) features")
             batchTask?.cancel()
             await batchTask?.value
+            jobTask?.cancel()
+            await jobTask?.value
             for feature in features.values { feature.batcher.beginShutdown() }
             shuttingDown.store(true)  // after the batchers refuse new rows, so "not ready" means exactly that
             let clock = ContinuousClock()

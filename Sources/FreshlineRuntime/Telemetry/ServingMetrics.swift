@@ -108,6 +108,30 @@ public final class ServingMetrics: Sendable {
             .increment()
     }
 
+    /// A job was queued: `freshline_jobs_submitted_total{feature}`.
+    public func jobSubmitted(feature: String) {
+        counter("freshline_jobs_submitted_total", [("feature", feature)]).increment()
+    }
+
+    /// A job recorded its result: `freshline_job_duration_seconds{feature}` (the successful attempt's time).
+    public func jobFinished(feature: String, duration: Duration) {
+        timer("freshline_job_duration_seconds", [("feature", feature)]).recordNanoseconds(duration.nanoseconds)
+    }
+
+    /// An attempt failed and was requeued or dead-lettered: `freshline_job_attempt_failures_total{feature}`.
+    public func jobAttemptFailed(feature: String) {
+        counter("freshline_job_attempt_failures_total", [("feature", feature)]).increment()
+    }
+
+    /// Queue depth by state (`freshline_jobs{feature,state}`) and the age of the oldest queued job
+    /// (`freshline_job_oldest_queued_seconds{feature}`).
+    public func jobQueue(feature: String, counts: [Job.State: Int], oldestQueuedSeconds: Double) {
+        for state in Job.State.allCases {
+            gauge("freshline_jobs", [("feature", feature), ("state", state.rawValue)]).record(counts[state] ?? 0)
+        }
+        gauge("freshline_job_oldest_queued_seconds", [("feature", feature)]).record(oldestQueuedSeconds)
+    }
+
     /// A request shed before compute: `freshline_shed_total`.
     public func shed(feature: String) {
         counter("freshline_shed_total", [("feature", feature)]).increment()

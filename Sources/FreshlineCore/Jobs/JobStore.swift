@@ -1,0 +1,43 @@
+/// Why the job store refused a submission.
+public enum JobStoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The `Idempotency-Key` was used before with a different body (Stripe's rule); the first job's id.
+    case idempotencyConflict(jobID: String)
+
+    public var description: String {
+        switch self {
+        case .idempotencyConflict(let id):
+            "this Idempotency-Key was used with a different request (job \(id))"
+        }
+    }
+}
+
+/// Async jobs: a durable queue with leases. SQLite now; PostgreSQL implements the same protocol later (the lease
+/// query becomes `FOR UPDATE SKIP LOCKED`). Every method is one transaction that applies `JobStateMachine` to the
+/// state it read, so concurrent workers and processes agree on who holds a job and which result counts.
+public protocol JobStore: Sendable {
+    /// Inserts a queued job. With an idempotency key already used for the same feature: the same request hash
+    /// returns the existing job (`created: false`); a different one throws `JobStoreError.idempotencyConflict`.
+    func submit(_ job: Job) async throws -> (job: Job, created: Bool)
+    /// One job.
+    func job(id: String) async throws -> Job?
+    /// Jobs newest first, optionally of one feature and/or state.
+    func jobs(feature: String?, state: Job.State?, limit: Int) async throws -> [Job]
+    /// Leases the oldest available job of `features` (queued and due, or running with an expired lease). Jobs
+    /// found past their deadline or out of attempts are recorded as expired or failed on the way.
+    func lease(features: [String], owner: String, now: Double, policies: [String: JobPolicy]) async throws -> Job?
+    /// Extends a lease; `nil` when `owner` lost the job (the worker should stop).
+    func heartbeat(id: String, owner: String, now: Double, policy: JobPolicy) async throws -> Job?
+    /// Records progress and partial results; `nil` when `owner` lost the job.
+    func progress(id: String, owner: String, rowsDone: Int, partial: [UInt8], now: Double) async throws -> Job?
+    /// Records the result unless the job already ended (first result wins).
+    func complete(id: String, result: [UInt8], now: Double) async throws -> JobStateMachine.Completion?
+    /// Records a failed attempt (requeued with backoff, or dead-lettered); `nil` when `owner` lost the job.
+    func fail(id: String, owner: String, error: String, retryable: Bool, now: Double, policy: JobPolicy)
+        async throws -> Job?
+    /// Gives a lease back without charging the attempt (graceful shutdown).
+    func release(id: String, owner: String, now: Double) async throws -> Job?
+    /// Cancels a queued or running job; `nil` when it already ended or does not exist.
+    func cancel(id: String, now: Double) async throws -> Job?
+    /// Jobs per state, and the submission time of the oldest queued job, for one feature.
+    func queueFigures(feature: String) async throws -> (counts: [Job.State: Int], oldestQueuedAt: Double?)
+}

@@ -1,0 +1,174 @@
+internal import Foundation
+internal import FreshlineCore
+internal import FreshlineEngine
+internal import FreshlineRuntime
+internal import HTTPTypes
+internal import Hummingbird
+
+/// The async pattern's API: submit a job, read it, list jobs, cancel it. Submitting needs `predict`; reading and
+/// canceling a job needs `predict` too (the job id is the capability); listing needs `admin`.
+struct JobRoutes<Context: RequestContext> {
+    let runtime: ServingRuntime
+    let maxBodyBytes: Int
+
+    func register(on router: Router<Context>) {
+        router.post("/v1/features/:name/jobs") { request, context in try await submit(request, context) }
+        router.get("/v1/jobs/:id") { _, context in try await show(context) }
+        router.delete("/v1/jobs/:id") { _, context in try await cancel(context) }
+        router.get("/v1/jobs") { request, _ in try await list(request) }
+    }
+
+    private func service() throws -> JobService {
+        guard let jobs = runtime.jobs else {
+            throw APIError(.serviceUnavailable, code: "unavailable", "this server has no job store")
+        }
+        return jobs
+    }
+
+    /// `POST /v1/features/{name}/jobs` with the predict body (`{key, inputs}` or `{rows: […]}`).
+    private func submit(_ request: Request, _ context: Context) async throws -> Response {
+        let name = context.parameters.get("name") ?? ""
+        guard let feature = runtime.features[name] else { throw APIError.notFound("no feature named '\(name)'") }
+        let body = try await FeatureRoutes<Context>.body(of: request, limit: maxBodyBytes)
+        let parsed = try FeatureRoutes<Context>.PredictBody(body)
+        var rows: [PredictRequest] = []
+        if let list = parsed.rows {
+            guard parsed.key == nil, parsed.inputs == nil else {
+                throw APIError.badRequest("give either rows or key/inputs, not both")
+            }
+            guard !list.isEmpty, list.count <= 100_000 else {
+                throw APIError.badRequest("rows must hold 1 to 100000 rows")
+            }
+            rows = try list.enumerated().map { index, row in
+                PredictRequest(
+                    key: try FeatureRoutes<Context>.key(row.key, field: "rows[\(index)].key"), inputs: row.inputs ?? [:]
+                )
+            }
+        } else {
+            rows = [
+                PredictRequest(
+                    key: try FeatureRoutes<Context>.key(parsed.key, field: "key"), inputs: parsed.inputs ?? [:])
+            ]
+        }
+        return try await Self.accept(
+            request, feature: feature, rows: rows, body: body, service: try service(), single: parsed.rows == nil)
+    }
+
+    /// Queues the rows (honouring `Idempotency-Key`), then answers per `Prefer`: `wait=N` waits up to N seconds
+    /// for the result (200 with it when done), otherwise `202 Accepted` with `Location: /v1/jobs/{id}`.
+    static func accept(
+        _ request: Request, feature: FeatureServer, rows: [PredictRequest], body: JSONValue, service: JobService,
+        single: Bool
+    ) async throws -> Response {
+        let idempotencyKey = request.headers[idempotencyKeyHeader]
+        if let key = idempotencyKey, key.isEmpty || key.count > 255 {
+            throw APIError.badRequest("Idempotency-Key must be 1 to 255 characters")
+        }
+        let hash = SHA256.hex(body.serialized() + Array(feature.spec.name.utf8))
+        let submitted: (job: Job, created: Bool)
+        do {
+            submitted = try await service.submit(
+                feature: feature.spec.name, rows: rows, idempotencyKey: idempotencyKey, requestHash: hash)
+        } catch let error as JobStoreError {
+            throw APIError(.conflict, code: "idempotency_conflict", error.description)
+        } catch let error as PredictionError {
+            throw APIError(error)
+        }
+        var job = submitted.job
+        if let wait = Prefer(request.headers[preferHeader]).wait, wait > 0 {
+            job = try await service.wait(for: job.id, timeout: .seconds(min(wait, 300))) ?? job
+        }
+        var headers = HTTPFields()
+        headers[.location] = "/v1/jobs/\(job.id)"
+        if !submitted.created { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
+        if job.state == .succeeded, single, let result = job.result,
+            case .object(let object) = try? JSONValue.parse(result), case .array(let items)? = object["results"],
+            let first = items.first
+        {
+            // Done within the wait: the synchronous answer, as the predict API gives it.
+            if case .object(let row) = first, case .object(let error)? = row["error"] {
+                let message = error["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""
+                throw APIError.badRequest(message)
+            }
+            headers[.age] = "0"
+            return JSONResponse.make(first, headers: headers)
+        }
+        headers[HTTPField.Name("Preference-Applied")!] = "respond-async"
+        return JSONResponse.make(json(job), status: job.state.isFinal ? .ok : .accepted, headers: headers)
+    }
+
+    private func show(_ context: Context) async throws -> Response {
+        let id = context.parameters.get("id") ?? ""
+        guard let job = try await service().store.job(id: id) else { throw APIError.notFound("no job with id '\(id)'") }
+        return JSONResponse.make(Self.json(job))
+    }
+
+    private func cancel(_ context: Context) async throws -> Response {
+        let id = context.parameters.get("id") ?? ""
+        let store = try service().store
+        guard let job = try await store.job(id: id) else { throw APIError.notFound("no job with id '\(id)'") }
+        guard let canceled = try await store.cancel(id: id, now: Date().timeIntervalSince1970) else {
+            throw APIError(.conflict, code: "job_finished", "job \(id) already ended (\(job.state.rawValue))")
+        }
+        return JSONResponse.make(Self.json(canceled))
+    }
+
+    private func list(_ request: Request) async throws -> Response {
+        let query = request.uri.queryParameters
+        var state: Job.State?
+        if let text = query.get("state") {
+            guard let s = Job.State(rawValue: text) else {
+                throw APIError.badRequest(
+                    "state must be one of \(Job.State.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            state = s
+        }
+        var limit = 50
+        if let text = query.get("limit") {
+            guard let n = Int(text), (1...1000).contains(n) else { throw APIError.badRequest("limit must be 1…1000") }
+            limit = n
+        }
+        let jobs = try await service().store.jobs(feature: query.get("feature"), state: state, limit: limit)
+        return JSONResponse.make(JSONValue.object(["jobs": .array(jobs.map { Self.json($0, includeRows: false) })]))
+    }
+
+    static func json(_ job: Job, includeRows: Bool = true) -> JSONValue {
+        func time(_ t: Double?) -> JSONValue { t.map { .string(Timestamp.rfc3339($0)) } ?? .null }
+        var object: [String: JSONValue] = [
+            "id": .string(job.id), "feature": .string(job.feature), "state": .string(job.state.rawValue),
+            "attempts": .integer(Int64(job.attempts)), "max_attempts": .integer(Int64(job.maxAttempts)),
+            "rows_total": .integer(Int64(job.rowsTotal)), "rows_done": .integer(Int64(job.rowsDone)),
+            "progress": .number(job.rowsTotal > 0 ? Double(job.rowsDone) / Double(job.rowsTotal) : 0),
+            "error": job.lastError.map(JSONValue.string) ?? .null,
+            "created_at": time(job.createdAt), "updated_at": time(job.updatedAt), "started_at": time(job.startedAt),
+            "finished_at": time(job.finishedAt), "deadline_at": time(job.deadlineAt),
+            "available_at": job.state == .queued ? time(job.availableAt) : .null,
+        ]
+        if includeRows {
+            if let result = job.result, let value = try? JSONValue.parse(result) { object["result"] = value }
+            if let partial = job.partial, let value = try? JSONValue.parse(partial) { object["partial"] = value }
+        }
+        return .object(object)
+    }
+}
+
+/// `Idempotency-Key` (Stripe's semantics: same key and body → the same job; another body → 409).
+let idempotencyKeyHeader = HTTPField.Name("Idempotency-Key")!
+
+/// The parts of RFC 7240's `Prefer` Freshline acts on: `respond-async` and `wait=N`.
+struct Prefer {
+    var respondAsync = false
+    var wait: Double?
+
+    init(_ header: String?) {
+        guard let header else { return }
+        for part in header.split(separator: ",").flatMap({ $0.split(separator: ";") }) {
+            let token = part.trimmingCharacters(in: .whitespaces).lowercased()
+            if token == "respond-async" { respondAsync = true }
+            if token.hasPrefix("wait="), let n = Double(token.dropFirst(5)), n >= 0, n.isFinite { wait = n }
+        }
+    }
+}
+
+/// RFC 7240's `Prefer` request header.
+let preferHeader = HTTPField.Name("Prefer")!

@@ -1,0 +1,220 @@
+public import FreshlineCore
+internal import FreshlineEngine
+internal import Logging
+internal import Synchronization
+
+/// The async pattern: submissions go to the durable queue in the store; workers (inside `freshline serve`, or
+/// `freshline worker` processes on the same store) lease jobs, compute their rows on the compute pool in chunks,
+/// record progress and partial results as rows finish, and record exactly one result per job.
+public final class JobService: Sendable {
+    private let servers: [String: FeatureServer]
+    /// The store jobs live in.
+    public let store: any JobStore
+    private let pool: ComputePool
+    private let metrics: ServingMetrics
+    private let logger: Logger
+    private let workers: Int
+    private let idlePoll: Duration
+
+    init(
+        servers: [String: FeatureServer], store: any JobStore, pool: ComputePool, metrics: ServingMetrics,
+        logger: Logger, workers: Int, idlePoll: Duration = .milliseconds(50)
+    ) {
+        self.servers = servers
+        self.store = store
+        self.pool = pool
+        self.metrics = metrics
+        self.logger = logger
+        self.workers = workers
+        self.idlePoll = idlePoll
+    }
+
+    private var policies: [String: JobPolicy] { servers.mapValues(\.spec.jobs) }
+
+    /// Queues `rows` for `feature`. Every row is checked first (a row the model cannot use is a 400 now, not a
+    /// failed job later). With an idempotency key, a repeated submission returns the first job.
+    public func submit(
+        feature: String, rows: [PredictRequest], idempotencyKey: String?, requestHash: String?
+    ) async throws -> (job: Job, created: Bool) {
+        guard let server = servers[feature] else { throw PredictionError(.notFound, "no feature named '\(feature)'") }
+        guard !rows.isEmpty else { throw PredictionError(.badRequest, "a job needs at least one row") }
+        for (index, row) in rows.enumerated() {
+            do { _ = try server.checkRow(row) } catch let error as PredictionError {
+                throw PredictionError(.badRequest, rows.count == 1 ? error.message : "rows[\(index)]: \(error.message)")
+            }
+        }
+        let input = JSONValue.array(
+            rows.map { row in
+                .object(["key": row.key.map(JSONValue.string) ?? .null, "inputs": .object(row.inputs)])
+            }
+        ).serialized()
+        let now = Clock.unixNow
+        let policy = server.spec.jobs
+        let job = Job(
+            id: "job_" + (0..<16).map { _ in String(UInt8.random(in: 0...15), radix: 16) }.joined(), feature: feature,
+            input: input, rowsTotal: rows.count, maxAttempts: policy.maxAttempts, createdAt: now,
+            deadlineAt: now + policy.deadline.seconds, idempotencyKey: idempotencyKey, requestHash: requestHash)
+        let result = try await store.submit(job)
+        if result.created { metrics.jobSubmitted(feature: feature) }
+        return result
+    }
+
+    /// Waits until the job ends or `timeout` passes; returns its latest state.
+    public func wait(for id: String, timeout: Duration) async throws -> Job? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            guard let job = try await store.job(id: id) else { return nil }
+            if job.state.isFinal || clock.now >= deadline { return job }
+            try await Task.sleep(for: min(.milliseconds(20), deadline - clock.now))
+        }
+    }
+
+    /// Runs `workers` worker loops until cancelled; on cancellation each gives its job back to the queue.
+    public func run() async {
+        guard workers > 0 else { return }
+        await withDiscardingTaskGroup { group in
+            for index in 0..<workers {
+                group.addTask { await self.workLoop(owner: "\(RunOwner.current)/w\(index)") }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.updateQueueFigures()
+                    try? await Task.sleep(for: .seconds(2))
+                }
+            }
+        }
+    }
+
+    private func updateQueueFigures() async {
+        for feature in servers.keys {
+            guard let (counts, oldest) = try? await store.queueFigures(feature: feature) else { continue }
+            metrics.jobQueue(
+                feature: feature, counts: counts, oldestQueuedSeconds: oldest.map { max(0, Clock.unixNow - $0) } ?? 0)
+        }
+    }
+
+    private func workLoop(owner: String) async {
+        let features = servers.keys.sorted()
+        while !Task.isCancelled {
+            let leased: Job?
+            do {
+                leased = try await store.lease(features: features, owner: owner, now: Clock.unixNow, policies: policies)
+            } catch {
+                logger.error("job queue: cannot lease: \(error)")
+                try? await Task.sleep(for: .seconds(1))
+                continue
+            }
+            guard let job = leased else {
+                try? await Task.sleep(for: idlePoll)
+                continue
+            }
+            await execute(job, owner: owner)
+        }
+    }
+
+    /// Computes a leased job's rows in chunks; records progress after each chunk and the result at the end.
+    func execute(_ job: Job, owner: String) async {
+        guard let server = servers[job.feature] else { return }
+        let policy = server.spec.jobs
+        let started = ContinuousClock.now
+        let rows: [PredictRequest]
+        do { rows = try Self.decodeRows(job.input) } catch {
+            _ = try? await store.fail(
+                id: job.id, owner: owner, error: "the stored input cannot be read: \(error)", retryable: false,
+                now: Clock.unixNow, policy: policy)
+            return
+        }
+        var results: [JSONValue] = []
+        results.reserveCapacity(rows.count)
+        let chunk = max(32, rows.count / 50)
+        var index = 0
+        while index < rows.count {
+            if Task.isCancelled {
+                _ = try? await store.release(id: job.id, owner: owner, now: Clock.unixNow)
+                return
+            }
+            let slice = Array(rows[index..<min(rows.count, index + chunk)])
+            do {
+                results += try await compute(slice, server: server)
+            } catch {
+                metrics.jobAttemptFailed(feature: job.feature)
+                _ = try? await store.fail(
+                    id: job.id, owner: owner, error: "\(error)", retryable: true, now: Clock.unixNow, policy: policy)
+                return
+            }
+            index += slice.count
+            if index < rows.count {
+                let partial = JSONValue.array(results).serialized()
+                let now = Clock.unixNow
+                // Losing the lease (expired and taken, or the job canceled) stops this worker's attempt.
+                let progressed = try? await store.progress(
+                    id: job.id, owner: owner, rowsDone: index, partial: partial, now: now)
+                let extended = try? await store.heartbeat(id: job.id, owner: owner, now: now, policy: policy)
+                guard progressed != nil, extended != nil else { return }
+            }
+        }
+        let result = JSONValue.object(["feature": .string(job.feature), "results": .array(results)]).serialized()
+        if case .recorded? = try? await store.complete(id: job.id, result: result, now: Clock.unixNow) {
+            metrics.jobFinished(feature: job.feature, duration: ContinuousClock.now - started)
+        }
+    }
+
+    /// Answers a chunk of rows on the compute pool: one model call for the rows that convert, an error object for
+    /// each row that does not. Throws when the model fails on valid rows (the attempt is retried).
+    private func compute(_ rows: [PredictRequest], server: FeatureServer) async throws -> [JSONValue] {
+        var answers = [JSONValue?](repeating: nil, count: rows.count)
+        var tensors: [[String: Tensor]] = []
+        var positions: [Int] = []
+        for (i, row) in rows.enumerated() {
+            do {
+                tensors.append(try server.checkRow(row))
+                positions.append(i)
+            } catch let error as PredictionError {
+                answers[i] = .object([
+                    "error": .object(["code": .string("bad_request"), "message": .string(error.message)])
+                ])
+            }
+        }
+        if !tensors.isEmpty {
+            let model = server.model.model
+            let selected = server.spec.outputs
+            let tensors = tensors
+            let outputs = try await pool.run {
+                var feeds: [String: Tensor] = [:]
+                for input in model.metadata.inputs {
+                    feeds[input.name] = try Tensor.stacking(tensors.compactMap { $0[input.name] })
+                }
+                return try RowBatch.rows(outputs: try model.run(feeds), count: tensors.count)
+            }
+            let now = Clock.unixNow
+            for (k, position) in positions.enumerated() {
+                var row = outputs[k]
+                if let selected { row = row.filter { selected.contains($0.key) } }
+                var object: [String: JSONValue] = [
+                    "outputs": .object(row), "source": .string(PredictionSource.async.rawValue),
+                    "computed_at": .string(Timestamp.rfc3339(now)), "age_seconds": .number(0),
+                    "model_version": .string(model.metadata.version), "stale": .bool(false),
+                    "feature": .string(server.spec.name),
+                ]
+                if let key = rows[position].key { object["key"] = .string(key) }
+                answers[position] = .object(object)
+            }
+        }
+        return answers.map { $0 ?? .null }
+    }
+
+    static func decodeRows(_ input: [UInt8]) throws -> [PredictRequest] {
+        guard case .array(let items) = try JSONValue.parse(input) else {
+            throw PredictionError(.badRequest, "the job's input is not a list of rows")
+        }
+        return items.map { item in
+            guard case .object(let row) = item else { return PredictRequest(inputs: [:]) }
+            var key: String?
+            if case .string(let k)? = row["key"] { key = k }
+            var inputs: [String: JSONValue] = [:]
+            if case .object(let i)? = row["inputs"] { inputs = i }
+            return PredictRequest(key: key, inputs: inputs)
+        }
+    }
+}
