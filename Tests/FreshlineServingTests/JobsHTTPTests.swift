@@ -1,0 +1,193 @@
+import Foundation
+import FreshlineCore
+import FreshlineEngine
+import FreshlineHTTP
+import FreshlineRuntime
+import FreshlineStore
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Prometheus
+import Testing
+
+/// The async pattern through the HTTP API: submission, `Prefer`, idempotency, status with progress and
+/// results, cancellation and listing.
+@Suite("Async jobs over HTTP")
+struct JobsHTTPTests {
+    static let x = "[0.5,-1.2,0.3,2.0,0.0,1.1,-0.4,0.9,0.2,-2.2,1.5,0.7,-0.1,0.05,1.9,-0.6]"
+    static let manifest = """
+        version: 1
+        models:
+          gbdt: ZOO/gbc_binary.onnx
+        features:
+          report:
+            model: gbdt
+            pattern: async
+            key: account_id
+            async: {max_attempts: 3, visibility_timeout: 5s, deadline: 10m}
+          live:
+            model: gbdt
+        tokens:
+          - {name: app, token: app-secret, scopes: [predict]}
+          - {name: ops, token: ops-secret, scopes: [admin]}
+        """
+    static let app: HTTPFields = [.authorization: "Bearer app-secret", .contentType: "application/json"]
+    static let ops: HTTPFields = [.authorization: "Bearer ops-secret"]
+
+    func withServer(
+        workers: Int = 2, _ body: @Sendable @escaping (any TestClientProtocol, ServingRuntime) async throws -> Void
+    ) async throws {
+        let path = try TestManifest.write(Self.manifest)
+        let manifest = try ManifestLoader.load(path: path)
+        let store = try SQLiteStore(
+            path: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("state.sqlite").path)
+        let registry = PrometheusCollectorRegistry()
+        let runtime = try ServingRuntime(
+            manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry), requestLogStore: nil,
+            jobStore: store, jobWorkers: workers, logger: Logger(label: "test"))
+        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await runtime.run() }
+            try await app.test(.router) { client in try await body(client, runtime) }
+            group.cancelAll()
+        }
+    }
+
+    static func post(
+        _ client: any TestClientProtocol, _ uri: String, _ body: String, headers: HTTPFields = app
+    ) async throws -> (HTTPResponse.Status, [String: JSONValue], HTTPFields) {
+        try await client.execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(string: body)) {
+            ($0.status, try HTTPAPITests.json($0.body), $0.headers)
+        }
+    }
+
+    static func get(_ client: any TestClientProtocol, _ uri: String, headers: HTTPFields = app) async throws -> (
+        HTTPResponse.Status, [String: JSONValue]
+    ) {
+        try await client.execute(uri: uri, method: .get, headers: headers) {
+            ($0.status, try HTTPAPITests.json($0.body))
+        }
+    }
+
+    @Test("an async feature answers 202 with Location; the job finishes with an async-sourced result")
+    func asyncFeature() async throws {
+        try await withServer { client, _ in
+            let (status, job, headers) = try await Self.post(
+                client, "/v1/features/report/predict", #"{"key": "acct-1", "inputs": {"X": \#(Self.x)}}"#)
+            #expect(status == .accepted)
+            let location = try #require(headers[.location])
+            #expect(job["state"] == .string("queued"))
+            #expect(
+                location == "/v1/jobs/" + (job["id"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""))
+            var latest: [String: JSONValue] = [:]
+            try await BatchServingTests.waitFor("the job succeeds") {
+                latest = try await Self.get(client, location).1
+                return latest["state"] == .string("succeeded")
+            }
+            #expect(latest["attempts"] == .integer(1))
+            #expect(latest["progress"]?.doubleValue == 1)
+            guard case .object(let result)? = latest["result"], case .array(let rows)? = result["results"],
+                case .object(let row)? = rows.first
+            else {
+                Issue.record("no result: \(latest)")
+                return
+            }
+            #expect(row["source"] == .string("async"))
+            #expect(row["key"] == .string("acct-1"))
+        }
+    }
+
+    @Test("Prefer: wait=N answers synchronously when the job finishes in time, on any feature with respond-async")
+    func preferWait() async throws {
+        try await withServer { client, _ in
+            var headers = Self.app
+            headers[HTTPField.Name("Prefer")!] = "respond-async, wait=10"
+            let (status, body, response) = try await Self.post(
+                client, "/v1/features/live/predict", #"{"key": "a", "inputs": {"X": \#(Self.x)}}"#, headers: headers)
+            #expect(status == .ok)
+            #expect(body["source"] == .string("async"))
+            #expect(response[.location]?.hasPrefix("/v1/jobs/job_") == true)
+            // Without Prefer the same feature answers in real time.
+            let (_, realtime, _) = try await Self.post(
+                client, "/v1/features/live/predict", #"{"key": "a", "inputs": {"X": \#(Self.x)}}"#)
+            #expect(realtime["source"] == .string("realtime"))
+            #expect(realtime["outputs"] == body["outputs"])
+        }
+    }
+
+    @Test("Idempotency-Key: the same body returns the same job; another body is a 409")
+    func idempotency() async throws {
+        try await withServer { client, _ in
+            var headers = Self.app
+            headers[HTTPField.Name("Idempotency-Key")!] = "order-77"
+            let body =
+                #"{"rows": [{"key": "a", "inputs": {"X": \#(Self.x)}}, {"key": "b", "inputs": {"X": \#(Self.x)}}]}"#
+            let (first, one, _) = try await Self.post(client, "/v1/features/report/jobs", body, headers: headers)
+            let (_, two, replayed) = try await Self.post(client, "/v1/features/report/jobs", body, headers: headers)
+            #expect(first == .accepted)
+            #expect(one["id"] != nil && one["id"] == two["id"])
+            #expect(replayed[HTTPField.Name("Idempotent-Replayed")!] == "true")
+            let (conflict, error, _) = try await Self.post(
+                client, "/v1/features/report/jobs", #"{"key": "c", "inputs": {"X": \#(Self.x)}}"#, headers: headers)
+            #expect(conflict == .conflict)
+            #expect(
+                error["error"].flatMap { if case .object(let e) = $0 { e["code"] } else { nil } }
+                    == .string("idempotency_conflict"))
+        }
+    }
+
+    @Test("a multi-row job reports each row; a row the model cannot use is refused at submission")
+    func rowsAndErrors() async throws {
+        try await withServer { client, _ in
+            let rows = (0..<100).map { #"{"key": "k\#($0)", "inputs": {"X": \#(Self.x)}}"# }.joined(separator: ",")
+            let (status, job, _) = try await Self.post(client, "/v1/features/report/jobs", #"{"rows": [\#(rows)]}"#)
+            #expect(status == .accepted)
+            #expect(job["rows_total"] == .integer(100))
+            let id = try #require(job["id"].flatMap { if case .string(let s) = $0 { s } else { nil } })
+            var latest: [String: JSONValue] = [:]
+            try await BatchServingTests.waitFor("the job succeeds") {
+                latest = try await Self.get(client, "/v1/jobs/\(id)").1
+                return latest["state"] == .string("succeeded")
+            }
+            guard case .object(let result)? = latest["result"], case .array(let answers)? = result["results"] else {
+                Issue.record("no results")
+                return
+            }
+            #expect(answers.count == 100)
+            let (bad, error, _) = try await Self.post(
+                client, "/v1/features/report/jobs", #"{"rows": [{"key": "a", "inputs": {"X": [1, 2]}}]}"#)
+            #expect(bad == .badRequest)
+            #expect(error["error"] != nil)
+        }
+    }
+
+    @Test("cancel a queued job; list jobs (admin); unknown jobs are 404")
+    func cancelAndList() async throws {
+        try await withServer(workers: 0) { client, _ in
+            let (_, job, _) = try await Self.post(
+                client, "/v1/features/report/jobs", #"{"key": "a", "inputs": {"X": \#(Self.x)}}"#)
+            let id = try #require(job["id"].flatMap { if case .string(let s) = $0 { s } else { nil } })
+            let canceled = try await client.execute(uri: "/v1/jobs/\(id)", method: .delete, headers: Self.app) {
+                ($0.status, try HTTPAPITests.json($0.body))
+            }
+            #expect(canceled.0 == .ok)
+            #expect(canceled.1["state"] == .string("canceled"))
+            let again = try await client.execute(uri: "/v1/jobs/\(id)", method: .delete, headers: Self.app) {
+                $0.status
+            }
+            #expect(again == .conflict)
+            let (listStatus, list) = try await Self.get(
+                client, "/v1/jobs?feature=report&state=canceled", headers: Self.ops)
+            #expect(listStatus == .ok)
+            guard case .array(let items)? = list["jobs"] else {
+                Issue.record("no list")
+                return
+            }
+            #expect(items.count == 1)
+            #expect(try await Self.get(client, "/v1/jobs").0 == .forbidden, "listing needs admin")
+            #expect(try await Self.get(client, "/v1/jobs/job_nope").0 == .notFound)
+            #expect(try await Self.get(client, "/v1/jobs?state=bogus", headers: Self.ops).0 == .badRequest)
+        }
+    }
+}
