@@ -14,6 +14,7 @@ struct JobRoutes<Context: RequestContext> {
     func register(on router: Router<Context>) {
         router.post("/v1/features/:name/jobs") { request, context in try await submit(request, context) }
         router.get("/v1/jobs/:id") { _, context in try await show(context) }
+        router.get("/v1/jobs/:id/events") { request, context in try await events(request, context) }
         router.delete("/v1/jobs/:id") { _, context in try await cancel(context) }
         router.get("/v1/jobs") { request, _ in try await list(request) }
     }
@@ -101,6 +102,48 @@ struct JobRoutes<Context: RequestContext> {
         let id = context.parameters.get("id") ?? ""
         guard let job = try await service().store.job(id: id) else { throw APIError.notFound("no job with id '\(id)'") }
         return JSONResponse.make(Self.json(job))
+    }
+
+    /// Server-Sent Events: `progress` (rows done, partial results) whenever the job advances, then one final event
+    /// named after its end state (`succeeded` with the result, or `failed`/`canceled`/`expired` with the error),
+    /// after which the stream ends. Event ids are the job's `updated_at`, so a client can tell repeats apart.
+    private func events(_ request: Request, _ context: Context) async throws -> Response {
+        let id = context.parameters.get("id") ?? ""
+        let store = try service().store
+        guard try await store.job(id: id) != nil else { throw APIError.notFound("no job with id '\(id)'") }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        let body = ResponseBody { writer in
+            var lastUpdate = -1.0
+            let clock = ContinuousClock()
+            let giveUp = clock.now + .seconds(3600)
+            while clock.now < giveUp {
+                guard let job = try await store.job(id: id) else { break }
+                if job.updatedAt != lastUpdate {
+                    lastUpdate = job.updatedAt
+                    let event = job.state.isFinal ? job.state.rawValue : "progress"
+                    var data: [String: JSONValue] = [
+                        "id": .string(job.id), "state": .string(job.state.rawValue),
+                        "rows_done": .integer(Int64(job.rowsDone)), "rows_total": .integer(Int64(job.rowsTotal)),
+                        "attempts": .integer(Int64(job.attempts)),
+                    ]
+                    if let partial = job.partial, let value = try? JSONValue.parse(partial) { data["partial"] = value }
+                    if let result = job.result, let value = try? JSONValue.parse(result) { data["result"] = value }
+                    if job.state.isFinal, job.state != .succeeded, let error = job.lastError {
+                        data["error"] = .string(error)
+                    }
+                    let text =
+                        "id: \(job.updatedAt)\nevent: \(event)\ndata: "
+                        + String(decoding: JSONValue.object(data).serialized(), as: UTF8.self) + "\n\n"
+                    try await writer.write(ByteBuffer(string: text))
+                    if job.state.isFinal { break }
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
     }
 
     private func cancel(_ context: Context) async throws -> Response {

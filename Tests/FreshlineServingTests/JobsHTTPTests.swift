@@ -162,6 +162,26 @@ struct JobsHTTPTests {
         }
     }
 
+    @Test("GET /v1/jobs/{id}/events streams progress, then the result, as Server-Sent Events")
+    func events() async throws {
+        try await withServer { client, _ in
+            let rows = (0..<300).map { #"{"key": "k\#($0)", "inputs": {"X": \#(Self.x)}}"# }.joined(separator: ",")
+            let (_, job, _) = try await Self.post(client, "/v1/features/report/jobs", #"{"rows": [\#(rows)]}"#)
+            let id = try #require(job["id"].flatMap { if case .string(let s) = $0 { s } else { nil } })
+            let text = try await client.execute(uri: "/v1/jobs/\(id)/events", method: .get, headers: Self.app) {
+                response -> String in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "text/event-stream")
+                return String(buffer: response.body)
+            }
+            let events = text.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+            #expect(events.last?.contains("event: succeeded") == true, "\(text.prefix(300))")
+            #expect(events.last?.contains("\"result\":") == true)
+            for event in events.dropLast() { #expect(event.contains("event: progress")) }
+            #expect(try await Self.get(client, "/v1/jobs/job_nope/events").0 == .notFound)
+        }
+    }
+
     @Test("cancel a queued job; list jobs (admin); unknown jobs are 404")
     func cancelAndList() async throws {
         try await withServer(workers: 0) { client, _ in
