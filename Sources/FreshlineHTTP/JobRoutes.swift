@@ -16,6 +16,7 @@ struct JobRoutes<Context: RequestContext> {
         router.get("/v1/jobs/:id") { _, context in try await show(context) }
         router.get("/v1/jobs/:id/events") { request, context in try await events(request, context) }
         router.delete("/v1/jobs/:id") { _, context in try await cancel(context) }
+        router.post("/v1/jobs/:id/webhook/redeliver") { _, context in try await redeliver(context) }
         router.get("/v1/jobs") { request, _ in try await list(request) }
     }
 
@@ -66,10 +67,16 @@ struct JobRoutes<Context: RequestContext> {
             throw APIError.badRequest("Idempotency-Key must be 1 to 255 characters")
         }
         let hash = SHA256.hex(body.serialized() + Array(feature.spec.name.utf8))
+        var webhookURL: String?
+        if case .object(let object) = body, let value = object["webhook_url"] {
+            guard case .string(let url) = value else { throw APIError.badRequest("webhook_url must be a URL string") }
+            webhookURL = url
+        }
         let submitted: (job: Job, created: Bool)
         do {
             submitted = try await service.submit(
-                feature: feature.spec.name, rows: rows, idempotencyKey: idempotencyKey, requestHash: hash)
+                feature: feature.spec.name, rows: rows, idempotencyKey: idempotencyKey, requestHash: hash,
+                webhookURL: webhookURL)
         } catch let error as JobStoreError {
             throw APIError(.conflict, code: "idempotency_conflict", error.description)
         } catch let error as PredictionError {
@@ -100,8 +107,31 @@ struct JobRoutes<Context: RequestContext> {
 
     private func show(_ context: Context) async throws -> Response {
         let id = context.parameters.get("id") ?? ""
-        guard let job = try await service().store.job(id: id) else { throw APIError.notFound("no job with id '\(id)'") }
-        return JSONResponse.make(Self.json(job))
+        let service = try service()
+        guard let job = try await service.store.job(id: id) else { throw APIError.notFound("no job with id '\(id)'") }
+        guard case .object(var object) = Self.json(job) else { return JSONResponse.make(Self.json(job)) }
+        if let webhooks = service.webhooks, let url = job.webhookURL {
+            let log = try await webhooks.store.deliveries(jobID: id)
+            object["webhook"] = .object([
+                "url": .string(url),
+                "deliveries": .array(
+                    log.map { entry in
+                        .object([
+                            "id": .string(entry.delivery.id), "event_id": .string(entry.delivery.eventID),
+                            "type": .string(entry.delivery.eventType), "state": .string(entry.delivery.state.rawValue),
+                            "attempts": .array(
+                                entry.attempts.map { a in
+                                    .object([
+                                        "attempt": .integer(Int64(a.attempt)), "at": .string(Timestamp.rfc3339(a.at)),
+                                        "status": a.status.map { .integer(Int64($0)) } ?? .null,
+                                        "error": a.error.map(JSONValue.string) ?? .null,
+                                    ])
+                                }),
+                        ])
+                    }),
+            ])
+        }
+        return JSONResponse.make(.object(object))
     }
 
     /// Server-Sent Events: `progress` (rows done, partial results) whenever the job advances, then one final event
@@ -148,12 +178,26 @@ struct JobRoutes<Context: RequestContext> {
 
     private func cancel(_ context: Context) async throws -> Response {
         let id = context.parameters.get("id") ?? ""
-        let store = try service().store
-        guard let job = try await store.job(id: id) else { throw APIError.notFound("no job with id '\(id)'") }
-        guard let canceled = try await store.cancel(id: id, now: Date().timeIntervalSince1970) else {
+        let service = try service()
+        guard let job = try await service.store.job(id: id) else { throw APIError.notFound("no job with id '\(id)'") }
+        guard let canceled = try await service.cancel(id: id) else {
             throw APIError(.conflict, code: "job_finished", "job \(id) already ended (\(job.state.rawValue))")
         }
         return JSONResponse.make(Self.json(canceled))
+    }
+
+    /// Queues the job's last webhook event again (same event id).
+    private func redeliver(_ context: Context) async throws -> Response {
+        let id = context.parameters.get("id") ?? ""
+        let service = try service()
+        guard try await service.store.job(id: id) != nil else { throw APIError.notFound("no job with id '\(id)'") }
+        guard let webhooks = service.webhooks, let delivery = try await webhooks.redeliver(jobID: id) else {
+            throw APIError(.conflict, code: "no_webhook", "job \(id) has no webhook event to deliver")
+        }
+        return JSONResponse.make(
+            JSONValue.object([
+                "id": .string(delivery.id), "event_id": .string(delivery.eventID), "state": .string("pending"),
+            ]), status: .accepted)
     }
 
     private func list(_ request: Request) async throws -> Response {
@@ -175,24 +219,7 @@ struct JobRoutes<Context: RequestContext> {
         return JSONResponse.make(JSONValue.object(["jobs": .array(jobs.map { Self.json($0, includeRows: false) })]))
     }
 
-    static func json(_ job: Job, includeRows: Bool = true) -> JSONValue {
-        func time(_ t: Double?) -> JSONValue { t.map { .string(Timestamp.rfc3339($0)) } ?? .null }
-        var object: [String: JSONValue] = [
-            "id": .string(job.id), "feature": .string(job.feature), "state": .string(job.state.rawValue),
-            "attempts": .integer(Int64(job.attempts)), "max_attempts": .integer(Int64(job.maxAttempts)),
-            "rows_total": .integer(Int64(job.rowsTotal)), "rows_done": .integer(Int64(job.rowsDone)),
-            "progress": .number(job.rowsTotal > 0 ? Double(job.rowsDone) / Double(job.rowsTotal) : 0),
-            "error": job.lastError.map(JSONValue.string) ?? .null,
-            "created_at": time(job.createdAt), "updated_at": time(job.updatedAt), "started_at": time(job.startedAt),
-            "finished_at": time(job.finishedAt), "deadline_at": time(job.deadlineAt),
-            "available_at": job.state == .queued ? time(job.availableAt) : .null,
-        ]
-        if includeRows {
-            if let result = job.result, let value = try? JSONValue.parse(result) { object["result"] = value }
-            if let partial = job.partial, let value = try? JSONValue.parse(partial) { object["partial"] = value }
-        }
-        return .object(object)
-    }
+    static func json(_ job: Job, includeRows: Bool = true) -> JSONValue { JobJSON.value(job, includeRows: includeRows) }
 }
 
 /// `Idempotency-Key` (Stripe's semantics: same key and body → the same job; another body → 409).

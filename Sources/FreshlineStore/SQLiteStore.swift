@@ -42,6 +42,7 @@ public final class SQLiteStore: Sendable {
         }
         registerBatchMigration(&migrator)
         registerJobsMigration(&migrator)
+        registerWebhooksMigration(&migrator)
         return migrator
     }
 }

@@ -31,7 +31,8 @@ struct ServeCommand: AsyncParsableCommand {
             factory.valueHistogramBuckets["freshline_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
             runtime = try ServingRuntime(
                 manifest: manifest, metricsFactory: factory,
-                requestLogStore: store, batchStore: store, jobStore: store, logger: logger)
+                requestLogStore: store, batchStore: store, jobStore: store, webhookStore: store,
+                logger: logger)
         } catch let errors as ManifestErrors {
             throw CLIError(errors.description)
         }

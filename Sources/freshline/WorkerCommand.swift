@@ -33,7 +33,8 @@ struct WorkerCommand: AsyncParsableCommand {
             let store = try ServingRuntime.openStore(for: manifest)
             runtime = try ServingRuntime(
                 manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, requestLogStore: nil,
-                jobStore: store, jobWorkers: concurrency ?? max(1, manifest.server.jobWorkers), logger: logger)
+                jobStore: store, jobWorkers: concurrency ?? max(1, manifest.server.jobWorkers), webhookStore: store,
+                logger: logger)
         } catch let errors as ManifestErrors {
             throw CLIError(errors.description)
         }

@@ -81,6 +81,8 @@ public struct FeatureSpec: Sendable, Equatable {
     public var batch: BatchSpec?
     /// How the feature's async jobs are leased and retried (`async:` section; defaults documented there).
     public var jobs: JobPolicy = JobPolicy()
+    /// Where every job of the feature reports its end (`async.webhook`), unless the submission names its own.
+    public var webhook: String?
     /// Where the entry starts in the manifest.
     public var location: SourceLocation
 
@@ -196,6 +198,8 @@ public struct ServerSettings: Sendable, Equatable {
     public var requestLogRetention: Duration
     /// Async jobs one process works on at once (default 2).
     public var jobWorkers: Int = 2
+    /// Webhook signing, retries and allowed targets.
+    public var webhooks = WebhookSettings()
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 1 << 20, computeThreads: Int = 1,

@@ -15,11 +15,14 @@ public final class JobService: Sendable {
     private let logger: Logger
     private let workers: Int
     private let idlePoll: Duration
+    /// Delivers job events to webhooks, when a webhook store is configured.
+    public let webhooks: WebhookDispatcher?
 
     init(
         servers: [String: FeatureServer], store: any JobStore, pool: ComputePool, metrics: ServingMetrics,
-        logger: Logger, workers: Int, idlePoll: Duration = .milliseconds(50)
+        logger: Logger, workers: Int, webhooks: WebhookDispatcher?, idlePoll: Duration = .milliseconds(50)
     ) {
+        self.webhooks = webhooks
         self.servers = servers
         self.store = store
         self.pool = pool
@@ -34,9 +37,15 @@ public final class JobService: Sendable {
     /// Queues `rows` for `feature`. Every row is checked first (a row the model cannot use is a 400 now, not a
     /// failed job later). With an idempotency key, a repeated submission returns the first job.
     public func submit(
-        feature: String, rows: [PredictRequest], idempotencyKey: String?, requestHash: String?
+        feature: String, rows: [PredictRequest], idempotencyKey: String?, requestHash: String?,
+        webhookURL: String? = nil
     ) async throws -> (job: Job, created: Bool) {
         guard let server = servers[feature] else { throw PredictionError(.notFound, "no feature named '\(feature)'") }
+        let target = webhookURL ?? server.spec.webhook
+        if let target {
+            guard let webhooks else { throw PredictionError(.badRequest, "this server does not send webhooks") }
+            if let problem = webhooks.check(target) { throw PredictionError(.badRequest, "webhook_url: \(problem)") }
+        }
         guard !rows.isEmpty else { throw PredictionError(.badRequest, "a job needs at least one row") }
         for (index, row) in rows.enumerated() {
             do { _ = try server.checkRow(row) } catch let error as PredictionError {
@@ -53,10 +62,18 @@ public final class JobService: Sendable {
         let job = Job(
             id: "job_" + (0..<16).map { _ in String(UInt8.random(in: 0...15), radix: 16) }.joined(), feature: feature,
             input: input, rowsTotal: rows.count, maxAttempts: policy.maxAttempts, createdAt: now,
-            deadlineAt: now + policy.deadline.seconds, idempotencyKey: idempotencyKey, requestHash: requestHash)
+            deadlineAt: now + policy.deadline.seconds, idempotencyKey: idempotencyKey, requestHash: requestHash,
+            webhookURL: target)
         let result = try await store.submit(job)
         if result.created { metrics.jobSubmitted(feature: feature) }
         return result
+    }
+
+    /// Cancels a job and reports the event to its webhook; `nil` when it already ended or does not exist.
+    public func cancel(id: String) async throws -> Job? {
+        guard let canceled = try await store.cancel(id: id, now: Clock.unixNow) else { return nil }
+        await webhooks?.jobEnded(canceled)
+        return canceled
     }
 
     /// Waits until the job ends or `timeout` passes; returns its latest state.
@@ -72,9 +89,9 @@ public final class JobService: Sendable {
 
     /// Runs `workers` worker loops until cancelled; on cancellation each gives its job back to the queue.
     public func run() async {
-        guard workers > 0 else { return }
         await withDiscardingTaskGroup { group in
-            for index in 0..<workers {
+            if let webhooks { group.addTask { await webhooks.run() } }
+            for index in 0..<max(0, workers) {
                 group.addTask { await self.workLoop(owner: "\(RunOwner.current)/w\(index)") }
             }
             group.addTask {
@@ -139,8 +156,9 @@ public final class JobService: Sendable {
                 results += try await compute(slice, server: server)
             } catch {
                 metrics.jobAttemptFailed(feature: job.feature)
-                _ = try? await store.fail(
+                let failed = try? await store.fail(
                     id: job.id, owner: owner, error: "\(error)", retryable: true, now: Clock.unixNow, policy: policy)
+                if let failed, failed.state.isFinal { await webhooks?.jobEnded(failed) }
                 return
             }
             index += slice.count
@@ -155,8 +173,9 @@ public final class JobService: Sendable {
             }
         }
         let result = JSONValue.object(["feature": .string(job.feature), "results": .array(results)]).serialized()
-        if case .recorded? = try? await store.complete(id: job.id, result: result, now: Clock.unixNow) {
+        if case .recorded(let done)? = try? await store.complete(id: job.id, result: result, now: Clock.unixNow) {
             metrics.jobFinished(feature: job.feature, duration: ContinuousClock.now - started)
+            await webhooks?.jobEnded(done)
         }
     }
 

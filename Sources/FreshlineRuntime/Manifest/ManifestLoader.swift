@@ -272,7 +272,11 @@ private struct Reader {
             case "on_failure": feature.onFailure = failurePolicy(value, path)
             case "batching": feature.batching = batching(value, path)
             case "batch": batchNode = (value, path)
-            case "async": feature.jobs = jobPolicy(value, path)
+            case "async":
+                feature.jobs = jobPolicy(value, path)
+                if case .mapping(let m) = value, let url = m["webhook"] {
+                    feature.webhook = webhookURL(url, "\(path).webhook")
+                }
             case "description": _ = string(value, path)
             default: break
             }
@@ -344,7 +348,9 @@ private struct Reader {
 
     mutating func jobPolicy(_ node: Node, _ keyPath: String) -> JobPolicy {
         var policy = JobPolicy()
-        let allowed: Set<String> = ["max_attempts", "backoff", "max_backoff", "visibility_timeout", "deadline"]
+        let allowed: Set<String> = [
+            "max_attempts", "backoff", "max_backoff", "visibility_timeout", "deadline", "webhook",
+        ]
         for (key, value) in entries(node, keyPath, allowed: allowed) ?? [] {
             let path = "\(keyPath).\(key)"
             switch key {
@@ -357,6 +363,43 @@ private struct Reader {
             }
         }
         return policy
+    }
+
+    mutating func webhookURL(_ node: Node, _ keyPath: String) -> String? {
+        guard let text = string(node, keyPath) else { return nil }
+        guard text.hasPrefix("https://") || text.hasPrefix("http://") else {
+            fail(node, keyPath, "must be an http:// or https:// URL")
+            return nil
+        }
+        return text
+    }
+
+    mutating func webhookSettings(_ node: Node, _ keyPath: String) -> WebhookSettings {
+        var settings = WebhookSettings()
+        let allowed: Set<String> = [
+            "secret_env", "allow_loopback", "allow_private", "retry_window", "backoff", "max_backoff", "timeout",
+        ]
+        for (key, value) in entries(node, keyPath, allowed: allowed) ?? [] {
+            let path = "\(keyPath).\(key)"
+            switch key {
+            case "secret_env":
+                if let variable = string(value, path) {
+                    if let v = ProcessInfo.processInfo.environment[variable], !v.isEmpty {
+                        settings.secret = v
+                    } else {
+                        fail(value, path, "environment variable \(variable) is not set")
+                    }
+                }
+            case "allow_loopback": settings.allowLoopback = bool(value, path) ?? false
+            case "allow_private": settings.allowPrivate = bool(value, path) ?? false
+            case "retry_window": settings.retryWindow = positive(value, path) ?? settings.retryWindow
+            case "backoff": settings.backoffBase = positive(value, path) ?? settings.backoffBase
+            case "max_backoff": settings.backoffMax = positive(value, path) ?? settings.backoffMax
+            case "timeout": settings.timeout = positive(value, path) ?? settings.timeout
+            default: break
+            }
+        }
+        return settings
     }
 
     mutating func positive(_ node: Node, _ keyPath: String) -> Duration? {
@@ -520,7 +563,7 @@ private struct Reader {
         var s = ServerSettings()
         let allowed: Set<String> = [
             "host", "port", "max_body_bytes", "compute_threads", "request_log_sample_rate", "request_log_retention",
-            "job_workers",
+            "job_workers", "webhooks",
         ]
         for (key, value) in entries(node, "server", allowed: allowed) ?? [] {
             let path = "server.\(key)"
@@ -533,6 +576,7 @@ private struct Reader {
                 s.requestLogSampleRate = double(value, path, range: 0...1) ?? s.requestLogSampleRate
             case "request_log_retention": s.requestLogRetention = duration(value, path) ?? s.requestLogRetention
             case "job_workers": s.jobWorkers = int(value, path, range: 0...256) ?? s.jobWorkers
+            case "webhooks": s.webhooks = webhookSettings(value, path)
             default: break
             }
         }

@@ -27,7 +27,8 @@ public final class ServingRuntime: Service {
     /// Loads and checks the manifest's models and features. Throws `ManifestErrors` listing every problem.
     public init(
         manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?,
-        batchStore: (any BatchStore)? = nil, jobStore: (any JobStore)? = nil, jobWorkers: Int? = nil, logger: Logger
+        batchStore: (any BatchStore)? = nil, jobStore: (any JobStore)? = nil, jobWorkers: Int? = nil,
+        webhookStore: (any WebhookStore)? = nil, logger: Logger
     ) throws {
         let (models, loadErrors) = ServingModel.loadAll(manifest)
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
@@ -63,10 +64,14 @@ public final class ServingRuntime: Service {
             runners.isEmpty || batchStore == nil
             ? nil : BatchService(runners: runners, servers: features, store: batchStore!, logger: logger)
         let (pool, metrics) = (self.pool, self.metrics)
-        jobs = jobStore.map {
+        jobs = jobStore.map { jobStore in
             JobService(
-                servers: features, store: $0, pool: pool, metrics: metrics, logger: logger,
-                workers: jobWorkers ?? manifest.server.jobWorkers)
+                servers: features, store: jobStore, pool: pool, metrics: metrics, logger: logger,
+                workers: jobWorkers ?? manifest.server.jobWorkers,
+                webhooks: webhookStore.map {
+                    WebhookDispatcher(
+                        store: $0, jobs: jobStore, settings: manifest.server.webhooks, metrics: metrics, logger: logger)
+                })
         }
     }
 

@@ -132,6 +132,11 @@ public final class ServingMetrics: Sendable {
         gauge("freshline_job_oldest_queued_seconds", [("feature", feature)]).record(oldestQueuedSeconds)
     }
 
+    /// A webhook attempt's outcome: `freshline_webhook_deliveries_total{outcome}` (`delivered`, `retry`, `failed`).
+    public func webhook(outcome: String) {
+        counter("freshline_webhook_deliveries_total", [("outcome", outcome)]).increment()
+    }
+
     /// A request shed before compute: `freshline_shed_total`.
     public func shed(feature: String) {
         counter("freshline_shed_total", [("feature", feature)]).increment()

@@ -1,0 +1,142 @@
+/// One event to deliver to a webhook target: a job's end (`job.succeeded`, `job.failed`, `job.canceled`,
+/// `job.expired`). A redelivery is a new delivery of the same event id, so receivers de-duplicate on it.
+public struct WebhookDelivery: Sendable, Equatable {
+    /// The lifecycle of a delivery.
+    public enum State: String, Sendable, CaseIterable {
+        /// Waiting for its next attempt.
+        case pending
+        /// A 2xx answer was received.
+        case delivered
+        /// The retry window ran out, or the target is not allowed.
+        case failed
+    }
+    public var id: String
+    public var jobID: String
+    /// `evt_…`: the same for every delivery of one event.
+    public var eventID: String
+    public var eventType: String
+    public var url: String
+    public var state: State
+    public var attempts: Int
+    public var nextAttemptAt: Double
+    public var createdAt: Double
+    public var deliveredAt: Double?
+    public var lastStatus: Int?
+    public var lastError: String?
+
+    /// A pending delivery, due now.
+    public init(id: String, jobID: String, eventID: String, eventType: String, url: String, createdAt: Double) {
+        self.id = id
+        self.jobID = jobID
+        self.eventID = eventID
+        self.eventType = eventType
+        self.url = url
+        state = .pending
+        attempts = 0
+        nextAttemptAt = createdAt
+        self.createdAt = createdAt
+        deliveredAt = nil
+        lastStatus = nil
+        lastError = nil
+    }
+}
+
+/// One attempt at a delivery, for the delivery log.
+public struct WebhookAttempt: Sendable, Equatable {
+    public var deliveryID: String
+    public var attempt: Int
+    public var at: Double
+    /// The HTTP status, when an answer came.
+    public var status: Int?
+    public var error: String?
+
+    /// Makes a log entry.
+    public init(deliveryID: String, attempt: Int, at: Double, status: Int?, error: String?) {
+        self.deliveryID = deliveryID
+        self.attempt = attempt
+        self.at = at
+        self.status = status
+        self.error = error
+    }
+}
+
+/// How webhooks are signed, retried and where they may go (`server.webhooks` in the manifest).
+public struct WebhookSettings: Sendable, Equatable {
+    /// The signing secret (from the environment variable the manifest names); `nil`: webhooks are not sent.
+    public var secret: String?
+    /// Whether loopback targets (127.0.0.0/8, ::1) are allowed (default `false`; tests and local setups).
+    public var allowLoopback: Bool
+    /// Whether private and link-local targets are allowed (default `false`).
+    public var allowPrivate: Bool
+    /// How long a delivery is retried from its first attempt (default 24 h).
+    public var retryWindow: Duration
+    /// The first retry's delay, doubled each time up to `backoffMax` (defaults 1 s and 1 h).
+    public var backoffBase: Duration
+    public var backoffMax: Duration
+    /// How long one attempt may take (default 10 s).
+    public var timeout: Duration
+
+    /// Settings with the documented defaults.
+    public init(
+        secret: String? = nil, allowLoopback: Bool = false, allowPrivate: Bool = false,
+        retryWindow: Duration = .seconds(86_400), backoffBase: Duration = .seconds(1),
+        backoffMax: Duration = .seconds(3600), timeout: Duration = .seconds(10)
+    ) {
+        self.secret = secret
+        self.allowLoopback = allowLoopback
+        self.allowPrivate = allowPrivate
+        self.retryWindow = retryWindow
+        self.backoffBase = backoffBase
+        self.backoffMax = backoffMax
+        self.timeout = timeout
+    }
+
+    /// When attempt `attempts + 1` is due after a failed attempt at `now`, or `nil` when the window is over.
+    public func nextAttempt(after attempts: Int, now: Double, createdAt: Double) -> Double? {
+        let exponent = min(max(0, attempts - 1), 30)
+        let delay = min(backoffBase.seconds * Double(1 << exponent), backoffMax.seconds)
+        let next = now + delay
+        return next <= createdAt + retryWindow.seconds ? next : nil
+    }
+
+    /// Why an address may not be a webhook target (`nil`: allowed). `address` is 4 (IPv4) or 16 (IPv6) bytes.
+    public func problem(address: [UInt8]) -> String? {
+        var v4: [UInt8]?
+        if address.count == 4 {
+            v4 = address
+        } else if address.count == 16, address[0..<10].allSatisfy({ $0 == 0 }), address[10] == 0xff,
+            address[11] == 0xff
+        {
+            v4 = Array(address[12..<16])  // IPv4-mapped
+        }
+        if let a = v4 {
+            if a[0] == 127 { return allowLoopback ? nil : "a loopback address" }
+            if a[0] == 0 || a[0] >= 224 { return "an unroutable, multicast or reserved address" }
+            if a[0] == 169 && a[1] == 254 { return allowPrivate ? nil : "a link-local address" }
+            let isPrivate =
+                a[0] == 10 || (a[0] == 172 && (16...31).contains(a[1])) || (a[0] == 192 && a[1] == 168)
+                || (a[0] == 100 && (64...127).contains(a[1]))
+            return isPrivate && !allowPrivate ? "a private address" : nil
+        }
+        guard address.count == 16 else { return "not an IP address" }
+        if address[0..<15].allSatisfy({ $0 == 0 }) {
+            return address[15] == 1 ? (allowLoopback ? nil : "a loopback address") : "an unspecified address"
+        }
+        if address[0] == 0xff { return "a multicast address" }
+        if address[0] == 0xfe && (address[1] & 0xc0) == 0x80 { return allowPrivate ? nil : "a link-local address" }
+        if (address[0] & 0xfe) == 0xfc { return allowPrivate ? nil : "a private (unique local) address" }
+        return nil
+    }
+}
+
+/// Webhook deliveries and their attempt log. SQLite now; PostgreSQL later.
+public protocol WebhookStore: Sendable {
+    /// Adds a pending delivery.
+    func enqueue(_ delivery: WebhookDelivery) async throws
+    /// Pending deliveries due at `now`, oldest first.
+    func dueDeliveries(now: Double, limit: Int) async throws -> [WebhookDelivery]
+    /// Records an attempt and the delivery's new state, in one transaction.
+    func record(_ delivery: WebhookDelivery, attempt: WebhookAttempt) async throws
+    /// A job's deliveries with their attempts, oldest first.
+    func deliveries(jobID: String) async throws -> [(delivery: WebhookDelivery, attempts: [WebhookAttempt])]
+}
