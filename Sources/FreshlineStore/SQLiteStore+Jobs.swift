@@ -42,6 +42,15 @@ extension SQLiteStore {
     }
 }
 
+extension SQLiteStore {
+    /// An index for reclaiming expired leases (`v5-jobs-lease-index`).
+    static func registerJobLeaseIndexMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v5-jobs-lease-index") { db in
+            try db.execute(sql: "CREATE INDEX jobs_leases ON jobs (state, lease_expires_at)")
+        }
+    }
+}
+
 extension SQLiteStore: JobStore {
     public func submit(_ job: Job) async throws -> (job: Job, created: Bool) {
         try await writer.write { db in
@@ -91,18 +100,24 @@ extension SQLiteStore: JobStore {
     {
         guard !features.isEmpty else { return nil }
         return try await writer.write { db in
-            let marks = Array(repeating: "?", count: features.count).joined(separator: ",")
-            var arguments = StatementArguments(features)
-            arguments += [now, now]
-            let candidates = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT * FROM jobs WHERE feature IN (\(marks))
-                    AND ((state = 'queued' AND available_at <= ?) OR (state = 'running' AND lease_expires_at <= ?))
-                    ORDER BY available_at, created_at LIMIT 16
-                    """,
-                arguments: arguments
+            // Two index range scans (due queued jobs; expired leases), not a scan of every job ever submitted.
+            let wanted = Set(features)
+            let queued = try Row.fetchAll(
+                db.cachedStatement(
+                    sql:
+                        "SELECT * FROM jobs WHERE state = 'queued' AND available_at <= ? ORDER BY available_at LIMIT 16"
+                ),
+                arguments: [now]
             ).map(Self.job(from:))
+            let expired = try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= ?
+                        ORDER BY lease_expires_at LIMIT 16
+                        """),
+                arguments: [now]
+            ).map(Self.job(from:))
+            let candidates = (expired + queued).filter { wanted.contains($0.feature) }
             for candidate in candidates {
                 let policy = policies[candidate.feature] ?? JobPolicy()
                 guard let next = JobStateMachine.lease(candidate, owner: owner, now: now, policy: policy) else {
@@ -179,17 +194,18 @@ extension SQLiteStore: JobStore {
     // MARK: Rows
 
     private static func fetchJob(_ db: Database, _ id: String) throws -> Job? {
-        try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map(job(from:))
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM jobs WHERE id = ?"), arguments: [id]).map(job(from:))
     }
 
     private static func insert(_ job: Job, _ db: Database) throws {
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT INTO jobs (id, feature, state, input, rows_total, rows_done, partial, result, attempts,
                     max_attempts, last_error, available_at, lease_owner, lease_expires_at, deadline_at, idempotency_key,
                     request_hash, webhook_url, created_at, updated_at, started_at, finished_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
+                """
+        ).execute(
             arguments: [
                 job.id, job.feature, job.state.rawValue, Data(job.input), job.rowsTotal, job.rowsDone,
                 job.partial.map { Data($0) }, job.result.map { Data($0) }, job.attempts, job.maxAttempts,
@@ -200,13 +216,14 @@ extension SQLiteStore: JobStore {
     }
 
     private static func update(_ job: Job, _ db: Database) throws {
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 UPDATE jobs SET state = ?, rows_done = ?, partial = ?, result = ?, attempts = ?, last_error = ?,
                     available_at = ?, lease_owner = ?, lease_expires_at = ?, updated_at = ?, started_at = ?,
                     finished_at = ?
                 WHERE id = ?
-                """,
+                """
+        ).execute(
             arguments: [
                 job.state.rawValue, job.rowsDone, job.partial.map { Data($0) }, job.result.map { Data($0) },
                 job.attempts, job.lastError, job.availableAt, job.leaseOwner, job.leaseExpiresAt, job.updatedAt,

@@ -17,6 +17,8 @@ public final class JobService: Sendable {
     private let idlePoll: Duration
     /// Delivers job events to webhooks, when a webhook store is configured.
     public let webhooks: WebhookDispatcher?
+    private let signals = Signals()
+    private static let queueSignal = "queue"
 
     init(
         servers: [String: FeatureServer], store: any JobStore, pool: ComputePool, metrics: ServingMetrics,
@@ -65,13 +67,17 @@ public final class JobService: Sendable {
             deadlineAt: now + policy.deadline.seconds, idempotencyKey: idempotencyKey, requestHash: requestHash,
             webhookURL: target)
         let result = try await store.submit(job)
-        if result.created { metrics.jobSubmitted(feature: feature) }
+        if result.created {
+            metrics.jobSubmitted(feature: feature)
+            signals.fire(Self.queueSignal)
+        }
         return result
     }
 
     /// Cancels a job and reports the event to its webhook; `nil` when it already ended or does not exist.
     public func cancel(id: String) async throws -> Job? {
         guard let canceled = try await store.cancel(id: id, now: Clock.unixNow) else { return nil }
+        signals.fire(id)
         await webhooks?.jobEnded(canceled)
         return canceled
     }
@@ -81,9 +87,20 @@ public final class JobService: Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while true {
-            guard let job = try await store.job(id: id) else { return nil }
-            if job.state.isFinal || clock.now >= deadline { return job }
-            try await Task.sleep(for: min(.milliseconds(20), deadline - clock.now))
+            // Registered before the check, so a finish between the check and the wait still wakes it.
+            let ticket = signals.register(id)
+            let current: Job?
+            do { current = try await store.job(id: id) } catch {
+                signals.discard(ticket)
+                throw error
+            }
+            guard let job = current, !job.state.isFinal, clock.now < deadline else {
+                signals.discard(ticket)
+                return current
+            }
+            // Woken at once when this process finishes the job; polls for jobs finished by other processes.
+            await signals.wait(ticket, timeout: min(.milliseconds(100), deadline - clock.now))
+            try Task.checkCancellation()
         }
     }
 
@@ -114,18 +131,21 @@ public final class JobService: Sendable {
     private func workLoop(owner: String) async {
         let features = servers.keys.sorted()
         while !Task.isCancelled {
+            let ticket = signals.register(Self.queueSignal)
             let leased: Job?
             do {
                 leased = try await store.lease(features: features, owner: owner, now: Clock.unixNow, policies: policies)
             } catch {
+                signals.discard(ticket)
                 logger.error("job queue: cannot lease: \(error)")
                 try? await Task.sleep(for: .seconds(1))
                 continue
             }
             guard let job = leased else {
-                try? await Task.sleep(for: idlePoll)
+                await signals.wait(ticket, timeout: idlePoll)
                 continue
             }
+            signals.discard(ticket)
             await execute(job, owner: owner)
         }
     }
@@ -158,7 +178,10 @@ public final class JobService: Sendable {
                 metrics.jobAttemptFailed(feature: job.feature)
                 let failed = try? await store.fail(
                     id: job.id, owner: owner, error: "\(error)", retryable: true, now: Clock.unixNow, policy: policy)
-                if let failed, failed.state.isFinal { await webhooks?.jobEnded(failed) }
+                if let failed, failed.state.isFinal {
+                    signals.fire(job.id)
+                    await webhooks?.jobEnded(failed)
+                }
                 return
             }
             index += slice.count
@@ -175,6 +198,7 @@ public final class JobService: Sendable {
         let result = JSONValue.object(["feature": .string(job.feature), "results": .array(results)]).serialized()
         if case .recorded(let done)? = try? await store.complete(id: job.id, result: result, now: Clock.unixNow) {
             metrics.jobFinished(feature: job.feature, duration: ContinuousClock.now - started)
+            signals.fire(job.id)
             await webhooks?.jobEnded(done)
         }
     }
