@@ -154,7 +154,6 @@ public final class JobService: Sendable {
     func execute(_ job: Job, owner: String) async {
         guard let server = servers[job.feature] else { return }
         let policy = server.spec.jobs
-        let started = ContinuousClock.now
         let rows: [PredictRequest]
         do { rows = try Self.decodeRows(job.input) } catch {
             _ = try? await store.fail(
@@ -197,7 +196,9 @@ public final class JobService: Sendable {
         }
         let result = JSONValue.object(["feature": .string(job.feature), "results": .array(results)]).serialized()
         if case .recorded(let done)? = try? await store.complete(id: job.id, result: result, now: Clock.unixNow) {
-            metrics.jobFinished(feature: job.feature, duration: ContinuousClock.now - started)
+            // Time to completion: from submission to the recorded result (queueing and retries included).
+            metrics.jobFinished(
+                feature: job.feature, duration: .milliseconds(Int64(max(0, Clock.unixNow - job.createdAt) * 1000)))
             signals.fire(job.id)
             await webhooks?.jobEnded(done)
         }

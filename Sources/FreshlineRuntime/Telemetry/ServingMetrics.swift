@@ -113,7 +113,7 @@ public final class ServingMetrics: Sendable {
         counter("freshline_jobs_submitted_total", [("feature", feature)]).increment()
     }
 
-    /// A job recorded its result: `freshline_job_duration_seconds{feature}` (the successful attempt's time).
+    /// A job recorded its result: `freshline_job_duration_seconds{feature}`, from submission to result.
     public func jobFinished(feature: String, duration: Duration) {
         timer("freshline_job_duration_seconds", [("feature", feature)]).recordNanoseconds(duration.nanoseconds)
     }
