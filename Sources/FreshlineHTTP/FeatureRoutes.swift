@@ -158,7 +158,9 @@ struct FeatureRoutes<Context: RequestContext> {
         key("age_seconds", first: true)
         JSONValue.number(p.provenance.ageSeconds).write(into: &out)
         key("computed_at")
-        JSONValue.writeString(Timestamp.rfc3339(p.provenance.computedAt), into: &out)
+        out.append(UInt8(ascii: "\""))
+        Timestamp.write(p.provenance.computedAt, into: &out)
+        out.append(UInt8(ascii: "\""))
         key("feature")
         JSONValue.writeString(feature, into: &out)
         if let k = p.key {

@@ -1,3 +1,4 @@
+import Foundation
 import FreshlineCore
 import FreshlineEngine
 import FreshlineRuntime
@@ -27,6 +28,18 @@ struct ResponseBodyTests {
             let direct = FeatureRoutes<BasicRequestContext>.body(prediction, feature: "churn")
             let general = FeatureRoutes<BasicRequestContext>.json(prediction, feature: "churn").serialized()
             #expect(String(decoding: direct, as: UTF8.self) == String(decoding: general, as: UTF8.self))
+        }
+    }
+
+    @Test("timestamps equal Foundation's ISO 8601 text with milliseconds, 1970 to 2200")
+    func timestamps() {
+        var generator = SystemRandomNumberGenerator()
+        let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
+        for _ in 0..<2000 {
+            // Multiples of 1/8 s are exact in binary, so neither side has a rounding choice to make.
+            let millis = Int64.random(in: 0..<58_064_947_200, using: &generator) * 125
+            let seconds = Double(millis) / 1000
+            #expect(Timestamp.rfc3339(seconds) == Date(timeIntervalSince1970: seconds).formatted(style))
         }
     }
 }

@@ -3,6 +3,14 @@
 public enum Timestamp {
     /// Formats seconds since 1970.
     public static func rfc3339(_ unixSeconds: Double) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(24)
+        write(unixSeconds, into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends the RFC 3339 text of `unixSeconds` to `out`, without intermediate strings.
+    public static func write(_ unixSeconds: Double, into out: inout [UInt8]) {
         let totalMillis = Int64((unixSeconds * 1000).rounded(.down))
         var days = totalMillis >= 0 ? totalMillis / 86_400_000 : (totalMillis - 86_399_999) / 86_400_000
         let millisOfDay = totalMillis - days * 86_400_000
@@ -18,11 +26,33 @@ public enum Timestamp {
         let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
         let hour = millisOfDay / 3_600_000, minute = millisOfDay / 60_000 % 60, second = millisOfDay / 1000 % 60
         let millis = millisOfDay % 1000
-        func pad(_ v: Int64, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
+        func digits(_ value: Int64, _ width: Int) {
+            if value < 0 || (width == 4 && value > 9999) {  // outside 0000…9999: plain decimal
+                out.append(contentsOf: String(value).utf8)
+                return
+            }
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            var v = value
+            while divisor > 0 {
+                out.append(UInt8(ascii: "0") + UInt8(v / divisor))
+                v %= divisor
+                divisor /= 10
+            }
         }
-        return
-            "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(millis, 3))Z"
+        digits(year, 4)
+        out.append(UInt8(ascii: "-"))
+        digits(month, 2)
+        out.append(UInt8(ascii: "-"))
+        digits(day, 2)
+        out.append(UInt8(ascii: "T"))
+        digits(hour, 2)
+        out.append(UInt8(ascii: ":"))
+        digits(minute, 2)
+        out.append(UInt8(ascii: ":"))
+        digits(second, 2)
+        out.append(UInt8(ascii: "."))
+        digits(millis, 3)
+        out.append(UInt8(ascii: "Z"))
     }
 }

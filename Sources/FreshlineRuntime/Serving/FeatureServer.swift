@@ -62,12 +62,12 @@ public final class FeatureServer: Sendable {
                 histograms.record(feature: spec.name, source: source, duration: duration)
                 meters.served(ageSeconds: age)
             }
-            let hasRequestInputs = request.inputs.keys.contains { $0 != spec.key }
+            // Built only for the sampled requests (the argument is an autoclosure).
             requestLog?.offer(
                 RequestLogSample(
-                    feature: spec.name, keyHash: request.key.map(KeyHash.hex), hasRequestInputs: hasRequestInputs,
-                    source: source, outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age,
-                    at: arrivedAt))
+                    feature: spec.name, keyHash: request.key.map(KeyHash.hex),
+                    hasRequestInputs: request.inputs.keys.contains { $0 != spec.key }, source: source,
+                    outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age, at: arrivedAt))
         }
         do {
             let prediction = try await answer(request, start: start)
