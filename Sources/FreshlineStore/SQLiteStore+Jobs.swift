@@ -163,6 +163,23 @@ extension SQLiteStore: JobStore {
         try await transition(id) { JobStateMachine.release($0, owner: owner, now: now) }
     }
 
+    public func expireOverdue(now: Double, limit: Int) async throws -> [Job] {
+        try await writer.write { db in
+            let overdue = try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM jobs WHERE state = 'queued' AND deadline_at <= ? ORDER BY deadline_at LIMIT ?",
+                arguments: [now, limit]
+            ).map(Self.job(from:))
+            var expired: [Job] = []
+            for job in overdue {
+                guard let next = JobStateMachine.expire(job, now: now) else { continue }
+                try Self.update(next, db)
+                expired.append(next)
+            }
+            return expired
+        }
+    }
+
     public func cancel(id: String, now: Double) async throws -> Job? {
         try await transition(id) { JobStateMachine.cancel($0, now: now) }
     }

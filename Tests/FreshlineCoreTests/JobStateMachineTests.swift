@@ -576,4 +576,19 @@ private struct SeededGenerator: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
+}
+
+extension JobStateMachineTests {
+    @Test func expireOnlyQueuedJobsPastTheirDeadline() {
+        var job = Job(id: "j", feature: "f", input: [], rowsTotal: 1, maxAttempts: 3, createdAt: 0, deadlineAt: 10)
+        #expect(JobStateMachine.expire(job, now: 9) == nil)
+        let expired = JobStateMachine.expire(job, now: 10)
+        #expect(expired?.state == .expired)
+        #expect(expired?.finishedAt == 10)
+        job.state = .succeeded
+        #expect(JobStateMachine.expire(job, now: 100) == nil)
+        let noDeadline = Job(id: "k", feature: "f", input: [], rowsTotal: 1, maxAttempts: 3, createdAt: 0)
+        #expect(JobStateMachine.expire(noDeadline, now: 1e12) == nil)
+    }
 }

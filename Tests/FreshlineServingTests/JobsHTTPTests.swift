@@ -36,9 +36,10 @@ struct JobsHTTPTests {
     static let ops: HTTPFields = [.authorization: "Bearer ops-secret"]
 
     func withServer(
-        workers: Int = 2, _ body: @Sendable @escaping (any TestClientProtocol, ServingRuntime) async throws -> Void
+        workers: Int = 2, manifest yaml: String = Self.manifest,
+        _ body: @Sendable @escaping (any TestClientProtocol, ServingRuntime) async throws -> Void
     ) async throws {
-        let path = try TestManifest.write(Self.manifest)
+        let path = try TestManifest.write(yaml)
         let manifest = try ManifestLoader.load(path: path)
         let store = try SQLiteStore(
             path: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("state.sqlite").path)
@@ -179,6 +180,21 @@ struct JobsHTTPTests {
             #expect(events.last?.contains("\"result\":") == true)
             for event in events.dropLast() { #expect(event.contains("event: progress")) }
             #expect(try await Self.get(client, "/v1/jobs/job_nope/events").0 == .notFound)
+        }
+    }
+
+    @Test("a queued job past its deadline expires without a worker, and its waiter learns it")
+    func expiry() async throws {
+        try await withServer(
+            workers: 0, manifest: Self.manifest.replacingOccurrences(of: "deadline: 10m", with: "deadline: 1s")
+        ) { client, runtime in
+            let (_, job, _) = try await Self.post(
+                client, "/v1/features/report/jobs", #"{"key": "a", "inputs": {"X": \#(Self.x)}}"#)
+            let id = try #require(job["id"].flatMap { if case .string(let s) = $0 { s } else { nil } })
+            let waited = try await runtime.jobs?.wait(for: id, timeout: .seconds(30))
+            #expect(waited?.state == .expired)
+            #expect(waited?.lastError?.contains("deadline") == true)
+            #expect(try await Self.get(client, "/v1/jobs/\(id)").1["state"] == .string("expired"))
         }
     }
 

@@ -116,6 +116,13 @@ public enum JobStateMachine {
         return job
     }
 
+    /// Expires a queued job whose deadline has passed (the sweeper's rule; a running job expires when its lease
+    /// ends, at the next lease). `nil` when the job is not due to expire.
+    public static func expire(_ job: Job, now: Double) -> Job? {
+        guard job.state == .queued, let deadline = job.deadlineAt, deadline <= now else { return nil }
+        return finish(job, .expired, now: now, error: "the deadline passed before the job finished")
+    }
+
     /// Cancels a queued or running job; `nil` when it already ended.
     public static func cancel(_ job: Job, now: Double) -> Job? {
         guard !job.state.isFinal else { return nil }

@@ -36,6 +36,8 @@ public protocol JobStore: Sendable {
         async throws -> Job?
     /// Gives a lease back without charging the attempt (graceful shutdown).
     func release(id: String, owner: String, now: Double) async throws -> Job?
+    /// Expires queued jobs past their deadline (at most `limit`) and returns them.
+    func expireOverdue(now: Double, limit: Int) async throws -> [Job]
     /// Cancels a queued or running job; `nil` when it already ended or does not exist.
     func cancel(id: String, now: Double) async throws -> Job?
     /// Jobs per state, and the submission time of the oldest queued job, for one feature.

@@ -15,6 +15,7 @@ public final class JobService: Sendable {
     private let logger: Logger
     private let workers: Int
     private let idlePoll: Duration
+    private let sweepInterval: Duration = .seconds(1)
     /// Delivers job events to webhooks, when a webhook store is configured.
     public let webhooks: WebhookDispatcher?
     private let signals = Signals()
@@ -112,11 +113,21 @@ public final class JobService: Sendable {
                 group.addTask { await self.workLoop(owner: "\(RunOwner.current)/w\(index)") }
             }
             group.addTask {
+                // The sweeper: queued jobs past their deadline expire even when no worker looks at them.
                 while !Task.isCancelled {
+                    await self.expireOverdue()
                     await self.updateQueueFigures()
-                    try? await Task.sleep(for: .seconds(2))
+                    try? await Task.sleep(for: self.sweepInterval)
                 }
             }
+        }
+    }
+
+    private func expireOverdue() async {
+        guard let expired = try? await store.expireOverdue(now: Clock.unixNow, limit: 1000) else { return }
+        for job in expired {
+            signals.fire(job.id)
+            await webhooks?.jobEnded(job)
         }
     }
 
