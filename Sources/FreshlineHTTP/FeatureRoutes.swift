@@ -55,6 +55,30 @@ struct FeatureRoutes<Context: RequestContext> {
             }
         }
 
+        /// The body's rows as requests: `rows` (1…`maxRows`, not mixed with `key`/`inputs`) or the one row.
+        func requests(maxRows: Int, maxStaleness: Duration? = nil, timeout: Duration? = nil) throws -> [PredictRequest]
+        {
+            guard let rows else {
+                return [
+                    PredictRequest(
+                        key: try FeatureRoutes.key(key, field: "key"), inputs: inputs ?? [:],
+                        maxStaleness: maxStaleness,
+                        timeout: timeout)
+                ]
+            }
+            guard inputs == nil, key == nil else {
+                throw APIError.badRequest("give either rows or key/inputs, not both")
+            }
+            guard !rows.isEmpty, rows.count <= maxRows else {
+                throw APIError.badRequest("rows must hold 1 to \(maxRows) rows")
+            }
+            return try rows.enumerated().map { index, row in
+                PredictRequest(
+                    key: try FeatureRoutes.key(row.key, field: "rows[\(index)].key"), inputs: row.inputs ?? [:],
+                    maxStaleness: maxStaleness, timeout: timeout)
+            }
+        }
+
         static func inputs(_ value: JSONValue?, field: String) throws -> [String: JSONValue]? {
             switch value {
             case nil, .null?: return nil
@@ -73,16 +97,9 @@ struct FeatureRoutes<Context: RequestContext> {
             guard let jobs = runtime.jobs else {
                 throw APIError(.serviceUnavailable, code: "unavailable", "this server has no job store")
             }
-            let rows: [PredictRequest]
-            if let list = body.rows {
-                rows = try list.enumerated().map { index, row in
-                    PredictRequest(key: try Self.key(row.key, field: "rows[\(index)].key"), inputs: row.inputs ?? [:])
-                }
-            } else {
-                rows = [PredictRequest(key: try Self.key(body.key, field: "key"), inputs: body.inputs ?? [:])]
-            }
             return try await JobRoutes<Context>.accept(
-                request, feature: feature, rows: rows, body: json, service: jobs, single: body.rows == nil)
+                request, feature: feature, rows: try body.requests(maxRows: JobRoutes<Context>.maxRows), body: json,
+                service: jobs, single: body.rows == nil)
         }
         let maxStaleness = try body.max_staleness.map { try Self.duration($0, field: "max_staleness") }
         var timeout: Duration?
@@ -92,18 +109,8 @@ struct FeatureRoutes<Context: RequestContext> {
             }
             timeout = t
         }
-        if let rows = body.rows {
-            guard body.inputs == nil, body.key == nil else {
-                throw APIError.badRequest("give either rows or key/inputs, not both")
-            }
-            guard !rows.isEmpty, rows.count <= 10_000 else {
-                throw APIError.badRequest("rows must hold 1 to 10000 rows")
-            }
-            let requests = try rows.enumerated().map { index, row in
-                PredictRequest(
-                    key: try Self.key(row.key, field: "rows[\(index)].key"), inputs: row.inputs ?? [:],
-                    maxStaleness: maxStaleness, timeout: timeout)
-            }
+        let requests = try body.requests(maxRows: 10_000, maxStaleness: maxStaleness, timeout: timeout)
+        if body.rows != nil {
             // All rows are submitted at once so that the batcher can put them in the same batches.
             let results = await withTaskGroup(of: (Int, Result<Prediction, PredictionError>).self) { group in
                 for (index, r) in requests.enumerated() {
@@ -130,11 +137,8 @@ struct FeatureRoutes<Context: RequestContext> {
             return JSONResponse.make(
                 JSONValue.object(["feature": .string(feature.spec.name), "results": .array(items)]))
         }
-        let single = PredictRequest(
-            key: try Self.key(body.key, field: "key"), inputs: body.inputs ?? [:],
-            maxStaleness: maxStaleness, timeout: timeout)
         do {
-            let prediction = try await feature.predict(single)
+            let prediction = try await feature.predict(requests[0])
             var headers = HTTPFields()
             headers[.age] = String(Int(prediction.provenance.ageSeconds.rounded(.down)))
             return JSONResponse.make(bytes: Self.body(prediction, feature: feature.spec.name), headers: headers)

@@ -11,6 +11,9 @@ struct JobRoutes<Context: RequestContext> {
     let runtime: ServingRuntime
     let maxBodyBytes: Int
 
+    /// The most rows one job may hold.
+    static var maxRows: Int { 100_000 }
+
     func register(on router: Router<Context>) {
         router.post("/v1/features/:name/jobs") { request, context in try await submit(request, context) }
         router.get("/v1/jobs/:id") { _, context in try await show(context) }
@@ -33,27 +36,9 @@ struct JobRoutes<Context: RequestContext> {
         guard let feature = runtime.features[name] else { throw APIError.notFound("no feature named '\(name)'") }
         let body = try await FeatureRoutes<Context>.body(of: request, limit: maxBodyBytes)
         let parsed = try FeatureRoutes<Context>.PredictBody(body)
-        var rows: [PredictRequest] = []
-        if let list = parsed.rows {
-            guard parsed.key == nil, parsed.inputs == nil else {
-                throw APIError.badRequest("give either rows or key/inputs, not both")
-            }
-            guard !list.isEmpty, list.count <= 100_000 else {
-                throw APIError.badRequest("rows must hold 1 to 100000 rows")
-            }
-            rows = try list.enumerated().map { index, row in
-                PredictRequest(
-                    key: try FeatureRoutes<Context>.key(row.key, field: "rows[\(index)].key"), inputs: row.inputs ?? [:]
-                )
-            }
-        } else {
-            rows = [
-                PredictRequest(
-                    key: try FeatureRoutes<Context>.key(parsed.key, field: "key"), inputs: parsed.inputs ?? [:])
-            ]
-        }
         return try await Self.accept(
-            request, feature: feature, rows: rows, body: body, service: try service(), single: parsed.rows == nil)
+            request, feature: feature, rows: try parsed.requests(maxRows: Self.maxRows), body: body,
+            service: try service(), single: parsed.rows == nil)
     }
 
     /// Queues the rows (honouring `Idempotency-Key`), then answers per `Prefer`: `wait=N` waits up to N seconds

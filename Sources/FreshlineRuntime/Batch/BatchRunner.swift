@@ -54,7 +54,8 @@ public final class BatchRunner: Sendable {
         if let modelPath { modelVersion = try Model(contentsOf: URL(fileURLWithPath: modelPath)).metadata.version }
         let copyFrom = keys == nil ? nil : try await store.publishedSnapshot(feature: feature.name)?.id
         let run = BatchRun(
-            id: Self.newRunID(), feature: feature.name, trigger: trigger, snapshotID: 0, scheduledFor: scheduledFor,
+            id: RandomID.make("run_"), feature: feature.name, trigger: trigger, snapshotID: 0,
+            scheduledFor: scheduledFor,
             startedAt: now, heartbeatAt: now, owner: RunOwner.current, modelPath: modelPath, keys: keys)
         return try await store.startRun(
             run, modelVersion: modelVersion, inputTime: now, copyFrom: copyFrom, liveAfter: now - Self.lease,
@@ -310,9 +311,6 @@ public final class BatchRunner: Sendable {
         return part
     }
 
-    static func newRunID() -> String {
-        "run_" + (0..<16).map { _ in String(UInt8.random(in: 0...15), radix: 16) }.joined()
-    }
 }
 
 /// Holds a source reader across the runner's thread hops; only one thread uses it at a time.

@@ -63,7 +63,7 @@ public final class JobService: Sendable {
         let now = Clock.unixNow
         let policy = server.spec.jobs
         let job = Job(
-            id: "job_" + (0..<16).map { _ in String(UInt8.random(in: 0...15), radix: 16) }.joined(), feature: feature,
+            id: RandomID.make("job_"), feature: feature,
             input: input, rowsTotal: rows.count, maxAttempts: policy.maxAttempts, createdAt: now,
             deadlineAt: now + policy.deadline.seconds, idempotencyKey: idempotencyKey, requestHash: requestHash,
             webhookURL: target)

@@ -56,7 +56,7 @@ public final class WebhookDispatcher: Sendable {
             return
         }
         let delivery = WebhookDelivery(
-            id: "whd_" + Self.randomHex(), jobID: job.id, eventID: "evt_" + job.id.dropFirst(4) + "_\(job.state)",
+            id: RandomID.make("whd_"), jobID: job.id, eventID: "evt_" + job.id.dropFirst(4) + "_\(job.state)",
             eventType: "job.\(job.state.rawValue)", url: url, createdAt: Clock.unixNow)
         do { try await store.enqueue(delivery) } catch {
             logger.error("job \(job.id): cannot queue its webhook: \(error)")
@@ -67,7 +67,7 @@ public final class WebhookDispatcher: Sendable {
     public func redeliver(jobID: String) async throws -> WebhookDelivery? {
         guard let last = try await store.deliveries(jobID: jobID).last?.delivery else { return nil }
         let delivery = WebhookDelivery(
-            id: "whd_" + Self.randomHex(), jobID: jobID, eventID: last.eventID, eventType: last.eventType,
+            id: RandomID.make("whd_"), jobID: jobID, eventID: last.eventID, eventType: last.eventType,
             url: last.url, createdAt: Clock.unixNow)
         try await store.enqueue(delivery)
         return delivery
@@ -103,7 +103,7 @@ public final class WebhookDispatcher: Sendable {
             request.headers.add(name: "User-Agent", value: "Freshline-Webhooks/1")
             request.headers.add(name: "Freshline-Event-Id", value: delivery.eventID)
             request.headers.add(
-                name: "Freshline-Signature", value: "t=\(timestamp),v1=\(signature.map { Self.hex($0) }.joined())")
+                name: "Freshline-Signature", value: "t=\(timestamp),v1=\(SHA256.hexString(signature))")
             request.body = .bytes(ByteBuffer(bytes: body))
             do {
                 let response = try await HTTPClient.shared.execute(
@@ -136,13 +136,6 @@ public final class WebhookDispatcher: Sendable {
             logger.error("webhook \(delivery.id): cannot record the attempt: \(error)")
         }
     }
-
-    static func hex(_ byte: UInt8) -> String {
-        let s = String(byte, radix: 16)
-        return s.count == 1 ? "0" + s : s
-    }
-
-    static func randomHex() -> String { (0..<16).map { _ in String(UInt8.random(in: 0...15), radix: 16) }.joined() }
 
     /// The host's IPv4 and IPv6 addresses (4 or 16 bytes each), by the system resolver.
     static func resolve(_ host: String) -> [[UInt8]] {

@@ -382,14 +382,7 @@ private struct Reader {
         for (key, value) in entries(node, keyPath, allowed: allowed) ?? [] {
             let path = "\(keyPath).\(key)"
             switch key {
-            case "secret_env":
-                if let variable = string(value, path) {
-                    if let v = ProcessInfo.processInfo.environment[variable], !v.isEmpty {
-                        settings.secret = v
-                    } else {
-                        fail(value, path, "environment variable \(variable) is not set")
-                    }
-                }
+            case "secret_env": settings.secret = environment(value, path) ?? settings.secret
             case "allow_loopback": settings.allowLoopback = bool(value, path) ?? false
             case "allow_private": settings.allowPrivate = bool(value, path) ?? false
             case "retry_window": settings.retryWindow = positive(value, path) ?? settings.retryWindow
@@ -400,6 +393,16 @@ private struct Reader {
             }
         }
         return settings
+    }
+
+    /// The value of the environment variable the node names (a secret kept out of the manifest).
+    mutating func environment(_ node: Node, _ keyPath: String) -> String? {
+        guard let variable = string(node, keyPath) else { return nil }
+        guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else {
+            fail(node, keyPath, "environment variable \(variable) is not set")
+            return nil
+        }
+        return value
     }
 
     mutating func positive(_ node: Node, _ keyPath: String) -> Duration? {
@@ -512,14 +515,7 @@ private struct Reader {
                 switch key {
                 case "name": name = string(value, "\(path).name") ?? name
                 case "token": secret = string(value, "\(path).token")
-                case "token_env":
-                    if let variable = string(value, "\(path).token_env") {
-                        if let v = ProcessInfo.processInfo.environment[variable], !v.isEmpty {
-                            secret = v
-                        } else {
-                            fail(value, "\(path).token_env", "environment variable \(variable) is not set")
-                        }
-                    }
+                case "token_env": secret = environment(value, "\(path).token_env") ?? secret
                 case "scopes":
                     guard case .sequence(let list) = value else {
                         fail(value, "\(path).scopes", "must be a list of predict, admin")
