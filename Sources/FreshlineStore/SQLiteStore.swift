@@ -47,6 +47,14 @@ public final class SQLiteStore: Sendable {
         registerJobsMigration(&migrator)
         registerWebhooksMigration(&migrator)
         registerJobLeaseIndexMigration(&migrator)
+        migrator.registerMigration("v6-request-log-decisions") { db in
+            try db.alter(table: "request_log") { t in
+                t.add(column: "sample_rate", .double).notNull().defaults(to: 1)
+                t.add(column: "computed_at", .double)
+                t.add(column: "decision", .text)
+                t.add(column: "input_hashes", .text)
+            }
+        }
         return migrator
     }
 }
@@ -67,6 +75,10 @@ struct RequestLogRecord: Codable, FetchableRecord, PersistableRecord {
     var latency_seconds: Double
     var age_seconds: Double
     var at: Double
+    var sample_rate: Double
+    var computed_at: Double?
+    var decision: String?
+    var input_hashes: String?
 
     init(_ s: RequestLogSample) {
         feature = s.feature
@@ -77,13 +89,19 @@ struct RequestLogRecord: Codable, FetchableRecord, PersistableRecord {
         latency_seconds = s.latencySeconds
         age_seconds = s.ageSeconds
         at = s.at
+        sample_rate = s.sampleRate
+        computed_at = s.computedAt
+        decision = s.decision?.encoded
+        input_hashes = s.encodedInputHashes
     }
 
     var sample: RequestLogSample {
         RequestLogSample(
             feature: feature, keyHash: key_hash, hasRequestInputs: has_request_inputs,
             source: source.flatMap(PredictionSource.init(rawValue:)), outcome: outcome,
-            latencySeconds: latency_seconds, ageSeconds: age_seconds, at: at)
+            latencySeconds: latency_seconds, ageSeconds: age_seconds, at: at, sampleRate: sample_rate,
+            computedAt: computed_at, decision: decision.flatMap(DecisionValue.init(encoded:)),
+            inputHashes: RequestLogSample.decodeInputHashes(input_hashes))
     }
 }
 
@@ -95,13 +113,18 @@ extension SQLiteStore: RequestLogStore {
         }
     }
 
-    public func samples(feature: String, since: Double, limit: Int) async throws -> [RequestLogSample] {
+    public func samples(feature: String, since: Double, until: Double, limit: Int) async throws
+        -> [RequestLogSample]
+    {
         try await writer.read { db in
             try RequestLogRecord
-                .filter(RequestLogRecord.Columns.feature == feature && RequestLogRecord.Columns.at >= since)
-                .order(RequestLogRecord.Columns.at)
+                .filter(
+                    RequestLogRecord.Columns.feature == feature && RequestLogRecord.Columns.at >= since
+                        && RequestLogRecord.Columns.at < until)
+                .order(RequestLogRecord.Columns.at.desc)
                 .limit(limit)
                 .fetchAll(db)
+                .reversed()
                 .map(\.sample)
         }
     }

@@ -90,7 +90,7 @@ struct RuntimeTests {
             for i in 0..<5 { _ = try await feature.predict(PredictRequest(key: "acct-\(i % 2)", inputs: Self.row)) }
             _ = try? await feature.predict(PredictRequest(key: "bad", inputs: ["X": .string("nope")]))
             await runtime.requestLogger?.flush()
-            let samples = try await store.samples(feature: "churn", since: 0, limit: 100)
+            let samples = try await store.samples(feature: "churn", since: 0, until: .infinity, limit: 100)
             #expect(samples.count == 6)
             #expect(Set(samples.compactMap(\.keyHash)).count == 3)
             #expect(samples.allSatisfy { $0.keyHash?.count == 16 })

@@ -167,7 +167,7 @@ public struct TokenSpec: Sendable, Equatable {
 }
 
 /// Prices for the advisor's cost per pattern.
-public struct Pricing: Sendable, Equatable {
+public struct Pricing: Sendable, Equatable, Codable {
     /// Price of one core for one hour, on demand (default 0.048 USD).
     public var coreHour: Double
     /// The fraction batch work saves by running on spot capacity (default 0.7).

@@ -14,11 +14,25 @@ public struct RequestLogSample: Sendable, Equatable {
     public var ageSeconds: Double
     /// When the request arrived, seconds since 1970.
     public var at: Double
+    /// The probability with which this request was sampled (keyed requests are sampled by key, so every request
+    /// of a sampled key is kept); the advisor weighs each sample by its inverse.
+    public var sampleRate: Double = 1
+    /// When the answer was computed (a snapshot's input time for batch answers); `nil` for failures.
+    public var computedAt: Double?
+    /// The answer's decision, for the advisor's shadow comparisons; `nil` for failures.
+    public var decision: DecisionValue?
+    /// A 64-bit hash of each request input's value, to tell which inputs change per key.
+    public var inputHashes: [String: UInt64] = [:]
 
     public init(
         feature: String, keyHash: String?, hasRequestInputs: Bool, source: PredictionSource?, outcome: String,
-        latencySeconds: Double, ageSeconds: Double, at: Double
+        latencySeconds: Double, ageSeconds: Double, at: Double, sampleRate: Double = 1, computedAt: Double? = nil,
+        decision: DecisionValue? = nil, inputHashes: [String: UInt64] = [:]
     ) {
+        self.sampleRate = sampleRate
+        self.computedAt = computedAt
+        self.decision = decision
+        self.inputHashes = inputHashes
         self.feature = feature
         self.keyHash = keyHash
         self.hasRequestInputs = hasRequestInputs
@@ -34,8 +48,29 @@ public struct RequestLogSample: Sendable, Equatable {
 public protocol RequestLogStore: Sendable {
     /// Appends samples (one transaction).
     func append(_ samples: [RequestLogSample]) async throws
-    /// Samples of one feature at or after `since`, oldest first, at most `limit`.
-    func samples(feature: String, since: Double, limit: Int) async throws -> [RequestLogSample]
+    /// The latest `limit` samples of one feature in `[since, until)`, returned oldest first.
+    func samples(feature: String, since: Double, until: Double, limit: Int) async throws -> [RequestLogSample]
     /// Deletes samples older than `before`; returns how many were deleted.
     func deleteSamples(before: Double) async throws -> Int
+}
+
+extension RequestLogSample {
+    /// `inputHashes` as text for a store column: `name=hex` pairs separated by U+001F.
+    public var encodedInputHashes: String? {
+        guard !inputHashes.isEmpty else { return nil }
+        return inputHashes.sorted { $0.key < $1.key }.map { "\($0.key)=\(String($0.value, radix: 16))" }
+            .joined(separator: "\u{1F}")
+    }
+
+    /// Reads `encodedInputHashes`; malformed pairs are skipped.
+    public static func decodeInputHashes(_ text: String?) -> [String: UInt64] {
+        guard let text, !text.isEmpty else { return [:] }
+        var result: [String: UInt64] = [:]
+        for pair in text.split(separator: "\u{1F}") {
+            guard let equals = pair.lastIndex(of: "="), let value = UInt64(pair[pair.index(after: equals)...], radix: 16)
+            else { continue }
+            result[String(pair[..<equals])] = value
+        }
+        return result
+    }
 }

@@ -1,0 +1,360 @@
+/// Everything the advisor knows about one feature when it measures: the declaration, the request-log samples
+/// of the window, and what the runtime measured (compute time per prediction, latency percentiles per source,
+/// the published snapshot's keys).
+public struct AdvisorInput: Sendable {
+    public var feature: FeatureSpec
+    /// Request-log samples of the window, oldest first.
+    public var samples: [RequestLogSample]
+    /// The end of the window.
+    public var now: Double
+    /// Engine time per prediction at batch 1 and at the batch runner's batch size.
+    public var compute: ComputeCost
+    /// Latency percentiles per source (from HDR histograms).
+    public var latency: [SourceLatency]
+    /// Hashes of the published snapshot's keys, when the feature has one.
+    public var snapshotKeyHashes: Set<String>?
+    /// Rows the feature's batch run computes (its entity source), when it has one.
+    public var batchRowsPerRun: Double?
+    /// The batch schedule's interval, when the feature has one.
+    public var refreshIntervalSeconds: Double?
+    /// How the feature's answers are compared.
+    public var decision: DecisionSpec
+
+    public init(
+        feature: FeatureSpec, samples: [RequestLogSample], now: Double, compute: ComputeCost,
+        latency: [SourceLatency], snapshotKeyHashes: Set<String>? = nil, batchRowsPerRun: Double? = nil,
+        refreshIntervalSeconds: Double? = nil, decision: DecisionSpec = DecisionSpec()
+    ) {
+        self.feature = feature
+        self.samples = samples
+        self.now = now
+        self.compute = compute
+        self.latency = latency
+        self.snapshotKeyHashes = snapshotKeyHashes
+        self.batchRowsPerRun = batchRowsPerRun
+        self.refreshIntervalSeconds = refreshIntervalSeconds
+        self.decision = decision
+    }
+}
+
+/// Compute time per prediction, measured by the engine.
+public struct ComputeCost: Sendable, Equatable, Codable {
+    public var realtimeSecondsPerPrediction: Double
+    public var batchSecondsPerPrediction: Double
+    public var batchSize: Int
+    /// How it was measured.
+    public var basis: String
+
+    public init(realtimeSecondsPerPrediction: Double, batchSecondsPerPrediction: Double, batchSize: Int, basis: String) {
+        self.realtimeSecondsPerPrediction = realtimeSecondsPerPrediction
+        self.batchSecondsPerPrediction = batchSecondsPerPrediction
+        self.batchSize = batchSize
+        self.basis = basis
+    }
+}
+
+/// The advisor: measures the five axes from a feature's traffic, then applies the seed's decision rules in
+/// order — the first that matches wins.
+public enum Advisor {
+    /// Measures the axes, decides, and replays the default what-if scenarios (batch every 6 h and every 24 h).
+    public static func advise(
+        _ input: AdvisorInput, settings: AdvisorSettings, pricing: Pricing, whatIf: [WhatIfScenario]? = nil
+    ) -> FeatureAdvice {
+        let axes = measure(input, settings: settings, pricing: pricing)
+        let verdict = decide(axes, settings: settings)
+        let scenarios = whatIf ?? [WhatIfScenario(pattern: .batch, everySeconds: 21_600), WhatIfScenario(pattern: .batch, everySeconds: 86_400)]
+        let replays = scenarios.map {
+            WhatIf.replay(input, axes: axes, scenario: $0, settings: settings, pricing: pricing)
+        }
+        return FeatureAdvice(
+            feature: input.feature.name, current: input.feature.pattern, axes: axes, verdict: verdict, whatIf: replays,
+            origin: "live traffic")
+    }
+
+    /// The five axes from the samples.
+    public static func measure(_ input: AdvisorInput, settings: AdvisorSettings, pricing: Pricing) -> FeatureAxes {
+        let samples = input.samples
+        let window = windowText(samples, now: input.now)
+        let referenceAge = input.refreshIntervalSeconds ?? settings.referenceAgeSeconds
+        let freshness = measureFreshness(
+            samples, declared: input.feature.maxStaleness.map(\.seconds), referenceAge: referenceAge,
+            decision: input.decision, settings: settings, window: window)
+        let cardinality = measureCardinality(
+            samples, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window)
+        let cost = measureCost(
+            samples, cardinality: cardinality, input: input, settings: settings, pricing: pricing, window: window)
+        let latency = measureLatency(input, settings: settings)
+        let failure = measureFailure(samples, feature: input.feature, window: window)
+        return FeatureAxes(
+            freshness: freshness, cardinality: cardinality, cost: cost, latency: latency, failure: failure)
+    }
+
+    // MARK: - Axis 1: decision freshness
+
+    /// Shadow comparison over the request log: for every key, each answer is compared with the answer computed
+    /// for the same key at least `A` earlier (and less than the next age), for every age `A` of the ladder.
+    static func measureFreshness(
+        _ samples: [RequestLogSample], declared: Double?, referenceAge: Double, decision: DecisionSpec,
+        settings: AdvisorSettings, window: String
+    ) -> FreshnessAxis {
+        let ages = settings.ages.filter { $0 > 0 }.sorted()
+        var byKey: [String: [(at: Double, decision: DecisionValue, inputs: [String: UInt64])]] = [:]
+        for s in samples where s.outcome == "ok" {
+            guard let key = s.keyHash, let d = s.decision else { continue }
+            byKey[key, default: []].append((s.computedAt ?? s.at, d, s.inputHashes))
+        }
+        var change = [Double](repeating: 0, count: ages.count)
+        var relative = [Double](repeating: 0, count: ages.count)
+        var relativeCount = [Int](repeating: 0, count: ages.count)
+        var pairs = [Int](repeating: 0, count: ages.count)
+        var unchanged: [String: (same: Int, total: Int)] = [:]
+        for (_, raw) in byKey {
+            // One answer per computation time (many requests may read the same snapshot row); the latest 64.
+            var seen = Set<Double>()
+            var answers = raw.sorted { $0.at < $1.at }.filter { seen.insert($0.at).inserted }
+            if answers.count > 64 { answers.removeFirst(answers.count - 64) }
+            guard answers.count >= 2 else { continue }
+            for j in 1..<answers.count {
+                let now = answers[j]
+                var i = j - 1
+                for (b, age) in ages.enumerated() {
+                    // The latest earlier answer at least `age` old.
+                    while i >= 0 && now.at - answers[i].at < age { i -= 1 }
+                    guard i >= 0 else { break }
+                    let gap = now.at - answers[i].at
+                    let upper = b + 1 < ages.count ? ages[b + 1] : age * 2
+                    guard gap < upper else { continue }
+                    let c = now.decision.change(
+                        from: answers[i].decision, topK: decision.topK, tolerance: decision.tolerance)
+                    pairs[b] += 1
+                    change[b] += c.change
+                    if let r = c.relativeError {
+                        relative[b] += r
+                        relativeCount[b] += 1
+                    }
+                    if age <= referenceAge {
+                        for (name, hash) in now.inputs {
+                            guard let old = answers[i].inputs[name] else { continue }
+                            unchanged[name, default: (0, 0)].same += old == hash ? 1 : 0
+                            unchanged[name, default: (0, 0)].total += 1
+                        }
+                    }
+                }
+            }
+        }
+        let points = ages.indices.compactMap { b -> FreshnessPoint? in
+            guard pairs[b] >= max(1, settings.minPairs) else { return nil }
+            return FreshnessPoint(
+                ageSeconds: ages[b], pairs: pairs[b], changeRate: change[b] / Double(pairs[b]),
+                meanRelativeError: relativeCount[b] > 0 ? relative[b] / Double(relativeCount[b]) : nil)
+        }
+        let limit = settings.decisionChangeLimit
+        var measured: Bool?
+        if points.contains(where: { $0.ageSeconds <= referenceAge && $0.changeRate >= limit }) {
+            measured = true
+        } else if points.contains(where: { $0.ageSeconds >= referenceAge && $0.changeRate < limit }) {
+            measured = false
+        }
+        var holds: Double?
+        for p in points {
+            guard p.changeRate < limit else { break }
+            holds = p.ageSeconds
+        }
+        let stability = unchanged.filter { $0.value.total >= max(1, settings.minPairs) }
+            .map { InputStability(input: $0.key, unchangedShare: Double($0.value.same) / Double($0.value.total), pairs: $0.value.total) }
+            .sorted { $0.input < $1.input }
+        let ref = CostModel.formatAge(referenceAge)
+        let declaredSensitive = declared.map { $0 < referenceAge }
+        var note: String?
+        let sensitive: Bool
+        let basis: String
+        if let measured {
+            sensitive = measured
+            basis = "measured"
+            let at = measured
+                ? points.first { $0.ageSeconds <= referenceAge && $0.changeRate >= limit }!
+                : points.first { $0.ageSeconds >= referenceAge && $0.changeRate < limit }!
+            let observed = "\(CostModel.percent(at.changeRate)) of decisions changed at \(CostModel.formatAge(at.ageSeconds)) (\(at.pairs) pairs)"
+            if measured, declaredSensitive != true {
+                let d = declared.map { "max_staleness \(CostModel.formatAge($0))" } ?? "no max_staleness"
+                note = "declared \(d), but \(observed): the measurement wins"
+            } else if !measured, declaredSensitive == true, let declared {
+                note = "declared max_staleness \(CostModel.formatAge(declared)) is stricter than needed — \(observed): the measurement wins"
+            }
+        } else if let declaredSensitive {
+            sensitive = declaredSensitive
+            basis = "declared"
+            note = "not enough answer pairs at or beyond \(ref) to measure (≥ \(settings.minPairs) per age): the declared max_staleness decides"
+        } else {
+            sensitive = false
+            basis = "none"
+            note = "not enough answer pairs at or beyond \(ref) to measure, and no max_staleness declared"
+        }
+        let compared = pairs.reduce(0, +)
+        return FreshnessAxis(
+            points: points, referenceAgeSeconds: referenceAge, declaredMaxStalenessSeconds: declared,
+            sensitive: sensitive, basis: basis, holdsForSeconds: holds, inputStability: stability, note: note,
+            evidence: "\(window); \(compared) answer pairs over \(byKey.count) sampled keys, each answer compared with "
+                + "the same key's answer computed one age earlier (\(decisionText(decision)))")
+    }
+
+    static func decisionText(_ d: DecisionSpec) -> String {
+        let output = d.output.map { "output \($0)" } ?? "the decision output"
+        switch d.kind {
+        case .label?: return "\(output) as a label\(d.threshold.map { " at threshold \(CostModel.format($0))" } ?? ""): flips"
+        case .ranking?: return "\(output) as a ranking: 1 − top-\(d.topK) overlap"
+        case .score?: return "\(output) as a score: relative error above \(CostModel.percent(d.tolerance))"
+        case nil: return output
+        }
+    }
+
+    // MARK: - Axis 2: input cardinality and predictability
+
+    static func measureCardinality(
+        _ samples: [RequestLogSample], snapshotKeys: Set<String>?, settings: AdvisorSettings, window: String
+    ) -> CardinalityAxis {
+        let weight = samples.reduce(0) { $0 + 1 / max($1.sampleRate, 1e-9) }
+        let withInputs = samples.reduce(0) { $0 + ($1.hasRequestInputs ? 1 / max($1.sampleRate, 1e-9) : 0) }
+        let keyed = samples.filter { $0.keyHash != nil }
+        let keyRate = keyed.isEmpty ? 1 : keyed.reduce(0) { $0 + $1.sampleRate } / Double(keyed.count)
+        let distinct = Set(keyed.compactMap(\.keyHash))
+        let distinctKeys = Double(distinct.count) / max(keyRate, 1e-9)
+        var perDay = distinctKeys
+        if let last = samples.last?.at, let first = samples.first?.at, last - first >= 86_400 {
+            let recent = Set(keyed.filter { $0.at >= last - 86_400 }.compactMap(\.keyHash))
+            perDay = Double(recent.count) / max(keyRate, 1e-9)
+        }
+        var predictable: Double?
+        var basis: String
+        if let snapshotKeys {
+            basis = "requested keys found in the published snapshot"
+            if !keyed.isEmpty {
+                predictable = Double(keyed.filter { snapshotKeys.contains($0.keyHash!) }.count) / Double(keyed.count)
+            } else if !samples.isEmpty {
+                predictable = 0
+            }
+        } else {
+            basis = "requests in the window's second half whose key was requested in its first half (a batch over earlier keys)"
+            if let first = samples.first?.at, let last = samples.last?.at, last > first {
+                let middle = (first + last) / 2
+                var known = Set<String>()
+                var hits = 0.0
+                var total = 0.0
+                for s in samples {
+                    if s.at < middle {
+                        if let k = s.keyHash { known.insert(k) }
+                        continue
+                    }
+                    let w = 1 / max(s.sampleRate, 1e-9)
+                    total += w
+                    if let k = s.keyHash, known.contains(k) { hits += w }
+                }
+                if total > 0 { predictable = hits / total }
+            }
+        }
+        let inputsShare = weight > 0 ? withInputs / weight : 0
+        let unbounded =
+            !samples.isEmpty && inputsShare >= settings.unboundedInputShare
+            && (predictable ?? 0) < settings.predictableShare
+        if keyed.isEmpty && !samples.isEmpty { basis = "requests carry no entity key: nothing to enumerate" }
+        return CardinalityAxis(
+            requests: weight, distinctKeys: distinctKeys, distinctKeysPerDay: perDay, requestInputsShare: inputsShare,
+            predictableShare: predictable, predictableBasis: basis, unbounded: unbounded,
+            evidence: "\(window); \(samples.count) sampled requests (keyed requests sampled by key at "
+                + "\(CostModel.percent(keyRate))), \(distinct.count) distinct sampled keys")
+    }
+
+    // MARK: - Axis 3: cost × volume
+
+    static func measureCost(
+        _ samples: [RequestLogSample], cardinality: CardinalityAxis, input: AdvisorInput, settings: AdvisorSettings,
+        pricing: Pricing, window: String
+    ) -> CostAxis {
+        var callsPerDay = 0.0
+        var peak = 1.0
+        var bucket = 10.0
+        if let first = samples.first?.at, let last = samples.last?.at, samples.count >= 2, last > first {
+            // The span plus one mean interval, so that n evenly spaced samples stand for n intervals.
+            let span = (last - first) * Double(samples.count) / Double(samples.count - 1)
+            callsPerDay = cardinality.requests / span * 86_400
+            bucket = [3_600.0, 300, 60, 10].first { span / $0 >= 12 } ?? 10
+            let buckets = max(1, Int((span / bucket).rounded(.up)))
+            var counts = [Double](repeating: 0, count: buckets)
+            for s in samples {
+                counts[min(buckets - 1, Int((s.at - first) / bucket))] += 1 / max(s.sampleRate, 1e-9)
+            }
+            let mean = cardinality.requests / Double(buckets)
+            peak = buckets >= 2 && mean > 0 ? max(1, counts.max()! / mean) : 1
+        }
+        let runsPerDay = 86_400 / (input.refreshIntervalSeconds ?? 86_400)
+        let rows = max(1, input.batchRowsPerRun ?? cardinality.distinctKeysPerDay)
+        let coverage = cardinality.predictableShare ?? 0
+        let volume = CostModel.Volume(
+            callsPerDay: callsPerDay, peakToAverage: peak,
+            realtimeSecondsPerPrediction: input.compute.realtimeSecondsPerPrediction,
+            batchSecondsPerPrediction: input.compute.batchSecondsPerPrediction, batchRowsPerRun: rows,
+            runsPerDay: runsPerDay, coverage: coverage)
+        let rowsBasis = input.batchRowsPerRun != nil ? "the entity source's rows" : "distinct keys of a day"
+        return CostAxis(
+            callsPerDay: callsPerDay, peakToAverage: peak, peakBucketSeconds: bucket,
+            realtimeSecondsPerPrediction: input.compute.realtimeSecondsPerPrediction,
+            batchSecondsPerPrediction: input.compute.batchSecondsPerPrediction, batchSize: input.compute.batchSize,
+            batchRowsPerRun: rows, runsPerDay: runsPerDay,
+            costs: CostModel.costs(volume, pricing: pricing, settings: settings),
+            evidence: "\(window); calls from \(samples.count) samples weighted by their sampling rate; peak over "
+                + "\(CostModel.formatAge(bucket)) intervals; compute: \(input.compute.basis); a batch run computes "
+                + "\(rowsBasis)")
+    }
+
+    // MARK: - Axis 4: tail latency
+
+    static func measureLatency(_ input: AdvisorInput, settings: AdvisorSettings) -> LatencyAxis {
+        let budget = input.feature.latencyBudget.seconds
+        let realtime = input.latency.first { $0.source == PredictionSource.realtime.rawValue && $0.count >= 20 }
+        let p99 = realtime?.p99 ?? input.compute.realtimeSecondsPerPrediction
+        let basis =
+            realtime.map { "measured end to end over \($0.count) real-time answers" }
+            ?? "engine time at batch 1 (no real-time traffic measured)"
+        let blocking = input.feature.userBlocking
+        return LatencyAxis(
+            sources: input.latency, budgetSeconds: budget, userBlocking: blocking, realtimeP99Seconds: p99,
+            realtimeP99Basis: basis, overBudget: blocking && p99 > budget,
+            evidence: "HDR histograms of the sampled requests per source; budget is the feature's latency_budget"
+                + (blocking ? " on a user-blocking path" : " (not user-blocking)"))
+    }
+
+    // MARK: - Axis 5: failure mode
+
+    static func measureFailure(_ samples: [RequestLogSample], feature: FeatureSpec, window: String) -> FailureAxis {
+        var declared: [String] = []
+        switch feature.onFailure {
+        case .error: declared.append("fail closed (error)")
+        case .defaultValue: declared.append("default value")
+        }
+        if let batch = feature.batch {
+            switch batch.onStale {
+            case .fallback: declared.append("stale acceptable")
+            case .realtime: declared.append("stale → recompute, then stale value")
+            case .error: declared.append("stale refused")
+            }
+        }
+        var total = 0.0
+        var counts: [String: Double] = [:]
+        for s in samples {
+            let w = 1 / max(s.sampleRate, 1e-9)
+            total += w
+            counts[s.outcome, default: 0] += w
+            if s.source == .fallback || s.source == .default { counts["fallback", default: 0] += w }
+        }
+        func rate(_ key: String) -> Double { total > 0 ? (counts[key] ?? 0) / total : 0 }
+        return FailureAxis(
+            declared: declared.joined(separator: "; "), errorRate: rate("error"), timeoutRate: rate("timeout"),
+            shedRate: rate("shed"), fallbackRate: rate("fallback"),
+            evidence: "\(window); outcomes of \(samples.count) sampled requests")
+    }
+
+    static func windowText(_ samples: [RequestLogSample], now: Double) -> String {
+        guard let first = samples.first?.at, let last = samples.last?.at else { return "no traffic in the window" }
+        return "traffic over \(CostModel.formatSeconds(max(0, last - first))) ending \(CostModel.formatSeconds(max(0, now - last))) ago"
+    }
+}

@@ -1,0 +1,315 @@
+/// The five axes of one feature as the advisor measured (or was told) them. Every figure carries the evidence
+/// behind it: the window, the sample size and how it was computed.
+
+/// Axis 1: does a stale answer change the decision?
+public struct FreshnessAxis: Sendable, Equatable, Codable {
+    /// The decision-change rate per age (only ages with enough pairs).
+    public var points: [FreshnessPoint]
+    /// The age rule 2 asks about: the batch interval, or the configured reference age.
+    public var referenceAgeSeconds: Double
+    /// The feature's declared `max_staleness`, if any.
+    public var declaredMaxStalenessSeconds: Double?
+    /// Whether staleness at the reference age changes decisions: measured when the points decide it, else
+    /// from the declaration, else `false`.
+    public var sensitive: Bool
+    /// `measured`, `declared` or `none`.
+    public var basis: String
+    /// The oldest age whose decisions still held (change rate under the limit, and every younger age too).
+    public var holdsForSeconds: Double?
+    /// Per request input: how often it was unchanged for the same key at the reference age.
+    public var inputStability: [InputStability]
+    /// Where measurement and declaration disagree, what the report says about it.
+    public var note: String?
+    /// How it was computed.
+    public var evidence: String
+
+    public init(
+        points: [FreshnessPoint], referenceAgeSeconds: Double, declaredMaxStalenessSeconds: Double?, sensitive: Bool,
+        basis: String, holdsForSeconds: Double?, inputStability: [InputStability], note: String?, evidence: String
+    ) {
+        self.points = points
+        self.referenceAgeSeconds = referenceAgeSeconds
+        self.declaredMaxStalenessSeconds = declaredMaxStalenessSeconds
+        self.sensitive = sensitive
+        self.basis = basis
+        self.holdsForSeconds = holdsForSeconds
+        self.inputStability = inputStability
+        self.note = note
+        self.evidence = evidence
+    }
+}
+
+/// The decision-change rate at one age.
+public struct FreshnessPoint: Sendable, Equatable, Codable {
+    /// The age bucket's lower bound (pairs whose ages fall between it and the next bucket).
+    public var ageSeconds: Double
+    /// Answer pairs compared.
+    public var pairs: Int
+    /// Mean change: label flips, 1 − top-k overlap, or share of scores beyond the tolerance.
+    public var changeRate: Double
+    /// Mean relative error, for scores.
+    public var meanRelativeError: Double?
+
+    public init(ageSeconds: Double, pairs: Int, changeRate: Double, meanRelativeError: Double?) {
+        self.ageSeconds = ageSeconds
+        self.pairs = pairs
+        self.changeRate = changeRate
+        self.meanRelativeError = meanRelativeError
+    }
+}
+
+/// How stable one request input is per key.
+public struct InputStability: Sendable, Equatable, Codable {
+    public var input: String
+    /// Share of pairs at the reference age in which the input's value was unchanged.
+    public var unchangedShare: Double
+    public var pairs: Int
+
+    public init(input: String, unchangedShare: Double, pairs: Int) {
+        self.input = input
+        self.unchangedShare = unchangedShare
+        self.pairs = pairs
+    }
+}
+
+/// Axis 2: can the inputs be enumerated in advance?
+public struct CardinalityAxis: Sendable, Equatable, Codable {
+    /// Requests the figures stand for (sampled requests weighted by their sampling rate).
+    public var requests: Double
+    /// Distinct keys among the sampled requests, scaled by the key sampling rate.
+    public var distinctKeys: Double
+    /// Distinct keys per day.
+    public var distinctKeysPerDay: Double
+    /// Share of requests carrying inputs beyond the key (free text, novel transactions, session signals).
+    public var requestInputsShare: Double
+    /// Share of requested keys a batch would have covered; `nil` when not measurable.
+    public var predictableShare: Double?
+    /// What "covered" was measured against: the published snapshot's keys, or keys seen before.
+    public var predictableBasis: String
+    /// Rule 1's test: many requests carry their own inputs and few keys were known in advance.
+    public var unbounded: Bool
+    public var evidence: String
+
+    public init(
+        requests: Double, distinctKeys: Double, distinctKeysPerDay: Double, requestInputsShare: Double,
+        predictableShare: Double?, predictableBasis: String, unbounded: Bool, evidence: String
+    ) {
+        self.requests = requests
+        self.distinctKeys = distinctKeys
+        self.distinctKeysPerDay = distinctKeysPerDay
+        self.requestInputsShare = requestInputsShare
+        self.predictableShare = predictableShare
+        self.predictableBasis = predictableBasis
+        self.unbounded = unbounded
+        self.evidence = evidence
+    }
+}
+
+/// Axis 3: cost per inference × volume.
+public struct CostAxis: Sendable, Equatable, Codable {
+    public var callsPerDay: Double
+    /// Busiest interval over the mean interval.
+    public var peakToAverage: Double
+    /// The interval used for the peak.
+    public var peakBucketSeconds: Double
+    /// Compute seconds per prediction at batch 1 (real time).
+    public var realtimeSecondsPerPrediction: Double
+    /// Compute seconds per prediction at the batch runner's batch size.
+    public var batchSecondsPerPrediction: Double
+    public var batchSize: Int
+    /// Rows a batch run computes (the entity source, or the distinct keys of a day), read or not.
+    public var batchRowsPerRun: Double
+    public var runsPerDay: Double
+    /// Monthly cost of each pattern.
+    public var costs: [PatternCost]
+    public var evidence: String
+
+    public init(
+        callsPerDay: Double, peakToAverage: Double, peakBucketSeconds: Double, realtimeSecondsPerPrediction: Double,
+        batchSecondsPerPrediction: Double, batchSize: Int, batchRowsPerRun: Double, runsPerDay: Double,
+        costs: [PatternCost], evidence: String
+    ) {
+        self.callsPerDay = callsPerDay
+        self.peakToAverage = peakToAverage
+        self.peakBucketSeconds = peakBucketSeconds
+        self.realtimeSecondsPerPrediction = realtimeSecondsPerPrediction
+        self.batchSecondsPerPrediction = batchSecondsPerPrediction
+        self.batchSize = batchSize
+        self.batchRowsPerRun = batchRowsPerRun
+        self.runsPerDay = runsPerDay
+        self.costs = costs
+        self.evidence = evidence
+    }
+
+    /// The monthly cost of one pattern.
+    public func monthly(_ pattern: ServingPattern) -> Double? { costs.first { $0.pattern == pattern }?.monthly }
+}
+
+/// What one pattern would cost a month.
+public struct PatternCost: Sendable, Equatable, Codable {
+    public var pattern: ServingPattern
+    public var monthly: Double
+    public var coreHoursPerMonth: Double
+    /// How it was computed.
+    public var basis: String
+
+    public init(pattern: ServingPattern, monthly: Double, coreHoursPerMonth: Double, basis: String) {
+        self.pattern = pattern
+        self.monthly = monthly
+        self.coreHoursPerMonth = coreHoursPerMonth
+        self.basis = basis
+    }
+}
+
+/// Axis 4: tail latency against the budget.
+public struct LatencyAxis: Sendable, Equatable, Codable {
+    public var sources: [SourceLatency]
+    public var budgetSeconds: Double
+    public var userBlocking: Bool
+    /// The real-time path's p99: measured end to end when real-time traffic exists, else the engine's batch-1
+    /// time.
+    public var realtimeP99Seconds: Double
+    public var realtimeP99Basis: String
+    public var overBudget: Bool
+    public var evidence: String
+
+    public init(
+        sources: [SourceLatency], budgetSeconds: Double, userBlocking: Bool, realtimeP99Seconds: Double,
+        realtimeP99Basis: String, overBudget: Bool, evidence: String
+    ) {
+        self.sources = sources
+        self.budgetSeconds = budgetSeconds
+        self.userBlocking = userBlocking
+        self.realtimeP99Seconds = realtimeP99Seconds
+        self.realtimeP99Basis = realtimeP99Basis
+        self.overBudget = overBudget
+        self.evidence = evidence
+    }
+}
+
+/// Latency percentiles of the answers from one source (seconds).
+public struct SourceLatency: Sendable, Equatable, Codable {
+    public var source: String
+    public var count: Int
+    public var p50: Double
+    public var p95: Double
+    public var p99: Double
+    public var p999: Double
+
+    public init(source: String, count: Int, p50: Double, p95: Double, p99: Double, p999: Double) {
+        self.source = source
+        self.count = count
+        self.p50 = p50
+        self.p95 = p95
+        self.p99 = p99
+        self.p999 = p999
+    }
+}
+
+/// Axis 5: what happens when it fails.
+public struct FailureAxis: Sendable, Equatable, Codable {
+    /// The declared policy in words (`fail closed`, `default value`, `stale acceptable`, …).
+    public var declared: String
+    public var errorRate: Double
+    public var timeoutRate: Double
+    public var shedRate: Double
+    /// Answers from a fallback rung or the default.
+    public var fallbackRate: Double
+    public var evidence: String
+
+    public init(
+        declared: String, errorRate: Double, timeoutRate: Double, shedRate: Double, fallbackRate: Double,
+        evidence: String
+    ) {
+        self.declared = declared
+        self.errorRate = errorRate
+        self.timeoutRate = timeoutRate
+        self.shedRate = shedRate
+        self.fallbackRate = fallbackRate
+        self.evidence = evidence
+    }
+}
+
+/// The five axes of one feature.
+public struct FeatureAxes: Sendable, Equatable, Codable {
+    public var freshness: FreshnessAxis
+    public var cardinality: CardinalityAxis
+    public var cost: CostAxis
+    public var latency: LatencyAxis
+    public var failure: FailureAxis
+
+    public init(
+        freshness: FreshnessAxis, cardinality: CardinalityAxis, cost: CostAxis, latency: LatencyAxis,
+        failure: FailureAxis
+    ) {
+        self.freshness = freshness
+        self.cardinality = cardinality
+        self.cost = cost
+        self.latency = latency
+        self.failure = failure
+    }
+}
+
+/// The advisor's answer for one feature.
+public struct Verdict: Sendable, Equatable, Codable {
+    /// The first rule that matched (1–4).
+    public var rule: Int
+    public var recommended: ServingPattern
+    /// The numbers that decided it, in a sentence.
+    public var reason: String
+    /// What would change the verdict ("at 3.2× volume, rule 3 applies").
+    public var wouldChange: [String]
+    /// For a hybrid: the inputs to precompute per key, and those that stay request-time.
+    public var precompute: [String]
+    public var requestTime: [String]
+
+    public init(
+        rule: Int, recommended: ServingPattern, reason: String, wouldChange: [String], precompute: [String] = [],
+        requestTime: [String] = []
+    ) {
+        self.rule = rule
+        self.recommended = recommended
+        self.reason = reason
+        self.wouldChange = wouldChange
+        self.precompute = precompute
+        self.requestTime = requestTime
+    }
+}
+
+/// One feature's advice: what it is, the axes, the verdict and the what-if replays.
+public struct FeatureAdvice: Sendable, Equatable, Codable {
+    public var feature: String
+    public var current: ServingPattern
+    public var axes: FeatureAxes
+    public var verdict: Verdict
+    public var whatIf: [WhatIfResult]
+    /// Where the axes came from: `live traffic` or the sheet's file and line.
+    public var origin: String
+
+    public init(
+        feature: String, current: ServingPattern, axes: FeatureAxes, verdict: Verdict, whatIf: [WhatIfResult],
+        origin: String
+    ) {
+        self.feature = feature
+        self.current = current
+        self.axes = axes
+        self.verdict = verdict
+        self.whatIf = whatIf
+        self.origin = origin
+    }
+}
+
+/// The advisor's report: every feature, the thresholds and prices used.
+public struct AdviceReport: Sendable, Equatable, Codable {
+    public var generatedAt: Double
+    public var settings: AdvisorSettings
+    public var pricing: Pricing
+    public var features: [FeatureAdvice]
+
+    public init(generatedAt: Double, settings: AdvisorSettings, pricing: Pricing, features: [FeatureAdvice]) {
+        self.generatedAt = generatedAt
+        self.settings = settings
+        self.pricing = pricing
+        self.features = features
+    }
+}

@@ -1,0 +1,160 @@
+/// The seed's decision rules, applied in order; the first that matches wins.
+///
+/// 1. Unbounded input → real time if the model's p99 is under the limit (~500 ms), else async.
+/// 2. Staleness changes decisions → real time; hybrid when some inputs are stable per key (precompute those).
+/// 3. Too slow (p99 over the budget on a user-blocking path) or too costly at this volume → batch.
+/// 4. Otherwise real time; revisit at scale.
+extension Advisor {
+    /// The verdict for measured (or declared) axes.
+    public static func decide(_ axes: FeatureAxes, settings: AdvisorSettings) -> Verdict {
+        var verdict = apply(axes, settings: settings, skipping: [])
+        verdict.wouldChange = wouldChange(verdict, axes: axes, settings: settings)
+        return verdict
+    }
+
+    /// The first matching rule, not considering `skipping`.
+    static func apply(_ axes: FeatureAxes, settings: AdvisorSettings, skipping: Set<Int>) -> Verdict {
+        let c = axes.cardinality
+        let f = axes.freshness
+        let l = axes.latency
+        let k = axes.cost
+        let p99 = CostModel.formatSeconds(l.realtimeP99Seconds)
+        let limit = CostModel.formatSeconds(settings.realtimeP99Limit)
+        if !skipping.contains(1), c.unbounded {
+            let known = c.predictableShare.map { "only \(CostModel.percent($0)) of requested keys were known in advance" }
+                ?? "no key could be enumerated in advance"
+            let fast = l.realtimeP99Seconds < settings.realtimeP99Limit
+            return Verdict(
+                rule: 1, recommended: fast ? .realtime : .async,
+                reason: "unbounded input: \(CostModel.percent(c.requestInputsShare)) of requests carry their own "
+                    + "inputs and \(known); the model's p99 is \(p99) (\(fast ? "under" : "over") \(limit)), so "
+                    + (fast ? "real time" : "async with a webhook or polling"),
+                wouldChange: [])
+        }
+        if !skipping.contains(2), f.sensitive {
+            let evidence = freshnessEvidence(f, settings: settings)
+            let stable = f.inputStability.filter { $0.unchangedShare >= settings.stableInputShare }.map(\.input)
+            let changing = f.inputStability.filter { $0.unchangedShare < settings.stableInputShare }.map(\.input)
+            if !stable.isEmpty, !changing.isEmpty {
+                return Verdict(
+                    rule: 2, recommended: .hybrid,
+                    reason: "staleness changes decisions (\(evidence)), but only through "
+                        + "\(changing.joined(separator: ", ")); \(stable.joined(separator: ", ")) stayed the same per "
+                        + "key in ≥ \(CostModel.percent(settings.stableInputShare)) of pairs: precompute those in "
+                        + "batch and compose them with the request-time signals in real time",
+                    wouldChange: [], precompute: stable, requestTime: changing)
+            }
+            return Verdict(
+                rule: 2, recommended: .realtime, reason: "staleness changes decisions: \(evidence)", wouldChange: [])
+        }
+        if !skipping.contains(3) {
+            let realtimeCost = k.monthly(.realtime) ?? 0
+            let batchCost = k.monthly(.batch) ?? 0
+            let busy = k.callsPerDay >= settings.minCallsPerDay
+            let cheaper = realtimeCost >= settings.minCostRatio * batchCost
+            if l.overBudget {
+                return Verdict(
+                    rule: 3, recommended: .batch,
+                    reason: "too slow for real time: p99 \(p99) (\(l.realtimeP99Basis)) exceeds the "
+                        + "\(CostModel.formatSeconds(l.budgetSeconds)) budget on a user-blocking path; decisions hold "
+                        + "for \(holdText(f)), so a snapshot can serve them",
+                    wouldChange: [])
+            }
+            if busy && cheaper {
+                return Verdict(
+                    rule: 3, recommended: .batch,
+                    reason: "too costly at this volume: \(CostModel.format(k.callsPerDay)) calls/day "
+                        + "(≥ \(CostModel.format(settings.minCallsPerDay))); real time costs "
+                        + "\(CostModel.money(realtimeCost))/month against \(CostModel.money(batchCost)) for batch "
+                        + "(\(ratioText(realtimeCost, batchCost))); decisions hold for \(holdText(f))",
+                    wouldChange: [])
+            }
+        }
+        return Verdict(
+            rule: 4, recommended: .realtime,
+            reason: "bounded input, decisions hold for \(holdText(f)), \(CostModel.format(k.callsPerDay)) calls/day "
+                + "(batch pays from \(CostModel.format(settings.minCallsPerDay))) and p99 \(p99) within the "
+                + "\(CostModel.formatSeconds(l.budgetSeconds)) budget: real time is simplest; revisit at scale",
+            wouldChange: [])
+    }
+
+    /// What would change the verdict, with the numbers.
+    static func wouldChange(_ v: Verdict, axes: FeatureAxes, settings: AdvisorSettings) -> [String] {
+        let next = apply(axes, settings: settings, skipping: Set(1...v.rule))
+        let then = "rule \(next.rule) applies (\(next.recommended.rawValue))"
+        let c = axes.cardinality
+        let f = axes.freshness
+        let k = axes.cost
+        var result: [String] = []
+        switch v.rule {
+        case 1:
+            result.append(
+                "if ≥ \(CostModel.percent(settings.predictableShare)) of requested keys were known in advance (now "
+                    + "\(c.predictableShare.map(CostModel.percent) ?? "none")), \(then)")
+            if v.recommended == .realtime {
+                result.append(
+                    "if the model's p99 exceeded \(CostModel.formatSeconds(settings.realtimeP99Limit)) (now "
+                        + "\(CostModel.formatSeconds(axes.latency.realtimeP99Seconds))), async")
+            } else {
+                result.append("if the model's p99 fell under \(CostModel.formatSeconds(settings.realtimeP99Limit)), real time")
+            }
+        case 2:
+            let ref = CostModel.formatAge(f.referenceAgeSeconds)
+            result.append(
+                "if fewer than \(CostModel.percent(settings.decisionChangeLimit)) of decisions changed at \(ref), \(then)")
+        case 3:
+            if axes.latency.overBudget {
+                result.append("if the real-time p99 fell within the budget, \(then)")
+            } else {
+                result.append(
+                    "below \(CostModel.format(settings.minCallsPerDay)) calls/day (now \(CostModel.format(k.callsPerDay))), \(then)")
+            }
+        default:
+            let realtimeCost = k.monthly(.realtime) ?? 0
+            let batchCost = k.monthly(.batch) ?? 0
+            // Real-time cost grows with volume; a batch run's cost does not (its rows are the key set).
+            let needVolume = settings.minCallsPerDay / max(k.callsPerDay, 1e-9)
+            let needRatio = realtimeCost > 0 ? settings.minCostRatio * batchCost / realtimeCost : .infinity
+            let multiple = max(needVolume, needRatio, 1)
+            if multiple.isFinite && multiple < 1e6 {
+                result.append(
+                    "at \(CostModel.format(multiple))× volume (\(CostModel.format(k.callsPerDay * multiple)) calls/day), "
+                        + "rule 3 applies (batch)")
+            }
+            if !f.sensitive {
+                result.append(
+                    "if decisions changed in ≥ \(CostModel.percent(settings.decisionChangeLimit)) of answers at "
+                        + "\(CostModel.formatAge(f.referenceAgeSeconds)), rule 2 applies (real time)")
+            }
+        }
+        return result
+    }
+
+    static func freshnessEvidence(_ f: FreshnessAxis, settings: AdvisorSettings) -> String {
+        if f.basis == "measured",
+            let p = f.points.first(where: {
+                $0.ageSeconds <= f.referenceAgeSeconds && $0.changeRate >= settings.decisionChangeLimit
+            })
+        {
+            return "\(CostModel.percent(p.changeRate)) of decisions changed at \(CostModel.formatAge(p.ageSeconds)) "
+                + "(\(p.pairs) pairs; limit \(CostModel.percent(settings.decisionChangeLimit)) at "
+                + "\(CostModel.formatAge(f.referenceAgeSeconds)))"
+        }
+        if let declared = f.declaredMaxStalenessSeconds {
+            return "declared max_staleness \(CostModel.formatAge(declared)) is under "
+                + "\(CostModel.formatAge(f.referenceAgeSeconds)) (not measured)"
+        }
+        return "declared"
+    }
+
+    static func holdText(_ f: FreshnessAxis) -> String {
+        if let holds = f.holdsForSeconds, let p = f.points.last(where: { $0.ageSeconds <= holds }) {
+            return "≥ \(CostModel.formatAge(holds)) (\(CostModel.percent(p.changeRate)) changed, \(p.pairs) pairs)"
+        }
+        return f.basis == "declared" ? "the declared max_staleness" : "an unmeasured time"
+    }
+
+    static func ratioText(_ a: Double, _ b: Double) -> String {
+        b > 0 ? "\(CostModel.format(a / b))×" : "batch is free at these prices"
+    }
+}
