@@ -16,6 +16,8 @@ public struct Manifest: Sendable, Equatable {
     public var server: ServerSettings
     /// Where state lives (SQLite file by default).
     public var store: StoreSettings
+    /// The advisor's thresholds (`advisor:` section).
+    public var advisor = AdvisorSettings()
 
     /// Makes a manifest.
     public init(
@@ -83,6 +85,8 @@ public struct FeatureSpec: Sendable, Equatable {
     public var jobs: JobPolicy = JobPolicy()
     /// Where every job of the feature reports its end (`async.webhook`), unless the submission names its own.
     public var webhook: String?
+    /// How the advisor compares the feature's answers over time (`advice.decision`).
+    public var decision = DecisionSpec()
     /// Where the entry starts in the manifest.
     public var location: SourceLocation
 

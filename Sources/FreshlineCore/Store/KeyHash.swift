@@ -3,12 +3,31 @@
 public enum KeyHash {
     /// 16 hex digits.
     public static func hex(_ key: String) -> String {
+        let digits = String(value(key), radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// The 64-bit FNV-1a hash.
+    public static func value(_ key: String) -> UInt64 { value(bytes: key.utf8) }
+
+    /// The 64-bit FNV-1a hash of bytes.
+    public static func value(bytes: some Sequence<UInt8>) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in key.utf8 {
+        for byte in bytes {
             hash ^= UInt64(byte)
             hash &*= 0x0000_0100_0000_01b3
         }
-        let digits = String(hash, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
+        return hash
+    }
+
+    /// Whether a key falls in the sampled share `rate` of the key space: every request for a sampled key is
+    /// sampled, so the advisor sees each sampled key's full history. Mixed so that similar keys spread.
+    public static func isSampled(_ hash: UInt64, rate: Double) -> Bool {
+        guard rate < 1 else { return true }
+        guard rate > 0 else { return false }
+        var x = hash ^ (hash >> 31)
+        x &*= 0x9e37_79b9_7f4a_7c15
+        x ^= x >> 29
+        return Double(x >> 11) / Double(UInt64(1) << 53) < rate
     }
 }

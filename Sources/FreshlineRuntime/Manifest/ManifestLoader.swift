@@ -165,7 +165,9 @@ private struct Reader {
     }
 
     mutating func manifest(_ root: Node) -> Manifest? {
-        let allowed: Set<String> = ["version", "models", "features", "tokens", "pricing", "server", "store"]
+        let allowed: Set<String> = [
+            "version", "models", "features", "tokens", "pricing", "server", "store", "advisor",
+        ]
         guard let top = entries(root, "", allowed: allowed) else { return nil }
         var manifest = Manifest(path: file, models: [:], features: [:])
         var featureNodes: [(String, Node)] = []
@@ -182,6 +184,7 @@ private struct Reader {
             case "tokens": manifest.tokens = tokens(value)
             case "pricing": manifest.pricing = pricing(value)
             case "server": manifest.server = server(value)
+            case "advisor": manifest.advisor = advisor(value)
             case "store":
                 if case .mapping = value {
                     for (k, v) in entries(value, "store", allowed: ["location"]) ?? [] where k == "location" {
@@ -227,7 +230,7 @@ private struct Reader {
         }
         let allowed: Set<String> = [
             "model", "pattern", "key", "max_staleness", "latency_budget", "user_blocking", "outputs", "inputs",
-            "on_failure", "batching", "batch", "async", "description",
+            "on_failure", "batching", "batch", "async", "description", "advice",
         ]
         guard let items = entries(node, keyPath, allowed: allowed) else { return nil }
         var feature = FeatureSpec(name: name, model: "", location: location(node, keyPath))
@@ -278,6 +281,7 @@ private struct Reader {
                     feature.webhook = webhookURL(url, "\(path).webhook")
                 }
             case "description": _ = string(value, path)
+            case "advice": feature.decision = decisionSpec(value, path)
             default: break
             }
         }
@@ -539,6 +543,80 @@ private struct Reader {
             }
         }
         return result
+    }
+
+    /// `advisor:` — the thresholds of the decision rules (docs/manifest.md, "Advisor").
+    mutating func advisor(_ node: Node) -> AdvisorSettings {
+        var a = AdvisorSettings()
+        let allowed: Set<String> = [
+            "window", "unbounded_input_share", "predictable_share", "realtime_p99_limit", "decision_change_limit",
+            "reference_age", "min_calls_per_day", "min_cost_ratio", "target_utilization", "min_pairs",
+            "stable_input_share", "ages",
+        ]
+        for (key, value) in entries(node, "advisor", allowed: allowed) ?? [] {
+            let path = "advisor.\(key)"
+            func positive(_ d: Duration?) -> Double? {
+                guard let d else { return nil }
+                if d <= .zero {
+                    fail(value, path, "must be positive")
+                    return nil
+                }
+                return d.seconds
+            }
+            switch key {
+            case "window": a.windowSeconds = positive(duration(value, path)) ?? a.windowSeconds
+            case "unbounded_input_share":
+                a.unboundedInputShare = double(value, path, range: 0...1) ?? a.unboundedInputShare
+            case "predictable_share": a.predictableShare = double(value, path, range: 0...1) ?? a.predictableShare
+            case "realtime_p99_limit": a.realtimeP99Limit = positive(duration(value, path)) ?? a.realtimeP99Limit
+            case "decision_change_limit":
+                a.decisionChangeLimit = double(value, path, range: 0...1) ?? a.decisionChangeLimit
+            case "reference_age": a.referenceAgeSeconds = positive(duration(value, path)) ?? a.referenceAgeSeconds
+            case "min_calls_per_day": a.minCallsPerDay = double(value, path, range: 0...1e12) ?? a.minCallsPerDay
+            case "min_cost_ratio": a.minCostRatio = double(value, path, range: 0...1e6) ?? a.minCostRatio
+            case "target_utilization":
+                a.targetUtilization = double(value, path, range: 0.05...1) ?? a.targetUtilization
+            case "min_pairs": a.minPairs = int(value, path, range: 1...1_000_000) ?? a.minPairs
+            case "stable_input_share": a.stableInputShare = double(value, path, range: 0...1) ?? a.stableInputShare
+            case "ages":
+                guard case .sequence(let seq) = value, !seq.isEmpty else {
+                    fail(value, path, "must be a list of durations, e.g. [1m, 1h, 24h]")
+                    continue
+                }
+                let ages = seq.enumerated().compactMap { positive(duration($0.element, "\(path)[\($0.offset)]")) }
+                if ages.count == seq.count { a.ages = ages.sorted() }
+            default: break
+            }
+        }
+        return a
+    }
+
+    /// A feature's `advice:` section: `decision: {output, kind, threshold, top_k, tolerance}`.
+    mutating func decisionSpec(_ node: Node, _ keyPath: String) -> DecisionSpec {
+        var spec = DecisionSpec()
+        for (key, value) in entries(node, keyPath, allowed: ["decision"]) ?? [] where key == "decision" {
+            let base = "\(keyPath).decision"
+            let allowed: Set<String> = ["output", "kind", "threshold", "top_k", "tolerance"]
+            for (k, v) in entries(value, base, allowed: allowed) ?? [] {
+                let path = "\(base).\(k)"
+                switch k {
+                case "output": spec.output = string(v, path)
+                case "kind":
+                    if let text = string(v, path) {
+                        if let kind = DecisionKind(rawValue: text) {
+                            spec.kind = kind
+                        } else {
+                            fail(v, path, "must be one of label, ranking, score")
+                        }
+                    }
+                case "threshold": spec.threshold = double(v, path, range: -1e12...1e12)
+                case "top_k": spec.topK = int(v, path, range: 1...10_000) ?? spec.topK
+                case "tolerance": spec.tolerance = double(v, path, range: 0...1e6) ?? spec.tolerance
+                default: break
+                }
+            }
+        }
+        return spec
     }
 
     mutating func pricing(_ node: Node) -> Pricing {

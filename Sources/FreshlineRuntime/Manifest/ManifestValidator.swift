@@ -11,6 +11,15 @@ public enum ManifestValidator {
             guard let model = models[feature.model]?.model else { continue }  // reported by the loader
             let metadata = model.metadata
             let path = "features.\(feature.name)"
+            if let output = feature.decision.output {
+                let served = feature.outputs ?? metadata.outputs.map(\.name)
+                if !served.contains(output) {
+                    errors.append(
+                        ManifestError(
+                            SourceLocation(file: feature.location.file, line: feature.location.line, keyPath: "\(path).advice.decision.output"),
+                            "'\(output)' is not among the feature's outputs (\(served.joined(separator: ", ")))"))
+                }
+            }
             for declared in feature.inputs {
                 guard let actual = metadata.inputs.first(where: { $0.name == declared.name }) else {
                     let names = metadata.inputs.map(\.name).joined(separator: ", ")

@@ -17,12 +17,17 @@ public final class FeatureServer: Sendable {
     private let requestLog: RequestLogger?
     private let defaultOutputs: [String: JSONValue]?
     private let snapshotSlot = Mutex<SnapshotTable?>(nil)
+    private let clock: any WallClock
+    private let decisions: DecisionExtractor
     private let lookups = Mutex<(hits: Int, misses: Int)>((0, 0))
 
     init(
         spec: FeatureSpec, model: ServingModel, pool: ComputePool, computeSlots: Int, metrics: ServingMetrics,
-        histograms: LatencyHistograms, requestLog: RequestLogger?
+        histograms: LatencyHistograms, requestLog: RequestLogger?, clock: any WallClock = SystemWallClock()
     ) {
+        self.clock = clock
+        decisions = DecisionExtractor(
+            spec: spec.decision, outputs: spec.outputs ?? model.model.metadata.outputs.map(\.name))
         self.spec = spec
         self.model = model
         self.metrics = metrics
@@ -51,10 +56,11 @@ public final class FeatureServer: Sendable {
     /// between computing now, the stale value (`source: fallback`, `stale: true`), the default, and an error.
     public func predict(_ request: PredictRequest) async throws -> Prediction {
         let start = ContinuousClock.now
-        let arrivedAt = Clock.unixNow
+        let arrivedAt = clock.now
         var source: PredictionSource?
         var outcome = "ok"
         var age = 0.0
+        var answer: Prediction?
         defer {
             let duration = ContinuousClock.now - start
             meters.request(source: source, outcome: outcome, duration: duration)
@@ -62,15 +68,23 @@ public final class FeatureServer: Sendable {
                 histograms.record(feature: spec.name, source: source, duration: duration)
                 meters.served(ageSeconds: age)
             }
-            // Built only for the sampled requests (the argument is an autoclosure).
-            requestLog?.offer(
-                RequestLogSample(
-                    feature: spec.name, keyHash: request.key.map(KeyHash.hex),
-                    hasRequestInputs: request.inputs.keys.contains { $0 != spec.key }, source: source,
-                    outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age, at: arrivedAt))
+            if let requestLog {
+                let keyHash = request.key.map(KeyHash.value)
+                // Built only for the sampled requests.
+                requestLog.offer(keyHash: keyHash) {
+                    RequestLogSample(
+                        feature: spec.name, keyHash: request.key.map(KeyHash.hex),
+                        hasRequestInputs: request.inputs.keys.contains { $0 != spec.key }, source: source,
+                        outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age, at: arrivedAt,
+                        computedAt: answer?.provenance.computedAt,
+                        decision: answer.flatMap { decisions.decision($0.outputs) },
+                        inputHashes: DecisionExtractor.inputHashes(request.inputs, excluding: spec.key))
+                }
+            }
         }
         do {
-            let prediction = try await answer(request, start: start)
+            let prediction = try await self.answer(request, start: start)
+            answer = prediction
             source = prediction.provenance.source
             age = prediction.provenance.ageSeconds
             return prediction
@@ -111,7 +125,7 @@ public final class FeatureServer: Sendable {
         }
         meters.lookup(hit: true)
         lookups.withLock { $0.hits += 1 }
-        let now = Clock.unixNow
+        let now = clock.now
         let age = max(0, now - table.info.inputTime)
         let contract = FreshnessContract.effective(feature: spec.maxStaleness, request: request.maxStaleness)
         func fromSnapshot(stale: Bool) -> Prediction {
@@ -157,7 +171,7 @@ public final class FeatureServer: Sendable {
         metrics.fallback(feature: spec.name, rung: "default")
         return Prediction(
             key: request.key, outputs: defaultOutputs,
-            provenance: Provenance(source: .default, computedAt: Clock.unixNow, ageSeconds: 0, modelVersion: nil))
+            provenance: Provenance(source: .default, computedAt: clock.now, ageSeconds: 0, modelVersion: nil))
     }
 
     /// Computes the row now through the batcher; on failure, the configured default (when `allowDefault`).
@@ -173,7 +187,7 @@ public final class FeatureServer: Sendable {
             return Prediction(
                 key: request.key, outputs: outputs,
                 provenance: Provenance(
-                    source: .realtime, computedAt: Clock.unixNow, ageSeconds: 0,
+                    source: .realtime, computedAt: clock.now, ageSeconds: 0,
                     modelVersion: model.model.metadata.version))
         } catch let error as PredictionError {
             // The fallback ladder: the configured default, else the error.
@@ -190,7 +204,7 @@ public final class FeatureServer: Sendable {
     func refreshSnapshotFigures() {
         guard let table = snapshot else { return }
         metrics.snapshot(
-            feature: spec.name, keys: table.rows.count, ageSeconds: max(0, Clock.unixNow - table.info.inputTime))
+            feature: spec.name, keys: table.rows.count, ageSeconds: max(0, clock.now - table.info.inputTime))
     }
 
     /// Why the feature's snapshot fails its readiness check: none loaded yet, or older than `max_staleness`.
@@ -198,7 +212,7 @@ public final class FeatureServer: Sendable {
     public var snapshotProblem: String? {
         guard spec.batch != nil, let limit = spec.maxStaleness else { return nil }
         guard let table = snapshot else { return "\(spec.name): no published snapshot" }
-        let age = Clock.unixNow - table.info.inputTime
+        let age = clock.now - table.info.inputTime
         guard age > limit.seconds else { return nil }
         return
             "\(spec.name): snapshot \(table.label) is \(Int(age)) s old (max_staleness \(DurationText.format(limit)))"
@@ -208,7 +222,7 @@ public final class FeatureServer: Sendable {
     public func install(_ table: SnapshotTable) {
         snapshotSlot.withLock { $0 = table }
         metrics.snapshot(
-            feature: spec.name, keys: table.rows.count, ageSeconds: max(0, Clock.unixNow - table.info.inputTime))
+            feature: spec.name, keys: table.rows.count, ageSeconds: max(0, clock.now - table.info.inputTime))
     }
 
     /// Checks a row as `predict` would, without computing it (async submissions are refused at once when a row

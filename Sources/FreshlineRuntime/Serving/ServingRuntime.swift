@@ -23,13 +23,16 @@ public final class ServingRuntime: Service {
     public let jobs: JobService?
     let pool: ComputePool
     private let logger: Logger
+    /// The wall clock answers and the request log are stamped with.
+    public let clock: any WallClock
 
     /// Loads and checks the manifest's models and features. Throws `ManifestErrors` listing every problem.
     public init(
         manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?,
         batchStore: (any BatchStore)? = nil, jobStore: (any JobStore)? = nil, jobWorkers: Int? = nil,
-        webhookStore: (any WebhookStore)? = nil, logger: Logger
+        webhookStore: (any WebhookStore)? = nil, clock: any WallClock = SystemWallClock(), logger: Logger
     ) throws {
+        self.clock = clock
         let (models, loadErrors) = ServingModel.loadAll(manifest)
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
         if !problems.isEmpty { throw ManifestErrors(problems) }
@@ -41,7 +44,7 @@ public final class ServingRuntime: Service {
         requestLogger = requestLogStore.map {
             RequestLogger(
                 store: $0, sampleRate: manifest.server.requestLogSampleRate,
-                retention: manifest.server.requestLogRetention, logger: logger)
+                retention: manifest.server.requestLogRetention, logger: logger, clock: clock)
         }
         pool = ComputePool(threads: manifest.server.computeThreads)
         var features: [String: FeatureServer] = [:]
@@ -49,7 +52,7 @@ public final class ServingRuntime: Service {
             guard let model = models[spec.model] else { continue }
             features[name] = FeatureServer(
                 spec: spec, model: model, pool: pool, computeSlots: manifest.server.computeThreads,
-                metrics: metrics, histograms: histograms, requestLog: requestLogger)
+                metrics: metrics, histograms: histograms, requestLog: requestLogger, clock: clock)
         }
         self.features = features
         var runners: [String: BatchRunner] = [:]

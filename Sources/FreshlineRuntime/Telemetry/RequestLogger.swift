@@ -15,17 +15,30 @@ public final class RequestLogger: Service {
     /// The most samples held between flushes; beyond it new samples are dropped (and counted in the log).
     private let capacity = 100_000
 
-    public init(store: any RequestLogStore, sampleRate: Double, retention: Duration, logger: Logger) {
+    private let clock: any WallClock
+
+    public init(
+        store: any RequestLogStore, sampleRate: Double, retention: Duration, logger: Logger,
+        clock: any WallClock = SystemWallClock()
+    ) {
+        self.clock = clock
         self.store = store
         self.sampleRate = sampleRate
         self.retention = retention
         self.logger = logger
     }
 
-    /// Offers one request; it is kept with probability `sampleRate`.
-    public func offer(_ sample: @autoclosure () -> RequestLogSample) {
-        guard sampleRate > 0, sampleRate >= 1 || Double.random(in: 0..<1) < sampleRate else { return }
-        let s = sample()
+    /// Offers one request. Keyed requests are sampled by key (every request of a sampled key is kept, so the
+    /// advisor sees each sampled key's history); requests without a key with probability `sampleRate`.
+    /// `sample` is called only for sampled requests; its `sampleRate` is set here.
+    public func offer(keyHash: UInt64?, _ sample: () -> RequestLogSample) {
+        if let keyHash {
+            guard KeyHash.isSampled(keyHash, rate: sampleRate) else { return }
+        } else {
+            guard sampleRate > 0, sampleRate >= 1 || Double.random(in: 0..<1) < sampleRate else { return }
+        }
+        var s = sample()
+        s.sampleRate = min(1, sampleRate)
         buffer.withLock { if $0.count < capacity { $0.append(s) } }
     }
 
@@ -57,7 +70,7 @@ public final class RequestLogger: Service {
 
     /// Deletes samples older than the retention.
     public func enforceRetention() async {
-        let cutoff = Clock.unixNow - retention.seconds
+        let cutoff = clock.now - retention.seconds
         do {
             let deleted = try await store.deleteSamples(before: cutoff)
             if deleted > 0 { logger.info("request log: deleted \(deleted) samples past retention") }
@@ -70,4 +83,10 @@ public final class RequestLogger: Service {
 /// Wall-clock time for timestamps (provenance, logs); durations use `ContinuousClock`.
 enum Clock {
     static var unixNow: Double { Date().timeIntervalSince1970 }
+}
+
+/// The system's wall clock.
+public struct SystemWallClock: WallClock {
+    public init() {}
+    public var now: Double { Date().timeIntervalSince1970 }
 }

@@ -1,0 +1,143 @@
+internal import Foundation
+public import FreshlineCore
+internal import FreshlineEngine
+internal import Histogram
+internal import Synchronization
+
+/// Gathers what the advisor needs for each feature — the request log of the window, latency percentiles per
+/// source (HDR histograms over the samples), the engine's time per prediction at batch 1 and at the batch
+/// runner's batch size, the published snapshot's keys — and asks `Advisor` for the verdicts. Used by
+/// `freshline advise` and by the server's `/v1/advice`.
+public final class AdviceService: Sendable {
+    let manifest: Manifest
+    let models: [String: ServingModel]
+    let requestLog: any RequestLogStore
+    let batchStore: (any BatchStore)?
+    let clock: any WallClock
+    /// Engine measurements per model (measured once: a fraction of a second each).
+    private let measured = Mutex<[String: ComputeCost]>([:])
+    /// Hashed keys of published snapshots, by snapshot id.
+    private let snapshotKeys = Mutex<[Int64: Set<String>]>([:])
+    /// The most samples read per feature.
+    let sampleLimit: Int
+
+    public init(
+        manifest: Manifest, models: [String: ServingModel], requestLog: any RequestLogStore,
+        batchStore: (any BatchStore)?, clock: any WallClock = SystemWallClock(), sampleLimit: Int = 500_000
+    ) {
+        self.manifest = manifest
+        self.models = models
+        self.requestLog = requestLog
+        self.batchStore = batchStore
+        self.clock = clock
+        self.sampleLimit = sampleLimit
+    }
+
+    /// Advice for `features` (default: all, by name), with extra what-if scenarios per feature.
+    public func report(features names: [String]? = nil, whatIf: [String: [WhatIfScenario]] = [:]) async throws
+        -> AdviceReport
+    {
+        let now = clock.now
+        var advice: [FeatureAdvice] = []
+        for name in names ?? manifest.features.keys.sorted() {
+            guard let feature = manifest.features[name] else { continue }
+            let input = try await input(for: feature, now: now)
+            var scenarios = [
+                WhatIfScenario(pattern: .batch, everySeconds: 21_600),
+                WhatIfScenario(pattern: .batch, everySeconds: 86_400),
+            ]
+            scenarios += whatIf[name] ?? []
+            advice.append(
+                Advisor.advise(input, settings: manifest.advisor, pricing: manifest.pricing, whatIf: scenarios))
+        }
+        return AdviceReport(generatedAt: now, settings: manifest.advisor, pricing: manifest.pricing, features: advice)
+    }
+
+    /// The advisor's input for one feature.
+    func input(for feature: FeatureSpec, now: Double) async throws -> AdvisorInput {
+        let samples = try await requestLog.samples(
+            feature: feature.name, since: now - manifest.advisor.windowSeconds, until: now + 1, limit: sampleLimit)
+        var snapshotKeys: Set<String>?
+        var rows: Double?
+        if feature.batch != nil, let batchStore, let info = try await batchStore.publishedSnapshot(feature: feature.name) {
+            snapshotKeys = try await hashedKeys(info, store: batchStore)
+            rows = Double(info.keyCount)
+        }
+        var interval: Double?
+        if let schedule = feature.batch?.schedule, let next = schedule.next(after: now),
+            let after = schedule.next(after: next)
+        {
+            interval = after - next
+        }
+        return AdvisorInput(
+            feature: feature, samples: samples, now: now, compute: try await compute(for: feature),
+            latency: Self.latency(samples), snapshotKeyHashes: snapshotKeys, batchRowsPerRun: rows,
+            refreshIntervalSeconds: interval, decision: feature.decision)
+    }
+
+    /// Engine time per prediction for the feature's model at batch 1 and at its batch runner's rows per thread.
+    func compute(for feature: FeatureSpec) async throws -> ComputeCost {
+        let batchRows = feature.batch.map { max(1, min(4096, $0.chunkRows / max(1, $0.threads))) } ?? 2048
+        let key = "\(feature.model)@\(batchRows)"
+        if let known = measured.withLock({ $0[key] }) { return known }
+        guard let model = models[feature.model]?.model else {
+            throw AdviceError(message: "feature '\(feature.name)': model '\(feature.model)' is not loaded")
+        }
+        // On a thread of its own: the measurement keeps a core busy for about half a second.
+        let cost = try await Self.offThread {
+            let one = try model.measure(feeds: model.syntheticFeeds(batchSize: 1), seconds: 0.2)
+            let many = try model.measure(feeds: model.syntheticFeeds(batchSize: batchRows), seconds: 0.3)
+            return ComputeCost(
+                realtimeSecondsPerPrediction: one.perRowNanoseconds / 1e9,
+                batchSecondsPerPrediction: many.perRowNanoseconds / 1e9, batchSize: batchRows,
+                basis: "engine, median of timed rounds: \(CostModel.formatSeconds(one.perRowNanoseconds / 1e9)) "
+                    + "at batch 1, \(CostModel.formatSeconds(many.perRowNanoseconds / 1e9))/row at batch \(batchRows)")
+        }
+        measured.withLock { $0[key] = cost }
+        return cost
+    }
+
+    func hashedKeys(_ info: SnapshotInfo, store: any BatchStore) async throws -> Set<String> {
+        if let known = snapshotKeys.withLock({ $0[info.id] }) { return known }
+        var hashes = Set<String>()
+        for chunk in try await store.chunks(snapshotID: info.id) {
+            for key in chunk.keys { hashes.insert(KeyHash.hex(key)) }
+        }
+        snapshotKeys.withLock { $0 = [info.id: hashes] }
+        return hashes
+    }
+
+    /// p50/p95/p99/p99.9 per source over the successful samples, from HDR histograms (microseconds, three
+    /// significant digits).
+    static func latency(_ samples: [RequestLogSample]) -> [SourceLatency] {
+        var histograms: [String: Histogram<UInt64>] = [:]
+        for s in samples where s.outcome == "ok" {
+            let source = s.source?.rawValue ?? "none"
+            if histograms[source] == nil {
+                histograms[source] = Histogram<UInt64>(
+                    lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+            }
+            _ = histograms[source]?.record(UInt64(min(3_600_000_000, max(1, s.latencySeconds * 1e6))))
+        }
+        return histograms.keys.sorted().map { source in
+            let h = histograms[source]!
+            func p(_ q: Double) -> Double { Double(h.valueAtPercentile(q)) / 1e6 }
+            return SourceLatency(
+                source: source, count: Int(h.totalCount), p50: p(50), p95: p(95), p99: p(99), p999: p(99.9))
+        }
+    }
+
+    static func offThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try work() }) }
+            thread.name = "freshline-advisor"
+            thread.start()
+        }
+    }
+}
+
+/// Why advice could not be given.
+public struct AdviceError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

@@ -1,0 +1,179 @@
+internal import Foundation
+public import FreshlineCore
+
+/// The advisor's report as a terminal table, Markdown or JSON: the seed's spreadsheet (one row per feature, one
+/// column per axis, then the verdict, the current and recommended pattern and the monthly cost of each), then
+/// each feature's evidence, what would change its verdict and the what-if replays.
+public enum AdviceText {
+    /// The formats `freshline advise` writes.
+    public enum Format: String, Sendable, CaseIterable {
+        case table, markdown, json, html
+    }
+
+    public static func render(_ report: AdviceReport, format: Format) throws -> String {
+        switch format {
+        case .table: table(report)
+        case .markdown: markdown(report)
+        case .json: try json(report)
+        case .html: AdviceHTML.render(report)
+        }
+    }
+
+    /// The spreadsheet's header.
+    static let columns = [
+        "feature", "freshness", "cardinality", "cost × volume", "tail latency", "failure mode", "verdict",
+        "current → recommended", "cost/month",
+    ]
+
+    /// The spreadsheet's row for one feature.
+    static func cells(_ a: FeatureAdvice, currency: String) -> [String] {
+        let x = a.axes
+        let f = x.freshness
+        var freshness = f.sensitive ? "sensitive" : "tolerant"
+        if let p = f.points.last(where: { $0.ageSeconds <= f.referenceAgeSeconds }) ?? f.points.first {
+            freshness += ": \(CostModel.percent(p.changeRate)) @\(CostModel.formatAge(p.ageSeconds))"
+        } else {
+            freshness += " (\(f.basis))"
+        }
+        let c = x.cardinality
+        let cardinality =
+            (c.unbounded ? "unbounded" : "bounded") + ": \(CostModel.format(c.distinctKeysPerDay)) keys/day, "
+            + "\(c.predictableShare.map(CostModel.percent) ?? "—") known"
+        let cost =
+            "\(CostModel.format(x.cost.callsPerDay))/day, peak \(CostModel.format(x.cost.peakToAverage))×, "
+            + "\(CostModel.formatSeconds(x.cost.realtimeSecondsPerPrediction))/pred"
+        let latency =
+            "p99 \(CostModel.formatSeconds(x.latency.realtimeP99Seconds)) / \(CostModel.formatSeconds(x.latency.budgetSeconds))"
+            + (x.latency.userBlocking ? " blocking" : "")
+        let failure =
+            "\(x.failure.declared); fallback \(CostModel.percent(x.failure.fallbackRate)), errors "
+            + CostModel.percent(x.failure.errorRate + x.failure.timeoutRate + x.failure.shedRate)
+        let current = x.cost.monthly(a.current) ?? 0
+        let recommended = x.cost.monthly(a.verdict.recommended) ?? 0
+        return [
+            a.feature, freshness, cardinality, cost, latency, failure,
+            "rule \(a.verdict.rule) → \(a.verdict.recommended.rawValue)",
+            "\(a.current.rawValue) → \(a.verdict.recommended.rawValue)",
+            "\(CostModel.money(current)) → \(CostModel.money(recommended)) \(currency)",
+        ]
+    }
+
+    static func table(_ report: AdviceReport) -> String {
+        let rows = [columns] + report.features.map { cells($0, currency: report.pricing.currency) }
+        var widths = [Int](repeating: 0, count: columns.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        var out = ""
+        for (n, row) in rows.enumerated() {
+            out += row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
+            if n == 0 { out += widths.map { String(repeating: "─", count: $0) }.joined(separator: "  ") + "\n" }
+        }
+        if report.features.isEmpty { out += "(no features)\n" }
+        for a in report.features {
+            out += "\n\(a.feature): rule \(a.verdict.rule) → \(a.verdict.recommended.rawValue) — \(a.verdict.reason)\n"
+            for change in a.verdict.wouldChange { out += "  · \(change)\n" }
+            for note in notes(a) { out += "  ! \(note)\n" }
+            for w in a.whatIf { out += "  what if \(whatIfLine(w, currency: report.pricing.currency))\n" }
+        }
+        out += "\n" + thresholds(report) + "\n"
+        return out
+    }
+
+    static func markdown(_ report: AdviceReport) -> String {
+        func row(_ cells: [String]) -> String {
+            "| " + cells.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |"
+        }
+        var out = "# Freshline advice\n\n"
+        out += row(columns) + "\n" + row(columns.map { _ in "---" }) + "\n"
+        for a in report.features { out += row(cells(a, currency: report.pricing.currency)) + "\n" }
+        for a in report.features {
+            let x = a.axes
+            out += "\n## \(a.feature): \(a.current.rawValue) → \(a.verdict.recommended.rawValue) (rule \(a.verdict.rule))\n\n"
+            out += a.verdict.reason + "\n\n"
+            if !a.verdict.precompute.isEmpty {
+                out += "Precompute per key: \(a.verdict.precompute.joined(separator: ", ")); at request time: "
+                    + "\(a.verdict.requestTime.joined(separator: ", ")).\n\n"
+            }
+            for change in a.verdict.wouldChange { out += "- \(change)\n" }
+            out += "\n| axis | figures | evidence |\n| --- | --- | --- |\n"
+            let points = x.freshness.points.map {
+                "\(CostModel.formatAge($0.ageSeconds)): \(CostModel.percent($0.changeRate)) (\($0.pairs))"
+            }
+            out += row([
+                "freshness",
+                (points.isEmpty ? "no pairs" : points.joined(separator: ", "))
+                    + "; \(x.freshness.sensitive ? "sensitive" : "tolerant") (\(x.freshness.basis))",
+                x.freshness.evidence,
+            ]) + "\n"
+            out += row([
+                "cardinality",
+                "\(CostModel.format(x.cardinality.distinctKeys)) keys, "
+                    + "\(CostModel.percent(x.cardinality.requestInputsShare)) with request inputs, "
+                    + "\(x.cardinality.predictableShare.map(CostModel.percent) ?? "—") predictable",
+                x.cardinality.evidence + "; " + x.cardinality.predictableBasis,
+            ]) + "\n"
+            out += row([
+                "cost × volume",
+                "\(CostModel.format(x.cost.callsPerDay)) calls/day, peak \(CostModel.format(x.cost.peakToAverage))×; "
+                    + x.cost.costs.map { "\($0.pattern.rawValue) \(CostModel.money($0.monthly))" }.joined(separator: ", ")
+                    + " \(report.pricing.currency)/month",
+                x.cost.evidence,
+            ]) + "\n"
+            out += row([
+                "tail latency",
+                x.latency.sources.map {
+                    "\($0.source) p50 \(CostModel.formatSeconds($0.p50)) p99 \(CostModel.formatSeconds($0.p99)) "
+                        + "p99.9 \(CostModel.formatSeconds($0.p999)) (\($0.count))"
+                }.joined(separator: "; ") + "; budget \(CostModel.formatSeconds(x.latency.budgetSeconds))",
+                x.latency.evidence + "; p99 \(x.latency.realtimeP99Basis)",
+            ]) + "\n"
+            out += row([
+                "failure mode",
+                "\(x.failure.declared); errors \(CostModel.percent(x.failure.errorRate)), timeouts "
+                    + "\(CostModel.percent(x.failure.timeoutRate)), shed \(CostModel.percent(x.failure.shedRate)), "
+                    + "fallback \(CostModel.percent(x.failure.fallbackRate))",
+                x.failure.evidence,
+            ]) + "\n"
+            for note in notes(a) { out += "\n> \(note)\n" }
+            out += "\nWhat if:\n\n"
+            for w in a.whatIf { out += "- \(whatIfLine(w, currency: report.pricing.currency))\n" }
+        }
+        out += "\n" + thresholds(report) + "\n"
+        return out
+    }
+
+    static func json(_ report: AdviceReport) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return String(decoding: try encoder.encode(report), as: UTF8.self) + "\n"
+    }
+
+    static func notes(_ a: FeatureAdvice) -> [String] {
+        [a.axes.freshness.note].compactMap { $0 }
+    }
+
+    static func whatIfLine(_ w: WhatIfResult, currency: String) -> String {
+        var parts = ["\(w.label):"]
+        if let hit = w.hitRate { parts.append("hit rate \(CostModel.percent(hit))") }
+        if let p50 = w.servedAgeP50, let p95 = w.servedAgeP95, w.hitRate != nil {
+            parts.append("served age p50 \(CostModel.formatSeconds(p50)) p95 \(CostModel.formatSeconds(p95))")
+        }
+        if let change = w.decisionChangeRate { parts.append("decisions changed \(CostModel.percent(change))") }
+        if let p99 = w.latencyP99 { parts.append("p99 \(CostModel.formatSeconds(p99))") }
+        parts.append("\(CostModel.money(w.monthlyCost)) \(currency)/month")
+        return parts.joined(separator: " ") + (w.notes.isEmpty ? "" : " (\(w.notes.joined(separator: "; ")))")
+    }
+
+    static func thresholds(_ report: AdviceReport) -> String {
+        let s = report.settings
+        return "Thresholds: unbounded when ≥ \(CostModel.percent(s.unboundedInputShare)) of requests carry inputs "
+            + "and < \(CostModel.percent(s.predictableShare)) of keys are known; real time under "
+            + "\(CostModel.formatSeconds(s.realtimeP99Limit)) p99; staleness matters from "
+            + "\(CostModel.percent(s.decisionChangeLimit)) changed decisions at \(CostModel.formatAge(s.referenceAgeSeconds)); "
+            + "batch from \(CostModel.format(s.minCallsPerDay)) calls/day and \(CostModel.format(s.minCostRatio))× "
+            + "cheaper. Prices: \(CostModel.money(report.pricing.coreHour)) \(report.pricing.currency)/core-hour, "
+            + "\(CostModel.percent(report.pricing.spotDiscount)) spot discount."
+    }
+}
