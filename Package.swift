@@ -95,7 +95,7 @@ let package = Package(
         ),
         .target(
             name: "FreshlineTesting",
-            dependencies: ["FreshlineEngine"],
+            dependencies: ["FreshlineCore", "FreshlineEngine"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -32,7 +32,9 @@ public struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
         } else if path.hasPrefix("/v1/jobs/") && (request.method == .get || request.method == .delete) {
             // A job's id is its capability: whoever submitted it may read or cancel it.
             needed = [.predict, .admin]
-        } else if request.method == .get && (path.hasPrefix("/v1/features") || path.hasPrefix("/v2")) {
+        } else if request.method == .get && !path.hasSuffix("/advice")
+            && (path.hasPrefix("/v1/features") || path.hasPrefix("/v2"))
+        {
             needed = [.predict, .admin]
         } else {
             needed = [.admin]

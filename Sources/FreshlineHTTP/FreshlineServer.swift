@@ -19,6 +19,7 @@ public enum FreshlineServer {
         BatchRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
         JobRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
         OpenInferenceRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
+        AdviceRoutes<BasicRequestContext>(runtime: runtime).register(on: router)
         router.get("/healthz/live") { _, _ in HTTPResponse.Status.ok }
         // Not ready while shutting down, or while a batch feature's snapshot is older than its max_staleness.
         router.get("/healthz/ready") { _, _ -> Response in

@@ -11,13 +11,9 @@ public enum AdviceHTML {
         var h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         h += "<title>Freshline advice</title>\n<style>\n\(style)</style>\n</head>\n<body>\n<main>\n"
-        h += header(report)
-        h += summary(report)
-        for (index, feature) in report.features.enumerated() {
-            h += section(feature, index: index, report: report)
-        }
-        h += "</main>\n</body>\n</html>\n"
-        return h
+        h += header(report) + summary(report)
+        for (index, feature) in report.features.enumerated() { h += section(feature, index: index, report: report) }
+        return h + "</main>\n</body>\n</html>\n"
     }
 }
 
@@ -27,7 +23,7 @@ extension AdviceHTML {
     private static let style = """
         :root{--ink:#1f2933;--muted:#52606d;--line:#d5dbe1;--bg:#f5f7f9;--card:#fff;--accent:#1d4ed8;\
         --good:#0f766e;--warn:#9a3412;--bad:#b91c1c}
-        *{box-sizing:border-box}
+        *{box-sizing:border-box}a{color:var(--accent)}.scroll{overflow-x:auto}
         body{margin:0;background:var(--bg);color:var(--ink);\
         font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
         main{max-width:1240px;margin:0 auto;padding:24px}
@@ -38,30 +34,30 @@ extension AdviceHTML {
         th,td{border:1px solid var(--line);padding:5px 8px;text-align:left;vertical-align:top}
         th{background:#eef1f5;font-weight:600}th small{font-weight:400;color:var(--muted)}
         .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-        .scroll{overflow-x:auto}
-        a{color:var(--accent)}
         .badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600;\
         border:1px solid;white-space:nowrap}
-        .b-yes{color:var(--warn);background:#fff7ed;border-color:#fdba74}
+        .b-yes{color:var(--warn);background:#fff7ed;border-color:#fdba74}\
         .b-no{color:var(--good);background:#f0fdfa;border-color:#5eead4}
-        .b-bad{color:var(--bad);background:#fef2f2;border-color:#fca5a5}
+        .b-bad{color:var(--bad);background:#fef2f2;border-color:#fca5a5}\
         .b-pat{color:var(--accent);background:#eff6ff;border-color:#93c5fd}
         .settings{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:2px 24px;margin:0}
         .settings div{display:flex;justify-content:space-between;border-bottom:1px dotted var(--line)}
         .settings dt{color:var(--muted)}.settings dd{margin:0 0 0 12px;font-variant-numeric:tabular-nums}
         .verdict{border-left:4px solid var(--good);background:#f0fdfa;padding:10px 14px;margin:12px 0}
         .verdict p{margin:0 0 6px}.verdict ul{margin:0;padding-left:20px}
-        .charts,.axes{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:14px;margin:14px 0}
-        figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:8px 10px}
-        figcaption{font-weight:600;font-size:13px}
-        svg{width:100%;height:auto;display:block}
-        svg text{font-size:10px;fill:#52606d;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+        .charts,.axes{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:14px;margin:14px 0;\
+        align-items:start}
+        figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:8px 10px}\
+        figcaption{font-weight:600;font-size:13px}svg{width:100%;height:auto;display:block}
+        svg text{font-size:10.5px;fill:#52606d;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;\
+        paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}
         .empty{border:1px dashed var(--line);border-radius:6px;padding:28px 12px;text-align:center;\
         color:var(--muted);margin:8px 0}
         .axis{border:1px solid var(--line);border-radius:6px;padding:12px 14px}
         .axis dl{display:grid;grid-template-columns:max-content 1fr;gap:1px 12px;margin:0 0 8px}
         .axis dt{color:var(--muted)}.axis dd{margin:0}
-        .axis table{font-size:12px;margin:6px 0}
+        .axis table{font-size:12px;margin:6px 0}.axis th,.axis td{padding:2px 6px}
+        .summary td,.summary th{font-size:13px}ul.small{margin:4px 0;padding-left:18px}
         .note{font-size:13px;background:#fffbeb;border-left:3px solid #d97706;padding:4px 8px;margin:6px 0}
 
         """
@@ -77,7 +73,7 @@ extension AdviceHTML {
             ("decision-change limit (rule 2)", pct(s.decisionChangeLimit)),
             ("reference age (no schedule)", age(s.referenceAgeSeconds)),
             ("batch from calls/day (rule 3)", num(s.minCallsPerDay)),
-            ("… and real time ≥ × batch cost", num(s.minCostRatio) + "×"),
+            ("… and real time ≥ × batch cost", times(s.minCostRatio)),
             ("target utilisation", pct(s.targetUtilization)),
             ("min answer pairs per age", String(s.minPairs)),
             ("stable input share (hybrid)", pct(s.stableInputShare)),
@@ -96,17 +92,18 @@ extension AdviceHTML {
 
     private static func summary(_ report: AdviceReport) -> String {
         let currency = esc(report.pricing.currency)
-        var h = "<section class=\"card\">\n<h2>Summary</h2>\n<div class=\"scroll\"><table>\n<thead><tr>"
+        var h =
+            "<section class=\"card\">\n<h2>Summary</h2>\n<div class=\"scroll\"><table class=\"summary\">\n<thead><tr>"
         h += "<th>Feature</th><th>Freshness<br><small>sensitive? · change at reference age</small></th>"
         h += "<th>Cardinality<br><small>unbounded? · request inputs · predictable</small></th>"
         h += "<th>Cost × volume<br><small>calls/day · peak-to-average</small></th>"
         h += "<th>Tail latency<br><small>real-time p99 vs budget</small></th>"
         h += "<th>Failure mode<br><small>declared · fallback · errors</small></th>"
-        h += "<th>Verdict</th><th>Current</th><th>Recommended</th>"
-        h += "<th class=\"num\">Monthly, current<br><small>\(currency)</small></th>"
-        h += "<th class=\"num\">Monthly, recommended<br><small>\(currency)</small></th></tr></thead>\n<tbody>\n"
+        h += "<th>Verdict</th><th>Pattern<br><small>current → recommended</small></th>"
+        h += "<th class=\"num\">Monthly<br><small>current, \(currency)</small></th>"
+        h += "<th class=\"num\">Monthly<br><small>recommended, \(currency)</small></th></tr></thead>\n<tbody>\n"
         if report.features.isEmpty {
-            h += "<tr><td colspan=\"11\" class=\"small\">No features in this report.</td></tr>\n"
+            h += "<tr><td colspan=\"10\" class=\"small\">No features in this report.</td></tr>\n"
         }
         for (index, f) in report.features.enumerated() {
             let a = f.axes
@@ -121,14 +118,14 @@ extension AdviceHTML {
             h += "<td>\(yesNo(c.unbounded))<br><span class=\"small\">inputs \(pct(c.requestInputsShare)) · "
             h += "predictable \(pct(c.predictableShare))</span></td>"
             h += "<td class=\"num\">\(num(a.cost.callsPerDay))<br><span class=\"small\">peak "
-            h += "\(num(a.cost.peakToAverage))×</span></td>"
+            h += "\(times(a.cost.peakToAverage))</span></td>"
             h += "<td class=\"num\">\(esc(sec(l.realtimeP99Seconds))) / \(esc(sec(l.budgetSeconds)))<br>"
             h += l.overBudget ? badge("over budget", "b-bad") : "<span class=\"small\">within budget</span>"
             h += "</td><td>\(esc(a.failure.declared.isEmpty ? "—" : a.failure.declared))<br><span class=\"small\">"
             h += "fallback \(pct(a.failure.fallbackRate)) · errors \(pct(a.failure.errorRate))</span></td>"
             h += "<td>rule \(f.verdict.rule) → \(esc(f.verdict.recommended.rawValue))</td>"
-            h += "<td>\(badge(f.current.rawValue, "b-pat"))</td><td>\(badge(f.verdict.recommended.rawValue, "b-pat"))"
-            h += f.current == f.verdict.recommended ? " <span class=\"small\">(keep)</span>" : ""
+            h += "<td>\(badge(f.current.rawValue, "b-pat")) →<br>\(badge(f.verdict.recommended.rawValue, "b-pat"))"
+            h += f.current == f.verdict.recommended ? " <span class=\"small\">keep</span>" : ""
             h += "</td><td class=\"num\">\(money(a.cost.monthly(f.current)))</td>"
             h += "<td class=\"num\">\(money(a.cost.monthly(f.verdict.recommended)))</td></tr>\n"
         }
@@ -153,7 +150,8 @@ extension AdviceHTML {
         h += "</div>\n<div class=\"charts\">\n"
         h += figure("Latency by source (log scale)", latencyChart(f.axes.latency))
         h += figure("Decision change against age", freshnessChart(f.axes.freshness, settings: report.settings))
-        h += figure("Monthly cost per pattern (\(report.pricing.currency))", costChart(f, currency: report.pricing.currency))
+        h += figure(
+            "Monthly cost per pattern (\(report.pricing.currency))", costChart(f, currency: report.pricing.currency))
         h += "</div>\n<div class=\"axes\">\n"
         h += freshnessCard(f.axes.freshness)
         h += cardinalityCard(f.axes.cardinality)
@@ -170,7 +168,9 @@ extension AdviceHTML {
 
     // MARK: - Axis cards
 
-    private static func card(_ title: String, _ rows: [(String, String)], extra: String = "", evidence: String) -> String {
+    private static func card(_ title: String, _ rows: [(String, String)], extra: String = "", evidence: String)
+        -> String
+    {
         var h = "<div class=\"axis\"><h3>\(esc(title))</h3><dl>"
         for (name, value) in rows { h += "<dt>\(esc(name))</dt><dd>\(value)</dd>" }
         h += "</dl>\(extra)"
@@ -207,37 +207,47 @@ extension AdviceHTML {
                 ("unbounded", yesNo(c.unbounded)), ("requests", num(c.requests)),
                 ("distinct keys", num(c.distinctKeys)), ("distinct keys/day", num(c.distinctKeysPerDay)),
                 ("carry request inputs", pct(c.requestInputsShare)),
-                ("predictable share", "\(pct(c.predictableShare)) <span class=\"small\">(\(esc(c.predictableBasis)))</span>"),
+                (
+                    "predictable share",
+                    "\(pct(c.predictableShare)) <span class=\"small\">(\(esc(c.predictableBasis)))</span>"
+                ),
             ], evidence: c.evidence)
     }
 
     private static func costCard(_ k: CostAxis, currency: String) -> String {
-        let rows = k.costs.map { c in
-            [esc(c.pattern.rawValue), money(c.monthly), num(c.coreHoursPerMonth), "<span class=\"small\">\(esc(c.basis))</span>"]
-        }
+        let rows = k.costs.map { [esc($0.pattern.rawValue), money($0.monthly), num($0.coreHoursPerMonth)] }
+        let bases = k.costs.map { "<li>\(esc($0.pattern.rawValue)): \(esc($0.basis))</li>" }.joined()
         return card(
             "3 · Cost × volume",
             [
                 ("calls/day", num(k.callsPerDay)),
-                ("peak-to-average", "\(num(k.peakToAverage))× <span class=\"small\">over \(esc(age(k.peakBucketSeconds)))"
-                    + " intervals</span>"),
+                (
+                    "peak-to-average",
+                    "\(times(k.peakToAverage)) <span class=\"small\">over \(esc(age(k.peakBucketSeconds)))"
+                        + " intervals</span>"
+                ),
                 ("real time, per prediction", esc(sec(k.realtimeSecondsPerPrediction)) + " at batch 1"),
                 ("batch, per prediction", "\(esc(sec(k.batchSecondsPerPrediction))) at batch \(k.batchSize)"),
                 ("batch rows/run × runs/day", "\(num(k.batchRowsPerRun)) × \(num(k.runsPerDay))"),
-            ], extra: table(["pattern", "\(esc(currency))/month", "core-h/month", "basis"], rows, numeric: [1, 2]),
-            evidence: k.evidence)
+            ],
+            extra: table(["pattern", "\(esc(currency))/month", "core-h/month"], rows, numeric: [1, 2])
+                + (bases.isEmpty ? "" : "<ul class=\"small\">\(bases)</ul>"), evidence: k.evidence)
     }
 
     private static func latencyCard(_ l: LatencyAxis) -> String {
         let rows = l.sources.map { s in
             [esc(s.source), String(s.count), esc(sec(s.p50)), esc(sec(s.p95)), esc(sec(s.p99)), esc(sec(s.p999))]
         }
-        let extra = rows.isEmpty ? "" : table(["source", "n", "p50", "p95", "p99", "p99.9"], rows, numeric: [1, 2, 3, 4, 5])
+        let extra =
+            rows.isEmpty ? "" : table(["source", "n", "p50", "p95", "p99", "p99.9"], rows, numeric: [1, 2, 3, 4, 5])
         return card(
             "4 · Tail latency",
             [
                 ("budget", esc(sec(l.budgetSeconds))), ("user-blocking", yesNo(l.userBlocking)),
-                ("real-time p99", "\(esc(sec(l.realtimeP99Seconds))) <span class=\"small\">(\(esc(l.realtimeP99Basis)))</span>"),
+                (
+                    "real-time p99",
+                    "\(esc(sec(l.realtimeP99Seconds))) <span class=\"small\">(\(esc(l.realtimeP99Basis)))</span>"
+                ),
                 ("over budget", l.overBudget ? badge("yes", "b-bad") : badge("no", "b-no")),
             ], extra: extra, evidence: l.evidence)
     }
@@ -261,8 +271,8 @@ extension AdviceHTML {
             ]
         }
         let head = [
-            "scenario", "requests", "hit rate", "served age p50", "p95", "max", "decisions changed", "latency p50", "p99",
-            "\(esc(currency))/month", "notes",
+            "scenario", "requests", "hit rate", "served age p50", "p95", "max", "decisions changed", "latency p50",
+            "p99", "\(esc(currency))/month", "notes",
         ]
         return "<div class=\"scroll\">" + table(head, rows, numeric: Set(1...9)) + "</div>\n"
     }
@@ -299,8 +309,8 @@ extension AdviceHTML {
             return empty("no latency measured yet; budget \(sec(l.budgetSeconds))")
         }
         let (w, left, right, top, bottom) = (400.0, 52.0, 10.0, 30.0, 212.0)
-        var lo = (log10(lowest) + 1e-9).rounded(.down)
-        var hi = (log10(highest) - 1e-9).rounded(.up)
+        var lo = (log10(lowest) - 0.3).rounded(.down)
+        var hi = (log10(highest) + 0.2).rounded(.up)
         if hi <= lo { (lo, hi) = (lo - 1, hi + 1) }
         func y(_ v: Double) -> Double { bottom - (log10(v) - lo) / (hi - lo) * (bottom - top) }
         var s = svgOpen(w, 250, label: "Latency percentiles per source on a log scale")
@@ -317,18 +327,24 @@ extension AdviceHTML {
         }
         let group = (w - right - left) / Double(l.sources.count)
         let barWidth = min(20, group * 0.8 / 4)
+        var labels = ""
         for (g, source) in l.sources.enumerated() {
             let start = left + Double(g) * group + (group - barWidth * 4) / 2
             for (i, value) in values[g].enumerated() {
-                let top = positive(value).map { max(top, y($0)) } ?? bottom
+                let barTop = positive(value).map { max(top, y($0)) } ?? bottom
                 let tip = "\(source.source) \(names[i]): \(sec(value)) (\(source.count) answers)"
-                s += rect(start + Double(i) * barWidth, top, barWidth - 1, bottom - top, fill: percentileColours[i], tip: tip)
-                if i == 2 { s += text(start + 2.5 * barWidth, top - 3, sec(value), anchor: "middle") }
+                s += rect(
+                    start + Double(i) * barWidth, barTop, barWidth - 1, bottom - barTop, fill: percentileColours[i],
+                    tip: tip)
             }
+            var labelY = (values[g].compactMap(positive).max().map { max(top, y($0)) } ?? bottom) - 4
+            if let budget, abs(labelY - y(budget)) < 10 { labelY = y(budget) - 4 }  // clear of the budget line
+            labels += text(start + 2 * barWidth, labelY, "p99 " + sec(source.p99), anchor: "middle")
             let mid = left + (Double(g) + 0.5) * group
             s += text(mid, bottom + 14, source.source, anchor: "middle", weight: "600")
             s += text(mid, bottom + 26, "n=\(source.count)", anchor: "middle")
         }
+        s += labels
         if let budget {
             let by = y(budget)
             s += line(left, by, w - right, by, "#b91c1c", dash: "6 4", tip: "latency budget \(sec(budget))")
@@ -342,8 +358,9 @@ extension AdviceHTML {
         let points = f.points.filter { positive($0.ageSeconds) != nil && $0.changeRate.isFinite }
             .sorted { $0.ageSeconds < $1.ageSeconds }
         guard let first = points.first, let last = points.last else {
-            return empty("not enough answer pairs to measure (≥ \(settings.minPairs) per age); reference age "
-                + age(f.referenceAgeSeconds))
+            return empty(
+                "not enough answer pairs to measure (≥ \(settings.minPairs) per age); reference age "
+                    + age(f.referenceAgeSeconds))
         }
         let reference = positive(f.referenceAgeSeconds)
         let declared = f.declaredMaxStalenessSeconds.flatMap(positive)
@@ -352,7 +369,7 @@ extension AdviceHTML {
         let hi = log10(ages.max()!) + 0.25
         let limit = min(1, max(0, settings.decisionChangeLimit.isFinite ? settings.decisionChangeLimit : 0))
         let peak = max(limit, points.map { min(1, max(0, $0.changeRate)) }.max() ?? 0) * 1.15
-        let yMax = [0.1, 0.2, 0.5].first { $0 >= peak } ?? 1
+        let yMax = [0.1, 0.2, 0.25, 0.5].first { $0 >= peak } ?? 1
         let (w, left, right, top, bottom) = (400.0, 40.0, 12.0, 34.0, 212.0)
         func x(_ a: Double) -> Double { left + (log10(a) - lo) / (hi - lo) * (w - right - left) }
         func y(_ r: Double) -> Double { bottom - min(1, max(0, r)) / yMax * (bottom - top) }
@@ -379,7 +396,9 @@ extension AdviceHTML {
         s += line(left, ly, w - right, ly, "#b91c1c", dash: "6 4", tip: "decision-change limit \(pct(limit))")
         s += text(w - right, ly - 4, "limit \(pct(limit))", anchor: "end", fill: "#b91c1c")
         if let reference { s += marker(x(reference), "reference \(age(reference))", top, bottom, w, row: 0, "#0f766e") }
-        if let declared { s += marker(x(declared), "max_staleness \(age(declared))", top, bottom, w, row: 1, "#9a3412") }
+        if let declared {
+            s += marker(x(declared), "max_staleness \(age(declared))", top, bottom, w, row: 1, "#9a3412")
+        }
         let path = points.map { "\(c(x($0.ageSeconds))),\(c(y($0.changeRate)))" }.joined(separator: " ")
         if points.count > 1 {
             s += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"#1d4ed8\" stroke-width=\"2\"/>\n"
@@ -387,7 +406,8 @@ extension AdviceHTML {
         for p in points {
             let (px, py) = (x(p.ageSeconds), y(p.changeRate))
             let tip = "\(age(p.ageSeconds)): \(pct(p.changeRate)) of decisions changed (\(p.pairs) pairs)"
-            s += "<circle cx=\"\(c(px))\" cy=\"\(c(py))\" r=\"3.5\" fill=\"#1d4ed8\"><title>\(esc(tip))</title></circle>\n"
+            s +=
+                "<circle cx=\"\(c(px))\" cy=\"\(c(py))\" r=\"3.5\" fill=\"#1d4ed8\"><title>\(esc(tip))</title></circle>\n"
             s += text(px, py - 7, "n=\(p.pairs)", anchor: "middle")
         }
         return s + "</svg>\n"
@@ -408,7 +428,7 @@ extension AdviceHTML {
     private static func costChart(_ f: FeatureAdvice, currency: String) -> String {
         let costs = f.axes.cost.costs
         guard !costs.isEmpty else { return empty("no costs computed") }
-        let (w, left, right, top, rowHeight) = (400.0, 92.0, 86.0, 10.0, 44.0)
+        let (w, left, right, top, rowHeight) = (400.0, 70.0, 80.0, 6.0, 44.0)
         let height = top + Double(costs.count) * rowHeight + 24
         let highest = costs.compactMap { positive($0.monthly) }.max() ?? 0
         let scale = niceCeiling(highest)
@@ -425,18 +445,21 @@ extension AdviceHTML {
             let recommended = cost.pattern == f.verdict.recommended
             let current = cost.pattern == f.current
             let role = [recommended ? "recommended" : nil, current ? "current" : nil].compactMap { $0 }
-            s += text(left - 8, rowTop + 20, cost.pattern.rawValue, anchor: "end", weight: recommended ? "700" : "400")
+            let weight = recommended ? "700" : "400"
+            s += text(left - 8, rowTop + 29, cost.pattern.rawValue, anchor: "end", weight: weight)
             if !role.isEmpty {
-                s += text(left - 8, rowTop + 32, role.joined(separator: " · "), anchor: "end", fill: recommended ? "#0f766e" : "#52606d")
+                s += text(
+                    left + 1, rowTop + 11, role.joined(separator: " · "), fill: recommended ? "#0f766e" : "#1f2933")
             }
             let barWidth = max(x(cost.monthly) - left, cost.monthly > 0 ? 1.5 : 0)
-            let tip = "\(cost.pattern.rawValue): \(money(cost.monthly)) \(currency)/month, "
+            let tip =
+                "\(cost.pattern.rawValue): \(money(cost.monthly)) \(currency)/month, "
                 + "\(num(cost.coreHoursPerMonth)) core-h; \(cost.basis)"
-            s += "<rect x=\"\(c(left))\" y=\"\(c(rowTop + 8))\" width=\"\(c(barWidth))\" height=\"22\" rx=\"2\" "
+            s += "<rect x=\"\(c(left))\" y=\"\(c(rowTop + 15))\" width=\"\(c(barWidth))\" height=\"20\" rx=\"2\" "
             s += "fill=\"\(recommended ? "#0f766e" : "#cbd5e1")\""
             s += current ? " stroke=\"#1f2933\" stroke-width=\"1.5\" stroke-dasharray=\"4 2\"" : ""
             s += "><title>\(esc(tip))</title></rect>\n"
-            s += text(left + barWidth + 5, rowTop + 23, "\(money(cost.monthly)) \(currency)", weight: recommended ? "700" : "400")
+            s += text(left + barWidth + 5, rowTop + 29, "\(money(cost.monthly)) \(currency)", weight: weight)
         }
         return s + "</svg>\n"
     }
@@ -506,12 +529,19 @@ extension AdviceHTML {
     private static func positive(_ v: Double) -> Double? { v.isFinite && v > 0 ? v : nil }
 
     private static func sec(_ v: Double?) -> String {
-        finite(v).map { $0 == 0 ? "0" : CostModel.formatSeconds($0) } ?? "—"
+        finite(v).map { $0 < 0 ? "—" : $0 == 0 ? "0" : CostModel.formatSeconds($0) } ?? "—"
     }
-    private static func age(_ v: Double?) -> String { finite(v).map { $0 == 0 ? "0" : CostModel.formatAge($0) } ?? "—" }
+    /// An age: `6h` for whole days and hours (and minutes under 2 h), else `22.5 h`.
+    private static func age(_ v: Double?) -> String {
+        guard let v = finite(v), v >= 0 else { return "—" }
+        let whole =
+            v.truncatingRemainder(dividingBy: 3_600) == 0 || (v < 7_200 && v.truncatingRemainder(dividingBy: 60) == 0)
+        return v == 0 ? "0" : whole ? CostModel.formatAge(v) : CostModel.formatSeconds(v)
+    }
     private static func pct(_ v: Double?) -> String { finite(v).map(CostModel.percent) ?? "—" }
     private static func num(_ v: Double?) -> String { finite(v).map(CostModel.format) ?? "—" }
     private static func money(_ v: Double?) -> String { finite(v).map(CostModel.money) ?? "—" }
+    private static func times(_ v: Double?) -> String { finite(v).map { CostModel.format($0) + "×" } ?? "—" }
     private static func list(_ items: [String]) -> String { items.isEmpty ? "—" : items.joined(separator: ", ") }
 
     private static func badge(_ text: String, _ kind: String) -> String {
@@ -521,8 +551,9 @@ extension AdviceHTML {
 
     /// The measured point closest (on a log scale) to the reference age.
     private static func referencePoint(_ f: FreshnessAxis) -> FreshnessPoint? {
-        guard let reference = positive(f.referenceAgeSeconds) else { return f.points.first }
-        return f.points.filter { positive($0.ageSeconds) != nil }.min {
+        let valid = f.points.filter { positive($0.ageSeconds) != nil && $0.changeRate.isFinite }
+        guard let reference = positive(f.referenceAgeSeconds) else { return valid.first }
+        return valid.min {
             abs(log10($0.ageSeconds / reference)) < abs(log10($1.ageSeconds / reference))
         }
     }
@@ -566,10 +597,10 @@ extension AdviceHTML {
         return k < 0 ? 1 / v : v
     }
 
-    /// The smallest 1, 2 or 5 × 10ⁿ at or above `v` (1 for nothing positive).
+    /// The smallest 1, 2, 2.5 or 5 × 10ⁿ at or above `v` (1 for nothing positive).
     private static func niceCeiling(_ v: Double) -> Double {
         guard let v = positive(v) else { return 1 }
         let base = pow10(Int((log10(v) + 1e-9).rounded(.down)))
-        return [1.0, 2, 5, 10].map { $0 * base }.first { $0 >= v * (1 - 1e-9) } ?? base * 10
+        return [1.0, 2, 2.5, 5, 10].map { $0 * base }.first { $0 >= v * (1 - 1e-9) } ?? base * 10
     }
 }

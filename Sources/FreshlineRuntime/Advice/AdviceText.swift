@@ -142,7 +142,8 @@ public enum AdviceText {
         return out
     }
 
-    static func json(_ report: AdviceReport) throws -> String {
+    /// Any advice value as JSON (sorted keys; non-finite numbers as strings).
+    public static func json(_ report: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(

@@ -21,6 +21,8 @@ public final class ServingRuntime: Service {
     public let batch: BatchService?
     /// The async pattern (job queue and workers), when a job store is given.
     public let jobs: JobService?
+    /// The advisor over this server's request log, when a request-log store is given.
+    public let advice: AdviceService?
     let pool: ComputePool
     private let logger: Logger
     /// The wall clock answers and the request log are stamped with.
@@ -47,6 +49,9 @@ public final class ServingRuntime: Service {
                 retention: manifest.server.requestLogRetention, logger: logger, clock: clock)
         }
         pool = ComputePool(threads: manifest.server.computeThreads)
+        advice = requestLogStore.map {
+            AdviceService(manifest: manifest, models: models, requestLog: $0, batchStore: batchStore, clock: clock)
+        }
         var features: [String: FeatureServer] = [:]
         for (name, spec) in manifest.features {
             guard let model = models[spec.model] else { continue }
