@@ -120,7 +120,8 @@ extension SQLiteStore: RequestLogStore {
             try RequestLogRecord
                 .filter(
                     RequestLogRecord.Columns.feature == feature && RequestLogRecord.Columns.at >= since
-                        && RequestLogRecord.Columns.at < until)
+                        && RequestLogRecord.Columns.at < until
+                )
                 .order(RequestLogRecord.Columns.at.desc)
                 .limit(limit)
                 .fetchAll(db)

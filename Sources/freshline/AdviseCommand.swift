@@ -52,7 +52,9 @@ struct AdviseCommand: AsyncParsableCommand {
     }
 
     private func sheetReport(_ path: String) throws -> AdviceReport {
-        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read the file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CLIError("\(path): cannot read the file")
+        }
         // Thresholds and prices from the manifest when one is given, else the defaults.
         var settings = AdvisorSettings()
         var pricing = Pricing()

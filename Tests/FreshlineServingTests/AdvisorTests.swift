@@ -85,7 +85,9 @@ struct AdvisorTests {
     }
 
     /// The advice for one feature, after the request log is flushed.
-    static func advice(_ client: any TestClientProtocol, _ runtime: ServingRuntime, _ feature: String, query: String = "")
+    static func advice(
+        _ client: any TestClientProtocol, _ runtime: ServingRuntime, _ feature: String, query: String = ""
+    )
         async throws -> FeatureAdvice
     {
         await runtime.requestLogger?.flush()
@@ -230,12 +232,67 @@ struct AdvisorTests {
         }
     }
 
+    @Test("a batch feature's retained snapshot versions are compared as answers of their age")
+    func snapshotVersionsAreShadowAnswers() async throws {
+        let (fixture, _) = try BatchServingTests.fixture(features: "")
+        let yaml = """
+            version: 1
+            models:
+              gbdt: \(TestManifest.zoo.path)/gbc_binary.onnx
+            features:
+            \(BatchServingTests.batchFeature("scores", staleness: "24h"))
+            tokens:
+              - {name: ops, token: ops-secret, scopes: [admin, predict]}
+            server:
+              request_log_sample_rate: 1
+            """
+        try yaml.write(toFile: fixture, atomically: true, encoding: .utf8)
+        let manifest = try ManifestLoader.load(path: fixture)
+        let store = try SQLiteStore(
+            path: URL(fileURLWithPath: fixture).deletingLastPathComponent().appendingPathComponent("s.sqlite").path)
+        let clock = ManualWallClock(start: 1_800_000_000)
+        let registry = PrometheusCollectorRegistry()
+        let runtime = try ServingRuntime(
+            manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry), requestLogStore: store,
+            batchStore: store, clock: clock, logger: Logger(label: "test"))
+        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await runtime.run() }
+            try await app.test(.router) { client in
+                let batch = try #require(runtime.batch)
+                for _ in 0..<2 {
+                    let run = try await batch.trigger(feature: "scores")
+                    try await BatchServingTests.waitFor("the snapshot of \(run.id)") {
+                        runtime.features["scores"]?.snapshot?.info.runID == run.id
+                    }
+                    let rows = (0..<36).map { #"{"key": "u\#($0)"}"# }
+                    try await Self.send(client, "scores", rows)
+                    clock.advance(by: 6 * 3_600)
+                }
+                let advice = try await Self.advice(client, runtime, "scores")
+                let f = advice.axes.freshness
+                #expect(f.basis == "measured")
+                #expect(!f.sensitive)
+                #expect(f.points.contains { $0.ageSeconds == 21_600 && $0.changeRate == 0 && $0.pairs >= 36 })
+                #expect(f.evidence.contains("retained snapshots"))
+                #expect(advice.axes.cardinality.predictableShare == 1)
+                #expect(advice.axes.cardinality.predictableBasis.contains("published snapshot"))
+                #expect(advice.axes.latency.sources.contains { $0.source == "batch" && $0.count == 72 })
+                // 72 lookups over 6 h is low volume: a batch pipeline is not needed yet.
+                #expect(advice.verdict.rule == 4, "\(advice.verdict.reason)")
+            }
+            group.cancelAll()
+        }
+    }
+
     @Test("every format renders; the HTML report is one self-contained page with its charts")
     func formats() async throws {
         try await withServer { client, runtime, clock in
             try await Self.accountTraffic(client, clock, accounts: 20, minutes: 120, every: 10, perBatch: 20)
             await runtime.requestLogger?.flush()
-            for (format, marker) in [("html", "<svg"), ("markdown", "| feature |"), ("table", "rule "), ("json", "\"features\"")] {
+            for (format, marker) in [
+                ("html", "<svg"), ("markdown", "| feature |"), ("table", "rule "), ("json", "\"features\""),
+            ] {
                 try await client.execute(uri: "/v1/advice?format=\(format)", method: .get, headers: Self.ops) {
                     response in
                     #expect(response.status == .ok)
@@ -253,7 +310,9 @@ struct AdvisorTests {
             try await client.execute(uri: "/v1/advice?format=pdf", method: .get, headers: Self.ops) { response in
                 #expect(response.status == .badRequest)
             }
-            try await client.execute(uri: "/v1/features/churn/advice?what_if=batch:soon", method: .get, headers: Self.ops) {
+            try await client.execute(
+                uri: "/v1/features/churn/advice?what_if=batch:soon", method: .get, headers: Self.ops
+            ) {
                 response in
                 #expect(response.status == .badRequest)
                 #expect(String(buffer: response.body).contains("what_if"))

@@ -131,7 +131,8 @@ public enum AdviceSheet {
             sensitive = false
             basis = "none"
         }
-        let points = change.map { [FreshnessPoint(ageSeconds: refresh, pairs: 0, changeRate: $0, meanRelativeError: nil)] } ?? []
+        let points =
+            change.map { [FreshnessPoint(ageSeconds: refresh, pairs: 0, changeRate: $0, meanRelativeError: nil)] } ?? []
         let stability =
             stable.map { InputStability(input: $0, unchangedShare: 1, pairs: 0) }
             + changing.map { InputStability(input: $0, unchangedShare: 0, pairs: 0) }

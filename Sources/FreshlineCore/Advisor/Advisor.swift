@@ -19,6 +19,9 @@ public struct AdvisorInput: Sendable {
     public var refreshIntervalSeconds: Double?
     /// How the feature's answers are compared.
     public var decision: DecisionSpec
+    /// Answers from retained snapshot versions (a sample of keys per version), compared like traffic answers:
+    /// what the feature would have answered from a snapshot of each age.
+    public var snapshotAnswers: [ShadowAnswer] = []
 
     public init(
         feature: FeatureSpec, samples: [RequestLogSample], now: Double, compute: ComputeCost,
@@ -37,6 +40,21 @@ public struct AdvisorInput: Sendable {
     }
 }
 
+/// One answer for one key, for shadow comparison: when it was computed, its decision and its inputs' hashes.
+public struct ShadowAnswer: Sendable, Equatable {
+    public var keyHash: String
+    public var computedAt: Double
+    public var decision: DecisionValue
+    public var inputHashes: [String: UInt64]
+
+    public init(keyHash: String, computedAt: Double, decision: DecisionValue, inputHashes: [String: UInt64] = [:]) {
+        self.keyHash = keyHash
+        self.computedAt = computedAt
+        self.decision = decision
+        self.inputHashes = inputHashes
+    }
+}
+
 /// Compute time per prediction, measured by the engine.
 public struct ComputeCost: Sendable, Equatable, Codable {
     public var realtimeSecondsPerPrediction: Double
@@ -45,7 +63,8 @@ public struct ComputeCost: Sendable, Equatable, Codable {
     /// How it was measured.
     public var basis: String
 
-    public init(realtimeSecondsPerPrediction: Double, batchSecondsPerPrediction: Double, batchSize: Int, basis: String) {
+    public init(realtimeSecondsPerPrediction: Double, batchSecondsPerPrediction: Double, batchSize: Int, basis: String)
+    {
         self.realtimeSecondsPerPrediction = realtimeSecondsPerPrediction
         self.batchSecondsPerPrediction = batchSecondsPerPrediction
         self.batchSize = batchSize
@@ -62,7 +81,11 @@ public enum Advisor {
     ) -> FeatureAdvice {
         let axes = measure(input, settings: settings, pricing: pricing)
         let verdict = decide(axes, settings: settings)
-        let scenarios = whatIf ?? [WhatIfScenario(pattern: .batch, everySeconds: 21_600), WhatIfScenario(pattern: .batch, everySeconds: 86_400)]
+        let scenarios =
+            whatIf ?? [
+                WhatIfScenario(pattern: .batch, everySeconds: 21_600),
+                WhatIfScenario(pattern: .batch, everySeconds: 86_400),
+            ]
         let replays = scenarios.map {
             WhatIf.replay(input, axes: axes, scenario: $0, settings: settings, pricing: pricing)
         }
@@ -77,7 +100,8 @@ public enum Advisor {
         let window = windowText(samples, now: input.now)
         let referenceAge = input.refreshIntervalSeconds ?? settings.referenceAgeSeconds
         let freshness = measureFreshness(
-            samples, declared: input.feature.maxStaleness.map(\.seconds), referenceAge: referenceAge,
+            samples, snapshotAnswers: input.snapshotAnswers, declared: input.feature.maxStaleness.map(\.seconds),
+            referenceAge: referenceAge,
             decision: input.decision, settings: settings, window: window)
         let cardinality = measureCardinality(
             samples, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window)
@@ -94,7 +118,8 @@ public enum Advisor {
     /// Shadow comparison over the request log: for every key, each answer is compared with the answer computed
     /// for the same key at least `A` earlier (and less than the next age), for every age `A` of the ladder.
     static func measureFreshness(
-        _ samples: [RequestLogSample], declared: Double?, referenceAge: Double, decision: DecisionSpec,
+        _ samples: [RequestLogSample], snapshotAnswers: [ShadowAnswer] = [], declared: Double?, referenceAge: Double,
+        decision: DecisionSpec,
         settings: AdvisorSettings, window: String
     ) -> FreshnessAxis {
         let ages = settings.ages.filter { $0 > 0 }.sorted()
@@ -103,6 +128,7 @@ public enum Advisor {
             guard let key = s.keyHash, let d = s.decision else { continue }
             byKey[key, default: []].append((s.computedAt ?? s.at, d, s.inputHashes))
         }
+        for a in snapshotAnswers { byKey[a.keyHash, default: []].append((a.computedAt, a.decision, a.inputHashes)) }
         var change = [Double](repeating: 0, count: ages.count)
         var relative = [Double](repeating: 0, count: ages.count)
         var relativeCount = [Int](repeating: 0, count: ages.count)
@@ -161,7 +187,11 @@ public enum Advisor {
             holds = p.ageSeconds
         }
         let stability = unchanged.filter { $0.value.total >= max(1, settings.minPairs) }
-            .map { InputStability(input: $0.key, unchangedShare: Double($0.value.same) / Double($0.value.total), pairs: $0.value.total) }
+            .map {
+                InputStability(
+                    input: $0.key, unchangedShare: Double($0.value.same) / Double($0.value.total), pairs: $0.value.total
+                )
+            }
             .sorted { $0.input < $1.input }
         let ref = CostModel.formatAge(referenceAge)
         let declaredSensitive = declared.map { $0 < referenceAge }
@@ -171,20 +201,24 @@ public enum Advisor {
         if let measured {
             sensitive = measured
             basis = "measured"
-            let at = measured
+            let at =
+                measured
                 ? points.first { $0.ageSeconds <= referenceAge && $0.changeRate >= limit }!
                 : points.first { $0.ageSeconds >= referenceAge && $0.changeRate < limit }!
-            let observed = "\(CostModel.percent(at.changeRate)) of decisions changed at \(CostModel.formatAge(at.ageSeconds)) (\(at.pairs) pairs)"
+            let observed =
+                "\(CostModel.percent(at.changeRate)) of decisions changed at \(CostModel.formatAge(at.ageSeconds)) (\(at.pairs) pairs)"
             if measured, declaredSensitive != true {
                 let d = declared.map { "max_staleness \(CostModel.formatAge($0))" } ?? "no max_staleness"
                 note = "declared \(d), but \(observed): the measurement wins"
             } else if !measured, declaredSensitive == true, let declared {
-                note = "declared max_staleness \(CostModel.formatAge(declared)) is stricter than needed — \(observed): the measurement wins"
+                note =
+                    "declared max_staleness \(CostModel.formatAge(declared)) is stricter than needed — \(observed): the measurement wins"
             }
         } else if let declaredSensitive {
             sensitive = declaredSensitive
             basis = "declared"
-            note = "not enough answer pairs at or beyond \(ref) to measure (≥ \(settings.minPairs) per age): the declared max_staleness decides"
+            note =
+                "not enough answer pairs at or beyond \(ref) to measure (≥ \(settings.minPairs) per age): the declared max_staleness decides"
         } else {
             sensitive = false
             basis = "none"
@@ -195,13 +229,17 @@ public enum Advisor {
             points: points, referenceAgeSeconds: referenceAge, declaredMaxStalenessSeconds: declared,
             sensitive: sensitive, basis: basis, holdsForSeconds: holds, inputStability: stability, note: note,
             evidence: "\(window); \(compared) answer pairs over \(byKey.count) sampled keys, each answer compared with "
-                + "the same key's answer computed one age earlier (\(decisionText(decision)))")
+                + "the same key's answer computed one age earlier"
+                + (snapshotAnswers.isEmpty
+                    ? "" : " (traffic and \(snapshotAnswers.count) answers from retained snapshots)")
+                + " (\(decisionText(decision)))")
     }
 
     static func decisionText(_ d: DecisionSpec) -> String {
         let output = d.output.map { "output \($0)" } ?? "the decision output"
         switch d.kind {
-        case .label?: return "\(output) as a label\(d.threshold.map { " at threshold \(CostModel.format($0))" } ?? ""): flips"
+        case .label?:
+            return "\(output) as a label\(d.threshold.map { " at threshold \(CostModel.format($0))" } ?? ""): flips"
         case .ranking?: return "\(output) as a ranking: 1 − top-\(d.topK) overlap"
         case .score?: return "\(output) as a score: relative error above \(CostModel.percent(d.tolerance))"
         case nil: return output
@@ -234,7 +272,8 @@ public enum Advisor {
                 predictable = 0
             }
         } else {
-            basis = "requests in the window's second half whose key was requested in its first half (a batch over earlier keys)"
+            basis =
+                "requests in the window's second half whose key was requested in its first half (a batch over earlier keys)"
             if let first = samples.first?.at, let last = samples.last?.at, last > first {
                 let middle = (first + last) / 2
                 var known = Set<String>()
@@ -355,6 +394,7 @@ public enum Advisor {
 
     static func windowText(_ samples: [RequestLogSample], now: Double) -> String {
         guard let first = samples.first?.at, let last = samples.last?.at else { return "no traffic in the window" }
-        return "traffic over \(CostModel.formatSeconds(max(0, last - first))) ending \(CostModel.formatSeconds(max(0, now - last))) ago"
+        return
+            "traffic over \(CostModel.formatSeconds(max(0, last - first))) ending \(CostModel.formatSeconds(max(0, now - last))) ago"
     }
 }

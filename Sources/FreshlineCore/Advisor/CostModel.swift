@@ -38,7 +38,8 @@ public enum CostModel {
     public static func costs(_ v: Volume, pricing: Pricing, settings: AdvisorSettings) -> [PatternCost] {
         let price = pricing.coreHour
         let utilization = max(0.05, min(1, settings.targetUtilization))
-        let realtimeCores = v.callsPerDay / 86_400 * max(1, v.peakToAverage) * v.realtimeSecondsPerPrediction / utilization
+        let realtimeCores =
+            v.callsPerDay / 86_400 * max(1, v.peakToAverage) * v.realtimeSecondsPerPrediction / utilization
         let realtimeHours = realtimeCores * hoursPerMonth
         let asyncHours = v.callsPerDay * 30.4 * v.realtimeSecondsPerPrediction / 3_600
         let batchHours = v.batchRowsPerRun * v.runsPerDay * 30.4 * v.batchSecondsPerPrediction / 3_600
@@ -92,7 +93,9 @@ public enum CostModel {
 
     /// An age for sentences: `1m`, `6h`, `7d`.
     public static func formatAge(_ seconds: Double) -> String {
-        if seconds >= 86_400, seconds.truncatingRemainder(dividingBy: 86_400) == 0 { return "\(Int(seconds / 86_400))d" }
+        if seconds >= 86_400, seconds.truncatingRemainder(dividingBy: 86_400) == 0 {
+            return "\(Int(seconds / 86_400))d"
+        }
         if seconds >= 3_600, seconds.truncatingRemainder(dividingBy: 3_600) == 0 { return "\(Int(seconds / 3_600))h" }
         if seconds >= 60, seconds.truncatingRemainder(dividingBy: 60) == 0 { return "\(Int(seconds / 60))m" }
         return formatSeconds(seconds)

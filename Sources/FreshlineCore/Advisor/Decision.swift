@@ -58,7 +58,9 @@ public enum DecisionValue: Sendable, Equatable {
         let body = text.dropFirst()
         switch tag {
         case "L": self = .label(String(body))
-        case "R": self = .ranking(body.isEmpty ? [] : body.split(separator: "\u{1F}", omittingEmptySubsequences: false).map(String.init))
+        case "R":
+            self = .ranking(
+                body.isEmpty ? [] : body.split(separator: "\u{1F}", omittingEmptySubsequences: false).map(String.init))
         case "S":
             var values: [Double] = []
             for part in body.split(separator: ",") {

@@ -21,7 +21,8 @@ extension Advisor {
         let p99 = CostModel.formatSeconds(l.realtimeP99Seconds)
         let limit = CostModel.formatSeconds(settings.realtimeP99Limit)
         if !skipping.contains(1), c.unbounded {
-            let known = c.predictableShare.map { "only \(CostModel.percent($0)) of requested keys were known in advance" }
+            let known =
+                c.predictableShare.map { "only \(CostModel.percent($0)) of requested keys were known in advance" }
                 ?? "no key could be enumerated in advance"
             let fast = l.realtimeP99Seconds < settings.realtimeP99Limit
             return Verdict(
@@ -96,18 +97,21 @@ extension Advisor {
                     "if the model's p99 exceeded \(CostModel.formatSeconds(settings.realtimeP99Limit)) (now "
                         + "\(CostModel.formatSeconds(axes.latency.realtimeP99Seconds))), async")
             } else {
-                result.append("if the model's p99 fell under \(CostModel.formatSeconds(settings.realtimeP99Limit)), real time")
+                result.append(
+                    "if the model's p99 fell under \(CostModel.formatSeconds(settings.realtimeP99Limit)), real time")
             }
         case 2:
             let ref = CostModel.formatAge(f.referenceAgeSeconds)
             result.append(
-                "if fewer than \(CostModel.percent(settings.decisionChangeLimit)) of decisions changed at \(ref), \(then)")
+                "if fewer than \(CostModel.percent(settings.decisionChangeLimit)) of decisions changed at \(ref), \(then)"
+            )
         case 3:
             if axes.latency.overBudget {
                 result.append("if the real-time p99 fell within the budget, \(then)")
             } else {
                 result.append(
-                    "below \(CostModel.format(settings.minCallsPerDay)) calls/day (now \(CostModel.format(k.callsPerDay))), \(then)")
+                    "below \(CostModel.format(settings.minCallsPerDay)) calls/day (now \(CostModel.format(k.callsPerDay))), \(then)"
+                )
             }
         default:
             let realtimeCost = k.monthly(.realtime) ?? 0

@@ -65,7 +65,8 @@ public enum WhatIf {
                 realtimeSecondsPerPrediction: cost.realtimeSecondsPerPrediction,
                 batchSecondsPerPrediction: cost.batchSecondsPerPrediction, batchRowsPerRun: cost.batchRowsPerRun,
                 runsPerDay: runsPerDay, coverage: coverage)
-            return CostModel.costs(v, pricing: pricing, settings: settings).first { $0.pattern == pattern }?.monthly ?? 0
+            return CostModel.costs(v, pricing: pricing, settings: settings).first { $0.pattern == pattern }?.monthly
+                ?? 0
         }
         guard let every = scenario.everySeconds, scenario.pattern == .batch || scenario.pattern == .hybrid else {
             let weight = samples.reduce(0) { $0 + 1 / max($1.sampleRate, 1e-9) }

@@ -67,7 +67,8 @@ extension RequestLogSample {
         guard let text, !text.isEmpty else { return [:] }
         var result: [String: UInt64] = [:]
         for pair in text.split(separator: "\u{1F}") {
-            guard let equals = pair.lastIndex(of: "="), let value = UInt64(pair[pair.index(after: equals)...], radix: 16)
+            guard let equals = pair.lastIndex(of: "="),
+                let value = UInt64(pair[pair.index(after: equals)...], radix: 16)
             else { continue }
             result[String(pair[..<equals])] = value
         }

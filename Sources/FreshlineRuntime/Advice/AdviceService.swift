@@ -59,9 +59,13 @@ public final class AdviceService: Sendable {
             feature: feature.name, since: now - manifest.advisor.windowSeconds, until: now + 1, limit: sampleLimit)
         var snapshotKeys: Set<String>?
         var rows: Double?
-        if feature.batch != nil, let batchStore, let info = try await batchStore.publishedSnapshot(feature: feature.name) {
-            snapshotKeys = try await hashedKeys(info, store: batchStore)
-            rows = Double(info.keyCount)
+        var answers: [ShadowAnswer] = []
+        if feature.batch != nil, let batchStore {
+            if let info = try await batchStore.publishedSnapshot(feature: feature.name) {
+                snapshotKeys = try await hashedKeys(info, store: batchStore)
+                rows = Double(info.keyCount)
+            }
+            answers = try await snapshotAnswers(feature, store: batchStore)
         }
         var interval: Double?
         if let schedule = feature.batch?.schedule, let next = schedule.next(after: now),
@@ -69,10 +73,41 @@ public final class AdviceService: Sendable {
         {
             interval = after - next
         }
-        return AdvisorInput(
+        var input = AdvisorInput(
             feature: feature, samples: samples, now: now, compute: try await compute(for: feature),
             latency: Self.latency(samples), snapshotKeyHashes: snapshotKeys, batchRowsPerRun: rows,
             refreshIntervalSeconds: interval, decision: feature.decision)
+        input.snapshotAnswers = answers
+        return input
+    }
+
+    /// The answers of the retained snapshot versions (published or retired, newest 8) for a sample of keys
+    /// (about `keysPerSnapshot` per version, the same keys in every version).
+    func snapshotAnswers(_ feature: FeatureSpec, store: any BatchStore, keysPerSnapshot: Int = 2_000) async throws
+        -> [ShadowAnswer]
+    {
+        guard let model = models[feature.model]?.model else { return [] }
+        let extractor = DecisionExtractor(
+            spec: feature.decision, outputs: feature.outputs ?? model.metadata.outputs.map(\.name))
+        let retained = try await store.snapshots(feature: feature.name, limit: 8)
+            .filter { $0.state == .published || $0.state == .retired }
+        guard retained.count >= 2 else { return [] }
+        let rate = Double(keysPerSnapshot) / Double(max(1, retained.map(\.keyCount).max() ?? 1))
+        var answers: [ShadowAnswer] = []
+        for info in retained {
+            for chunk in try await store.chunks(snapshotID: info.id) {
+                for (key, bytes) in zip(chunk.keys, chunk.outputs) {
+                    let hash = KeyHash.value(key)
+                    guard KeyHash.isSampled(hash, rate: rate),
+                        case .object(let outputs) = try JSONValue.parse(bytes),
+                        let decision = extractor.decision(outputs)
+                    else { continue }
+                    answers.append(
+                        ShadowAnswer(keyHash: KeyHash.hex(key), computedAt: info.inputTime, decision: decision))
+                }
+            }
+        }
+        return answers
     }
 
     /// Engine time per prediction for the feature's model at batch 1 and at its batch runner's rows per thread.
@@ -115,7 +150,8 @@ public final class AdviceService: Sendable {
             let source = s.source?.rawValue ?? "none"
             if histograms[source] == nil {
                 histograms[source] = Histogram<UInt64>(
-                    lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+                    lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000,
+                    numberOfSignificantValueDigits: .three)
             }
             _ = histograms[source]?.record(UInt64(min(3_600_000_000, max(1, s.latencySeconds * 1e6))))
         }

@@ -64,7 +64,8 @@ public enum AdviceText {
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         var out = ""
         for (n, row) in rows.enumerated() {
-            out += row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+            out +=
+                row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
                 .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
             if n == 0 { out += widths.map { String(repeating: "─", count: $0) }.joined(separator: "  ") + "\n" }
         }
@@ -88,10 +89,12 @@ public enum AdviceText {
         for a in report.features { out += row(cells(a, currency: report.pricing.currency)) + "\n" }
         for a in report.features {
             let x = a.axes
-            out += "\n## \(a.feature): \(a.current.rawValue) → \(a.verdict.recommended.rawValue) (rule \(a.verdict.rule))\n\n"
+            out +=
+                "\n## \(a.feature): \(a.current.rawValue) → \(a.verdict.recommended.rawValue) (rule \(a.verdict.rule))\n\n"
             out += a.verdict.reason + "\n\n"
             if !a.verdict.precompute.isEmpty {
-                out += "Precompute per key: \(a.verdict.precompute.joined(separator: ", ")); at request time: "
+                out +=
+                    "Precompute per key: \(a.verdict.precompute.joined(separator: ", ")); at request time: "
                     + "\(a.verdict.requestTime.joined(separator: ", ")).\n\n"
             }
             for change in a.verdict.wouldChange { out += "- \(change)\n" }
@@ -99,41 +102,47 @@ public enum AdviceText {
             let points = x.freshness.points.map {
                 "\(CostModel.formatAge($0.ageSeconds)): \(CostModel.percent($0.changeRate)) (\($0.pairs))"
             }
-            out += row([
-                "freshness",
-                (points.isEmpty ? "no pairs" : points.joined(separator: ", "))
-                    + "; \(x.freshness.sensitive ? "sensitive" : "tolerant") (\(x.freshness.basis))",
-                x.freshness.evidence,
-            ]) + "\n"
-            out += row([
-                "cardinality",
-                "\(CostModel.format(x.cardinality.distinctKeys)) keys, "
-                    + "\(CostModel.percent(x.cardinality.requestInputsShare)) with request inputs, "
-                    + "\(x.cardinality.predictableShare.map(CostModel.percent) ?? "—") predictable",
-                x.cardinality.evidence + "; " + x.cardinality.predictableBasis,
-            ]) + "\n"
-            out += row([
-                "cost × volume",
-                "\(CostModel.format(x.cost.callsPerDay)) calls/day, peak \(CostModel.format(x.cost.peakToAverage))×; "
-                    + x.cost.costs.map { "\($0.pattern.rawValue) \(CostModel.money($0.monthly))" }.joined(separator: ", ")
-                    + " \(report.pricing.currency)/month",
-                x.cost.evidence,
-            ]) + "\n"
-            out += row([
-                "tail latency",
-                x.latency.sources.map {
-                    "\($0.source) p50 \(CostModel.formatSeconds($0.p50)) p99 \(CostModel.formatSeconds($0.p99)) "
-                        + "p99.9 \(CostModel.formatSeconds($0.p999)) (\($0.count))"
-                }.joined(separator: "; ") + "; budget \(CostModel.formatSeconds(x.latency.budgetSeconds))",
-                x.latency.evidence + "; p99 \(x.latency.realtimeP99Basis)",
-            ]) + "\n"
-            out += row([
-                "failure mode",
-                "\(x.failure.declared); errors \(CostModel.percent(x.failure.errorRate)), timeouts "
-                    + "\(CostModel.percent(x.failure.timeoutRate)), shed \(CostModel.percent(x.failure.shedRate)), "
-                    + "fallback \(CostModel.percent(x.failure.fallbackRate))",
-                x.failure.evidence,
-            ]) + "\n"
+            out +=
+                row([
+                    "freshness",
+                    (points.isEmpty ? "no pairs" : points.joined(separator: ", "))
+                        + "; \(x.freshness.sensitive ? "sensitive" : "tolerant") (\(x.freshness.basis))",
+                    x.freshness.evidence,
+                ]) + "\n"
+            out +=
+                row([
+                    "cardinality",
+                    "\(CostModel.format(x.cardinality.distinctKeys)) keys, "
+                        + "\(CostModel.percent(x.cardinality.requestInputsShare)) with request inputs, "
+                        + "\(x.cardinality.predictableShare.map(CostModel.percent) ?? "—") predictable",
+                    x.cardinality.evidence + "; " + x.cardinality.predictableBasis,
+                ]) + "\n"
+            out +=
+                row([
+                    "cost × volume",
+                    "\(CostModel.format(x.cost.callsPerDay)) calls/day, peak \(CostModel.format(x.cost.peakToAverage))×; "
+                        + x.cost.costs.map { "\($0.pattern.rawValue) \(CostModel.money($0.monthly))" }.joined(
+                            separator: ", ")
+                        + " \(report.pricing.currency)/month",
+                    x.cost.evidence,
+                ]) + "\n"
+            out +=
+                row([
+                    "tail latency",
+                    x.latency.sources.map {
+                        "\($0.source) p50 \(CostModel.formatSeconds($0.p50)) p99 \(CostModel.formatSeconds($0.p99)) "
+                            + "p99.9 \(CostModel.formatSeconds($0.p999)) (\($0.count))"
+                    }.joined(separator: "; ") + "; budget \(CostModel.formatSeconds(x.latency.budgetSeconds))",
+                    x.latency.evidence + "; p99 \(x.latency.realtimeP99Basis)",
+                ]) + "\n"
+            out +=
+                row([
+                    "failure mode",
+                    "\(x.failure.declared); errors \(CostModel.percent(x.failure.errorRate)), timeouts "
+                        + "\(CostModel.percent(x.failure.timeoutRate)), shed \(CostModel.percent(x.failure.shedRate)), "
+                        + "fallback \(CostModel.percent(x.failure.fallbackRate))",
+                    x.failure.evidence,
+                ]) + "\n"
             for note in notes(a) { out += "\n> \(note)\n" }
             out += "\nWhat if:\n\n"
             for w in a.whatIf { out += "- \(whatIfLine(w, currency: report.pricing.currency))\n" }

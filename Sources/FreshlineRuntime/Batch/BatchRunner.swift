@@ -17,6 +17,8 @@ public final class BatchRunner: Sendable {
     public let store: any BatchStore
     let metrics: ServingMetrics?
 
+    /// The wall clock a run's input time (its answers' `computed_at`) is read from; leases use the system clock.
+    let clock: any WallClock
     /// How long a run may go without a heartbeat before another process may take it over.
     public static let lease: Double = 60
     /// How often a running run records a heartbeat while a chunk computes.
@@ -24,8 +26,10 @@ public final class BatchRunner: Sendable {
 
     /// A runner for `feature` (which must have a batch section) over `model`.
     public init(
-        feature: FeatureSpec, model: Model, manifestPath: String, store: any BatchStore, metrics: ServingMetrics?
+        feature: FeatureSpec, model: Model, manifestPath: String, store: any BatchStore, metrics: ServingMetrics?,
+        clock: any WallClock = SystemWallClock()
     ) {
+        self.clock = clock
         precondition(feature.batch != nil, "a batch runner needs a feature with a batch section")
         self.feature = feature
         batch = feature.batch!
@@ -58,7 +62,7 @@ public final class BatchRunner: Sendable {
             scheduledFor: scheduledFor,
             startedAt: now, heartbeatAt: now, owner: RunOwner.current, modelPath: modelPath, keys: keys)
         return try await store.startRun(
-            run, modelVersion: modelVersion, inputTime: now, copyFrom: copyFrom, liveAfter: now - Self.lease,
+            run, modelVersion: modelVersion, inputTime: clock.now, copyFrom: copyFrom, liveAfter: now - Self.lease,
             isGone: RunOwner.isGone)
     }
 

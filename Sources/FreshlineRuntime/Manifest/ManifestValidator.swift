@@ -16,7 +16,9 @@ public enum ManifestValidator {
                 if !served.contains(output) {
                     errors.append(
                         ManifestError(
-                            SourceLocation(file: feature.location.file, line: feature.location.line, keyPath: "\(path).advice.decision.output"),
+                            SourceLocation(
+                                file: feature.location.file, line: feature.location.line,
+                                keyPath: "\(path).advice.decision.output"),
                             "'\(output)' is not among the feature's outputs (\(served.joined(separator: ", ")))"))
                 }
             }

@@ -65,7 +65,8 @@ public final class ServingRuntime: Service {
             for (name, spec) in manifest.features where spec.batch != nil {
                 guard let model = models[spec.model] else { continue }
                 runners[name] = BatchRunner(
-                    feature: spec, model: model.model, manifestPath: manifest.path, store: batchStore, metrics: metrics)
+                    feature: spec, model: model.model, manifestPath: manifest.path, store: batchStore, metrics: metrics,
+                    clock: clock)
             }
         }
         batch =
