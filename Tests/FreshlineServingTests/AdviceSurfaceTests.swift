@@ -1,0 +1,176 @@
+import Foundation
+import FreshlineCore
+import FreshlineEngine
+import FreshlineRuntime
+import FreshlineStore
+import FreshlineTesting
+import Logging
+import Metrics
+import Testing
+
+/// The advisor's configuration, the decision read from each kind of model output, and `freshline advise`.
+@Suite("Advice surfaces")
+struct AdviceSurfaceTests {
+    @Test("the advisor and advice sections parse, and their mistakes name the line and key")
+    func manifestSections() throws {
+        let manifest = try ManifestLoader.load(
+            path: try TestManifest.write(
+                """
+                models:
+                  m: ZOO/gbc_binary.onnx
+                features:
+                  a:
+                    model: m
+                    advice:
+                      decision: {output: probabilities, kind: label, threshold: 0.7}
+                advisor:
+                  window: 3d
+                  min_calls_per_day: 5000
+                  ages: [24h, 1h]
+                """))
+        #expect(manifest.advisor.windowSeconds == 3 * 86_400)
+        #expect(manifest.advisor.minCallsPerDay == 5_000)
+        #expect(manifest.advisor.ages == [3_600, 86_400])
+        #expect(manifest.features["a"]?.decision == DecisionSpec(output: "probabilities", kind: .label, threshold: 0.7))
+        do {
+            _ = try ManifestLoader.load(
+                path: try TestManifest.write(
+                    """
+                    models:
+                      m: ZOO/gbc_binary.onnx
+                    features:
+                      a:
+                        model: m
+                        advice:
+                          decision: {kind: vibes}
+                    advisor:
+                      min_calls: 5
+                      decision_change_limit: 2
+                    """))
+            Issue.record("accepted a bad advisor section")
+        } catch let errors as ManifestErrors {
+            let messages = errors.errors.map(\.description)
+            #expect(messages.contains { $0.contains(":7: features.a.advice.decision.kind: must be one of label") })
+            #expect(messages.contains { $0.contains(":9: advisor.min_calls:") })
+            #expect(messages.contains { $0.contains(":10: advisor.decision_change_limit:") })
+        }
+        let wrongOutput = try ManifestLoader.load(
+            path: try TestManifest.write(
+                """
+                models:
+                  m: ZOO/gbc_binary.onnx
+                features:
+                  a:
+                    model: m
+                    outputs: [label]
+                    advice:
+                      decision: {output: probabilities}
+                """))
+        let (models, _) = ServingModel.loadAll(wrongOutput)
+        let problems = ManifestValidator.problems(wrongOutput, models: models).map(\.description)
+        #expect(
+            problems.contains { $0.contains("advice.decision.output: 'probabilities' is not among") }, "\(problems)")
+    }
+
+    @Test("each kind of model output becomes a comparable decision")
+    func decisionsFromZooOutputs() throws {
+        func first(_ name: String, _ spec: DecisionSpec = DecisionSpec()) throws -> DecisionValue? {
+            let model = try Model(contentsOf: TestManifest.zoo.appendingPathComponent("\(name).onnx"))
+            let feeds = try model.syntheticFeeds(batchSize: 1, integerRange: 5)
+            let row = try RowBatch.rows(outputs: model.run(feeds), count: 1)[0]
+            return DecisionExtractor(spec: spec, outputs: model.metadata.outputs.map(\.name)).decision(row)
+        }
+        guard case .label? = try first("gbc_binary") else { throw Failure("classifier label") }
+        guard case .label? = try first("lgbm_multi_zipmap") else { throw Failure("label") }
+        guard case .score(let s)? = try first("gbr"), s.count == 1 else { throw Failure("regressor score") }
+        guard case .ranking(let items)? = try first("two_tower", DecisionSpec(output: "items", topK: 5)),
+            items.count == 5
+        else { throw Failure("two-tower ranking") }
+        let thresholded = try first("gbc_binary", DecisionSpec(output: "probabilities", threshold: 0.5))
+        guard case .label(let l)? = thresholded, l == "0" || l == "1" else { throw Failure("thresholded probability") }
+        // A ZipMap output (a list of {class: probability} maps) becomes its most probable class.
+        let zip = DecisionExtractor(spec: DecisionSpec(output: "p"), outputs: ["p"])
+        #expect(zip.decision(["p": .array([.object(["a": .number(0.2), "b": .number(0.8)])])]) == .label("b"))
+        #expect(zip.decision(["q": .number(1)]) == nil)
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
+    }
+
+    static func advise(_ arguments: [String], in folder: URL) throws -> (status: Int32, output: String) {
+        let process = try BatchCrashTests.freshline(["advise"] + arguments, in: folder)
+        let output = BatchCrashTests.output(process)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    @Test("freshline advise --sheet: verdicts for features that do not run here, and errors with file and line")
+    func sheetCommand() throws {
+        guard FileManager.default.isExecutableFile(atPath: BatchCrashTests.binary) else {
+            Issue.record("no freshline binary at \(BatchCrashTests.binary): build it (swift build --build-tests) first")
+            return
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("advise-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try """
+        feature,unbounded_input,decision_change,refresh,calls_per_day,ms_per_prediction
+        fraud_check,yes,,,2000000,4
+        nightly_report,no,0%,24h,5000000,20
+        """.write(to: folder.appendingPathComponent("features.csv"), atomically: true, encoding: .utf8)
+        let good = try Self.advise(["--sheet", "features.csv", "--format", "markdown"], in: folder)
+        #expect(good.status == 0, "\(good.output)")
+        #expect(good.output.contains("| fraud_check |") && good.output.contains("rule 1 → realtime"))
+        #expect(good.output.contains("| nightly_report |") && good.output.contains("rule 3 → batch"))
+        try "feature,calls_per_day,ms_per_prediction\nx,1,fast\n".write(
+            to: folder.appendingPathComponent("bad.csv"), atomically: true, encoding: .utf8)
+        let bad = try Self.advise(["--sheet", "bad.csv"], in: folder)
+        #expect(bad.status != 0)
+        #expect(bad.output.contains("bad.csv:2: ms_per_prediction: 'fast' is not a number"), "\(bad.output)")
+    }
+
+    @Test("freshline advise FILE reads the request log a server wrote and writes the HTML report")
+    func liveCommand() async throws {
+        guard FileManager.default.isExecutableFile(atPath: BatchCrashTests.binary) else {
+            Issue.record("no freshline binary at \(BatchCrashTests.binary): build it (swift build --build-tests) first")
+            return
+        }
+        let path = try TestManifest.write(
+            """
+            models:
+              gbdt: ZOO/gbc_binary.onnx
+            features:
+              churn:
+                model: gbdt
+                key: account_id
+            server:
+              request_log_sample_rate: 1
+            """)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let manifest = try ManifestLoader.load(path: path)
+        let store = try ServingRuntime.openStore(for: manifest)
+        let runtime = try ServingRuntime(
+            manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, requestLogStore: store,
+            logger: Logger(label: "test"))
+        let server = try #require(runtime.features["churn"])
+        let x = JSONValue.array((0..<16).map { .number(Double($0) / 8) })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await runtime.run() }
+            for i in 0..<50 { _ = try await server.predict(PredictRequest(key: "a\(i % 5)", inputs: ["X": x])) }
+            await runtime.requestLogger?.flush()
+            group.cancelAll()
+        }
+        let result = try Self.advise([path, "--format", "html", "-o", "advice.html"], in: folder)
+        #expect(result.status == 0, "\(result.output)")
+        let html = try String(contentsOf: folder.appendingPathComponent("advice.html"), encoding: .utf8)
+        #expect(html.contains("churn") && html.contains("<svg"))
+        let json = try Self.advise([path, "--format", "json", "--what-if", "churn=batch:1h"], in: folder)
+        let report = try JSONDecoder().decode(AdviceReport.self, from: Data(json.output.utf8))
+        let churn = try #require(report.features.first)
+        #expect(churn.axes.cardinality.requests == 50)
+        #expect(churn.whatIf.contains { $0.label == "batch every 1h" })
+        let unknown = try Self.advise([path, "--what-if", "nope=batch"], in: folder)
+        #expect(unknown.status != 0 && unknown.output.contains("--what-if 'nope=batch'"))
+    }
+}
