@@ -15,6 +15,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Argument(help: "The manifest (YAML).") var file: String
     @Option(help: "Listen address (default: the manifest's server.host, else 127.0.0.1).") var host: String?
     @Option(help: "Listen port (default: the manifest's server.port, else 8080).") var port: Int?
+    @Option(
+        help: ArgumentHelp(
+            "Run the wall clock N times faster, for demos and simulations (hours of traffic in minutes).",
+            discussion: "Only the timestamps the advisor reads are accelerated; deadlines, leases and cron keep "
+                + "real time. Never in production."))
+    var clockSpeed: Double?
+
+    func validate() throws {
+        if let clockSpeed, !(clockSpeed >= 1 && clockSpeed <= 100_000) {
+            throw ValidationError("--clock-speed must be between 1 and 100000")
+        }
+    }
 
     func run() async throws {
         var logger = Logger(label: "freshline")
@@ -32,10 +44,11 @@ struct ServeCommand: AsyncParsableCommand {
             runtime = try ServingRuntime(
                 manifest: manifest, metricsFactory: factory,
                 requestLogStore: store, batchStore: store, jobStore: store, webhookStore: store,
-                logger: logger)
+                clock: clockSpeed.map { AcceleratedWallClock(speed: $0) } ?? SystemWallClock(), logger: logger)
         } catch let errors as ManifestErrors {
             throw CLIError(errors.description)
         }
+        if let clockSpeed { logger.warning("the wall clock runs \(clockSpeed)× faster (--clock-speed): a simulation") }
         if manifest.tokens.isEmpty {
             logger.warning("no tokens configured: the API is open to anyone who can reach it")
         }

@@ -108,11 +108,18 @@ public enum CostModel {
         return String(Int(p.rounded())) + "%"
     }
 
-    /// A money amount: `12.40`, `0.0031`.
+    /// A money amount: `1240`, `12.40`, and two significant digits below a cent (`0.0031`, `0.00000044`).
     public static func money(_ amount: Double) -> String {
+        guard amount.isFinite else { return "∞" }
         if amount >= 100 { return String(Int(amount.rounded())) }
-        if amount >= 0.01 || amount == 0 { return fixed(amount, 2) }
-        return trim(amount)
+        if amount >= 0.01 || amount <= 0 { return fixed(amount, 2) }
+        var digits = 2
+        var scaled = amount * 100
+        while scaled < 10 && digits < 15 {
+            scaled *= 10
+            digits += 1
+        }
+        return fixed(amount, digits)
     }
 
     private static func trim(_ v: Double) -> String {

@@ -37,15 +37,17 @@ public final class AdviceService: Sendable {
     public func report(features names: [String]? = nil, whatIf: [String: [WhatIfScenario]] = [:]) async throws
         -> AdviceReport
     {
-        let now = clock.now
+        var now = clock.now
         var advice: [FeatureAdvice] = []
         for name in names ?? manifest.features.keys.sorted() {
             guard let feature = manifest.features[name] else { continue }
-            let input = try await input(for: feature, now: now)
-            var scenarios = [
-                WhatIfScenario(pattern: .batch, everySeconds: 21_600),
-                WhatIfScenario(pattern: .batch, everySeconds: 86_400),
-            ]
+            var input = try await input(for: feature, now: now)
+            // A log written by a server on an accelerated clock runs ahead of this one: end the window there.
+            if let last = input.samples.last?.at, last > now {
+                now = last
+                input.now = last
+            }
+            var scenarios = Self.defaultScenarios(span: (input.samples.last?.at ?? 0) - (input.samples.first?.at ?? 0))
             scenarios += whatIf[name] ?? []
             advice.append(
                 Advisor.advise(input, settings: manifest.advisor, pricing: manifest.pricing, whatIf: scenarios))
@@ -53,10 +55,19 @@ public final class AdviceService: Sendable {
         return AdviceReport(generatedAt: now, settings: manifest.advisor, pricing: manifest.pricing, features: advice)
     }
 
+    /// Batch every 24 h and 6 h when the log spans at least two intervals, else the longest of 1 h and 15 min it
+    /// can replay (a replay needs traffic after the first run).
+    static func defaultScenarios(span: Double) -> [WhatIfScenario] {
+        let fitting = [86_400.0, 21_600, 3_600, 900].filter { $0 * 2 <= span }
+        return (fitting.isEmpty ? [900] : Array(fitting.prefix(2))).map {
+            WhatIfScenario(pattern: .batch, everySeconds: $0)
+        }
+    }
+
     /// The advisor's input for one feature.
     func input(for feature: FeatureSpec, now: Double) async throws -> AdvisorInput {
         let samples = try await requestLog.samples(
-            feature: feature.name, since: now - manifest.advisor.windowSeconds, until: now + 1, limit: sampleLimit)
+            feature: feature.name, since: now - manifest.advisor.windowSeconds, until: .infinity, limit: sampleLimit)
         var snapshotKeys: Set<String>?
         var rows: Double?
         var answers: [ShadowAnswer] = []

@@ -29,11 +29,9 @@ public enum AdviceText {
     static func cells(_ a: FeatureAdvice, currency: String) -> [String] {
         let x = a.axes
         let f = x.freshness
-        var freshness = f.sensitive ? "sensitive" : "tolerant"
+        var freshness = (f.sensitive ? "sensitive" : "tolerant") + " (\(f.basis))"
         if let p = f.points.last(where: { $0.ageSeconds <= f.referenceAgeSeconds }) ?? f.points.first {
             freshness += ": \(CostModel.percent(p.changeRate)) @\(CostModel.formatAge(p.ageSeconds))"
-        } else {
-            freshness += " (\(f.basis))"
         }
         let c = x.cardinality
         let cardinality =
