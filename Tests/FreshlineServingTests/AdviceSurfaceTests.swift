@@ -166,7 +166,7 @@ struct AdviceSurfaceTests {
         let html = try String(contentsOf: folder.appendingPathComponent("advice.html"), encoding: .utf8)
         #expect(html.contains("churn") && html.contains("<svg"))
         let json = try Self.advise([path, "--format", "json", "--what-if", "churn=batch:1h"], in: folder)
-        let report = try JSONDecoder().decode(AdviceReport.self, from: Data(json.output.utf8))
+        let report = try AdviceText.decode(AdviceReport.self, from: Data(json.output.utf8))
         let churn = try #require(report.features.first)
         #expect(churn.axes.cardinality.requests == 50)
         #expect(churn.whatIf.contains { $0.label == "batch every 1h" })

@@ -1,4 +1,4 @@
-internal import Foundation
+public import Foundation
 public import FreshlineCore
 
 /// The advisor's report as a terminal table, Markdown or JSON: the seed's spreadsheet (one row per feature, one
@@ -149,10 +149,20 @@ public enum AdviceText {
         return out
     }
 
-    /// Any advice value as JSON (sorted keys; non-finite numbers as strings).
+    /// Reads what `json` wrote.
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return try decoder.decode(type, from: data)
+    }
+
+    /// Any advice value as JSON (snake_case keys, sorted; non-finite numbers as strings).
     public static func json(_ report: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase  // like the rest of the /v1 API
         encoder.nonConformingFloatEncodingStrategy = .convertToString(
             positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return String(decoding: try encoder.encode(report), as: UTF8.self) + "\n"

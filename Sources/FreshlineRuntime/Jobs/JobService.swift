@@ -183,7 +183,7 @@ public final class JobService: Sendable {
             }
             let slice = Array(rows[index..<min(rows.count, index + chunk)])
             do {
-                results += try await compute(slice, server: server)
+                results += try await compute(slice, server: server, submittedAt: job.createdAt)
             } catch {
                 metrics.jobAttemptFailed(feature: job.feature)
                 let failed = try? await store.fail(
@@ -217,7 +217,9 @@ public final class JobService: Sendable {
 
     /// Answers a chunk of rows on the compute pool: one model call for the rows that convert, an error object for
     /// each row that does not. Throws when the model fails on valid rows (the attempt is retried).
-    private func compute(_ rows: [PredictRequest], server: FeatureServer) async throws -> [JSONValue] {
+    private func compute(_ rows: [PredictRequest], server: FeatureServer, submittedAt: Double) async throws
+        -> [JSONValue]
+    {
         var answers = [JSONValue?](repeating: nil, count: rows.count)
         var tensors: [[String: Tensor]] = []
         var positions: [Int] = []
@@ -254,6 +256,7 @@ public final class JobService: Sendable {
                 ]
                 if let key = rows[position].key { object["key"] = .string(key) }
                 answers[position] = .object(object)
+                server.logAsync(rows[position], outputs: row, latencySeconds: max(0, now - submittedAt))
             }
         }
         return answers.map { $0 ?? .null }

@@ -160,6 +160,20 @@ public final class FeatureServer: Sendable {
         }
     }
 
+    /// Records one row of an async job in the request log: `source: async`, latency from submission to result.
+    func logAsync(_ request: PredictRequest, outputs: [String: JSONValue], latencySeconds: Double) {
+        guard let requestLog else { return }
+        let now = clock.now
+        requestLog.offer(keyHash: request.key.map(KeyHash.value)) {
+            RequestLogSample(
+                feature: spec.name, keyHash: request.key.map(KeyHash.hex),
+                hasRequestInputs: request.inputs.keys.contains { $0 != spec.key }, source: .async, outcome: "ok",
+                latencySeconds: latencySeconds, ageSeconds: 0, at: now - latencySeconds, computedAt: now,
+                decision: decisions.decision(outputs),
+                inputHashes: DecisionExtractor.inputHashes(request.inputs, excluding: spec.key))
+        }
+    }
+
     /// Whether the request carries every model input (besides the key) that a real-time computation needs.
     private func carriesInputs(_ request: PredictRequest) -> Bool {
         model.model.metadata.inputs.allSatisfy { $0.name == spec.key || request.inputs[$0.name] != nil }
