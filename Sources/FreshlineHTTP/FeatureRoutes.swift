@@ -167,6 +167,10 @@ struct FeatureRoutes<Context: RequestContext> {
         out.append(UInt8(ascii: "\""))
         key("feature")
         JSONValue.writeString(feature, into: &out)
+        if !p.inputs.isEmpty {
+            key("inputs_from")
+            Self.inputsFrom(p).write(into: &out)
+        }
         if let k = p.key {
             key("key")
             JSONValue.writeString(k, into: &out)
@@ -203,7 +207,24 @@ struct FeatureRoutes<Context: RequestContext> {
         ]
         if let key = p.key { object["key"] = .string(key) }
         if let snapshot = p.provenance.snapshot { object["snapshot"] = .string(snapshot) }
+        if !p.inputs.isEmpty { object["inputs_from"] = inputsFrom(p) }
         return .object(object)
+    }
+
+    /// Where each composed input came from: `{"X": {"feature", "key", "source", "snapshot", "computed_at",
+    /// "age_seconds", "stale"}}`.
+    static func inputsFrom(_ p: Prediction) -> JSONValue {
+        .object(
+            p.inputs.mapValues { i in
+                var o: [String: JSONValue] = [
+                    "feature": .string(i.feature), "key": .string(i.key), "source": .string(i.source.rawValue),
+                    "stale": .bool(i.stale),
+                ]
+                if let snapshot = i.snapshot { o["snapshot"] = .string(snapshot) }
+                if let at = i.computedAt { o["computed_at"] = .string(Timestamp.rfc3339(at)) }
+                if let age = i.ageSeconds { o["age_seconds"] = .number(age) }
+                return .object(o)
+            })
     }
 
     private func listFeatures() throws -> Response {

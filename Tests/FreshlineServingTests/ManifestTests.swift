@@ -55,7 +55,7 @@ struct ManifestTests {
         #expect(unknown.location.line == 9)
         #expect(
             unknown.description.hasSuffix(
-                "freshline.yaml:9: features.b.colour: unknown key (expected one of: advice, async, batch, batching, description, inputs, key, latency_budget, max_staleness, model, on_failure, outputs, pattern, user_blocking)"
+                "freshline.yaml:9: features.b.colour: unknown key (expected one of: advice, async, batch, batching, compose, description, inputs, key, latency_budget, max_staleness, model, on_failure, outputs, pattern, user_blocking)"
             ))
     }
 

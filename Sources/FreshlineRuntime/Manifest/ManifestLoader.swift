@@ -230,7 +230,7 @@ private struct Reader {
         }
         let allowed: Set<String> = [
             "model", "pattern", "key", "max_staleness", "latency_budget", "user_blocking", "outputs", "inputs",
-            "on_failure", "batching", "batch", "async", "description", "advice",
+            "on_failure", "batching", "batch", "async", "description", "advice", "compose",
         ]
         guard let items = entries(node, keyPath, allowed: allowed) else { return nil }
         var feature = FeatureSpec(name: name, model: "", location: location(node, keyPath))
@@ -282,6 +282,7 @@ private struct Reader {
                 }
             case "description": _ = string(value, path)
             case "advice": feature.decision = decisionSpec(value, path)
+            case "compose": feature.compose = composition(value, path)
             default: break
             }
         }
@@ -541,6 +542,43 @@ private struct Reader {
             } else if errors.isEmpty {
                 fail(item, path, "needs 'token' or 'token_env'")
             }
+        }
+        return result
+    }
+
+    /// `compose:` — model inputs from other features' snapshots:
+    /// `{INPUT: {from: FEATURE, output: NAME, key: REQUEST_INPUT, max_staleness: D, on_missing: error|{default: V}}}`.
+    mutating func composition(_ node: Node, _ keyPath: String) -> [ComposedInput] {
+        var result: [ComposedInput] = []
+        for (input, entry) in entries(node, keyPath, allowed: nil) ?? [] {
+            let base = "\(keyPath).\(input)"
+            let allowed: Set<String> = ["from", "output", "key", "max_staleness", "on_missing"]
+            guard let items = entries(entry, base, allowed: allowed) else { continue }
+            var composed = ComposedInput(input: input, feature: "", output: "", location: location(entry, base))
+            for (k, v) in items {
+                let path = "\(base).\(k)"
+                switch k {
+                case "from": composed.feature = string(v, path) ?? ""
+                case "output": composed.output = string(v, path) ?? ""
+                case "key": composed.keyInput = string(v, path)
+                case "max_staleness": composed.maxStaleness = duration(v, path)
+                case "on_missing":
+                    if case .mapping(let m) = v {
+                        for (dk, dv) in entries(v, path, allowed: ["default"]) ?? [] where dk == "default" {
+                            composed.onMissing = .defaultValue(json(dv))
+                        }
+                        if m.isEmpty { fail(v, path, "must be 'error' or {default: VALUE}") }
+                    } else if string(v, path) != "error" {
+                        fail(v, path, "must be 'error' or {default: VALUE}")
+                    }
+                default: break
+                }
+            }
+            if composed.feature.isEmpty {
+                fail(entry, "\(base).from", "is required: the feature whose snapshot holds it")
+            }
+            if composed.output.isEmpty { fail(entry, "\(base).output", "is required: the output to take") }
+            result.append(composed)
         }
         return result
     }

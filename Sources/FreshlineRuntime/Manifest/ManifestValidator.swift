@@ -69,15 +69,104 @@ public enum ManifestValidator {
                             "is not an output the feature returns"))
                 }
             }
-            if feature.pattern == .hybrid {
+            if feature.pattern == .hybrid && feature.compose.isEmpty {
                 errors.append(
                     ManifestError(
-                        feature.location.with(keyPath: "\(path).pattern"),
-                        "pattern '\(feature.pattern.rawValue)' is not served by this version yet (realtime, batch and async are)"
-                    ))
+                        feature.location.with(keyPath: "\(path).compose"),
+                        "pattern 'hybrid' composes inputs from other features' snapshots: give a compose section"))
             }
+            errors += compositionProblems(feature, model: model, manifest: manifest, models: models)
             if let batch = feature.batch {
                 errors += batchProblems(batch, feature: feature, model: model, manifestPath: manifest.path)
+            }
+        }
+        if let cycle = Composition.cycle(in: manifest.features), let first = manifest.features[cycle[0]] {
+            errors.append(
+                ManifestError(
+                    first.location.with(keyPath: "features.\(cycle[0]).compose"),
+                    "compositions form a cycle: \(cycle.joined(separator: " → "))"))
+        }
+        return errors
+    }
+
+    /// A compose section's problems: unknown features or outputs, sources without a snapshot, inputs the model
+    /// lacks, and values whose type or per-row shape does not fit the input.
+    static func compositionProblems(
+        _ feature: FeatureSpec, model: Model, manifest: Manifest, models: [String: ServingModel]
+    ) -> [ManifestError] {
+        var errors: [ManifestError] = []
+        let path = "features.\(feature.name).compose"
+        if !feature.compose.isEmpty, feature.batch != nil || feature.pattern == .batch {
+            errors.append(
+                ManifestError(
+                    feature.location.with(keyPath: path),
+                    "a batch feature reads its inputs from its source; compose applies to requests"))
+        }
+        for c in feature.compose {
+            let at = c.location.with(keyPath: "\(path).\(c.input)")
+            guard let input = model.metadata.inputs.first(where: { $0.name == c.input }) else {
+                let names = model.metadata.inputs.map(\.name).joined(separator: ", ")
+                errors.append(
+                    ManifestError(at, "model '\(feature.model)' has no input '\(c.input)' (inputs: \(names))"))
+                continue
+            }
+            if c.input == feature.key {
+                errors.append(ManifestError(at, "is the feature's key; it cannot come from another feature"))
+            }
+            guard let source = manifest.features[c.feature] else {
+                let names = manifest.features.keys.sorted().joined(separator: ", ")
+                errors.append(
+                    ManifestError(
+                        at.with(keyPath: "\(at.keyPath).from"), "unknown feature '\(c.feature)' (features: \(names))"))
+                continue
+            }
+            if source.batch == nil {
+                errors.append(
+                    ManifestError(
+                        at.with(keyPath: "\(at.keyPath).from"),
+                        "feature '\(c.feature)' has no batch section, so no snapshot to take '\(c.output)' from"))
+            }
+            if c.keyInput == nil && feature.key == nil {
+                errors.append(
+                    ManifestError(
+                        at.with(keyPath: "\(at.keyPath).key"),
+                        "the feature has no key: name the request input that holds the '\(c.feature)' key"))
+            }
+            guard let sourceModel = models[source.model]?.model else { continue }
+            if let served = source.outputs, !served.contains(c.output) {
+                errors.append(
+                    ManifestError(
+                        at.with(keyPath: "\(at.keyPath).output"),
+                        "feature '\(c.feature)' does not serve output '\(c.output)' (outputs: \(served.joined(separator: ", ")))"
+                    ))
+                continue
+            }
+            guard let output = sourceModel.metadata.outputs.first(where: { $0.name == c.output }) else {
+                let names = sourceModel.metadata.outputs.map(\.name).joined(separator: ", ")
+                errors.append(
+                    ManifestError(
+                        at.with(keyPath: "\(at.keyPath).output"),
+                        "model '\(source.model)' of feature '\(c.feature)' has no output '\(c.output)' (outputs: \(names))"
+                    ))
+                continue
+            }
+            func describe(_ v: ModelMetadata.ValueInfo) -> String {
+                let dims = (v.shape ?? []).dropFirst().map { $0 < 0 ? "?" : String($0) }
+                return v.elementType.description + (dims.isEmpty ? "" : "[\(dims.joined(separator: ","))]")
+            }
+            let outDims = Array((output.shape ?? []).dropFirst())
+            let inDims = Array((input.shape ?? []).dropFirst())
+            let shapesFit =
+                output.shape == nil || input.shape == nil
+                || (outDims.count == inDims.count && zip(outDims, inDims).allSatisfy { $0 < 0 || $1 < 0 || $0 == $1 })
+            var isMap = false
+            if case .mapSequence = output.type { isMap = true }
+            if output.elementType != input.elementType || !shapesFit || isMap {
+                errors.append(
+                    ManifestError(
+                        at.with(keyPath: "\(at.keyPath).output"),
+                        "'\(c.feature).\(c.output)' is \(describe(output)) per row, but input '\(c.input)' of model "
+                            + "'\(feature.model)' is \(describe(input))"))
             }
         }
         return errors

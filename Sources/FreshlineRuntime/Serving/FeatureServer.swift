@@ -19,13 +19,17 @@ public final class FeatureServer: Sendable {
     private let snapshotSlot = Mutex<SnapshotTable?>(nil)
     private let clock: any WallClock
     private let decisions: DecisionExtractor
+    /// The features whose snapshots this one composes inputs from, by name.
+    private let sources: [String: FeatureServer]
     private let lookups = Mutex<(hits: Int, misses: Int)>((0, 0))
 
     init(
         spec: FeatureSpec, model: ServingModel, pool: ComputePool, computeSlots: Int, metrics: ServingMetrics,
-        histograms: LatencyHistograms, requestLog: RequestLogger?, clock: any WallClock = SystemWallClock()
+        histograms: LatencyHistograms, requestLog: RequestLogger?, clock: any WallClock = SystemWallClock(),
+        sources: [String: FeatureServer] = [:]
     ) {
         self.clock = clock
+        self.sources = sources
         decisions = DecisionExtractor(
             spec: spec.decision, outputs: spec.outputs ?? model.model.metadata.outputs.map(\.name))
         self.spec = spec
@@ -78,7 +82,8 @@ public final class FeatureServer: Sendable {
                         outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age, at: arrivedAt,
                         computedAt: answer?.provenance.computedAt,
                         decision: answer.flatMap { decisions.decision($0.outputs) },
-                        inputHashes: DecisionExtractor.inputHashes(request.inputs, excluding: spec.key))
+                        inputHashes: DecisionExtractor.inputHashes(
+                            request.inputs.merging(answer?.composedValues ?? [:]) { a, _ in a }, excluding: spec.key))
                 }
             }
         }
@@ -192,17 +197,26 @@ public final class FeatureServer: Sendable {
     private func realtime(_ request: PredictRequest, start: ContinuousClock.Instant, allowDefault: Bool = true)
         async throws -> Prediction
     {
-        let row = try validate(request)
+        let (filled, composed) = try compose(request)
+        let row = try validate(filled)
         // The batcher plans for the model call to finish by the deadline; keep back what answering takes.
         let deadline = start + (request.timeout ?? spec.latencyBudget) - Self.responseAllowance
         do {
             var outputs = try await batcher.submit(row, deadline: deadline)
             if let selected = spec.outputs { outputs = outputs.filter { selected.contains($0.key) } }
-            return Prediction(
+            var prediction = Prediction(
                 key: request.key, outputs: outputs,
                 provenance: Provenance(
                     source: .realtime, computedAt: clock.now, ageSeconds: 0,
                     modelVersion: model.model.metadata.version))
+            prediction.inputs = composed
+            if !composed.isEmpty {
+                prediction.composedValues = Dictionary(
+                    uniqueKeysWithValues: spec.compose.compactMap { c in
+                        filled.inputs[c.input].map { (c.input, $0) }
+                    })
+            }
+            return prediction
         } catch let error as PredictionError {
             // The fallback ladder: the configured default, else the error.
             if allowDefault, let fallback = defaultAnswer(request) { return fallback }
@@ -241,7 +255,72 @@ public final class FeatureServer: Sendable {
 
     /// Checks a row as `predict` would, without computing it (async submissions are refused at once when a row
     /// cannot be used); returns the row's tensors.
-    public func checkRow(_ request: PredictRequest) throws -> [String: Tensor] { try validate(request) }
+    public func checkRow(_ request: PredictRequest) throws -> [String: Tensor] { try validate(compose(request).0) }
+
+    /// Fills the inputs this feature composes from other features' snapshots (the hybrid pattern): each value is
+    /// looked up by key in the source's in-memory snapshot and used when it is within its `max_staleness`;
+    /// otherwise the missing-key policy answers (a default value, or an error). Returns the filled request and
+    /// where each composed value came from.
+    func compose(_ request: PredictRequest) throws -> (PredictRequest, [String: InputProvenance]) {
+        guard !spec.compose.isEmpty else { return (request, [:]) }
+        var filled = request
+        var provenance: [String: InputProvenance] = [:]
+        let now = clock.now
+        for c in spec.compose {
+            guard request.inputs[c.input] == nil else {
+                throw PredictionError(
+                    .badRequest, "input '\(c.input)' comes from feature '\(c.feature)'; the request must not send it")
+            }
+            let key: String
+            if let name = c.keyInput {
+                switch request.inputs[name] {
+                case .string(let s)?: key = s
+                case .integer(let i)?: key = String(i)
+                default:
+                    throw PredictionError(
+                        .badRequest,
+                        "input '\(name)' (the key of '\(c.feature)' for '\(c.input)') is required: a string or an integer"
+                    )
+                }
+                if !model.model.metadata.inputs.contains(where: { $0.name == name }) { filled.inputs[name] = nil }
+            } else if let requestKey = request.key {
+                key = requestKey
+            } else {
+                throw PredictionError(
+                    .badRequest, "a key is required: input '\(c.input)' is looked up in '\(c.feature)' by key")
+            }
+            let source = sources[c.feature]
+            var stale = false
+            if let table = source?.snapshot, let value = table.rows[key]?[c.output] {
+                let age = max(0, now - table.info.inputTime)
+                let limit = c.maxStaleness ?? source?.spec.maxStaleness
+                if limit.map({ age <= $0.seconds }) ?? true {
+                    filled.inputs[c.input] = value
+                    provenance[c.input] = InputProvenance(
+                        feature: c.feature, key: key, source: .batch, snapshot: table.label,
+                        computedAt: table.info.inputTime, ageSeconds: age)
+                    continue
+                }
+                stale = true
+            }
+            switch c.onMissing {
+            case .defaultValue(let value):
+                filled.inputs[c.input] = JSONValue(value)
+                provenance[c.input] = InputProvenance(feature: c.feature, key: key, source: .default, stale: stale)
+                metrics.fallback(feature: spec.name, rung: "composed_default")
+            case .error:
+                if stale {
+                    throw PredictionError(
+                        .stale,
+                        "the snapshot of '\(c.feature)' holds key '\(key)' but older than input '\(c.input)' accepts",
+                        retryAfter: 60)
+                }
+                throw PredictionError(
+                    .unknownKey, "key '\(key)' is not in the snapshot of '\(c.feature)' (input '\(c.input)')")
+            }
+        }
+        return (filled, provenance)
+    }
 
     /// Converts the request's inputs (and key) into one-row tensors, with errors that name the input.
     private func validate(_ request: PredictRequest) throws -> [String: Tensor] {

@@ -30,6 +30,10 @@ public struct Prediction: Sendable {
     public var outputs: [String: JSONValue]
     /// Where it came from and how old it is.
     public var provenance: Provenance
+    /// For composed inputs: where each value came from and how old it was.
+    public var inputs: [String: InputProvenance] = [:]
+    /// The composed inputs' values (for the request log's input hashes).
+    var composedValues: [String: JSONValue] = [:]
 
     /// Makes an answer.
     public init(key: String?, outputs: [String: JSONValue], provenance: Provenance) {

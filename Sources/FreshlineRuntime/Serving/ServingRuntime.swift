@@ -53,11 +53,15 @@ public final class ServingRuntime: Service {
             AdviceService(manifest: manifest, models: models, requestLog: $0, batchStore: batchStore, clock: clock)
         }
         var features: [String: FeatureServer] = [:]
-        for (name, spec) in manifest.features {
-            guard let model = models[spec.model] else { continue }
+        // Sources before the features that compose from them (the validator has excluded cycles).
+        for name in Composition.order(manifest.features) {
+            guard let spec = manifest.features[name], let model = models[spec.model] else { continue }
+            let sources = Dictionary(
+                spec.compose.compactMap { c in features[c.feature].map { (c.feature, $0) } },
+                uniquingKeysWith: { a, _ in a })
             features[name] = FeatureServer(
                 spec: spec, model: model, pool: pool, computeSlots: manifest.server.computeThreads,
-                metrics: metrics, histograms: histograms, requestLog: requestLogger, clock: clock)
+                metrics: metrics, histograms: histograms, requestLog: requestLogger, clock: clock, sources: sources)
         }
         self.features = features
         var runners: [String: BatchRunner] = [:]
