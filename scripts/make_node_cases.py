@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "Tests" / "Fixtures" / "onnx-node"
 
 DEFAULT_DOMAIN_OPS = frozenset("""
-    Gemm MatMul Add Sub Mul Div Relu Sigmoid Tanh Softmax ArgMax TopK Gather
+    Gemm MatMul Add Sub Mul Div Relu Sigmoid Tanh Softmax ArgMax TopK Gather GatherElements
     Concat Reshape Flatten Cast Identity Transpose Unsqueeze Squeeze ReduceSum
     ReduceMean
 """.split())

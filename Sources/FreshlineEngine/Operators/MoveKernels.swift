@@ -120,3 +120,56 @@ struct GatherKernel: Kernel {
         return [.tensor(Tensor(unchecked: shape, TensorData.concatenating([data.data], runs: runs)))]
     }
 }
+
+/// GatherElements (opset 11+): the output has the indices' shape, and each element is read from `data` at the
+/// same position except along `axis`, where the index says where. Negative indices count from the end.
+struct GatherElementsKernel: Kernel {
+    let axis: Int
+
+    static func make(_ context: NodeContext) throws -> any Kernel {
+        try context.requireInputs(2...2)
+        return GatherElementsKernel(axis: try context.attributes.int("axis", default: 0))
+    }
+
+    func run(_ inputs: [Value?]) throws -> [Value] {
+        let data = try inputs.tensor(0, "GatherElements")
+        let indices = try inputs.tensor(1, "GatherElements")
+        guard let positions = indices.integerValues, indices.elementType == .int64 || indices.elementType == .int32
+        else {
+            throw EngineError(.invalidArgument, "GatherElements: indices must be int32 or int64")
+        }
+        guard data.rank >= 1, indices.rank == data.rank else {
+            throw EngineError(
+                .invalidShape, "GatherElements: data \(data.shape) and indices \(indices.shape) must have the same rank")
+        }
+        let a = try Shape.axis(axis, rank: data.rank, op: "GatherElements")
+        for d in 0..<data.rank where d != a && indices.shape[d] > data.shape[d] {
+            throw EngineError(
+                .invalidShape, "GatherElements: indices \(indices.shape) exceed data \(data.shape) on axis \(d)")
+        }
+        let n = data.shape[a]
+        // Row-major strides of data, and a running multi-index over the indices' shape.
+        var strides = [Int](repeating: 1, count: data.rank)
+        for d in stride(from: data.rank - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * data.shape[d + 1] }
+        var position = [Int](repeating: 0, count: indices.rank)
+        var runs: [(source: Int, start: Int, length: Int)] = []
+        runs.reserveCapacity(positions.count)
+        for p in positions {
+            let index = p < 0 ? p + n : p
+            guard index >= 0, index < n else {
+                throw EngineError(.invalidArgument, "GatherElements: index \(p) is out of range for axis size \(n)")
+            }
+            var offset = 0
+            for d in 0..<data.rank { offset += (d == a ? index : position[d]) * strides[d] }
+            runs.append((0, offset, 1))
+            var d = indices.rank - 1
+            while d >= 0 {
+                position[d] += 1
+                if position[d] < indices.shape[d] { break }
+                position[d] = 0
+                d -= 1
+            }
+        }
+        return [.tensor(Tensor(unchecked: indices.shape, TensorData.concatenating([data.data], runs: runs)))]
+    }
+}

@@ -16,6 +16,7 @@ enum StandardOperators {
         OperatorSpec("", "ArgMax", since: 1, ArgMaxKernel.make),
         OperatorSpec("", "TopK", since: 1, TopKKernel.make),
         OperatorSpec("", "Gather", since: 1, GatherKernel.make),
+        OperatorSpec("", "GatherElements", since: 11, GatherElementsKernel.make),
         OperatorSpec("", "Concat", since: 1, ConcatKernel.make),
         OperatorSpec("", "Reshape", since: 1, ReshapeKernel.make),
         OperatorSpec("", "Flatten", since: 1, FlattenKernel.make),
