@@ -6,4 +6,7 @@ enum Fixtures {
         .appendingPathComponent("Fixtures")
     static let zoo = root.appendingPathComponent("zoo")
     static let onnxNode = root.appendingPathComponent("onnx-node")
+    /// The worked example's models (`demo/models`, made by `scripts/make_demo_models.py`).
+    static let demoModels = root.deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("demo/models")
 }

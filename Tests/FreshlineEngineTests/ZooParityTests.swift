@@ -7,13 +7,18 @@ import Testing
 /// magnitude, labels and top-k indices exact, ZipMap keys exact.
 @Suite("Zoo parity with onnxruntime")
 struct ZooParityTests {
-    static let fixtures: [ZooFixture] = (try? ZooFixture.all(in: Fixtures.zoo)) ?? []
+    static let fixtures: [ZooFixture] =
+        ((try? ZooFixture.all(in: Fixtures.zoo)) ?? []) + ((try? ZooFixture.all(in: Fixtures.demoModels)) ?? [])
 
     @Test("the zoo is present and complete")
     func zooIsPresent() throws {
         let fixtures = try ZooFixture.all(in: Fixtures.zoo)
         #expect(fixtures.count >= 30, "expected the whole zoo, found \(fixtures.count) models")
         for fixture in fixtures { #expect(!fixture.rows.isEmpty, "\(fixture.name) has no input rows") }
+        // The worked example's models (two-tower retrieval, the reranker with GatherElements, GBDTs, the MLP
+        // with a split input) are checked the same way.
+        let demo = try ZooFixture.all(in: Fixtures.demoModels)
+        #expect(demo.map(\.name).sorted() == ["fraud", "report", "rerank", "retrieval", "user_risk"])
     }
 
     @Test("matches onnxruntime, all rows in one batch", arguments: fixtures)
