@@ -266,4 +266,102 @@ struct AdvisorRulesTests {
         #expect(problem("") == "s.csv:1: the sheet is empty")
         #expect(problem("feature,calls_per_day,ms_per_prediction\n\"a,b\",\"1_000\",2\n") == nil)
     }
+
+    // MARK: - Regressions from the review of unseen traffic
+
+    @Test("hot keys keep answers at every age: the curve reaches an hour, not just the last 64 answers")
+    func hotKeysKeepOldAnswers() {
+        var settings = AdvisorSettings()
+        settings.minPairs = 5
+        var samples: [RequestLogSample] = []
+        // 5 keys answered every 6 s for 3 h; the label flips every hour.
+        for t in stride(from: 0, to: 3 * 3_600, by: 6) {
+            for k in 0..<5 {
+                samples.append(Self.sample(key: "k\(k)", at: Double(t), decision: .label("\((t / 3_600) % 2)")))
+            }
+        }
+        let f = Advisor.measureFreshness(
+            samples, declared: nil, referenceAge: 3_600, decision: DecisionSpec(), settings: settings, window: "")
+        let hour = f.points.first { $0.ageSeconds == 3_600 }
+        #expect((hour?.changeRate ?? 0) > 0.9, "\(f.points)")
+        #expect(f.sensitive && f.basis == "measured")
+    }
+
+    @Test("configured defaults and fallbacks are not the model's decisions")
+    func defaultsAreNotDecisions() {
+        var samples: [RequestLogSample] = []
+        for t in 0..<100 {
+            let source: PredictionSource = t % 2 == 0 ? .default : .realtime
+            let label = t % 2 == 0 ? "0" : "1"
+            samples.append(Self.sample(key: "k", at: Double(t * 120), decision: .label(label), source: source))
+        }
+        let f = Advisor.measureFreshness(
+            samples, declared: nil, referenceAge: 3_600, decision: DecisionSpec(), settings: AdvisorSettings(),
+            window: "")
+        #expect(f.points.allSatisfy { $0.changeRate == 0 }, "\(f.points)")
+    }
+
+    @Test("without freshness evidence, high volume does not make a batch verdict")
+    func noEvidenceNoBatch() {
+        var axes = Self.axes(calls: 1e7)
+        axes.freshness.basis = "none"
+        axes.freshness.points = []
+        axes.freshness.holdsForSeconds = nil
+        let verdict = Advisor.decide(axes, settings: AdvisorSettings())
+        #expect(verdict.rule == 4 && verdict.recommended == .realtime)
+        #expect(verdict.reason.contains("not measured"))
+    }
+
+    @Test("a batch feature whose callers send only keys is told to refresh more often, not to go real time")
+    func keyOnlyCallersStayBatch() {
+        var axes = Self.axes(sensitive: true)
+        axes.freshness.holdsForSeconds = 900
+        let verdict = Advisor.decide(axes, settings: AdvisorSettings(), current: .batch)
+        #expect(verdict.rule == 2 && verdict.recommended == .batch)
+        #expect(verdict.reason.contains("every 15m"))
+    }
+
+    @Test("a handful of requests gives no verdict")
+    func tooLittleTraffic() {
+        let feature = FeatureSpec(name: "f", model: "m", location: SourceLocation(file: "", line: 0, keyPath: ""))
+        let input = AdvisorInput(
+            feature: feature, samples: [Self.sample(key: "a", at: 0, decision: .label("1"))], now: 10,
+            compute: ComputeCost(
+                realtimeSecondsPerPrediction: 1e-4, batchSecondsPerPrediction: 1e-5, batchSize: 8, basis: ""),
+            latency: [])
+        let advice = Advisor.advise(input, settings: AdvisorSettings(), pricing: Pricing())
+        #expect(advice.verdict.rule == 0 && advice.verdict.label == "no traffic")
+        #expect(advice.verdict.reason.contains("only 1 sampled requests"))
+    }
+
+    @Test("scores near zero are compared against the typical magnitude")
+    func scoresNearZero() {
+        let near = DecisionValue.score([0.02]).change(from: .score([0.01]), topK: 1, tolerance: 0.1, scale: 1)
+        #expect(near.change == 0)
+        #expect(DecisionValue.score([0.02]).change(from: .score([0.01]), topK: 1, tolerance: 0.1).change == 1)
+    }
+
+    @Test("huge figures format without overflowing")
+    func hugeFigures() {
+        #expect(CostModel.money(1e22).isEmpty == false)
+        #expect(CostModel.format(1e13) == "10T")
+        #expect(CostModel.money(2.5e9) == "2.5G")
+    }
+
+    @Test("the sheet refuses decimal commas and duplicate features")
+    func sheetAmbiguities() {
+        func problem(_ csv: String) -> String? {
+            do {
+                _ = try AdviceSheet.advise(
+                    csv: csv, file: "s.csv", settings: AdvisorSettings(), pricing: Pricing(), now: 0)
+                return nil
+            } catch { return error.description }
+        }
+        #expect(
+            problem("feature,calls_per_day,ms_per_prediction\nx,100,\"2,5\"\n")?.contains("'2,5' is not a number")
+                == true)
+        #expect(
+            problem("feature,calls_per_day,ms_per_prediction\nx,1,1\nx,2,2\n")
+                == "s.csv:3: feature 'x' is already on line 2")
+    }
 }

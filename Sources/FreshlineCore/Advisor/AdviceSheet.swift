@@ -41,11 +41,22 @@ public enum AdviceSheet {
             throw ParseError(file: file, line: header.line, message: "the column '\(required)' is required")
         }
         var features: [FeatureAdvice] = []
+        var seen: [String: Int] = [:]
         for record in records.dropFirst() where !record.cells.allSatisfy({ $0.trimmingWhitespace().isEmpty }) {
             var row: [String: String] = [:]
             for (i, cell) in record.cells.enumerated() where i < names.count {
                 let v = cell.trimmingWhitespace()
                 if !v.isEmpty { row[names[i]] = v }
+            }
+            if let name = row["feature"] {
+                if let first = seen[name] {
+                    throw ParseError(
+                        file: file, line: record.line, message: "feature '\(name)' is already on line \(first)")
+                }
+                if name.contains(where: \.isNewline) {
+                    throw ParseError(file: file, line: record.line, message: "feature: a name cannot span lines")
+                }
+                seen[name] = record.line
             }
             features.append(try advice(row, file: file, line: record.line, settings: settings, pricing: pricing))
         }
@@ -123,7 +134,7 @@ public enum AdviceSheet {
         let basis: String
         if let change {
             sensitive = change >= limit
-            basis = "measured"
+            basis = "sheet"
         } else if let declared {
             sensitive = declared < refresh
             basis = "declared"
@@ -165,7 +176,8 @@ public enum AdviceSheet {
         let axes = FeatureAxes(
             freshness: freshness, cardinality: cardinality, cost: cost, latency: latency, failure: failure)
         return FeatureAdvice(
-            feature: name, current: current, axes: axes, verdict: Advisor.decide(axes, settings: settings),
+            feature: name, current: current, axes: axes,
+            verdict: Advisor.decide(axes, settings: settings, current: current),
             whatIf: [], origin: origin)
     }
 
@@ -228,5 +240,5 @@ public enum AdviceSheet {
 }
 
 extension String {
-    fileprivate func replacingUnderscores() -> String { String(filter { $0 != "_" && $0 != "," }) }
+    fileprivate func replacingUnderscores() -> String { String(filter { $0 != "_" }) }
 }

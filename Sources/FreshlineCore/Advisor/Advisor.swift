@@ -19,6 +19,8 @@ public struct AdvisorInput: Sendable {
     public var refreshIntervalSeconds: Double?
     /// How the feature's answers are compared.
     public var decision: DecisionSpec
+    /// Features that compose inputs from this one's snapshot.
+    public var consumers: [String] = []
     /// Answers from retained snapshot versions (a sample of keys per version), compared like traffic answers:
     /// what the feature would have answered from a snapshot of each age.
     public var snapshotAnswers: [ShadowAnswer] = []
@@ -80,7 +82,23 @@ public enum Advisor {
         _ input: AdvisorInput, settings: AdvisorSettings, pricing: Pricing, whatIf: [WhatIfScenario]? = nil
     ) -> FeatureAdvice {
         let axes = measure(input, settings: settings, pricing: pricing)
-        let verdict = decide(axes, settings: settings)
+        var verdict = decide(axes, settings: settings, current: input.feature.pattern)
+        let composes = input.feature.compose.map { "\($0.input) ← \($0.feature).\($0.output)" }
+        let served = input.samples.filter { $0.outcome != "bad_request" }.count
+        if served < minimumSamples {
+            let feeding =
+                input.consumers.isEmpty ? "" : "; its snapshot feeds \(input.consumers.joined(separator: ", "))"
+            let what =
+                served == 0
+                ? "no sampled requests in the window"
+                : "only \(served) sampled requests in the window (a verdict needs \(minimumSamples))"
+            verdict = Verdict(
+                rule: 0, recommended: input.feature.pattern,
+                reason: "\(what): nothing to decide from, the pattern stays\(feeding)", wouldChange: [])
+        } else if !composes.isEmpty {
+            verdict.reason += "; it already takes \(composes.joined(separator: ", ")) precomputed from snapshots"
+            if verdict.recommended == .realtime { verdict.recommended = .hybrid }
+        }
         let scenarios =
             whatIf ?? [
                 WhatIfScenario(pattern: .batch, everySeconds: 21_600),
@@ -89,14 +107,21 @@ public enum Advisor {
         let replays = scenarios.map {
             WhatIf.replay(input, axes: axes, scenario: $0, settings: settings, pricing: pricing)
         }
-        return FeatureAdvice(
+        var advice = FeatureAdvice(
             feature: input.feature.name, current: input.feature.pattern, axes: axes, verdict: verdict, whatIf: replays,
             origin: "live traffic")
+        advice.composes = composes
+        advice.feeds = input.consumers
+        return advice
     }
+
+    /// Sampled requests a verdict needs; fewer give "not enough traffic" (rule 0).
+    public static let minimumSamples = 20
 
     /// The five axes from the samples.
     public static func measure(_ input: AdvisorInput, settings: AdvisorSettings, pricing: Pricing) -> FeatureAxes {
-        let samples = input.samples
+        // Requests refused as the caller's mistake are not demand: they count on the failure axis only.
+        let samples = input.samples.filter { $0.outcome != "bad_request" }
         let window = windowText(samples, now: input.now)
         let referenceAge = input.refreshIntervalSeconds ?? settings.referenceAgeSeconds
         let freshness = measureFreshness(
@@ -106,11 +131,21 @@ public enum Advisor {
         let cardinality = measureCardinality(
             samples, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window)
         let cost = measureCost(
-            samples, cardinality: cardinality, input: input, settings: settings, pricing: pricing, window: window)
+            samples, cardinality: cardinality, input: input, settings: settings, pricing: pricing, window: window,
+            batchInterval: batchInterval(freshness, input: input, settings: settings))
         let latency = measureLatency(input, settings: settings)
-        let failure = measureFailure(samples, feature: input.feature, window: window)
+        let failure = measureFailure(input.samples, feature: input.feature, window: window)
         return FeatureAxes(
             freshness: freshness, cardinality: cardinality, cost: cost, latency: latency, failure: failure)
+    }
+
+    /// The schedule a batch would need: the feature's own, else the oldest age at which decisions were seen to
+    /// hold (at least the reference age, at most a day), else the reference age.
+    static func batchInterval(_ f: FreshnessAxis, input: AdvisorInput, settings: AdvisorSettings) -> Double {
+        if let interval = input.refreshIntervalSeconds { return interval }
+        let reference = f.referenceAgeSeconds
+        guard let holds = f.holdsForSeconds, holds >= reference else { return reference }
+        return min(86_400, holds)
     }
 
     // MARK: - Axis 1: decision freshness
@@ -124,34 +159,57 @@ public enum Advisor {
     ) -> FreshnessAxis {
         let ages = settings.ages.filter { $0 > 0 }.sorted()
         var byKey: [String: [(at: Double, decision: DecisionValue, inputs: [String: UInt64])]] = [:]
-        for s in samples where s.outcome == "ok" {
+        // Model answers only: a configured default or a fallback says nothing about how the model's answer ages.
+        for s in samples where s.outcome == "ok" && s.source != .default && s.source != .fallback {
             guard let key = s.keyHash, let d = s.decision else { continue }
             byKey[key, default: []].append((s.computedAt ?? s.at, d, s.inputHashes))
         }
         for a in snapshotAnswers { byKey[a.keyHash, default: []].append((a.computedAt, a.decision, a.inputHashes)) }
+        // Scores are compared relative to the larger of the old value and half the typical magnitude, so that
+        // outputs near zero do not look volatile.
+        var norms: [Double] = []
+        for answers in byKey.values {
+            for a in answers.prefix(4) {
+                if case .score(let v) = a.decision { norms.append(v.reduce(0) { $0 + $1 * $1 }.squareRoot()) }
+            }
+        }
+        norms.sort()
+        let scale = norms.isEmpty ? 0 : norms[norms.count / 2] / 2
         var change = [Double](repeating: 0, count: ages.count)
         var relative = [Double](repeating: 0, count: ages.count)
         var relativeCount = [Int](repeating: 0, count: ages.count)
         var pairs = [Int](repeating: 0, count: ages.count)
         var unchanged: [String: (same: Int, total: Int)] = [:]
+        // One answer per key per slot of half the youngest age, so that hot keys keep answers at every age.
+        let slot = max(1, (ages.first ?? 60) / 2)
         for (_, raw) in byKey {
-            // One answer per computation time (many requests may read the same snapshot row); the latest 64.
-            var seen = Set<Double>()
-            var answers = raw.sorted { $0.at < $1.at }.filter { seen.insert($0.at).inserted }
-            if answers.count > 64 { answers.removeFirst(answers.count - 64) }
+            var answers: [(at: Double, decision: DecisionValue, inputs: [String: UInt64])] = []
+            var lastSlot = -Double.infinity
+            for a in raw.sorted(by: { $0.at < $1.at }) {
+                let s = (a.at / slot).rounded(.down)
+                if s == lastSlot { answers[answers.count - 1] = a } else { answers.append(a) }
+                lastSlot = s
+            }
+            if answers.count > 4_096 { answers.removeFirst(answers.count - 4_096) }
             guard answers.count >= 2 else { continue }
+            let times = answers.map(\.at)
             for j in 1..<answers.count {
                 let now = answers[j]
-                var i = j - 1
                 for (b, age) in ages.enumerated() {
-                    // The latest earlier answer at least `age` old.
-                    while i >= 0 && now.at - answers[i].at < age { i -= 1 }
+                    // The latest earlier answer at least `age` old (binary search over the sorted times).
+                    var low = 0
+                    var high = j
+                    while low < high {
+                        let mid = (low + high) / 2
+                        if now.at - times[mid] >= age { low = mid + 1 } else { high = mid }
+                    }
+                    let i = low - 1
                     guard i >= 0 else { break }
                     let gap = now.at - answers[i].at
                     let upper = b + 1 < ages.count ? ages[b + 1] : age * 2
                     guard gap < upper else { continue }
                     let c = now.decision.change(
-                        from: answers[i].decision, topK: decision.topK, tolerance: decision.tolerance)
+                        from: answers[i].decision, topK: decision.topK, tolerance: decision.tolerance, scale: scale)
                     pairs[b] += 1
                     change[b] += c.change
                     if let r = c.relativeError {
@@ -208,8 +266,9 @@ public enum Advisor {
             let observed =
                 "\(CostModel.percent(at.changeRate)) of decisions changed at \(CostModel.formatAge(at.ageSeconds)) (\(at.pairs) pairs)"
             if measured, declaredSensitive != true {
-                let d = declared.map { "max_staleness \(CostModel.formatAge($0))" } ?? "no max_staleness"
-                note = "declared \(d), but \(observed): the measurement wins"
+                let d =
+                    declared.map { "declared max_staleness \(CostModel.formatAge($0))" } ?? "no max_staleness declared"
+                note = "\(d), but \(observed): the measurement wins"
             } else if !measured, declaredSensitive == true, let declared {
                 note =
                     "declared max_staleness \(CostModel.formatAge(declared)) is stricter than needed — \(observed): the measurement wins"
@@ -258,9 +317,12 @@ public enum Advisor {
         let distinct = Set(keyed.compactMap(\.keyHash))
         let distinctKeys = Double(distinct.count) / max(keyRate, 1e-9)
         var perDay = distinctKeys
+        var perDayNeedsScaling = false
         if let last = samples.last?.at, let first = samples.first?.at, last - first >= 86_400 {
             let recent = Set(keyed.filter { $0.at >= last - 86_400 }.compactMap(\.keyHash))
             perDay = Double(recent.count) / max(keyRate, 1e-9)
+        } else {
+            perDayNeedsScaling = true
         }
         var predictable: Double?
         var basis: String
@@ -291,10 +353,17 @@ public enum Advisor {
                 if total > 0 { predictable = hits / total }
             }
         }
+        // Under a day of traffic: keys seen again do not grow with time, new keys do (linearly).
+        if perDayNeedsScaling, let first = samples.first?.at, let last = samples.last?.at, last > first {
+            let repeatShare = predictable ?? 0
+            perDay = distinctKeys * (repeatShare + (1 - repeatShare) * max(1, 86_400 / (last - first)))
+        }
         let inputsShare = weight > 0 ? withInputs / weight : 0
+        // Unbounded needs evidence: keyless requests, or a measured share of keys known in advance.
+        let knownShare: Double? = keyed.isEmpty ? 0 : predictable
         let unbounded =
             !samples.isEmpty && inputsShare >= settings.unboundedInputShare
-            && (predictable ?? 0) < settings.predictableShare
+            && (knownShare.map { $0 < settings.predictableShare } ?? false)
         if keyed.isEmpty && !samples.isEmpty { basis = "requests carry no entity key: nothing to enumerate" }
         return CardinalityAxis(
             requests: weight, distinctKeys: distinctKeys, distinctKeysPerDay: perDay, requestInputsShare: inputsShare,
@@ -307,7 +376,7 @@ public enum Advisor {
 
     static func measureCost(
         _ samples: [RequestLogSample], cardinality: CardinalityAxis, input: AdvisorInput, settings: AdvisorSettings,
-        pricing: Pricing, window: String
+        pricing: Pricing, window: String, batchInterval: Double? = nil
     ) -> CostAxis {
         var callsPerDay = 0.0
         var peak = 1.0
@@ -325,7 +394,7 @@ public enum Advisor {
             let mean = cardinality.requests / Double(buckets)
             peak = buckets >= 2 && mean > 0 ? max(1, counts.max()! / mean) : 1
         }
-        let runsPerDay = 86_400 / (input.refreshIntervalSeconds ?? 86_400)
+        let runsPerDay = 86_400 / (batchInterval ?? input.refreshIntervalSeconds ?? 86_400)
         let rows = max(1, input.batchRowsPerRun ?? cardinality.distinctKeysPerDay)
         let coverage = cardinality.predictableShare ?? 0
         let volume = CostModel.Volume(
@@ -342,18 +411,21 @@ public enum Advisor {
             costs: CostModel.costs(volume, pricing: pricing, settings: settings),
             evidence: "\(window); calls from \(samples.count) samples weighted by their sampling rate; peak over "
                 + "\(CostModel.formatAge(bucket)) intervals; compute: \(input.compute.basis); a batch run computes "
-                + "\(rowsBasis)")
+                + "\(rowsBasis), every \(CostModel.formatAge(86_400 / runsPerDay)) (the age its decisions were seen "
+                + "to hold, or the schedule)")
     }
 
     // MARK: - Axis 4: tail latency
 
     static func measureLatency(_ input: AdvisorInput, settings: AdvisorSettings) -> LatencyAxis {
         let budget = input.feature.latencyBudget.seconds
-        let realtime = input.latency.first { $0.source == PredictionSource.realtime.rawValue && $0.count >= 20 }
+        let realtime = input.latency.first { $0.source == PredictionSource.realtime.rawValue && $0.count > 0 }
         let p99 = realtime?.p99 ?? input.compute.realtimeSecondsPerPrediction
         let basis =
-            realtime.map { "measured end to end over \($0.count) real-time answers" }
-            ?? "engine time at batch 1 (no real-time traffic measured)"
+            realtime.map {
+                "measured end to end over \($0.count) real-time answers" + ($0.count < 100 ? " (few: a rough p99)" : "")
+            }
+            ?? "engine time at batch 1 (no real-time answers in the log)"
         let blocking = input.feature.userBlocking
         return LatencyAxis(
             sources: input.latency, budgetSeconds: budget, userBlocking: blocking, realtimeP99Seconds: p99,
@@ -386,10 +458,14 @@ public enum Advisor {
             if s.source == .fallback || s.source == .default { counts["fallback", default: 0] += w }
         }
         func rate(_ key: String) -> Double { total > 0 ? (counts[key] ?? 0) / total : 0 }
-        return FailureAxis(
+        var axis = FailureAxis(
             declared: declared.joined(separator: "; "), errorRate: rate("error"), timeoutRate: rate("timeout"),
             shedRate: rate("shed"), fallbackRate: rate("fallback"),
-            evidence: "\(window); outcomes of \(samples.count) sampled requests")
+            evidence: "\(window); outcomes of \(samples.count) sampled requests (shed or timed-out requests that the "
+                + "default answered count as fallback answers)")
+        axis.rejectedRate = rate("bad_request")
+        axis.missRate = rate("unknown_key") + rate("stale")
+        return axis
     }
 
     static func windowText(_ samples: [RequestLogSample], now: Double) -> String {

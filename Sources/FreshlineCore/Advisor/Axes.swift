@@ -215,7 +215,14 @@ public struct FailureAxis: Sendable, Equatable, Codable {
     public var shedRate: Double
     /// Answers from a fallback rung or the default.
     public var fallbackRate: Double
+    /// Requests refused as the caller's mistake (400).
+    public var rejectedRate: Double = 0
+    /// Keys a snapshot lacked (404 `unknown_key`) or held too old (503 `stale`).
+    public var missRate: Double = 0
     public var evidence: String
+
+    /// Requests that got no answer on the server's side: errors, timeouts, shed, missing or stale keys.
+    public var unansweredRate: Double { errorRate + timeoutRate + shedRate + missRate }
 
     public init(
         declared: String, errorRate: Double, timeoutRate: Double, shedRate: Double, fallbackRate: Double,
@@ -263,6 +270,9 @@ public struct Verdict: Sendable, Equatable, Codable {
     public var precompute: [String]
     public var requestTime: [String]
 
+    /// `rule 3 → batch`, or `no traffic` (rule 0: nothing measured, the pattern stays).
+    public var label: String { rule == 0 ? "no traffic" : "rule \(rule) → \(recommended.rawValue)" }
+
     public init(
         rule: Int, recommended: ServingPattern, reason: String, wouldChange: [String], precompute: [String] = [],
         requestTime: [String] = []
@@ -285,6 +295,10 @@ public struct FeatureAdvice: Sendable, Equatable, Codable {
     public var whatIf: [WhatIfResult]
     /// Where the axes came from: `live traffic` or the sheet's file and line.
     public var origin: String
+    /// Inputs the feature already takes from other features' snapshots (`risk ← user_risk.probabilities`).
+    public var composes: [String] = []
+    /// Features that take inputs from this one's snapshot.
+    public var feeds: [String] = []
 
     public init(
         feature: String, current: ServingPattern, axes: FeatureAxes, verdict: Verdict, whatIf: [WhatIfResult],

@@ -74,6 +74,8 @@ public enum CostModel {
     public static func format(_ value: Double) -> String {
         guard value.isFinite else { return "∞" }
         let magnitude = abs(value)
+        if magnitude >= 1e15 { return "\(value)" }
+        if magnitude >= 1e12 { return trim(value / 1e12) + "T" }
         if magnitude >= 1_000_000_000 { return trim(value / 1_000_000_000) + "G" }
         if magnitude >= 1_000_000 { return trim(value / 1_000_000) + "M" }
         if magnitude >= 10_000 { return trim(value / 1_000) + "k" }
@@ -111,6 +113,7 @@ public enum CostModel {
     /// A money amount: `1240`, `12.40`, and two significant digits below a cent (`0.0031`, `0.00000044`).
     public static func money(_ amount: Double) -> String {
         guard amount.isFinite else { return "∞" }
+        if amount >= 1e9 { return format(amount) }
         if amount >= 100 { return String(Int(amount.rounded())) }
         if amount >= 0.01 || amount <= 0 { return fixed(amount, 2) }
         var digits = 2

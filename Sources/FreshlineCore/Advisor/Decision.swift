@@ -74,7 +74,9 @@ public enum DecisionValue: Sendable, Equatable {
 
     /// How much the decision changed from `old` to `self`: 0 or 1 for labels and scores (relative error above
     /// `tolerance`), the share of the top `k` items not shared for rankings. `relativeError` is set for scores.
-    public func change(from old: DecisionValue, topK k: Int, tolerance: Double) -> (
+    /// Scores are compared relative to the larger of the old value's norm and `scale` (half the typical norm),
+    /// so that a score near zero does not make every small move a change.
+    public func change(from old: DecisionValue, topK k: Int, tolerance: Double, scale: Double = 0) -> (
         change: Double, relativeError: Double?
     ) {
         switch (old, self) {
@@ -93,7 +95,7 @@ public enum DecisionValue: Sendable, Equatable {
                 difference += (y - x) * (y - x)
                 norm += x * x
             }
-            let error = difference == 0 ? 0 : difference.squareRoot() / max(norm.squareRoot(), 1e-12)
+            let error = difference == 0 ? 0 : difference.squareRoot() / max(norm.squareRoot(), scale, 1e-12)
             return (error > tolerance ? 1 : 0, error)
         default:
             return (1, nil)  // the output changed kind: a model change, counted as a change

@@ -6,14 +6,19 @@
 /// 4. Otherwise real time; revisit at scale.
 extension Advisor {
     /// The verdict for measured (or declared) axes.
-    public static func decide(_ axes: FeatureAxes, settings: AdvisorSettings) -> Verdict {
-        var verdict = apply(axes, settings: settings, skipping: [])
-        verdict.wouldChange = wouldChange(verdict, axes: axes, settings: settings)
+    /// The verdict for measured (or declared) axes; `current` is the feature's pattern today.
+    public static func decide(_ axes: FeatureAxes, settings: AdvisorSettings, current: ServingPattern = .realtime)
+        -> Verdict
+    {
+        var verdict = apply(axes, settings: settings, skipping: [], current: current)
+        verdict.wouldChange = wouldChange(verdict, axes: axes, settings: settings, current: current)
         return verdict
     }
 
     /// The first matching rule, not considering `skipping`.
-    static func apply(_ axes: FeatureAxes, settings: AdvisorSettings, skipping: Set<Int>) -> Verdict {
+    static func apply(
+        _ axes: FeatureAxes, settings: AdvisorSettings, skipping: Set<Int>, current: ServingPattern = .realtime
+    ) -> Verdict {
         let c = axes.cardinality
         let f = axes.freshness
         let l = axes.latency
@@ -34,6 +39,16 @@ extension Advisor {
         }
         if !skipping.contains(2), f.sensitive {
             let evidence = freshnessEvidence(f, settings: settings)
+            if current == .batch && c.requestInputsShare < 0.05 {
+                // Callers send only keys: real time has nothing to compute from. Refresh more often instead.
+                let every = f.holdsForSeconds.map { "every \(CostModel.formatAge($0))" } ?? "more often"
+                return Verdict(
+                    rule: 2, recommended: .batch,
+                    reason: "staleness changes decisions (\(evidence)), but callers send only keys, so real time "
+                        + "has nothing to compute from: run the batch \(every), or have callers send the inputs and "
+                        + "serve it in real time",
+                    wouldChange: [])
+            }
             let stable = f.inputStability.filter { $0.unchangedShare >= settings.stableInputShare }.map(\.input)
             let changing = f.inputStability.filter { $0.unchangedShare < settings.stableInputShare }.map(\.input)
             if !stable.isEmpty, !changing.isEmpty {
@@ -48,7 +63,8 @@ extension Advisor {
             return Verdict(
                 rule: 2, recommended: .realtime, reason: "staleness changes decisions: \(evidence)", wouldChange: [])
         }
-        if !skipping.contains(3) {
+        if !skipping.contains(3) && f.basis != "none" {
+            let schedule = "batch every \(CostModel.formatAge(86_400 / max(k.runsPerDay, 1e-9)))"
             let realtimeCost = k.monthly(.realtime) ?? 0
             let batchCost = k.monthly(.batch) ?? 0
             let busy = k.callsPerDay >= settings.minCallsPerDay
@@ -58,7 +74,7 @@ extension Advisor {
                     rule: 3, recommended: .batch,
                     reason: "too slow for real time: p99 \(p99) (\(l.realtimeP99Basis)) exceeds the "
                         + "\(CostModel.formatSeconds(l.budgetSeconds)) budget on a user-blocking path; decisions hold "
-                        + "for \(holdText(f)), so a snapshot can serve them",
+                        + "for \(holdText(f)), so a snapshot can serve them (\(schedule))",
                     wouldChange: [])
             }
             if busy && cheaper {
@@ -67,9 +83,17 @@ extension Advisor {
                     reason: "too costly at this volume: \(CostModel.format(k.callsPerDay)) calls/day "
                         + "(≥ \(CostModel.format(settings.minCallsPerDay))); real time costs "
                         + "\(CostModel.money(realtimeCost))/month against \(CostModel.money(batchCost)) for batch "
-                        + "(\(ratioText(realtimeCost, batchCost))); decisions hold for \(holdText(f))",
+                        + "(\(ratioText(realtimeCost, batchCost)), \(schedule)); decisions hold for \(holdText(f))",
                     wouldChange: [])
             }
+        }
+        if f.basis == "none" {
+            return Verdict(
+                rule: 4, recommended: .realtime,
+                reason: "bounded input, but how long decisions hold was not measured (too few answer pairs) and no "
+                    + "max_staleness is declared: batch is not recommended without that evidence; real time is "
+                    + "simplest (\(CostModel.format(k.callsPerDay)) calls/day, p99 \(p99))",
+                wouldChange: [])
         }
         return Verdict(
             rule: 4, recommended: .realtime,
@@ -80,8 +104,10 @@ extension Advisor {
     }
 
     /// What would change the verdict, with the numbers.
-    static func wouldChange(_ v: Verdict, axes: FeatureAxes, settings: AdvisorSettings) -> [String] {
-        let next = apply(axes, settings: settings, skipping: Set(1...v.rule))
+    static func wouldChange(
+        _ v: Verdict, axes: FeatureAxes, settings: AdvisorSettings, current: ServingPattern = .realtime
+    ) -> [String] {
+        let next = apply(axes, settings: settings, skipping: Set(1...max(1, v.rule)), current: current)
         let then = "rule \(next.rule) applies (\(next.recommended.rawValue))"
         let c = axes.cardinality
         let f = axes.freshness
@@ -114,6 +140,12 @@ extension Advisor {
                 )
             }
         default:
+            if f.basis == "none" {
+                result.append(
+                    "with ≥ \(settings.minPairs) answer pairs at \(CostModel.formatAge(f.referenceAgeSeconds)) "
+                        + "(or a declared max_staleness), rules 2 and 3 could decide")
+                return result
+            }
             let realtimeCost = k.monthly(.realtime) ?? 0
             let batchCost = k.monthly(.batch) ?? 0
             // Real-time cost grows with volume; a batch run's cost does not (its rows are the key set).
@@ -135,7 +167,7 @@ extension Advisor {
     }
 
     static func freshnessEvidence(_ f: FreshnessAxis, settings: AdvisorSettings) -> String {
-        if f.basis == "measured",
+        if f.basis == "measured" || f.basis == "sheet",
             let p = f.points.first(where: {
                 $0.ageSeconds <= f.referenceAgeSeconds && $0.changeRate >= settings.decisionChangeLimit
             })

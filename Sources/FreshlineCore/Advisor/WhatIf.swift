@@ -119,7 +119,7 @@ public enum WhatIf {
             return WhatIfResult(
                 scenario: scenario, label: scenario.label, requests: 0, hitRate: nil, servedAgeP50: nil,
                 servedAgeP95: nil, servedAgeMax: nil, decisionChangeRate: nil, latencyP50: nil, latencyP99: nil,
-                monthlyCost: monthly(.batch, runsPerDay: runsPerDay, coverage: 0),
+                monthlyCost: monthly(.batch, runsPerDay: runsPerDay, coverage: axes.cardinality.predictableShare ?? 0),
                 notes: notes)
         }
         ages.sort()
@@ -133,7 +133,10 @@ public enum WhatIf {
         if lookup == nil, hitRate > 0 { notes.append("no lookup latency measured yet (no batch answers in the log)") }
         let missShare = 1 - hitRate
         let p50 = missShare > 0.5 ? realtime?.p50 : lookup?.p50
-        let p99 = missShare > 0.01 ? (realtime?.p99 ?? lookup?.p99) : lookup?.p99
+        let p99 = missShare > 0.01 ? realtime?.p99 : lookup?.p99
+        if missShare > 0.01, realtime == nil {
+            notes.append("no real-time latency measured for the \(CostModel.percent(missShare)) that would miss")
+        }
         return WhatIfResult(
             scenario: scenario, label: scenario.label, requests: total, hitRate: hitRate, servedAgeP50: age(0.5),
             servedAgeP95: age(0.95), servedAgeMax: ages.last,

@@ -140,7 +140,8 @@ struct GatherElementsKernel: Kernel {
         }
         guard data.rank >= 1, indices.rank == data.rank else {
             throw EngineError(
-                .invalidShape, "GatherElements: data \(data.shape) and indices \(indices.shape) must have the same rank")
+                .invalidShape, "GatherElements: data \(data.shape) and indices \(indices.shape) must have the same rank"
+            )
         }
         let a = try Shape.axis(axis, rank: data.rank, op: "GatherElements")
         for d in 0..<data.rank where d != a && indices.shape[d] > data.shape[d] {

@@ -122,8 +122,8 @@ extension AdviceHTML {
             h += "<td class=\"num\">\(esc(sec(l.realtimeP99Seconds))) / \(esc(sec(l.budgetSeconds)))<br>"
             h += l.overBudget ? badge("over budget", "b-bad") : "<span class=\"small\">within budget</span>"
             h += "</td><td>\(esc(a.failure.declared.isEmpty ? "—" : a.failure.declared))<br><span class=\"small\">"
-            h += "fallback \(pct(a.failure.fallbackRate)) · errors \(pct(a.failure.errorRate))</span></td>"
-            h += "<td>rule \(f.verdict.rule) → \(esc(f.verdict.recommended.rawValue))</td>"
+            h += "fallback \(pct(a.failure.fallbackRate)) · unanswered \(pct(a.failure.unansweredRate))</span></td>"
+            h += "<td>\(esc(f.verdict.label))</td>"
             h += "<td>\(badge(f.current.rawValue, "b-pat")) →<br>\(badge(f.verdict.recommended.rawValue, "b-pat"))"
             h += f.current == f.verdict.recommended ? " <span class=\"small\">keep</span>" : ""
             h += "</td><td class=\"num\">\(money(a.cost.monthly(f.current)))</td>"
@@ -137,7 +137,8 @@ extension AdviceHTML {
         var h = "<section class=\"card\" id=\"feature-\(index + 1)\">\n<h2>\(esc(f.feature))</h2>\n"
         h += "<p class=\"meta\">current \(badge(f.current.rawValue, "b-pat")) · recommended "
         h += "\(badge(v.recommended.rawValue, "b-pat")) · axes from \(esc(f.origin))</p>\n"
-        h += "<div class=\"verdict\"><p><b>Rule \(v.rule) → \(esc(v.recommended.rawValue)).</b> \(esc(v.reason))</p>\n"
+        h +=
+            "<div class=\"verdict\"><p><b>\(esc(v.label.prefix(1).uppercased() + v.label.dropFirst())).</b> \(esc(v.reason))</p>\n"
         if v.recommended == .hybrid || !v.precompute.isEmpty || !v.requestTime.isEmpty {
             h += "<p>Precompute per key: <b>\(esc(list(v.precompute)))</b> · at request time: "
             h += "<b>\(esc(list(v.requestTime)))</b></p>\n"
@@ -258,6 +259,7 @@ extension AdviceHTML {
             [
                 ("declared", esc(f.declared.isEmpty ? "—" : f.declared)), ("errors", pct(f.errorRate)),
                 ("timeouts", pct(f.timeoutRate)), ("shed", pct(f.shedRate)), ("fallback answers", pct(f.fallbackRate)),
+                ("missing or stale keys", pct(f.missRate)), ("refused (4xx)", pct(f.rejectedRate)),
             ], evidence: f.evidence)
     }
 

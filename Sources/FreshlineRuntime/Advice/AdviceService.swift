@@ -55,10 +55,10 @@ public final class AdviceService: Sendable {
         return AdviceReport(generatedAt: now, settings: manifest.advisor, pricing: manifest.pricing, features: advice)
     }
 
-    /// Batch every 24 h and 6 h when the log spans at least two intervals, else the longest of 1 h and 15 min it
-    /// can replay (a replay needs traffic after the first run).
+    /// Batch every 24 h and 6 h when the log spans at least one and a half intervals, else the longest of 1 h and
+    /// 15 min it can replay (a replay needs traffic after the first run).
     static func defaultScenarios(span: Double) -> [WhatIfScenario] {
-        let fitting = [86_400.0, 21_600, 3_600, 900].filter { $0 * 2 <= span }
+        let fitting = [86_400.0, 21_600, 3_600, 900].filter { $0 * 1.5 <= span }
         return (fitting.isEmpty ? [900] : Array(fitting.prefix(2))).map {
             WhatIfScenario(pattern: .batch, everySeconds: $0)
         }
@@ -89,6 +89,8 @@ public final class AdviceService: Sendable {
             latency: Self.latency(samples), snapshotKeyHashes: snapshotKeys, batchRowsPerRun: rows,
             refreshIntervalSeconds: interval, decision: feature.decision)
         input.snapshotAnswers = answers
+        input.consumers = manifest.features.values.filter { $0.compose.contains { $0.feature == feature.name } }
+            .map(\.name).sorted()
         return input
     }
 
@@ -131,8 +133,8 @@ public final class AdviceService: Sendable {
         }
         // On a thread of its own: the measurement keeps a core busy for about half a second.
         let cost = try await Self.offThread {
-            let one = try model.measure(feeds: model.syntheticFeeds(batchSize: 1), seconds: 0.2)
-            let many = try model.measure(feeds: model.syntheticFeeds(batchSize: batchRows), seconds: 0.3)
+            let one = try model.measure(feeds: model.syntheticFeeds(batchSize: 1), seconds: 0.5)
+            let many = try model.measure(feeds: model.syntheticFeeds(batchSize: batchRows), seconds: 0.5)
             return ComputeCost(
                 realtimeSecondsPerPrediction: one.perRowNanoseconds / 1e9,
                 batchSecondsPerPrediction: many.perRowNanoseconds / 1e9, batchSize: batchRows,

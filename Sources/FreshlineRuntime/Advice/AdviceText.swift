@@ -44,13 +44,13 @@ public enum AdviceText {
             "p99 \(CostModel.formatSeconds(x.latency.realtimeP99Seconds)) / \(CostModel.formatSeconds(x.latency.budgetSeconds))"
             + (x.latency.userBlocking ? " blocking" : "")
         let failure =
-            "\(x.failure.declared); fallback \(CostModel.percent(x.failure.fallbackRate)), errors "
-            + CostModel.percent(x.failure.errorRate + x.failure.timeoutRate + x.failure.shedRate)
+            "\(x.failure.declared); fallback \(CostModel.percent(x.failure.fallbackRate)), unanswered "
+            + CostModel.percent(x.failure.unansweredRate)
         let current = x.cost.monthly(a.current) ?? 0
         let recommended = x.cost.monthly(a.verdict.recommended) ?? 0
         return [
-            a.feature, freshness, cardinality, cost, latency, failure,
-            "rule \(a.verdict.rule) → \(a.verdict.recommended.rawValue)",
+            a.feature.replacingOccurrences(of: "\n", with: " "), freshness, cardinality, cost, latency, failure,
+            a.verdict.label,
             "\(a.current.rawValue) → \(a.verdict.recommended.rawValue)",
             "\(CostModel.money(current)) → \(CostModel.money(recommended)) \(currency)",
         ]
@@ -69,7 +69,7 @@ public enum AdviceText {
         }
         if report.features.isEmpty { out += "(no features)\n" }
         for a in report.features {
-            out += "\n\(a.feature): rule \(a.verdict.rule) → \(a.verdict.recommended.rawValue) — \(a.verdict.reason)\n"
+            out += "\n\(a.feature): \(a.verdict.label) — \(a.verdict.reason)\n"
             for change in a.verdict.wouldChange { out += "  · \(change)\n" }
             for note in notes(a) { out += "  ! \(note)\n" }
             for w in a.whatIf { out += "  what if \(whatIfLine(w, currency: report.pricing.currency))\n" }
@@ -80,7 +80,11 @@ public enum AdviceText {
 
     static func markdown(_ report: AdviceReport) -> String {
         func row(_ cells: [String]) -> String {
-            "| " + cells.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |"
+            "| "
+                + cells.map {
+                    $0.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "<", with: "&lt;")
+                        .replacingOccurrences(of: "\n", with: " ")
+                }.joined(separator: " | ") + " |"
         }
         var out = "# Freshline advice\n\n"
         out += row(columns) + "\n" + row(columns.map { _ in "---" }) + "\n"
@@ -88,7 +92,7 @@ public enum AdviceText {
         for a in report.features {
             let x = a.axes
             out +=
-                "\n## \(a.feature): \(a.current.rawValue) → \(a.verdict.recommended.rawValue) (rule \(a.verdict.rule))\n\n"
+                "\n## \(a.feature): \(a.current.rawValue) → \(a.verdict.recommended.rawValue) (\(a.verdict.label))\n\n"
             out += a.verdict.reason + "\n\n"
             if !a.verdict.precompute.isEmpty {
                 out +=
