@@ -4,7 +4,7 @@ SWIFT ?= swift
 APT_PACKAGES := libopenblas-dev curl
 RELEASE_BIN := .build/release/freshline
 
-.PHONY: all deps build release test demo bench fixtures proto format lint clean
+.PHONY: all deps build release test demo demo-engine bench fixtures proto format lint clean
 
 all: build
 
@@ -32,8 +32,13 @@ test: deps lint
 	@scripts/test-summary.sh .build/test-output.txt
 	scripts/interop-test.sh .build/debug/freshline
 
-# The main job on the embedded default. For now: the engine on the model zoo (inspect, run, time).
+# The main job on the embedded default: the worked example (docs/demo.md) — data, manifest, server, nightly
+# batch, three minutes of mixed traffic, then the advisor's table and its HTML report (.freshline-demo/).
 demo: release
+	$(RELEASE_BIN) demo
+
+# The engine and a small serving tour on the model zoo (inspect, run, time, serve).
+demo-engine: release
 	@scripts/demo.sh $(RELEASE_BIN)
 
 # Our engine against onnxruntime on the same files (needs PyPI for the reference side).

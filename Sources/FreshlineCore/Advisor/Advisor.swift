@@ -104,9 +104,10 @@ public enum Advisor {
                 WhatIfScenario(pattern: .batch, everySeconds: 21_600),
                 WhatIfScenario(pattern: .batch, everySeconds: 86_400),
             ]
-        let replays = scenarios.map {
-            WhatIf.replay(input, axes: axes, scenario: $0, settings: settings, pricing: pricing)
-        }
+        let replays =
+            verdict.rule == 0
+            ? []
+            : scenarios.map { WhatIf.replay(input, axes: axes, scenario: $0, settings: settings, pricing: pricing) }
         var advice = FeatureAdvice(
             feature: input.feature.name, current: input.feature.pattern, axes: axes, verdict: verdict, whatIf: replays,
             origin: "live traffic")

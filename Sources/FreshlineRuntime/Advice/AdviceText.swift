@@ -48,6 +48,11 @@ public enum AdviceText {
             + CostModel.percent(x.failure.unansweredRate)
         let current = x.cost.monthly(a.current) ?? 0
         let recommended = x.cost.monthly(a.verdict.recommended) ?? 0
+        if a.verdict.rule == 0 {
+            let dash = "—"
+            let feeds = a.feeds.isEmpty ? dash : "feeds " + a.feeds.joined(separator: ", ")
+            return [a.feature, dash, feeds, dash, dash, dash, a.verdict.label, "\(a.current.rawValue) (stays)", dash]
+        }
         return [
             a.feature.replacingOccurrences(of: "\n", with: " "), freshness, cardinality, cost, latency, failure,
             a.verdict.label,
@@ -71,6 +76,7 @@ public enum AdviceText {
         for a in report.features {
             out += "\n\(a.feature): \(a.verdict.label) — \(a.verdict.reason)\n"
             for change in a.verdict.wouldChange { out += "  · \(change)\n" }
+            if a.verdict.rule == 0 { continue }
             for note in notes(a) { out += "  ! \(note)\n" }
             for w in a.whatIf { out += "  what if \(whatIfLine(w, currency: report.pricing.currency))\n" }
         }
