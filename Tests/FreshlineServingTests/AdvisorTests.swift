@@ -62,21 +62,7 @@ struct AdvisorTests {
     func withServer(
         _ body: @Sendable @escaping (any TestClientProtocol, ServingRuntime, ManualWallClock) async throws -> Void
     ) async throws {
-        let path = try TestManifest.write(Self.manifest)
-        let manifest = try ManifestLoader.load(path: path)
-        let store = try SQLiteStore(
-            path: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("state.sqlite").path)
-        let clock = ManualWallClock(start: 1_800_000_000)
-        let registry = PrometheusCollectorRegistry()
-        let runtime = try ServingRuntime(
-            manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry), requestLogStore: store,
-            batchStore: store, clock: clock, logger: Logger(label: "test"))
-        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await runtime.run() }
-            try await app.test(.router) { client in try await body(client, runtime, clock) }
-            group.cancelAll()
-        }
+        try await ClockedServer.run(manifest: try TestManifest.write(Self.manifest), body)
     }
 
     /// Sends rows (`{"key":…, "inputs":…}` objects) in one multi-row request; every row must be answered.
@@ -253,41 +239,28 @@ struct AdvisorTests {
               request_log_sample_rate: 1
             """
         try yaml.write(toFile: fixture, atomically: true, encoding: .utf8)
-        let manifest = try ManifestLoader.load(path: fixture)
-        let store = try SQLiteStore(
-            path: URL(fileURLWithPath: fixture).deletingLastPathComponent().appendingPathComponent("s.sqlite").path)
-        let clock = ManualWallClock(start: 1_800_000_000)
-        let registry = PrometheusCollectorRegistry()
-        let runtime = try ServingRuntime(
-            manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry), requestLogStore: store,
-            batchStore: store, clock: clock, logger: Logger(label: "test"))
-        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await runtime.run() }
-            try await app.test(.router) { client in
-                let batch = try #require(runtime.batch)
-                for _ in 0..<2 {
-                    let run = try await batch.trigger(feature: "scores")
-                    try await BatchServingTests.waitFor("the snapshot of \(run.id)") {
-                        runtime.features["scores"]?.snapshot?.info.runID == run.id
-                    }
-                    let rows = (0..<36).map { #"{"key": "u\#($0)"}"# }
-                    try await Self.send(client, "scores", rows)
-                    clock.advance(by: 6 * 3_600)
+        try await ClockedServer.run(manifest: fixture) { client, runtime, clock in
+            let batch = try #require(runtime.batch)
+            for _ in 0..<2 {
+                let run = try await batch.trigger(feature: "scores")
+                try await BatchServingTests.waitFor("the snapshot of \(run.id)") {
+                    runtime.features["scores"]?.snapshot?.info.runID == run.id
                 }
-                let advice = try await Self.advice(client, runtime, "scores")
-                let f = advice.axes.freshness
-                #expect(f.basis == "measured")
-                #expect(!f.sensitive)
-                #expect(f.points.contains { $0.ageSeconds == 21_600 && $0.changeRate == 0 && $0.pairs >= 36 })
-                #expect(f.evidence.contains("retained snapshots"))
-                #expect(advice.axes.cardinality.predictableShare == 1)
-                #expect(advice.axes.cardinality.predictableBasis.contains("published snapshot"))
-                #expect(advice.axes.latency.sources.contains { $0.source == "batch" && $0.count == 72 })
-                // 72 lookups over 6 h is low volume: a batch pipeline is not needed yet.
-                #expect(advice.verdict.rule == 4, "\(advice.verdict.reason)")
+                let rows = (0..<36).map { #"{"key": "u\#($0)"}"# }
+                try await Self.send(client, "scores", rows)
+                clock.advance(by: 6 * 3_600)
             }
-            group.cancelAll()
+            let advice = try await Self.advice(client, runtime, "scores")
+            let f = advice.axes.freshness
+            #expect(f.basis == "measured")
+            #expect(!f.sensitive)
+            #expect(f.points.contains { $0.ageSeconds == 21_600 && $0.changeRate == 0 && $0.pairs >= 36 })
+            #expect(f.evidence.contains("retained snapshots"))
+            #expect(advice.axes.cardinality.predictableShare == 1)
+            #expect(advice.axes.cardinality.predictableBasis.contains("published snapshot"))
+            #expect(advice.axes.latency.sources.contains { $0.source == "batch" && $0.count == 72 })
+            // 72 lookups over 6 h is low volume: a batch pipeline is not needed yet.
+            #expect(advice.verdict.rule == 4, "\(advice.verdict.reason)")
         }
     }
 

@@ -68,24 +68,12 @@ struct CompositionTests {
                 + row.suffix(3).map { String(Int($0) + 5) }.joined(separator: ",") + "\n"
         }
         try csv.write(to: folder.appendingPathComponent("users.csv"), atomically: true, encoding: .utf8)
-        let manifest = try ManifestLoader.load(path: path)
-        let store = try SQLiteStore(path: folder.appendingPathComponent("state.sqlite").path)
-        let clock = ManualWallClock(start: 1_800_000_000)
-        let registry = PrometheusCollectorRegistry()
-        let runtime = try ServingRuntime(
-            manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry), requestLogStore: store,
-            batchStore: store, clock: clock, logger: Logger(label: "test"))
-        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await runtime.run() }
-            try await app.test(.router) { client in
-                let run = try await #require(runtime.batch).trigger(feature: "user_vec")
-                try await BatchServingTests.waitFor("user_vec serves \(run.id)") {
-                    runtime.features["user_vec"]?.snapshot?.info.runID == run.id
-                }
-                try await body(client, runtime, clock)
+        try await ClockedServer.run(manifest: path) { client, runtime, clock in
+            let run = try await #require(runtime.batch).trigger(feature: "user_vec")
+            try await BatchServingTests.waitFor("user_vec serves \(run.id)") {
+                runtime.features["user_vec"]?.snapshot?.info.runID == run.id
             }
-            group.cancelAll()
+            try await body(client, runtime, clock)
         }
     }
 
