@@ -13,8 +13,8 @@ Sources/FreshlineRuntime/Demo/DemoWorld.swift):
 Models (ONNX, opset 17, ai.onnx.ml 3):
   retrieval.onnx  two-tower: user_id -> Gather(user embeddings) x item embeddings^T -> TopK 200 candidates
                   (embeddings from a rank-32 SVD of simulated clicks)
-  rerank.onnx     candidates [N,200] + session [N,16] -> Gather(item features) -> MLP per candidate -> TopK 10
-                  -> GatherElements: the top 10 item ids and their scores (weights from sklearn's MLPRegressor)
+  rerank.onnx     candidates [N,200] + session [N,16] -> an MLP per candidate (sklearn's MLPRegressor, its first
+                  layer folded into per-item tables) -> TopK 10 -> GatherElements: the top 10 item ids, scores
   user_risk.onnx  GradientBoostingClassifier over six user-history features -> label, probabilities
   fraud.onnx      Scaler + MLPClassifier over seven transaction fields (tx) and the user's risk probabilities
                   (risk, composed from user_risk's snapshot) -> label, probabilities
@@ -216,28 +216,32 @@ def main():
     b1, b2 = mlp.intercepts_
     item_table = np.concatenate([latent, popularity[:, None], price[:, None]], axis=1).astype(np.float32)
     w_item, w_cross = w1[:18].astype(np.float32), w1[18:].astype(np.float32)
+    # Constant folding of the first layer, exact because an item's latent vector is its category's one-hot:
+    #   item part:  item_table[i] @ w_item + b1                      -> a per-item table (3000 x 32)
+    #   cross part: (latent[i] * s) @ w_cross = s[c_i] * w_cross[c_i] -> a per-item row times one session entry
+    # so the request does two gathers, one GatherElements, one multiply-add and the 32 -> 1 layer.
+    item_hidden = (item_table @ w_item + b1).astype(np.float32)
+    item_cross = w_cross[category].astype(np.float32)
     nodes = [
-        helper.make_node("Gather", ["item_table", "candidates"], ["g"], axis=0),             # [N,200,18]
-        helper.make_node("Gather", ["item_latent", "candidates"], ["gl"], axis=0),           # [N,200,16]
-        helper.make_node("Unsqueeze", ["session", "axis1"], ["s3"]),                          # [N,1,16]
-        helper.make_node("Mul", ["gl", "s3"], ["cross"]),                                     # [N,200,16]
-        helper.make_node("MatMul", ["g", "w_item"], ["h_item"]),
-        helper.make_node("MatMul", ["cross", "w_cross"], ["h_cross"]),
-        helper.make_node("Add", ["h_item", "h_cross"], ["h_sum"]),
-        helper.make_node("Add", ["h_sum", "b1"], ["h_pre"]),
+        helper.make_node("Gather", ["item_hidden", "candidates"], ["h_item"], axis=0),        # [N,200,32]
+        helper.make_node("Gather", ["item_cross", "candidates"], ["w_c"], axis=0),            # [N,200,32]
+        helper.make_node("Gather", ["item_category", "candidates"], ["c"], axis=0),           # [N,200]
+        helper.make_node("GatherElements", ["session", "c"], ["s_c"], axis=1),                # [N,200]
+        helper.make_node("Unsqueeze", ["s_c", "axis2"], ["s_c3"]),                            # [N,200,1]
+        helper.make_node("Mul", ["w_c", "s_c3"], ["h_cross"]),
+        helper.make_node("Add", ["h_item", "h_cross"], ["h_pre"]),
         helper.make_node("Relu", ["h_pre"], ["h"]),
         helper.make_node("MatMul", ["h", "w2"], ["o"]),                                       # [N,200,1]
-        helper.make_node("Add", ["o", "b2"], ["o_b"]),
-        helper.make_node("Reshape", ["o_b", "flat"], ["all_scores"]),                         # [N,200]
-        helper.make_node("TopK", ["all_scores", "k"], ["scores", "positions"], axis=1),
+        helper.make_node("Reshape", ["o", "flat"], ["all_scores"]),                           # [N,200]
+        helper.make_node("TopK", ["all_scores", "k"], ["top", "positions"], axis=1),
+        helper.make_node("Add", ["top", "b2"], ["scores"]),
         helper.make_node("GatherElements", ["candidates", "positions"], ["items"], axis=1),
     ]
     inits = [
-        numpy_helper.from_array(item_table, "item_table"), numpy_helper.from_array(latent, "item_latent"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
-        numpy_helper.from_array(w_item, "w_item"), numpy_helper.from_array(w_cross, "w_cross"),
-        numpy_helper.from_array(b1.astype(np.float32), "b1"), numpy_helper.from_array(w2.astype(np.float32), "w2"),
-        numpy_helper.from_array(b2.astype(np.float32), "b2"),
+        numpy_helper.from_array(item_hidden, "item_hidden"), numpy_helper.from_array(item_cross, "item_cross"),
+        numpy_helper.from_array(category.astype(np.int64), "item_category"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+        numpy_helper.from_array(w2.astype(np.float32), "w2"), numpy_helper.from_array(b2.astype(np.float32), "b2"),
         numpy_helper.from_array(np.array([0, -1], dtype=np.int64), "flat"),
         numpy_helper.from_array(np.array([TOP], dtype=np.int64), "k"),
     ]
@@ -247,6 +251,13 @@ def main():
          helper.make_tensor_value_info("session", TensorProto.FLOAT, [None, CATEGORIES])],
         [helper.make_tensor_value_info("items", TensorProto.INT64, [None, TOP]),
          helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, TOP])], inits)
+    # The folded graph must score exactly like the trained MLP.
+    probe = rng.integers(0, ITEMS, 50)
+    probe_s = session(pref[0], 3)
+    x_probe = np.concatenate([latent[probe], popularity[probe, None], price[probe, None], probe_s * latent[probe]],
+                             axis=1).astype(np.float32)
+    folded = np.maximum(item_hidden[probe] + probe_s[category[probe], None] * item_cross[probe], 0) @ w2 + b2
+    assert np.allclose(folded[:, 0], mlp.predict(x_probe), atol=1e-4), "constant folding changed the scores"
     entries.append(save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
                         "rerank", {"held_out_r2": held_out_r2}))
 

@@ -129,3 +129,25 @@ struct DenseFusionTests {
         #expect(out["y"]?.tensor?.floats == [5.5, -1])
     }
 }
+
+/// The broadcast fast paths (a per-row scalar, a row repeated over the middle axis) against the general path.
+@Suite("Broadcast fast paths")
+struct BroadcastFastPathTests {
+    @Test(
+        "per-row scalars and repeated rows give what the general broadcast gives",
+        arguments: [
+            ([2, 3, 4], [2, 3, 1]), ([2, 3, 1], [2, 3, 4]), ([2, 3, 4], [2, 1, 4]), ([2, 1, 4], [2, 3, 4]),
+            ([3, 4], [3, 1]), ([3, 4], [1, 4]), ([2, 3, 4], [3, 1]), ([5, 2, 3, 4], [5, 2, 1, 4]),
+        ])
+    func matchesGeneral(_ shapes: ([Int], [Int])) throws {
+        let (aShape, bShape) = shapes
+        let a = (0..<aShape.reduce(1, *)).map { Float($0) * 0.5 - 3 }
+        let b = (0..<bShape.reduce(1, *)).map { Float($0) + 1 }
+        let shape = try Shape.broadcast(aShape, bShape, op: "test")
+        let fast = apply(a, aShape, b, bShape, shape) { $0 * $1 - $0 }
+        let ai = Shape.broadcastIndices(from: aShape, to: shape)
+        let bi = Shape.broadcastIndices(from: bShape, to: shape)
+        let general = (0..<shape.reduce(1, *)).map { a[ai[$0]] * b[bi[$0]] - a[ai[$0]] }
+        #expect(fast == general)
+    }
+}

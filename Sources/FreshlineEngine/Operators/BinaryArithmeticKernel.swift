@@ -90,6 +90,44 @@ func apply<T>(_ a: [T], _ aShape: [Int], _ b: [T], _ bShape: [Int], _ shape: [In
                     for start in stride(from: 0, to: count, by: inner) {
                         for j in 0..<inner { out.initializeElement(at: start + j, to: f(x[j], y[start + j])) }
                     }
+                } else if x.count == count, let inner = shape.last, inner > 1, y.count * inner == count,
+                    isColumn(bShape, of: shape)
+                {
+                    // A per-row scalar (`[N, M, C] · [N, M, 1]`).
+                    for r in 0..<(count / inner) {
+                        let v = y[r]
+                        for j in 0..<inner { out.initializeElement(at: r * inner + j, to: f(x[r * inner + j], v)) }
+                    }
+                } else if y.count == count, let inner = shape.last, inner > 1, x.count * inner == count,
+                    isColumn(aShape, of: shape)
+                {
+                    for r in 0..<(count / inner) {
+                        let v = x[r]
+                        for j in 0..<inner { out.initializeElement(at: r * inner + j, to: f(v, y[r * inner + j])) }
+                    }
+                } else if x.count == count, shape.count >= 2, isMiddle(bShape, of: shape) {
+                    // A row repeated over the second-to-last axis (`[N, M, C] · [N, 1, C]`).
+                    let inner = shape[shape.count - 1]
+                    let middle = shape[shape.count - 2]
+                    for o in 0..<(count / (inner * middle)) {
+                        for m in 0..<middle {
+                            let base = (o * middle + m) * inner
+                            for j in 0..<inner {
+                                out.initializeElement(at: base + j, to: f(x[base + j], y[o * inner + j]))
+                            }
+                        }
+                    }
+                } else if y.count == count, shape.count >= 2, isMiddle(aShape, of: shape) {
+                    let inner = shape[shape.count - 1]
+                    let middle = shape[shape.count - 2]
+                    for o in 0..<(count / (inner * middle)) {
+                        for m in 0..<middle {
+                            let base = (o * middle + m) * inner
+                            for j in 0..<inner {
+                                out.initializeElement(at: base + j, to: f(x[o * inner + j], y[base + j]))
+                            }
+                        }
+                    }
                 } else {
                     let ai = Shape.broadcastIndices(from: aShape, to: shape)
                     let bi = Shape.broadcastIndices(from: bShape, to: shape)
@@ -98,6 +136,24 @@ func apply<T>(_ a: [T], _ aShape: [Int], _ b: [T], _ bShape: [Int], _ shape: [In
             }
         }
     }
+}
+
+/// Whether `operand` is `shape` with its last dimension 1 (one value per row), after left-padding with 1s.
+@inline(__always)
+func isColumn(_ operand: [Int], of shape: [Int]) -> Bool {
+    guard operand.count <= shape.count, let last = shape.last, last != 1 else { return false }
+    let padded = Array(repeating: 1, count: shape.count - operand.count) + operand
+    return padded.last == 1 && padded.dropLast().elementsEqual(shape.dropLast())
+}
+
+/// Whether `operand` is `shape` with its second-to-last dimension 1 (a row repeated over that axis).
+@inline(__always)
+func isMiddle(_ operand: [Int], of shape: [Int]) -> Bool {
+    let rank = shape.count
+    guard rank >= 2, operand.count <= rank, shape[rank - 2] != 1 else { return false }
+    let padded = Array(repeating: 1, count: rank - operand.count) + operand
+    for d in 0..<rank where padded[d] != (d == rank - 2 ? 1 : shape[d]) { return false }
+    return true
 }
 
 /// Whether `inner`, without leading 1s, equals the trailing dimensions of `shape` (so it repeats as a block).
