@@ -217,6 +217,8 @@ struct DemoCommand: AsyncParsableCommand {
             model: report
             key: account_id
             latency_budget: 200ms
+            advice:
+              keys: {csv: accounts.csv, key_column: account_id}   # what a nightly batch would enumerate
             on_failure:
               default: {label: 0}
         tokens:

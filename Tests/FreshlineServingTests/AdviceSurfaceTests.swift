@@ -173,4 +173,62 @@ struct AdviceSurfaceTests {
         let unknown = try Self.advise([path, "--what-if", "nope=batch"], in: folder)
         #expect(unknown.status != 0 && unknown.output.contains("--what-if 'nope=batch'"))
     }
+
+    @Test("advice.keys: predictability of a real-time feature measured against its declared entity set")
+    func declaredEntitySet() async throws {
+        let path = try TestManifest.write(
+            """
+            models:
+              gbdt: ZOO/gbc_binary.onnx
+            features:
+              churn:
+                model: gbdt
+                key: account_id
+                advice:
+                  keys: {csv: accounts.csv}
+            server:
+              request_log_sample_rate: 1
+            """)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try ("account_id,seats\n" + (0..<100).map { "a\($0),1" }.joined(separator: "\n") + "\n").write(
+            to: folder.appendingPathComponent("accounts.csv"), atomically: true, encoding: .utf8)
+        let manifest = try ManifestLoader.load(path: path)
+        #expect(
+            manifest.features["churn"]?.adviceKeys
+                == AdviceKeys(source: .csv(path: "accounts.csv"), keyColumn: "account_id"))
+        let store = try ServingRuntime.openStore(for: manifest)
+        let runtime = try ServingRuntime(
+            manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, requestLogStore: store,
+            logger: Logger(label: "test"))
+        let server = try #require(runtime.features["churn"])
+        let x = JSONValue.array((0..<16).map { .number(Double($0) / 8) })
+        // 60 requests for 60 different accounts (each once): earlier traffic predicts none of them, the entity
+        // set all of them.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await runtime.run() }
+            for i in 0..<60 { _ = try await server.predict(PredictRequest(key: "a\(i)", inputs: ["X": x])) }
+            await runtime.requestLogger?.flush()
+            group.cancelAll()
+        }
+        let report = try await #require(runtime.advice).report(features: ["churn"])
+        let c = try #require(report.features.first).axes.cardinality
+        #expect(c.predictableShare == 1)
+        #expect(c.predictableBasis.contains("accounts.csv"))
+        #expect(!c.unbounded)
+        #expect(try #require(report.features.first).axes.cost.batchRowsPerRun == 100)
+        let bad = try ManifestLoader.load(
+            path: try TestManifest.write(
+                """
+                models:
+                  gbdt: ZOO/gbc_binary.onnx
+                features:
+                  churn:
+                    model: gbdt
+                    key: account_id
+                    advice:
+                      keys: {csv: missing.csv}
+                """))
+        let (models, _) = ServingModel.loadAll(bad)
+        #expect(ManifestValidator.problems(bad, models: models).contains { $0.description.contains("advice.keys") })
+    }
 }

@@ -11,8 +11,10 @@ public struct AdvisorInput: Sendable {
     public var compute: ComputeCost
     /// Latency percentiles per source (from HDR histograms).
     public var latency: [SourceLatency]
-    /// Hashes of the published snapshot's keys, when the feature has one.
+    /// Hashes of the keys a batch would cover: the published snapshot's, or the declared entity set's.
     public var snapshotKeyHashes: Set<String>?
+    /// What those keys are, for the evidence (`the published snapshot`, `the entity set accounts.csv`).
+    public var keySetLabel = "the published snapshot"
     /// Rows the feature's batch run computes (its entity source), when it has one.
     public var batchRowsPerRun: Double?
     /// The batch schedule's interval, when the feature has one.
@@ -130,7 +132,8 @@ public enum Advisor {
             referenceAge: referenceAge,
             decision: input.decision, settings: settings, window: window)
         let cardinality = measureCardinality(
-            samples, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window)
+            samples, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window,
+            keySetLabel: input.keySetLabel)
         let cost = measureCost(
             samples, cardinality: cardinality, input: input, settings: settings, pricing: pricing, window: window,
             batchInterval: batchInterval(freshness, input: input, settings: settings))
@@ -309,7 +312,8 @@ public enum Advisor {
     // MARK: - Axis 2: input cardinality and predictability
 
     static func measureCardinality(
-        _ samples: [RequestLogSample], snapshotKeys: Set<String>?, settings: AdvisorSettings, window: String
+        _ samples: [RequestLogSample], snapshotKeys: Set<String>?, settings: AdvisorSettings, window: String,
+        keySetLabel: String = "the published snapshot"
     ) -> CardinalityAxis {
         let weight = samples.reduce(0) { $0 + 1 / max($1.sampleRate, 1e-9) }
         let withInputs = samples.reduce(0) { $0 + ($1.hasRequestInputs ? 1 / max($1.sampleRate, 1e-9) : 0) }
@@ -328,7 +332,7 @@ public enum Advisor {
         var predictable: Double?
         var basis: String
         if let snapshotKeys {
-            basis = "requested keys found in the published snapshot"
+            basis = "requested keys found in \(keySetLabel)"
             if !keyed.isEmpty {
                 predictable = Double(keyed.filter { snapshotKeys.contains($0.keyHash!) }.count) / Double(keyed.count)
             } else if !samples.isEmpty {

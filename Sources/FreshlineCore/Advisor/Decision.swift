@@ -37,6 +37,18 @@ public struct DecisionSpec: Sendable, Equatable {
     }
 }
 
+/// A feature's `advice.keys`: the entity set a batch would enumerate (for features without a batch section),
+/// so that the advisor measures predictability against it instead of against earlier traffic.
+public struct AdviceKeys: Sendable, Equatable {
+    public var source: BatchSpec.Source
+    public var keyColumn: String
+
+    public init(source: BatchSpec.Source, keyColumn: String) {
+        self.source = source
+        self.keyColumn = keyColumn
+    }
+}
+
 /// One answer's decision, reduced to what the comparison needs.
 public enum DecisionValue: Sendable, Equatable {
     case label(String)

@@ -87,6 +87,8 @@ public struct FeatureSpec: Sendable, Equatable {
     public var webhook: String?
     /// How the advisor compares the feature's answers over time (`advice.decision`).
     public var decision = DecisionSpec()
+    /// The entity set a batch would enumerate (`advice.keys`), for features without a batch section.
+    public var adviceKeys: AdviceKeys?
     /// Model inputs taken from other features' snapshots (`compose:`): the hybrid pattern.
     public var compose: [ComposedInput] = []
     /// Where the entry starts in the manifest.

@@ -18,6 +18,8 @@ public final class AdviceService: Sendable {
     private let measured = Mutex<[String: ComputeCost]>([:])
     /// Hashed keys of published snapshots, by snapshot id.
     private let snapshotKeys = Mutex<[Int64: Set<String>]>([:])
+    /// Hashed keys of declared entity sets (`advice.keys`).
+    private let declared = Mutex<[String: Set<String>]>([:])
     /// The most samples read per feature.
     let sampleLimit: Int
 
@@ -78,6 +80,13 @@ public final class AdviceService: Sendable {
             }
             answers = try await snapshotAnswers(feature, store: batchStore)
         }
+        var keySetLabel = "the published snapshot"
+        if feature.batch == nil, let declared = feature.adviceKeys {
+            let keys = try declaredKeys(declared)
+            snapshotKeys = keys
+            rows = Double(keys.count)
+            keySetLabel = "the declared entity set \(declared.source.path) (advice.keys)"
+        }
         var interval: Double?
         if let schedule = feature.batch?.schedule, let next = schedule.next(after: now),
             let after = schedule.next(after: next)
@@ -89,6 +98,7 @@ public final class AdviceService: Sendable {
             latency: Self.latency(samples), snapshotKeyHashes: snapshotKeys, batchRowsPerRun: rows,
             refreshIntervalSeconds: interval, decision: feature.decision)
         input.snapshotAnswers = answers
+        input.keySetLabel = keySetLabel
         input.consumers = manifest.features.values.filter { $0.compose.contains { $0.feature == feature.name } }
             .map(\.name).sorted()
         return input
@@ -143,6 +153,28 @@ public final class AdviceService: Sendable {
         }
         measured.withLock { $0[key] = cost }
         return cost
+    }
+
+    /// Hashes of the keys of a feature's declared entity set (`advice.keys`), read once.
+    func declaredKeys(_ keys: AdviceKeys) throws -> Set<String> {
+        let cacheKey = "\(keys.source)#\(keys.keyColumn)"
+        if let known = declared.withLock({ $0[cacheKey] }) { return known }
+        let reader = try EntitySources.open(keys.source, manifestPath: manifest.path, skipping: 0)
+        var hashes = Set<String>()
+        while true {
+            let records = try reader.next(maxRows: 65_536)
+            if records.isEmpty { break }
+            for record in records {
+                guard case .success(let fields) = record.fields else { continue }
+                switch fields[keys.keyColumn] {
+                case .string(let s)?: hashes.insert(KeyHash.hex(s))
+                case .integer(let i)?: hashes.insert(KeyHash.hex(String(i)))
+                default: continue
+                }
+            }
+        }
+        declared.withLock { $0[cacheKey] = hashes }
+        return hashes
     }
 
     func hashedKeys(_ info: SnapshotInfo, store: any BatchStore) async throws -> Set<String> {

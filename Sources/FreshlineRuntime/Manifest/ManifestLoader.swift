@@ -281,7 +281,9 @@ private struct Reader {
                     feature.webhook = webhookURL(url, "\(path).webhook")
                 }
             case "description": _ = string(value, path)
-            case "advice": feature.decision = decisionSpec(value, path)
+            case "advice":
+                feature.decision = decisionSpec(value, path)
+                feature.adviceKeys = adviceKeys(value, path, featureKey: feature.key)
             case "compose": feature.compose = composition(value, path)
             default: break
             }
@@ -632,7 +634,7 @@ private struct Reader {
     /// A feature's `advice:` section: `decision: {output, kind, threshold, top_k, tolerance}`.
     mutating func decisionSpec(_ node: Node, _ keyPath: String) -> DecisionSpec {
         var spec = DecisionSpec()
-        for (key, value) in entries(node, keyPath, allowed: ["decision"]) ?? [] where key == "decision" {
+        for (key, value) in entries(node, keyPath, allowed: ["decision", "keys"]) ?? [] where key == "decision" {
             let base = "\(keyPath).decision"
             let allowed: Set<String> = ["output", "kind", "threshold", "top_k", "tolerance"]
             for (k, v) in entries(value, base, allowed: allowed) ?? [] {
@@ -655,6 +657,31 @@ private struct Reader {
             }
         }
         return spec
+    }
+
+    /// `advice.keys: {csv|jsonl|sql: …, key_column: NAME}` — the entity set a batch would enumerate.
+    mutating func adviceKeys(_ node: Node, _ keyPath: String, featureKey: String?) -> AdviceKeys? {
+        guard case .mapping(let m) = node, let keysNode = m.first(where: { $0.key.string == "keys" })?.value else {
+            return nil
+        }
+        let path = "\(keyPath).keys"
+        guard case .mapping(let fields) = keysNode else {
+            fail(keysNode, path, "must be {csv: FILE, key_column: NAME} (or jsonl, sql)")
+            return nil
+        }
+        var column = featureKey
+        var sourceFields: [Node: Node] = [:]
+        for (k, v) in fields {
+            if k.string == "key_column" { column = string(v, "\(path).key_column") } else { sourceFields[k] = v }
+        }
+        guard let source = batchSource(.mapping(Node.Mapping(sourceFields.map { ($0.key, $0.value) })), path) else {
+            return nil
+        }
+        guard let column else {
+            fail(keysNode, "\(path).key_column", "is required when the feature has no key")
+            return nil
+        }
+        return AdviceKeys(source: source, keyColumn: column)
     }
 
     mutating func pricing(_ node: Node) -> Pricing {

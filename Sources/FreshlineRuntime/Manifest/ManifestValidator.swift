@@ -76,6 +76,22 @@ public enum ManifestValidator {
                         "pattern 'hybrid' composes inputs from other features' snapshots: give a compose section"))
             }
             errors += compositionProblems(feature, model: model, manifest: manifest, models: models)
+            if let keys = feature.adviceKeys {
+                let at = feature.location.with(keyPath: "\(path).advice.keys")
+                let file = EntitySources.resolve(keys.source.path, manifestPath: manifest.path)
+                do {
+                    if case .csv = keys.source {
+                        let header = try CSVEntityReader(path: file).header
+                        if !header.contains(keys.keyColumn) {
+                            errors.append(ManifestError(at, "\(file) has no column '\(keys.keyColumn)'"))
+                        }
+                    } else {
+                        _ = try EntitySources.open(keys.source, manifestPath: manifest.path, skipping: 0)
+                    }
+                } catch {
+                    errors.append(ManifestError(at, "\(error)"))
+                }
+            }
             if let batch = feature.batch {
                 errors += batchProblems(batch, feature: feature, model: model, manifestPath: manifest.path)
             }
