@@ -29,7 +29,14 @@ struct UnaryKernel: Kernel {
         let x = try inputs.tensor(0, op)
         let data: TensorData
         switch (function, x.data) {
-        case (.relu, .float(let v)): data = .float(v.map { $0 > 0 ? $0 : 0 })
+        case (.relu, .float(let v)):
+            data = .float(
+                v.withUnsafeBufferPointer { x in
+                    [Float](unsafeUninitializedCapacity: x.count) { out, n in
+                        for i in 0..<x.count { out.initializeElement(at: i, to: x[i] > 0 ? x[i] : 0) }
+                        n = x.count
+                    }
+                })
         case (.relu, .double(let v)): data = .double(v.map { $0 > 0 ? $0 : 0 })
         case (.relu, .int64(let v)): data = .int64(v.map { max($0, 0) })
         case (.relu, .int32(let v)): data = .int32(v.map { max($0, 0) })

@@ -56,6 +56,22 @@ public enum TensorData: Sendable, Equatable {
     /// All sources must share this value's element type (checked by the caller).
     static func concatenating(_ sources: [TensorData], runs: [(source: Int, start: Int, length: Int)]) -> TensorData {
         func join<T>(_ arrays: [[T]]) -> [T] {
+            // One source (Gather, GatherElements): copy each run through pointers, without a slice per run.
+            if arrays.count == 1 {
+                let total = runs.reduce(0) { $0 + $1.length }
+                guard total > 0 else { return [] }
+                return arrays[0].withUnsafeBufferPointer { source in
+                    [T](unsafeUninitializedCapacity: total) { out, initialized in
+                        var offset = 0
+                        for run in runs {
+                            (out.baseAddress! + offset).initialize(
+                                from: source.baseAddress! + run.start, count: run.length)
+                            offset += run.length
+                        }
+                        initialized = total
+                    }
+                }
+            }
             var out: [T] = []
             out.reserveCapacity(runs.reduce(0) { $0 + $1.length })
             for run in runs { out.append(contentsOf: arrays[run.source][run.start..<(run.start + run.length)]) }
