@@ -99,6 +99,24 @@ struct AdviceSurfaceTests {
         init(_ d: String) { description = d }
     }
 
+    /// Runs a runtime over the manifest at `path` (feature `churn` over gbc_binary), sends one request per key
+    /// in `keys`, writes the request log and returns the runtime (its advisor reads the same store).
+    static func churnTraffic(_ path: String, keys: [String]) async throws -> ServingRuntime {
+        let manifest = try ManifestLoader.load(path: path)
+        let runtime = try ServingRuntime(
+            manifest: manifest, metricsFactory: NOOPMetricsHandler.instance,
+            requestLogStore: try ServingRuntime.openStore(for: manifest), logger: Logger(label: "test"))
+        let server = try #require(runtime.features["churn"])
+        let x = JSONValue.array((0..<16).map { .number(Double($0) / 8) })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await runtime.run() }
+            for key in keys { _ = try await server.predict(PredictRequest(key: key, inputs: ["X": x])) }
+            await runtime.requestLogger?.flush()
+            group.cancelAll()
+        }
+        return runtime
+    }
+
     static func advise(_ arguments: [String], in folder: URL) throws -> (status: Int32, output: String) {
         let process = try BatchCrashTests.freshline(["advise"] + arguments, in: folder)
         let output = BatchCrashTests.output(process)
@@ -148,19 +166,7 @@ struct AdviceSurfaceTests {
               request_log_sample_rate: 1
             """)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
-        let manifest = try ManifestLoader.load(path: path)
-        let store = try ServingRuntime.openStore(for: manifest)
-        let runtime = try ServingRuntime(
-            manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, requestLogStore: store,
-            logger: Logger(label: "test"))
-        let server = try #require(runtime.features["churn"])
-        let x = JSONValue.array((0..<16).map { .number(Double($0) / 8) })
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await runtime.run() }
-            for i in 0..<50 { _ = try await server.predict(PredictRequest(key: "a\(i % 5)", inputs: ["X": x])) }
-            await runtime.requestLogger?.flush()
-            group.cancelAll()
-        }
+        _ = try await Self.churnTraffic(path, keys: (0..<50).map { "a\($0 % 5)" })
         let result = try Self.advise([path, "--format", "html", "-o", "advice.html"], in: folder)
         #expect(result.status == 0, "\(result.output)")
         let html = try String(contentsOf: folder.appendingPathComponent("advice.html"), encoding: .utf8)
@@ -196,20 +202,9 @@ struct AdviceSurfaceTests {
         #expect(
             manifest.features["churn"]?.adviceKeys
                 == AdviceKeys(source: .csv(path: "accounts.csv"), keyColumn: "account_id"))
-        let store = try ServingRuntime.openStore(for: manifest)
-        let runtime = try ServingRuntime(
-            manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, requestLogStore: store,
-            logger: Logger(label: "test"))
-        let server = try #require(runtime.features["churn"])
-        let x = JSONValue.array((0..<16).map { .number(Double($0) / 8) })
         // 60 requests for 60 different accounts (each once): earlier traffic predicts none of them, the entity
         // set all of them.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await runtime.run() }
-            for i in 0..<60 { _ = try await server.predict(PredictRequest(key: "a\(i)", inputs: ["X": x])) }
-            await runtime.requestLogger?.flush()
-            group.cancelAll()
-        }
+        let runtime = try await Self.churnTraffic(path, keys: (0..<60).map { "a\($0)" })
         let report = try await #require(runtime.advice).report(features: ["churn"])
         let c = try #require(report.features.first).axes.cardinality
         #expect(c.predictableShare == 1)

@@ -303,16 +303,10 @@ struct AdvisorTests {
     }
 }
 
-/// A small deterministic generator for test traffic.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
+/// The engine's deterministic generator, for test traffic.
+typealias SplitMix = SplitMix64
+
+extension SplitMix64 {
+    /// Uniform in [0, 1).
     mutating func uniform() -> Double { Double(next() >> 11) / Double(UInt64(1) << 53) }
 }

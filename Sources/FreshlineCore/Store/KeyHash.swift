@@ -2,8 +2,11 @@
 /// compare key sets without storing the keys themselves.
 public enum KeyHash {
     /// 16 hex digits.
-    public static func hex(_ key: String) -> String {
-        let digits = String(value(key), radix: 16)
+    public static func hex(_ key: String) -> String { hex(value: value(key)) }
+
+    /// 16 hex digits of an already computed hash.
+    public static func hex(value: UInt64) -> String {
+        let digits = String(value, radix: 16)
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 

@@ -16,8 +16,8 @@ public final class AdviceService: Sendable {
     let clock: any WallClock
     /// Engine measurements per model (measured once: a fraction of a second each).
     private let measured = Mutex<[String: ComputeCost]>([:])
-    /// Hashed keys of published snapshots, by snapshot id.
-    private let snapshotKeys = Mutex<[Int64: Set<String>]>([:])
+    /// Hashed keys of each feature's published snapshot (the latest one read).
+    private let snapshotKeys = Mutex<[String: (id: Int64, hashes: Set<String>)]>([:])
     /// Hashed keys of declared entity sets (`advice.keys`).
     private let declared = Mutex<[String: Set<String>]>([:])
     /// The most samples read per feature.
@@ -178,12 +178,12 @@ public final class AdviceService: Sendable {
     }
 
     func hashedKeys(_ info: SnapshotInfo, store: any BatchStore) async throws -> Set<String> {
-        if let known = snapshotKeys.withLock({ $0[info.id] }) { return known }
+        if let known = snapshotKeys.withLock({ $0[info.feature] }), known.id == info.id { return known.hashes }
         var hashes = Set<String>()
         for chunk in try await store.chunks(snapshotID: info.id) {
             for key in chunk.keys { hashes.insert(KeyHash.hex(key)) }
         }
-        snapshotKeys.withLock { $0 = [info.id: hashes] }
+        snapshotKeys.withLock { $0[info.feature] = (info.id, hashes) }
         return hashes
     }
 

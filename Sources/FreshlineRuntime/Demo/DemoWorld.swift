@@ -1,4 +1,5 @@
 internal import Foundation
+internal import FreshlineEngine
 
 /// The worked example's synthetic SaaS world (docs/demo.md): users with category preferences and a risk
 /// history, accounts with usage, and the traffic of three AI features — card transactions for the fraud check,
@@ -145,18 +146,12 @@ public struct DemoTraffic: Sendable {
     }
 }
 
-/// SplitMix64 with the draws the world needs.
+/// The engine's SplitMix64 with the draws the world needs.
 struct DemoRandom: Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
+    var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { generator.next() }
 
     /// Uniform in [0, 1).
     mutating func uniform() -> Double { Double(next() >> 11) / Double(UInt64(1) << 53) }

@@ -72,20 +72,9 @@ public final class FeatureServer: Sendable {
                 histograms.record(feature: spec.name, source: source, duration: duration)
                 meters.served(ageSeconds: age)
             }
-            if let requestLog {
-                let keyHash = request.key.map(KeyHash.value)
-                // Built only for the sampled requests.
-                requestLog.offer(keyHash: keyHash) {
-                    RequestLogSample(
-                        feature: spec.name, keyHash: request.key.map(KeyHash.hex),
-                        hasRequestInputs: request.inputs.keys.contains { $0 != spec.key }, source: source,
-                        outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age, at: arrivedAt,
-                        computedAt: answer?.provenance.computedAt,
-                        decision: answer.flatMap { decisions.decision($0.outputs) },
-                        inputHashes: DecisionExtractor.inputHashes(
-                            request.inputs.merging(answer?.composedValues ?? [:]) { a, _ in a }, excluding: spec.key))
-                }
-            }
+            log(
+                request, source: source, outcome: outcome, latencySeconds: duration.seconds, ageSeconds: age,
+                at: arrivedAt, answer: answer)
         }
         do {
             let prediction = try await self.answer(request, start: start)
@@ -167,15 +156,31 @@ public final class FeatureServer: Sendable {
 
     /// Records one row of an async job in the request log: `source: async`, latency from submission to result.
     func logAsync(_ request: PredictRequest, outputs: [String: JSONValue], latencySeconds: Double) {
-        guard let requestLog else { return }
         let now = clock.now
-        requestLog.offer(keyHash: request.key.map(KeyHash.value)) {
+        let answer = Prediction(
+            key: request.key, outputs: outputs,
+            provenance: Provenance(source: .async, computedAt: now, ageSeconds: 0, modelVersion: nil))
+        log(
+            request, source: .async, outcome: "ok", latencySeconds: latencySeconds, ageSeconds: 0,
+            at: now - latencySeconds, answer: answer)
+    }
+
+    /// Offers one request to the request log. The key is hashed once (sampling is by key); the sample, with the
+    /// answer's decision and the inputs' hashes, is built only when the request is sampled.
+    private func log(
+        _ request: PredictRequest, source: PredictionSource?, outcome: String, latencySeconds: Double,
+        ageSeconds: Double, at: Double, answer: Prediction?
+    ) {
+        guard let requestLog else { return }
+        let keyHash = request.key.map(KeyHash.value)
+        requestLog.offer(keyHash: keyHash) {
             RequestLogSample(
-                feature: spec.name, keyHash: request.key.map(KeyHash.hex),
-                hasRequestInputs: request.inputs.keys.contains { $0 != spec.key }, source: .async, outcome: "ok",
-                latencySeconds: latencySeconds, ageSeconds: 0, at: now - latencySeconds, computedAt: now,
-                decision: decisions.decision(outputs),
-                inputHashes: DecisionExtractor.inputHashes(request.inputs, excluding: spec.key))
+                feature: spec.name, keyHash: keyHash.map { KeyHash.hex(value: $0) },
+                hasRequestInputs: request.inputs.keys.contains { $0 != spec.key }, source: source,
+                outcome: outcome, latencySeconds: latencySeconds, ageSeconds: ageSeconds, at: at,
+                computedAt: answer?.provenance.computedAt, decision: answer.flatMap { decisions.decision($0.outputs) },
+                inputHashes: DecisionExtractor.inputHashes(
+                    request.inputs.merging(answer?.composedValues ?? [:]) { a, _ in a }, excluding: spec.key))
         }
     }
 
