@@ -93,8 +93,7 @@ public enum WhatIf {
         var total = 0.0
         var changed = 0.0
         var cursor = 0
-        var sorted = samples
-        sorted.sort { $0.at < $1.at }
+        let sorted = samples  // `AdvisorInput.samples` are oldest first
         for s in sorted where s.at >= first + every {
             let lastRun = first + (((s.at - first) / every).rounded(.down)) * every
             while cursor < sorted.count && sorted[cursor].at < lastRun {

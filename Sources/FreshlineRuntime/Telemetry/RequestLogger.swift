@@ -82,7 +82,7 @@ public final class RequestLogger: Service {
 
 /// Wall-clock time for timestamps (provenance, logs); durations use `ContinuousClock`.
 enum Clock {
-    static var unixNow: Double { Date().timeIntervalSince1970 }
+    static var unixNow: Double { SystemWallClock().now }
 }
 
 /// The system's wall clock.
