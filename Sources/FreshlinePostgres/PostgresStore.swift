@@ -1,0 +1,5 @@
+internal import FreshlineCore
+internal import PostgresNIO
+
+/// The store protocols on PostgreSQL (placeholder while the implementation lands).
+final class PostgresStore: Sendable {}
