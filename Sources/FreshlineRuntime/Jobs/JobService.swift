@@ -232,7 +232,10 @@ public final class JobService: Sendable {
                 guard progressed != nil, extended != nil else { return }
             }
         }
-        let result = JSONValue.object(["feature": .string(job.feature), "results": .array(results)]).serialized()
+        // `worker`: which process (host:pid/worker) computed the result, when several share the queue.
+        let result = JSONValue.object([
+            "feature": .string(job.feature), "worker": .string(owner), "results": .array(results),
+        ]).serialized()
         if case .recorded(let done)? = try? await store.complete(id: job.id, result: result, now: Clock.unixNow) {
             // Time to completion: from submission to the recorded result (queueing and retries included).
             metrics.jobFinished(
