@@ -4,7 +4,7 @@ SWIFT ?= swift
 APT_PACKAGES := libopenblas-dev curl
 RELEASE_BIN := .build/release/freshline
 
-.PHONY: all deps build release test demo demo-engine bench fixtures proto format lint clean
+.PHONY: all deps build release test demo demo-engine cluster-demo bench fixtures proto format lint clean
 
 all: build
 
@@ -38,6 +38,11 @@ test: deps lint
 # batch, three minutes of mixed traffic, then the advisor's table and its HTML report (.freshline-demo/).
 demo: release
 	$(RELEASE_BIN) demo
+
+# Two servers and two workers on one throwaway PostgreSQL (docs/cluster.md): a sharded batch run, real-time traffic
+# and async jobs across both servers, and who computed what.
+cluster-demo: release
+	scripts/cluster-demo.sh $(RELEASE_BIN)
 
 # The engine and a small serving tour on the model zoo (inspect, run, time, serve).
 demo-engine: release
