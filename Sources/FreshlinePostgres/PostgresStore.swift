@@ -1,5 +1,177 @@
 internal import FreshlineCore
+public import Logging
 internal import PostgresNIO
+public import ServiceLifecycle
 
-/// The store protocols on PostgreSQL (placeholder while the implementation lands).
-final class PostgresStore: Sendable {}
+/// The store protocols on PostgreSQL, for several server and worker processes sharing one state: snapshots, runs
+/// and their ranges (`BatchStore`), async jobs (`JobStore`), webhook deliveries (`WebhookStore`), request-log samples
+/// (`RequestLogStore`), and change events over `LISTEN/NOTIFY` (`StoreEventSource`).
+///
+/// It behaves like `SQLiteStore` (the same behaviour tests run against both); where several processes race, row
+/// locks (`FOR UPDATE`, `SKIP LOCKED`), unique indexes and transaction-scoped advisory locks decide, and every
+/// protocol method is one transaction.
+///
+/// Run it as a service (`run()`): it runs the connection pool and applies pending migrations; every method first
+/// waits until they are applied, so callers may use the store as soon as `run()` has started in a task.
+public final class PostgresStore: Sendable {
+    /// The database URL with its password redacted, for logs.
+    public let url: String
+
+    let client: PostgresClient
+    let logger: Logger
+    let readiness = Readiness()
+
+    /// Makes a store for `url`: `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`
+    /// (or `postgresql://`). Without `sslmode`, TLS is off for a loopback host and preferred otherwise. Nothing
+    /// connects until `run()`.
+    public init(url: String, logger: Logger) throws {
+        let location = try DatabaseURL(url)
+        self.url = location.redacted
+        self.logger = logger
+        client = PostgresClient(configuration: location.clientConfiguration, backgroundLogger: logger)
+    }
+}
+
+extension PostgresStore: Service {
+    /// Runs the connection pool and applies pending migrations (once the pool runs); returns when the task is
+    /// cancelled or the service group shuts down gracefully. A migration that fails is thrown (and every store
+    /// method waiting for readiness throws it too).
+    public func run() async throws {
+        defer { readiness.close(PostgresStoreError.stopped(url: url)) }
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await self.client.run() }
+            do {
+                try await migrate()
+                readiness.resolve(.success(()))
+                logger.info("PostgreSQL store ready", metadata: ["url": "\(url)"])
+            } catch {
+                let failure = Self.storeError(error, "applying migrations")
+                readiness.resolve(.failure(failure))
+                throw failure
+            }
+        }
+    }
+}
+
+// MARK: Queries
+
+extension PostgresStore {
+    /// Runs `body` in one transaction (committed when it returns, rolled back when it throws), after readiness.
+    /// Errors of the store protocols (`BatchStoreError`, `JobStoreError`) come through as they are; database errors
+    /// become `PostgresStoreError` naming `operation`.
+    func transaction<Result: Sendable>(
+        _ operation: String = #function, _ body: (Transaction) async throws -> Result
+    ) async throws -> Result {
+        try await readiness.wait()
+        do {
+            return try await client.withTransaction(logger: logger) { connection in
+                try await body(Transaction(connection: connection, logger: logger))
+            }
+        } catch {
+            throw Self.storeError(error, operation)
+        }
+    }
+
+    /// Runs one statement (its own transaction) after readiness and returns its rows.
+    @discardableResult
+    func rows(_ query: PostgresQuery, _ operation: String = #function) async throws -> [PostgresRow] {
+        try await readiness.wait()
+        do {
+            return try await client.withConnection { connection in
+                try await connection.query(query, logger: logger).collect()
+            }
+        } catch {
+            throw Self.storeError(error, operation)
+        }
+    }
+
+    /// The error a store method throws for `error`: the store protocols' own errors and cancellation unchanged,
+    /// a transaction's error unwrapped, a database error with the server's message.
+    static func storeError(_ error: any Error, _ operation: String) -> any Error {
+        switch error {
+        case let error as PostgresTransactionError:
+            let cause = error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError
+            return cause.map { storeError($0, operation) } ?? PostgresStoreError.database(operation, "\(error)")
+        case let error as PSQLError:
+            return PostgresStoreError.database(operation, describe(error))
+        case let error as PostgresDecodingError:
+            return PostgresStoreError.database(
+                operation, "column \(error.columnName) is not a \(error.targetType) (\(error.postgresType))")
+        default:
+            return error
+        }
+    }
+
+    /// What a `PSQLError` says: the server's message, detail and SQLSTATE when the server answered, else the
+    /// client-side code (connection closed, pool closed…) and its cause.
+    static func describe(_ error: PSQLError) -> String {
+        if let server = error.serverInfo, let message = server[.message] {
+            var text = message
+            if let detail = server[.detail] { text += " (\(detail))" }
+            if let state = server[.sqlState] { text += " [SQLSTATE \(state)]" }
+            return text
+        }
+        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        return "\(error.code)"
+    }
+
+    /// A 64-bit key for `pg_advisory_xact_lock`, per purpose and name (FNV-1a over `freshline.<purpose>:<name>`):
+    /// stable across processes and releases.
+    static func lockKey(_ purpose: String, _ name: String) -> Int64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "freshline.\(purpose):\(name)".utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return Int64(bitPattern: hash)
+    }
+}
+
+/// A connection inside a transaction, with the logger its queries log to.
+struct Transaction {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    /// Runs `query` and returns its rows.
+    @discardableResult
+    func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await connection.query(query, logger: logger).collect()
+    }
+
+    /// Runs `query` and streams its rows (for large results).
+    func stream(_ query: PostgresQuery) async throws -> PostgresRowSequence {
+        try await connection.query(query, logger: logger)
+    }
+
+    /// Takes the transaction-scoped advisory lock for `purpose` and `name` (waiting for whoever holds it); later
+    /// statements of this transaction see what the previous holder committed.
+    func lock(_ purpose: String, _ name: String) async throws {
+        try await rows("SELECT pg_advisory_xact_lock(\(PostgresStore.lockKey(purpose, name)))")
+    }
+
+    /// Sends `event` to every listener when (and only if) the transaction commits.
+    func notify(_ event: StoreEvent) async throws {
+        try await rows("SELECT pg_notify(\(PostgresStore.eventChannel), \(event.payload))")
+    }
+}
+
+/// Why the PostgreSQL store failed.
+public enum PostgresStoreError: Error, Sendable, CustomStringConvertible {
+    /// The database URL cannot be used; says what is wrong.
+    case invalidURL(String)
+    /// A statement failed: the store method and the server's (or the client's) message.
+    case database(String, String)
+    /// The store's `run()` ended (or was never started and the store was shut down).
+    case stopped(url: String)
+    /// A snapshot chunk in the database does not decode.
+    case corruptChunk
+
+    public var description: String {
+        switch self {
+        case .invalidURL(let problem): "invalid PostgreSQL URL: \(problem)"
+        case .database(let operation, let message): "PostgreSQL store: \(operation) failed: \(message)"
+        case .stopped(let url): "the PostgreSQL store (\(url)) is not running"
+        case .corruptChunk: "a snapshot chunk in the PostgreSQL store is corrupt"
+        }
+    }
+}

@@ -1,0 +1,260 @@
+internal import PostgresNIO
+
+/// A named schema change; applied once per database, in order, in its own transaction.
+struct Migration: Sendable {
+    var name: String
+    var statements: [PostgresQuery]
+}
+
+extension PostgresStore {
+    /// The schema, as the SQLite store's migrations (the same names) with PostgreSQL types: `bytea` blobs,
+    /// `double precision` times (seconds since 1970), `bigint` counts. A `seq` identity column orders runs, jobs and
+    /// deliveries created at the same time in insertion order (SQLite's `rowid`).
+    static let migrations: [Migration] = [
+        Migration(
+            name: "v1-request-log",
+            statements: [
+                """
+                CREATE TABLE request_log (
+                    id bigserial PRIMARY KEY,
+                    feature text NOT NULL,
+                    key_hash text,
+                    has_request_inputs boolean NOT NULL,
+                    source text,
+                    outcome text NOT NULL,
+                    latency_seconds double precision NOT NULL CHECK (latency_seconds >= 0),
+                    age_seconds double precision NOT NULL,
+                    at double precision NOT NULL
+                )
+                """,
+                "CREATE INDEX request_log_feature_at ON request_log (feature, at)",
+                "CREATE INDEX request_log_at ON request_log (at)",
+            ]),
+        Migration(
+            name: "v2-batch",
+            statements: [
+                """
+                CREATE TABLE snapshots (
+                    id bigserial PRIMARY KEY,
+                    feature text NOT NULL,
+                    version bigint NOT NULL,
+                    run_id text NOT NULL,
+                    model_version text NOT NULL,
+                    input_time double precision NOT NULL,
+                    created_at double precision NOT NULL,
+                    published_at double precision,
+                    key_count bigint NOT NULL DEFAULT 0,
+                    state text NOT NULL,
+                    UNIQUE (feature, version)
+                )
+                """,
+                "CREATE UNIQUE INDEX snapshots_one_published ON snapshots (feature) WHERE state = 'published'",
+                """
+                CREATE TABLE snapshot_chunks (
+                    id bigserial PRIMARY KEY,
+                    snapshot_id bigint NOT NULL REFERENCES snapshots (id) ON DELETE CASCADE,
+                    chunk_index bigint NOT NULL,
+                    row_count bigint NOT NULL,
+                    keys bytea NOT NULL,
+                    outputs bytea NOT NULL
+                )
+                """,
+                "CREATE INDEX snapshot_chunks_snapshot ON snapshot_chunks (snapshot_id, chunk_index, id)",
+                """
+                CREATE TABLE runs (
+                    id text PRIMARY KEY,
+                    seq bigint GENERATED ALWAYS AS IDENTITY,
+                    feature text NOT NULL,
+                    trigger text NOT NULL,
+                    state text NOT NULL,
+                    snapshot_id bigint NOT NULL,
+                    scheduled_for double precision,
+                    started_at double precision NOT NULL,
+                    finished_at double precision,
+                    heartbeat_at double precision NOT NULL,
+                    owner text NOT NULL,
+                    rows_total bigint,
+                    rows_done bigint NOT NULL DEFAULT 0,
+                    rows_written bigint NOT NULL DEFAULT 0,
+                    rows_failed bigint NOT NULL DEFAULT 0,
+                    busy_seconds double precision NOT NULL DEFAULT 0,
+                    resumes bigint NOT NULL DEFAULT 0,
+                    error text,
+                    model_path text,
+                    keys text[]
+                )
+                """,
+                "CREATE INDEX runs_feature_started ON runs (feature, started_at)",
+                "CREATE INDEX runs_feature_state ON runs (feature, state)",
+                // startRun checks the slot under a per-feature lock; the index is the backstop.
+                """
+                CREATE UNIQUE INDEX runs_schedule_slot ON runs (feature, scheduled_for)
+                    WHERE scheduled_for IS NOT NULL
+                """,
+                """
+                CREATE TABLE run_failures (
+                    run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+                    ordinal bigint NOT NULL,
+                    location text NOT NULL,
+                    key text,
+                    reason text NOT NULL,
+                    PRIMARY KEY (run_id, ordinal)
+                )
+                """,
+            ]),
+        Migration(
+            name: "v3-jobs",
+            statements: [
+                """
+                CREATE TABLE jobs (
+                    id text PRIMARY KEY,
+                    seq bigint GENERATED ALWAYS AS IDENTITY,
+                    feature text NOT NULL,
+                    state text NOT NULL,
+                    input bytea NOT NULL,
+                    rows_total bigint NOT NULL,
+                    rows_done bigint NOT NULL DEFAULT 0,
+                    partial bytea,
+                    result bytea,
+                    attempts bigint NOT NULL DEFAULT 0,
+                    max_attempts bigint NOT NULL,
+                    last_error text,
+                    available_at double precision NOT NULL,
+                    lease_owner text,
+                    lease_expires_at double precision,
+                    deadline_at double precision,
+                    idempotency_key text,
+                    request_hash text,
+                    webhook_url text,
+                    created_at double precision NOT NULL,
+                    updated_at double precision NOT NULL,
+                    started_at double precision,
+                    finished_at double precision
+                )
+                """,
+                """
+                CREATE UNIQUE INDEX jobs_idempotency ON jobs (feature, idempotency_key)
+                    WHERE idempotency_key IS NOT NULL
+                """,
+                "CREATE INDEX jobs_due ON jobs (state, available_at)",
+                "CREATE INDEX jobs_feature_created ON jobs (feature, created_at)",
+            ]),
+        Migration(
+            name: "v4-webhooks",
+            statements: [
+                """
+                CREATE TABLE webhook_deliveries (
+                    id text PRIMARY KEY,
+                    seq bigint GENERATED ALWAYS AS IDENTITY,
+                    job_id text NOT NULL,
+                    event_id text NOT NULL,
+                    event_type text NOT NULL,
+                    url text NOT NULL,
+                    state text NOT NULL,
+                    attempts bigint NOT NULL DEFAULT 0,
+                    next_attempt_at double precision NOT NULL,
+                    created_at double precision NOT NULL,
+                    delivered_at double precision,
+                    last_status bigint,
+                    last_error text
+                )
+                """,
+                "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at)",
+                "CREATE INDEX webhook_deliveries_job ON webhook_deliveries (job_id, created_at)",
+                """
+                CREATE TABLE webhook_attempts (
+                    delivery_id text NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+                    attempt bigint NOT NULL,
+                    at double precision NOT NULL,
+                    status bigint,
+                    error text,
+                    PRIMARY KEY (delivery_id, attempt)
+                )
+                """,
+            ]),
+        Migration(
+            name: "v5-jobs-lease-index",
+            statements: ["CREATE INDEX jobs_leases ON jobs (state, lease_expires_at)"]),
+        Migration(
+            name: "v6-request-log-decisions",
+            statements: [
+                """
+                ALTER TABLE request_log
+                    ADD COLUMN sample_rate double precision NOT NULL DEFAULT 1,
+                    ADD COLUMN computed_at double precision,
+                    ADD COLUMN decision text,
+                    ADD COLUMN input_hashes text
+                """
+            ]),
+        Migration(
+            name: "v7-run-ranges",
+            statements: [
+                """
+                CREATE TABLE run_ranges (
+                    run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+                    idx bigint NOT NULL,
+                    row_start bigint NOT NULL,
+                    row_end bigint NOT NULL,
+                    state text NOT NULL,
+                    owner text,
+                    lease_expires_at double precision,
+                    rows_done bigint NOT NULL DEFAULT 0,
+                    leases bigint NOT NULL DEFAULT 0,
+                    finished_at double precision,
+                    PRIMARY KEY (run_id, idx)
+                )
+                """,
+                "CREATE INDEX run_ranges_open ON run_ranges (state, run_id)",
+            ]),
+    ]
+
+    /// The session advisory lock migrations run under, so that processes starting at once apply each migration
+    /// exactly once (the others wait, then find it applied).
+    static let migrationLock = lockKey("migrations", "schema")
+
+    /// Applies the pending migrations, on one connection holding the migration lock.
+    func migrate() async throws {
+        try await client.withConnection { connection in
+            try await connection.query("SELECT pg_advisory_lock(\(Self.migrationLock))", logger: logger)
+            do {
+                try await applyPending(on: connection)
+            } catch {
+                // The session lock goes with the connection if this fails too.
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger)
+                throw error
+            }
+            try await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger)
+        }
+    }
+
+    private func applyPending(on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            CREATE TABLE IF NOT EXISTS freshline_migrations (
+                name text PRIMARY KEY,
+                applied_at double precision NOT NULL
+            )
+            """,
+            logger: logger)
+        var applied: Set<String> = []
+        for try await name in try await connection.query("SELECT name FROM freshline_migrations", logger: logger)
+            .decode(String.self)
+        {
+            applied.insert(name)
+        }
+        for migration in Self.migrations where !applied.contains(migration.name) {
+            try await connection.withTransaction(logger: logger) { connection in
+                for statement in migration.statements {
+                    try await connection.query(statement, logger: logger)
+                }
+                try await connection.query(
+                    """
+                    INSERT INTO freshline_migrations (name, applied_at)
+                    VALUES (\(migration.name), extract(epoch FROM clock_timestamp())::double precision)
+                    """,
+                    logger: logger)
+            }
+            logger.info("applied migration", metadata: ["migration": "\(migration.name)"])
+        }
+    }
+}

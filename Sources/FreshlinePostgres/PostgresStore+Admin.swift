@@ -1,0 +1,57 @@
+public import Logging
+internal import PostgresNIO
+
+extension PostgresStore {
+    /// Creates database `name` on the server `url` points at (connecting to `url`'s database) and returns the URL
+    /// of the new database, with the same credentials and TLS mode. For tests and tooling; `name` is an identifier of
+    /// lower-case letters, digits and underscores.
+    public static func createDatabase(named name: String, server url: String, logger: Logger) async throws -> String {
+        var location = try DatabaseURL(url)
+        let identifier = try quotedIdentifier(name)
+        try await withAdminConnection(location, logger: logger) { client in
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(identifier)"), logger: logger)
+        }
+        location.database = name
+        return location.text
+    }
+
+    /// Drops database `name` on the server `url` points at, disconnecting its sessions (`WITH (FORCE)`); nothing
+    /// when it does not exist. For tests and tooling.
+    public static func dropDatabase(named name: String, server url: String, logger: Logger) async throws {
+        let location = try DatabaseURL(url)
+        let identifier = try quotedIdentifier(name)
+        try await withAdminConnection(location, logger: logger) { client in
+            try await client.query(
+                PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(identifier) WITH (FORCE)"), logger: logger)
+        }
+    }
+
+    /// Database names cannot be bound as parameters; only plain identifiers are accepted, quoted.
+    private static func quotedIdentifier(_ name: String) throws -> String {
+        let allowed = name.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                || byte == UInt8(ascii: "_")
+        }
+        guard allowed, !name.isEmpty, name.utf8.count <= 63 else {
+            throw PostgresStoreError.invalidURL("database name \(name) is not 1 to 63 of a-z, 0-9 and _")
+        }
+        return "\"\(name)\""
+    }
+
+    /// Runs `body` with a client of its own (outside any store), stopped afterwards.
+    private static func withAdminConnection(
+        _ location: DatabaseURL, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> Void
+    ) async throws {
+        let client = PostgresClient(configuration: location.clientConfiguration, backgroundLogger: logger)
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                try await body(client)
+            }
+        } catch {
+            throw storeError(error, "administering \(location.redacted)")
+        }
+    }
+}

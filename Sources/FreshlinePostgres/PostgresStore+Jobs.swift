@@ -1,0 +1,222 @@
+public import FreshlineCore
+internal import PostgresNIO
+
+extension PostgresStore: JobStore {
+    public func submit(_ job: Job) async throws -> (job: Job, created: Bool) {
+        try await transaction { tx in
+            // Race-free across processes: of two submissions with one key, the second's insert waits for the first
+            // to commit, then does nothing and reads the first's job.
+            let inserted = try await tx.rows(
+                """
+                INSERT INTO jobs (id, feature, state, input, rows_total, rows_done, partial, result, attempts,
+                    max_attempts, last_error, available_at, lease_owner, lease_expires_at, deadline_at, idempotency_key,
+                    request_hash, webhook_url, created_at, updated_at, started_at, finished_at)
+                VALUES (\(job.id), \(job.feature), \(job.state.rawValue), \(ByteBuffer(bytes: job.input)),
+                    \(job.rowsTotal), \(job.rowsDone), \(job.partial.map { ByteBuffer(bytes: $0) }),
+                    \(job.result.map { ByteBuffer(bytes: $0) }), \(job.attempts), \(job.maxAttempts), \(job.lastError),
+                    \(job.availableAt), \(job.leaseOwner), \(job.leaseExpiresAt), \(job.deadlineAt),
+                    \(job.idempotencyKey), \(job.requestHash), \(job.webhookURL), \(job.createdAt), \(job.updatedAt),
+                    \(job.startedAt), \(job.finishedAt))
+                ON CONFLICT (feature, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING id
+                """)
+            if !inserted.isEmpty {
+                try await tx.notify(.jobsQueued(feature: job.feature))
+                return (job, true)
+            }
+            guard
+                let existing = try await tx.rows(
+                    "SELECT * FROM jobs WHERE feature = \(job.feature) AND idempotency_key = \(job.idempotencyKey)"
+                ).first.map(Self.job(from:))
+            else {
+                // Only the idempotency index is a conflict target, so a skipped insert means the key exists.
+                throw PostgresStoreError.database(#function, "the job conflicting on its Idempotency-Key vanished")
+            }
+            guard existing.requestHash == job.requestHash else {
+                throw JobStoreError.idempotencyConflict(jobID: existing.id)
+            }
+            return (existing, false)
+        }
+    }
+
+    public func job(id: String) async throws -> Job? {
+        try await rows("SELECT * FROM jobs WHERE id = \(id)").first.map(Self.job(from:))
+    }
+
+    public func jobs(feature: String?, state: Job.State?, limit: Int) async throws -> [Job] {
+        let query: PostgresQuery =
+            switch (feature, state) {
+            case (let feature?, let state?):
+                """
+                SELECT * FROM jobs WHERE feature = \(feature) AND state = \(state.rawValue)
+                ORDER BY created_at DESC, seq DESC LIMIT \(limit)
+                """
+            case (let feature?, nil):
+                "SELECT * FROM jobs WHERE feature = \(feature) ORDER BY created_at DESC, seq DESC LIMIT \(limit)"
+            case (nil, let state?):
+                "SELECT * FROM jobs WHERE state = \(state.rawValue) ORDER BY created_at DESC, seq DESC LIMIT \(limit)"
+            case (nil, nil):
+                "SELECT * FROM jobs ORDER BY created_at DESC, seq DESC LIMIT \(limit)"
+            }
+        return try await rows(query).map(Self.job(from:))
+    }
+
+    public func lease(features: [String], owner: String, now: Double, policies: [String: JobPolicy]) async throws
+        -> Job?
+    {
+        guard !features.isEmpty else { return nil }
+        return try await transaction { tx in
+            // Expired leases first, then due queued jobs, each oldest first; rows another worker is leasing right now
+            // are skipped (not waited for), so concurrent workers take different jobs.
+            let expired = try await tx.rows(
+                """
+                SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= \(now)
+                AND feature = ANY(\(features))
+                ORDER BY lease_expires_at LIMIT 16 FOR UPDATE SKIP LOCKED
+                """)
+            let queued = try await tx.rows(
+                """
+                SELECT * FROM jobs WHERE state = 'queued' AND available_at <= \(now) AND feature = ANY(\(features))
+                ORDER BY available_at LIMIT 16 FOR UPDATE SKIP LOCKED
+                """)
+            for candidate in try (expired + queued).map(Self.job(from:)) {
+                let policy = policies[candidate.feature] ?? JobPolicy()
+                guard let next = JobStateMachine.lease(candidate, owner: owner, now: now, policy: policy) else {
+                    continue
+                }
+                try await Self.update(next, tx)
+                if next.state == .running { return next }
+            }
+            return nil
+        }
+    }
+
+    public func heartbeat(id: String, owner: String, now: Double, policy: JobPolicy) async throws -> Job? {
+        try await transition(id) { JobStateMachine.heartbeat($0, owner: owner, now: now, policy: policy) }
+    }
+
+    public func progress(id: String, owner: String, rowsDone: Int, partial: [UInt8], now: Double) async throws
+        -> Job?
+    {
+        try await transition(id) {
+            JobStateMachine.progress($0, owner: owner, rowsDone: rowsDone, partial: partial, now: now)
+        }
+    }
+
+    public func complete(id: String, result: [UInt8], now: Double) async throws -> JobStateMachine.Completion? {
+        try await transaction { tx in
+            guard let job = try await Self.lockJob(id, tx) else { return nil }
+            let completion = JobStateMachine.complete(job, result: result, now: now)
+            if case .recorded(let done) = completion { try await Self.update(done, tx) }
+            return completion
+        }
+    }
+
+    public func fail(id: String, owner: String, error: String, retryable: Bool, now: Double, policy: JobPolicy)
+        async throws -> Job?
+    {
+        try await transition(id) {
+            JobStateMachine.fail($0, owner: owner, error: error, retryable: retryable, now: now, policy: policy)
+        }
+    }
+
+    public func release(id: String, owner: String, now: Double) async throws -> Job? {
+        try await transition(id) { JobStateMachine.release($0, owner: owner, now: now) }
+    }
+
+    public func expireOverdue(now: Double, limit: Int) async throws -> [Job] {
+        try await transaction { tx in
+            let overdue = try await tx.rows(
+                """
+                SELECT * FROM jobs WHERE state = 'queued' AND deadline_at <= \(now)
+                ORDER BY deadline_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
+                """
+            ).map(Self.job(from:))
+            var expired: [Job] = []
+            for job in overdue {
+                guard let next = JobStateMachine.expire(job, now: now) else { continue }
+                try await Self.update(next, tx)
+                expired.append(next)
+            }
+            return expired
+        }
+    }
+
+    public func cancel(id: String, now: Double) async throws -> Job? {
+        try await transition(id) { JobStateMachine.cancel($0, now: now) }
+    }
+
+    public func queueFigures(feature: String) async throws -> (counts: [Job.State: Int], oldestQueuedAt: Double?) {
+        try await transaction { tx in
+            var counts: [Job.State: Int] = [:]
+            for row in try await tx.rows(
+                "SELECT state, COUNT(*) FROM jobs WHERE feature = \(feature) GROUP BY state")
+            {
+                let (state, count) = try row.decode((String, Int).self)
+                if let state = Job.State(rawValue: state) { counts[state] = count }
+            }
+            let oldest = try await tx.rows(
+                "SELECT MIN(created_at) FROM jobs WHERE feature = \(feature) AND state = 'queued'"
+            ).first?.decode(Double?.self)
+            return (counts, oldest ?? nil)
+        }
+    }
+
+    /// Locks a job, applies `change`, writes the result; `nil` when the job is missing or `change` refuses. A job
+    /// that goes back to the queue (released, or failed and retried) wakes listening workers.
+    private func transition(_ id: String, _ change: (Job) -> Job?, function: String = #function) async throws
+        -> Job?
+    {
+        try await transaction(function) { tx in
+            guard let job = try await Self.lockJob(id, tx), let next = change(job) else { return nil }
+            try await Self.update(next, tx)
+            if next.state == .queued { try await tx.notify(.jobsQueued(feature: next.feature)) }
+            return next
+        }
+    }
+
+    // MARK: Rows
+
+    private static func lockJob(_ id: String, _ tx: Transaction) async throws -> Job? {
+        try await tx.rows("SELECT * FROM jobs WHERE id = \(id) FOR UPDATE").first.map(job(from:))
+    }
+
+    private static func update(_ job: Job, _ tx: Transaction) async throws {
+        try await tx.rows(
+            """
+            UPDATE jobs SET state = \(job.state.rawValue), rows_done = \(job.rowsDone),
+                partial = \(job.partial.map { ByteBuffer(bytes: $0) }), result = \(job.result.map { ByteBuffer(bytes: $0) }),
+                attempts = \(job.attempts), last_error = \(job.lastError), available_at = \(job.availableAt),
+                lease_owner = \(job.leaseOwner), lease_expires_at = \(job.leaseExpiresAt), updated_at = \(job.updatedAt),
+                started_at = \(job.startedAt), finished_at = \(job.finishedAt)
+            WHERE id = \(job.id)
+            """)
+    }
+
+    private static func job(from row: PostgresRow) throws -> Job {
+        let column = row.makeRandomAccess()
+        var job = Job(
+            id: try column["id"].decode(String.self), feature: try column["feature"].decode(String.self),
+            input: try column["input"].decode(ByteBuffer.self).bytes,
+            rowsTotal: try column["rows_total"].decode(Int.self),
+            maxAttempts: try column["max_attempts"].decode(Int.self),
+            createdAt: try column["created_at"].decode(Double.self),
+            deadlineAt: try column["deadline_at"].decode(Double?.self),
+            idempotencyKey: try column["idempotency_key"].decode(String?.self),
+            requestHash: try column["request_hash"].decode(String?.self),
+            webhookURL: try column["webhook_url"].decode(String?.self))
+        job.state = Job.State(rawValue: try column["state"].decode(String.self)) ?? .failed
+        job.rowsDone = try column["rows_done"].decode(Int.self)
+        job.partial = try column["partial"].decode(ByteBuffer?.self)?.bytes
+        job.result = try column["result"].decode(ByteBuffer?.self)?.bytes
+        job.attempts = try column["attempts"].decode(Int.self)
+        job.lastError = try column["last_error"].decode(String?.self)
+        job.availableAt = try column["available_at"].decode(Double.self)
+        job.leaseOwner = try column["lease_owner"].decode(String?.self)
+        job.leaseExpiresAt = try column["lease_expires_at"].decode(Double?.self)
+        job.updatedAt = try column["updated_at"].decode(Double.self)
+        job.startedAt = try column["started_at"].decode(Double?.self)
+        job.finishedAt = try column["finished_at"].decode(Double?.self)
+        return job
+    }
+}

@@ -1,0 +1,56 @@
+public import FreshlineCore
+internal import PostgresNIO
+
+extension PostgresStore: RequestLogStore {
+    public func append(_ samples: [RequestLogSample]) async throws {
+        guard !samples.isEmpty else { return }
+        // One statement whatever the count: a column array per field, zipped back into rows by UNNEST.
+        try await rows(
+            """
+            INSERT INTO request_log (feature, key_hash, has_request_inputs, source, outcome, latency_seconds,
+                age_seconds, at, sample_rate, computed_at, decision, input_hashes)
+            SELECT * FROM UNNEST(
+                \(samples.map(\.feature)), \(NullableArray(samples.map(\.keyHash))),
+                \(samples.map(\.hasRequestInputs)), \(NullableArray(samples.map { $0.source?.rawValue })),
+                \(samples.map(\.outcome)), \(samples.map(\.latencySeconds)), \(samples.map(\.ageSeconds)),
+                \(samples.map(\.at)), \(samples.map(\.sampleRate)), \(NullableArray(samples.map(\.computedAt))),
+                \(NullableArray(samples.map { $0.decision?.encoded })), \(NullableArray(samples.map(\.encodedInputHashes))))
+            """)
+    }
+
+    public func samples(feature: String, since: Double, until: Double, limit: Int) async throws
+        -> [RequestLogSample]
+    {
+        try await rows(
+            """
+            SELECT feature, key_hash, has_request_inputs, source, outcome, latency_seconds, age_seconds, at,
+                sample_rate, computed_at, decision, input_hashes
+            FROM request_log WHERE feature = \(feature) AND at >= \(since) AND at < \(until)
+            ORDER BY at DESC, id DESC LIMIT \(limit)
+            """
+        ).reversed().map(Self.sample(from:))
+    }
+
+    public func deleteSamples(before: Double) async throws -> Int {
+        try await rows(
+            """
+            WITH deleted AS (DELETE FROM request_log WHERE at < \(before) RETURNING 1)
+            SELECT COUNT(*) FROM deleted
+            """
+        ).first?.decode(Int.self) ?? 0
+    }
+
+    private static func sample(from row: PostgresRow) throws -> RequestLogSample {
+        let (
+            feature, keyHash, hasRequestInputs, source, outcome, latency, age, at, sampleRate, computedAt, decision,
+            inputHashes
+        ) = try row.decode(
+            (String, String?, Bool, String?, String, Double, Double, Double, Double, Double?, String?, String?).self)
+        return RequestLogSample(
+            feature: feature, keyHash: keyHash, hasRequestInputs: hasRequestInputs,
+            source: source.flatMap(PredictionSource.init(rawValue:)), outcome: outcome, latencySeconds: latency,
+            ageSeconds: age, at: at, sampleRate: sampleRate, computedAt: computedAt,
+            decision: decision.flatMap(DecisionValue.init(encoded:)),
+            inputHashes: RequestLogSample.decodeInputHashes(inputHashes))
+    }
+}
