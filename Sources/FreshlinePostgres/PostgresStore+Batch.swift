@@ -443,7 +443,9 @@ extension PostgresStore: BatchStore {
 extension Array where Element == PostgresRow {
     /// The one row a statement returns (`INSERT … RETURNING`, `COUNT(*)`).
     func one(_ function: String = #function) throws -> PostgresRow {
-        guard let row = first else { throw PostgresStoreError.database(function, "a statement returned no row") }
+        guard let row = first else {
+            throw PostgresStoreError.database(operation: function, message: "a statement returned no row")
+        }
         return row
     }
 }

@@ -36,20 +36,25 @@ public final class PostgresStore: Sendable {
 }
 
 extension PostgresStore: Service {
-    /// Runs the connection pool and applies pending migrations (once the server accepts connections); returns when
-    /// the task is cancelled or the service group shuts down gracefully. A server that cannot be reached within the
-    /// start-up timeout (or refuses the URL's credentials or database) and a migration that fails are thrown, and
-    /// every store method waiting for readiness throws the same error.
+    /// Runs the connection pool and applies pending migrations (once the server accepts connections); call it once.
+    /// Returns when the task is cancelled or the service group shuts down gracefully. A server that cannot be reached
+    /// within the start-up timeout (or refuses the URL's credentials or database) and a migration that fails are
+    /// thrown, and every store method waiting for readiness throws the same error.
     public func run() async throws {
         defer { readiness.close(PostgresStoreError.stopped(url: url)) }
         try await withThrowingDiscardingTaskGroup { group in
             await client.start(in: &group)
             do {
-                try await waitForServer()
-                try await migrate()
+                // A shutdown while waiting for the server ends the wait (the pool's run() returns by itself).
+                try await cancelWhenGracefulShutdown {
+                    try await self.waitForServer()
+                    try await self.migrate()
+                }
                 readiness.resolve(.success(()))
                 logger.info("PostgreSQL store ready", metadata: ["url": "\(url)"])
             } catch {
+                // Stopped before it was ready: not a failure (the deferred close tells waiting callers).
+                if Task.isCancelled || Task.isShuttingDownGracefully { return }
                 let failure = Self.storeError(error, "applying migrations")
                 readiness.resolve(.failure(failure))
                 throw failure
@@ -127,12 +132,14 @@ extension PostgresStore {
         switch error {
         case let error as PostgresTransactionError:
             let cause = error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError
-            return cause.map { storeError($0, operation) } ?? PostgresStoreError.database(operation, "\(error)")
+            return cause.map { storeError($0, operation) }
+                ?? PostgresStoreError.database(operation: operation, message: "\(error)")
         case let error as PSQLError:
-            return PostgresStoreError.database(operation, describe(error))
+            return PostgresStoreError.database(operation: operation, message: describe(error))
         case let error as PostgresDecodingError:
             return PostgresStoreError.database(
-                operation, "column \(error.columnName) is not a \(error.targetType) (\(error.postgresType))")
+                operation: operation,
+                message: "column \(error.columnName) is not a \(error.targetType) (\(error.postgresType))")
         default:
             return error
         }
@@ -209,7 +216,7 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible {
     /// The database URL cannot be used; says what is wrong.
     case invalidURL(String)
     /// A statement failed: the store method and the server's (or the client's) message.
-    case database(String, String)
+    case database(operation: String, message: String)
     /// The store's `run()` ended (or was never started and the store was shut down).
     case stopped(url: String)
     /// A snapshot chunk in the database does not decode.
