@@ -4,7 +4,7 @@ SWIFT ?= swift
 APT_PACKAGES := libopenblas-dev curl
 RELEASE_BIN := .build/release/freshline
 
-.PHONY: all deps build release test demo demo-engine bench fixtures proto format lint clean
+.PHONY: all deps build release test demo demo-engine cluster-demo bench fixtures proto format lint clean
 
 all: build
 
@@ -25,10 +25,12 @@ release: deps
 	$(SWIFT) build -c release --product freshline
 
 # The whole test suite: engine unit tests, zoo parity with onnxruntime (committed fixtures), ONNX node tests,
-# serving tests, then the Open Inference Protocol interop test with the real tritonclient (Python venv from PyPI).
+# serving tests, the store behaviour tests on SQLite and on a throwaway PostgreSQL (scripts/with-pg.sh installs and
+# starts Debian's postgresql; FRESHLINE_POSTGRES_URL names your own server instead), the multi-process cluster
+# tests, then the Open Inference Protocol interop test with the real tritonclient (Python venv from PyPI).
 test: deps lint
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build 2>&1 | tee .build/test-output.txt
+	scripts/with-pg.sh $(SWIFT) test --skip-build 2>&1 | tee .build/test-output.txt
 	@scripts/test-summary.sh .build/test-output.txt
 	scripts/interop-test.sh .build/debug/freshline
 
@@ -36,6 +38,11 @@ test: deps lint
 # batch, three minutes of mixed traffic, then the advisor's table and its HTML report (.freshline-demo/).
 demo: release
 	$(RELEASE_BIN) demo
+
+# Two servers and two workers on one throwaway PostgreSQL (docs/cluster.md): a sharded batch run, real-time traffic
+# and async jobs across both servers, and who computed what.
+cluster-demo: release
+	scripts/cluster-demo.sh $(RELEASE_BIN)
 
 # The engine and a small serving tour on the model zoo (inspect, run, time, serve).
 demo-engine: release

@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "FreshlineCore", targets: ["FreshlineCore"]),
         .library(name: "FreshlineEngine", targets: ["FreshlineEngine"]),
         .library(name: "FreshlineStore", targets: ["FreshlineStore"]),
+        .library(name: "FreshlinePostgres", targets: ["FreshlinePostgres"]),
         .library(name: "FreshlineRuntime", targets: ["FreshlineRuntime"]),
         .library(name: "FreshlineHTTP", targets: ["FreshlineHTTP"]),
         .library(name: "FreshlineTesting", targets: ["FreshlineTesting"]),
@@ -33,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
@@ -55,10 +57,21 @@ let package = Package(
             dependencies: ["FreshlineCore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
+        // The same store protocols on PostgreSQL, for several server and worker processes sharing one state.
+        .target(
+            name: "FreshlinePostgres",
+            dependencies: [
+                "FreshlineCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "FreshlineRuntime",
             dependencies: [
-                "FreshlineCore", "FreshlineEngine", "FreshlineStore",
+                "FreshlineCore", "FreshlineEngine", "FreshlineStore", "FreshlinePostgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -111,7 +124,10 @@ let package = Package(
         .testTarget(
             name: "FreshlineServingTests",
             dependencies: [
-                "FreshlineCore", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore", "FreshlineTesting",
+                "FreshlineCore", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore", "FreshlinePostgres",
+                "FreshlineTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -99,7 +99,8 @@ struct BatchRoutes<Context: RequestContext> {
             throw APIError.notFound("no run with id '\(id)'")
         }
         let failures = try await batch.batchStore.failures(runID: id, limit: 100)
-        return JSONResponse.make(Self.json(run, failures: failures))
+        let ranges = try await batch.batchStore.ranges(runID: id)
+        return JSONResponse.make(Self.json(run, failures: failures, ranges: ranges))
     }
 
     private static func limit(_ request: Request) throws -> Int {
@@ -108,7 +109,7 @@ struct BatchRoutes<Context: RequestContext> {
         return n
     }
 
-    static func json(_ run: BatchRun, failures: [RowFailure]?) -> JSONValue {
+    static func json(_ run: BatchRun, failures: [RowFailure]?, ranges: [RunRange]? = nil) -> JSONValue {
         func time(_ t: Double?) -> JSONValue { t.map { .string(Timestamp.rfc3339($0)) } ?? .null }
         var object: [String: JSONValue] = [
             "id": .string(run.id), "feature": .string(run.feature), "trigger": .string(run.trigger.rawValue),
@@ -124,6 +125,19 @@ struct BatchRoutes<Context: RequestContext> {
             "keys": run.keys.map { .integer(Int64($0.count)) } ?? .null,
         ]
         if let total = run.rowsTotal, total > 0 { object["progress"] = .number(Double(run.rowsDone) / Double(total)) }
+        if let ranges {
+            // Which worker computed what: the spread of a run over the processes sharing the store.
+            object["ranges"] = .array(
+                ranges.map { r in
+                    .object([
+                        "index": .integer(Int64(r.index)),
+                        "rows": .array([.integer(Int64(r.rowStart)), .integer(Int64(r.rowEnd))]),
+                        "state": .string(r.state.rawValue), "owner": r.owner.map(JSONValue.string) ?? .null,
+                        "rows_done": .integer(Int64(r.rowsDone)), "leases": .integer(Int64(r.leases)),
+                        "finished_at": time(r.finishedAt),
+                    ])
+                })
+        }
         if let failures {
             object["failures"] = .array(
                 failures.map { f in

@@ -319,6 +319,7 @@ struct FeatureRoutes<Context: RequestContext> {
             "on_stale": .string(batch.onStale.rawValue), "catch_up": .string(batch.catchUp.rawValue),
             "retention": .integer(Int64(batch.retention)), "chunk_rows": .integer(Int64(batch.chunkRows)),
             "threads": .integer(Int64(batch.threads)),
+            "range_rows": batch.rangeRows.map { .integer(Int64($0)) } ?? .null,
         ])
     }
 

@@ -12,11 +12,19 @@ extension PostgresStore: BatchStore {
         try await transaction { tx in
             // One starter per feature at a time: the next one sees this one's run once it commits.
             try await tx.lock("run", run.feature)
-            let running = try await tx.rows(
-                "SELECT * FROM runs WHERE feature = \(run.feature) AND state = 'running'"
-            ).map(Self.run(from:))
-            if let live = running.first(where: { $0.heartbeatAt > liveAfter && !isGone($0.owner) }) {
-                throw BatchStoreError.runInProgress(runID: live.id)
+            // A split run is live whoever is gone (any worker resumes its ranges); one not yet split is live while
+            // its starter is.
+            for row in try await tx.rows(
+                """
+                SELECT *, EXISTS (SELECT 1 FROM run_ranges WHERE run_id = runs.id) AS split FROM runs
+                WHERE feature = \(run.feature) AND state = 'running' ORDER BY seq
+                """)
+            {
+                let running = try Self.run(from: row)
+                let split = try row.makeRandomAccess()["split"].decode(Bool.self)
+                if split || (running.heartbeatAt > liveAfter && !isGone(running.owner)) {
+                    throw BatchStoreError.runInProgress(runID: running.id)
+                }
             }
             if let slot = run.scheduledFor,
                 let taken = try await tx.rows(

@@ -69,6 +69,31 @@ extension SQLiteStore {
     }
 }
 
+extension SQLiteStore {
+    /// A run's ranges (`v7-run-ranges`): the unit of work several workers share.
+    static func registerRangesMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v7-run-ranges") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE run_ranges (
+                        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+                        idx INTEGER NOT NULL,
+                        row_start INTEGER NOT NULL,
+                        row_end INTEGER NOT NULL,
+                        state TEXT NOT NULL,
+                        owner TEXT,
+                        lease_expires_at DOUBLE,
+                        rows_done INTEGER NOT NULL DEFAULT 0,
+                        leases INTEGER NOT NULL DEFAULT 0,
+                        finished_at DOUBLE,
+                        PRIMARY KEY (run_id, idx)
+                    );
+                    CREATE INDEX run_ranges_open ON run_ranges (state, run_id);
+                    """)
+        }
+    }
+}
+
 /// Length-prefixed byte strings (UInt32 little-endian length, then the bytes), the encoding of a chunk's keys
 /// and outputs.
 enum ChunkCodec {
@@ -113,10 +138,27 @@ extension SQLiteStore: BatchStore {
         isGone: @Sendable (String) -> Bool
     ) async throws -> BatchRun {
         try await writer.write { db in
+            // A split run is live whoever is gone (any worker resumes its ranges); one not yet split is live while
+            // its starter is.
+            let split = try Set(
+                String.fetchAll(
+                    db,
+                    sql: """
+                        SELECT DISTINCT runs.id FROM runs JOIN run_ranges ON run_ranges.run_id = runs.id
+                        WHERE runs.feature = ? AND runs.state = 'running'
+                        """,
+                    arguments: [run.feature]))
             if let live = try Self.runningRuns(db, feature: run.feature).first(where: {
-                $0.heartbeatAt > liveAfter && !isGone($0.owner)
+                split.contains($0.id) || ($0.heartbeatAt > liveAfter && !isGone($0.owner))
             }) {
                 throw BatchStoreError.runInProgress(runID: live.id)
+            }
+            if let slot = run.scheduledFor,
+                let taken = try String.fetchOne(
+                    db, sql: "SELECT id FROM runs WHERE feature = ? AND scheduled_for = ? LIMIT 1",
+                    arguments: [run.feature, slot])
+            {
+                throw BatchStoreError.slotTaken(runID: taken)
             }
             let version =
                 try Int.fetchOne(
@@ -147,7 +189,14 @@ extension SQLiteStore: BatchStore {
         -> BatchRun?
     {
         try await writer.read { db in
-            try Self.runningRuns(db, feature: feature).first { $0.heartbeatAt <= liveAfter || isGone($0.owner) }
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM runs WHERE feature = ? AND state = 'running'
+                    AND NOT EXISTS (SELECT 1 FROM run_ranges WHERE run_id = runs.id)
+                    """,
+                arguments: [feature]
+            ).map(Self.run(from:)).first { $0.heartbeatAt <= liveAfter || isGone($0.owner) }
         }
     }
 
@@ -164,22 +213,109 @@ extension SQLiteStore: BatchStore {
         }
     }
 
-    public func appendChunk(
-        runID: String, snapshotID: Int64, chunk: SnapshotChunk, failures: [RowFailure], progress: RunProgress
+    public func heartbeat(runID: String, at: Double) async throws {
+        try await writer.write { db in
+            try db.execute(sql: "UPDATE runs SET heartbeat_at = ? WHERE id = ?", arguments: [at, runID])
+        }
+    }
+
+    public func splitRun(runID: String, rowsTotal: Int, rangeRows: Int, at: Double) async throws -> [RunRange] {
+        try await writer.write { db in
+            guard let run = try Self.fetchRun(db, id: runID) else { throw BatchStoreError.unknownRun(runID) }
+            guard run.state == .running else { throw BatchStoreError.runNotRunning(runID) }
+            let existing = try Self.fetchRanges(db, runID: runID)
+            if !existing.isEmpty { return existing }
+            let ranges = RunRange.split(runID: runID, rowsTotal: rowsTotal, rangeRows: rangeRows)
+            for range in ranges {
+                try db.execute(
+                    sql:
+                        "INSERT INTO run_ranges (run_id, idx, row_start, row_end, state) VALUES (?, ?, ?, ?, 'pending')",
+                    arguments: [runID, range.index, range.rowStart, range.rowEnd])
+            }
+            try db.execute(
+                sql: "UPDATE runs SET rows_total = ?, heartbeat_at = ? WHERE id = ?", arguments: [rowsTotal, at, runID])
+            return ranges
+        }
+    }
+
+    public func leaseRange(
+        features: [String], owner: String, now: Double, leaseSeconds: Double, isGone: @Sendable (String) -> Bool
+    ) async throws -> RangeLease? {
+        guard !features.isEmpty else { return nil }
+        return try await writer.write { db in
+            let marks = Array(repeating: "?", count: features.count).joined(separator: ", ")
+            let arguments = StatementArguments(features)
+            // Open ranges of running runs, oldest run first; a leased one only when its lease ran out or its owner is
+            // gone (checked below, in Swift).
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT r.* FROM run_ranges r JOIN runs ON runs.id = r.run_id
+                    WHERE runs.state = 'running' AND runs.feature IN (\(marks))
+                    AND (r.state = 'pending' OR r.state = 'leased')
+                    ORDER BY runs.started_at, runs.id, r.state = 'leased', r.idx
+                    """,
+                arguments: arguments)
+            for row in rows {
+                let range = Self.range(from: row)
+                if range.state == .leased, let owner = range.owner,
+                    (range.leaseExpiresAt ?? 0) > now && !isGone(owner)
+                {
+                    continue
+                }
+                let taken = range.state == .leased || range.leases > 0
+                try db.execute(
+                    sql: """
+                        UPDATE run_ranges SET state = 'leased', owner = ?, lease_expires_at = ?, leases = leases + 1
+                        WHERE run_id = ? AND idx = ?
+                        """,
+                    arguments: [owner, now + leaseSeconds, range.runID, range.index])
+                try db.execute(
+                    sql: "UPDATE runs SET heartbeat_at = ?, resumes = resumes + ? WHERE id = ?",
+                    arguments: [now, taken ? 1 : 0, range.runID])
+                guard let run = try Self.fetchRun(db, id: range.runID),
+                    let leased = try Self.fetchRange(db, runID: range.runID, index: range.index)
+                else { continue }
+                return RangeLease(run: run, range: leased)
+            }
+            return nil
+        }
+    }
+
+    public func renewRange(runID: String, index: Int, owner: String, now: Double, leaseSeconds: Double) async throws
+        -> Bool
+    {
+        try await writer.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE run_ranges SET lease_expires_at = ?
+                    WHERE run_id = ? AND idx = ? AND owner = ? AND state = 'leased'
+                    AND EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'running')
+                    """,
+                arguments: [now + leaseSeconds, runID, index, owner, runID])
+            guard db.changesCount == 1 else { return false }
+            try db.execute(sql: "UPDATE runs SET heartbeat_at = ? WHERE id = ?", arguments: [now, runID])
+            return true
+        }
+    }
+
+    public func appendRangeChunk(
+        runID: String, index: Int, owner: String, chunk: SnapshotChunk, failures: [RowFailure],
+        progress: RangeProgress
     ) async throws {
         let keys = ChunkCodec.encode(chunk.keys.lazy.map(\.utf8))
         let outputs = ChunkCodec.encode(chunk.outputs)
         try await writer.write { db in
-            let state = try String.fetchOne(db, sql: "SELECT state FROM runs WHERE id = ?", arguments: [runID])
-            guard let state else { throw BatchStoreError.unknownRun(runID) }
-            guard state == BatchRun.State.running.rawValue else { throw BatchStoreError.runNotRunning(runID) }
+            guard let run = try Self.fetchRun(db, id: runID) else { throw BatchStoreError.unknownRun(runID) }
+            guard run.state == .running else { throw BatchStoreError.runNotRunning(runID) }
+            try Self.requireLease(db, runID: runID, index: index, owner: owner)
             if !chunk.keys.isEmpty {
                 try db.execute(
                     sql: """
                         INSERT INTO snapshot_chunks (snapshot_id, chunk_index, row_count, keys, outputs)
                         VALUES (?, ?, ?, ?, ?)
                         """,
-                    arguments: [snapshotID, chunk.index, chunk.keys.count, keys, outputs])
+                    arguments: [run.snapshotID, chunk.index, chunk.keys.count, keys, outputs])
             }
             for failure in failures {
                 try db.execute(
@@ -188,72 +324,93 @@ extension SQLiteStore: BatchStore {
                     arguments: [runID, failure.ordinal, failure.location, failure.key, failure.reason])
             }
             try db.execute(
+                sql: "UPDATE run_ranges SET rows_done = ? WHERE run_id = ? AND idx = ?",
+                arguments: [progress.rangeRowsDone, runID, index])
+            try db.execute(
                 sql: """
-                    UPDATE runs SET rows_done = ?, rows_written = ?, rows_failed = ?, busy_seconds = ?, heartbeat_at = ?
+                    UPDATE runs SET rows_done = rows_done + ?, rows_written = rows_written + ?,
+                        rows_failed = rows_failed + ?, busy_seconds = busy_seconds + ?, heartbeat_at = ?
                     WHERE id = ?
                     """,
                 arguments: [
-                    progress.rowsDone, progress.rowsWritten, progress.rowsFailed, progress.busySeconds,
-                    progress.heartbeatAt, runID,
+                    progress.rowsRead, progress.rowsWritten, progress.rowsFailed, progress.busySeconds, progress.at,
+                    runID,
                 ])
         }
     }
 
-    public func heartbeat(runID: String, at: Double) async throws {
-        try await writer.write { db in
-            try db.execute(sql: "UPDATE runs SET heartbeat_at = ? WHERE id = ?", arguments: [at, runID])
-        }
-    }
-
-    public func setRowsTotal(runID: String, rows: Int) async throws {
-        try await writer.write { db in
-            try db.execute(sql: "UPDATE runs SET rows_total = ? WHERE id = ?", arguments: [rows, runID])
-        }
-    }
-
-    public func publish(runID: String, at: Double, retention: Int) async throws -> SnapshotInfo {
-        let published = try await writer.write { db -> SnapshotInfo in
+    public func completeRange(runID: String, index: Int, owner: String, at: Double, retention: Int) async throws
+        -> RangeCompletion
+    {
+        let completion = try await writer.write { db -> RangeCompletion in
             guard let run = try Self.fetchRun(db, id: runID) else { throw BatchStoreError.unknownRun(runID) }
             guard run.state == .running else { throw BatchStoreError.runNotRunning(runID) }
-            // Count distinct keys over every chunk (later chunks may repeat keys).
-            var keys: Set<[UInt8]> = []
-            let blobs = try Data.fetchAll(
-                db, sql: "SELECT keys FROM snapshot_chunks WHERE snapshot_id = ?", arguments: [run.snapshotID])
-            for blob in blobs { keys.formUnion(try ChunkCodec.decode(blob)) }
+            try Self.requireLease(db, runID: runID, index: index, owner: owner)
             try db.execute(
-                sql: "UPDATE snapshots SET state = 'retired' WHERE feature = ? AND state = 'published'",
-                arguments: [run.feature])
-            try db.execute(
-                sql: """
-                    UPDATE snapshots SET state = 'published', published_at = ?, key_count = ?
-                    WHERE id = ? AND state = 'building'
-                    """,
-                arguments: [at, keys.count, run.snapshotID])
-            guard db.changesCount == 1 else { throw BatchStoreError.runNotRunning(runID) }
-            try db.execute(
-                sql: "UPDATE runs SET state = 'succeeded', finished_at = ?, heartbeat_at = ? WHERE id = ?",
-                arguments: [at, at, runID])
-            guard let info = try Self.fetchSnapshot(db, id: run.snapshotID) else {
-                throw BatchStoreError.unknownRun(runID)
-            }
-            return info
+                sql:
+                    "UPDATE run_ranges SET state = 'done', finished_at = ?, lease_expires_at = NULL WHERE run_id = ? AND idx = ?",
+                arguments: [at, runID, index])
+            let open =
+                try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM run_ranges WHERE run_id = ? AND state <> 'done'",
+                    arguments: [runID]) ?? 0
+            if open > 0 { return .remaining(open) }
+            return .published(try Self.publish(db, run: run, at: at))
         }
-        try await writer.write { db in
-            // Retention: keep the newest `retention` published or retired snapshots; drop the rest's rows.
-            let keep = max(1, retention)
-            let old = try Int64.fetchAll(
-                db,
-                sql: """
-                    SELECT id FROM snapshots WHERE feature = ? AND state IN ('published', 'retired')
-                    ORDER BY version DESC LIMIT -1 OFFSET ?
-                    """,
-                arguments: [published.feature, keep])
-            for id in old {
-                try db.execute(sql: "DELETE FROM snapshot_chunks WHERE snapshot_id = ?", arguments: [id])
-                try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [id])
-            }
+        if case .published(let info) = completion {
+            try await writer.write { db in try Self.applyRetention(db, feature: info.feature, retention: retention) }
         }
-        return published
+        return completion
+    }
+
+    public func ranges(runID: String) async throws -> [RunRange] {
+        try await writer.read { db in try Self.fetchRanges(db, runID: runID) }
+    }
+
+    /// Publishes `run`'s snapshot (the previous one retires) and marks the run succeeded.
+    private static func publish(_ db: Database, run: BatchRun, at: Double) throws -> SnapshotInfo {
+        // Count distinct keys over every chunk (later chunks may repeat keys).
+        var keys: Set<[UInt8]> = []
+        let blobs = try Data.fetchAll(
+            db, sql: "SELECT keys FROM snapshot_chunks WHERE snapshot_id = ?", arguments: [run.snapshotID])
+        for blob in blobs { keys.formUnion(try ChunkCodec.decode(blob)) }
+        try db.execute(
+            sql: "UPDATE snapshots SET state = 'retired' WHERE feature = ? AND state = 'published'",
+            arguments: [run.feature])
+        try db.execute(
+            sql: """
+                UPDATE snapshots SET state = 'published', published_at = ?, key_count = ?
+                WHERE id = ? AND state = 'building'
+                """,
+            arguments: [at, keys.count, run.snapshotID])
+        guard db.changesCount == 1 else { throw BatchStoreError.runNotRunning(run.id) }
+        try db.execute(
+            sql: "UPDATE runs SET state = 'succeeded', finished_at = ?, heartbeat_at = ? WHERE id = ?",
+            arguments: [at, at, run.id])
+        guard let info = try fetchSnapshot(db, id: run.snapshotID) else { throw BatchStoreError.unknownRun(run.id) }
+        return info
+    }
+
+    /// Keeps the newest `retention` published or retired snapshots of `feature`; drops the rest and their rows.
+    private static func applyRetention(_ db: Database, feature: String, retention: Int) throws {
+        let old = try Int64.fetchAll(
+            db,
+            sql: """
+                SELECT id FROM snapshots WHERE feature = ? AND state IN ('published', 'retired')
+                ORDER BY version DESC LIMIT -1 OFFSET ?
+                """,
+            arguments: [feature, max(1, retention)])
+        for id in old {
+            try db.execute(sql: "DELETE FROM snapshot_chunks WHERE snapshot_id = ?", arguments: [id])
+            try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [id])
+        }
+    }
+
+    private static func requireLease(_ db: Database, runID: String, index: Int, owner: String) throws {
+        let holder = try Row.fetchOne(
+            db, sql: "SELECT state, owner FROM run_ranges WHERE run_id = ? AND idx = ?", arguments: [runID, index])
+        guard let holder, holder["state"] == RunRange.State.leased.rawValue, (holder["owner"] as String?) == owner
+        else { throw BatchStoreError.rangeLost(runID: runID, index: index) }
     }
 
     public func endRun(id: String, state: BatchRun.State, error: String, at: Double) async throws {
@@ -314,7 +471,11 @@ extension SQLiteStore: BatchStore {
         try await writer.read { db in
             var result: [SnapshotChunk] = []
             let rows = try Row.fetchCursor(
-                db, sql: "SELECT chunk_index, keys, outputs FROM snapshot_chunks WHERE snapshot_id = ? ORDER BY id",
+                db,
+                sql: """
+                    SELECT chunk_index, keys, outputs FROM snapshot_chunks WHERE snapshot_id = ?
+                    ORDER BY chunk_index, id
+                    """,
                 arguments: [snapshotID])
             while let row = try rows.next() {
                 let keys = try ChunkCodec.decode(row["keys"]).map { String(decoding: $0, as: UTF8.self) }
@@ -335,6 +496,25 @@ extension SQLiteStore: BatchStore {
 
     private static func fetchRun(_ db: Database, id: String) throws -> BatchRun? {
         try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [id]).map(run(from:))
+    }
+
+    private static func fetchRanges(_ db: Database, runID: String) throws -> [RunRange] {
+        try Row.fetchAll(db, sql: "SELECT * FROM run_ranges WHERE run_id = ? ORDER BY idx", arguments: [runID])
+            .map(range(from:))
+    }
+
+    private static func fetchRange(_ db: Database, runID: String, index: Int) throws -> RunRange? {
+        try Row.fetchOne(
+            db, sql: "SELECT * FROM run_ranges WHERE run_id = ? AND idx = ?", arguments: [runID, index]
+        ).map(range(from:))
+    }
+
+    private static func range(from row: Row) -> RunRange {
+        RunRange(
+            runID: row["run_id"], index: row["idx"], rowStart: row["row_start"], rowEnd: row["row_end"],
+            state: RunRange.State(rawValue: row["state"]) ?? .pending, owner: row["owner"],
+            leaseExpiresAt: row["lease_expires_at"], rowsDone: row["rows_done"], leases: row["leases"],
+            finishedAt: row["finished_at"])
     }
 
     private static func fetchSnapshot(_ db: Database, id: Int64) throws -> SnapshotInfo? {

@@ -53,9 +53,9 @@ extension SQLiteStore: WebhookStore {
         }
     }
 
-    public func dueDeliveries(now: Double, limit: Int) async throws -> [WebhookDelivery] {
-        try await writer.read { db in
-            try Row.fetchAll(
+    public func claimDueDeliveries(now: Double, limit: Int, claimSeconds: Double) async throws -> [WebhookDelivery] {
+        try await writer.write { db in
+            let due = try Row.fetchAll(
                 db,
                 sql: """
                     SELECT * FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= ?
@@ -63,6 +63,12 @@ extension SQLiteStore: WebhookStore {
                     """,
                 arguments: [now, limit]
             ).map(Self.delivery(from:))
+            for delivery in due {
+                try db.execute(
+                    sql: "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?",
+                    arguments: [now + claimSeconds, delivery.id])
+            }
+            return due
         }
     }
 

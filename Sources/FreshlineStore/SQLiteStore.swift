@@ -55,6 +55,7 @@ public final class SQLiteStore: Sendable {
                 t.add(column: "input_hashes", .text)
             }
         }
+        registerRangesMigration(&migrator)
         return migrator
     }
 }

@@ -90,8 +90,12 @@ struct AdviseCommand: AsyncParsableCommand {
         }
         let (models, problems) = ServingModel.loadAll(manifest)
         if !problems.isEmpty { throw CLIError(ManifestErrors(problems).description) }
-        let store = try ServingRuntime.openStore(for: manifest)
-        let service = AdviceService(manifest: manifest, models: models, requestLog: store, batchStore: store)
-        return try await service.report(features: feature.map { [$0] }, whatIf: scenarios)
+        let stores = try StoreSet.open(for: manifest, logger: Logger(label: "freshline-advise"))
+        let service = AdviceService(
+            manifest: manifest, models: models, requestLog: stores.requestLog, batchStore: stores.batch)
+        let features = feature.map { [$0] }
+        return try await stores.whileRunning {
+            try await service.report(features: features, whatIf: scenarios)
+        }
     }
 }

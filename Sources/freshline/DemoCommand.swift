@@ -71,12 +71,11 @@ struct DemoCommand: AsyncParsableCommand {
         var logger = Logger(label: "freshline-demo")
         logger.logLevel = .warning
         let registry = PrometheusCollectorRegistry()
-        let store = try ServingRuntime.openStore(for: manifest)
+        let stores = try StoreSet.open(for: manifest, environment: [:], logger: logger)
         let runtime: ServingRuntime
         do {
             runtime = try ServingRuntime(
-                manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry),
-                requestLogStore: store, batchStore: store, jobStore: store, webhookStore: store,
+                manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry), stores: stores,
                 clock: AcceleratedWallClock(speed: speed), logger: logger)
         } catch let errors as ManifestErrors {
             throw CLIError(errors.description)

@@ -2,9 +2,11 @@ import ArgumentParser
 import Foundation
 import FreshlineCore
 import FreshlineRuntime
+import Logging
 
-/// `freshline run FEATURE`: runs a batch feature's precompute now (resuming an interrupted run if there is one)
-/// and publishes its snapshot; a server on the same store picks it up within seconds.
+/// `freshline run FEATURE`: runs a batch feature's precompute now and publishes its snapshot; a server on the same
+/// store picks it up at once (PostgreSQL) or within seconds (SQLite). With a run already in progress it joins it as
+/// one more worker (and takes over an interrupted one).
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
@@ -16,14 +18,23 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let context = try BatchCLI(manifestOption: manifest, feature: feature)
-        var run: BatchRun
-        if let claimed = try await context.runner.claimInterrupted() {
-            run = claimed
-            print("resuming interrupted run \(run.id) at row \(run.rowsDone)")
-        } else {
-            run = try await context.start(trigger: .manual, keys: nil, modelPath: nil)
+        try await context.stores.whileRunning {
+            let runner = context.runner
+            if let claimed = try await runner.claimInterrupted() {
+                print("resuming interrupted run \(claimed.id)")
+                try await context.execute(claimed)
+                return
+            }
+            do {
+                try await context.execute(try await runner.start(trigger: .manual))
+            } catch BatchStoreError.runInProgress(let id) {
+                guard let live = try await runner.store.run(id: id) else { throw CLIError("run \(id) vanished") }
+                print(
+                    "joining run \(id), in progress (\(live.rowsDone) of \(live.rowsTotal.map(String.init) ?? "?") rows)"
+                )
+                try await context.execute(live)
+            }
         }
-        try await context.execute(run)
     }
 }
 
@@ -60,15 +71,17 @@ struct BackfillCommand: AsyncParsableCommand {
         }
         if subset?.isEmpty == true { throw CLIError("no keys given") }
         if let model, !FileManager.default.fileExists(atPath: model) { throw CLIError("\(model): no such file") }
-        let run = try await context.start(
-            trigger: .backfill, keys: subset, modelPath: model.map { URL(fileURLWithPath: $0).path })
-        try await context.execute(run)
+        let modelPath = model.map { URL(fileURLWithPath: $0).path }
+        try await context.stores.whileRunning {
+            try await context.execute(try await context.start(trigger: .backfill, keys: subset, modelPath: modelPath))
+        }
     }
 }
 
 /// What `run` and `backfill` share: loading the manifest and the feature, and executing with progress output.
-struct BatchCLI {
+struct BatchCLI: Sendable {
     let runner: BatchRunner
+    let stores: StoreSet
 
     init(manifestOption: String?, feature: String) throws {
         let path = manifestOption ?? ProcessInfo.processInfo.environment["FRESHLINE_MANIFEST"] ?? "freshline.yaml"
@@ -86,8 +99,13 @@ struct BatchCLI {
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
         guard problems.isEmpty else { throw CLIError(problems.map(\.description).joined(separator: "\n")) }
         guard let model = models[spec.model] else { throw CLIError("\(path): model '\(spec.model)' did not load") }
-        let store = try ServingRuntime.openStore(for: manifest)
-        runner = BatchRunner(feature: spec, model: model.model, manifestPath: manifest.path, store: store, metrics: nil)
+        do { stores = try StoreSet.open(for: manifest, logger: Logger(label: "freshline-run")) } catch let errors
+            as ManifestErrors
+        {
+            throw CLIError(errors.description)
+        }
+        runner = BatchRunner(
+            feature: spec, model: model.model, manifestPath: manifest.path, store: stores.batch, metrics: nil)
     }
 
     func start(trigger: BatchRun.Trigger, keys: [String]?, modelPath: String?) async throws -> BatchRun {

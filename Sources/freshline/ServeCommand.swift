@@ -21,11 +21,18 @@ struct ServeCommand: AsyncParsableCommand {
             discussion: "Only the timestamps the advisor reads are accelerated; deadlines, leases and cron keep "
                 + "real time. Never in production."))
     var clockSpeed: Double?
+    @Option(
+        help: ArgumentHelp(
+            "Batch range workers in this server (default 1).",
+            discussion: "0 leaves batch computation to `freshline worker` processes on the same store; the server "
+                + "still schedules runs and serves their snapshots."))
+    var batchWorkers: Int = 1
 
     func validate() throws {
         if let clockSpeed, !(clockSpeed >= 1 && clockSpeed <= 100_000) {
             throw ValidationError("--clock-speed must be between 1 and 100000")
         }
+        if !(0...64).contains(batchWorkers) { throw ValidationError("--batch-workers must be 0…64") }
     }
 
     func run() async throws {
@@ -37,17 +44,18 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let registry = PrometheusCollectorRegistry()
         let runtime: ServingRuntime
+        let stores: StoreSet
         do {
-            let store = try ServingRuntime.openStore(for: manifest)
+            stores = try StoreSet.open(for: manifest, logger: logger)
             var factory = PrometheusMetricsFactory(registry: registry)
             factory.valueHistogramBuckets["freshline_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
             runtime = try ServingRuntime(
-                manifest: manifest, metricsFactory: factory,
-                requestLogStore: store, batchStore: store, jobStore: store, webhookStore: store,
+                manifest: manifest, metricsFactory: factory, stores: stores, batchWorkers: batchWorkers,
                 clock: clockSpeed.map { AcceleratedWallClock(speed: $0) } ?? SystemWallClock(), logger: logger)
         } catch let errors as ManifestErrors {
             throw CLIError(errors.description)
         }
+        logger.info("store: \(stores.location)")
         if let clockSpeed { logger.warning("the wall clock runs \(clockSpeed)× faster (--clock-speed): a simulation") }
         if manifest.tokens.isEmpty {
             logger.warning("no tokens configured: the API is open to anyone who can reach it")
@@ -56,10 +64,11 @@ struct ServeCommand: AsyncParsableCommand {
             runtime: runtime, registry: registry, host: host ?? manifest.server.host,
             port: port ?? manifest.server.port, logger: logger)
         // Services shut down in reverse order: the HTTP server stops first and finishes its requests, then the
-        // runtime drains its queues.
+        // runtime drains its queues, then the store's connections close.
         let group = ServiceGroup(
             configuration: .init(
-                services: [runtime, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: stores.services + [runtime, app], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         try await group.run()
     }
 }

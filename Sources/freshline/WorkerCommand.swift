@@ -6,19 +6,23 @@ import Metrics
 import ServiceLifecycle
 import UnixSignals
 
-/// `freshline worker FILE`: works on the manifest's async jobs from the shared store, without serving HTTP.
-/// SIGTERM or SIGINT gives unfinished jobs back to the queue and exits.
+/// `freshline worker FILE`: works on the manifest's async jobs and batch run ranges from the shared store, without
+/// serving HTTP. SIGTERM or SIGINT gives unfinished jobs back to the queue and exits (a range in hand stops after its
+/// chunk; its lease runs out and any worker resumes it).
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "worker", abstract: "Work on async jobs from the manifest's store (no HTTP server).")
+        commandName: "worker", abstract: "Work on async jobs and batch ranges from the manifest's store (no HTTP).")
 
     @Argument(help: "The manifest (YAML).") var file: String
     @Option(help: "Jobs worked on at once (default: the manifest's server.job_workers, else 2).") var concurrency: Int?
+    @Option(help: "Batch ranges worked on at once (default 1; each uses the feature's batch.threads).")
+    var batchWorkers: Int = 1
 
     func validate() throws {
         if let concurrency, !(1...256).contains(concurrency) {
             throw ValidationError("--concurrency must be 1…256")
         }
+        if !(0...64).contains(batchWorkers) { throw ValidationError("--batch-workers must be 0…64") }
     }
 
     func run() async throws {
@@ -29,18 +33,20 @@ struct WorkerCommand: AsyncParsableCommand {
             throw CLIError(errors.description)
         }
         let runtime: ServingRuntime
+        let stores: StoreSet
         do {
-            let store = try ServingRuntime.openStore(for: manifest)
+            stores = try StoreSet.open(for: manifest, logger: logger)
             runtime = try ServingRuntime(
-                manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, requestLogStore: nil,
-                jobStore: store, jobWorkers: concurrency ?? max(1, manifest.server.jobWorkers), webhookStore: store,
-                logger: logger)
+                manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, stores: stores, requestLog: false,
+                jobWorkers: concurrency ?? max(1, manifest.server.jobWorkers), batchWorkers: batchWorkers,
+                batchSchedules: false, logger: logger)
         } catch let errors as ManifestErrors {
             throw CLIError(errors.description)
         }
-        logger.info("worker on \(manifest.features.count) features, store \(manifest.store.location)")
+        logger.info("worker on \(manifest.features.count) features, store \(stores.location)")
         let group = ServiceGroup(
-            configuration: .init(services: [runtime], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: stores.services + [runtime], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -105,7 +105,9 @@ struct AdviceSurfaceTests {
         let manifest = try ManifestLoader.load(path: path)
         let runtime = try ServingRuntime(
             manifest: manifest, metricsFactory: NOOPMetricsHandler.instance,
-            requestLogStore: try ServingRuntime.openStore(for: manifest), logger: Logger(label: "test"))
+            requestLogStore: try StoreSet.open(for: manifest, environment: [:], logger: Logger(label: "test"))
+                .requestLog,
+            logger: Logger(label: "test"))
         let server = try #require(runtime.features["churn"])
         let x = JSONValue.array((0..<16).map { .number(Double($0) / 8) })
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -47,7 +47,7 @@ struct BatchCrashTests {
         return String(decoding: out, as: UTF8.self) + String(decoding: err, as: UTF8.self)
     }
 
-    @Test("kill -9 mid-run: the old snapshot stays published, the next run resumes and publishes every row once")
+    @Test("kill -9 mid-run: the old snapshot stays published, the next run joins it and publishes every row once")
     func killDuringRun() async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
             Issue.record("no freshline binary at \(Self.binary): build it (swift build --build-tests) first")
@@ -108,12 +108,13 @@ struct BatchCrashTests {
         #expect(checkpoint % 500 == 0, "checkpoints fall on chunk boundaries")
         #expect(try await store.publishedSnapshot(feature: "churn")?.id == v1.id, "v1 keeps serving")
 
-        // The next run resumes from the checkpoint and publishes.
+        // `freshline run` again joins the interrupted run: the killed worker's range is leased again (its process is
+        // gone) and resumes from its checkpoint; the other ranges follow; the run publishes once.
         let resumed = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
         resumed.waitUntilExit()
         let text = Self.output(resumed)
         #expect(resumed.terminationStatus == 0, "resumed run: \(text)")
-        #expect(text.contains("resuming interrupted run \(interrupted.id) at row \(checkpoint)"))
+        #expect(text.contains("joining run \(interrupted.id), in progress (\(checkpoint) of \(total) rows)"), "\(text)")
         let finished = try #require(try await store.run(id: interrupted.id))
         #expect(finished.state == .succeeded)
         #expect(finished.resumes == 1)

@@ -80,6 +80,20 @@ final class StoreFixture: Sendable {
         return store
     }
 
+    /// Makes a fixture of `kind` (the same as `init`); call `stop()` when done.
+    static func make(_ kind: StoreKind) async throws -> StoreFixture {
+        try await StoreFixture(kind)
+    }
+
+    /// The store as a `BatchStore`.
+    var batch: any BatchStore { store }
+
+    /// A second batch store on the same state: another `PostgresStore` on the same database, or for SQLite (one
+    /// process, one in-memory database) the same store.
+    func secondBatchStore() async throws -> any BatchStore {
+        kind == .postgres ? try secondStore() : store
+    }
+
     /// Stops the stores and drops the database.
     func stop() async {
         let tasks = services.withLock { tasks in

@@ -129,12 +129,14 @@ public struct WebhookSettings: Sendable, Equatable {
     }
 }
 
-/// Webhook deliveries and their attempt log. SQLite now; PostgreSQL later.
+/// Webhook deliveries and their attempt log (SQLite and PostgreSQL, the same behaviour tests).
 public protocol WebhookStore: Sendable {
     /// Adds a pending delivery.
     func enqueue(_ delivery: WebhookDelivery) async throws
-    /// Pending deliveries due at `now`, oldest first.
-    func dueDeliveries(now: Double, limit: Int) async throws -> [WebhookDelivery]
+    /// Claims up to `limit` pending deliveries due at `now`, oldest first: their next attempt moves to
+    /// `now + claimSeconds`, so another dispatcher (another server on the same store) does not send them meanwhile;
+    /// `record` then sets the real next attempt. A dispatcher that dies mid-attempt has it retried after the claim.
+    func claimDueDeliveries(now: Double, limit: Int, claimSeconds: Double) async throws -> [WebhookDelivery]
     /// Records an attempt and the delivery's new state, in one transaction.
     func record(_ delivery: WebhookDelivery, attempt: WebhookAttempt) async throws
     /// A job's deliveries with their attempts, oldest first.

@@ -76,6 +76,8 @@ public struct BatchSpec: Sendable, Equatable {
     public var chunkRows: Int
     /// Threads that run the model during a run (default 2).
     public var threads: Int
+    /// Source rows per range, the unit several workers share (default: whole chunks, about 16 ranges per run).
+    public var rangeRows: Int?
     /// Where the section starts in the manifest.
     public var location: SourceLocation
 

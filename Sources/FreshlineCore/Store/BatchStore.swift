@@ -50,7 +50,9 @@ public struct SnapshotInfo: Sendable, Equatable {
 
 /// One chunk of a snapshot as the runner writes it: keys with their outputs as JSON object bytes.
 public struct SnapshotChunk: Sendable, Equatable {
-    /// The chunk's position in its run (0, 1, 2…); chunks are applied in this order, later keys win.
+    /// The source position of the chunk's first row; chunks are applied in this order, so for a key the source
+    /// holds twice the later row wins, whichever worker wrote which chunk first. (A backfill's copy of the previous
+    /// snapshot is chunk -1.)
     public var index: Int
     /// Entity keys, one per row.
     public var keys: [String]
@@ -102,7 +104,7 @@ public struct BatchRun: Sendable, Equatable {
     public var owner: String
     /// Source rows in all, when known (for progress and ETA).
     public var rowsTotal: Int?
-    /// The checkpoint: source rows read, computed and written (a resumed run skips these).
+    /// Source rows read, computed and written, summed over its ranges (each range keeps its own checkpoint).
     public var rowsDone: Int
     /// Rows written to the snapshot.
     public var rowsWritten: Int
@@ -110,7 +112,8 @@ public struct BatchRun: Sendable, Equatable {
     public var rowsFailed: Int
     /// Seconds spent computing and writing, summed over every attempt (for throughput).
     public var busySeconds: Double
-    /// How many times it was resumed after an interruption.
+    /// How many times it was taken over after an interruption: a range re-leased from a worker that stopped, or the
+    /// run claimed before it was split.
     public var resumes: Int
     /// Why it failed, for failed and canceled runs.
     public var error: String?
@@ -167,24 +170,6 @@ public struct RowFailure: Sendable, Equatable {
     }
 }
 
-/// A chunk's progress, written in the same transaction as the chunk itself: the checkpoint.
-public struct RunProgress: Sendable, Equatable {
-    public var rowsDone: Int
-    public var rowsWritten: Int
-    public var rowsFailed: Int
-    public var busySeconds: Double
-    public var heartbeatAt: Double
-
-    /// Makes a progress record.
-    public init(rowsDone: Int, rowsWritten: Int, rowsFailed: Int, busySeconds: Double, heartbeatAt: Double) {
-        self.rowsDone = rowsDone
-        self.rowsWritten = rowsWritten
-        self.rowsFailed = rowsFailed
-        self.busySeconds = busySeconds
-        self.heartbeatAt = heartbeatAt
-    }
-}
-
 /// Why the store refused a run.
 public enum BatchStoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The feature already has a live run (another process is heart-beating it).
@@ -193,46 +178,72 @@ public enum BatchStoreError: Error, Sendable, Equatable, CustomStringConvertible
     case unknownRun(String)
     /// The run has ended (succeeded, failed or canceled): it can no longer write or publish.
     case runNotRunning(String)
+    /// The schedule slot already has a run (another server's scheduler started it).
+    case slotTaken(runID: String)
+    /// The worker no longer holds the range (its lease ran out and another worker took it): stop writing.
+    case rangeLost(runID: String, index: Int)
 
     public var description: String {
         switch self {
         case .runInProgress(let id): "a run is already in progress (\(id))"
         case .unknownRun(let id): "no run with id \(id)"
         case .runNotRunning(let id): "run \(id) has ended and cannot write or publish"
+        case .slotTaken(let id): "this schedule slot already has a run (\(id))"
+        case .rangeLost(let id, let index): "range \(index) of run \(id) was leased by another worker"
         }
     }
 }
 
-/// Snapshots and runs. SQLite now; PostgreSQL implements the same protocol later. Every method is one
-/// transaction, so a process killed at any moment leaves the previous snapshot published and the last written
-/// chunk's checkpoint consistent with the chunks.
+/// Snapshots, runs and their ranges: SQLite (`SQLiteStore`) and PostgreSQL (`PostgresStore`) implement it, with
+/// the same behaviour tests. Every method is one transaction, so a process killed at any moment leaves the previous
+/// snapshot published and each range's checkpoint consistent with the chunks written for it.
+///
+/// A run's life: `startRun` (one live run per feature; one run per schedule slot) → `splitRun` once the source's
+/// row count is known → workers `leaseRange`, `appendRangeChunk` (fenced by the lease), `completeRange`; the
+/// completion of the last range publishes. A run that was never split (its starter died while counting) is found by
+/// `interruptedRun` and taken over with `claimRun`.
 public protocol BatchStore: Sendable {
     /// Starts a run and its (building) snapshot, unless the feature has a live run — one in state `running`
-    /// whose heartbeat is newer than `liveAfter` and whose owner `isGone` does not know to be dead
-    /// (`BatchStoreError.runInProgress`). A dead run is left for `interruptedRun` to resume. With `copyFrom`, the
-    /// new snapshot starts as a copy of that snapshot's rows (a backfill over a subset).
+    /// that is split (any worker resumes its ranges), or not yet split but whose heartbeat is newer than `liveAfter`
+    /// and whose owner `isGone` does not know to be dead (`BatchStoreError.runInProgress`) — or, for a run with `scheduledFor`, that slot already has a run
+    /// (`BatchStoreError.slotTaken`). With `copyFrom`, the new snapshot starts as a copy of that snapshot's rows (a
+    /// backfill over a subset).
     func startRun(
         _ run: BatchRun, modelVersion: String, inputTime: Double, copyFrom: Int64?, liveAfter: Double,
         isGone: @Sendable (String) -> Bool
     ) async throws -> BatchRun
-    /// A run in state `running` whose owner is gone (heartbeat at or before `liveAfter`, or `isGone` says its
-    /// process ended), which the caller may resume.
+    /// A run in state `running`, not yet split into ranges, whose owner is gone (heartbeat at or before
+    /// `liveAfter`, or `isGone` says its process ended), which the caller may take over.
     func interruptedRun(feature: String, liveAfter: Double, isGone: @Sendable (String) -> Bool) async throws
         -> BatchRun?
     /// Takes over an interrupted run: new owner and heartbeat, `resumes + 1`. Returns the run as claimed, or
     /// `nil` if another process claimed it first.
     func claimRun(id: String, previousOwner: String, owner: String, at: Double) async throws -> BatchRun?
-    /// Writes one chunk, its row failures and the new checkpoint in one transaction.
-    func appendChunk(
-        runID: String, snapshotID: Int64, chunk: SnapshotChunk, failures: [RowFailure], progress: RunProgress
-    ) async throws
-    /// Records a heartbeat without a chunk.
+    /// Records a heartbeat of the run's owner (while it counts the source).
     func heartbeat(runID: String, at: Double) async throws
-    /// Records the total row count once known.
-    func setRowsTotal(runID: String, rows: Int) async throws
-    /// Publishes the run's snapshot (the previous one retires) and marks the run succeeded, in one transaction,
-    /// then deletes the rows of published snapshots beyond the newest `retention`. Returns the published snapshot.
-    func publish(runID: String, at: Double, retention: Int) async throws -> SnapshotInfo
+    /// Records the source's row count and splits the run into ranges of `rangeRows`. A run already split keeps its
+    /// ranges (the call returns them).
+    func splitRun(runID: String, rowsTotal: Int, rangeRows: Int, at: Double) async throws -> [RunRange]
+    /// Leases the first available range (pending; or leased with its lease expired, or its owner gone) of a running
+    /// run of one of `features`, oldest run first, for `leaseSeconds`.
+    func leaseRange(
+        features: [String], owner: String, now: Double, leaseSeconds: Double, isGone: @Sendable (String) -> Bool
+    ) async throws -> RangeLease?
+    /// Extends a range's lease (and the run's heartbeat); `false` when `owner` lost it or the run ended.
+    func renewRange(runID: String, index: Int, owner: String, now: Double, leaseSeconds: Double) async throws -> Bool
+    /// Writes one chunk of a leased range, its row failures, the range's checkpoint and the run's totals in one
+    /// transaction; `BatchStoreError.rangeLost` when `owner` no longer holds the range.
+    func appendRangeChunk(
+        runID: String, index: Int, owner: String, chunk: SnapshotChunk, failures: [RowFailure],
+        progress: RangeProgress
+    ) async throws
+    /// Marks a leased range done. When it was the run's last open range, publishes the run's snapshot (the previous
+    /// one retires) and marks the run succeeded in the same transaction, then deletes the rows of published
+    /// snapshots beyond the newest `retention`.
+    func completeRange(runID: String, index: Int, owner: String, at: Double, retention: Int) async throws
+        -> RangeCompletion
+    /// A run's ranges, in order.
+    func ranges(runID: String) async throws -> [RunRange]
     /// Ends a run without publishing (`failed` or `canceled`); its snapshot is abandoned and its rows deleted.
     func endRun(id: String, state: BatchRun.State, error: String, at: Double) async throws
     /// One run.
@@ -245,6 +256,6 @@ public protocol BatchStore: Sendable {
     func publishedSnapshot(feature: String) async throws -> SnapshotInfo?
     /// A feature's snapshots (every state), newest first.
     func snapshots(feature: String, limit: Int) async throws -> [SnapshotInfo]
-    /// Reads a snapshot's chunks in order.
+    /// Reads a snapshot's chunks in order (by chunk index, then by write order).
     func chunks(snapshotID: Int64) async throws -> [SnapshotChunk]
 }

@@ -1,12 +1,15 @@
 internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
-internal import NIOPosix
+public import NIOPosix
+internal import Synchronization
 
-/// Runs a batch feature's precompute: reads the entity source in chunks, runs the model over each chunk on
-/// `batch.threads` threads, writes each chunk with its checkpoint in one store transaction, and publishes the
-/// snapshot when the source is exhausted. A run interrupted at any moment (even `kill -9`) resumes from its last
-/// checkpoint, and until it publishes the previous snapshot keeps serving.
+/// Runs a batch feature's precompute. A run is started (one live run per feature), its source counted and split
+/// into ranges of rows; then any worker process on the same store leases ranges, reads each range's rows in chunks,
+/// runs the model over each chunk on `batch.threads` threads and writes the chunk with the range's checkpoint in one
+/// store transaction; the worker completing the last range publishes the snapshot. A range whose worker dies (even
+/// `kill -9`) is leased again and resumes from its checkpoint; until the run publishes, the previous snapshot keeps
+/// serving.
 public final class BatchRunner: Sendable {
     /// The feature it runs.
     public let feature: FeatureSpec
@@ -19,10 +22,13 @@ public final class BatchRunner: Sendable {
 
     /// The wall clock a run's input time (its answers' `computed_at`) is read from; leases use the system clock.
     let clock: any WallClock
-    /// How long a run may go without a heartbeat before another process may take it over.
+    /// How long a run may go without a heartbeat (while it is counted and split) before another process takes it
+    /// over.
     public static let lease: Double = 60
-    /// How often a running run records a heartbeat while a chunk computes.
-    static let heartbeatInterval: Duration = .seconds(10)
+    /// How long a range lease lasts without renewal; a worker renews it every third of that while it computes.
+    public static let rangeLease: Double = 30
+    /// Models of backfills with another model file, loaded once per file.
+    private let otherModels = Mutex<[String: Model]>([:])
 
     /// A runner for `feature` (which must have a batch section) over `model`.
     public init(
@@ -39,23 +45,26 @@ public final class BatchRunner: Sendable {
         self.metrics = metrics
     }
 
-    /// What a run reports after each chunk.
+    /// What a worker reports after each chunk.
     public struct Report: Sendable {
+        /// The run's totals as this worker last wrote them (other workers' chunks included up to then).
         public var run: BatchRun
-        /// Rows per second over this attempt's busy time.
+        /// Rows per second over this worker's busy time on the run.
         public var rowsPerSecond: Double
         /// Seconds left at that rate, when the total is known.
         public var secondsLeft: Double?
     }
 
-    /// Starts a new run, refusing (`BatchStoreError.runInProgress`) while another is live. A run over a key
-    /// subset starts from a copy of the published snapshot, so keys outside the subset keep their values.
+    /// Starts a new run, refusing (`BatchStoreError.runInProgress`) while another is live, or
+    /// (`BatchStoreError.slotTaken`) when the schedule slot already has one. A run over a key subset starts from a
+    /// copy of the published snapshot, so keys outside the subset keep their values. The run still has to be
+    /// `split` before workers can take its ranges.
     public func start(
         trigger: BatchRun.Trigger, scheduledFor: Double? = nil, keys: [String]? = nil, modelPath: String? = nil
     ) async throws -> BatchRun {
         let now = Clock.unixNow
         var modelVersion = model.metadata.version
-        if let modelPath { modelVersion = try Model(contentsOf: URL(fileURLWithPath: modelPath)).metadata.version }
+        if let modelPath { modelVersion = try self.model(at: modelPath).metadata.version }
         let copyFrom = keys == nil ? nil : try await store.publishedSnapshot(feature: feature.name)?.id
         let run = BatchRun(
             id: RandomID.make("run_"), feature: feature.name, trigger: trigger, snapshotID: 0,
@@ -66,7 +75,7 @@ public final class BatchRunner: Sendable {
             isGone: RunOwner.isGone)
     }
 
-    /// Claims the feature's interrupted run, if there is one, for `execute`.
+    /// Claims the feature's interrupted run (started, never split, its owner gone), if there is one, for `split`.
     public func claimInterrupted() async throws -> BatchRun? {
         let now = Clock.unixNow
         guard
@@ -76,64 +85,174 @@ public final class BatchRunner: Sendable {
         return try await store.claimRun(id: run.id, previousOwner: run.owner, owner: RunOwner.current, at: now)
     }
 
-    /// Runs `run` (started or claimed by this process) to the end and publishes its snapshot. On an error that
-    /// is not about one row the run ends `failed`; on task cancellation (shutdown) it stops after the chunk in
-    /// hand and stays resumable.
-    public func execute(_ run: BatchRun, report: (@Sendable (Report) -> Void)? = nil) async throws -> SnapshotInfo {
-        let pool = NIOThreadPool(numberOfThreads: max(1, batch.threads))
-        pool.start()
+    /// Counts the run's source rows and splits the run into ranges (`batch.range_rows`, else about 16 ranges of
+    /// whole chunks). A source that cannot be read ends the run `failed`.
+    public func split(_ run: BatchRun) async throws -> BatchRun {
+        let (source, manifestPath) = (batch.source, manifestPath)
+        let total: Int
         do {
-            let snapshot = try await withThrowingTaskGroup(of: SnapshotInfo?.self) { group in
+            total = try await withThrowingTaskGroup(of: Int?.self) { group in
                 group.addTask { [store] in
+                    // Counting a large source can take a while: keep the run's heartbeat fresh meanwhile.
                     while true {
-                        try await Task.sleep(for: Self.heartbeatInterval)
+                        try await Task.sleep(for: .seconds(10))
                         try? await store.heartbeat(runID: run.id, at: Clock.unixNow)
                     }
                 }
-                group.addTask { try await self.chunks(run, pool: pool, report: report) }
+                group.addTask {
+                    try await Task.detached { try EntitySources.count(source, manifestPath: manifestPath) }.value
+                }
                 defer { group.cancelAll() }
                 while let result = try await group.next() {
-                    if let snapshot = result { return snapshot }
+                    if let total = result { return total }
                 }
                 throw CancellationError()
             }
-            try? await pool.shutdownGracefully()
-            metrics?.runFinished(feature: feature.name, outcome: "succeeded")
-            return snapshot
         } catch is CancellationError {
-            try? await pool.shutdownGracefully()
             throw CancellationError()
         } catch {
-            try? await pool.shutdownGracefully()
             metrics?.runFinished(feature: feature.name, outcome: "failed")
             try? await store.endRun(id: run.id, state: .failed, error: "\(error)", at: Clock.unixNow)
             throw error
         }
+        let rangeRows =
+            batch.rangeRows ?? RunRange.defaultRangeRows(rowsTotal: total, chunkRows: batch.chunkRows)
+        _ = try await store.splitRun(runID: run.id, rowsTotal: total, rangeRows: rangeRows, at: Clock.unixNow)
+        return try await store.run(id: run.id) ?? run
     }
 
-    private func chunks(_ run: BatchRun, pool: NIOThreadPool, report: (@Sendable (Report) -> Void)?) async throws
-        -> SnapshotInfo
-    {
-        let model = try run.modelPath.map { try Model(contentsOf: URL(fileURLWithPath: $0)) } ?? self.model
+    /// Runs `run` to the end from this process: splits it if it is not yet split, works on its ranges (and any
+    /// other open range of this feature) until none is left to lease, then waits for ranges other workers hold.
+    /// Returns the published snapshot. On an error that is not about one row the run ends `failed`; on task
+    /// cancellation (shutdown) it stops after the chunk in hand and stays resumable.
+    public func execute(_ run: BatchRun, report: (@Sendable (Report) -> Void)? = nil) async throws -> SnapshotInfo {
+        var run = run
+        if try await store.ranges(runID: run.id).isEmpty { run = try await split(run) }
+        let pool = NIOThreadPool(numberOfThreads: max(1, batch.threads))
+        pool.start()
+        defer { Task { try? await pool.shutdownGracefully() } }
+        let tally = WorkerTally()
+        while true {
+            try Task.checkCancellation()
+            guard
+                let lease = try await store.leaseRange(
+                    features: [feature.name], owner: RunOwner.current, now: Clock.unixNow,
+                    leaseSeconds: Self.rangeLease, isGone: RunOwner.isGone)
+            else { break }
+            if case .published(let snapshot) = try await process(lease, pool: pool, tally: tally, report: report),
+                lease.run.id == run.id
+            {
+                return snapshot
+            }
+        }
+        // Nothing left to lease: other workers hold the rest of this run's ranges. Wait for them.
+        while true {
+            guard let current = try await store.run(id: run.id) else { throw BatchStoreError.unknownRun(run.id) }
+            switch current.state {
+            case .succeeded:
+                if let snapshot = try await store.snapshots(feature: feature.name, limit: 50).first(where: {
+                    $0.id == current.snapshotID
+                }) {
+                    return snapshot
+                }
+                throw BatchStoreError.unknownRun(run.id)
+            case .failed, .canceled:
+                throw BatchRunFailed(runID: run.id, reason: current.error ?? current.state.rawValue)
+            case .running:
+                // A range whose worker died becomes leasable again: take it rather than wait.
+                if let lease = try await store.leaseRange(
+                    features: [feature.name], owner: RunOwner.current, now: Clock.unixNow,
+                    leaseSeconds: Self.rangeLease, isGone: RunOwner.isGone)
+                {
+                    if case .published(let snapshot) = try await process(
+                        lease, pool: pool, tally: tally, report: report),
+                        lease.run.id == run.id
+                    {
+                        return snapshot
+                    }
+                } else {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        }
+    }
+
+    /// Computes one leased range chunk by chunk from its checkpoint, renewing the lease meanwhile, then completes
+    /// it (publishing when it was the run's last). An error that is not about one row ends the run `failed`; a lost
+    /// lease (`BatchStoreError.rangeLost`) and cancellation leave the range to be leased again.
+    public func process(
+        _ lease: RangeLease, pool: NIOThreadPool, tally: WorkerTally = WorkerTally(),
+        report: (@Sendable (Report) -> Void)? = nil
+    ) async throws -> RangeCompletion {
+        let (store, runID, index, owner) = (store, lease.run.id, lease.range.index, RunOwner.current)
+        do {
+            let completion = try await withThrowingTaskGroup(of: RangeCompletion?.self) { group in
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: .seconds(Self.rangeLease / 3))
+                        let held = try await store.renewRange(
+                            runID: runID, index: index, owner: owner, now: Clock.unixNow, leaseSeconds: Self.rangeLease)
+                        if !held { throw BatchStoreError.rangeLost(runID: runID, index: index) }
+                    }
+                }
+                group.addTask {
+                    try await self.chunks(lease, pool: pool, tally: tally, report: report)
+                    return try await store.completeRange(
+                        runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: self.batch.retention)
+                }
+                defer { group.cancelAll() }
+                while let result = try await group.next() {
+                    if let completion = result { return completion }
+                }
+                throw CancellationError()
+            }
+            if case .published = completion { metrics?.runFinished(feature: feature.name, outcome: "succeeded") }
+            return completion
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch let error as BatchStoreError {
+            switch error {
+            case .rangeLost, .runNotRunning: throw error
+            default: break
+            }
+            try? await store.endRun(id: runID, state: .failed, error: "\(error)", at: Clock.unixNow)
+            metrics?.runFinished(feature: feature.name, outcome: "failed")
+            throw error
+        } catch {
+            try? await store.endRun(id: runID, state: .failed, error: "\(error)", at: Clock.unixNow)
+            metrics?.runFinished(feature: feature.name, outcome: "failed")
+            throw error
+        }
+    }
+
+    /// The model at `path` (a backfill with another model file), loaded once.
+    private func model(at path: String) throws -> Model {
+        if let model = otherModels.withLock({ $0[path] }) { return model }
+        let model = try Model(contentsOf: URL(fileURLWithPath: path))
+        otherModels.withLock { $0[path] = model }
+        return model
+    }
+
+    /// Reads, computes and writes a range's rows after its checkpoint.
+    private func chunks(
+        _ lease: RangeLease, pool: NIOThreadPool, tally: WorkerTally, report: (@Sendable (Report) -> Void)?
+    ) async throws {
+        let run = lease.run
+        let range = lease.range
+        let model = try run.modelPath.map { try self.model(at: $0) } ?? self.model
         let mapper = EntityRowMapper(batch: batch, model: model)
         let source = batch.source
         let manifestPath = manifestPath
-        var run = run
-        if run.rowsTotal == nil {
-            let total = try await pool.runIfActive { try EntitySources.count(source, manifestPath: manifestPath) }
-            try await store.setRowsTotal(runID: run.id, rows: total)
-            run.rowsTotal = total
-        }
-        let skipping = run.rowsDone
+        var position = range.rowStart + range.rowsDone
+        guard position < range.rowEnd else { return }
+        let start = position
         let reader = try await pool.runIfActive {
-            ReaderBox(try EntitySources.open(source, manifestPath: manifestPath, skipping: skipping))
+            ReaderBox(try EntitySources.open(source, manifestPath: manifestPath, skipping: start))
         }
         let keySet = run.keys.map(Set.init)
         let selected = feature.outputs
         let threads = max(1, batch.threads)
-        var chunkIndex = run.rowsDone / max(1, batch.chunkRows)
-        var attemptRows = 0
-        var attemptBusy = 0.0
+        var totals = run
         // CSV sources whose inputs are numeric columns take the columnar path (cells parsed from the mapped
         // bytes straight into tensors); everything else reads records of named fields.
         let columnar = (reader.reader as? CSVEntityReader).flatMap {
@@ -142,26 +261,40 @@ public final class BatchRunner: Sendable {
         var readAhead: Task<CSVRawChunk, any Error>?
         defer { readAhead?.cancel() }
         var pendingWrite: Task<Void, any Error>?
-        while true {
+        var readPosition = position
+        func nextRead() -> Int { min(batch.chunkRows, range.rowEnd - readPosition) }
+        while position < range.rowEnd {
             try Task.checkCancellation()
             let started = ContinuousClock.now
             var parts: [ChunkPart?] = []
             let rowsRead: Int
             if let plan = columnar {
-                // The next chunk is scanned while this one computes (read-ahead of one chunk).
-                let raw = try await (readAhead ?? readRaw(reader, pool: pool)).value
-                readAhead = raw.rows == 0 ? nil : readRaw(reader, pool: pool)
+                // The next chunk is scanned while this one computes (read-ahead of one chunk, within the range).
+                let raw: CSVRawChunk
+                if let readAhead {
+                    raw = try await readAhead.value
+                } else {
+                    let rows = nextRead()
+                    readPosition += rows
+                    raw = try await readRaw(reader, rows: rows, pool: pool).value
+                }
+                readAhead = nil
+                if raw.rows > 0 && readPosition < range.rowEnd {
+                    let rows = nextRead()
+                    readPosition += rows
+                    readAhead = readRaw(reader, rows: rows, pool: pool)
+                }
                 rowsRead = raw.rows
                 if rowsRead == 0 { break }
                 let sliceSize = (raw.rows + threads - 1) / threads
                 let ranges = stride(from: 0, to: raw.rows, by: sliceSize).map { $0..<min(raw.rows, $0 + sliceSize) }
                 parts = [ChunkPart?](repeating: nil, count: ranges.count)
                 try await withThrowingTaskGroup(of: (Int, ChunkPart).self) { group in
-                    for (index, range) in ranges.enumerated() {
+                    for (index, slice) in ranges.enumerated() {
                         group.addTask {
                             let part = try await pool.runIfActive {
                                 Self.computeColumnar(
-                                    raw, range: range, plan: plan, mapper: mapper, model: model, keys: keySet,
+                                    raw, range: slice, plan: plan, mapper: mapper, model: model, keys: keySet,
                                     outputs: selected)
                             }
                             return (index, part)
@@ -170,7 +303,8 @@ public final class BatchRunner: Sendable {
                     for try await (index, part) in group { parts[index] = part }
                 }
             } else {
-                let records = try await pool.runIfActive { try reader.reader.next(maxRows: self.batch.chunkRows) }
+                let wanted = min(batch.chunkRows, range.rowEnd - position)
+                let records = try await pool.runIfActive { try reader.reader.next(maxRows: wanted) }
                 rowsRead = records.count
                 if records.isEmpty { break }
                 // Split the chunk into one slice per thread and compute the slices in parallel.
@@ -200,47 +334,44 @@ public final class BatchRunner: Sendable {
                 failures += part.failures
             }
             let busy = (ContinuousClock.now - started).seconds
-            run.rowsDone += rowsRead
-            run.rowsWritten += keys.count
-            run.rowsFailed += failures.count
-            run.busySeconds += busy
-            run.heartbeatAt = Clock.unixNow
+            let chunk = SnapshotChunk(index: position, keys: keys, outputs: outputs)
+            position += rowsRead
+            let progress = RangeProgress(
+                rangeRowsDone: position - range.rowStart, rowsRead: rowsRead, rowsWritten: keys.count,
+                rowsFailed: failures.count, busySeconds: busy, at: Clock.unixNow)
             // The chunk and its checkpoint are written while the next chunk computes; writes stay in order.
             try await pendingWrite?.value
-            let chunk = SnapshotChunk(index: chunkIndex, keys: keys, outputs: outputs)
-            let progress = RunProgress(
-                rowsDone: run.rowsDone, rowsWritten: run.rowsWritten, rowsFailed: run.rowsFailed,
-                busySeconds: run.busySeconds, heartbeatAt: run.heartbeatAt)
-            let (store, runID, snapshotID, rowFailures) = (self.store, run.id, run.snapshotID, failures)
+            let (store, rowFailures) = (self.store, failures)
             pendingWrite = Task {
-                try await store.appendChunk(
-                    runID: runID, snapshotID: snapshotID, chunk: chunk, failures: rowFailures, progress: progress)
+                try await store.appendRangeChunk(
+                    runID: run.id, index: range.index, owner: RunOwner.current, chunk: chunk, failures: rowFailures,
+                    progress: progress)
             }
-            chunkIndex += 1
-            attemptRows += rowsRead
-            attemptBusy += (ContinuousClock.now - started).seconds
+            totals.rowsDone += rowsRead
+            totals.rowsWritten += keys.count
+            totals.rowsFailed += failures.count
+            totals.busySeconds += busy
             metrics?.runRows(feature: feature.name, rows: keys.count, failed: failures.count)
+            let rate = tally.add(rows: rowsRead, seconds: (ContinuousClock.now - started).seconds)
             if let report {
-                let rate = attemptBusy > 0 ? Double(attemptRows) / attemptBusy : 0
-                let left = run.rowsTotal.map { max(0, $0 - run.rowsDone) }
+                let left = totals.rowsTotal.map { max(0, $0 - totals.rowsDone) }
                 report(
-                    Report(run: run, rowsPerSecond: rate, secondsLeft: left.map { rate > 0 ? Double($0) / rate : 0 }))
+                    Report(run: totals, rowsPerSecond: rate, secondsLeft: left.map { rate > 0 ? Double($0) / rate : 0 })
+                )
             }
         }
         try await pendingWrite?.value
         try Task.checkCancellation()
-        return try await store.publish(runID: run.id, at: Clock.unixNow, retention: batch.retention)
     }
 
     /// Scans the next raw CSV chunk on the runner's pool.
-    private func readRaw(_ reader: ReaderBox, pool: NIOThreadPool) -> Task<CSVRawChunk, any Error> {
-        let chunkRows = batch.chunkRows
-        return Task {
+    private func readRaw(_ reader: ReaderBox, rows: Int, pool: NIOThreadPool) -> Task<CSVRawChunk, any Error> {
+        Task {
             try await pool.runIfActive {
                 guard let csv = reader.reader as? CSVEntityReader else {
                     throw EntitySourceError(message: "internal: the columnar path needs a CSV reader")
                 }
-                return try csv.nextRaw(maxRows: chunkRows)
+                return try csv.nextRaw(maxRows: rows)
             }
         }
     }
@@ -315,6 +446,29 @@ public final class BatchRunner: Sendable {
         return part
     }
 
+}
+
+/// A run failed while this process waited for other workers' ranges.
+public struct BatchRunFailed: Error, CustomStringConvertible {
+    public var runID: String
+    public var reason: String
+    public var description: String { "run \(runID) failed: \(reason)" }
+}
+
+/// One worker's rows and busy seconds over the ranges it computed, for its rate in progress reports.
+public final class WorkerTally: Sendable {
+    private let totals = Mutex((rows: 0, seconds: 0.0))
+
+    public init() {}
+
+    /// Adds a chunk; returns rows per second so far.
+    func add(rows: Int, seconds: Double) -> Double {
+        totals.withLock {
+            $0.rows += rows
+            $0.seconds += seconds
+            return $0.seconds > 0 ? Double($0.rows) / $0.seconds : 0
+        }
+    }
 }
 
 /// Holds a source reader across the runner's thread hops; only one thread uses it at a time.

@@ -1,34 +1,49 @@
 public import FreshlineCore
 internal import Logging
+internal import NIOPosix
 internal import Synchronization
 
-/// The batch pattern inside a server: keeps each batch feature's published snapshot loaded (polling the store,
-/// so a run published by another process — `freshline run` — is picked up within `pollInterval`), resumes runs
-/// interrupted by a crash, runs the cron schedules, and starts runs on request (`POST /v1/features/{name}/runs`).
+/// The batch pattern inside a process: keeps each batch feature's published snapshot loaded (swapped at once when
+/// the store announces a publish — PostgreSQL `NOTIFY` — and polled as a backstop, so a run published by another
+/// process is picked up), runs the cron schedules, starts runs on request (`POST /v1/features/{name}/runs`), and
+/// works on run ranges: every process with range workers leases ranges of any running run of its features, so
+/// several workers share one run and a range whose worker died is taken over.
 ///
-/// Scheduling: one run at a time per feature (the store refuses a second live run). Catch-up after downtime:
-/// with `catch_up: once` (default), when the latest slot at or before start-up has no run started at or after it,
-/// one run starts at once for all the slots missed; with `skip`, the next slot is waited for.
+/// Scheduling: one run at a time per feature, one run per schedule slot across every server on the store (the
+/// store refuses a second). Catch-up after downtime: with `catch_up: once` (default), when the latest slot at or
+/// before start-up has no run started at or after it, one run starts at once for all the slots missed; with
+/// `skip`, the next slot is waited for.
 public final class BatchService: Sendable {
     /// The runners, by feature name.
     public let runners: [String: BatchRunner]
     private let servers: [String: FeatureServer]
     private let store: any BatchStore
+    private let events: (any StoreEventSource)?
     private let logger: Logger
     private let pollInterval: Duration
-    private let executions = Mutex<[String: Task<Void, Never>]>([:])
+    /// Range workers in this process (0: this process schedules and serves, others compute).
+    let workers: Int
+    /// Whether this process runs the schedules (servers do; `freshline worker` does not).
+    let schedules: Bool
+    private let signals = Signals()
+    private static let rangesSignal = "ranges"
+    private let splits = Mutex<[String: Task<Void, Never>]>([:])
     private let loaded = Mutex(false)
 
     /// Whether the published snapshots were loaded once at start-up (readiness waits for it).
     public var snapshotsLoaded: Bool { loaded.withLock { $0 } }
 
     init(
-        runners: [String: BatchRunner], servers: [String: FeatureServer], store: any BatchStore, logger: Logger,
+        runners: [String: BatchRunner], servers: [String: FeatureServer], store: any BatchStore,
+        events: (any StoreEventSource)?, workers: Int, schedules: Bool, logger: Logger,
         pollInterval: Duration = .seconds(2)
     ) {
         self.runners = runners
         self.servers = servers
         self.store = store
+        self.events = events
+        self.workers = max(0, workers)
+        self.schedules = schedules
         self.logger = logger
         self.pollInterval = pollInterval
     }
@@ -36,33 +51,33 @@ public final class BatchService: Sendable {
     /// The store runs and snapshots live in.
     public var batchStore: any BatchStore { store }
 
-    /// Starts a run now and executes it in the background; returns the run as started.
+    /// Starts a run now, then counts and splits it in the background (the range workers of every process on the
+    /// store pick its ranges up); returns the run as started.
     public func trigger(
         feature: String, trigger: BatchRun.Trigger = .manual, scheduledFor: Double? = nil, keys: [String]? = nil,
         modelPath: String? = nil
     ) async throws -> BatchRun {
         guard let runner = runners[feature] else { throw BatchStoreError.unknownRun("feature \(feature)") }
         let run = try await runner.start(trigger: trigger, scheduledFor: scheduledFor, keys: keys, modelPath: modelPath)
-        spawn(run, runner)
+        logger.info("batch run \(run.id) for \(run.feature) started (\(run.trigger.rawValue))")
+        split(run, runner)
         return run
     }
 
-    private func spawn(_ run: BatchRun, _ runner: BatchRunner) {
-        let task = Task { [logger] in
-            logger.info("batch run \(run.id) for \(run.feature) started (\(run.trigger.rawValue))")
+    private func split(_ run: BatchRun, _ runner: BatchRunner) {
+        let task = Task { [logger, signals] in
             do {
-                let snapshot = try await runner.execute(run)
-                logger.info(
-                    "batch run \(run.id) published \(run.feature) v\(snapshot.version) (\(snapshot.keyCount) keys)")
-                await refresh(feature: run.feature)
+                let split = try await runner.split(run)
+                logger.info("batch run \(run.id): \(split.rowsTotal ?? 0) rows to compute")
+                signals.fire(Self.rangesSignal)
             } catch is CancellationError {
-                logger.info("batch run \(run.id) stopped by shutdown; the next start resumes it")
+                logger.info("batch run \(run.id) stopped by shutdown before its split; the next start resumes it")
             } catch {
                 logger.error("batch run \(run.id) for \(run.feature) failed: \(error)")
             }
-            _ = executions.withLock { $0.removeValue(forKey: run.id) }
+            _ = splits.withLock { $0.removeValue(forKey: run.id) }
         }
-        executions.withLock { $0[run.id] = task }
+        splits.withLock { $0[run.id] = task }
     }
 
     /// Loads the feature's published snapshot if it is not the one being served.
@@ -83,24 +98,22 @@ public final class BatchService: Sendable {
         }
     }
 
-    /// Runs until cancelled: loads snapshots, resumes interrupted runs, runs schedules, polls for publishes.
+    /// Runs until cancelled: loads snapshots, works on ranges, runs schedules, follows publishes.
     func run() async {
         for feature in runners.keys.sorted() { await refresh(feature: feature) }
         loaded.withLock { $0 = true }
-        for (_, runner) in runners.sorted(by: { $0.key < $1.key }) {
-            do {
-                if let run = try await runner.claimInterrupted() {
-                    logger.info("resuming interrupted batch run \(run.id) for \(run.feature) at row \(run.rowsDone)")
-                    spawn(run, runner)
-                }
-            } catch {
-                logger.error("cannot resume the interrupted run of \(runner.feature.name): \(error)")
-            }
-        }
         await withDiscardingTaskGroup { group in
-            for runner in runners.values {
-                guard let schedule = runner.feature.batch?.schedule else { continue }
-                group.addTask { await self.schedule(runner, schedule) }
+            for index in 0..<workers {
+                group.addTask { await self.work(index) }
+            }
+            if schedules {
+                for runner in runners.values {
+                    guard let schedule = runner.feature.batch?.schedule else { continue }
+                    group.addTask { await self.schedule(runner, schedule) }
+                }
+            }
+            if let events {
+                group.addTask { await self.follow(events) }
             }
             group.addTask {
                 while !Task.isCancelled {
@@ -109,10 +122,81 @@ public final class BatchService: Sendable {
                 }
             }
         }
-        // Cancelled (shutdown): stop the runs in hand after their current chunk; they stay resumable.
-        let tasks = executions.withLock { Array($0.values) }
+        // Cancelled (shutdown): splits in hand stop; ranges in hand stopped after their current chunk (their lease
+        // runs out and any worker resumes them from the checkpoint).
+        let tasks = splits.withLock { Array($0.values) }
         for task in tasks { task.cancel() }
         for task in tasks { await task.value }
+    }
+
+    /// One range worker: leases a range of any running run of this process's features, computes it, repeats;
+    /// when there is none, takes over runs whose starter died before splitting them, then waits for a wake-up.
+    private func work(_ index: Int) async {
+        let threads = runners.values.map { max(1, $0.feature.batch?.threads ?? 1) }.max() ?? 1
+        let pool = NIOThreadPool(numberOfThreads: threads)
+        pool.start()
+        let features = runners.keys.sorted()
+        while !Task.isCancelled {
+            let ticket = signals.register(Self.rangesSignal)
+            do {
+                if let lease = try await store.leaseRange(
+                    features: features, owner: RunOwner.current, now: Clock.unixNow,
+                    leaseSeconds: BatchRunner.rangeLease, isGone: RunOwner.isGone),
+                    let runner = runners[lease.run.feature]
+                {
+                    signals.discard(ticket)
+                    logger.info(
+                        "batch run \(lease.run.id): range \(lease.range.index) (rows \(lease.range.rowStart)..<\(lease.range.rowEnd)) on worker \(index)"
+                    )
+                    if case .published(let snapshot) = try await runner.process(lease, pool: pool) {
+                        logger.info(
+                            "batch run \(lease.run.id) published \(snapshot.feature) v\(snapshot.version) (\(snapshot.keyCount) keys)"
+                        )
+                        await refresh(feature: snapshot.feature)
+                    }
+                    continue
+                }
+                if index == 0 {
+                    for runner in runners.values {
+                        if let run = try await runner.claimInterrupted() {
+                            logger.info("taking over batch run \(run.id) for \(run.feature): its starter stopped")
+                            _ = try await runner.split(run)
+                            signals.fire(Self.rangesSignal)
+                        }
+                    }
+                }
+            } catch is CancellationError {
+                signals.discard(ticket)
+                break
+            } catch let error as BatchStoreError {
+                logger.warning("batch worker \(index): \(error)")
+            } catch {
+                logger.error("batch worker \(index): \(error)")
+            }
+            await signals.wait(ticket, timeout: .seconds(1))
+        }
+        try? await pool.shutdownGracefully()
+    }
+
+    /// Follows the store's announcements: swaps snapshots published by other processes at once, wakes idle range
+    /// workers when ranges appear.
+    private func follow(_ events: any StoreEventSource) async {
+        while !Task.isCancelled {
+            do {
+                try await events.listen { event in
+                    switch event {
+                    case .snapshotPublished(let feature): await self.refresh(feature: feature)
+                    case .rangesAvailable: self.signals.fire(Self.rangesSignal)
+                    case .jobsQueued: break
+                    }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("store events: \(error); listening again")
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
     }
 
     private func schedule(_ runner: BatchRunner, _ schedule: CronSchedule) async {
@@ -145,7 +229,7 @@ public final class BatchService: Sendable {
         do {
             _ = try await self.trigger(feature: runner.feature.name, trigger: trigger, scheduledFor: slot)
         } catch let error as BatchStoreError {
-            logger.warning("\(runner.feature.name): scheduled run skipped: \(error)")
+            logger.info("\(runner.feature.name): scheduled run not started here: \(error)")
         } catch {
             logger.error("\(runner.feature.name): scheduled run could not start: \(error)")
         }

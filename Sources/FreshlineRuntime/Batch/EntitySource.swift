@@ -22,6 +22,20 @@ public struct RowReadError: Error, Sendable {
 public protocol EntityReader: AnyObject {
     /// The next rows, at most `maxRows`; empty at the end.
     func next(maxRows: Int) throws -> [EntityRecord]
+    /// Moves past the next `rows` rows without building them; returns how many it passed (fewer at the end).
+    func skip(rows: Int) throws -> Int
+}
+
+extension EntityReader {
+    public func skip(rows: Int) throws -> Int {
+        var skipped = 0
+        while skipped < rows {
+            let batch = try next(maxRows: min(65_536, rows - skipped))
+            if batch.isEmpty { break }
+            skipped += batch.count
+        }
+        return skipped
+    }
 }
 
 /// Why a source cannot be read at all (the run fails with this message).
@@ -50,12 +64,7 @@ public enum EntitySources {
         case .sql(_, let query): reader = try SQLEntityReader(path: path, query: query, offset: skipping)
         }
         if case .sql = source { return reader }
-        var skipped = 0
-        while skipped < skipping {
-            let rows = try reader.next(maxRows: min(65_536, skipping - skipped))
-            if rows.isEmpty { break }
-            skipped += rows.count
-        }
+        _ = try reader.skip(rows: skipping)
         return reader
     }
 
@@ -137,6 +146,18 @@ final class CSVEntityReader: EntityReader {
             records.append(EntityRecord(ordinal: ordinal, location: location, fields: .success(fields)))
         }
         return records
+    }
+
+    /// Scans past rows without decoding their cells (a range that starts deep in the file).
+    func skip(rows: Int) throws -> Int {
+        var skipped = 0
+        while skipped < rows {
+            guard try CSVScanner.record(data, &offset, &line, file: name, into: &scratch) else { break }
+            if scratch.isBlank { continue }
+            ordinal += 1
+            skipped += 1
+        }
+        return skipped
     }
 
     /// The next rows as byte ranges (the columnar path); empty at the end.

@@ -20,19 +20,25 @@ public final class JobService: Sendable {
     public let webhooks: WebhookDispatcher?
     private let signals = Signals()
     private static let queueSignal = "queue"
+    /// Announcements from other processes on a shared store (jobs queued there wake the idle workers here).
+    private let events: (any StoreEventSource)?
 
+    /// Idle workers poll every `idlePoll`; on a store that announces submissions (PostgreSQL `NOTIFY`) they wait on
+    /// the announcement and poll once a second as a backstop.
     init(
-        servers: [String: FeatureServer], store: any JobStore, pool: ComputePool, metrics: ServingMetrics,
-        logger: Logger, workers: Int, webhooks: WebhookDispatcher?, idlePoll: Duration = .milliseconds(50)
+        servers: [String: FeatureServer], store: any JobStore, events: (any StoreEventSource)? = nil,
+        pool: ComputePool, metrics: ServingMetrics, logger: Logger, workers: Int, webhooks: WebhookDispatcher?,
+        idlePoll: Duration? = nil
     ) {
         self.webhooks = webhooks
         self.servers = servers
+        self.events = events
         self.store = store
         self.pool = pool
         self.metrics = metrics
         self.logger = logger
         self.workers = workers
-        self.idlePoll = idlePoll
+        self.idlePoll = idlePoll ?? (events == nil ? .milliseconds(50) : .seconds(1))
     }
 
     private var policies: [String: JobPolicy] { servers.mapValues(\.spec.jobs) }
@@ -112,6 +118,9 @@ public final class JobService: Sendable {
             for index in 0..<max(0, workers) {
                 group.addTask { await self.workLoop(owner: "\(RunOwner.current)/w\(index)") }
             }
+            if let events, workers > 0 {
+                group.addTask { await self.follow(events) }
+            }
             group.addTask {
                 // The sweeper: queued jobs past their deadline expire even when no worker looks at them.
                 while !Task.isCancelled {
@@ -119,6 +128,24 @@ public final class JobService: Sendable {
                     await self.updateQueueFigures()
                     try? await Task.sleep(for: self.sweepInterval)
                 }
+            }
+        }
+    }
+
+    /// Wakes idle workers when another process queues a job.
+    private func follow(_ events: any StoreEventSource) async {
+        while !Task.isCancelled {
+            do {
+                try await events.listen { event in
+                    if case .jobsQueued(let feature) = event, self.servers[feature] != nil {
+                        self.signals.fire(Self.queueSignal)
+                    }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("store events: \(error); listening again")
+                try? await Task.sleep(for: .seconds(1))
             }
         }
     }
@@ -205,7 +232,10 @@ public final class JobService: Sendable {
                 guard progressed != nil, extended != nil else { return }
             }
         }
-        let result = JSONValue.object(["feature": .string(job.feature), "results": .array(results)]).serialized()
+        // `worker`: which process (host:pid/worker) computed the result, when several share the queue.
+        let result = JSONValue.object([
+            "feature": .string(job.feature), "worker": .string(owner), "results": .array(results),
+        ]).serialized()
         if case .recorded(let done)? = try? await store.complete(id: job.id, result: result, now: Clock.unixNow) {
             // Time to completion: from submission to the recorded result (queueing and retries included).
             metrics.jobFinished(

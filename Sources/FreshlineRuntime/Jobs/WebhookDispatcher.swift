@@ -76,7 +76,12 @@ public final class WebhookDispatcher: Sendable {
     /// Delivers due events until cancelled.
     func run() async {
         while !Task.isCancelled {
-            let due = (try? await store.dueDeliveries(now: Clock.unixNow, limit: 32)) ?? []
+            // Claimed for as long as sending them one after another can take, so another server's dispatcher on the
+            // same store leaves them alone.
+            let limit = 8
+            let claim = Double(limit) * settings.timeout.seconds + 30
+            let due =
+                (try? await store.claimDueDeliveries(now: Clock.unixNow, limit: limit, claimSeconds: claim)) ?? []
             for delivery in due { await attempt(delivery) }
             if due.isEmpty { try? await Task.sleep(for: poll) }
         }

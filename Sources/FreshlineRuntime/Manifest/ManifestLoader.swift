@@ -302,7 +302,7 @@ private struct Reader {
     mutating func batch(_ node: Node, _ keyPath: String, featureKey: String?) -> BatchSpec? {
         let allowed: Set<String> = [
             "schedule", "source", "key_column", "columns", "cold_start", "on_stale", "catch_up", "retention",
-            "chunk_rows", "threads",
+            "chunk_rows", "threads", "range_rows",
         ]
         guard let items = entries(node, keyPath, allowed: allowed) else { return nil }
         var spec = BatchSpec(
@@ -339,6 +339,7 @@ private struct Reader {
             case "retention": spec.retention = int(value, path, range: 1...1000) ?? spec.retention
             case "chunk_rows": spec.chunkRows = int(value, path, range: 1...1_000_000) ?? spec.chunkRows
             case "threads": spec.threads = int(value, path, range: 1...64) ?? spec.threads
+            case "range_rows": spec.rangeRows = int(value, path, range: 1...1_000_000_000) ?? spec.rangeRows
             default: break
             }
         }

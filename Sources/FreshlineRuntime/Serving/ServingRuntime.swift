@@ -2,7 +2,7 @@ public import CoreMetrics
 internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
-public import FreshlineStore
+internal import FreshlineStore
 public import Logging
 public import ServiceLifecycle
 internal import Synchronization
@@ -32,7 +32,8 @@ public final class ServingRuntime: Service {
     public init(
         manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?,
         batchStore: (any BatchStore)? = nil, jobStore: (any JobStore)? = nil, jobWorkers: Int? = nil,
-        webhookStore: (any WebhookStore)? = nil, clock: any WallClock = SystemWallClock(), logger: Logger
+        webhookStore: (any WebhookStore)? = nil, storeEvents: (any StoreEventSource)? = nil, batchWorkers: Int = 1,
+        batchSchedules: Bool = true, clock: any WallClock = SystemWallClock(), logger: Logger
     ) throws {
         self.clock = clock
         let (models, loadErrors) = ServingModel.loadAll(manifest)
@@ -75,11 +76,14 @@ public final class ServingRuntime: Service {
         }
         batch =
             runners.isEmpty || batchStore == nil
-            ? nil : BatchService(runners: runners, servers: features, store: batchStore!, logger: logger)
+            ? nil
+            : BatchService(
+                runners: runners, servers: features, store: batchStore!, events: storeEvents, workers: batchWorkers,
+                schedules: batchSchedules, logger: logger)
         let (pool, metrics) = (self.pool, self.metrics)
         jobs = jobStore.map { jobStore in
             JobService(
-                servers: features, store: jobStore, pool: pool, metrics: metrics, logger: logger,
+                servers: features, store: jobStore, events: storeEvents, pool: pool, metrics: metrics, logger: logger,
                 workers: jobWorkers ?? manifest.server.jobWorkers,
                 webhooks: webhookStore.map {
                     WebhookDispatcher(
@@ -95,19 +99,18 @@ public final class ServingRuntime: Service {
         return features.values.compactMap(\.snapshotProblem).sorted()
     }
 
-    /// Opens the store the manifest names (an SQLite file, relative to the manifest's folder).
-    public static func openStore(for manifest: Manifest) throws -> SQLiteStore {
-        let location = manifest.store.location
-        guard !location.hasPrefix("postgres://"), !location.hasPrefix("postgresql://") else {
-            throw ManifestErrors([
-                ManifestError(
-                    SourceLocation(file: manifest.path, line: 0, keyPath: "store"),
-                    "PostgreSQL is not supported by this version yet")
-            ])
-        }
-        let base = URL(fileURLWithPath: manifest.path).deletingLastPathComponent()
-        let path = location.hasPrefix("/") ? location : base.appendingPathComponent(location).path
-        return try SQLiteStore(path: path)
+    /// Makes the runtime over one set of stores (`StoreSet.open`): the request log, batch, jobs and webhooks all
+    /// live there.
+    public convenience init(
+        manifest: Manifest, metricsFactory: any MetricsFactory, stores: StoreSet, requestLog: Bool = true,
+        jobWorkers: Int? = nil, batchWorkers: Int = 1, batchSchedules: Bool = true,
+        clock: any WallClock = SystemWallClock(), logger: Logger
+    ) throws {
+        try self.init(
+            manifest: manifest, metricsFactory: metricsFactory, requestLogStore: requestLog ? stores.requestLog : nil,
+            batchStore: stores.batch, jobStore: stores.jobs, jobWorkers: jobWorkers, webhookStore: stores.webhooks,
+            storeEvents: stores.events, batchWorkers: batchWorkers, batchSchedules: batchSchedules, clock: clock,
+            logger: logger)
     }
 
     /// Whether the runtime is accepting work (readiness).

@@ -1,0 +1,84 @@
+internal import Foundation
+public import FreshlineCore
+internal import FreshlinePostgres
+public import FreshlineStore
+public import Logging
+public import ServiceLifecycle
+
+/// The stores a process works with, chosen by the manifest's `store:` — an SQLite file (the embedded default,
+/// relative to the manifest's folder) or a `postgres://` URL — or by `FRESHLINE_STORE`, which overrides it.
+public struct StoreSet: Sendable {
+    public let batch: any BatchStore
+    public let jobs: any JobStore
+    public let webhooks: any WebhookStore
+    public let requestLog: any RequestLogStore
+    /// Cross-process announcements (PostgreSQL); `nil` for SQLite.
+    public let events: (any StoreEventSource)?
+    /// What must run alongside the process for the store to work (PostgreSQL's connection pool); `nil` for SQLite.
+    public let service: (any Service)?
+    /// Where the store is, for logs (passwords redacted).
+    public let location: String
+
+    /// The embedded SQLite store.
+    public init(sqlite store: SQLiteStore, location: String) {
+        batch = store
+        jobs = store
+        webhooks = store
+        requestLog = store
+        events = nil
+        service = nil
+        self.location = location
+    }
+
+    /// A shared store that announces changes and runs as a service (PostgreSQL).
+    public init(
+        shared store: some BatchStore & JobStore & WebhookStore & RequestLogStore & StoreEventSource & Service,
+        location: String
+    ) {
+        batch = store
+        jobs = store
+        webhooks = store
+        requestLog = store
+        events = store
+        service = store
+        self.location = location
+    }
+
+    /// Whether `location` names a PostgreSQL database.
+    public static func isPostgres(_ location: String) -> Bool {
+        location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
+    }
+
+    /// Opens the store `FRESHLINE_STORE` or else the manifest names (`environment`: the process's by default).
+    public static func open(
+        for manifest: Manifest, environment: [String: String]? = nil, logger: Logger
+    ) throws -> StoreSet {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        let override = environment["FRESHLINE_STORE"].flatMap { $0.isEmpty ? nil : $0 }
+        let location = override ?? manifest.store.location
+        if isPostgres(location) {
+            throw ManifestErrors([
+                ManifestError(
+                    SourceLocation(
+                        file: override == nil ? manifest.path : "FRESHLINE_STORE", line: 0, keyPath: "store"),
+                    "PostgreSQL: the store is landing (placeholder)")
+            ])
+        }
+        let base = URL(fileURLWithPath: manifest.path).deletingLastPathComponent()
+        let path = location.hasPrefix("/") ? location : base.appendingPathComponent(location).path
+        return StoreSet(sqlite: try SQLiteStore(path: path), location: path)
+    }
+}
+
+extension StoreSet {
+    /// The services a process runs for this store, before its own (services start in order and stop in reverse).
+    public var services: [any Service] { service.map { [$0] } ?? [] }
+
+    /// Runs `body` with the store's service running (for commands that are not services themselves).
+    public func whileRunning<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        guard let service else { return try await body() }
+        let task = Task { try await service.run() }
+        defer { task.cancel() }
+        return try await body()
+    }
+}
