@@ -146,18 +146,22 @@ extension PostgresStore: BatchStore {
                     Self.isAvailable(range, now: now, isGone: isGone)
                 else { continue }
                 let taken = range.state == .leased || range.leases > 0
+                // The run row is not locked by the candidate query: it may have ended since (then try the next).
+                guard
+                    let run = try await tx.rows(
+                        """
+                        UPDATE runs SET heartbeat_at = \(now), resumes = resumes + \(taken ? 1 : 0)
+                        WHERE id = \(range.runID) AND state = 'running'
+                        RETURNING *
+                        """
+                    ).first
+                else { continue }
                 let leased = try await tx.rows(
                     """
                     UPDATE run_ranges SET state = 'leased', owner = \(owner), lease_expires_at = \(now + leaseSeconds),
                         leases = leases + 1
                     WHERE run_id = \(range.runID) AND idx = \(range.index)
                     RETURNING *
-                    """
-                ).one()
-                let run = try await tx.rows(
-                    """
-                    UPDATE runs SET heartbeat_at = \(now), resumes = resumes + \(taken ? 1 : 0)
-                    WHERE id = \(range.runID) RETURNING *
                     """
                 ).one()
                 return RangeLease(run: try Self.run(from: run), range: try Self.range(from: leased))
@@ -223,14 +227,18 @@ extension PostgresStore: BatchStore {
             try await tx.rows(
                 "UPDATE run_ranges SET rows_done = \(progress.rangeRowsDone) WHERE run_id = \(runID) AND idx = \(index)"
             )
-            try await tx.rows(
+            // The run was read without a lock: if it ended since (endRun), this finds it ended and the whole write
+            // rolls back, so no chunk outlives its abandoned snapshot's cleanup.
+            let updated = try await tx.rows(
                 """
                 UPDATE runs SET rows_done = rows_done + \(progress.rowsRead),
                     rows_written = rows_written + \(progress.rowsWritten),
                     rows_failed = rows_failed + \(progress.rowsFailed),
                     busy_seconds = busy_seconds + \(progress.busySeconds), heartbeat_at = \(progress.at)
-                WHERE id = \(runID)
+                WHERE id = \(runID) AND state = 'running'
+                RETURNING id
                 """)
+            guard !updated.isEmpty else { throw BatchStoreError.runNotRunning(runID) }
         }
     }
 
