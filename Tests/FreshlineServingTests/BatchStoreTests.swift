@@ -159,6 +159,14 @@ struct BatchStoreTests {
         #expect(try await store.snapshots(feature: Self.feature, limit: 10).count == 1)
         // Other features are not blocked.
         _ = try await Self.start(store, Self.newRun("run_fraud", feature: "fraud", at: 1030))
+        // A split run stays live even when its starter is gone and its heartbeat old: its ranges are any worker's.
+        let fraud = try #require(try await store.runs(feature: "fraud", limit: 1).first)
+        _ = try await store.splitRun(runID: fraud.id, rowsTotal: 10, rangeRows: 5, at: 1031)
+        await #expect(throws: BatchStoreError.runInProgress(runID: fraud.id)) {
+            _ = try await store.startRun(
+                Self.newRun("run_fraud_2", feature: "fraud", at: 9000), modelVersion: "mv", inputTime: 9000,
+                copyFrom: nil, liveAfter: 8940, isGone: { _ in true })
+        }
         // Once the live run ends, a new run may start.
         try await store.endRun(id: live.id, state: .canceled, error: "stopped", at: 1200)
         let next = try await Self.start(store, Self.newRun("run_next", at: 1210))
@@ -844,7 +852,7 @@ struct BatchStoreTests {
     )
     func racingWorkers(kind: StoreKind) async throws {
         let fixture = try await StoreFixture.make(kind)
-        let second = try await fixture.secondBatchStore()
+        let second = try fixture.secondBatchStore()
         let stores: [any BatchStore] = [fixture.batch, second]
         let run = try await Self.start(fixture.batch, Self.newRun("run_1", at: 1000))
         _ = try await fixture.batch.splitRun(runID: run.id, rowsTotal: 400, rangeRows: 10, at: 1000)

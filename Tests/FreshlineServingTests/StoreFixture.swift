@@ -80,20 +80,6 @@ final class StoreFixture: Sendable {
         return store
     }
 
-    /// Makes a fixture of `kind` (the same as `init`); call `stop()` when done.
-    static func make(_ kind: StoreKind) async throws -> StoreFixture {
-        try await StoreFixture(kind)
-    }
-
-    /// The store as a `BatchStore`.
-    var batch: any BatchStore { store }
-
-    /// A second batch store on the same state: another `PostgresStore` on the same database, or for SQLite (one
-    /// process, one in-memory database) the same store.
-    func secondBatchStore() async throws -> any BatchStore {
-        kind == .postgres ? try secondStore() : store
-    }
-
     /// Stops the stores and drops the database.
     func stop() async {
         let tasks = services.withLock { tasks in
@@ -127,5 +113,19 @@ final class StoreFixture: Sendable {
     private func start(_ store: PostgresStore) {
         let task = Task { try await store.run() }
         services.withLock { $0.append(task) }
+    }
+}
+
+extension StoreFixture {
+    /// Makes a fixture (the batch store tests' spelling).
+    static func make(_ kind: StoreKind) async throws -> StoreFixture { try await StoreFixture(kind) }
+
+    /// The store as a `BatchStore`.
+    var batch: any BatchStore { store }
+
+    /// Another process's view of the same store: a second `PostgresStore` on the database; for SQLite in memory,
+    /// the same store (one process).
+    func secondBatchStore() throws -> any BatchStore {
+        kind == .postgres ? try secondStore() : store
     }
 }

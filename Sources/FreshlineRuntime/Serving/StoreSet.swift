@@ -57,12 +57,16 @@ public struct StoreSet: Sendable {
         let override = environment["FRESHLINE_STORE"].flatMap { $0.isEmpty ? nil : $0 }
         let location = override ?? manifest.store.location
         if isPostgres(location) {
-            throw ManifestErrors([
-                ManifestError(
-                    SourceLocation(
-                        file: override == nil ? manifest.path : "FRESHLINE_STORE", line: 0, keyPath: "store"),
-                    "PostgreSQL: the store is landing (placeholder)")
-            ])
+            let store: PostgresStore
+            do { store = try PostgresStore(url: location, logger: logger) } catch {
+                throw ManifestErrors([
+                    ManifestError(
+                        SourceLocation(
+                            file: override == nil ? manifest.path : "FRESHLINE_STORE", line: 0, keyPath: "store"),
+                        "\(error)")
+                ])
+            }
+            return StoreSet(shared: store, location: store.url)
         }
         let base = URL(fileURLWithPath: manifest.path).deletingLastPathComponent()
         let path = location.hasPrefix("/") ? location : base.appendingPathComponent(location).path
