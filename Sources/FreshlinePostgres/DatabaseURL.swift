@@ -67,6 +67,20 @@ struct DatabaseURL: Equatable {
         return configuration
     }
 
+    /// The configuration of a single connection outside the pool (the start-up probe).
+    func connectionConfiguration() throws -> PostgresConnection.Configuration {
+        let tlsMode: PostgresConnection.Configuration.TLS =
+            switch tls {
+            case .disable: .disable
+            case .prefer: .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            case .require: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+        var configuration = PostgresConnection.Configuration(
+            host: host, port: port, username: user, password: password, database: database, tls: tlsMode)
+        configuration.options.connectTimeout = .seconds(10)
+        return configuration
+    }
+
     /// The URL (password included).
     var text: String { format(password: password.map(Self.percentEncoded)) }
 

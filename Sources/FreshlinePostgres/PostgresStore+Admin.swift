@@ -46,7 +46,7 @@ extension PostgresStore {
         let client = PostgresClient(configuration: location.clientConfiguration, backgroundLogger: logger)
         do {
             try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { await client.run() }
+                await client.start(in: &group)
                 defer { group.cancelAll() }
                 try await body(client)
             }

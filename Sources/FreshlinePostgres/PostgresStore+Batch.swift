@@ -14,16 +14,17 @@ extension PostgresStore: BatchStore {
             try await tx.lock("run", run.feature)
             // A split run is live whoever is gone (any worker resumes its ranges); one not yet split is live while
             // its starter is.
-            let running = try await tx.rows(
+            for row in try await tx.rows(
                 """
-                SELECT runs.*, EXISTS (SELECT 1 FROM run_ranges WHERE run_id = runs.id) AS split
-                FROM runs WHERE feature = \(run.feature) AND state = 'running'
-                """
-            ).map { (run: try Self.run(from: $0), split: try $0.makeRandomAccess()["split"].decode(Bool.self)) }
-            if let live = running.first(where: {
-                $0.split || ($0.run.heartbeatAt > liveAfter && !isGone($0.run.owner))
-            }) {
-                throw BatchStoreError.runInProgress(runID: live.run.id)
+                SELECT *, EXISTS (SELECT 1 FROM run_ranges WHERE run_id = runs.id) AS split FROM runs
+                WHERE feature = \(run.feature) AND state = 'running' ORDER BY seq
+                """)
+            {
+                let running = try Self.run(from: row)
+                let split = try row.makeRandomAccess()["split"].decode(Bool.self)
+                if split || (running.heartbeatAt > liveAfter && !isGone(running.owner)) {
+                    throw BatchStoreError.runInProgress(runID: running.id)
+                }
             }
             if let slot = run.scheduledFor,
                 let taken = try await tx.rows(
@@ -145,18 +146,22 @@ extension PostgresStore: BatchStore {
                     Self.isAvailable(range, now: now, isGone: isGone)
                 else { continue }
                 let taken = range.state == .leased || range.leases > 0
+                // The run row is not locked by the candidate query: it may have ended since (then try the next).
+                guard
+                    let run = try await tx.rows(
+                        """
+                        UPDATE runs SET heartbeat_at = \(now), resumes = resumes + \(taken ? 1 : 0)
+                        WHERE id = \(range.runID) AND state = 'running'
+                        RETURNING *
+                        """
+                    ).first
+                else { continue }
                 let leased = try await tx.rows(
                     """
                     UPDATE run_ranges SET state = 'leased', owner = \(owner), lease_expires_at = \(now + leaseSeconds),
                         leases = leases + 1
                     WHERE run_id = \(range.runID) AND idx = \(range.index)
                     RETURNING *
-                    """
-                ).one()
-                let run = try await tx.rows(
-                    """
-                    UPDATE runs SET heartbeat_at = \(now), resumes = resumes + \(taken ? 1 : 0)
-                    WHERE id = \(range.runID) RETURNING *
                     """
                 ).one()
                 return RangeLease(run: try Self.run(from: run), range: try Self.range(from: leased))
@@ -222,14 +227,18 @@ extension PostgresStore: BatchStore {
             try await tx.rows(
                 "UPDATE run_ranges SET rows_done = \(progress.rangeRowsDone) WHERE run_id = \(runID) AND idx = \(index)"
             )
-            try await tx.rows(
+            // The run was read without a lock: if it ended since (endRun), this finds it ended and the whole write
+            // rolls back, so no chunk outlives its abandoned snapshot's cleanup.
+            let updated = try await tx.rows(
                 """
                 UPDATE runs SET rows_done = rows_done + \(progress.rowsRead),
                     rows_written = rows_written + \(progress.rowsWritten),
                     rows_failed = rows_failed + \(progress.rowsFailed),
                     busy_seconds = busy_seconds + \(progress.busySeconds), heartbeat_at = \(progress.at)
-                WHERE id = \(runID)
+                WHERE id = \(runID) AND state = 'running'
+                RETURNING id
                 """)
+            guard !updated.isEmpty else { throw BatchStoreError.runNotRunning(runID) }
         }
     }
 
@@ -450,7 +459,9 @@ extension PostgresStore: BatchStore {
 extension Array where Element == PostgresRow {
     /// The one row a statement returns (`INSERT … RETURNING`, `COUNT(*)`).
     func one(_ function: String = #function) throws -> PostgresRow {
-        guard let row = first else { throw PostgresStoreError.database(function, "a statement returned no row") }
+        guard let row = first else {
+            throw PostgresStoreError.database(operation: function, message: "a statement returned no row")
+        }
         return row
     }
 }

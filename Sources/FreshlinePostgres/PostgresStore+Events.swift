@@ -7,8 +7,13 @@ extension PostgresStore: StoreEventSource {
 
     public func listen(_ handler: @escaping @Sendable (StoreEvent) async -> Void) async throws {
         while !Task.isCancelled {
-            // A store that failed its migrations or stopped throws here.
-            try await readiness.wait()
+            do {
+                try await readiness.wait()
+            } catch {
+                // A store that failed to start or has stopped throws here.
+                if Task.isCancelled { return }
+                throw error
+            }
             do {
                 // A connection of its own for as long as it listens; the sequence ends when the task is cancelled
                 // and throws when the connection is lost.

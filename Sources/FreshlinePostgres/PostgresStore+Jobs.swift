@@ -30,7 +30,8 @@ extension PostgresStore: JobStore {
                 ).first.map(Self.job(from:))
             else {
                 // Only the idempotency index is a conflict target, so a skipped insert means the key exists.
-                throw PostgresStoreError.database(#function, "the job conflicting on its Idempotency-Key vanished")
+                throw PostgresStoreError.database(
+                    operation: #function, message: "the job conflicting on its Idempotency-Key vanished")
             }
             guard existing.requestHash == job.requestHash else {
                 throw JobStoreError.idempotencyConflict(jobID: existing.id)

@@ -17,37 +17,78 @@ public final class PostgresStore: Sendable {
     /// The database URL with its password redacted, for logs.
     public let url: String
 
+    let location: DatabaseURL
+    let startupTimeout: Duration
     let client: PostgresClient
     let logger: Logger
     let readiness = Readiness()
 
     /// Makes a store for `url`: `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`
     /// (or `postgresql://`). Without `sslmode`, TLS is off for a loopback host and preferred otherwise. Nothing
-    /// connects until `run()`.
-    public init(url: String, logger: Logger) throws {
-        let location = try DatabaseURL(url)
+    /// connects until `run()`, which waits up to `startupTimeout` for a server that does not accept connections yet.
+    public init(url: String, logger: Logger, startupTimeout: Duration = .seconds(60)) throws {
+        location = try DatabaseURL(url)
         self.url = location.redacted
         self.logger = logger
+        self.startupTimeout = startupTimeout
         client = PostgresClient(configuration: location.clientConfiguration, backgroundLogger: logger)
     }
 }
 
 extension PostgresStore: Service {
-    /// Runs the connection pool and applies pending migrations (once the pool runs); returns when the task is
-    /// cancelled or the service group shuts down gracefully. A migration that fails is thrown (and every store
-    /// method waiting for readiness throws it too).
+    /// Runs the connection pool and applies pending migrations (once the server accepts connections); call it once.
+    /// Returns when the task is cancelled or the service group shuts down gracefully. A server that cannot be reached
+    /// within the start-up timeout (or refuses the URL's credentials or database) and a migration that fails are
+    /// thrown, and every store method waiting for readiness throws the same error.
     public func run() async throws {
         defer { readiness.close(PostgresStoreError.stopped(url: url)) }
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { await self.client.run() }
+            await client.start(in: &group)
             do {
-                try await migrate()
+                // A shutdown while waiting for the server ends the wait (the pool's run() returns by itself).
+                try await cancelWhenGracefulShutdown {
+                    try await self.waitForServer()
+                    try await self.migrate()
+                }
                 readiness.resolve(.success(()))
                 logger.info("PostgreSQL store ready", metadata: ["url": "\(url)"])
             } catch {
+                // Stopped before it was ready: not a failure (the deferred close tells waiting callers).
+                if Task.isCancelled || Task.isShuttingDownGracefully { return }
                 let failure = Self.storeError(error, "applying migrations")
                 readiness.resolve(.failure(failure))
                 throw failure
+            }
+        }
+    }
+}
+
+extension PostgresStore {
+    /// Connects once outside the pool, retrying every second until `startupTimeout` while the server refuses
+    /// connections or is starting up, so that a server that is down or a wrong URL fails `run()` with the reason
+    /// (the pool would wait for a connection silently).
+    private func waitForServer() async throws {
+        let deadline = ContinuousClock.now + startupTimeout
+        var attempts = 0
+        while true {
+            do {
+                let connection = try await PostgresConnection.connect(
+                    configuration: try location.connectionConfiguration(), id: 0, logger: logger)
+                try? await connection.close()
+                return
+            } catch {
+                let failure = Self.storeError(error, "connecting to \(url)")
+                // The server answered (bad credentials, no such database): waiting will not help, unless it is
+                // starting up (SQLSTATE 57P03).
+                if let state = (error as? PSQLError)?.serverInfo?[.sqlState], state != "57P03" { throw failure }
+                guard ContinuousClock.now < deadline, !Task.isCancelled else { throw failure }
+                if attempts == 0 {
+                    logger.warning(
+                        "waiting for PostgreSQL to accept connections",
+                        metadata: ["url": "\(url)", "error": "\(failure)"])
+                }
+                attempts += 1
+                try await Task.sleep(for: .seconds(1))
             }
         }
     }
@@ -91,12 +132,14 @@ extension PostgresStore {
         switch error {
         case let error as PostgresTransactionError:
             let cause = error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError
-            return cause.map { storeError($0, operation) } ?? PostgresStoreError.database(operation, "\(error)")
+            return cause.map { storeError($0, operation) }
+                ?? PostgresStoreError.database(operation: operation, message: "\(error)")
         case let error as PSQLError:
-            return PostgresStoreError.database(operation, describe(error))
+            return PostgresStoreError.database(operation: operation, message: describe(error))
         case let error as PostgresDecodingError:
             return PostgresStoreError.database(
-                operation, "column \(error.columnName) is not a \(error.targetType) (\(error.postgresType))")
+                operation: operation,
+                message: "column \(error.columnName) is not a \(error.targetType) (\(error.postgresType))")
         default:
             return error
         }
@@ -124,6 +167,19 @@ extension PostgresStore {
             hash &*= 0x0000_0100_0000_01b3
         }
         return Int64(bitPattern: hash)
+    }
+}
+
+extension PostgresClient {
+    /// Runs the client in a task of `group`, returning once that task has started: leasing a connection before
+    /// `run()` is entered works but logs a warning.
+    func start(in group: inout ThrowingDiscardingTaskGroup<any Error>) async {
+        await withCheckedContinuation { (started: CheckedContinuation<Void, Never>) in
+            group.addTask {
+                started.resume()
+                await self.run()
+            }
+        }
     }
 }
 
@@ -160,7 +216,7 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible {
     /// The database URL cannot be used; says what is wrong.
     case invalidURL(String)
     /// A statement failed: the store method and the server's (or the client's) message.
-    case database(String, String)
+    case database(operation: String, message: String)
     /// The store's `run()` ended (or was never started and the store was shut down).
     case stopped(url: String)
     /// A snapshot chunk in the database does not decode.

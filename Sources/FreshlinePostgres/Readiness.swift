@@ -13,10 +13,17 @@ final class Readiness: Sendable {
     /// Returns once the store is ready; throws why it is not (or `CancellationError` when the task is cancelled
     /// while waiting).
     func wait() async throws {
-        let id = state.withLock { value in
-            defer { value.nextWaiter += 1 }
-            return value.nextWaiter
+        // Every store call passes here: once settled, answer without suspending.
+        let (settled, id): (Result<Void, any Error>?, Int) = state.withLock { value in
+            switch value.state {
+            case .ready: return (.success(()), 0)
+            case .failed(let error): return (.failure(error), 0)
+            case .waiting:
+                defer { value.nextWaiter += 1 }
+                return (nil, value.nextWaiter)
+            }
         }
+        if let settled { return try settled.get() }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let outcome: Result<Void, any Error>? = state.withLock { value in
