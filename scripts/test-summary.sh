@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Reads `swift test` output and prints the plain "N passed, N failed" line that CI reads (tests counted as
-# Swift Testing reports them; a parameterized test counts once). Fails unless the run finished and passed.
+# Swift Testing reports them; a parameterized test counts once). Fails unless every run finished and passed.
 set -euo pipefail
 out=${1:?usage: test-summary.sh OUTPUT}
 passed=$(grep -cE '^✔ Test .* passed after' "$out" || true)
 failed=$(grep -cE '^✘ Test .* failed after' "$out" || true)
 echo "swift-testing: $passed passed, $failed failed"
-if grep -qE '^✔ Test run with [0-9]+ tests? .*passed after' "$out" && [ "$failed" = 0 ] && [ "$passed" -gt 0 ]; then
+# Every run that started (make test has two) must have finished with its passing summary.
+started=$(grep -cE '^◇ Test run started' "$out" || true)
+finished=$(grep -cE '^✔ Test run with [0-9]+ tests? .*passed after' "$out" || true)
+if [ "$started" -gt 0 ] && [ "$finished" = "$started" ] && [ "$failed" = 0 ] && [ "$passed" -gt 0 ]; then
   exit 0
 fi
 grep -E 'Test run with' "$out" || echo "no Swift Testing summary found: the test run did not complete"

@@ -48,7 +48,7 @@ extension PostgresStore: BatchStore {
                     """
                     INSERT INTO snapshot_chunks (snapshot_id, chunk_index, row_count, keys, outputs)
                     SELECT \(started.snapshotID), -1, row_count, keys, outputs FROM snapshot_chunks
-                    WHERE snapshot_id = \(copyFrom) ORDER BY id
+                    WHERE snapshot_id = \(copyFrom) ORDER BY chunk_index, id
                     """)
             }
             try await tx.rows(

@@ -176,7 +176,8 @@ extension SQLiteStore: BatchStore {
                 try db.execute(
                     sql: """
                         INSERT INTO snapshot_chunks (snapshot_id, chunk_index, row_count, keys, outputs)
-                        SELECT ?, -1, row_count, keys, outputs FROM snapshot_chunks WHERE snapshot_id = ? ORDER BY id
+                        SELECT ?, -1, row_count, keys, outputs FROM snapshot_chunks WHERE snapshot_id = ?
+                        ORDER BY chunk_index, id
                         """,
                     arguments: [started.snapshotID, copyFrom])
             }

@@ -100,24 +100,28 @@ extension SQLiteStore: JobStore {
     {
         guard !features.isEmpty else { return nil }
         return try await writer.write { db in
-            // Two index range scans (due queued jobs; expired leases), not a scan of every job ever submitted.
-            let wanted = Set(features)
+            // Two index range scans (due queued jobs; expired leases) of this worker's features, not a scan of every
+            // job ever submitted.
+            let marks = Array(repeating: "?", count: features.count).joined(separator: ", ")
+            var arguments = StatementArguments([now])
+            arguments += StatementArguments(features)
             let queued = try Row.fetchAll(
                 db.cachedStatement(
-                    sql:
-                        "SELECT * FROM jobs WHERE state = 'queued' AND available_at <= ? ORDER BY available_at LIMIT 16"
-                ),
-                arguments: [now]
+                    sql: """
+                        SELECT * FROM jobs WHERE state = 'queued' AND available_at <= ? AND feature IN (\(marks))
+                        ORDER BY available_at LIMIT 16
+                        """),
+                arguments: arguments
             ).map(Self.job(from:))
             let expired = try Row.fetchAll(
                 db.cachedStatement(
                     sql: """
-                        SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= ?
+                        SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= ? AND feature IN (\(marks))
                         ORDER BY lease_expires_at LIMIT 16
                         """),
-                arguments: [now]
+                arguments: arguments
             ).map(Self.job(from:))
-            let candidates = (expired + queued).filter { wanted.contains($0.feature) }
+            let candidates = expired + queued
             for candidate in candidates {
                 let policy = policies[candidate.feature] ?? JobPolicy()
                 guard let next = JobStateMachine.lease(candidate, owner: owner, now: now, policy: policy) else {

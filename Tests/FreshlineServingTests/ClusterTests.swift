@@ -16,6 +16,7 @@ struct ClusterTests {
     static let logger = Logger(label: "freshline.test.cluster")
 
     /// A fresh database on the test server (`FRESHLINE_POSTGRES_URL`); the tests fail, not skip, without one.
+    /// `dropDatabase(url)` removes it at the end.
     static func database() async throws -> String {
         guard let server = ProcessInfo.processInfo.environment["FRESHLINE_POSTGRES_URL"], !server.isEmpty else {
             throw ClusterError(
@@ -23,6 +24,27 @@ struct ClusterTests {
         }
         let name = "freshline_c_" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         return try await PostgresStore.createDatabase(named: name, server: server, logger: logger)
+    }
+
+    /// Runs `body` with a fresh database, dropped afterwards (its processes stopped by then) whether `body` throws
+    /// or not.
+    static func withDatabase(_ body: (String) async throws -> Void) async throws {
+        let url = try await database()
+        do { try await body(url) } catch {
+            await dropDatabase(url)
+            throw error
+        }
+        await dropDatabase(url)
+    }
+
+    /// Drops a database `database()` made.
+    static func dropDatabase(_ url: String) async {
+        guard let server = ProcessInfo.processInfo.environment["FRESHLINE_POSTGRES_URL"],
+            let name = url.split(separator: "/").last?.split(separator: "?").first
+        else { return }
+        do { try await PostgresStore.dropDatabase(named: String(name), server: server, logger: logger) } catch {
+            Issue.record("could not drop the test database \(name): \(error)")
+        }
     }
 
     struct ClusterError: Error, CustomStringConvertible {
@@ -178,230 +200,234 @@ struct ClusterTests {
 
     @Test("a snapshot published through one server is served by the other within a second")
     func snapshotReachesTheOtherServer() async throws {
-        let url = try await Self.database()
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let manifest = try Self.manifest(rows: 3000, folder: folder, rangeRows: 1000)
-        let here = URL(fileURLWithPath: manifest).deletingLastPathComponent()
-        let a = try await Self.server("server-a", manifest: manifest, store: url, folder: here, batchWorkers: 1)
-        let b = try await Self.server("server-b", manifest: manifest, store: url, folder: here, batchWorkers: 0)
-        defer {
-            a.stop()
-            b.stop()
-        }
-        let store = try PostgresStore(url: url, logger: Self.logger)
-        let service = Task { try await store.run() }
-        defer { service.cancel() }
-        let body = #"{"key": "u7"}"#
-        for version in 1...2 {
-            let run = try await Self.post(a.port!, "/v1/features/churn/runs", "{}")
-            let runID = try #require(Self.string(run, "id"))
-            // Poll both servers until each answers from the new snapshot; note when each first did.
-            let served = try await withThrowingTaskGroup(of: (String, Double?).self) { group in
-                for node in [a, b] {
-                    group.addTask {
-                        let deadline = ContinuousClock.now + .seconds(60)
-                        while ContinuousClock.now < deadline {
-                            if let answer = try? await Self.post(node.port!, "/v1/features/churn/predict", body),
-                                Self.string(answer, "snapshot") == "v\(version)"
-                            {
-                                #expect(Self.string(answer, "source") == "batch")
-                                return (node.name, Date().timeIntervalSince1970)
+        try await Self.withDatabase { url in
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let manifest = try Self.manifest(rows: 3000, folder: folder, rangeRows: 1000)
+            let here = URL(fileURLWithPath: manifest).deletingLastPathComponent()
+            let a = try await Self.server("server-a", manifest: manifest, store: url, folder: here, batchWorkers: 1)
+            let b = try await Self.server("server-b", manifest: manifest, store: url, folder: here, batchWorkers: 0)
+            defer {
+                a.stop()
+                b.stop()
+            }
+            let store = try PostgresStore(url: url, logger: Self.logger)
+            let service = Task { try await store.run() }
+            defer { service.cancel() }
+            let body = #"{"key": "u7"}"#
+            for version in 1...2 {
+                let run = try await Self.post(a.port!, "/v1/features/churn/runs", "{}")
+                let runID = try #require(Self.string(run, "id"))
+                // Poll both servers until each answers from the new snapshot; note when each first did.
+                let served = try await withThrowingTaskGroup(of: (String, Double?).self) { group in
+                    for node in [a, b] {
+                        group.addTask {
+                            let deadline = ContinuousClock.now + .seconds(60)
+                            while ContinuousClock.now < deadline {
+                                if let answer = try? await Self.post(node.port!, "/v1/features/churn/predict", body),
+                                    Self.string(answer, "snapshot") == "v\(version)"
+                                {
+                                    #expect(Self.string(answer, "source") == "batch")
+                                    return (node.name, Date().timeIntervalSince1970)
+                                }
+                                try await Task.sleep(for: .milliseconds(10))
                             }
-                            try await Task.sleep(for: .milliseconds(10))
+                            return (node.name, nil)
                         }
-                        return (node.name, nil)
                     }
+                    var times: [String: Double?] = [:]
+                    for try await (name, time) in group { times[name] = time }
+                    return times
                 }
-                var times: [String: Double?] = [:]
-                for try await (name, time) in group { times[name] = time }
-                return times
+                let snapshot = try #require(
+                    try await store.snapshots(feature: "churn", limit: 5).first {
+                        $0.runID == runID && $0.state == .published
+                    })
+                let published = try #require(snapshot.publishedAt)
+                #expect(snapshot.keyCount == 3000)
+                for node in [a, b] {
+                    let time = try #require(
+                        served[node.name] ?? nil, "\(node.name) never served v\(version): \(node.output)")
+                    // Server A published it (its worker completed the last range); server B learned of it by NOTIFY.
+                    #expect(
+                        time - published < 1.0,
+                        "\(node.name) served v\(version) \(time - published) s after the publish")
+                }
             }
-            let snapshot = try #require(
-                try await store.snapshots(feature: "churn", limit: 5).first {
-                    $0.runID == runID && $0.state == .published
-                })
-            let published = try #require(snapshot.publishedAt)
-            #expect(snapshot.keyCount == 3000)
-            for node in [a, b] {
-                let time = try #require(
-                    served[node.name] ?? nil, "\(node.name) never served v\(version): \(node.output)")
-                // Server A published it (its worker completed the last range); server B learned of it by NOTIFY.
-                #expect(
-                    time - published < 1.0, "\(node.name) served v\(version) \(time - published) s after the publish")
+            // The run was computed by server A alone (B has no range workers).
+            let runs = try await store.runs(feature: "churn", limit: 5)
+            for run in runs {
+                let owners = Set(try await store.ranges(runID: run.id).compactMap(\.owner))
+                #expect(owners == [a.owner], "ranges of \(run.id) owned by \(owners)")
             }
+            await #expect(try store.publishedSnapshot(feature: "churn")?.version == 2)
         }
-        // The run was computed by server A alone (B has no range workers).
-        let runs = try await store.runs(feature: "churn", limit: 5)
-        for run in runs {
-            let owners = Set(try await store.ranges(runID: run.id).compactMap(\.owner))
-            #expect(owners == [a.owner], "ranges of \(run.id) owned by \(owners)")
-        }
-        await #expect(try store.publishedSnapshot(feature: "churn")?.version == 2)
     }
 
     @Test("two workers share a sharded run; kill -9 of one mid-run: its range is re-leased, the run publishes once")
     func shardedRunSurvivesAWorker() async throws {
-        let url = try await Self.database()
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let total = 120_000
-        let manifest = try Self.manifest(rows: total, folder: folder, rangeRows: 6000)
-        let here = URL(fileURLWithPath: manifest).deletingLastPathComponent()
-        let a = try await Self.server("server-a", manifest: manifest, store: url, folder: here, batchWorkers: 0)
-        let b = try await Self.server("server-b", manifest: manifest, store: url, folder: here, batchWorkers: 0)
-        let w1 = try Self.worker("worker-1", manifest: manifest, store: url, folder: here)
-        let w2 = try Self.worker("worker-2", manifest: manifest, store: url, folder: here)
-        defer {
-            for node in [a, b, w1, w2] { node.stop() }
-        }
-        let store = try PostgresStore(url: url, logger: Self.logger)
-        let service = Task { try await store.run() }
-        defer { service.cancel() }
+        try await Self.withDatabase { url in
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let total = 120_000
+            let manifest = try Self.manifest(rows: total, folder: folder, rangeRows: 6000)
+            let here = URL(fileURLWithPath: manifest).deletingLastPathComponent()
+            let a = try await Self.server("server-a", manifest: manifest, store: url, folder: here, batchWorkers: 0)
+            let b = try await Self.server("server-b", manifest: manifest, store: url, folder: here, batchWorkers: 0)
+            let w1 = try Self.worker("worker-1", manifest: manifest, store: url, folder: here)
+            let w2 = try Self.worker("worker-2", manifest: manifest, store: url, folder: here)
+            defer {
+                for node in [a, b, w1, w2] { node.stop() }
+            }
+            let store = try PostgresStore(url: url, logger: Self.logger)
+            let service = Task { try await store.run() }
+            defer { service.cancel() }
 
-        let run = try await Self.post(b.port!, "/v1/features/churn/runs", "{}")
-        let runID = try #require(Self.string(run, "id"))
-        // Wait until both workers are on the run, then kill worker 1 in the middle of a range.
-        var victimRange: RunRange?
-        let deadline = ContinuousClock.now + .seconds(120)
-        while ContinuousClock.now < deadline && victimRange == nil {
+            let run = try await Self.post(b.port!, "/v1/features/churn/runs", "{}")
+            let runID = try #require(Self.string(run, "id"))
+            // Wait until both workers are on the run, then kill worker 1 in the middle of a range.
+            var victimRange: RunRange?
+            let deadline = ContinuousClock.now + .seconds(120)
+            while ContinuousClock.now < deadline && victimRange == nil {
+                let ranges = try await store.ranges(runID: runID)
+                let leased = ranges.filter { $0.state == .leased }
+                // Worker 1 has finished a range, holds another with rows checkpointed; worker 2 holds one too.
+                if leased.contains(where: { $0.owner == w2.owner }),
+                    ranges.contains(where: { $0.owner == w1.owner && $0.state == .done }),
+                    let mine = leased.first(where: { $0.owner == w1.owner && $0.rowsDone > 0 && $0.rowsDone < $0.rows })
+                {
+                    w1.kill9()
+                    victimRange = mine
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            let killed = try #require(victimRange, "never saw both workers on the run: \(w1.output)\n\(w2.output)")
+
+            // The run finishes on worker 2 and publishes once.
+            let finish = ContinuousClock.now + .seconds(240)
+            var finished: BatchRun?
+            while ContinuousClock.now < finish {
+                if let current = try await store.run(id: runID), current.state != .running {
+                    finished = current
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let done = try #require(finished, "the run did not finish: \(w2.output)")
+            #expect(done.state == .succeeded, "\(done)")
+            #expect(done.rowsDone == total && done.rowsWritten == total && done.rowsFailed == 0, "\(done)")
+            #expect(done.resumes >= 1)
             let ranges = try await store.ranges(runID: runID)
-            let leased = ranges.filter { $0.state == .leased }
-            // Worker 1 has finished a range, holds another with rows checkpointed; worker 2 holds one too.
-            if leased.contains(where: { $0.owner == w2.owner }),
-                ranges.contains(where: { $0.owner == w1.owner && $0.state == .done }),
-                let mine = leased.first(where: { $0.owner == w1.owner && $0.rowsDone > 0 && $0.rowsDone < $0.rows })
-            {
-                w1.kill9()
-                victimRange = mine
+            #expect(ranges.allSatisfy { $0.state == .done })
+            let retaken = try #require(ranges.first { $0.index == killed.index })
+            #expect(retaken.owner == w2.owner)
+            #expect(retaken.leases >= 2)
+            #expect(ranges.contains { $0.owner == w1.owner }, "worker 1 finished no range before it was killed")
+            let published = try await store.snapshots(feature: "churn", limit: 10).filter { $0.runID == runID }
+            #expect(published.count == 1)
+            let snapshot = try #require(published.first)
+            #expect(snapshot.state == .published && snapshot.keyCount == total)
+            // Every row exactly once, with the model's answer (rows around the killed range's checkpoint included).
+            let chunks = try await store.chunks(snapshotID: snapshot.id)
+            #expect(chunks.reduce(0) { $0 + $1.keys.count } == total)
+            let table = try await SnapshotTable.load(snapshot, from: store)
+            let model = try Model(contentsOf: TestManifest.zoo.appendingPathComponent("gbc_binary.onnx"))
+            let checkpoint = killed.rowStart + killed.rowsDone
+            for i in [0, checkpoint - 1, checkpoint, killed.rowEnd - 1, total - 1] {
+                let feeds = try RowBatch.tensors(
+                    rows: [["X": .array(BatchCrashTests.features(i).map { .number(Double($0)) })]],
+                    inputs: model.metadata.inputs)
+                let expected = try RowBatch.rows(outputs: try model.run(feeds), count: 1)[0]
+                #expect(table.rows["u\(i)"] == expected, "row u\(i)")
             }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        let killed = try #require(victimRange, "never saw both workers on the run: \(w1.output)\n\(w2.output)")
-
-        // The run finishes on worker 2 and publishes once.
-        let finish = ContinuousClock.now + .seconds(240)
-        var finished: BatchRun?
-        while ContinuousClock.now < finish {
-            if let current = try await store.run(id: runID), current.state != .running {
-                finished = current
-                break
+            // Both servers serve it.
+            for server in [a, b] {
+                let deadlineServe = ContinuousClock.now + .seconds(5)
+                var version: String?
+                while ContinuousClock.now < deadlineServe && version != "v1" {
+                    version = Self.string(
+                        try await Self.post(server.port!, "/v1/features/churn/predict", #"{"key":"u1"}"#), "snapshot")
+                    if version != "v1" { try await Task.sleep(for: .milliseconds(20)) }
+                }
+                #expect(version == "v1", "\(server.name) serves \(version ?? "nothing")")
             }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        let done = try #require(finished, "the run did not finish: \(w2.output)")
-        #expect(done.state == .succeeded, "\(done)")
-        #expect(done.rowsDone == total && done.rowsWritten == total && done.rowsFailed == 0, "\(done)")
-        #expect(done.resumes >= 1)
-        let ranges = try await store.ranges(runID: runID)
-        #expect(ranges.allSatisfy { $0.state == .done })
-        let retaken = try #require(ranges.first { $0.index == killed.index })
-        #expect(retaken.owner == w2.owner)
-        #expect(retaken.leases >= 2)
-        #expect(ranges.contains { $0.owner == w1.owner }, "worker 1 finished no range before it was killed")
-        let published = try await store.snapshots(feature: "churn", limit: 10).filter { $0.runID == runID }
-        #expect(published.count == 1)
-        let snapshot = try #require(published.first)
-        #expect(snapshot.state == .published && snapshot.keyCount == total)
-        // Every row exactly once, with the model's answer (rows around the killed range's checkpoint included).
-        let chunks = try await store.chunks(snapshotID: snapshot.id)
-        #expect(chunks.reduce(0) { $0 + $1.keys.count } == total)
-        let table = try await SnapshotTable.load(snapshot, from: store)
-        let model = try Model(contentsOf: TestManifest.zoo.appendingPathComponent("gbc_binary.onnx"))
-        let checkpoint = killed.rowStart + killed.rowsDone
-        for i in [0, checkpoint - 1, checkpoint, killed.rowEnd - 1, total - 1] {
-            let feeds = try RowBatch.tensors(
-                rows: [["X": .array(BatchCrashTests.features(i).map { .number(Double($0)) })]],
-                inputs: model.metadata.inputs)
-            let expected = try RowBatch.rows(outputs: try model.run(feeds), count: 1)[0]
-            #expect(table.rows["u\(i)"] == expected, "row u\(i)")
-        }
-        // Both servers serve it.
-        for server in [a, b] {
-            let deadlineServe = ContinuousClock.now + .seconds(5)
-            var version: String?
-            while ContinuousClock.now < deadlineServe && version != "v1" {
-                version = Self.string(
-                    try await Self.post(server.port!, "/v1/features/churn/predict", #"{"key":"u1"}"#), "snapshot")
-                if version != "v1" { try await Task.sleep(for: .milliseconds(20)) }
-            }
-            #expect(version == "v1", "\(server.name) serves \(version ?? "nothing")")
         }
     }
 
     @Test("kill -9 of the worker holding a job: it is re-leased to the other worker; every job ends with one result")
     func jobsSurviveAWorker() async throws {
-        let url = try await Self.database()
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let manifest = try Self.manifest(rows: 10, folder: folder, rangeRows: 1000)
-        let here = URL(fileURLWithPath: manifest).deletingLastPathComponent()
-        let a = try await Self.server("server-a", manifest: manifest, store: url, folder: here, batchWorkers: 0)
-        let b = try await Self.server("server-b", manifest: manifest, store: url, folder: here, batchWorkers: 0)
-        let w1 = try Self.worker("worker-1", manifest: manifest, store: url, folder: here)
-        let w2 = try Self.worker("worker-2", manifest: manifest, store: url, folder: here)
-        defer {
-            for node in [a, b, w1, w2] { node.stop() }
-        }
-        let store = try PostgresStore(url: url, logger: Self.logger)
-        let service = Task { try await store.run() }
-        defer { service.cancel() }
+        try await Self.withDatabase { url in
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let manifest = try Self.manifest(rows: 10, folder: folder, rangeRows: 1000)
+            let here = URL(fileURLWithPath: manifest).deletingLastPathComponent()
+            let a = try await Self.server("server-a", manifest: manifest, store: url, folder: here, batchWorkers: 0)
+            let b = try await Self.server("server-b", manifest: manifest, store: url, folder: here, batchWorkers: 0)
+            let w1 = try Self.worker("worker-1", manifest: manifest, store: url, folder: here)
+            let w2 = try Self.worker("worker-2", manifest: manifest, store: url, folder: here)
+            defer {
+                for node in [a, b, w1, w2] { node.stop() }
+            }
+            let store = try PostgresStore(url: url, logger: Self.logger)
+            let service = Task { try await store.run() }
+            defer { service.cancel() }
 
-        func rows(_ range: Range<Int>) -> String {
-            let items = range.map { i in
-                #"{"key":"u\#(i)","inputs":{"X":[\#(BatchCrashTests.features(i).map { String($0) }.joined(separator: ","))]}}"#
+            func rows(_ range: Range<Int>) -> String {
+                let items = range.map { i in
+                    #"{"key":"u\#(i)","inputs":{"X":[\#(BatchCrashTests.features(i).map { String($0) }.joined(separator: ","))]}}"#
+                }
+                return #"{"rows":[\#(items.joined(separator: ","))]}"#
             }
-            return #"{"rows":[\#(items.joined(separator: ","))]}"#
-        }
-        // One large job, then small ones through both servers.
-        let big = try await Self.post(a.port!, "/v1/features/report/jobs", rows(0..<20_000))
-        let bigID = try #require(Self.string(big, "id"))
-        var ids = [bigID]
-        for i in 0..<24 {
-            let server = i % 2 == 0 ? a : b
-            let job = try await Self.post(server.port!, "/v1/features/report/jobs", rows(i * 10..<(i * 10 + 10)))
-            ids.append(try #require(Self.string(job, "id")))
-        }
-        // Kill the worker holding the large job once it has reported progress.
-        var victim: Node?
-        let deadline = ContinuousClock.now + .seconds(120)
-        while ContinuousClock.now < deadline && victim == nil {
-            if let job = try await store.job(id: bigID), job.state == .running, job.rowsDone > 0,
-                let owner = job.leaseOwner
-            {
-                victim = owner.hasPrefix(w1.owner + "/") ? w1 : owner.hasPrefix(w2.owner + "/") ? w2 : nil
-                victim?.kill9()
+            // One large job, then small ones through both servers.
+            let big = try await Self.post(a.port!, "/v1/features/report/jobs", rows(0..<20_000))
+            let bigID = try #require(Self.string(big, "id"))
+            var ids = [bigID]
+            for i in 0..<24 {
+                let server = i % 2 == 0 ? a : b
+                let job = try await Self.post(server.port!, "/v1/features/report/jobs", rows(i * 10..<(i * 10 + 10)))
+                ids.append(try #require(Self.string(job, "id")))
             }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        let killed = try #require(victim, "the large job never ran on a worker: \(w1.output)\n\(w2.output)")
-        let survivor = killed === w1 ? w2 : w1
+            // Kill the worker holding the large job once it has reported progress.
+            var victim: Node?
+            let deadline = ContinuousClock.now + .seconds(120)
+            while ContinuousClock.now < deadline && victim == nil {
+                if let job = try await store.job(id: bigID), job.state == .running, job.rowsDone > 0,
+                    let owner = job.leaseOwner
+                {
+                    victim = owner.hasPrefix(w1.owner + "/") ? w1 : owner.hasPrefix(w2.owner + "/") ? w2 : nil
+                    victim?.kill9()
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            let killed = try #require(victim, "the large job never ran on a worker: \(w1.output)\n\(w2.output)")
+            let survivor = killed === w1 ? w2 : w1
 
-        let finish = ContinuousClock.now + .seconds(240)
-        var jobs: [Job] = []
-        while ContinuousClock.now < finish {
-            jobs = try await ids.asyncMap { try await store.job(id: $0) }.compactMap { $0 }
-            if jobs.count == ids.count && jobs.allSatisfy({ $0.state.isFinal }) { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(jobs.count == ids.count)
-        var workers: [String: Int] = [:]
-        for job in jobs {
-            #expect(job.state == .succeeded, "\(job.id): \(job.state) \(job.lastError ?? "")")
-            guard let result = job.result, case .object(let object) = try JSONValue.parse(result),
-                case .array(let answers)? = object["results"], case .string(let worker)? = object["worker"]
-            else {
-                Issue.record("\(job.id) has no result")
-                continue
+            let finish = ContinuousClock.now + .seconds(240)
+            var jobs: [Job] = []
+            while ContinuousClock.now < finish {
+                jobs = try await ids.asyncMap { try await store.job(id: $0) }.compactMap { $0 }
+                if jobs.count == ids.count && jobs.allSatisfy({ $0.state.isFinal }) { break }
+                try await Task.sleep(for: .milliseconds(100))
             }
-            #expect(answers.count == job.rowsTotal, "\(job.id): \(answers.count) answers for \(job.rowsTotal) rows")
-            workers[String(worker.prefix { $0 != "/" }), default: 0] += 1
+            #expect(jobs.count == ids.count)
+            var workers: [String: Int] = [:]
+            for job in jobs {
+                #expect(job.state == .succeeded, "\(job.id): \(job.state) \(job.lastError ?? "")")
+                guard let result = job.result, case .object(let object) = try JSONValue.parse(result),
+                    case .array(let answers)? = object["results"], case .string(let worker)? = object["worker"]
+                else {
+                    Issue.record("\(job.id) has no result")
+                    continue
+                }
+                #expect(answers.count == job.rowsTotal, "\(job.id): \(answers.count) answers for \(job.rowsTotal) rows")
+                workers[String(worker.prefix { $0 != "/" }), default: 0] += 1
+            }
+            let bigJob = try #require(jobs.first { $0.id == bigID })
+            #expect(bigJob.attempts >= 2, "the large job ran \(bigJob.attempts) time(s)")
+            #expect(Self.resultWorker(bigJob)?.hasPrefix(survivor.owner + "/") == true)
+            #expect(workers.values.reduce(0, +) == ids.count)
+            #expect(workers.keys.allSatisfy { $0 == w1.owner || $0 == w2.owner }, "\(workers)")
         }
-        let bigJob = try #require(jobs.first { $0.id == bigID })
-        #expect(bigJob.attempts >= 2, "the large job ran \(bigJob.attempts) time(s)")
-        #expect(Self.resultWorker(bigJob)?.hasPrefix(survivor.owner + "/") == true)
-        #expect(workers.values.reduce(0, +) == ids.count)
-        #expect(workers.keys.allSatisfy { $0 == w1.owner || $0 == w2.owner }, "\(workers)")
     }
 
     static func resultWorker(_ job: Job) -> String? {

@@ -11,8 +11,8 @@ public enum JobStoreError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Async jobs: a durable queue with leases. SQLite now; PostgreSQL implements the same protocol later (the lease
-/// query becomes `FOR UPDATE SKIP LOCKED`). Every method is one transaction that applies `JobStateMachine` to the
+/// Async jobs: a durable queue with leases, on SQLite and on PostgreSQL (where the lease query is
+/// `FOR UPDATE SKIP LOCKED`), with the same behaviour tests. Every method is one transaction that applies `JobStateMachine` to the
 /// state it read, so concurrent workers and processes agree on who holds a job and which result counts.
 public protocol JobStore: Sendable {
     /// Inserts a queued job. With an idempotency key already used for the same feature: the same request hash

@@ -44,7 +44,7 @@ public struct RequestLogSample: Sendable, Equatable {
     }
 }
 
-/// Where request-log samples are kept. SQLite now; PostgreSQL implements the same protocol later.
+/// Where request-log samples are kept (SQLite or PostgreSQL, the same behaviour tests).
 public protocol RequestLogStore: Sendable {
     /// Appends samples (one transaction).
     func append(_ samples: [RequestLogSample]) async throws
