@@ -187,6 +187,20 @@ extension PostgresStore: BatchStore {
         }
     }
 
+    public func releaseRange(runID: String, index: Int, owner: String) async throws -> Bool {
+        try await transaction { tx in
+            let released = try await tx.rows(
+                """
+                UPDATE run_ranges SET state = 'pending', lease_expires_at = NULL
+                WHERE run_id = \(runID) AND idx = \(index) AND owner = \(owner) AND state = 'leased'
+                RETURNING (SELECT feature FROM runs WHERE id = \(runID))
+                """)
+            guard let feature = try released.first?.decode(String.self) else { return false }
+            try await tx.notify(.rangesAvailable(feature: feature))
+            return true
+        }
+    }
+
     public func appendRangeChunk(
         runID: String, index: Int, owner: String, chunk: SnapshotChunk, failures: [RowFailure],
         progress: RangeProgress

@@ -300,6 +300,18 @@ extension SQLiteStore: BatchStore {
         }
     }
 
+    public func releaseRange(runID: String, index: Int, owner: String) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE run_ranges SET state = 'pending', lease_expires_at = NULL
+                    WHERE run_id = ? AND idx = ? AND owner = ? AND state = 'leased'
+                    """,
+                arguments: [runID, index, owner])
+            return db.changesCount == 1
+        }
+    }
+
     public func appendRangeChunk(
         runID: String, index: Int, owner: String, chunk: SnapshotChunk, failures: [RowFailure],
         progress: RangeProgress

@@ -231,6 +231,9 @@ public protocol BatchStore: Sendable {
     ) async throws -> RangeLease?
     /// Extends a range's lease (and the run's heartbeat); `false` when `owner` lost it or the run ended.
     func renewRange(runID: String, index: Int, owner: String, now: Double, leaseSeconds: Double) async throws -> Bool
+    /// Gives a leased range back (a worker shutting down): pending again at once, its checkpoint kept, other
+    /// workers told; `false` when `owner` did not hold it.
+    func releaseRange(runID: String, index: Int, owner: String) async throws -> Bool
     /// Writes one chunk of a leased range, its row failures, the range's checkpoint and the run's totals in one
     /// transaction; `BatchStoreError.rangeLost` when `owner` no longer holds the range.
     func appendRangeChunk(

@@ -209,6 +209,10 @@ public final class BatchRunner: Sendable {
             if case .published = completion { metrics?.runFinished(feature: feature.name, outcome: "succeeded") }
             return completion
         } catch is CancellationError {
+            // Shutdown: give the range back (its checkpoint stays) so another worker takes it now, not after the
+            // lease runs out. Not cancellable itself: the task is already cancelled.
+            _ = try? await Task.detached { try await store.releaseRange(runID: runID, index: index, owner: owner) }
+                .value
             throw CancellationError()
         } catch let error as BatchStoreError {
             switch error {
