@@ -409,9 +409,10 @@ extension PostgresStore: BatchStore {
     // MARK: Rows
 
     private static func fetchRun(_ tx: Transaction, id: String, forUpdate: Bool) async throws -> BatchRun? {
-        let query: PostgresQuery =
-            forUpdate ? "SELECT * FROM runs WHERE id = \(id) FOR UPDATE" : "SELECT * FROM runs WHERE id = \(id)"
-        return try await tx.rows(query).first.map(run(from:))
+        if forUpdate {
+            return try await tx.rows("SELECT * FROM runs WHERE id = \(id) FOR UPDATE").first.map(run(from:))
+        }
+        return try await tx.rows("SELECT * FROM runs WHERE id = \(id)").first.map(run(from:))
     }
 
     /// Locks a range row (the fence of appends and completions); `nil` when the run has no such range.

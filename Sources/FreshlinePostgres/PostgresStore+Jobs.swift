@@ -45,21 +45,14 @@ extension PostgresStore: JobStore {
     }
 
     public func jobs(feature: String?, state: Job.State?, limit: Int) async throws -> [Job] {
-        let query: PostgresQuery =
-            switch (feature, state) {
-            case (let feature?, let state?):
-                """
-                SELECT * FROM jobs WHERE feature = \(feature) AND state = \(state.rawValue)
-                ORDER BY created_at DESC, seq DESC LIMIT \(limit)
-                """
-            case (let feature?, nil):
-                "SELECT * FROM jobs WHERE feature = \(feature) ORDER BY created_at DESC, seq DESC LIMIT \(limit)"
-            case (nil, let state?):
-                "SELECT * FROM jobs WHERE state = \(state.rawValue) ORDER BY created_at DESC, seq DESC LIMIT \(limit)"
-            case (nil, nil):
-                "SELECT * FROM jobs ORDER BY created_at DESC, seq DESC LIMIT \(limit)"
-            }
-        return try await rows(query).map(Self.job(from:))
+        // NULL parameters mean "any": one statement, no query chosen between interpolated literals.
+        try await rows(
+            """
+            SELECT * FROM jobs WHERE (\(feature)::text IS NULL OR feature = \(feature))
+            AND (\(state?.rawValue)::text IS NULL OR state = \(state?.rawValue))
+            ORDER BY created_at DESC, seq DESC LIMIT \(limit)
+            """
+        ).map(Self.job(from:))
     }
 
     public func lease(features: [String], owner: String, now: Double, policies: [String: JobPolicy]) async throws

@@ -162,7 +162,7 @@ struct ClusterTests {
         return nil
     }
 
-    static func manifest(rows: Int, folder: URL, rangeRows: Int) throws -> String {
+    static func manifest(rows: Int, rangeRows: Int, schedule: String? = nil) throws -> String {
         let path = try TestManifest.write(
             """
             version: 1
@@ -174,6 +174,7 @@ struct ClusterTests {
                 pattern: batch
                 key: user_id
                 batch:
+                  \(schedule.map { "schedule: \"\($0)\"\n      catch_up: once" } ?? "catch_up: skip")
                   source: {csv: users.csv}
                   columns:
                     X: [\((0..<16).map { "f\($0)" }.joined(separator: ", "))]
@@ -192,28 +193,60 @@ struct ClusterTests {
             """)
         let here = URL(fileURLWithPath: path).deletingLastPathComponent()
         try BatchCrashTests.writeCSV(here.appendingPathComponent("users.csv").path, rows: rows)
-        _ = folder
         return path
+    }
+
+    /// Processes of one test on a fresh database: servers (each with its batch-worker count), `freshline worker`
+    /// processes, and the test's own store on the same database.
+    struct Cluster {
+        let servers: [Node]
+        let workers: [Node]
+        let store: PostgresStore
+    }
+
+    /// Starts a cluster over a manifest of `rows` users, runs `body`, then stops every process and drops the database.
+    static func withCluster(
+        rows: Int, rangeRows: Int, schedule: String? = nil, serverBatchWorkers: [Int], workers: Int,
+        _ body: (Cluster) async throws -> Void
+    ) async throws {
+        try await withDatabase { url in
+            let manifest = try Self.manifest(rows: rows, rangeRows: rangeRows, schedule: schedule)
+            let here = URL(fileURLWithPath: manifest).deletingLastPathComponent()
+            var nodes: [Node] = []
+            defer { for node in nodes { node.stop() } }
+            // Servers start together (as after a deploy), each on a port of its own.
+            let servers = try await withThrowingTaskGroup(of: (Int, Node).self) { group in
+                for (index, batchWorkers) in serverBatchWorkers.enumerated() {
+                    group.addTask {
+                        let node = try await server(
+                            "server-\(index + 1)", manifest: manifest, store: url, folder: here,
+                            batchWorkers: batchWorkers)
+                        return (index, node)
+                    }
+                }
+                var started: [(Int, Node)] = []
+                for try await item in group { started.append(item) }
+                return started.sorted { $0.0 < $1.0 }.map(\.1)
+            }
+            nodes += servers
+            var started: [Node] = []
+            for index in 0..<workers {
+                started.append(try worker("worker-\(index + 1)", manifest: manifest, store: url, folder: here))
+                nodes.append(started[index])
+            }
+            let store = try PostgresStore(url: url, logger: logger)
+            let service = Task { try await store.run() }
+            defer { service.cancel() }
+            try await body(Cluster(servers: servers, workers: started, store: store))
+        }
     }
 
     // MARK: Tests
 
     @Test("a snapshot published through one server is served by the other within a second")
     func snapshotReachesTheOtherServer() async throws {
-        try await Self.withDatabase { url in
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            let manifest = try Self.manifest(rows: 3000, folder: folder, rangeRows: 1000)
-            let here = URL(fileURLWithPath: manifest).deletingLastPathComponent()
-            let a = try await Self.server("server-a", manifest: manifest, store: url, folder: here, batchWorkers: 1)
-            let b = try await Self.server("server-b", manifest: manifest, store: url, folder: here, batchWorkers: 0)
-            defer {
-                a.stop()
-                b.stop()
-            }
-            let store = try PostgresStore(url: url, logger: Self.logger)
-            let service = Task { try await store.run() }
-            defer { service.cancel() }
+        try await Self.withCluster(rows: 3000, rangeRows: 1000, serverBatchWorkers: [1, 0], workers: 0) { cluster in
+            let (a, b, store) = (cluster.servers[0], cluster.servers[1], cluster.store)
             let body = #"{"key": "u7"}"#
             for version in 1...2 {
                 let run = try await Self.post(a.port!, "/v1/features/churn/runs", "{}")
@@ -264,25 +297,37 @@ struct ClusterTests {
         }
     }
 
+    @Test("servers that all find a missed schedule slot at start-up run it once between them")
+    func missedSlotRunsOnce() async throws {
+        // Two servers, each with a range worker, both catching up the same yearly slot as they start; each runs its
+        // catch-up while the other may already have: the store lets one run per slot start.
+        try await Self.withCluster(
+            rows: 20_000, rangeRows: 5000, schedule: "0 0 1 1 *", serverBatchWorkers: [1, 1], workers: 0
+        ) { cluster in
+            let store = cluster.store
+            let deadline = ContinuousClock.now + .seconds(60)
+            var runs: [BatchRun] = []
+            while ContinuousClock.now < deadline {
+                runs = try await store.runs(feature: "churn", limit: 10)
+                if !runs.isEmpty && runs.allSatisfy({ $0.state != .running }) { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(runs.count == 1, "runs: \(runs.map { "\($0.id) \($0.trigger) \($0.state)" })")
+            let run = try #require(runs.first)
+            #expect(run.trigger == .catchUp && run.state == .succeeded)
+            let logs = cluster.servers.map(\.output).joined(separator: "\n")
+            // Both servers usually see the slot missed (they start together) and one of them is refused by the store;
+            // either way, one run.
+            #expect(logs.contains("catching up once now"), "\(logs)")
+        }
+    }
+
     @Test("two workers share a sharded run; kill -9 of one mid-run: its range is re-leased, the run publishes once")
     func shardedRunSurvivesAWorker() async throws {
-        try await Self.withDatabase { url in
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            let total = 120_000
-            let manifest = try Self.manifest(rows: total, folder: folder, rangeRows: 6000)
-            let here = URL(fileURLWithPath: manifest).deletingLastPathComponent()
-            let a = try await Self.server("server-a", manifest: manifest, store: url, folder: here, batchWorkers: 0)
-            let b = try await Self.server("server-b", manifest: manifest, store: url, folder: here, batchWorkers: 0)
-            let w1 = try Self.worker("worker-1", manifest: manifest, store: url, folder: here)
-            let w2 = try Self.worker("worker-2", manifest: manifest, store: url, folder: here)
-            defer {
-                for node in [a, b, w1, w2] { node.stop() }
-            }
-            let store = try PostgresStore(url: url, logger: Self.logger)
-            let service = Task { try await store.run() }
-            defer { service.cancel() }
-
+        let total = 120_000
+        try await Self.withCluster(rows: total, rangeRows: 6000, serverBatchWorkers: [0, 0], workers: 2) { cluster in
+            let (a, b, w1, w2) = (cluster.servers[0], cluster.servers[1], cluster.workers[0], cluster.workers[1])
+            let store = cluster.store
             let run = try await Self.post(b.port!, "/v1/features/churn/runs", "{}")
             let runID = try #require(Self.string(run, "id"))
             // Wait until both workers are on the run, then kill worker 1 in the middle of a range.
@@ -356,22 +401,9 @@ struct ClusterTests {
 
     @Test("kill -9 of the worker holding a job: it is re-leased to the other worker; every job ends with one result")
     func jobsSurviveAWorker() async throws {
-        try await Self.withDatabase { url in
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            let manifest = try Self.manifest(rows: 10, folder: folder, rangeRows: 1000)
-            let here = URL(fileURLWithPath: manifest).deletingLastPathComponent()
-            let a = try await Self.server("server-a", manifest: manifest, store: url, folder: here, batchWorkers: 0)
-            let b = try await Self.server("server-b", manifest: manifest, store: url, folder: here, batchWorkers: 0)
-            let w1 = try Self.worker("worker-1", manifest: manifest, store: url, folder: here)
-            let w2 = try Self.worker("worker-2", manifest: manifest, store: url, folder: here)
-            defer {
-                for node in [a, b, w1, w2] { node.stop() }
-            }
-            let store = try PostgresStore(url: url, logger: Self.logger)
-            let service = Task { try await store.run() }
-            defer { service.cancel() }
-
+        try await Self.withCluster(rows: 10, rangeRows: 1000, serverBatchWorkers: [0, 0], workers: 2) { cluster in
+            let (a, b, w1, w2) = (cluster.servers[0], cluster.servers[1], cluster.workers[0], cluster.workers[1])
+            let store = cluster.store
             func rows(_ range: Range<Int>) -> String {
                 let items = range.map { i in
                     #"{"key":"u\#(i)","inputs":{"X":[\#(BatchCrashTests.features(i).map { String($0) }.joined(separator: ","))]}}"#
