@@ -42,10 +42,11 @@ extension PostgresStore: StoreEventSource {
 }
 
 extension StoreEvent {
-    /// The `NOTIFY` payload: `jobs:<feature>`, `snapshot:<feature>`, `ranges:<feature>`.
+    /// The `NOTIFY` payload: `jobs:<feature>`, `job:<id>`, `snapshot:<feature>`, `ranges:<feature>`.
     var payload: String {
         switch self {
         case .jobsQueued(let feature): "jobs:\(feature)"
+        case .jobEnded(let id): "job:\(id)"
         case .snapshotPublished(let feature): "snapshot:\(feature)"
         case .rangesAvailable(let feature): "ranges:\(feature)"
         }
@@ -57,6 +58,7 @@ extension StoreEvent {
         let feature = String(payload[payload.index(after: colon)...])
         switch payload[..<colon] {
         case "jobs": self = .jobsQueued(feature: feature)
+        case "job": self = .jobEnded(id: feature)
         case "snapshot": self = .snapshotPublished(feature: feature)
         case "ranges": self = .rangesAvailable(feature: feature)
         default: return nil

@@ -60,26 +60,37 @@ extension PostgresStore: JobStore {
     {
         guard !features.isEmpty else { return nil }
         return try await transaction { tx in
-            // Expired leases first, then due queued jobs, each oldest first; rows another worker is leasing right now
-            // are skipped (not waited for), so concurrent workers take different jobs.
-            let expired = try await tx.rows(
-                """
-                SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= \(now)
-                AND feature = ANY(\(features))
-                ORDER BY lease_expires_at LIMIT 16 FOR UPDATE SKIP LOCKED
-                """)
-            let queued = try await tx.rows(
-                """
-                SELECT * FROM jobs WHERE state = 'queued' AND available_at <= \(now) AND feature = ANY(\(features))
-                ORDER BY available_at LIMIT 16 FOR UPDATE SKIP LOCKED
-                """)
-            for candidate in try (expired + queued).map(Self.job(from:)) {
-                let policy = policies[candidate.feature] ?? JobPolicy()
-                guard let next = JobStateMachine.lease(candidate, owner: owner, now: now, policy: policy) else {
-                    continue
+            // Expired leases first, then due queued jobs, each oldest first, one row at a time: a row another worker
+            // is leasing right now is skipped (not waited for), and only the row taken stays locked, so concurrent
+            // workers take different jobs and none finds the queue empty while it is not. A candidate the state
+            // machine ends instead (past its deadline, out of attempts) is written and the next one tried.
+            var tried: [String] = []
+            for pass in 0..<2 {
+                while tried.count < 64 {
+                    let rows =
+                        pass == 0
+                        ? try await tx.rows(
+                            """
+                            SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= \(now)
+                            AND feature = ANY(\(features)) AND id <> ALL(\(tried))
+                            ORDER BY lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED
+                            """)
+                        : try await tx.rows(
+                            """
+                            SELECT * FROM jobs WHERE state = 'queued' AND available_at <= \(now)
+                            AND feature = ANY(\(features)) AND id <> ALL(\(tried))
+                            ORDER BY available_at LIMIT 1 FOR UPDATE SKIP LOCKED
+                            """)
+                    guard let candidate = try rows.first.map(Self.job(from:)) else { break }
+                    tried.append(candidate.id)
+                    let policy = policies[candidate.feature] ?? JobPolicy()
+                    guard let next = JobStateMachine.lease(candidate, owner: owner, now: now, policy: policy) else {
+                        continue
+                    }
+                    try await Self.update(next, tx)
+                    if next.state == .running { return next }
+                    if next.state.isFinal { try await tx.notify(.jobEnded(id: next.id)) }
                 }
-                try await Self.update(next, tx)
-                if next.state == .running { return next }
             }
             return nil
         }
@@ -101,7 +112,10 @@ extension PostgresStore: JobStore {
         try await transaction { tx in
             guard let job = try await Self.lockJob(id, tx) else { return nil }
             let completion = JobStateMachine.complete(job, result: result, now: now)
-            if case .recorded(let done) = completion { try await Self.update(done, tx) }
+            if case .recorded(let done) = completion {
+                try await Self.update(done, tx)
+                try await tx.notify(.jobEnded(id: done.id))
+            }
             return completion
         }
     }
@@ -130,6 +144,7 @@ extension PostgresStore: JobStore {
             for job in overdue {
                 guard let next = JobStateMachine.expire(job, now: now) else { continue }
                 try await Self.update(next, tx)
+                try await tx.notify(.jobEnded(id: next.id))
                 expired.append(next)
             }
             return expired
@@ -157,7 +172,8 @@ extension PostgresStore: JobStore {
     }
 
     /// Locks a job, applies `change`, writes the result; `nil` when the job is missing or `change` refuses. A job
-    /// that goes back to the queue (released, or failed and retried) wakes listening workers.
+    /// that goes back to the queue (released, or failed and retried) wakes listening workers; one that ends wakes
+    /// whoever waits for it on any server.
     private func transition(_ id: String, _ change: (Job) -> Job?, function: String = #function) async throws
         -> Job?
     {
@@ -165,6 +181,7 @@ extension PostgresStore: JobStore {
             guard let job = try await Self.lockJob(id, tx), let next = change(job) else { return nil }
             try await Self.update(next, tx)
             if next.state == .queued { try await tx.notify(.jobsQueued(feature: next.feature)) }
+            if next.state.isFinal && !job.state.isFinal { try await tx.notify(.jobEnded(id: next.id)) }
             return next
         }
     }

@@ -114,6 +114,9 @@ public enum RangeCompletion: Sendable, Equatable {
 /// workers wake when jobs are queued or ranges become available, servers swap snapshots when one is published.
 public enum StoreEvent: Sendable, Equatable {
     case jobsQueued(feature: String)
+    /// A job reached a final state (its result recorded, dead-lettered, canceled or expired): waiters on any server
+    /// answer at once.
+    case jobEnded(id: String)
     case snapshotPublished(feature: String)
     case rangesAvailable(feature: String)
 }

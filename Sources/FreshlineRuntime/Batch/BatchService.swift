@@ -29,6 +29,7 @@ public final class BatchService: Sendable {
     private static let rangesSignal = "ranges"
     private let splits = Mutex<[String: Task<Void, Never>]>([:])
     private let loaded = Mutex(false)
+    private let refreshing = Mutex<Set<String>>([])
 
     /// Whether the published snapshots were loaded once at start-up (readiness waits for it).
     public var snapshotsLoaded: Bool { loaded.withLock { $0 } }
@@ -80,9 +81,13 @@ public final class BatchService: Sendable {
         splits.withLock { $0[run.id] = task }
     }
 
-    /// Loads the feature's published snapshot if it is not the one being served.
+    /// Loads the feature's published snapshot if it is not the one being served. One load per feature at a time:
+    /// a publish announcement and the poll arriving together load the snapshot once (a refresh that finds one in
+    /// progress returns; the next poll catches anything newer).
     func refresh(feature: String) async {
         guard let server = servers[feature] else { return }
+        guard refreshing.withLock({ $0.insert(feature).inserted }) else { return }
+        defer { _ = refreshing.withLock { $0.remove(feature) } }
         do {
             guard let info = try await store.publishedSnapshot(feature: feature) else { return }
             if server.snapshot?.info.id != info.id {
@@ -187,7 +192,7 @@ public final class BatchService: Sendable {
                     switch event {
                     case .snapshotPublished(let feature): await self.refresh(feature: feature)
                     case .rangesAvailable: self.signals.fire(Self.rangesSignal)
-                    case .jobsQueued: break
+                    case .jobsQueued, .jobEnded: break
                     }
                 }
             } catch is CancellationError {

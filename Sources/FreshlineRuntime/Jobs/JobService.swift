@@ -118,7 +118,7 @@ public final class JobService: Sendable {
             for index in 0..<max(0, workers) {
                 group.addTask { await self.workLoop(owner: "\(RunOwner.current)/w\(index)") }
             }
-            if let events, workers > 0 {
+            if let events {
                 group.addTask { await self.follow(events) }
             }
             group.addTask {
@@ -132,13 +132,17 @@ public final class JobService: Sendable {
         }
     }
 
-    /// Wakes idle workers when another process queues a job.
+    /// Wakes idle workers when another process queues a job, and waiters (`Prefer: wait`, event streams) when
+    /// another process ends their job.
     private func follow(_ events: any StoreEventSource) async {
         while !Task.isCancelled {
             do {
                 try await events.listen { event in
-                    if case .jobsQueued(let feature) = event, self.servers[feature] != nil {
+                    switch event {
+                    case .jobsQueued(let feature) where self.servers[feature] != nil && self.workers > 0:
                         self.signals.fire(Self.queueSignal)
+                    case .jobEnded(let id): self.signals.fire(id)
+                    default: break
                     }
                 }
             } catch is CancellationError {
