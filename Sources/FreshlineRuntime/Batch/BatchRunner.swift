@@ -91,22 +91,11 @@ public final class BatchRunner: Sendable {
         let (source, manifestPath) = (batch.source, manifestPath)
         let total: Int
         do {
-            total = try await withThrowingTaskGroup(of: Int?.self) { group in
-                group.addTask { [store] in
-                    // Counting a large source can take a while: keep the run's heartbeat fresh meanwhile.
-                    while true {
-                        try await Task.sleep(for: .seconds(10))
-                        try? await store.heartbeat(runID: run.id, at: Clock.unixNow)
-                    }
-                }
-                group.addTask {
-                    try await Task.detached { try EntitySources.count(source, manifestPath: manifestPath) }.value
-                }
-                defer { group.cancelAll() }
-                while let result = try await group.next() {
-                    if let total = result { return total }
-                }
-                throw CancellationError()
+            // Counting a large source can take a while: keep the run's heartbeat fresh meanwhile.
+            total = try await Self.withTicks(every: .seconds(10)) { [store] in
+                try? await store.heartbeat(runID: run.id, at: Clock.unixNow)
+            } body: {
+                try await Task.detached { try EntitySources.count(source, manifestPath: manifestPath) }.value
             }
         } catch is CancellationError {
             throw CancellationError()
@@ -134,45 +123,32 @@ public final class BatchRunner: Sendable {
         let tally = WorkerTally()
         while true {
             try Task.checkCancellation()
-            guard
-                let lease = try await store.leaseRange(
-                    features: [feature.name], owner: RunOwner.current, now: Clock.unixNow,
-                    leaseSeconds: Self.rangeLease, isGone: RunOwner.isGone)
-            else { break }
-            if case .published(let snapshot) = try await process(lease, pool: pool, tally: tally, report: report),
-                lease.run.id == run.id
+            // Any open range of the feature: this run's own, or one whose worker died (leasable again).
+            if let lease = try await store.leaseRange(
+                features: [feature.name], owner: RunOwner.current, now: Clock.unixNow,
+                leaseSeconds: Self.rangeLease, isGone: RunOwner.isGone)
             {
-                return snapshot
+                if case .published(let snapshot) = try await process(lease, pool: pool, tally: tally, report: report),
+                    lease.run.id == run.id
+                {
+                    return snapshot
+                }
+                continue
             }
-        }
-        // Nothing left to lease: other workers hold the rest of this run's ranges. Wait for them.
-        while true {
+            // Nothing to lease: other workers hold the rest of this run's ranges. Wait for them.
             guard let current = try await store.run(id: run.id) else { throw BatchStoreError.unknownRun(run.id) }
             switch current.state {
             case .succeeded:
-                if let snapshot = try await store.snapshots(feature: feature.name, limit: 50).first(where: {
-                    $0.id == current.snapshotID
-                }) {
-                    return snapshot
-                }
-                throw BatchStoreError.unknownRun(run.id)
+                guard
+                    let snapshot = try await store.snapshots(feature: feature.name, limit: 50).first(where: {
+                        $0.id == current.snapshotID
+                    })
+                else { throw BatchStoreError.unknownRun(run.id) }
+                return snapshot
             case .failed, .canceled:
                 throw BatchRunFailed(runID: run.id, reason: current.error ?? current.state.rawValue)
             case .running:
-                // A range whose worker died becomes leasable again: take it rather than wait.
-                if let lease = try await store.leaseRange(
-                    features: [feature.name], owner: RunOwner.current, now: Clock.unixNow,
-                    leaseSeconds: Self.rangeLease, isGone: RunOwner.isGone)
-                {
-                    if case .published(let snapshot) = try await process(
-                        lease, pool: pool, tally: tally, report: report),
-                        lease.run.id == run.id
-                    {
-                        return snapshot
-                    }
-                } else {
-                    try await Task.sleep(for: .milliseconds(200))
-                }
+                try await Task.sleep(for: .milliseconds(200))
             }
         }
     }
@@ -186,25 +162,14 @@ public final class BatchRunner: Sendable {
     ) async throws -> RangeCompletion {
         let (store, runID, index, owner) = (store, lease.run.id, lease.range.index, RunOwner.current)
         do {
-            let completion = try await withThrowingTaskGroup(of: RangeCompletion?.self) { group in
-                group.addTask {
-                    while true {
-                        try await Task.sleep(for: .seconds(Self.rangeLease / 3))
-                        let held = try await store.renewRange(
-                            runID: runID, index: index, owner: owner, now: Clock.unixNow, leaseSeconds: Self.rangeLease)
-                        if !held { throw BatchStoreError.rangeLost(runID: runID, index: index) }
-                    }
-                }
-                group.addTask {
-                    try await self.chunks(lease, pool: pool, tally: tally, report: report)
-                    return try await store.completeRange(
-                        runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: self.batch.retention)
-                }
-                defer { group.cancelAll() }
-                while let result = try await group.next() {
-                    if let completion = result { return completion }
-                }
-                throw CancellationError()
+            let completion = try await Self.withTicks(every: .seconds(Self.rangeLease / 3)) {
+                let held = try await store.renewRange(
+                    runID: runID, index: index, owner: owner, now: Clock.unixNow, leaseSeconds: Self.rangeLease)
+                if !held { throw BatchStoreError.rangeLost(runID: runID, index: index) }
+            } body: {
+                try await self.chunks(lease, pool: pool, tally: tally, report: report)
+                return try await store.completeRange(
+                    runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: self.batch.retention)
             }
             if case .published = completion { metrics?.runFinished(feature: feature.name, outcome: "succeeded") }
             return completion
@@ -214,18 +179,38 @@ public final class BatchRunner: Sendable {
             _ = try? await Task.detached { try await store.releaseRange(runID: runID, index: index, owner: owner) }
                 .value
             throw CancellationError()
-        } catch let error as BatchStoreError {
-            switch error {
-            case .rangeLost, .runNotRunning: throw error
-            default: break
-            }
-            try? await store.endRun(id: runID, state: .failed, error: "\(error)", at: Clock.unixNow)
-            metrics?.runFinished(feature: feature.name, outcome: "failed")
-            throw error
         } catch {
-            try? await store.endRun(id: runID, state: .failed, error: "\(error)", at: Clock.unixNow)
-            metrics?.runFinished(feature: feature.name, outcome: "failed")
-            throw error
+            switch error as? BatchStoreError {
+            case .rangeLost?, .runNotRunning?:
+                // Another worker holds the range now, or the run has ended: nothing of this worker's to fail.
+                throw error
+            default:
+                try? await store.endRun(id: runID, state: .failed, error: "\(error)", at: Clock.unixNow)
+                metrics?.runFinished(feature: feature.name, outcome: "failed")
+                throw error
+            }
+        }
+    }
+
+    /// Runs `body` with `tick` repeated every `interval` beside it (a heartbeat, a lease renewal) until `body`
+    /// returns; a tick that throws ends both with its error.
+    static func withTicks<T: Sendable>(
+        every interval: Duration, _ tick: @escaping @Sendable () async throws -> Void,
+        body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: interval)
+                    try await tick()
+                }
+            }
+            group.addTask { try await body() }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let value = result { return value }
+            }
+            throw CancellationError()
         }
     }
 

@@ -18,7 +18,6 @@ public final class BatchService: Sendable {
     public let runners: [String: BatchRunner]
     private let servers: [String: FeatureServer]
     private let store: any BatchStore
-    private let events: (any StoreEventSource)?
     private let logger: Logger
     private let pollInterval: Duration
     /// Range workers in this process (0: this process schedules and serves, others compute).
@@ -36,13 +35,12 @@ public final class BatchService: Sendable {
 
     init(
         runners: [String: BatchRunner], servers: [String: FeatureServer], store: any BatchStore,
-        events: (any StoreEventSource)?, workers: Int, schedules: Bool, logger: Logger,
+        workers: Int, schedules: Bool, logger: Logger,
         pollInterval: Duration = .seconds(2)
     ) {
         self.runners = runners
         self.servers = servers
         self.store = store
-        self.events = events
         self.workers = max(0, workers)
         self.schedules = schedules
         self.logger = logger
@@ -117,9 +115,6 @@ public final class BatchService: Sendable {
                     group.addTask { await self.schedule(runner, schedule) }
                 }
             }
-            if let events {
-                group.addTask { await self.follow(events) }
-            }
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: self.pollInterval)
@@ -183,24 +178,13 @@ public final class BatchService: Sendable {
         try? await pool.shutdownGracefully()
     }
 
-    /// Follows the store's announcements: swaps snapshots published by other processes at once, wakes idle range
-    /// workers when ranges appear.
-    private func follow(_ events: any StoreEventSource) async {
-        while !Task.isCancelled {
-            do {
-                try await events.listen { event in
-                    switch event {
-                    case .snapshotPublished(let feature): await self.refresh(feature: feature)
-                    case .rangesAvailable: self.signals.fire(Self.rangesSignal)
-                    case .jobsQueued, .jobEnded: break
-                    }
-                }
-            } catch is CancellationError {
-                return
-            } catch {
-                logger.warning("store events: \(error); listening again")
-                try? await Task.sleep(for: .seconds(1))
-            }
+    /// Acts on a shared store's announcement (the runtime listens once for the whole process): swaps a snapshot
+    /// another process published, wakes idle range workers when ranges appear.
+    func handle(_ event: StoreEvent) async {
+        switch event {
+        case .snapshotPublished(let feature): await refresh(feature: feature)
+        case .rangesAvailable: signals.fire(Self.rangesSignal)
+        case .jobsQueued, .jobEnded: break
         }
     }
 

@@ -20,25 +20,22 @@ public final class JobService: Sendable {
     public let webhooks: WebhookDispatcher?
     private let signals = Signals()
     private static let queueSignal = "queue"
-    /// Announcements from other processes on a shared store (jobs queued there wake the idle workers here).
-    private let events: (any StoreEventSource)?
 
-    /// Idle workers poll every `idlePoll`; on a store that announces submissions (PostgreSQL `NOTIFY`) they wait on
-    /// the announcement and poll once a second as a backstop.
+    /// Idle workers poll every `idlePoll` (default 50 ms); on a store that announces submissions (PostgreSQL
+    /// `NOTIFY`, see `handle`) the runtime passes a longer one, a backstop.
     init(
-        servers: [String: FeatureServer], store: any JobStore, events: (any StoreEventSource)? = nil,
-        pool: ComputePool, metrics: ServingMetrics, logger: Logger, workers: Int, webhooks: WebhookDispatcher?,
+        servers: [String: FeatureServer], store: any JobStore, pool: ComputePool, metrics: ServingMetrics,
+        logger: Logger, workers: Int, webhooks: WebhookDispatcher?,
         idlePoll: Duration? = nil
     ) {
         self.webhooks = webhooks
         self.servers = servers
-        self.events = events
         self.store = store
         self.pool = pool
         self.metrics = metrics
         self.logger = logger
         self.workers = workers
-        self.idlePoll = idlePoll ?? (events == nil ? .milliseconds(50) : .seconds(1))
+        self.idlePoll = idlePoll ?? .milliseconds(50)
     }
 
     private var policies: [String: JobPolicy] { servers.mapValues(\.spec.jobs) }
@@ -118,9 +115,6 @@ public final class JobService: Sendable {
             for index in 0..<max(0, workers) {
                 group.addTask { await self.workLoop(owner: "\(RunOwner.current)/w\(index)") }
             }
-            if let events {
-                group.addTask { await self.follow(events) }
-            }
             group.addTask {
                 // The sweeper: queued jobs past their deadline expire even when no worker looks at them.
                 while !Task.isCancelled {
@@ -132,25 +126,13 @@ public final class JobService: Sendable {
         }
     }
 
-    /// Wakes idle workers when another process queues a job, and waiters (`Prefer: wait`, event streams) when
-    /// another process ends their job.
-    private func follow(_ events: any StoreEventSource) async {
-        while !Task.isCancelled {
-            do {
-                try await events.listen { event in
-                    switch event {
-                    case .jobsQueued(let feature) where self.servers[feature] != nil && self.workers > 0:
-                        self.signals.fire(Self.queueSignal)
-                    case .jobEnded(let id): self.signals.fire(id)
-                    default: break
-                    }
-                }
-            } catch is CancellationError {
-                return
-            } catch {
-                logger.warning("store events: \(error); listening again")
-                try? await Task.sleep(for: .seconds(1))
-            }
+    /// Acts on a shared store's announcement (the runtime listens once for the whole process): wakes idle workers
+    /// when another process queues a job, and waiters (`Prefer: wait`, event streams) when another process ends theirs.
+    func handle(_ event: StoreEvent) {
+        switch event {
+        case .jobsQueued(let feature) where servers[feature] != nil && workers > 0: signals.fire(Self.queueSignal)
+        case .jobEnded(let id): signals.fire(id)
+        default: break
         }
     }
 

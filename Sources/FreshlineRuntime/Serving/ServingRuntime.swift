@@ -25,6 +25,8 @@ public final class ServingRuntime: Service {
     public let advice: AdviceService?
     let pool: ComputePool
     private let logger: Logger
+    /// A shared store's announcements, followed once for the whole process and handed to the batch and job services.
+    private let storeEvents: (any StoreEventSource)?
     /// The wall clock answers and the request log are stamped with.
     public let clock: any WallClock
 
@@ -78,18 +80,19 @@ public final class ServingRuntime: Service {
             runners.isEmpty || batchStore == nil
             ? nil
             : BatchService(
-                runners: runners, servers: features, store: batchStore!, events: storeEvents, workers: batchWorkers,
+                runners: runners, servers: features, store: batchStore!, workers: batchWorkers,
                 schedules: batchSchedules, logger: logger)
         let (pool, metrics) = (self.pool, self.metrics)
         jobs = jobStore.map { jobStore in
             JobService(
-                servers: features, store: jobStore, events: storeEvents, pool: pool, metrics: metrics, logger: logger,
+                servers: features, store: jobStore, pool: pool, metrics: metrics, logger: logger,
                 workers: jobWorkers ?? manifest.server.jobWorkers,
                 webhooks: webhookStore.map {
                     WebhookDispatcher(
                         store: $0, jobs: jobStore, settings: manifest.server.webhooks, metrics: metrics, logger: logger)
-                })
+                }, idlePoll: storeEvents == nil ? nil : .seconds(1))
         }
+        self.storeEvents = storeEvents
     }
 
     /// Why the server is not ready: shutting down, or a batch feature's snapshot older than its `max_staleness`.
@@ -127,6 +130,7 @@ public final class ServingRuntime: Service {
             }
             let batchTask = batch.map { batch in Task { await batch.run() } }
             let jobTask = jobs.map { jobs in Task { await jobs.run() } }
+            let eventTask = storeEvents.map { events in Task { await follow(events) } }
             // Wait for the shutdown signal, then drain: stop accepting, let queued rows finish.
             try? await gracefulShutdown()
             logger.info("draining \(features.count) features")
@@ -134,6 +138,8 @@ public final class ServingRuntime: Service {
             await batchTask?.value
             jobTask?.cancel()
             await jobTask?.value
+            eventTask?.cancel()
+            await eventTask?.value
             for feature in features.values { feature.batcher.beginShutdown() }
             shuttingDown.store(true)  // after the batchers refuse new rows, so "not ready" means exactly that
             let clock = ContinuousClock()
@@ -146,6 +152,27 @@ public final class ServingRuntime: Service {
         }
         await pool.shutdown()
         logger.info("runtime stopped")
+    }
+}
+
+extension ServingRuntime {
+    /// Listens to the store's announcements until cancelled (the store reconnects by itself; this loop only outlives
+    /// a store that stopped or failed to start) and hands each to the services it concerns.
+    private func follow(_ events: any StoreEventSource) async {
+        let (batch, jobs, logger) = (batch, jobs, logger)
+        while !Task.isCancelled {
+            do {
+                try await events.listen { event in
+                    await batch?.handle(event)
+                    jobs?.handle(event)
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("store events: \(error); listening again")
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
     }
 }
 
