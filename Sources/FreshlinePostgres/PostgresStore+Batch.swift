@@ -363,11 +363,13 @@ extension PostgresStore: BatchStore {
         // retires the first's snapshot instead of colliding with it on the one-published index.
         try await tx.lock("publish", run.feature)
         // Count distinct keys over every chunk (later chunks may repeat keys).
-        var keys: Set<[UInt8]> = []
+        var keys = DistinctKeyCounter()
         for try await blob in try await tx.stream(
             "SELECT keys FROM snapshot_chunks WHERE snapshot_id = \(run.snapshotID)"
         ).decode(ByteBuffer.self) {
-            keys.formUnion(try ChunkCodec.decode(blob))
+            guard blob.withUnsafeReadableBytes({ keys.add(encodedKeys: $0) }) else {
+                throw PostgresStoreError.corruptChunk
+            }
         }
         try await tx.rows(
             "UPDATE snapshots SET state = 'retired' WHERE feature = \(run.feature) AND state = 'published'")

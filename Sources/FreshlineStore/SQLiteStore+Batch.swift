@@ -383,10 +383,12 @@ extension SQLiteStore: BatchStore {
     /// Publishes `run`'s snapshot (the previous one retires) and marks the run succeeded.
     private static func publish(_ db: Database, run: BatchRun, at: Double) throws -> SnapshotInfo {
         // Count distinct keys over every chunk (later chunks may repeat keys).
-        var keys: Set<[UInt8]> = []
+        var keys = DistinctKeyCounter()
         let blobs = try Data.fetchAll(
             db, sql: "SELECT keys FROM snapshot_chunks WHERE snapshot_id = ?", arguments: [run.snapshotID])
-        for blob in blobs { keys.formUnion(try ChunkCodec.decode(blob)) }
+        for blob in blobs {
+            guard blob.withUnsafeBytes({ keys.add(encodedKeys: $0) }) else { throw ChunkCodec.CorruptChunk() }
+        }
         try db.execute(
             sql: "UPDATE snapshots SET state = 'retired' WHERE feature = ? AND state = 'published'",
             arguments: [run.feature])

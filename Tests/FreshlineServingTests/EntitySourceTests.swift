@@ -222,6 +222,54 @@ struct EntitySourceTests {
         #expect(try past.next(maxRows: 10).isEmpty)
     }
 
+    @Test(
+        "CSV: skipping and the columnar chunks agree with the record reader at every start row (quoted line breaks, CRLF, a lone CR, blank lines, a short row)"
+    )
+    func csvFastPathsAgree() throws {
+        let folder = try Folder()
+        let texts = [
+            "id,a,b\r\n1,0.5,x\r\n\r\n2,\"multi\nline\",y\n3,\"q \"\"z\"\"\",7\n\n4,1e3,-2\r5,6,7\n6,short\n7,8,9",
+            // No quote at all: the counting and skipping fast paths.
+            "id,a,b\r\n1,0.5,x\r\n\r\n2,3,y\n\n4,1e3,-2\r5,6,7\r\r\n6,short\n7,8,9\n",
+        ]
+        for (index, text) in texts.enumerated() {
+            let path = try folder.write("mixed\(index).csv", text)
+            try checkFastPaths(BatchSpec.Source.csv(path: path), folder: folder, rows: index == 0 ? 7 : 6)
+        }
+    }
+
+    func checkFastPaths(_ source: BatchSpec.Source, folder: Folder, rows: Int) throws {
+        let expected = try Self.readAll(EntitySources.open(source, manifestPath: folder.manifestPath, skipping: 0))
+        #expect(expected.map(\.ordinal) == Array(1...rows))
+        #expect(try EntitySources.count(source, manifestPath: folder.manifestPath) == rows)
+        for start in 0...expected.count {
+            // The record reader after skip(rows:) …
+            let resumed = try Self.readAll(
+                EntitySources.open(source, manifestPath: folder.manifestPath, skipping: start))
+            #expect(resumed.map(\.ordinal) == expected.dropFirst(start).map(\.ordinal), "skipping \(start)")
+            #expect(resumed.map(\.location) == expected.dropFirst(start).map(\.location), "skipping \(start)")
+            // … and the columnar chunk's cells after skip(rows:), row by row.
+            let reader = try #require(
+                EntitySources.open(source, manifestPath: folder.manifestPath, skipping: start) as? CSVEntityReader)
+            let chunk = try reader.nextRaw(maxRows: 100)
+            #expect(chunk.ordinals == expected.dropFirst(start).map(\.ordinal), "skipping \(start)")
+            var cells = CSVRawChunk.RowCells(columns: chunk.columns)
+            for (row, record) in zip(0..<chunk.rows, expected.dropFirst(start)) {
+                #expect(chunk.lines[row] == Int(record.location.split(separator: ":").last!)!)
+                let count = chunk.data.withUnsafeBytes { chunk.cells(of: row, in: $0, into: &cells) }
+                guard let fields = Self.fields(record) else {
+                    #expect(count != chunk.columns, "row \(record.ordinal) fails in both readers")
+                    continue
+                }
+                #expect(count == chunk.columns)
+                let texts = (0..<chunk.columns).map {
+                    CSVScanner.string(chunk.data, cells.starts[$0], cells.ends[$0], quoted: cells.quoted[$0])
+                }
+                #expect(texts == ["id", "a", "b"].map { if case .string(let s) = fields[$0] { s } else { "?" } })
+            }
+        }
+    }
+
     // MARK: JSON Lines
 
     @Test("JSON Lines: objects are rows; non-object and invalid lines are per-row failures; blank lines skipped")

@@ -34,3 +34,30 @@ public enum KeyHash {
         return Double(x >> 11) / Double(UInt64(1) << 53) < rate
     }
 }
+
+/// Counts a snapshot's distinct keys as it is published (a source may repeat a key; the later row wins) by their
+/// 64-bit hashes, without keeping the keys: exact unless two different keys share a hash (for n keys, a chance of
+/// about n²/2⁶⁵ — under 10⁻⁸ for a million keys).
+public struct DistinctKeyCounter: Sendable {
+    private var hashes = Set<UInt64>()
+
+    public init() {}
+
+    /// Adds the keys of one encoded chunk: length-prefixed byte strings (UInt32 little-endian length, then the
+    /// bytes), the stores' chunk layout. Returns false when the encoding is cut short.
+    public mutating func add(encodedKeys raw: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < raw.count {
+            guard offset + 4 <= raw.count else { return false }
+            let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            offset += 4
+            guard offset + length <= raw.count else { return false }
+            hashes.insert(KeyHash.value(bytes: UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + length)])))
+            offset += length
+        }
+        return true
+    }
+
+    /// Distinct keys added so far.
+    public var count: Int { hashes.count }
+}

@@ -29,6 +29,9 @@ public final class BatchRunner: Sendable {
     public static let rangeLease: Double = 30
     /// Models of backfills with another model file, loaded once per file.
     private let otherModels = Mutex<[String: Model]>([:])
+    /// The source reader left where the last range this process computed ended: ranges are leased in order, so the
+    /// next one usually starts there and goes on reading instead of opening the source and skipping to its start.
+    private let parked = Mutex<ParkedReader?>(nil)
 
     /// A runner for `feature` (which must have a batch section) over `model`.
     public init(
@@ -222,7 +225,10 @@ public final class BatchRunner: Sendable {
         return model
     }
 
-    /// Reads, computes and writes a range's rows after its checkpoint.
+    /// Reads, computes and writes a range's rows after its checkpoint. `batch.threads` chunks are in flight at
+    /// once, each read from the shared reader in turn and computed whole on one runner thread (so the engine runs
+    /// at `chunk_rows` per call while another thread reads); chunks are written in source order, each with the
+    /// range's checkpoint, the next write overlapping the computing.
     private func chunks(
         _ lease: RangeLease, pool: NIOThreadPool, tally: WorkerTally, report: (@Sendable (Report) -> Void)?
     ) async throws {
@@ -230,142 +236,111 @@ public final class BatchRunner: Sendable {
         let range = lease.range
         let model = try run.modelPath.map { try self.model(at: $0) } ?? self.model
         let mapper = EntityRowMapper(batch: batch, model: model)
-        let source = batch.source
-        let manifestPath = manifestPath
-        var position = range.rowStart + range.rowsDone
-        guard position < range.rowEnd else { return }
-        let start = position
-        let reader = try await pool.runIfActive {
-            ReaderBox(try EntitySources.open(source, manifestPath: manifestPath, skipping: start))
+        let (source, manifestPath) = (batch.source, manifestPath)
+        let start = range.rowStart + range.rowsDone
+        guard start < range.rowEnd else { return }
+        let reader: ReaderBox
+        if let resumed = parked.withLock({ slot -> ReaderBox? in
+            guard let p = slot, p.runID == run.id, p.position == start else { return nil }
+            slot = nil
+            return p.reader
+        }) {
+            reader = resumed
+        } else {
+            reader = try await pool.runIfActive {
+                ReaderBox(try EntitySources.open(source, manifestPath: manifestPath, skipping: start))
+            }
         }
+        // CSV sources whose inputs are numeric columns take the columnar path (cells parsed from the mapped
+        // bytes straight into tensors); everything else reads records of named fields.
+        let plan = (reader.reader as? CSVEntityReader).flatMap { CSVColumnarPlan(mapper: mapper, header: $0.header) }
+        let feed = ChunkFeed(reader: reader, position: start, end: range.rowEnd, chunkRows: batch.chunkRows)
         let keySet = run.keys.map(Set.init)
         let selected = feature.outputs
         let threads = max(1, batch.threads)
-        var totals = run
-        // CSV sources whose inputs are numeric columns take the columnar path (cells parsed from the mapped
-        // bytes straight into tensors); everything else reads records of named fields.
-        let columnar = (reader.reader as? CSVEntityReader).flatMap {
-            CSVColumnarPlan(mapper: mapper, header: $0.header)
+        let work: @Sendable () async throws -> ComputedChunk? = {
+            try await pool.runIfActive {
+                guard let read = try feed.next(columnar: plan != nil) else { return nil }
+                let part: ChunkPart
+                switch read.rows {
+                case .csv(let raw):
+                    part = Self.computeColumnar(
+                        raw, range: 0..<raw.rows, plan: plan!, mapper: mapper, model: model, keys: keySet,
+                        outputs: selected)
+                case .records(let records):
+                    part = Self.compute(records, mapper: mapper, model: model, keys: keySet, outputs: selected)
+                }
+                return ComputedChunk(
+                    sequence: read.sequence, position: read.position, rowsRead: read.rowsRead, part: part)
+            }
         }
-        var readAhead: Task<CSVRawChunk, any Error>?
-        defer { readAhead?.cancel() }
+        var totals = run
         var pendingWrite: Task<Void, any Error>?
-        var readPosition = position
-        func nextRead() -> Int { min(batch.chunkRows, range.rowEnd - readPosition) }
-        while position < range.rowEnd {
-            try Task.checkCancellation()
-            let started = ContinuousClock.now
-            var parts: [ChunkPart?] = []
-            let rowsRead: Int
-            if let plan = columnar {
-                // The next chunk is scanned while this one computes (read-ahead of one chunk, within the range).
-                let raw: CSVRawChunk
-                if let readAhead {
-                    raw = try await readAhead.value
-                } else {
-                    let rows = nextRead()
-                    readPosition += rows
-                    raw = try await readRaw(reader, rows: rows, pool: pool).value
+        defer { pendingWrite?.cancel() }
+        var lastMark = ContinuousClock.now
+        try await withThrowingTaskGroup(of: ComputedChunk?.self) { group in
+            var inFlight = 0
+            var exhausted = false
+            var finished: [Int: ComputedChunk] = [:]
+            var nextToWrite = 0
+            func refill() {
+                // At most `threads` computing, and at most as many computed ahead of the chunk written next.
+                while !exhausted, inFlight < threads, finished.count < threads {
+                    group.addTask(operation: work)
+                    inFlight += 1
                 }
-                readAhead = nil
-                if raw.rows > 0 && readPosition < range.rowEnd {
-                    let rows = nextRead()
-                    readPosition += rows
-                    readAhead = readRaw(reader, rows: rows, pool: pool)
-                }
-                rowsRead = raw.rows
-                if rowsRead == 0 { break }
-                let sliceSize = (raw.rows + threads - 1) / threads
-                let ranges = stride(from: 0, to: raw.rows, by: sliceSize).map { $0..<min(raw.rows, $0 + sliceSize) }
-                parts = [ChunkPart?](repeating: nil, count: ranges.count)
-                try await withThrowingTaskGroup(of: (Int, ChunkPart).self) { group in
-                    for (index, slice) in ranges.enumerated() {
-                        group.addTask {
-                            let part = try await pool.runIfActive {
-                                Self.computeColumnar(
-                                    raw, range: slice, plan: plan, mapper: mapper, model: model, keys: keySet,
-                                    outputs: selected)
-                            }
-                            return (index, part)
-                        }
+            }
+            refill()
+            while let result = try await group.next() {
+                inFlight -= 1
+                try Task.checkCancellation()
+                if let chunk = result { finished[chunk.sequence] = chunk } else { exhausted = true }
+                while let chunk = finished.removeValue(forKey: nextToWrite) {
+                    nextToWrite += 1
+                    refill()
+                    let now = ContinuousClock.now
+                    let busy = (now - lastMark).seconds
+                    lastMark = now
+                    let part = chunk.part
+                    let snapshotChunk = SnapshotChunk(index: chunk.position, keys: part.keys, outputs: part.outputs)
+                    let progress = RangeProgress(
+                        rangeRowsDone: chunk.position + chunk.rowsRead - range.rowStart, rowsRead: chunk.rowsRead,
+                        rowsWritten: part.keys.count, rowsFailed: part.failures.count, busySeconds: busy,
+                        at: Clock.unixNow)
+                    // One write at a time, in order; the next chunks compute meanwhile.
+                    try await pendingWrite?.value
+                    let store = self.store
+                    pendingWrite = Task {
+                        try await store.appendRangeChunk(
+                            runID: run.id, index: range.index, owner: RunOwner.current, chunk: snapshotChunk,
+                            failures: part.failures, progress: progress)
                     }
-                    for try await (index, part) in group { parts[index] = part }
-                }
-            } else {
-                let wanted = min(batch.chunkRows, range.rowEnd - position)
-                let records = try await pool.runIfActive { try reader.reader.next(maxRows: wanted) }
-                rowsRead = records.count
-                if records.isEmpty { break }
-                // Split the chunk into one slice per thread and compute the slices in parallel.
-                let sliceSize = (records.count + threads - 1) / threads
-                let slices = stride(from: 0, to: records.count, by: sliceSize).map {
-                    Array(records[$0..<min(records.count, $0 + sliceSize)])
-                }
-                parts = [ChunkPart?](repeating: nil, count: slices.count)
-                try await withThrowingTaskGroup(of: (Int, ChunkPart).self) { group in
-                    for (index, slice) in slices.enumerated() {
-                        group.addTask {
-                            let part = try await pool.runIfActive {
-                                Self.compute(slice, mapper: mapper, model: model, keys: keySet, outputs: selected)
-                            }
-                            return (index, part)
-                        }
+                    totals.rowsDone += chunk.rowsRead
+                    totals.rowsWritten += part.keys.count
+                    totals.rowsFailed += part.failures.count
+                    totals.busySeconds += busy
+                    metrics?.runRows(feature: feature.name, rows: part.keys.count, failed: part.failures.count)
+                    let rate = tally.add(rows: chunk.rowsRead, seconds: busy)
+                    if let report {
+                        let left = totals.rowsTotal.map { max(0, $0 - totals.rowsDone) }
+                        report(
+                            Report(
+                                run: totals, rowsPerSecond: rate,
+                                secondsLeft: left.map { rate > 0 ? Double($0) / rate : 0 }))
                     }
-                    for try await (index, part) in group { parts[index] = part }
                 }
-            }
-            var keys: [String] = []
-            var outputs: [[UInt8]] = []
-            var failures: [RowFailure] = []
-            for part in parts.compactMap({ $0 }) {
-                keys += part.keys
-                outputs += part.outputs
-                failures += part.failures
-            }
-            let busy = (ContinuousClock.now - started).seconds
-            let chunk = SnapshotChunk(index: position, keys: keys, outputs: outputs)
-            position += rowsRead
-            let progress = RangeProgress(
-                rangeRowsDone: position - range.rowStart, rowsRead: rowsRead, rowsWritten: keys.count,
-                rowsFailed: failures.count, busySeconds: busy, at: Clock.unixNow)
-            // The chunk and its checkpoint are written while the next chunk computes; writes stay in order.
-            try await pendingWrite?.value
-            let (store, rowFailures) = (self.store, failures)
-            pendingWrite = Task {
-                try await store.appendRangeChunk(
-                    runID: run.id, index: range.index, owner: RunOwner.current, chunk: chunk, failures: rowFailures,
-                    progress: progress)
-            }
-            totals.rowsDone += rowsRead
-            totals.rowsWritten += keys.count
-            totals.rowsFailed += failures.count
-            totals.busySeconds += busy
-            metrics?.runRows(feature: feature.name, rows: keys.count, failed: failures.count)
-            let rate = tally.add(rows: rowsRead, seconds: (ContinuousClock.now - started).seconds)
-            if let report {
-                let left = totals.rowsTotal.map { max(0, $0 - totals.rowsDone) }
-                report(
-                    Report(run: totals, rowsPerSecond: rate, secondsLeft: left.map { rate > 0 ? Double($0) / rate : 0 })
-                )
+                refill()
             }
         }
         try await pendingWrite?.value
+        pendingWrite = nil
         try Task.checkCancellation()
-    }
-
-    /// Scans the next raw CSV chunk on the runner's pool.
-    private func readRaw(_ reader: ReaderBox, rows: Int, pool: NIOThreadPool) -> Task<CSVRawChunk, any Error> {
-        Task {
-            try await pool.runIfActive {
-                guard let csv = reader.reader as? CSVEntityReader else {
-                    throw EntitySourceError(message: "internal: the columnar path needs a CSV reader")
-                }
-                return try csv.nextRaw(maxRows: rows)
-            }
+        if feed.position == range.rowEnd {
+            parked.withLock { $0 = ParkedReader(runID: run.id, position: range.rowEnd, reader: reader) }
         }
     }
 
-    /// One slice's results.
+    /// One chunk's results.
     struct ChunkPart: Sendable {
         var keys: [String] = []
         var outputs: [[UInt8]] = []
@@ -458,6 +433,87 @@ public final class WorkerTally: Sendable {
             return $0.seconds > 0 ? Double($0.rows) / $0.seconds : 0
         }
     }
+}
+
+/// Hands out a range's chunks to the runner threads in source order: each call reads the next chunk under the
+/// lock (reads are sequential, computing is not) and numbers it, so the writer can put them back in order.
+private final class ChunkFeed: Sendable {
+    enum Rows: Sendable {
+        /// Byte ranges of CSV cells, for the columnar path.
+        case csv(CSVRawChunk)
+        /// Records of named fields.
+        case records([EntityRecord])
+    }
+    struct Read: Sendable {
+        var sequence: Int
+        /// The source position of the chunk's first row.
+        var position: Int
+        var rowsRead: Int
+        var rows: Rows
+    }
+    private struct State {
+        var sequence = 0
+        var position: Int
+        var exhausted = false
+    }
+    private let reader: ReaderBox
+    private let end: Int
+    private let chunkRows: Int
+    private let state: Mutex<State>
+
+    init(reader: ReaderBox, position: Int, end: Int, chunkRows: Int) {
+        self.reader = reader
+        self.end = end
+        self.chunkRows = chunkRows
+        state = Mutex(State(position: position))
+    }
+
+    /// Where the next chunk starts (the range's end once every chunk has been read).
+    var position: Int { state.withLock { $0.position } }
+
+    /// The next chunk, or `nil` at the range's end (or the source's, when it is shorter than counted).
+    func next(columnar: Bool) throws -> Read? {
+        try state.withLock { state -> Read? in
+            let wanted = min(chunkRows, end - state.position)
+            guard !state.exhausted, wanted > 0 else { return nil }
+            let rows: Rows
+            let count: Int
+            if columnar {
+                guard let csv = reader.reader as? CSVEntityReader else {
+                    throw EntitySourceError(message: "internal: the columnar path needs a CSV reader")
+                }
+                let raw = try csv.nextRaw(maxRows: wanted)
+                (rows, count) = (.csv(raw), raw.rows)
+            } else {
+                let records = try reader.reader.next(maxRows: wanted)
+                (rows, count) = (.records(records), records.count)
+            }
+            guard count > 0 else {
+                state.exhausted = true
+                return nil
+            }
+            defer {
+                state.sequence += 1
+                state.position += count
+            }
+            return Read(sequence: state.sequence, position: state.position, rowsRead: count, rows: rows)
+        }
+    }
+}
+
+/// A computed chunk, numbered in source order.
+private struct ComputedChunk: Sendable {
+    var sequence: Int
+    var position: Int
+    var rowsRead: Int
+    var part: BatchRunner.ChunkPart
+}
+
+/// A source reader positioned at row `position` of run `runID`'s source.
+private struct ParkedReader {
+    let runID: String
+    let position: Int
+    let reader: ReaderBox
 }
 
 /// Holds a source reader across the runner's thread hops; only one thread uses it at a time.

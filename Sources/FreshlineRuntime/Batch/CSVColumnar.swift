@@ -3,17 +3,23 @@ internal import FreshlineCore
 internal import FreshlineEngine
 
 /// A chunk of CSV rows as byte ranges into the mapped file: the batch runner's columnar path parses the cells a
-/// model needs straight into input tensors, with no per-cell strings or dictionaries.
+/// model needs straight into input tensors, with no per-cell strings or dictionaries. The reader only finds where
+/// each row's line is (one `memchr` per line); a plain line (no quote, no lone carriage return) is split at its
+/// commas by the thread that computes it. Rows the reader had to scan cell by cell (quoted fields) keep their
+/// cells here.
 struct CSVRawChunk: Sendable {
     let data: Data
     let file: String
     let headerNames: [String]
     var columns: Int { headerNames.count }
-    /// Per row: the first cell's index in `starts`/`ends`/`quoted`, and its cell count.
-    var rowStart: [Int] = []
-    var rowCells: [Int] = []
+    /// Per row: its line's bytes (without the line break), 1-based position and line number.
+    var lineStarts: [Int] = []
+    var lineEnds: [Int] = []
     var ordinals: [Int] = []
     var lines: [Int] = []
+    /// Per row: the index of its first cell in `starts`/`ends`/`quoted` when the reader scanned it, else -1.
+    var scanned: [Int] = []
+    var scannedCells: [Int] = []
     var starts: [Int] = []
     var ends: [Int] = []
     var quoted: [Bool] = []
@@ -27,23 +33,88 @@ struct CSVRawChunk: Sendable {
     var rows: Int { ordinals.count }
 
     mutating func reserve(rows: Int) {
+        lineStarts.reserveCapacity(rows)
+        lineEnds.reserveCapacity(rows)
         ordinals.reserveCapacity(rows)
         lines.reserveCapacity(rows)
-        rowStart.reserveCapacity(rows)
-        rowCells.reserveCapacity(rows)
-        starts.reserveCapacity(rows * columns)
-        ends.reserveCapacity(rows * columns)
-        quoted.reserveCapacity(rows * columns)
+        scanned.reserveCapacity(rows)
+        scannedCells.reserveCapacity(rows)
     }
 
-    mutating func append(_ cells: CSVScanner.Cells, ordinal: Int, line: Int) {
-        rowStart.append(starts.count)
-        rowCells.append(cells.count)
+    /// A plain row: bytes `start..<end` split at every comma.
+    mutating func appendPlain(start: Int, end: Int, ordinal: Int, line: Int) {
+        lineStarts.append(start)
+        lineEnds.append(end)
         ordinals.append(ordinal)
         lines.append(line)
+        scanned.append(-1)
+        scannedCells.append(0)
+    }
+
+    /// A row the record scanner read cell by cell.
+    mutating func appendScanned(_ cells: CSVScanner.Cells, ordinal: Int, line: Int) {
+        lineStarts.append(cells.starts.first ?? 0)
+        lineEnds.append(cells.ends.last ?? 0)
+        ordinals.append(ordinal)
+        lines.append(line)
+        scanned.append(starts.count)
+        scannedCells.append(cells.count)
         starts.append(contentsOf: cells.starts)
         ends.append(contentsOf: cells.ends)
         quoted.append(contentsOf: cells.quoted)
+    }
+
+    /// One row's cells, reused from row to row: the first `columns` cells are stored, more are only counted.
+    struct RowCells {
+        var starts: [Int]
+        var ends: [Int]
+        var quoted: [Bool]
+        init(columns: Int) {
+            starts = Array(repeating: 0, count: columns)
+            ends = Array(repeating: 0, count: columns)
+            quoted = Array(repeating: false, count: columns)
+        }
+    }
+
+    /// Fills `cells` with row `row`'s cells (byte ranges into `raw`, the mapped file); returns its cell count.
+    func cells(of row: Int, in raw: UnsafeRawBufferPointer, into cells: inout RowCells) -> Int {
+        let capacity = cells.starts.count
+        if scanned[row] >= 0 {
+            let first = scanned[row]
+            let count = scannedCells[row]
+            for c in 0..<min(count, capacity) {
+                cells.starts[c] = starts[first + c]
+                cells.ends[c] = ends[first + c]
+                cells.quoted[c] = quoted[first + c]
+            }
+            return count
+        }
+        let end = lineEnds[row]
+        var count = 0
+        var cellStart = lineStarts[row]
+        cells.starts.withUnsafeMutableBufferPointer { starts in
+            cells.ends.withUnsafeMutableBufferPointer { ends in
+                var i = cellStart
+                while i < end {
+                    if raw[i] == UInt8(ascii: ",") {
+                        if count < capacity {
+                            starts[count] = cellStart
+                            ends[count] = i
+                        }
+                        count += 1
+                        cellStart = i + 1
+                    }
+                    i += 1
+                }
+                if count < capacity {
+                    starts[count] = cellStart
+                    ends[count] = end
+                }
+                count += 1
+            }
+        }
+        for c in 0..<min(count, capacity) where cells.quoted[c] { cells.quoted[c] = false }
+        return count
     }
 }
 
@@ -110,19 +181,20 @@ extension BatchRunner {
         }
         var rowKeys: [String] = []
         var rowIndices: [Int] = []
+        var cells = CSVRawChunk.RowCells(columns: chunk.columns)
         chunk.data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             rows: for row in range {
                 let location = { "\(chunk.file):\(chunk.lines[row])" }
-                guard chunk.rowCells[row] == chunk.columns else {
+                let count = chunk.cells(of: row, in: raw, into: &cells)
+                guard count == chunk.columns else {
                     part.failures.append(
                         RowFailure(
                             ordinal: chunk.ordinals[row], location: location(), key: nil,
-                            reason: "has \(chunk.rowCells[row]) fields, the header has \(chunk.columns)"))
+                            reason: "has \(count) fields, the header has \(chunk.columns)"))
                     continue
                 }
-                let base = chunk.rowStart[row]
-                let k = base + plan.keyColumn
-                let key = CSVScanner.string(chunk.data, chunk.starts[k], chunk.ends[k], quoted: chunk.quoted[k])
+                let k = plan.keyColumn
+                let key = CSVScanner.string(chunk.data, cells.starts[k], cells.ends[k], quoted: cells.quoted[k])
                 guard !key.isEmpty else {
                     part.failures.append(
                         RowFailure(
@@ -137,10 +209,10 @@ extension BatchRunner {
                 for j in plan.inputs.indices { marks.append((floats[j].count, doubles[j].count, ints[j].count)) }
                 for (i, input) in plan.inputs.enumerated() {
                     for (c, column) in input.columns.enumerated() {
-                        let cell = base + column
-                        let bytes = UnsafeRawBufferPointer(rebasing: raw[chunk.starts[cell]..<chunk.ends[cell]])
+                        let cell = column
+                        let bytes = UnsafeRawBufferPointer(rebasing: raw[cells.starts[cell]..<cells.ends[cell]])
                         let value: NumberCell =
-                            chunk.quoted[cell]
+                            cells.quoted[cell]
                             ? CSVScanner.unescape(bytes).withUnsafeBytes { NumberCell.parse($0) }
                             : NumberCell.parse(bytes)
                         var problem: String?
@@ -166,7 +238,7 @@ extension BatchRunner {
                         case (.missing, _): problem = "is empty"
                         case (.invalid, _):
                             let text = CSVScanner.string(
-                                chunk.data, chunk.starts[cell], chunk.ends[cell], quoted: chunk.quoted[cell])
+                                chunk.data, cells.starts[cell], cells.ends[cell], quoted: cells.quoted[cell])
                             problem = "'\(text.prefix(40))' is not a number"
                         }
                         if let problem {
@@ -207,14 +279,13 @@ extension BatchRunner {
         } catch {
             // Rare: the model refused the batch. Re-run these rows through the general path, row by row.
             let records = rowIndices.map { row -> EntityRecord in
-                let base = chunk.rowStart[row]
+                _ = chunk.data.withUnsafeBytes { chunk.cells(of: row, in: $0, into: &cells) }
                 var fields: [String: JSONValue] = [:]
                 for column in mapper.columns {
                     guard let index = chunk.headerIndex(column) else { continue }
                     fields[column] = .string(
                         CSVScanner.string(
-                            chunk.data, chunk.starts[base + index], chunk.ends[base + index],
-                            quoted: chunk.quoted[base + index]))
+                            chunk.data, cells.starts[index], cells.ends[index], quoted: cells.quoted[index]))
                 }
                 return EntityRecord(
                     ordinal: chunk.ordinals[row], location: "\(chunk.file):\(chunk.lines[row])",

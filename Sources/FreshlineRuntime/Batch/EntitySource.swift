@@ -148,12 +148,35 @@ final class CSVEntityReader: EntityReader {
         return records
     }
 
-    /// Scans past rows without decoding their cells (a range that starts deep in the file).
+    /// How the line at `offset` reads: where it ends (its line feed, or the end of the data), where its content
+    /// ends (before a CR of a CRLF), and whether it is plain — no quote and no lone CR, so it is exactly one record
+    /// (or a blank line) that splits at its commas. Other lines need the record scanner.
+    private static func line(at offset: Int, in raw: UnsafeRawBufferPointer) -> (end: Int, body: Int, plain: Bool) {
+        let start = raw.baseAddress! + offset
+        let left = raw.count - offset
+        let end = memchr(start, Int32(UInt8(ascii: "\n")), left).map { start.distance(to: $0) } ?? left
+        var body = end
+        if body > 0 && raw[offset + body - 1] == UInt8(ascii: "\r") { body -= 1 }
+        let plain =
+            memchr(start, Int32(UInt8(ascii: "\"")), body) == nil
+            && memchr(start, Int32(UInt8(ascii: "\r")), body) == nil
+        return (offset + end, offset + body, plain)
+    }
+
+    /// Moves past rows without looking at their cells (a range that starts deep in the file).
     func skip(rows: Int) throws -> Int {
         var skipped = 0
-        while skipped < rows {
-            guard try CSVScanner.record(data, &offset, &line, file: name, into: &scratch) else { break }
-            if scratch.isBlank { continue }
+        while skipped < rows, offset < data.count {
+            let (end, body, plain) = data.withUnsafeBytes { Self.line(at: offset, in: $0) }
+            if plain {
+                let blank = body == offset
+                offset = min(end + 1, data.count)
+                line += 1
+                if blank { continue }
+            } else {
+                guard try CSVScanner.record(data, &offset, &line, file: name, into: &scratch) else { break }
+                if scratch.isBlank { continue }
+            }
             ordinal += 1
             skipped += 1
         }
@@ -164,12 +187,25 @@ final class CSVEntityReader: EntityReader {
     func nextRaw(maxRows: Int) throws -> CSVRawChunk {
         var chunk = CSVRawChunk(data: data, file: name, header: header)
         chunk.reserve(rows: maxRows)
-        while chunk.rows < maxRows {
+        var (offset, line, ordinal) = (self.offset, self.line, self.ordinal)
+        defer { (self.offset, self.line, self.ordinal) = (offset, line, ordinal) }
+        let count = data.count
+        while chunk.rows < maxRows, offset < count {
             let startLine = line
-            guard try CSVScanner.record(data, &offset, &line, file: name, into: &scratch) else { break }
-            if scratch.isBlank { continue }
-            ordinal += 1
-            chunk.append(scratch, ordinal: ordinal, line: startLine)
+            let (end, body, plain) = data.withUnsafeBytes { Self.line(at: offset, in: $0) }
+            if plain {
+                let start = offset
+                offset = min(end + 1, count)
+                line += 1
+                if body == start { continue }
+                ordinal += 1
+                chunk.appendPlain(start: start, end: body, ordinal: ordinal, line: startLine)
+            } else {
+                guard try CSVScanner.record(data, &offset, &line, file: name, into: &scratch) else { break }
+                if scratch.isBlank { continue }
+                ordinal += 1
+                chunk.appendScanned(scratch, ordinal: ordinal, line: startLine)
+            }
         }
         return chunk
     }
@@ -190,10 +226,11 @@ final class CSVEntityReader: EntityReader {
                 if b == quote {
                     inQuotes.toggle()
                     lineHasContent = true
-                } else if b == lf && !inQuotes {
+                } else if (b == lf || b == cr) && !inQuotes {
+                    // Like the record scanner, a lone CR ends a record too (a CRLF's LF ends an empty one).
                     if lineHasContent { count += 1 }
                     lineHasContent = false
-                } else if b != cr {
+                } else {
                     lineHasContent = true
                 }
             }
@@ -204,8 +241,8 @@ final class CSVEntityReader: EntityReader {
 }
 
 extension CSVEntityReader {
-    /// Counts non-blank lines with `memchr` when the bytes hold no quote at all (the common case: then no line
-    /// break can be inside a field); `nil` when they do.
+    /// Counts records with `memchr` when the bytes hold no quote at all (the common case: then no line break can be
+    /// inside a field); `nil` when they do.
     static func countLinesWithoutQuotes(_ bytes: UnsafeRawBufferPointer) -> Int? {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
         if memchr(base, Int32(UInt8(ascii: "\"")), bytes.count) != nil { return nil }
@@ -218,8 +255,15 @@ extension CSVEntityReader {
             } else {
                 end = bytes.count
             }
-            // A line counts when it holds anything besides a carriage return.
-            if end - start > 1 || (end - start == 1 && bytes[start] != UInt8(ascii: "\r")) { count += 1 }
+            // A line counts when it holds anything besides carriage returns; like the record scanner, a CR inside
+            // it ends a record, so each non-empty piece between CRs counts.
+            var piece = start
+            while piece < end {
+                let stop =
+                    memchr(base + piece, Int32(UInt8(ascii: "\r")), end - piece).map { base.distance(to: $0) } ?? end
+                if stop > piece { count += 1 }
+                piece = stop + 1
+            }
             start = end + 1
         }
         return count
@@ -393,6 +437,17 @@ final class JSONLinesEntityReader: EntityReader {
             records.append(EntityRecord(ordinal: ordinal, location: location, fields: fields))
         }
         return records
+    }
+
+    /// Moves past rows by their line breaks, without parsing them.
+    func skip(rows: Int) throws -> Int {
+        var skipped = 0
+        while skipped < rows, let text = nextLine() {
+            if text.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            ordinal += 1
+            skipped += 1
+        }
+        return skipped
     }
 
     func countRemaining() throws -> Int {
