@@ -238,7 +238,10 @@ public struct AdaptiveBatcherStateMachine<Item: Sendable>: Sendable {
     /// When a new batch could start: now if a slot is free, else the estimated end of the batch
     /// expected to finish first (or now, if that estimate has already passed).
     private func earliestStart(now: ContinuousClock.Instant) -> ContinuousClock.Instant {
-        guard !hasFreeSlot, let firstEnd = inFlight.lazy.map(\.expectedEnd).min() else { return now }
+        // Plain loops here and below: this runs for every request, and key paths in generic code cost a runtime
+        // lookup per call.
+        guard !hasFreeSlot, var firstEnd = inFlight.first?.expectedEnd else { return now }
+        for batch in inFlight where batch.expectedEnd < firstEnd { firstEnd = batch.expectedEnd }
         return max(now, firstEnd)
     }
 
@@ -299,7 +302,10 @@ public struct AdaptiveBatcherStateMachine<Item: Sendable>: Sendable {
         var end = queue[head].enqueuedAt + configuration.maxQueueDelay
         end = min(end, queue[queue.count - 1].enqueuedAt + perBatch / count)
         // A batch one larger must still meet every queued deadline.
-        let earliestDeadline = queue[head...].lazy.map(\.deadline).min() ?? end
+        var earliestDeadline = queue[head].deadline
+        for index in (head + 1)..<queue.count where queue[index].deadline < earliestDeadline {
+            earliestDeadline = queue[index].deadline
+        }
         end = min(end, earliestDeadline - estimatedCost(rows: count + 1))
         return now < end ? end : nil
     }
@@ -342,7 +348,9 @@ public struct AdaptiveBatcherStateMachine<Item: Sendable>: Sendable {
     }
 
     private mutating func popFront(_ count: Int) -> [Item] {
-        let items = queue[head..<(head + count)].map(\.item)
+        var items: [Item] = []
+        items.reserveCapacity(count)
+        for index in head..<(head + count) { items.append(queue[index].item) }
         head += count
         if !compactIfEmpty(), head >= 64, head * 2 >= queue.count {
             queue.removeFirst(head)

@@ -1,3 +1,4 @@
+internal import CoreMetrics
 internal import FreshlineCore
 internal import FreshlineEngine
 internal import Synchronization
@@ -16,6 +17,12 @@ final class RealtimeBatcher: Sendable {
     private let model: Model
     private let pool: ComputePool
     private let metrics: ServingMetrics
+    /// The feature's batcher metric handles, made once (labels are not rebuilt per row): time queued per row
+    /// (`freshline_queue_duration_seconds`), per model call (`freshline_compute_duration_seconds`) and rows per
+    /// call (`freshline_batch_size`).
+    private let queueTimer: CoreMetrics.Timer
+    private let computeTimer: CoreMetrics.Timer
+    private let batchSizes: Recorder
     private let state: Mutex<AdaptiveBatcherStateMachine<Pending>>
     private let wakeups: AsyncStream<ContinuousClock.Instant>
     private let wakeupContinuation: AsyncStream<ContinuousClock.Instant>.Continuation
@@ -25,6 +32,9 @@ final class RealtimeBatcher: Sendable {
         self.model = model
         self.pool = pool
         self.metrics = metrics
+        queueTimer = metrics.timer("freshline_queue_duration_seconds", [("feature", feature.name)])
+        computeTimer = metrics.timer("freshline_compute_duration_seconds", [("feature", feature.name)])
+        batchSizes = metrics.recorder("freshline_batch_size", [("feature", feature.name)])
         let configuration = AdaptiveBatcherStateMachine<Pending>.Configuration(
             maxBatchSize: feature.batching.maxBatchSize,
             maxQueueDelay: feature.batching.maxQueueDelay,
@@ -137,7 +147,7 @@ final class RealtimeBatcher: Sendable {
     /// Runs one batch on the calling (compute) thread and answers every item.
     private func compute(_ items: [Pending]) {
         let start = ContinuousClock.now
-        for item in items { metrics.queued(feature: feature, duration: start - item.enqueuedAt) }
+        for item in items { queueTimer.recordNanoseconds((start - item.enqueuedAt).nanoseconds) }
         var succeeded = false
         do {
             let rows = try run(items)
@@ -159,7 +169,8 @@ final class RealtimeBatcher: Sendable {
             }
         }
         let duration = ContinuousClock.now - start
-        metrics.computed(feature: feature, rows: items.count, duration: duration)
+        computeTimer.recordNanoseconds(duration.nanoseconds)
+        batchSizes.record(items.count)
         // A failed batch says nothing about the model's cost: keep it out of the cost model.
         perform(
             state.withLock { $0.batchFinished(rows: items.count, duration: duration, now: .now, recordCost: succeeded) }

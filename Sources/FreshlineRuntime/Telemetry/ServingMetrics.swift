@@ -63,17 +63,6 @@ public final class ServingMetrics: Sendable {
             duration.nanoseconds)
     }
 
-    /// Time an item waited in the batcher's queue: `freshline_queue_duration_seconds`.
-    public func queued(feature: String, duration: Duration) {
-        timer("freshline_queue_duration_seconds", [("feature", feature)]).recordNanoseconds(duration.nanoseconds)
-    }
-
-    /// One model call: `freshline_compute_duration_seconds` and `freshline_batch_size`.
-    public func computed(feature: String, rows: Int, duration: Duration) {
-        timer("freshline_compute_duration_seconds", [("feature", feature)]).recordNanoseconds(duration.nanoseconds)
-        recorder("freshline_batch_size", [("feature", feature)]).record(rows)
-    }
-
     /// Age of a served answer: `freshline_served_age_seconds`.
     public func served(feature: String, ageSeconds: Double) {
         recorder("freshline_served_age_seconds", [("feature", feature)]).record(ageSeconds)
