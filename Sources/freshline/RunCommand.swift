@@ -130,9 +130,10 @@ struct BatchCLI: Sendable {
         progress.finish()
         let elapsed = (clock.now - started).seconds
         let final = try await runner.store.run(id: run.id) ?? run
-        let rate = final.busySeconds > 0 ? Double(final.rowsDone) / final.busySeconds : 0
+        // Rows per second of wall time, from counting the source to publishing (other workers' rows included).
+        let rate = elapsed > 0 ? Double(final.rowsDone) / elapsed : 0
         print(
-            "run \(run.id): \(final.rowsWritten) rows written, \(final.rowsFailed) failed, \(String(format: "%.1f", elapsed)) s (\(Int(rate)) rows/s); published \(runner.feature.name) v\(snapshot.version) with \(snapshot.keyCount) keys"
+            "run \(run.id): \(final.rowsWritten) rows written, \(final.rowsFailed) failed, \(String(format: "%.2f", elapsed)) s (\(Int(rate)) rows/s); published \(runner.feature.name) v\(snapshot.version) with \(snapshot.keyCount) keys"
         )
         if final.rowsFailed > 0 {
             for failure in try await runner.store.failures(runID: run.id, limit: 10) {
