@@ -270,6 +270,40 @@ struct EntitySourceTests {
         }
     }
 
+    @Test("CSV numbers: the fast parser gives the values Swift's own parsing gives, and falls back for the rest")
+    func numberCells() {
+        func parse(_ text: String) -> NumberCell { Array(text.utf8).withUnsafeBytes { NumberCell.parse($0) } }
+        for text in [
+            "1.", ".5", "-0.25", "+5.5", "1e3", "-2.5E-3", "0.1", "3.14159", "-1.23456789", "123456789.123456789",
+            "0.000000000000000000001", "12345678901234567.5", "9007199254740993.0", "1e22", "1e-22", "4.9e-324",
+        ] {
+            guard case .number(let value) = parse(text) else {
+                Issue.record("\(text) is not read as a number")
+                continue
+            }
+            #expect(value == Double(text)!, "\(text)")
+        }
+        for (text, integer) in [("42", Int64(42)), ("-7", -7), ("+5", 5), (" 8 ", 8), ("9223372036854775807", .max)] {
+            guard case .integer(let value) = parse(text) else {
+                Issue.record("\(text) is not read as an integer")
+                continue
+            }
+            #expect(value == integer, "\(text)")
+        }
+        for text in ["", "  ", "nan", "NaN"] {
+            guard case .missing = parse(text) else {
+                Issue.record("'\(text)' is not missing")
+                continue
+            }
+        }
+        for text in ["-", "1.2.3", "abc", "1e", "1e+", "--1", "inf"] {
+            guard case .invalid = parse(text) else {
+                Issue.record("'\(text)' is not invalid")
+                continue
+            }
+        }
+    }
+
     // MARK: JSON Lines
 
     @Test("JSON Lines: objects are rows; non-object and invalid lines are per-row failures; blank lines skipped")

@@ -94,16 +94,33 @@ struct CSVRawChunk: Sendable {
         var cellStart = lineStarts[row]
         cells.starts.withUnsafeMutableBufferPointer { starts in
             cells.ends.withUnsafeMutableBufferPointer { ends in
-                var i = cellStart
-                while i < end {
-                    if raw[i] == UInt8(ascii: ",") {
-                        if count < capacity {
-                            starts[count] = cellStart
-                            ends[count] = i
-                        }
-                        count += 1
-                        cellStart = i + 1
+                func comma(at i: Int) {
+                    if count < capacity {
+                        starts[count] = cellStart
+                        ends[count] = i
                     }
+                    count += 1
+                    cellStart = i + 1
+                }
+                // Eight bytes at a time: a byte equal to ',' becomes zero after the XOR, and the classic
+                // has-zero-byte test marks exactly the zero bytes (no false positive after the first one).
+                var i = cellStart
+                let ones: UInt64 = 0x0101_0101_0101_0101
+                let highs: UInt64 = 0x8080_8080_8080_8080
+                let commas = ones &* UInt64(UInt8(ascii: ","))
+                while i + 8 <= end {
+                    let x = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) ^ commas
+                    var found = (x &- ones) & ~x & highs
+                    while found != 0 {
+                        let byte = found.trailingZeroBitCount / 8
+                        // Bytes after a true zero byte can be marked by the borrow: confirm each one.
+                        if raw[i + byte] == UInt8(ascii: ",") { comma(at: i + byte) }
+                        found &= found &- 1
+                    }
+                    i += 8
+                }
+                while i < end {
+                    if raw[i] == UInt8(ascii: ",") { comma(at: i) }
                     i += 1
                 }
                 if count < capacity {
@@ -312,7 +329,11 @@ enum NumberCell {
     case number(Double)
     case invalid
 
-    static let powers: [Double] = (0...22).map { pow(10, Double($0)) }
+    /// 10⁰…10²², all exact in a Double; a literal table, so reading it needs no lazy initialisation.
+    static let powers: [Double] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ]
 
     static func parse(_ raw: UnsafeRawBufferPointer) -> NumberCell {
         var start = 0
@@ -326,30 +347,32 @@ enum NumberCell {
             negative = raw[i] == UInt8(ascii: "-")
             i += 1
         }
+        // Digits before and after the point, into one mantissa (at most 19 digits: no overflow).
         var mantissa: UInt64 = 0
-        var digits = 0
-        var fractionDigits = 0
-        var sawDot = false
-        var sawDigit = false
+        let integerStart = i
         while i < end {
-            let b = raw[i]
-            if b >= 0x30 && b <= 0x39 {
-                sawDigit = true
-                if digits < 19 {
-                    mantissa = mantissa * 10 + UInt64(b - 0x30)
-                    if mantissa != 0 { digits += 1 }
-                    if sawDot { fractionDigits += 1 }
-                } else {
-                    return slow(raw, start, end)
-                }
-            } else if b == UInt8(ascii: ".") && !sawDot {
-                sawDot = true
-            } else {
-                break
-            }
+            let digit = raw[i] &- 0x30
+            if digit > 9 { break }
+            mantissa = mantissa &* 10 &+ UInt64(digit)
             i += 1
         }
-        guard sawDigit else { return slow(raw, start, end) }
+        var digitCount = i - integerStart
+        var fractionDigits = 0
+        var sawDot = false
+        if i < end && raw[i] == UInt8(ascii: ".") {
+            sawDot = true
+            i += 1
+            let fractionStart = i
+            while i < end {
+                let digit = raw[i] &- 0x30
+                if digit > 9 { break }
+                mantissa = mantissa &* 10 &+ UInt64(digit)
+                i += 1
+            }
+            fractionDigits = i - fractionStart
+            digitCount += fractionDigits
+        }
+        guard digitCount > 0, digitCount <= 19 else { return slow(raw, start, end) }
         var exponent = 0
         if i < end {
             guard raw[i] == UInt8(ascii: "e") || raw[i] == UInt8(ascii: "E") else { return slow(raw, start, end) }
