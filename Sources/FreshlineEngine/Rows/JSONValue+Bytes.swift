@@ -24,23 +24,40 @@ extension JSONValue {
         return out
     }
 
+    /// Appends an integer's decimal digits.
+    public static func writeInteger(_ value: Int64, into out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        let first = out.count
+        repeat {
+            out.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        out[first...].reverse()
+    }
+
+    /// Appends a number as `.number` writes it: whole numbers below 10¹⁵ as `N.0`, others in Swift's shortest
+    /// round-tripping form; NaN and the infinities as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
+    public static func writeNumber(_ d: Double, into out: inout [UInt8]) {
+        if d.isNaN {
+            out.append(contentsOf: "\"NaN\"".utf8)
+        } else if d.isInfinite {
+            out.append(contentsOf: (d < 0 ? "\"-Infinity\"" : "\"Infinity\"").utf8)
+        } else if d == d.rounded(), abs(d) < 1e15 {
+            writeInteger(Int64(d), into: &out)
+            out.append(contentsOf: ".0".utf8)
+        } else {
+            out.append(contentsOf: d.description.utf8)
+        }
+    }
+
     /// Appends the value's compact JSON text (as `serialized()` gives it) to `out`.
     public func write(into out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .integer(let i): out.append(contentsOf: String(i).utf8)
-        case .number(let d):
-            if d.isNaN {
-                out.append(contentsOf: "\"NaN\"".utf8)
-            } else if d.isInfinite {
-                out.append(contentsOf: (d < 0 ? "\"-Infinity\"" : "\"Infinity\"").utf8)
-            } else if d == d.rounded(), abs(d) < 1e15 {
-                out.append(contentsOf: String(Int64(d)).utf8)
-                out.append(contentsOf: ".0".utf8)
-            } else {
-                out.append(contentsOf: d.description.utf8)
-            }
+        case .integer(let i): Self.writeInteger(i, into: &out)
+        case .number(let d): Self.writeNumber(d, into: &out)
         case .string(let s): Self.writeString(s, into: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))

@@ -102,9 +102,12 @@ public enum RowBatch {
         -> [[UInt8]]
     {
         let names = outputs.keys.filter { selected?.contains($0) ?? true }.sorted()
-        var columns: [(name: String, values: [JSONValue], rowShape: [Int], size: Int)] = []
-        var maps: [String: [JSONValue]] = [:]
-        for name in names {
+        var columns: [SerializedColumn] = []
+        for (index, name) in names.enumerated() {
+            // `,"name":` made once, not per row.
+            var prefix: [UInt8] = index > 0 ? [UInt8(ascii: ",")] : []
+            JSONValue.writeString(name, into: &prefix)
+            prefix.append(UInt8(ascii: ":"))
             switch outputs[name]! {
             case .tensor(let t):
                 guard t.rank >= 1, t.shape[0] == count else {
@@ -112,12 +115,23 @@ public enum RowBatch {
                         .invalidShape, "output '\(name)' has shape \(t.shape), not one row per input row (\(count))")
                 }
                 let rowShape = Array(t.shape.dropFirst())
-                columns.append((name, t.data.jsonValues, rowShape, rowShape.reduce(1, *)))
+                let values: SerializedColumn.Values
+                // Scalars and vectors per row (nearly every model output) are written from the typed storage.
+                switch (rowShape.count <= 1, t.data) {
+                case (true, .float(let v)): values = .floats(v)
+                case (true, .double(let v)): values = .doubles(v)
+                case (true, .int64(let v)): values = .integers(v)
+                case (true, .int32(let v)): values = .integers(v.map(Int64.init))
+                default: values = .general(t.data.jsonValues)
+                }
+                columns.append(
+                    SerializedColumn(prefix: prefix, rowShape: rowShape, size: rowShape.reduce(1, *), values: values))
             case .mapSequence:
                 // Rare (ZipMap): through the general path.
                 let perRow = try rows(outputs: [name: outputs[name]!], count: count)
-                maps[name] = perRow.map { $0[name] ?? .null }
-                columns.append((name, [], [], 0))
+                columns.append(
+                    SerializedColumn(
+                        prefix: prefix, rowShape: [], size: 0, values: .perRow(perRow.map { $0[name] ?? .null })))
             }
         }
         var result: [[UInt8]] = []
@@ -126,16 +140,9 @@ public enum RowBatch {
             var out: [UInt8] = []
             out.reserveCapacity(16 + columns.count * 24)
             out.append(UInt8(ascii: "{"))
-            for (i, column) in columns.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                JSONValue.writeString(column.name, into: &out)
-                out.append(UInt8(ascii: ":"))
-                if let rowsOfMap = maps[column.name] {
-                    rowsOfMap[r].write(into: &out)
-                } else {
-                    let start = r * column.size
-                    writeNested(column.values[start..<(start + column.size)], shape: column.rowShape[...], into: &out)
-                }
+            for column in columns {
+                out.append(contentsOf: column.prefix)
+                column.write(row: r, into: &out)
             }
             out.append(UInt8(ascii: "}"))
             result.append(out)
@@ -143,7 +150,52 @@ public enum RowBatch {
         return result
     }
 
-    private static func writeNested(_ values: ArraySlice<JSONValue>, shape: ArraySlice<Int>, into out: inout [UInt8]) {
+    /// One output of `serializedRows`: its `"name":` prefix and its values.
+    private struct SerializedColumn {
+        enum Values {
+            case floats([Float])
+            case doubles([Double])
+            case integers([Int64])
+            /// Any other element type, or more than one dimension per row.
+            case general([JSONValue])
+            /// One JSON value per row (maps).
+            case perRow([JSONValue])
+        }
+        var prefix: [UInt8]
+        var rowShape: [Int]
+        var size: Int
+        var values: Values
+
+        func write(row r: Int, into out: inout [UInt8]) {
+            let start = r * size
+            switch values {
+            case .floats(let v): elements(into: &out) { JSONValue.writeNumber(Double(v[start + $0]), into: &$1) }
+            case .doubles(let v): elements(into: &out) { JSONValue.writeNumber(v[start + $0], into: &$1) }
+            case .integers(let v): elements(into: &out) { JSONValue.writeInteger(v[start + $0], into: &$1) }
+            case .general(let v):
+                RowBatch.writeNested(v[start..<(start + size)], shape: rowShape[...], into: &out)
+            case .perRow(let v): v[r].write(into: &out)
+            }
+        }
+
+        /// A scalar, or a vector of `size` elements.
+        private func elements(into out: inout [UInt8], _ element: (Int, inout [UInt8]) -> Void) {
+            guard !rowShape.isEmpty else {
+                element(0, &out)
+                return
+            }
+            out.append(UInt8(ascii: "["))
+            for j in 0..<size {
+                if j > 0 { out.append(UInt8(ascii: ",")) }
+                element(j, &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+    }
+
+    fileprivate static func writeNested(
+        _ values: ArraySlice<JSONValue>, shape: ArraySlice<Int>, into out: inout [UInt8]
+    ) {
         guard let first = shape.first else {
             (values.first ?? .null).write(into: &out)
             return
