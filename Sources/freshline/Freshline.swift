@@ -1,9 +1,13 @@
 import ArgumentParser
+import FreshlineRuntime
+import Logging
 
 @main
 struct Freshline: AsyncParsableCommand {
     static func main() async {
         BLASCoreType.ensureFastKernels()
+        LoggingSystem.bootstrap(
+            { label, provider in LineLogHandler(label: label, metadataProvider: provider) }, metadataProvider: nil)
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
