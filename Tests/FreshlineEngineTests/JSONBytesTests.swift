@@ -19,6 +19,28 @@ struct JSONBytesTests {
         #expect(s == "q\"\\/\u{8}\u{c}\n\r\té😀 ok")
     }
 
+    @Test("numbers: the short-decimal fast path gives exactly what Swift's own parsing gives")
+    func numbersAgree() throws {
+        let numbers = [
+            "0", "-0", "7", "-42", "123456789012345678", "1234567890123456789", "9223372036854775807", "0.1", "-0.25",
+            "3.141592653589793", "1.123881", "-3.955778", "1e3", "1E-3", "2.5e+10", "1e22", "1e23", "1e-22", "1e-23",
+            "9007199254740993.5", "0.30000000000000004", "123456789.123456789", "4.9e-324", "1.7976931348623157e308",
+        ]
+        let value = try JSONValue.parse(Array(("[" + numbers.joined(separator: ",") + "]").utf8))
+        guard case .array(let items) = value, items.count == numbers.count else {
+            Issue.record("not an array of \(numbers.count)")
+            return
+        }
+        for (text, item) in zip(numbers, items) {
+            let isInteger = !text.contains(where: { ".eE".contains($0) })
+            if isInteger, let i = Int64(text) {
+                #expect(item == .integer(i), "\(text)")
+            } else {
+                #expect(item == .number(Double(text)!), "\(text)")
+            }
+        }
+    }
+
     @Test("accepts Python's non-finite literals")
     func nonFinite() throws {
         let value = try JSONValue.parse(Array("[NaN, Infinity, -Infinity, 1]".utf8))

@@ -230,6 +230,12 @@ struct JSONByteReader {
             }
         }
         guard position > start else { throw error("unexpected character") }
+        // Short decimals (nearly all) without making a String; the rest through Swift's own parsing.
+        switch DecimalText.parse(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[start..<position]))) {
+        case .integer(let i)? where isInteger: return .integer(i)
+        case .number(let d)? where !isInteger: return .number(d)
+        default: break
+        }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
         if isInteger, let i = Int64(text) { return .integer(i) }
         guard let d = Double(text), d.isFinite else { throw error("'\(text.prefix(32))' is not a number") }

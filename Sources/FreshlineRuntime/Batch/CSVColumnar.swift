@@ -329,76 +329,17 @@ enum NumberCell {
     case number(Double)
     case invalid
 
-    /// 10⁰…10²², all exact in a Double; a literal table, so reading it needs no lazy initialisation.
-    static let powers: [Double] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-        1e20, 1e21, 1e22,
-    ]
-
     static func parse(_ raw: UnsafeRawBufferPointer) -> NumberCell {
         var start = 0
         var end = raw.count
         while start < end && (raw[start] == 0x20 || raw[start] == 0x09) { start += 1 }
         while end > start && (raw[end - 1] == 0x20 || raw[end - 1] == 0x09 || raw[end - 1] == 0x0D) { end -= 1 }
         if start == end { return .missing }
-        var i = start
-        var negative = false
-        if raw[i] == UInt8(ascii: "-") || raw[i] == UInt8(ascii: "+") {
-            negative = raw[i] == UInt8(ascii: "-")
-            i += 1
+        switch DecimalText.parse(UnsafeRawBufferPointer(rebasing: raw[start..<end])) {
+        case .integer(let i)?: return .integer(i)
+        case .number(let d)?: return .number(d)
+        case nil: return slow(raw, start, end)
         }
-        // Digits before and after the point, into one mantissa (at most 19 digits: no overflow).
-        var mantissa: UInt64 = 0
-        let integerStart = i
-        while i < end {
-            let digit = raw[i] &- 0x30
-            if digit > 9 { break }
-            mantissa = mantissa &* 10 &+ UInt64(digit)
-            i += 1
-        }
-        var digitCount = i - integerStart
-        var fractionDigits = 0
-        var sawDot = false
-        if i < end && raw[i] == UInt8(ascii: ".") {
-            sawDot = true
-            i += 1
-            let fractionStart = i
-            while i < end {
-                let digit = raw[i] &- 0x30
-                if digit > 9 { break }
-                mantissa = mantissa &* 10 &+ UInt64(digit)
-                i += 1
-            }
-            fractionDigits = i - fractionStart
-            digitCount += fractionDigits
-        }
-        guard digitCount > 0, digitCount <= 19 else { return slow(raw, start, end) }
-        var exponent = 0
-        if i < end {
-            guard raw[i] == UInt8(ascii: "e") || raw[i] == UInt8(ascii: "E") else { return slow(raw, start, end) }
-            i += 1
-            var expNegative = false
-            if i < end && (raw[i] == UInt8(ascii: "-") || raw[i] == UInt8(ascii: "+")) {
-                expNegative = raw[i] == UInt8(ascii: "-")
-                i += 1
-            }
-            var expDigits = 0
-            while i < end, raw[i] >= 0x30 && raw[i] <= 0x39, expDigits < 5 {
-                exponent = exponent * 10 + Int(raw[i] - 0x30)
-                expDigits += 1
-                i += 1
-            }
-            guard expDigits > 0, i == end else { return slow(raw, start, end) }
-            if expNegative { exponent = -exponent }
-        }
-        if !sawDot && exponent == 0 && mantissa <= UInt64(Int64.max) {
-            return .integer(negative ? -Int64(mantissa) : Int64(mantissa))
-        }
-        let scale = exponent - fractionDigits
-        guard mantissa < (1 << 53), scale >= -22, scale <= 22 else { return slow(raw, start, end) }
-        var value = Double(mantissa)
-        value = scale < 0 ? value / powers[-scale] : value * powers[scale]
-        return .number(negative ? -value : value)
     }
 
     private static func slow(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> NumberCell {
