@@ -138,8 +138,13 @@ final class RealtimeBatcher: Sendable {
     /// Stacks the rows, runs the model once and splits the outputs per row.
     private func run(_ items: [Pending]) throws -> [[String: JSONValue]] {
         var feeds: [String: Tensor] = [:]
-        for input in model.metadata.inputs {
-            feeds[input.name] = try Tensor.stacking(items.compactMap { $0.row[input.name] })
+        if items.count == 1 {
+            // A batch of one (most batches at low load): the row's tensors are the feeds, nothing to stack.
+            feeds = items[0].row
+        } else {
+            for input in model.metadata.inputs {
+                feeds[input.name] = try Tensor.stacking(items.compactMap { $0.row[input.name] })
+            }
         }
         return try RowBatch.rows(outputs: try model.run(feeds), count: items.count)
     }
