@@ -27,27 +27,23 @@ public enum DecimalText {
         }
         // Digits before and after the point, into one mantissa (at most 19 digits: no overflow).
         var mantissa: UInt64 = 0
-        let integerStart = i
-        while i < end {
-            let digit = raw[i] &- 0x30
-            if digit > 9 { break }
-            mantissa = mantissa &* 10 &+ UInt64(digit)
-            i += 1
-        }
-        var digitCount = i - integerStart
-        var fractionDigits = 0
-        var sawDot = false
-        if i < end && raw[i] == UInt8(ascii: ".") {
-            sawDot = true
-            i += 1
-            let fractionStart = i
+        func digits() -> Int {
+            let first = i
             while i < end {
                 let digit = raw[i] &- 0x30
                 if digit > 9 { break }
                 mantissa = mantissa &* 10 &+ UInt64(digit)
                 i += 1
             }
-            fractionDigits = i - fractionStart
+            return i - first
+        }
+        var digitCount = digits()
+        var fractionDigits = 0
+        var sawDot = false
+        if i < end && raw[i] == UInt8(ascii: ".") {
+            sawDot = true
+            i += 1
+            fractionDigits = digits()
             digitCount += fractionDigits
         }
         guard digitCount > 0, digitCount <= 19 else { return nil }
