@@ -164,6 +164,9 @@ struct AdviceSurfaceTests {
               churn:
                 model: gbdt
                 key: account_id
+                # The traffic is sequential and about the request log, not latency: a generous budget keeps a
+                # scheduling stall on a busy test machine from shedding a request.
+                latency_budget: 30s
             server:
               request_log_sample_rate: 1
             """)
@@ -192,6 +195,9 @@ struct AdviceSurfaceTests {
               churn:
                 model: gbdt
                 key: account_id
+                # The traffic is sequential and about the request log, not latency: a generous budget keeps a
+                # scheduling stall on a busy test machine from shedding a request.
+                latency_budget: 30s
                 advice:
                   keys: {csv: accounts.csv}
             server:
@@ -222,6 +228,7 @@ struct AdviceSurfaceTests {
                   churn:
                     model: gbdt
                     key: account_id
+                    latency_budget: 30s
                     advice:
                       keys: {csv: missing.csv}
                 """))
