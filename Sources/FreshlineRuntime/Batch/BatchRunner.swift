@@ -5,9 +5,9 @@ public import NIOPosix
 internal import Synchronization
 
 /// Runs a batch feature's precompute. A run is started (one live run per feature), its source counted and split
-/// into ranges of rows; then any worker process on the same store leases ranges, reads each range's rows in chunks,
-/// runs the model over each chunk on `batch.threads` threads and writes the chunk with the range's checkpoint in one
-/// store transaction; the worker completing the last range publishes the snapshot. A range whose worker dies (even
+/// into ranges of rows; then any worker process on the same store leases ranges and reads each range's rows in
+/// chunks, computing up to `batch.threads` chunks at once (one per thread) and writing each, in source order, with the
+/// range's checkpoint in one store transaction; the worker completing the last range publishes the snapshot. A range whose worker dies (even
 /// `kill -9`) is leased again and resumes from its checkpoint; until the run publishes, the previous snapshot keeps
 /// serving.
 public final class BatchRunner: Sendable {
