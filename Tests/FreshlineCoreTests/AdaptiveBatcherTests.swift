@@ -621,3 +621,41 @@ struct AdaptiveBatcherStateMachineTests {
         #expect(abs(learned.perBatch.seconds - b) < 0.2 * b)
     }
 }
+
+@Suite("Stall filter for the batch cost model")
+struct StallFilterTests {
+    /// Feeds (duration, expected) pairs to `filter` in order; returns what it admitted.
+    static func admitted(_ filter: StallFilter, _ batches: [(Duration, Duration)]) -> [Bool] {
+        var filter = filter
+        return batches.map { filter.admits(duration: $0.0, expected: $0.1) }
+    }
+
+    @Test("ordinary batches are learned; one stall far above the estimate is not")
+    func oneStall() {
+        let e = Duration.microseconds(20)
+        let results = Self.admitted(
+            StallFilter(),
+            [
+                (.microseconds(30), e), (.microseconds(390), e), (.seconds(2), e), (.microseconds(25), e),
+                (.milliseconds(500), e),
+            ])
+        #expect(results == [true, true, false, true, false])  // 390 µs is 19.5×, under 20×
+    }
+
+    @Test("below the floor every duration counts, however far above the estimate")
+    func floor() {
+        let results = Self.admitted(
+            StallFilter(floor: .milliseconds(5)),
+            [(.milliseconds(4), .microseconds(1)), (.milliseconds(6), .microseconds(1))])
+        #expect(results == [true, false])
+    }
+
+    @Test("stalls that keep coming are a slower model: from the third in a row they count; a normal batch resets")
+    func streak() {
+        let e = Duration.microseconds(20)
+        let results = Self.admitted(
+            StallFilter(streak: 3),
+            [(.seconds(1), e), (.seconds(1), e), (.seconds(1), e), (.seconds(1), e), (e, e), (.seconds(1), e)])
+        #expect(results == [false, false, true, true, true, false])
+    }
+}

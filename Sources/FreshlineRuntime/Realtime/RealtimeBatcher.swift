@@ -24,6 +24,8 @@ final class RealtimeBatcher: Sendable {
     private let computeTimer: CoreMetrics.Timer
     private let batchSizes: Recorder
     private let state: Mutex<AdaptiveBatcherStateMachine<Pending>>
+    /// Keeps one-off stalls (a descheduled compute thread) out of the cost model.
+    private let stalls = Mutex(StallFilter())
     private let wakeups: AsyncStream<ContinuousClock.Instant>
     private let wakeupContinuation: AsyncStream<ContinuousClock.Instant>.Continuation
 
@@ -176,9 +178,11 @@ final class RealtimeBatcher: Sendable {
         let duration = ContinuousClock.now - start
         computeTimer.recordNanoseconds(duration.nanoseconds)
         batchSizes.record(items.count)
-        // A failed batch says nothing about the model's cost: keep it out of the cost model.
+        // A failed batch says nothing about the model's cost, nor does a one-off stall: keep them out of the model.
+        let expected = state.withLock { $0.estimatedCost(rows: items.count) }
+        let learn = succeeded && stalls.withLock { $0.admits(duration: duration, expected: expected) }
         perform(
-            state.withLock { $0.batchFinished(rows: items.count, duration: duration, now: .now, recordCost: succeeded) }
+            state.withLock { $0.batchFinished(rows: items.count, duration: duration, now: .now, recordCost: learn) }
         )
     }
 }
