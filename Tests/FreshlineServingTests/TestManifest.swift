@@ -31,7 +31,7 @@ enum TestManifest {
           churn:
             model: gbdt
             key: account_id
-            latency_budget: 200ms
+            latency_budget: 2s  # generous: the tests run in parallel on busy 2-core machines
             max_staleness: 24h
             inputs:
               X: float[16]
