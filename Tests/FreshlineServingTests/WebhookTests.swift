@@ -61,7 +61,7 @@ struct WebhookTests {
                 backoff: 100ms
                 max_backoff: 300ms
                 retry_window: 5m
-                timeout: 2s
+                timeout: 10s  # on a busy machine a late answer is a retry: a second delivery
             """)
         let manifest = try ManifestLoader.load(path: path)
         let store = try SQLiteStore(
