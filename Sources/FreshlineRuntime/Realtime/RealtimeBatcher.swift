@@ -179,10 +179,15 @@ final class RealtimeBatcher: Sendable {
         computeTimer.recordNanoseconds(duration.nanoseconds)
         batchSizes.record(items.count)
         // A failed batch says nothing about the model's cost, nor does a one-off stall: keep them out of the model.
-        let expected = state.withLock { $0.estimatedCost(rows: items.count) }
-        let learn = succeeded && stalls.withLock { $0.admits(duration: duration, expected: expected) }
         perform(
-            state.withLock { $0.batchFinished(rows: items.count, duration: duration, now: .now, recordCost: learn) }
+            state.withLock { machine in
+                let learn =
+                    succeeded
+                    && stalls.withLock {
+                        $0.admits(duration: duration, expected: machine.estimatedCost(rows: items.count))
+                    }
+                return machine.batchFinished(rows: items.count, duration: duration, now: .now, recordCost: learn)
+            }
         )
     }
 }
