@@ -41,6 +41,52 @@ struct JSONBytesTests {
         }
     }
 
+    @Test("numbers: reading a number where it starts (eight digits at a time) gives what parsing the cell gives")
+    func prefixAgrees() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789012345678901234567890123456789.-+eE, x".utf8)
+        var checked = 0
+        for round in 0..<20000 {
+            // Random bytes, or a well-formed decimal of up to 24 digits, then a comma and more text.
+            var cell: [UInt8]
+            if round % 2 == 0 {
+                cell = (0..<Int.random(in: 0...24, using: &generator)).map { _ in
+                    alphabet.randomElement(using: &generator)!
+                }
+            } else {
+                let whole = (0..<Int.random(in: 0...12, using: &generator)).map { _ in
+                    UInt8(ascii: "0") + UInt8.random(in: 0...9, using: &generator)
+                }
+                let fraction = (0..<Int.random(in: 0...12, using: &generator)).map { _ in
+                    UInt8(ascii: "0") + UInt8.random(in: 0...9, using: &generator)
+                }
+                cell = (Bool.random(using: &generator) ? [UInt8(ascii: "-")] : []) + whole
+                if Bool.random(using: &generator) { cell += [UInt8(ascii: ".")] + fraction }
+            }
+            // Short tails exercise the byte-at-a-time path near the end of the buffer.
+            let tail: [UInt8] = round % 3 == 0 ? [] : Array(",123456789".utf8.prefix(round % 11))
+            let bytes = cell + tail
+            bytes.withUnsafeBytes { raw in
+                let (number, stop) = DecimalText.parsePrefix(raw, from: 0, end: raw.count)
+                #expect(stop >= 0 && stop <= raw.count)
+                let whole = DecimalText.parse(UnsafeRawBufferPointer(rebasing: raw[0..<stop]))
+                if let number {
+                    checked += 1
+                    #expect(number == whole, "\(String(decoding: bytes, as: UTF8.self))")
+                    if case .number(let d) = number {
+                        let text = String(decoding: raw[0..<stop], as: UTF8.self)
+                        #expect(d == Double(text), "\(text)")
+                    }
+                } else if stop == cell.count, !cell.isEmpty, tail.first.map({ $0 == UInt8(ascii: ",") }) ?? true {
+                    // A whole cell the prefix reader declined: only an exponent or too many digits may be why.
+                    let text = String(decoding: cell, as: UTF8.self)
+                    #expect(whole == nil, "\(text)")
+                }
+            }
+        }
+        #expect(checked > 5000)
+    }
+
     @Test("accepts Python's non-finite literals")
     func nonFinite() throws {
         let value = try JSONValue.parse(Array("[NaN, Infinity, -Infinity, 1]".utf8))

@@ -675,6 +675,53 @@ extension EntitySourceTests {
             }
         }
 
+        @Test(
+            "the columnar path, in one pass or cell by cell, gives the record path's keys, outputs and failures (spaces, exponents, nan, quotes, long mantissas, bad cells, field counts)"
+        )
+        func columnarAgrees() throws {
+            let folder = try EntitySourceTests.Folder()
+            let odd = [
+                "1.5", "-0.25", "+3", "42", "1e-3", " 2.5 ", "nan", "", "\"7.25\"", "0.1234567890123456789",
+                "12345678901234567.5", ".5", "1.", "-0", "00012.50", "9007199254740993.25", "2.5E2", "\t4",
+                "123456789.987654321", "-98765432.1",
+            ]
+            let path = try folder.write(
+                "odd.csv",
+                Self.csv(count: 40) { i, cells in
+                    cells[i % 16] = odd[i % odd.count]
+                    if i == 7 { cells[3] = "oops" }
+                    if i == 9 { cells[5] = "1.2.3" }
+                    if i == 11 { cells[0] = "--1" }
+                    if i == 13 { cells.removeLast() }
+                    if i == 15 { cells.append("0.5") }
+                    if i == 17 { cells[15] = "1,5" }  // one field too many
+                }
+                .replacingOccurrences(of: "k19,", with: ","))  // an empty key
+            let records = try EntitySourceTests.readAll(try CSVEntityReader(path: path))
+            let model = try EntitySourceTests.model("gbc_binary")
+            let mapper = EntityRowMapper(batch: EntitySourceTests.batch(columns: Self.columns), model: model)
+            let expected = BatchRunner.compute(records, mapper: mapper, model: model, keys: nil, outputs: nil)
+            #expect(expected.failures.count == 7, "\(expected.failures.map(\.reason))")
+
+            let reader = try CSVEntityReader(path: path)
+            let chunk = try reader.nextRaw(maxRows: 100)
+            let plan = try #require(CSVColumnarPlan(mapper: mapper, header: reader.header))
+            #expect(plan.targets != nil)
+            let everyKey = Set(records.compactMap { try? mapper.key($0.fields.get()).get() })
+            // keys nil: plain rows in one pass; a key subset (here every key): every row cell by cell.
+            for keys in [nil, everyKey] {
+                let part = BatchRunner.computeColumnar(
+                    chunk, range: 0..<chunk.rows, plan: plan, mapper: mapper, model: model, keys: keys, outputs: nil)
+                let label = keys == nil ? "one pass" : "cell by cell"
+                #expect(part.keys == expected.keys, "\(label)")
+                #expect(part.outputs == expected.outputs, "\(label)")
+                #expect(part.failures.map(\.ordinal) == expected.failures.map(\.ordinal), "\(label)")
+                #expect(part.failures.map(\.location) == expected.failures.map(\.location), "\(label)")
+                #expect(part.failures.map(\.key) == expected.failures.map(\.key), "\(label)")
+                #expect(part.failures.map(\.reason) == expected.failures.map(\.reason), "\(label)")
+            }
+        }
+
         @Test("a row the model rejects fails alone (with its key); the other rows of the slice are computed")
         func modelRejectsRow() throws {
             let folder = try EntitySourceTests.Folder()

@@ -14,6 +14,85 @@ public enum DecimalText {
         1e20, 1e21, 1e22,
     ]
 
+    /// The number that starts at `start` and ends before the first byte of `start..<end` that is not part of
+    /// `[+-]digits[.digits]`, and where it ends — for readers that find a cell's end while parsing it (the batch
+    /// runner's CSV rows). The value is `parse`'s for the bytes `start..<stop`; `nil` when `parse` would leave them
+    /// to the general path, or when an exponent follows (the caller then parses the whole cell). Digits are read
+    /// eight at a time (SWAR), so the length of a run of digits costs no branch per digit. Bytes up to 8 past a run
+    /// may be read, but only within `raw`.
+    @inline(__always)
+    public static func parsePrefix(_ raw: UnsafeRawBufferPointer, from start: Int, end: Int) -> (Number?, Int) {
+        var i = start
+        guard i < end else { return (nil, i) }
+        let first = raw[i]
+        let negative = first == UInt8(ascii: "-")
+        if negative || first == UInt8(ascii: "+") { i += 1 }
+        var mantissa: UInt64 = 0
+        var digitCount = 0
+        // Runs of at most 8 digits; more than 19 in all is the general path's (and stops the loop).
+        func digits() {
+            while true {
+                let (value, count) = eightDigits(raw, at: i, end: end)
+                mantissa = mantissa &* smallPowers[count] &+ value
+                digitCount += count
+                i += count
+                if count < 8 || digitCount > 19 { return }
+            }
+        }
+        digits()
+        var fractionDigits = 0
+        var sawDot = false
+        if i < end && raw[i] == UInt8(ascii: ".") {
+            sawDot = true
+            i += 1
+            let before = digitCount
+            digits()
+            fractionDigits = digitCount - before
+        }
+        guard digitCount > 0, digitCount <= 19 else { return (nil, i) }
+        if i < end && (raw[i] | 0x20) == UInt8(ascii: "e") { return (nil, i) }
+        if !sawDot {
+            guard digitCount <= 18 else { return (nil, i) }
+            return (.integer(negative ? -Int64(mantissa) : Int64(mantissa)), i)
+        }
+        guard mantissa < (1 << 53), fractionDigits <= 22 else { return (nil, i) }
+        let value = Double(mantissa) / powers[fractionDigits]
+        return (.number(negative ? -value : value), i)
+    }
+
+    /// 10⁰…10⁸ as integers.
+    static let smallPowers: [UInt64] = [1, 10, 100, 1000, 10000, 100_000, 1_000_000, 10_000_000, 100_000_000]
+
+    /// The value and count of the decimal digits at `i` (at most 8, none at or past `end`). With 8 bytes readable,
+    /// one load: a byte is a digit when its high nibble is 3 both as is and plus 6 (a carry out of a byte above 0xF9
+    /// can only disturb bytes after the first non-digit); the digits are shifted to the top (so the missing ones
+    /// read as leading zeros) and combined pairwise in three multiplications.
+    @inline(__always)
+    static func eightDigits(_ raw: UnsafeRawBufferPointer, at i: Int, end: Int) -> (UInt64, Int) {
+        guard i + 8 <= raw.count else {
+            var value: UInt64 = 0
+            var j = i
+            while j < end && j < i + 8 {
+                let digit = raw[j] &- 0x30
+                if digit > 9 { break }
+                value = value &* 10 &+ UInt64(digit)
+                j += 1
+            }
+            return (value, j - i)
+        }
+        let x = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+        let nibbles: UInt64 = 0xF0F0_F0F0_F0F0_F0F0
+        let threes: UInt64 = 0x3030_3030_3030_3030
+        let bad = ((x & nibbles) ^ threes) | (((x &+ 0x0606_0606_0606_0606) & nibbles) ^ threes)
+        let count = min(bad.trailingZeroBitCount / 8, max(0, end - i))
+        guard count > 0 else { return (0, 0) }
+        var v = (x & 0x0F0F_0F0F_0F0F_0F0F) << UInt64(8 * (8 - count))
+        v = (v &* 2561) >> 8
+        v = ((v & 0x00FF_00FF_00FF_00FF) &* 6_553_601) >> 16
+        v = ((v & 0x0000_FFFF_0000_FFFF) &* 42_949_672_960_001) >> 32
+        return (v, count)
+    }
+
     /// `[+-]digits[.digits][(e|E)[+-]digits]` with at least one digit before the exponent; integers (no point, no
     /// exponent) come back as `.integer`. `nil` when the text has another form or needs the general path.
     public static func parse(_ raw: UnsafeRawBufferPointer) -> Number? {

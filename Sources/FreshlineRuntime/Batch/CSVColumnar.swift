@@ -145,9 +145,18 @@ struct CSVColumnarPlan: Sendable {
         var rowShape: [Int]
         var columns: [Int]
         var columnNames: [String]
+        var width: Int { columns.count }
+    }
+    /// Where one header column's value goes: input `input`, element `offset` of the row.
+    struct Target: Sendable {
+        var input: Int
+        var offset: Int
     }
     var keyColumn: Int
     var inputs: [Input]
+    /// Per header column, its target (`input` -1: not an input) — when every column feeds at most one element and
+    /// the key column none, so a row can be parsed in one pass from left to right; else `nil`.
+    var targets: [Target]?
 
     init?(mapper: EntityRowMapper, header: [String]) {
         guard let key = header.firstIndex(of: mapper.keyColumn) else { return nil }
@@ -174,122 +183,234 @@ struct CSVColumnarPlan: Sendable {
                 Input(name: info.name, type: info.elementType, rowShape: rowShape, columns: indices, columnNames: names)
             )
         }
+        var targets = Array(repeating: Target(input: -1, offset: 0), count: header.count)
+        var oneToOne = true
+        for (i, input) in inputs.enumerated() {
+            for (offset, column) in input.columns.enumerated() {
+                if column == key || targets[column].input >= 0 { oneToOne = false }
+                targets[column] = Target(input: i, offset: offset)
+            }
+        }
+        self.targets = oneToOne ? targets : nil
     }
+}
+
+/// The input tensors' elements for a chunk, written in place row by row: row `r`'s elements of input `i` are
+/// `width(i)` values at `r · width(i)`. A row that fails is overwritten by the next.
+private struct InputBuffers {
+    let plan: CSVColumnarPlan
+    let floats: [UnsafeMutablePointer<Float>?]
+    let doubles: [UnsafeMutablePointer<Double>?]
+    let ints: [UnsafeMutablePointer<Int64>?]
+
+    init(plan: CSVColumnarPlan, rows: Int) {
+        self.plan = plan
+        floats = plan.inputs.map { $0.type == .float ? .allocate(capacity: rows * $0.width) : nil }
+        doubles = plan.inputs.map { $0.type == .double ? .allocate(capacity: rows * $0.width) : nil }
+        ints = plan.inputs.map { [.int64, .int32].contains($0.type) ? .allocate(capacity: rows * $0.width) : nil }
+    }
+
+    func deallocate() {
+        for p in floats { p?.deallocate() }
+        for p in doubles { p?.deallocate() }
+        for p in ints { p?.deallocate() }
+    }
+
+    /// Stores a parsed cell; `nil` when stored, else why the value does not fit the input's type.
+    @inline(__always)
+    func store(_ value: NumberCell, input i: Int, at index: Int) -> String? {
+        if let p = floats[i] {
+            switch value {
+            case .number(let d): p[index] = Float(d)
+            case .integer(let v): p[index] = Float(v)
+            case .missing: p[index] = .nan
+            case .invalid: return "is not a number"
+            }
+        } else if let p = doubles[i] {
+            switch value {
+            case .number(let d): p[index] = d
+            case .integer(let v): p[index] = Double(v)
+            case .missing: p[index] = .nan
+            case .invalid: return "is not a number"
+            }
+        } else if let p = ints[i] {
+            switch value {
+            case .integer(let v):
+                if plan.inputs[i].type == .int32 && Int64(Int32(truncatingIfNeeded: v)) != v {
+                    return "\(v) is out of range for int32"
+                }
+                p[index] = v
+            case .number(let d):
+                guard d == d.rounded(), abs(d) < 9e15 else { return "\(d) is not a whole number" }
+                p[index] = Int64(d)
+            case .missing: return "is empty"
+            case .invalid: return "is not a number"
+            }
+        }
+        return nil
+    }
+
+    /// The first `rows` rows as the model's feeds.
+    func tensors(rows: Int) throws -> [String: Tensor] {
+        var feeds: [String: Tensor] = [:]
+        for (i, input) in plan.inputs.enumerated() {
+            let shape = [rows] + input.rowShape
+            let count = rows * input.width
+            if let p = floats[i] {
+                feeds[input.name] = try Tensor(shape: shape, floats: Array(UnsafeBufferPointer(start: p, count: count)))
+            } else if let p = doubles[i] {
+                feeds[input.name] = try Tensor(
+                    shape: shape, doubles: Array(UnsafeBufferPointer(start: p, count: count)))
+            } else if let p = ints[i] {
+                let values = UnsafeBufferPointer(start: p, count: count)
+                feeds[input.name] =
+                    input.type == .int64
+                    ? try Tensor(shape: shape, int64s: Array(values))
+                    : try Tensor(shape: shape, data: .int32(values.map { Int32(truncatingIfNeeded: $0) }))
+            }
+        }
+        return feeds
+    }
+}
+
+/// How a row read cell by cell came out.
+private enum CellByCell {
+    case key(String)
+    case failure(RowFailure)
+    case skipped
 }
 
 extension BatchRunner {
     /// Parses rows `range` of a raw CSV chunk into input tensors, runs the model and serializes the outputs. Rows
     /// with a bad cell are recorded as failures; a model failure falls back to the row-by-row path.
+    ///
+    /// A plain row (no quotes) is parsed in one pass from left to right, each number read where it starts
+    /// (`DecimalText.parsePrefix`) and the next cell found where it ends; a row that pass cannot take whole (a
+    /// cell with spaces, an exponent, `nan`, a wrong field count, a bad value) is split into cells and read again
+    /// cell by cell, which decides its values or its failure. Both give the same values.
     static func computeColumnar(
         _ chunk: CSVRawChunk, range: Range<Int>, plan: CSVColumnarPlan, mapper: EntityRowMapper, model: Model,
         keys keySet: Set<String>?, outputs selected: [String]?
     ) -> ChunkPart {
         var part = ChunkPart()
-        var floats = plan.inputs.map { _ in [Float]() }
-        var doubles = plan.inputs.map { _ in [Double]() }
-        var ints = plan.inputs.map { _ in [Int64]() }
-        for (i, input) in plan.inputs.enumerated() {
-            let n = range.count * input.columns.count
-            switch input.type {
-            case .float: floats[i].reserveCapacity(n)
-            case .double: doubles[i].reserveCapacity(n)
-            default: ints[i].reserveCapacity(n)
-            }
-        }
+        let buffers = InputBuffers(plan: plan, rows: range.count)
+        defer { buffers.deallocate() }
         var rowKeys: [String] = []
+        rowKeys.reserveCapacity(range.count)
         var rowIndices: [Int] = []
+        rowIndices.reserveCapacity(range.count)
         var cells = CSVRawChunk.RowCells(columns: chunk.columns)
+        // The one-pass reading is for runs over every key (a backfill's subset filters by key first).
+        let targets = keySet == nil ? plan.targets : nil
+        let widths = plan.inputs.map(\.width)
+        let keyColumn = plan.keyColumn
+        let lastColumn = chunk.columns - 1
         chunk.data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            rows: for row in range {
+            let base = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            /// Row `row` in one pass into output row `out`; its key, or `nil` to read it cell by cell instead.
+            func onePass(_ row: Int, into out: Int, _ targets: UnsafeBufferPointer<CSVColumnarPlan.Target>) -> String? {
+                guard chunk.scanned[row] < 0 else { return nil }
+                var position = chunk.lineStarts[row]
+                let end = chunk.lineEnds[row]
+                var key = 0..<0
+                for column in 0...lastColumn {
+                    let target = targets[column]
+                    var next: Int
+                    if target.input >= 0 {
+                        let (number, stop) = DecimalText.parsePrefix(raw, from: position, end: end)
+                        guard let number else { return nil }
+                        let cell: NumberCell =
+                            switch number {
+                            case .integer(let v): .integer(v)
+                            case .number(let d): .number(d)
+                            }
+                        guard
+                            buffers.store(cell, input: target.input, at: out * widths[target.input] + target.offset)
+                                == nil
+                        else { return nil }
+                        next = stop
+                    } else {
+                        next =
+                            memchr(base + position, Int32(UInt8(ascii: ",")), end - position).map {
+                                base.distance(to: $0.assumingMemoryBound(to: UInt8.self))
+                            } ?? end
+                        if column == keyColumn { key = position..<next }
+                    }
+                    if column == lastColumn {
+                        guard next == end else { return nil }
+                    } else {
+                        guard next < end, base[next] == UInt8(ascii: ",") else { return nil }
+                        position = next + 1
+                    }
+                }
+                guard !key.isEmpty else { return nil }
+                return String(decoding: UnsafeRawBufferPointer(rebasing: raw[key]), as: UTF8.self)
+            }
+            /// Row `row` cell by cell into output row `out`: its key, or its failure, or neither when the row is
+            /// not this run's (a backfill's other keys).
+            func cellByCell(_ row: Int, into out: Int) -> CellByCell {
                 let location = { "\(chunk.file):\(chunk.lines[row])" }
                 let count = chunk.cells(of: row, in: raw, into: &cells)
                 guard count == chunk.columns else {
-                    part.failures.append(
+                    return .failure(
                         RowFailure(
                             ordinal: chunk.ordinals[row], location: location(), key: nil,
                             reason: "has \(count) fields, the header has \(chunk.columns)"))
-                    continue
                 }
-                let k = plan.keyColumn
-                let key = CSVScanner.string(chunk.data, cells.starts[k], cells.ends[k], quoted: cells.quoted[k])
+                let key = CSVScanner.string(
+                    chunk.data, cells.starts[keyColumn], cells.ends[keyColumn], quoted: cells.quoted[keyColumn])
                 guard !key.isEmpty else {
-                    part.failures.append(
+                    return .failure(
                         RowFailure(
                             ordinal: chunk.ordinals[row], location: location(), key: nil,
                             reason: "key column '\(mapper.keyColumn)' is empty"))
-                    continue
                 }
-                if let keySet, !keySet.contains(key) { continue }
-                // Where this row's values start in each buffer, to roll back a row with a bad cell.
-                var marks: [(Int, Int, Int)] = []
-                marks.reserveCapacity(plan.inputs.count)
-                for j in plan.inputs.indices { marks.append((floats[j].count, doubles[j].count, ints[j].count)) }
+                if let keySet, !keySet.contains(key) { return .skipped }
                 for (i, input) in plan.inputs.enumerated() {
-                    for (c, column) in input.columns.enumerated() {
-                        let cell = column
+                    for (c, cell) in input.columns.enumerated() {
                         let bytes = UnsafeRawBufferPointer(rebasing: raw[cells.starts[cell]..<cells.ends[cell]])
                         let value: NumberCell =
                             cells.quoted[cell]
                             ? CSVScanner.unescape(bytes).withUnsafeBytes { NumberCell.parse($0) }
                             : NumberCell.parse(bytes)
-                        var problem: String?
-                        switch (value, input.type) {
-                        case (.missing, .float): floats[i].append(.nan)
-                        case (.missing, .double): doubles[i].append(.nan)
-                        case (.number(let d), .float): floats[i].append(Float(d))
-                        case (.number(let d), .double): doubles[i].append(d)
-                        case (.integer(let v), .float): floats[i].append(Float(v))
-                        case (.integer(let v), .double): doubles[i].append(Double(v))
-                        case (.integer(let v), _):
-                            if input.type == .int32 && Int64(Int32(truncatingIfNeeded: v)) != v {
-                                problem = "\(v) is out of range for int32"
-                            } else {
-                                ints[i].append(v)
-                            }
-                        case (.number(let d), _):
-                            if d == d.rounded(), abs(d) < 9e15 {
-                                ints[i].append(Int64(d))
-                            } else {
-                                problem = "\(d) is not a whole number"
-                            }
-                        case (.missing, _): problem = "is empty"
-                        case (.invalid, _):
+                        guard var problem = buffers.store(value, input: i, at: out * input.width + c) else { continue }
+                        if case .invalid = value {
                             let text = CSVScanner.string(
                                 chunk.data, cells.starts[cell], cells.ends[cell], quoted: cells.quoted[cell])
-                            problem = "'\(text.prefix(40))' is not a number"
+                            problem = "'\(text.prefix(40))' \(problem)"
                         }
-                        if let problem {
-                            for j in plan.inputs.indices {
-                                floats[j].removeLast(floats[j].count - marks[j].0)
-                                doubles[j].removeLast(doubles[j].count - marks[j].1)
-                                ints[j].removeLast(ints[j].count - marks[j].2)
-                            }
-                            part.failures.append(
-                                RowFailure(
-                                    ordinal: chunk.ordinals[row], location: location(), key: key,
-                                    reason: "column '\(input.columnNames[c])' (input '\(input.name)'): \(problem)"))
-                            continue rows
-                        }
+                        return .failure(
+                            RowFailure(
+                                ordinal: chunk.ordinals[row], location: location(), key: key,
+                                reason: "column '\(input.columnNames[c])' (input '\(input.name)'): \(problem)"))
                     }
                 }
-                rowKeys.append(key)
-                rowIndices.append(row)
+                return .key(key)
+            }
+            let targetList = targets ?? []
+            targetList.withUnsafeBufferPointer { targetPointer in
+                for row in range {
+                    let out = rowKeys.count
+                    if targets != nil, let key = onePass(row, into: out, targetPointer) {
+                        rowKeys.append(key)
+                        rowIndices.append(row)
+                        continue
+                    }
+                    switch cellByCell(row, into: out) {
+                    case .key(let key):
+                        rowKeys.append(key)
+                        rowIndices.append(row)
+                    case .failure(let failure): part.failures.append(failure)
+                    case .skipped: continue
+                    }
+                }
             }
         }
         guard !rowKeys.isEmpty else { return part }
         do {
-            var feeds: [String: Tensor] = [:]
-            for (i, input) in plan.inputs.enumerated() {
-                let shape = [rowKeys.count] + input.rowShape
-                switch input.type {
-                case .float: feeds[input.name] = try Tensor(shape: shape, floats: floats[i])
-                case .double: feeds[input.name] = try Tensor(shape: shape, doubles: doubles[i])
-                case .int64: feeds[input.name] = try Tensor(shape: shape, int64s: ints[i])
-                default: feeds[input.name] = try Tensor(shape: shape, data: .int32(ints[i].map { Int32($0) }))
-                }
-            }
             part.outputs = try RowBatch.serializedRows(
-                outputs: try model.run(feeds), count: rowKeys.count, selected: selected)
+                outputs: try model.run(try buffers.tensors(rows: rowKeys.count)), count: rowKeys.count,
+                selected: selected)
             part.keys = rowKeys
             part.failures.sort { $0.ordinal < $1.ordinal }
             return part

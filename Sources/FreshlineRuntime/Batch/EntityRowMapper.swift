@@ -39,8 +39,9 @@ public struct EntityRowMapper: Sendable {
         case .string(let s) where !s.isEmpty: return .success(s)
         case .integer(let i): return .success(String(i))
         case .number(let d) where d == d.rounded() && abs(d) < 1e15: return .success(String(Int64(d)))
+        case .string: return .failure(RowReadError(message: "key column '\(keyColumn)' is empty"))
         default:
-            return .failure(RowReadError(message: "key column '\(keyColumn)' is empty or not a string or integer"))
+            return .failure(RowReadError(message: "key column '\(keyColumn)' is not a string or integer"))
         }
     }
 
