@@ -26,12 +26,16 @@ release: deps
 
 # The whole test suite: engine unit tests, zoo parity with onnxruntime (committed fixtures), ONNX node tests,
 # serving tests, the store behaviour tests on SQLite and on a throwaway PostgreSQL (scripts/with-pg.sh installs and
-# starts Debian's postgresql; FRESHLINE_POSTGRES_URL names your own server instead), the multi-process cluster
-# tests (in a second run of their own: their four processes would slow the timing-sensitive serving tests), then the
-# Open Inference Protocol interop test with the real tritonclient (Python venv from PyPI).
+# starts Debian's postgresql; FRESHLINE_POSTGRES_URL names your own server instead), then the tests that run the
+# freshline binary as subprocesses (kill -9 during a run or a job, the advise command) in a second run, and the
+# multi-process cluster tests in a third: on two cores their processes would slow the timing-sensitive in-process
+# serving tests (deadlines, sheds, webhook timeouts) enough to fail them. Last, the Open Inference Protocol interop
+# test with the real tritonclient (Python venv from PyPI).
+SUBPROCESS_TESTS = BatchCrashTests|JobCrashTests|AdviceSurfaceTests
 test: deps lint
 	$(SWIFT) build --build-tests
-	scripts/with-pg.sh bash -c '$(SWIFT) test --skip-build --skip Cluster && $(SWIFT) test --skip-build --filter Cluster' \
+	scripts/with-pg.sh bash -c '$(SWIFT) test --skip-build --skip "ClusterTests|$(SUBPROCESS_TESTS)" \
+	  && $(SWIFT) test --skip-build --filter "$(SUBPROCESS_TESTS)" && $(SWIFT) test --skip-build --filter ClusterTests' \
 	  2>&1 | tee .build/test-output.txt
 	@scripts/test-summary.sh .build/test-output.txt
 	scripts/interop-test.sh .build/debug/freshline

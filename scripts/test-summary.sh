@@ -6,7 +6,7 @@ out=${1:?usage: test-summary.sh OUTPUT}
 passed=$(grep -cE '^✔ Test .* passed after' "$out" || true)
 failed=$(grep -cE '^✘ Test .* failed after' "$out" || true)
 echo "swift-testing: $passed passed, $failed failed"
-# Every run that started (make test has two) must have finished with its passing summary.
+# Every run that started (make test has three) must have finished with its passing summary.
 started=$(grep -cE '^◇ Test run started' "$out" || true)
 finished=$(grep -cE '^✔ Test run with [0-9]+ tests? .*passed after' "$out" || true)
 if [ "$started" -gt 0 ] && [ "$finished" = "$started" ] && [ "$failed" = 0 ] && [ "$passed" -gt 0 ]; then
