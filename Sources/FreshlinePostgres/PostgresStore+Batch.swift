@@ -363,7 +363,7 @@ extension PostgresStore: BatchStore {
         // retires the first's snapshot instead of colliding with it on the one-published index.
         try await tx.lock("publish", run.feature)
         // Count distinct keys over every chunk (later chunks may repeat keys).
-        var keys = DistinctKeyCounter()
+        var keys = DistinctKeyCounter(expected: run.rowsWritten)
         for try await blob in try await tx.stream(
             "SELECT keys FROM snapshot_chunks WHERE snapshot_id = \(run.snapshotID)"
         ).decode(ByteBuffer.self) {

@@ -383,7 +383,7 @@ extension SQLiteStore: BatchStore {
     /// Publishes `run`'s snapshot (the previous one retires) and marks the run succeeded.
     private static func publish(_ db: Database, run: BatchRun, at: Double) throws -> SnapshotInfo {
         // Count distinct keys over every chunk (later chunks may repeat keys).
-        var keys = DistinctKeyCounter()
+        var keys = DistinctKeyCounter(expected: run.rowsWritten)
         let blobs = try Data.fetchAll(
             db, sql: "SELECT keys FROM snapshot_chunks WHERE snapshot_id = ?", arguments: [run.snapshotID])
         for blob in blobs {

@@ -39,9 +39,55 @@ public enum KeyHash {
 /// 64-bit hashes, without keeping the keys: exact unless two different keys share a hash (for n keys, a chance of
 /// about n²/2⁶⁵ — under 10⁻⁸ for a million keys).
 public struct DistinctKeyCounter: Sendable {
-    private var hashes = Set<UInt64>()
+    /// An open-addressing table of the hashes seen (linear probing, at most half full); 0 marks an empty slot, so
+    /// the hash 0 is tracked apart. The hashes are already well mixed, but FNV-1a's low bits follow the last byte
+    /// closely, so the slot comes from a multiplicative mix of all 64 bits.
+    private var slots: [UInt64]
+    private var shift: UInt64
+    private var sawZero = false
+    public private(set) var count = 0
 
-    public init() {}
+    /// A counter sized for about `expected` keys (it grows past that).
+    public init(expected: Int = 0) {
+        var capacity = 16
+        while capacity < expected * 2 { capacity *= 2 }
+        slots = Array(repeating: 0, count: capacity)
+        shift = UInt64(64 - capacity.trailingZeroBitCount)
+    }
+
+    /// Adds one key's hash.
+    public mutating func add(hash: UInt64) {
+        guard hash != 0 else {
+            if !sawZero {
+                sawZero = true
+                count += 1
+            }
+            return
+        }
+        if (count + 1) * 2 > slots.count { grow() }
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: (hash &* 0x9e37_79b9_7f4a_7c15) >> shift)
+        slots.withUnsafeMutableBufferPointer { table in
+            while true {
+                let seen = table[slot]
+                if seen == hash { return }
+                if seen == 0 {
+                    table[slot] = hash
+                    count += 1
+                    return
+                }
+                slot = (slot + 1) & mask
+            }
+        }
+    }
+
+    private mutating func grow() {
+        let old = slots
+        let zero = sawZero
+        self = DistinctKeyCounter(expected: old.count)
+        for hash in old where hash != 0 { add(hash: hash) }
+        if zero { add(hash: 0) }
+    }
 
     /// Adds the keys of one encoded chunk: length-prefixed byte strings (UInt32 little-endian length, then the
     /// bytes), the stores' chunk layout. Returns false when the encoding is cut short.
@@ -52,12 +98,9 @@ public struct DistinctKeyCounter: Sendable {
             let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
             offset += 4
             guard offset + length <= raw.count else { return false }
-            hashes.insert(KeyHash.value(bytes: UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + length)])))
+            add(hash: KeyHash.value(bytes: UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + length)])))
             offset += length
         }
         return true
     }
-
-    /// Distinct keys added so far.
-    public var count: Int { hashes.count }
 }
