@@ -124,20 +124,31 @@ public final class BatchRunner: Sendable {
         pool.start()
         defer { Task { try? await pool.shutdownGracefully() } }
         let tally = WorkerTally()
+        let gate = ReadGate()
+        let progress = report.map { MonotonicReport($0) }
+        let runID = run.id
         while true {
             try Task.checkCancellation()
-            // Any open range of the feature: this run's own, or one whose worker died (leasable again).
-            if let lease = try await store.leaseRange(
-                features: [feature.name], owner: RunOwner.current, now: Clock.unixNow,
-                leaseSeconds: Self.rangeLease, isGone: RunOwner.isGone)
-            {
-                if case .published(let snapshot) = try await process(lease, pool: pool, tally: tally, report: report),
-                    lease.run.id == run.id
-                {
-                    return snapshot
+            // Any open range of the feature (this run's own, or one whose worker died), in two lanes that take
+            // ranges in turn: while one range's last chunks compute and write, the next range is leased and read
+            // (ReadGate), so the runner threads do not idle at every range's end (measured: a 300k-row run in 16
+            // ranges took 15–20% longer than the same run in one range when ranges were worked one at a time).
+            let published = try await withThrowingTaskGroup(of: SnapshotInfo?.self, returning: SnapshotInfo?.self) {
+                group in
+                for _ in 0..<2 {
+                    group.addTask {
+                        try await self.lane(gate: gate, pool: pool, tally: tally, report: progress?.forward) {
+                            lease, snapshot in lease.run.id == runID ? snapshot : nil
+                        }
+                    }
                 }
-                continue
+                defer { group.cancelAll() }
+                while let result = try await group.next() {
+                    if let snapshot = result { return snapshot }
+                }
+                return nil
             }
+            if let published { return published }
             // Nothing to lease: other workers hold the rest of this run's ranges. Wait for them.
             guard let current = try await store.run(id: run.id) else { throw BatchStoreError.unknownRun(run.id) }
             switch current.state {
@@ -156,21 +167,55 @@ public final class BatchRunner: Sendable {
         }
     }
 
+    /// One lane of ranges: takes the read turn, leases a range of the feature, computes it (giving the turn up
+    /// as soon as the range has been read), and repeats until there is nothing to lease (`nil`) or `done` picks a
+    /// result from a published snapshot.
+    func lane(
+        gate: ReadGate, pool: NIOThreadPool, tally: WorkerTally, report: (@Sendable (Report) -> Void)?,
+        done: @Sendable (RangeLease, SnapshotInfo) -> SnapshotInfo?
+    ) async throws -> SnapshotInfo? {
+        while true {
+            let turn = await gate.take()
+            let lease: RangeLease?
+            do {
+                try Task.checkCancellation()
+                lease = try await store.leaseRange(
+                    features: [feature.name], owner: RunOwner.current, now: Clock.unixNow,
+                    leaseSeconds: Self.rangeLease, isGone: RunOwner.isGone)
+            } catch {
+                turn.end()
+                throw error
+            }
+            guard let lease else {
+                turn.end()
+                return nil
+            }
+            if case .published(let snapshot) = try await process(
+                lease, pool: pool, tally: tally, report: report, turn: turn),
+                let result = done(lease, snapshot)
+            {
+                return result
+            }
+        }
+    }
+
     /// Computes one leased range chunk by chunk from its checkpoint, renewing the lease meanwhile, then completes
     /// it (publishing when it was the run's last). An error that is not about one row ends the run `failed`; a lost
     /// lease (`BatchStoreError.rangeLost`) and cancellation leave the range to be leased again.
     public func process(
         _ lease: RangeLease, pool: NIOThreadPool, tally: WorkerTally = WorkerTally(),
-        report: (@Sendable (Report) -> Void)? = nil
+        report: (@Sendable (Report) -> Void)? = nil, turn: ReadGate.Turn? = nil
     ) async throws -> RangeCompletion {
         let (store, runID, index, owner) = (store, lease.run.id, lease.range.index, RunOwner.current)
+        // However the range ends, its reading has.
+        defer { turn?.end() }
         do {
             let completion = try await Self.withTicks(every: .seconds(Self.rangeLease / 3)) {
                 let held = try await store.renewRange(
                     runID: runID, index: index, owner: owner, now: Clock.unixNow, leaseSeconds: Self.rangeLease)
                 if !held { throw BatchStoreError.rangeLost(runID: runID, index: index) }
             } body: {
-                try await self.chunks(lease, pool: pool, tally: tally, report: report)
+                try await self.chunks(lease, pool: pool, tally: tally, report: report, turn: turn)
                 return try await store.completeRange(
                     runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: self.batch.retention)
             }
@@ -230,7 +275,8 @@ public final class BatchRunner: Sendable {
     /// at `chunk_rows` per call while another thread reads); chunks are written in source order, each with the
     /// range's checkpoint, the next write overlapping the computing.
     private func chunks(
-        _ lease: RangeLease, pool: NIOThreadPool, tally: WorkerTally, report: (@Sendable (Report) -> Void)?
+        _ lease: RangeLease, pool: NIOThreadPool, tally: WorkerTally, report: (@Sendable (Report) -> Void)?,
+        turn: ReadGate.Turn?
     ) async throws {
         let run = lease.run
         let range = lease.range
@@ -258,9 +304,27 @@ public final class BatchRunner: Sendable {
         let keySet = run.keys.map(Set.init)
         let selected = feature.outputs
         let threads = max(1, batch.threads)
+        // Once the range's last chunk has been read: the reader is left for the range that follows (which the
+        // other lane may lease now), and the read turn is given up. Once only: the reader moves on after that.
+        let readingEnded = Mutex(false)
+        let endReading: @Sendable () -> Void = { [self] in
+            let first = readingEnded.withLock { ended in
+                defer { ended = true }
+                return !ended
+            }
+            guard first else { return }
+            if feed.position == range.rowEnd {
+                self.parked.withLock { $0 = ParkedReader(runID: run.id, position: range.rowEnd, reader: reader) }
+            }
+            turn?.end()
+        }
         let work: @Sendable () async throws -> ComputedChunk? = {
             try await pool.runIfActive {
-                guard let read = try feed.next(columnar: plan != nil) else { return nil }
+                guard let read = try feed.next(columnar: plan != nil) else {
+                    endReading()
+                    return nil
+                }
+                if read.position + read.rowsRead >= range.rowEnd { endReading() }
                 let part: ChunkPart
                 switch read.rows {
                 case .csv(let raw):
@@ -335,9 +399,6 @@ public final class BatchRunner: Sendable {
         try await pendingWrite?.value
         pendingWrite = nil
         try Task.checkCancellation()
-        if feed.position == range.rowEnd {
-            parked.withLock { $0 = ParkedReader(runID: run.id, position: range.rowEnd, reader: reader) }
-        }
     }
 
     /// One chunk's results.
@@ -410,6 +471,75 @@ public final class BatchRunner: Sendable {
         return part
     }
 
+}
+
+/// The turn to lease and read the next range: one lane at a time reads (the source is read in order, and the
+/// range that follows usually goes on with the reader the last one left), while the other lane's range still
+/// computes and writes.
+public final class ReadGate: Sendable {
+    private let state = Mutex<(held: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    public init() {}
+
+    /// Waits for the turn (not cancellable: a turn always ends, at the latest when its range does).
+    public func take() async -> Turn {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                guard state.held else {
+                    state.held = true
+                    return true
+                }
+                state.waiting.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        return Turn(gate: self)
+    }
+
+    fileprivate func pass() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard !state.waiting.isEmpty else {
+                state.held = false
+                return nil
+            }
+            return state.waiting.removeFirst()
+        }
+        next?.resume()
+    }
+
+    /// One lane's turn; `end()` passes it on (once, however often it is called).
+    public final class Turn: Sendable {
+        private let gate: ReadGate
+        private let ended = Mutex(false)
+        fileprivate init(gate: ReadGate) { self.gate = gate }
+
+        public func end() {
+            let first = ended.withLock { ended in
+                defer { ended = true }
+                return !ended
+            }
+            if first { gate.pass() }
+        }
+    }
+}
+
+/// Passes on progress reports whose row count does not go back: two lanes report from their own ranges' view of
+/// the run, a little apart.
+final class MonotonicReport: Sendable {
+    private let report: @Sendable (BatchRunner.Report) -> Void
+    private let shown = Mutex(-1)
+
+    init(_ report: @escaping @Sendable (BatchRunner.Report) -> Void) { self.report = report }
+
+    @Sendable func forward(_ value: BatchRunner.Report) {
+        let newer = shown.withLock { shown in
+            guard value.run.rowsDone >= shown else { return false }
+            shown = value.run.rowsDone
+            return true
+        }
+        if newer { report(value) }
+    }
 }
 
 /// A run failed while this process waited for other workers' ranges.

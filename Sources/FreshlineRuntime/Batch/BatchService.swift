@@ -130,14 +130,27 @@ public final class BatchService: Sendable {
     }
 
     /// One range worker: leases a range of any running run of this process's features, computes it, repeats;
-    /// when there is none, takes over runs whose starter died before splitting them, then waits for a wake-up.
+    /// when there is none, takes over runs whose starter died before splitting them, then waits for a wake-up. It
+    /// works in two lanes that take ranges in turn (`ReadGate`): while one range's last chunks compute and write,
+    /// the next is leased and read, so its runner threads do not idle at every range's end.
     private func work(_ index: Int) async {
         let threads = runners.values.map { max(1, $0.feature.batch?.threads ?? 1) }.max() ?? 1
         let pool = NIOThreadPool(numberOfThreads: threads)
         pool.start()
+        let gate = ReadGate()
+        await withTaskGroup(of: Void.self) { group in
+            for lane in 0..<2 {
+                group.addTask { await self.lane(worker: index, lane: lane, pool: pool, gate: gate) }
+            }
+        }
+        try? await pool.shutdownGracefully()
+    }
+
+    private func lane(worker index: Int, lane: Int, pool: NIOThreadPool, gate: ReadGate) async {
         let features = runners.keys.sorted()
         while !Task.isCancelled {
             let ticket = signals.register(Self.rangesSignal)
+            let turn = await gate.take()
             do {
                 if let lease = try await store.leaseRange(
                     features: features, owner: RunOwner.current, now: Clock.unixNow,
@@ -148,7 +161,7 @@ public final class BatchService: Sendable {
                     logger.info(
                         "batch run \(lease.run.id): range \(lease.range.index) (rows \(lease.range.rowStart)..<\(lease.range.rowEnd)) on worker \(index)"
                     )
-                    if case .published(let snapshot) = try await runner.process(lease, pool: pool) {
+                    if case .published(let snapshot) = try await runner.process(lease, pool: pool, turn: turn) {
                         logger.info(
                             "batch run \(lease.run.id) published \(snapshot.feature) v\(snapshot.version) (\(snapshot.keyCount) keys)"
                         )
@@ -156,7 +169,8 @@ public final class BatchService: Sendable {
                     }
                     continue
                 }
-                if index == 0 {
+                turn.end()
+                if index == 0 && lane == 0 {
                     for runner in runners.values {
                         if let run = try await runner.claimInterrupted() {
                             logger.info("taking over batch run \(run.id) for \(run.feature): its starter stopped")
@@ -166,6 +180,7 @@ public final class BatchService: Sendable {
                     }
                 }
             } catch is CancellationError {
+                turn.end()
                 signals.discard(ticket)
                 break
             } catch let error as BatchStoreError {
@@ -173,9 +188,9 @@ public final class BatchService: Sendable {
             } catch {
                 logger.error("batch worker \(index): \(error)")
             }
+            turn.end()
             await signals.wait(ticket, timeout: .seconds(1))
         }
-        try? await pool.shutdownGracefully()
     }
 
     /// Acts on a shared store's announcement (the runtime listens once for the whole process): swaps a snapshot

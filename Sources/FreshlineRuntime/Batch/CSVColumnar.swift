@@ -4,9 +4,9 @@ internal import FreshlineEngine
 
 /// A chunk of CSV rows as byte ranges into the mapped file: the batch runner's columnar path parses the cells a
 /// model needs straight into input tensors, with no per-cell strings or dictionaries. The reader only finds where
-/// each row's line is (one `memchr` per line); a plain line (no quote, no lone carriage return) is split at its
-/// commas by the thread that computes it. Rows the reader had to scan cell by cell (quoted fields) keep their
-/// cells here.
+/// each row's line is (one `memchr` per line); a plain line (no quote, no lone carriage return) is parsed by the
+/// thread that computes it, in one pass or, when that pass declines, split at its commas (`cells(of:in:into:)`).
+/// Rows the reader had to scan cell by cell (quoted fields) keep their cells here.
 struct CSVRawChunk: Sendable {
     let data: Data
     let file: String
