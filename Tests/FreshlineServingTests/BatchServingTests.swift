@@ -330,6 +330,62 @@ struct BatchServingTests {
         }
     }
 
+    @Test(
+        "a run in many small ranges, worked in two lanes: every row once, each key's outputs what the model answers for its row (quoted rows between ranges)"
+    )
+    func manyRangesInTwoLanes() async throws {
+        // 40 ranges of 3 chunks; rows with a quoted cell sit at several range boundaries, so a range that goes on
+        // with the reader the previous one left, and one that opens the source and skips, both meet them.
+        let feature = Self.batchFeature("churn").replacingOccurrences(
+            of: "chunk_rows: 10", with: "chunk_rows: 16\n      range_rows: 48\n      threads: 2")
+        let rows = try Self.fixture(features: feature).rows
+        var extra = ""
+        for copy in 0..<20 {
+            for (index, row) in rows.enumerated() {
+                var cells = row.map { String($0) }
+                if index % 48 == 47 { cells[0] = "\"\(cells[0])\"" }
+                extra += "c\(copy)_\(index)," + cells.joined(separator: ",") + "\n"
+            }
+        }
+        let (manifest, _) = try Self.fixture(features: feature, extraRows: extra)
+        let loaded = try ManifestLoader.load(path: manifest)
+        let store = try SQLiteStore(
+            path: URL(fileURLWithPath: manifest).deletingLastPathComponent().appendingPathComponent("state.sqlite").path
+        )
+        let spec = try #require(loaded.features["churn"])
+        let model = try Model(contentsOf: TestManifest.zoo.appendingPathComponent("gbc_binary.onnx"))
+        let runner = BatchRunner(feature: spec, model: model, manifestPath: manifest, store: store, metrics: nil)
+        let run = try await runner.start(trigger: .manual)
+        let snapshot = try await runner.execute(run)
+
+        let total = rows.count * 21 + 1  // the fixture's rows, 20 copies, and the row with bad cells
+        let ranges = try await store.ranges(runID: run.id)
+        #expect(ranges.count == (total + 47) / 48)
+        #expect(ranges.allSatisfy { $0.state == .done })
+        let finished = try #require(try await store.run(id: run.id))
+        #expect(finished.rowsDone == total)
+        #expect(finished.rowsWritten == total - 1)
+        #expect(try await store.failures(runID: run.id, limit: 10).map(\.key) == ["bad"])
+        #expect(snapshot.keyCount == total - 1)
+        let chunks = try await store.chunks(snapshotID: snapshot.id)
+        let keys = chunks.flatMap(\.keys)
+        #expect(keys.count == total - 1)
+        #expect(Set(keys).count == keys.count)
+        // In source order: the fixture's rows, then the copies.
+        let expectedKeys =
+            rows.indices.map { "u\($0)" } + (0..<20).flatMap { copy in rows.indices.map { "c\(copy)_\($0)" } }
+        #expect(keys == expectedKeys)
+        // Every row's outputs are the model's for that row, as one batch computes them.
+        let feeds = try RowBatch.tensors(
+            rows: rows.map { ["X": JSONValue.array($0.map(JSONValue.number))] }, inputs: model.metadata.inputs)
+        let expected = try RowBatch.serializedRows(outputs: try model.run(feeds), count: rows.count)
+        let outputs = chunks.flatMap(\.outputs)
+        for (position, output) in outputs.enumerated() where output != expected[position % rows.count] {
+            Issue.record("\(keys[position]): \(String(decoding: output, as: UTF8.self))")
+            break
+        }
+    }
+
     @Test("catch-up: a missed schedule slot runs once at start-up, unless catch_up is skip")
     func catchUp() async throws {
         let features = [
