@@ -9,6 +9,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import Prometheus
+import Synchronization
 import Testing
 
 /// The batch pattern through the HTTP API: runs publish snapshots, predictions answer from them under the
@@ -384,6 +385,43 @@ struct BatchServingTests {
             Issue.record("\(keys[position]): \(String(decoding: output, as: UTF8.self))")
             break
         }
+    }
+
+    final class GrantLog: Sendable {
+        private let log = Mutex<[String]>([])
+        func add(_ name: String) { log.withLock { $0.append(name) } }
+        var names: [String] { log.withLock { $0 } }
+    }
+
+    @Test("the read gate: one turn at a time, in order of asking; ending a turn twice passes it on once")
+    func readGate() async throws {
+        let gate = ReadGate()
+        let first = await gate.take()
+        let granted = GrantLog()
+        let second = Task {
+            let turn = await gate.take()
+            granted.add("second")
+            return turn
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        let third = Task {
+            let turn = await gate.take()
+            granted.add("third")
+            return turn
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(granted.names.isEmpty, "a turn was granted while the first was held")
+        first.end()
+        first.end()
+        let secondTurn = await second.value
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(granted.names == ["second"], "ending the first turn twice passed it on twice")
+        secondTurn.end()
+        let thirdTurn = await third.value
+        #expect(granted.names == ["second", "third"])
+        thirdTurn.end()
+        // Free again: taken at once.
+        (await gate.take()).end()
     }
 
     @Test("catch-up: a missed schedule slot runs once at start-up, unless catch_up is skip")
