@@ -270,6 +270,33 @@ struct EntitySourceTests {
         }
     }
 
+    @Test("CSV: a large file is counted in two halves; blank lines, CRLF and a lone CR count as the reader reads them")
+    func countLargeFile() throws {
+        let folder = try Folder()
+        let rows = 300_000  // about 6 MB: over the 4 MiB from which the count is split in two
+        var text = "id,a,b\n"
+        text.reserveCapacity(rows * 22)
+        for i in 0..<rows {
+            switch i {
+            case rows / 2: text += "k\(i),1,2\rextra,3,4\n"  // a lone CR near the middle: two records
+            case rows / 2 + 1, rows / 3, rows - 1: text += "\n\r\n"  // blank lines count for nothing
+            default: text += i % 7 == 0 ? "k\(i),\(i),0.5\r\n" : "k\(i),\(i),0.5\n"
+            }
+        }
+        let path = try folder.write("large.csv", text)
+        let expected = rows - 3 + 1
+        #expect(try EntitySources.count(.csv(path: path), manifestPath: folder.manifestPath) == expected)
+        let counted = Array(text.utf8).withUnsafeBytes { CSVEntityReader.countLinesWithoutQuotes($0) }
+        #expect(counted == expected + 1, "the header line is one more record")
+        // A quote anywhere (here in the second half) leaves counting to the quote-aware scan.
+        let quoted = try folder.write("quoted.csv", text + "\"q,1\",2,3\n")
+        #expect(
+            Array(text.utf8 + Array("\"q,1\",2,3\n".utf8)).withUnsafeBytes {
+                CSVEntityReader.countLinesWithoutQuotes($0)
+            } == nil)
+        #expect(try EntitySources.count(.csv(path: quoted), manifestPath: folder.manifestPath) == expected + 1)
+    }
+
     @Test("CSV numbers: the fast parser gives the values Swift's own parsing gives, and falls back for the rest")
     func numberCells() {
         func parse(_ text: String) -> NumberCell { Array(text.utf8).withUnsafeBytes { NumberCell.parse($0) } }

@@ -2,6 +2,7 @@ internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
 internal import FreshlineStore
+internal import Synchronization
 
 /// One row of an entity source: its position, where it is (for messages) and its fields by column name.
 public struct EntityRecord: Sendable {
@@ -242,8 +243,30 @@ final class CSVEntityReader: EntityReader {
 
 extension CSVEntityReader {
     /// Counts records with `memchr` when the bytes hold no quote at all (the common case: then no line break can be
-    /// inside a field); `nil` when they do.
+    /// inside a field); `nil` when they do. A large file is counted in two halves at once, split after a line feed
+    /// (no record spans it), so the count that precedes every run takes half the time on two cores.
     static func countLinesWithoutQuotes(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
+        if bytes.count >= 1 << 22,
+            let feed = memchr(base + bytes.count / 2, Int32(UInt8(ascii: "\n")), bytes.count - bytes.count / 2)
+        {
+            let split = base.distance(to: UnsafeRawPointer(feed)) + 1
+            let halves = [0..<split, split..<bytes.count]
+            let counts = Mutex<[Int?]>([nil, nil])
+            // Read-only, and alive until concurrentPerform returns.
+            nonisolated(unsafe) let shared = bytes
+            DispatchQueue.concurrentPerform(iterations: 2) { half in
+                let count = countPiecesWithoutQuotes(UnsafeRawBufferPointer(rebasing: shared[halves[half]]))
+                counts.withLock { $0[half] = count }
+            }
+            let (first, second) = counts.withLock { ($0[0], $0[1]) }
+            guard let first, let second else { return nil }
+            return first + second
+        }
+        return countPiecesWithoutQuotes(bytes)
+    }
+
+    private static func countPiecesWithoutQuotes(_ bytes: UnsafeRawBufferPointer) -> Int? {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
         if memchr(base, Int32(UInt8(ascii: "\"")), bytes.count) != nil { return nil }
         var count = 0
