@@ -47,7 +47,9 @@ extension JSONValue {
             writeInteger(Int64(d), into: &out)
             out.append(contentsOf: ".0".utf8)
         } else {
-            out.append(contentsOf: d.description.utf8)
+            // Copied as one block (appending the UTF-8 view goes byte by byte through a generic path).
+            var text = d.description
+            text.withUTF8 { out.append(contentsOf: $0) }
         }
     }
 
