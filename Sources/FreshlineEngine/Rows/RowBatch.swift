@@ -134,19 +134,14 @@ public enum RowBatch {
                         prefix: prefix, rowShape: [], size: 0, values: .perRow(perRow.map { $0[name] ?? .null })))
             }
         }
-        var result: [[UInt8]] = []
-        result.reserveCapacity(count)
+        // Column by column, so each column's storage is unpacked once rather than once per row.
+        var result = [[UInt8]](repeating: [], count: count)
         for r in 0..<count {
-            var out: [UInt8] = []
-            out.reserveCapacity(16 + columns.count * 24)
-            out.append(UInt8(ascii: "{"))
-            for column in columns {
-                out.append(contentsOf: column.prefix)
-                column.write(row: r, into: &out)
-            }
-            out.append(UInt8(ascii: "}"))
-            result.append(out)
+            result[r].reserveCapacity(16 + columns.count * 24)
+            result[r].append(UInt8(ascii: "{"))
         }
+        for column in columns { column.write(into: &result) }
+        for r in 0..<count { result[r].append(UInt8(ascii: "}")) }
         return result
     }
 
@@ -166,15 +161,42 @@ public enum RowBatch {
         var size: Int
         var values: Values
 
-        func write(row r: Int, into out: inout [UInt8]) {
-            let start = r * size
-            switch values {
-            case .floats(let v): elements(into: &out) { JSONValue.writeNumber(Double(v[start + $0]), into: &$1) }
-            case .doubles(let v): elements(into: &out) { JSONValue.writeNumber(v[start + $0], into: &$1) }
-            case .integers(let v): elements(into: &out) { JSONValue.writeInteger(v[start + $0], into: &$1) }
-            case .general(let v):
-                RowBatch.writeNested(v[start..<(start + size)], shape: rowShape[...], into: &out)
-            case .perRow(let v): v[r].write(into: &out)
+        /// Appends `"name":value` to every row's text.
+        func write(into rows: inout [[UInt8]]) {
+            prefix.withUnsafeBufferPointer { prefix in
+                switch values {
+                case .floats(let v):
+                    v.withUnsafeBufferPointer { v in
+                        for r in rows.indices {
+                            rows[r].append(contentsOf: prefix)
+                            elements(into: &rows[r]) { JSONValue.writeNumber(Double(v[r * size + $0]), into: &$1) }
+                        }
+                    }
+                case .doubles(let v):
+                    v.withUnsafeBufferPointer { v in
+                        for r in rows.indices {
+                            rows[r].append(contentsOf: prefix)
+                            elements(into: &rows[r]) { JSONValue.writeNumber(v[r * size + $0], into: &$1) }
+                        }
+                    }
+                case .integers(let v):
+                    v.withUnsafeBufferPointer { v in
+                        for r in rows.indices {
+                            rows[r].append(contentsOf: prefix)
+                            elements(into: &rows[r]) { JSONValue.writeInteger(v[r * size + $0], into: &$1) }
+                        }
+                    }
+                case .general(let v):
+                    for r in rows.indices {
+                        rows[r].append(contentsOf: prefix)
+                        RowBatch.writeNested(v[(r * size)..<(r * size + size)], shape: rowShape[...], into: &rows[r])
+                    }
+                case .perRow(let v):
+                    for r in rows.indices {
+                        rows[r].append(contentsOf: prefix)
+                        v[r].write(into: &rows[r])
+                    }
+                }
             }
         }
 
