@@ -40,7 +40,13 @@ let package = Package(
     targets: [
         // Domain types, manifest model and validation, freshness and fallback logic, batcher state machine.
         // Pure: no I/O, no NIO.
-        .target(name: "FreshlineCore", swiftSettings: strictSettings),
+        // Release builds serialize Core's function bodies for its clients (cross-module optimization), so the
+        // batcher state machine — generic over the runtime's request type — is specialized where it is used
+        // instead of running through generic witness tables on every request.
+        .target(
+            name: "FreshlineCore",
+            swiftSettings: strictSettings + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+        ),
 
         // OpenBLAS on Linux (Debian's libopenblas-dev); on macOS the engine uses Accelerate instead.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", providers: [.apt(["libopenblas-dev"])]),
