@@ -45,7 +45,9 @@ let package = Package(
         // instead of running through generic witness tables on every request.
         .target(
             name: "FreshlineCore",
-            swiftSettings: strictSettings + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+            swiftSettings: strictSettings + [
+                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))
+            ]
         ),
 
         // OpenBLAS on Linux (Debian's libopenblas-dev); on macOS the engine uses Accelerate instead.
