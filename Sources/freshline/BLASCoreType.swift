@@ -11,8 +11,7 @@ enum BLASCoreType {
         #if os(Linux)
             guard let coreType = BLAS.coreTypeOverride() else { return }
             setenv("OPENBLAS_CORETYPE", coreType, 1)
-            let threads = ProcessInfo.processInfo.environment["FRESHLINE_BLAS_THREADS"].flatMap(Int.init) ?? 1
-            setenv("OPENBLAS_NUM_THREADS", String(max(1, threads)), 0)
+            setenv("OPENBLAS_NUM_THREADS", String(BLAS.threads), 0)
             let arguments = CommandLine.arguments
             var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
             argv.append(nil)

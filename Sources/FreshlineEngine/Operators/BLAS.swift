@@ -19,11 +19,15 @@ public enum BLAS {
             _ = mallopt(M_TRIM_THRESHOLD, 128 << 20)
         #endif
         #if !canImport(Accelerate)
-            let threads = ProcessInfo.processInfo.environment["FRESHLINE_BLAS_THREADS"].flatMap(Int32.init) ?? 1
-            openblas_set_num_threads(max(1, threads))
+            openblas_set_num_threads(Int32(threads))
         #endif
         return true
     }()
+
+    /// The threads OpenBLAS may use: `FRESHLINE_BLAS_THREADS`, default 1.
+    public static var threads: Int {
+        max(1, ProcessInfo.processInfo.environment["FRESHLINE_BLAS_THREADS"].flatMap(Int.init) ?? 1)
+    }
 
     static func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,

@@ -166,26 +166,9 @@ public enum RowBatch {
             prefix.withUnsafeBufferPointer { prefix in
                 switch values {
                 case .floats(let v):
-                    v.withUnsafeBufferPointer { v in
-                        for r in rows.indices {
-                            rows[r].append(contentsOf: prefix)
-                            elements(into: &rows[r]) { JSONValue.writeNumber(Double(v[r * size + $0]), into: &$1) }
-                        }
-                    }
-                case .doubles(let v):
-                    v.withUnsafeBufferPointer { v in
-                        for r in rows.indices {
-                            rows[r].append(contentsOf: prefix)
-                            elements(into: &rows[r]) { JSONValue.writeNumber(v[r * size + $0], into: &$1) }
-                        }
-                    }
-                case .integers(let v):
-                    v.withUnsafeBufferPointer { v in
-                        for r in rows.indices {
-                            rows[r].append(contentsOf: prefix)
-                            elements(into: &rows[r]) { JSONValue.writeInteger(v[r * size + $0], into: &$1) }
-                        }
-                    }
+                    typed(v, prefix, into: &rows) { JSONValue.writeNumber(Double($0), into: &$1) }
+                case .doubles(let v): typed(v, prefix, into: &rows) { JSONValue.writeNumber($0, into: &$1) }
+                case .integers(let v): typed(v, prefix, into: &rows) { JSONValue.writeInteger($0, into: &$1) }
                 case .general(let v):
                     for r in rows.indices {
                         rows[r].append(contentsOf: prefix)
@@ -196,6 +179,19 @@ public enum RowBatch {
                         rows[r].append(contentsOf: prefix)
                         v[r].write(into: &rows[r])
                     }
+                }
+            }
+        }
+
+        /// One typed column: row `r`'s elements are `values[r·size ..< (r+1)·size]`.
+        private func typed<T>(
+            _ values: [T], _ prefix: UnsafeBufferPointer<UInt8>, into rows: inout [[UInt8]],
+            _ write: (T, inout [UInt8]) -> Void
+        ) {
+            values.withUnsafeBufferPointer { v in
+                for r in rows.indices {
+                    rows[r].append(contentsOf: prefix)
+                    elements(into: &rows[r]) { write(v[r * size + $0], &$1) }
                 }
             }
         }

@@ -175,21 +175,14 @@ public final class BatchRunner: Sendable {
         done: @Sendable (RangeLease, SnapshotInfo) -> SnapshotInfo?
     ) async throws -> SnapshotInfo? {
         while true {
-            let turn = await gate.take()
-            let lease: RangeLease?
-            do {
-                try Task.checkCancellation()
-                lease = try await store.leaseRange(
-                    features: [feature.name], owner: RunOwner.current, now: Clock.unixNow,
-                    leaseSeconds: Self.rangeLease, isGone: RunOwner.isGone)
-            } catch {
-                turn.end()
-                throw error
-            }
-            guard let lease else {
-                turn.end()
-                return nil
-            }
+            guard
+                let (lease, turn) = try await gate.leasing({
+                    try Task.checkCancellation()
+                    return try await self.store.leaseRange(
+                        features: [self.feature.name], owner: RunOwner.current, now: Clock.unixNow,
+                        leaseSeconds: Self.rangeLease, isGone: RunOwner.isGone)
+                })
+            else { return nil }
             if case .published(let snapshot) = try await process(
                 lease, pool: pool, tally: tally, report: report, turn: turn),
                 let result = done(lease, snapshot)
@@ -495,6 +488,20 @@ public final class ReadGate: Sendable {
             if now { continuation.resume() }
         }
         return Turn(gate: self)
+    }
+
+    /// Takes the turn and runs `lease`: its result with the turn (to end once the range has been read), or `nil`
+    /// with the turn given up when there was nothing to lease (or it threw).
+    public func leasing<T>(_ lease: () async throws -> T?) async throws -> (T, Turn)? {
+        let turn = await take()
+        do {
+            if let leased = try await lease() { return (leased, turn) }
+        } catch {
+            turn.end()
+            throw error
+        }
+        turn.end()
+        return nil
     }
 
     fileprivate func pass() {

@@ -150,26 +150,27 @@ public final class BatchService: Sendable {
         let features = runners.keys.sorted()
         while !Task.isCancelled {
             let ticket = signals.register(Self.rangesSignal)
-            let turn = await gate.take()
             do {
-                if let lease = try await store.leaseRange(
-                    features: features, owner: RunOwner.current, now: Clock.unixNow,
-                    leaseSeconds: BatchRunner.rangeLease, isGone: RunOwner.isGone),
-                    let runner = runners[lease.run.feature]
-                {
-                    signals.discard(ticket)
-                    logger.info(
-                        "batch run \(lease.run.id): range \(lease.range.index) (rows \(lease.range.rowStart)..<\(lease.range.rowEnd)) on worker \(index)"
-                    )
-                    if case .published(let snapshot) = try await runner.process(lease, pool: pool, turn: turn) {
+                if let (lease, turn) = try await gate.leasing({
+                    try await self.store.leaseRange(
+                        features: features, owner: RunOwner.current, now: Clock.unixNow,
+                        leaseSeconds: BatchRunner.rangeLease, isGone: RunOwner.isGone)
+                }) {
+                    defer { turn.end() }
+                    if let runner = runners[lease.run.feature] {
+                        signals.discard(ticket)
                         logger.info(
-                            "batch run \(lease.run.id) published \(snapshot.feature) v\(snapshot.version) (\(snapshot.keyCount) keys)"
+                            "batch run \(lease.run.id): range \(lease.range.index) (rows \(lease.range.rowStart)..<\(lease.range.rowEnd)) on worker \(index)"
                         )
-                        await refresh(feature: snapshot.feature)
+                        if case .published(let snapshot) = try await runner.process(lease, pool: pool, turn: turn) {
+                            logger.info(
+                                "batch run \(lease.run.id) published \(snapshot.feature) v\(snapshot.version) (\(snapshot.keyCount) keys)"
+                            )
+                            await refresh(feature: snapshot.feature)
+                        }
+                        continue
                     }
-                    continue
                 }
-                turn.end()
                 if index == 0 && lane == 0 {
                     for runner in runners.values {
                         if let run = try await runner.claimInterrupted() {
@@ -180,7 +181,6 @@ public final class BatchService: Sendable {
                     }
                 }
             } catch is CancellationError {
-                turn.end()
                 signals.discard(ticket)
                 break
             } catch let error as BatchStoreError {
@@ -188,7 +188,6 @@ public final class BatchService: Sendable {
             } catch {
                 logger.error("batch worker \(index): \(error)")
             }
-            turn.end()
             await signals.wait(ticket, timeout: .seconds(1))
         }
     }

@@ -318,14 +318,9 @@ extension BatchRunner {
                     var next: Int
                     if target.input >= 0 {
                         let (number, stop) = DecimalText.parsePrefix(raw, from: position, end: end)
-                        guard let number else { return nil }
-                        let cell: NumberCell =
-                            switch number {
-                            case .integer(let v): .integer(v)
-                            case .number(let d): .number(d)
-                            }
-                        guard
-                            buffers.store(cell, input: target.input, at: out * widths[target.input] + target.offset)
+                        guard let number,
+                            buffers.store(
+                                NumberCell(number), input: target.input, at: out * widths[target.input] + target.offset)
                                 == nil
                         else { return nil }
                         next = stop
@@ -456,10 +451,16 @@ enum NumberCell {
         while start < end && (raw[start] == 0x20 || raw[start] == 0x09) { start += 1 }
         while end > start && (raw[end - 1] == 0x20 || raw[end - 1] == 0x09 || raw[end - 1] == 0x0D) { end -= 1 }
         if start == end { return .missing }
-        switch DecimalText.parse(UnsafeRawBufferPointer(rebasing: raw[start..<end])) {
-        case .integer(let i)?: return .integer(i)
-        case .number(let d)?: return .number(d)
-        case nil: return slow(raw, start, end)
+        guard let number = DecimalText.parse(UnsafeRawBufferPointer(rebasing: raw[start..<end])) else {
+            return slow(raw, start, end)
+        }
+        return NumberCell(number)
+    }
+
+    init(_ number: DecimalText.Number) {
+        switch number {
+        case .integer(let i): self = .integer(i)
+        case .number(let d): self = .number(d)
         }
     }
 
