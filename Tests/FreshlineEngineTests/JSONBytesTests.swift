@@ -87,6 +87,46 @@ struct JSONBytesTests {
         #expect(checked > 5000)
     }
 
+    @Test("shortDecimal reads exactly the cells of form [-]d{1,7}.d{1,7}, with parse's value, and declines the rest")
+    func shortDecimalAgrees() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789012345678901234567890123456789..--+eE x".utf8)
+        var taken = 0
+        for round in 0..<20000 {
+            var cell: [UInt8]
+            if round % 2 == 0 {
+                cell = (0..<Int.random(in: 0...18, using: &generator)).map { _ in
+                    alphabet.randomElement(using: &generator)!
+                }
+            } else {
+                func digits(_ range: ClosedRange<Int>) -> [UInt8] {
+                    (0..<Int.random(in: range, using: &generator)).map { _ in
+                        UInt8(ascii: "0") + UInt8.random(in: 0...9, using: &generator)
+                    }
+                }
+                cell = (Bool.random(using: &generator) ? [UInt8(ascii: "-")] : []) + digits(0...9)
+                if round % 5 != 0 { cell += [UInt8(ascii: ".")] + digits(0...9) }
+            }
+            // The cell sits between commas, with enough bytes after it to read, or near the end (declined).
+            let after: [UInt8] = round % 7 == 0 ? [] : Array(",1234567890123456789".utf8)
+            let bytes = Array(",".utf8) + cell + after
+            let text = String(decoding: cell, as: UTF8.self)
+            let shaped = text.wholeMatch(of: /-?[0-9]{1,7}\.[0-9]{1,7}/) != nil
+            bytes.withUnsafeBufferPointer { buffer in
+                let value = DecimalText.shortDecimal(
+                    buffer.baseAddress!, from: 1, end: 1 + cell.count, readable: buffer.count)
+                if let value {
+                    taken += 1
+                    #expect(shaped, "\(text)")
+                    #expect(value == Double(text) && value.sign == Double(text)!.sign, "\(text)")
+                } else if !after.isEmpty {
+                    #expect(!shaped, "\(text) was declined")
+                }
+            }
+        }
+        #expect(taken > 3000)
+    }
+
     @Test("accepts Python's non-finite literals")
     func nonFinite() throws {
         let value = try JSONValue.parse(Array("[NaN, Infinity, -Infinity, 1]".utf8))
