@@ -194,9 +194,31 @@ struct BatchServingTests {
         ].joined(separator: "\n")
         let (manifest, rows) = try Self.fixture(features: features)
         try await withServer(manifest) { client, runtime in
-            for feature in ["churn", "closed", "defaulted"] { try await Self.publish(runtime, feature) }
             let x = "[" + rows[0].map { String($0) }.joined(separator: ",") + "]"
-            var (status, json, _) = try await Self.predict(
+            func code(_ json: [String: JSONValue]) -> JSONValue? {
+                json["error"].flatMap { if case .object(let e) = $0 { e["code"] } else { nil } }
+            }
+            // Before any snapshot: the policy answers what it can; what it cannot is 503 (the server's state), not
+            // a 404 that would blame the key.
+            var (status, json, headers) = try await Self.predict(client, "churn", #"{"key": "u0"}"#)
+            #expect(status == .serviceUnavailable)
+            #expect(code(json) == .string("unavailable"))
+            #expect(headers[.retryAfter] == "30")
+            #expect("\(json)".contains("no published snapshot yet"))
+            (status, json, headers) = try await Self.predict(
+                client, "closed", #"{"key": "u0", "inputs": {"X": \#(x)}}"#)
+            #expect(status == .serviceUnavailable)
+            #expect(code(json) == .string("unavailable"))
+            #expect(headers[.retryAfter] == "30")
+            (status, json, _) = try await Self.predict(client, "churn", #"{"key": "u0", "inputs": {"X": \#(x)}}"#)
+            #expect(status == .ok)
+            #expect(json["source"] == .string("realtime"))
+            (status, json, _) = try await Self.predict(client, "defaulted", #"{"key": "u0"}"#)
+            #expect(status == .ok)
+            #expect(json["source"] == .string("default"))
+
+            for feature in ["churn", "closed", "defaulted"] { try await Self.publish(runtime, feature) }
+            (status, json, _) = try await Self.predict(
                 client, "churn", #"{"key": "new-user", "inputs": {"X": \#(x)}}"#)
             #expect(status == .ok)
             #expect(json["source"] == .string("realtime"))
@@ -216,7 +238,7 @@ struct BatchServingTests {
             #expect(status == .notFound)
             // Coverage counts hits and misses.
             let live = try #require(runtime.features["closed"]).liveFigures
-            #expect(live.snapshotMisses == 2)
+            #expect(live.snapshotMisses == 3, "one before the snapshot, two after")
         }
     }
 

@@ -89,6 +89,7 @@ public final class FeatureServer: Sendable {
             case .timeout: outcome = "timeout"
             case .unknownKey: outcome = "unknown_key"
             case .stale: outcome = "stale"
+            case .unavailable: outcome = "unavailable"
             default: outcome = "error"
             }
             throw error
@@ -101,9 +102,19 @@ public final class FeatureServer: Sendable {
         guard let table, let outputs = table.rows[key] else {
             meters.lookup(hit: false)
             lookups.withLock { $0.misses += 1 }
+            // With no snapshot loaded yet every key is missing; the cold-start policy still answers what it can,
+            // but what it cannot is the server's state, not the caller's key: 503, not 404.
+            let missing =
+                table == nil
+                ? PredictionError(
+                    .unavailable,
+                    "feature '\(spec.name)' has no published snapshot yet (run it: `freshline run \(spec.name)` or "
+                        + "POST /v1/features/\(spec.name)/runs)", retryAfter: 30)
+                : PredictionError(.unknownKey, "key '\(key)' is not in the feature's snapshot")
             switch batch.coldStart {
             case .realtime:
                 guard carriesInputs(request) else {
+                    guard table != nil else { throw missing }
                     throw PredictionError(
                         .unknownKey,
                         "key '\(key)' is not in the feature's snapshot, and the request carries no inputs to compute it"
@@ -112,9 +123,9 @@ public final class FeatureServer: Sendable {
                 return try await realtime(request, start: start)
             case .default:
                 if let fallback = defaultAnswer(request) { return fallback }
-                throw PredictionError(.unknownKey, "key '\(key)' is not in the feature's snapshot")
+                throw missing
             case .error:
-                throw PredictionError(.unknownKey, "key '\(key)' is not in the feature's snapshot")
+                throw missing
             }
         }
         meters.lookup(hit: true)
@@ -319,6 +330,12 @@ public final class FeatureServer: Sendable {
                         .stale,
                         "the snapshot of '\(c.feature)' holds key '\(key)' but older than input '\(c.input)' accepts",
                         retryAfter: 60)
+                }
+                guard source?.snapshot != nil else {
+                    throw PredictionError(
+                        .unavailable,
+                        "'\(c.feature)' (looked up for input '\(c.input)') has no published snapshot yet",
+                        retryAfter: 30)
                 }
                 throw PredictionError(
                     .unknownKey, "key '\(key)' is not in the snapshot of '\(c.feature)' (input '\(c.input)')")
