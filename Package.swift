@@ -62,7 +62,10 @@ let package = Package(
         ),
         .target(
             name: "FreshlineStore",
-            dependencies: ["FreshlineCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "FreshlineCore", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
             swiftSettings: strictSettings
         ),
         // The same store protocols on PostgreSQL, for several server and worker processes sharing one state.

@@ -780,6 +780,67 @@ extension EntitySourceTests {
             }
         }
 
+        @Test(
+            "SQL columnar path: numeric cells, NULLs and integer keys give the record path's keys and outputs; a chunk with a text cell or a bad key goes the record path whole"
+        )
+        func sqlTableAgrees() throws {
+            let folder = try EntitySourceTests.Folder()
+            let columns = EntitySourceTests.sixteen
+            var inserts: [String] = []
+            for i in 1...60 {
+                var cells = (0..<16).map { j in String(Double((i * 7 + j * 3) % 11) / 4 - 1) }
+                if i % 9 == 0 { cells[i % 16] = "NULL" }  // missing: NaN, as the record path reads it
+                if i % 5 == 0 { cells[2] = String((i * 13) % 7) }  // an INTEGER cell in a REAL column
+                let key = i % 4 == 0 ? String(i) : "'k\(i)'"  // integer and text keys
+                inserts.append("(\(key), " + cells.joined(separator: ", ") + ")")
+            }
+            try folder.database(
+                "clean.sqlite",
+                "CREATE TABLE t (id, " + columns.map { "\($0) REAL" }.joined(separator: ", ") + ");"
+                    + "INSERT INTO t VALUES " + inserts.joined(separator: ",\n") + ";")
+            let model = try EntitySourceTests.model("gbc_binary")
+            let mapper = EntityRowMapper(batch: EntitySourceTests.batch(columns: Self.columns), model: model)
+
+            func check(_ database: String, fast: Bool) throws {
+                let path = folder.url.appendingPathComponent(database).path
+                let records = try EntitySourceTests.readAll(
+                    try SQLEntityReader(path: path, query: "SELECT * FROM t", offset: 0))
+                let expected = BatchRunner.compute(records, mapper: mapper, model: model, keys: nil, outputs: nil)
+                let reader = try SQLEntityReader(path: path, query: "SELECT * FROM t", offset: 0)
+                let plan = try #require(CSVColumnarPlan(mapper: mapper, header: reader.columns))
+                let (table, first) = try reader.nextTable(maxRows: 100)
+                #expect(table.rows == records.count && first == 1)
+                let taken = BatchRunner.tableFastPath(table, plan: plan, model: model, keys: nil, outputs: nil)
+                #expect((taken != nil) == fast, "\(database)")
+                let part = BatchRunner.computeTable(
+                    table, firstOrdinal: first, name: database, plan: plan, mapper: mapper, model: model, keys: nil,
+                    outputs: nil)
+                #expect(!part.keys.isEmpty)
+                #expect(part.keys == expected.keys, "\(database)")
+                #expect(part.outputs == expected.outputs, "\(database)")
+                #expect(part.failures.map(\.reason) == expected.failures.map(\.reason), "\(database)")
+                #expect(part.failures.map(\.location) == expected.failures.map(\.location), "\(database)")
+                // A backfill's key subset: only those rows.
+                let subset: Set<String> = ["k1", "4", "k7"]
+                let sub = BatchRunner.computeTable(
+                    table, firstOrdinal: first, name: database, plan: plan, mapper: mapper, model: model,
+                    keys: subset, outputs: nil)
+                let expectedSub = BatchRunner.compute(records, mapper: mapper, model: model, keys: subset, outputs: nil)
+                #expect(sub.keys == expectedSub.keys && sub.keys.count == 3)
+                #expect(sub.outputs == expectedSub.outputs)
+            }
+            try check("clean.sqlite", fast: true)
+
+            // Text that reads as a number, and a NULL key: the record path decides (a value and a failure).
+            let dirty = try folder.database("dirty.sqlite", "SELECT 1")
+            try FileManager.default.removeItem(atPath: dirty)
+            try FileManager.default.copyItem(
+                atPath: folder.url.appendingPathComponent("clean.sqlite").path, toPath: dirty)
+            try folder.database(
+                "dirty.sqlite", "UPDATE t SET f3 = ' 2.5' WHERE id = 'k2'; UPDATE t SET id = NULL WHERE id = 'k3';")
+            try check("dirty.sqlite", fast: false)
+        }
+
         @Test("a row the model rejects fails alone (with its key); the other rows of the slice are computed")
         func modelRejectsRow() throws {
             let folder = try EntitySourceTests.Folder()

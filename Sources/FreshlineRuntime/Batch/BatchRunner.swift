@@ -290,9 +290,14 @@ public final class BatchRunner: Sendable {
                 ReaderBox(try EntitySources.open(source, manifestPath: manifestPath, skipping: start))
             }
         }
-        // CSV sources whose inputs are numeric columns take the columnar path (cells parsed from the mapped
-        // bytes straight into tensors); everything else reads records of named fields.
-        let plan = (reader.reader as? CSVEntityReader).flatMap { CSVColumnarPlan(mapper: mapper, header: $0.header) }
+        // CSV and SQL sources whose inputs are numeric columns take the columnar path (cells parsed from the
+        // mapped bytes, or the query's values, straight into tensors); everything else reads records of named fields.
+        let plan: CSVColumnarPlan? =
+            switch reader.reader {
+            case let csv as CSVEntityReader: CSVColumnarPlan(mapper: mapper, header: csv.header)
+            case let sql as SQLEntityReader: CSVColumnarPlan(mapper: mapper, header: sql.columns)
+            default: nil
+            }
         let feed = ChunkFeed(reader: reader, position: start, end: range.rowEnd, chunkRows: batch.chunkRows)
         let keySet = run.keys.map(Set.init)
         let selected = feature.outputs
@@ -324,6 +329,10 @@ public final class BatchRunner: Sendable {
                     part = Self.computeColumnar(
                         raw, range: 0..<raw.rows, plan: plan!, mapper: mapper, model: model, keys: keySet,
                         outputs: selected)
+                case .table(let table, let firstOrdinal, let name):
+                    part = Self.computeTable(
+                        table, firstOrdinal: firstOrdinal, name: name, plan: plan!, mapper: mapper, model: model,
+                        keys: keySet, outputs: selected)
                 case .records(let records):
                     part = Self.compute(records, mapper: mapper, model: model, keys: keySet, outputs: selected)
                 }
@@ -578,6 +587,8 @@ private final class ChunkFeed: Sendable {
     enum Rows: Sendable {
         /// Byte ranges of CSV cells, for the columnar path.
         case csv(CSVRawChunk)
+        /// A query's rows, for the columnar path: the table, its first row's 1-based ordinal, the database's name.
+        case table(QueryTable, firstOrdinal: Int, name: String)
         /// Records of named fields.
         case records([EntityRecord])
     }
@@ -616,11 +627,16 @@ private final class ChunkFeed: Sendable {
             let rows: Rows
             let count: Int
             if columnar {
-                guard let csv = reader.reader as? CSVEntityReader else {
-                    throw EntitySourceError(message: "internal: the columnar path needs a CSV reader")
+                switch reader.reader {
+                case let csv as CSVEntityReader:
+                    let raw = try csv.nextRaw(maxRows: wanted)
+                    (rows, count) = (.csv(raw), raw.rows)
+                case let sql as SQLEntityReader:
+                    let (table, first) = try sql.nextTable(maxRows: wanted)
+                    (rows, count) = (.table(table, firstOrdinal: first, name: sql.name), table.rows)
+                default:
+                    throw EntitySourceError(message: "internal: the columnar path needs a CSV or SQL reader")
                 }
-                let raw = try csv.nextRaw(maxRows: wanted)
-                (rows, count) = (.csv(raw), raw.rows)
             } else {
                 let records = try reader.reader.next(maxRows: wanted)
                 (rows, count) = (.records(records), records.count)

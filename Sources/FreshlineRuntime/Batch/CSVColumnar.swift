@@ -455,6 +455,64 @@ extension BatchRunner {
     }
 }
 
+extension BatchRunner {
+    /// Runs a query's rows (`table`, the first at 1-based `firstOrdinal`) through the model: by `tableFastPath` when
+    /// it takes the chunk, else through the general path (`compute`) whole, so values and failures are exactly the
+    /// record path's.
+    static func computeTable(
+        _ table: QueryTable, firstOrdinal: Int, name: String, plan: CSVColumnarPlan, mapper: EntityRowMapper,
+        model: Model, keys keySet: Set<String>?, outputs selected: [String]?
+    ) -> ChunkPart {
+        if let part = tableFastPath(table, plan: plan, model: model, keys: keySet, outputs: selected) { return part }
+        return compute(
+            SQLEntityReader.records(table, firstOrdinal: firstOrdinal, name: name), mapper: mapper, model: model,
+            keys: keySet, outputs: selected)
+    }
+
+    /// A query's rows with numeric cells read straight into the input tensors and the key from its column, with no
+    /// per-row records; `nil` (declined) when any cell is not taken as is — text in an input column, a key that is
+    /// not non-empty text or an integer, a value that does not fit its input — or the model refuses the batch.
+    static func tableFastPath(
+        _ table: QueryTable, plan: CSVColumnarPlan, model: Model, keys keySet: Set<String>?, outputs selected: [String]?
+    ) -> ChunkPart? {
+        let buffers = InputBuffers(plan: plan, rows: table.rows)
+        defer { buffers.deallocate() }
+        var rowKeys: [String] = []
+        rowKeys.reserveCapacity(table.rows)
+        for row in 0..<table.rows {
+            let key: String
+            switch table[row, plan.keyColumn] {
+            case .text(let text) where !text.isEmpty: key = text
+            case .integer(let i): key = String(i)
+            default: return nil
+            }
+            if let keySet, !keySet.contains(key) { continue }
+            let out = rowKeys.count
+            for (i, input) in plan.inputs.enumerated() {
+                for (c, column) in input.columns.enumerated() {
+                    let value: NumberCell
+                    switch table[row, column] {
+                    case .integer(let v): value = .integer(v)
+                    case .real(let d): value = .number(d)
+                    case .null: value = .missing
+                    case .text: return nil
+                    }
+                    guard buffers.store(value, input: i, at: out * input.width + c) == nil else { return nil }
+                }
+            }
+            rowKeys.append(key)
+        }
+        var part = ChunkPart()
+        guard !rowKeys.isEmpty else { return part }
+        guard let feeds = try? buffers.tensors(rows: rowKeys.count), let outputs = try? model.run(feeds),
+            let rows = try? RowBatch.serializedRows(outputs: outputs, count: rowKeys.count, selected: selected)
+        else { return nil }
+        part.outputs = rows
+        part.keys = rowKeys
+        return part
+    }
+}
+
 extension CSVRawChunk {
     func headerIndex(_ name: String) -> Int? { headerNames.firstIndex(of: name) }
 }
