@@ -464,6 +464,43 @@ struct EntitySourceTests {
         #expect(try EntitySources.count(filtered, manifestPath: folder.manifestPath) == 3)
     }
 
+    @Test("SQL: pages read ahead on their own thread hand out every row once, in order, across page boundaries")
+    func sqlPagesAhead() throws {
+        let folder = try Folder()
+        let path = try folder.database(
+            "many.sqlite",
+            """
+            CREATE TABLE t (id TEXT, v REAL);
+            WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 23)
+            INSERT INTO t SELECT 'k' || i, i * 0.5 FROM c;
+            """)
+        for (pageRows, maxRows, skipping) in [(3, 2, 0), (5, 5, 0), (4, 7, 6), (100, 4, 1)] {
+            let reader = try SQLEntityReader(
+                path: path, query: "SELECT * FROM t ORDER BY rowid", offset: skipping, pageRows: pageRows)
+            var ordinals: [Int] = []
+            var keys: [String] = []
+            while true {
+                let (table, first) = try reader.nextTable(maxRows: maxRows)
+                if table.rows == 0 { break }
+                #expect(table.rows <= maxRows)
+                for row in 0..<table.rows {
+                    ordinals.append(first + row)
+                    if case .text(let key) = table[row, 0] { keys.append(key) }
+                    #expect(table[row, 1] == .real(Double(first + row) * 0.5))
+                }
+            }
+            let label = "pages of \(pageRows), chunks of \(maxRows), from row \(skipping)"
+            #expect(ordinals == Array((skipping + 1)...23), "\(label)")
+            #expect(keys == ((skipping + 1)...23).map { "k\($0)" }, "\(label)")
+            #expect(try reader.nextTable(maxRows: maxRows).table.rows == 0, "the end, again: \(label)")
+        }
+        // A reader dropped part-way stops its thread (this must not hang or crash).
+        for _ in 0..<20 {
+            let reader = try SQLEntityReader(path: path, query: "SELECT * FROM t", offset: 0, pageRows: 2)
+            #expect(try reader.nextTable(maxRows: 1).table.rows == 1)
+        }
+    }
+
     @Test("SQL: open(skipping:) resumes at the next row of the query")
     func sqlSkipping() throws {
         let folder = try Folder()

@@ -484,18 +484,23 @@ final class JSONLinesEntityReader: EntityReader {
     }
 }
 
-/// An SQL query over an SQLite file, read in pages.
+/// An SQL query over an SQLite file, read in pages that a thread of its own fetches ahead (`PagePrefetcher`), so
+/// the runner threads compute one page while the next is read.
 final class SQLEntityReader: EntityReader {
-    private let source: SQLiteQuerySource
     let name: String
     /// The query's result columns.
     let columns: [String]
+    private let prefetcher: PagePrefetcher
     private var offset: Int
+    private var page = QueryTable(columns: [], rows: 0, cells: [])
+    private var pageRow = 0
 
-    init(path: String, query: String, offset: Int) throws {
+    /// `pageRows`: rows per query page (tests); by default up to ~2M cells.
+    init(path: String, query: String, offset: Int, pageRows: Int? = nil) throws {
         guard FileManager.default.fileExists(atPath: path) else {
             throw EntitySourceError(message: "\(path): no such database file")
         }
+        let source: SQLiteQuerySource
         do {
             source = try SQLiteQuerySource(path: path, query: query)
             columns = try source.columnNames()
@@ -504,21 +509,19 @@ final class SQLEntityReader: EntityReader {
         }
         name = URL(fileURLWithPath: path).lastPathComponent
         self.offset = offset
+        // Pages of up to ~2M cells (at most 65,536 rows): each page is one `LIMIT/OFFSET` query, which re-steps the
+        // rows before it, so few large pages (paging by the runner's 4,096-row chunks made a 300k-row run
+        // quadratic); each page's read lock is held only while it is read.
+        let pageRows = pageRows ?? min(65_536, max(4_096, 2_000_000 / max(1, columns.count)))
+        prefetcher = PagePrefetcher(source: source, offset: offset, pageRows: max(1, pageRows), name: name)
     }
 
-    /// Rows fetched ahead, from row `offset` on: a page holds up to ~2M cells (at most 65,536 rows), so a run
-    /// pages through the query with few `OFFSET`s (each re-steps the rows before it: paging by the runner's
-    /// chunks of 4,096 made a 300k-row run quadratic).
-    private var page = QueryTable(columns: [], rows: 0, cells: [])
-    private var pageRow = 0
+    deinit { prefetcher.stop() }
 
     /// The next rows as a table, at most `maxRows` (none at the end), and the 1-based ordinal of the first.
     func nextTable(maxRows: Int) throws -> (table: QueryTable, firstOrdinal: Int) {
         if pageRow >= page.rows {
-            let limit = max(maxRows, min(65_536, 2_000_000 / max(1, columns.count)))
-            do { page = try source.table(offset: offset, limit: limit) } catch {
-                throw EntitySourceError(message: "\(name): the query failed: \(error)")
-            }
+            page = try prefetcher.next()
             pageRow = 0
         }
         let rows = min(maxRows, page.rows - pageRow)
@@ -554,5 +557,61 @@ final class SQLEntityReader: EntityReader {
                 ordinal: firstOrdinal + row, location: "\(name) query row \(firstOrdinal + row)",
                 fields: .success(fields))
         }
+    }
+}
+
+/// Reads a query's pages on a thread of its own, one page ahead of the reader: the page after the one handed out
+/// is fetched while that one is computed. Ends after the first empty page or error (handed out in order, then
+/// repeated); `stop()` ends the thread early (the reader is gone).
+private final class PagePrefetcher: @unchecked Sendable {
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var ready: [Result<QueryTable, EntitySourceError>] = []
+    private var last: Result<QueryTable, EntitySourceError>?
+    private var stopped = false
+
+    init(source: SQLiteQuerySource, offset: Int, pageRows: Int, name: String) {
+        let thread = Thread { [self] in
+            var offset = offset
+            while true {
+                condition.lock()
+                while !ready.isEmpty && !stopped { condition.wait() }
+                let stop = stopped
+                condition.unlock()
+                if stop { return }
+                let result: Result<QueryTable, EntitySourceError>
+                do { result = .success(try source.table(offset: offset, limit: pageRows)) } catch {
+                    result = .failure(EntitySourceError(message: "\(name): the query failed: \(error)"))
+                }
+                condition.lock()
+                ready.append(result)
+                condition.broadcast()
+                condition.unlock()
+                guard case .success(let page) = result, page.rows > 0 else { return }
+                offset += page.rows
+            }
+        }
+        thread.name = "freshline-sql-pages"
+        thread.start()
+    }
+
+    /// The next page (empty at the end), waiting for it if it is still being read.
+    func next() throws -> QueryTable {
+        condition.lock()
+        defer { condition.unlock() }
+        // After the end (an empty page) or an error, the same again: the thread has finished.
+        if let last, (try? last.get())?.rows ?? 0 == 0 { return try last.get() }
+        while ready.isEmpty { condition.wait() }
+        let result = ready.removeFirst()
+        last = result
+        condition.broadcast()
+        return try result.get()
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
     }
 }
