@@ -119,7 +119,26 @@ public final class BatchRunner: Sendable {
     /// cancellation (shutdown) it stops after the chunk in hand and stays resumable.
     public func execute(_ run: BatchRun, report: (@Sendable (Report) -> Void)? = nil) async throws -> SnapshotInfo {
         var run = run
-        if try await store.ranges(runID: run.id).isEmpty { run = try await split(run) }
+        if try await store.ranges(runID: run.id).isEmpty {
+            if case .sql = batch.source {
+                // An SQL source's reader fetches its first page on a thread of its own: open it while the query's
+                // rows are counted (its own pass over the query), and park it for the lane that leases range 0.
+                let (source, manifestPath) = (batch.source, manifestPath)
+                let opening = Task.detached {
+                    try? ReaderBox(EntitySources.open(source, manifestPath: manifestPath, skipping: 0))
+                }
+                run = try await split(run)
+                if let reader = await opening.value {
+                    let id = run.id
+                    parked.withLock { $0 = ParkedReader(runID: id, position: 0, reader: reader) }
+                }
+            } else {
+                run = try await split(run)
+            }
+        }
+        // A reader parked for this run (at a range's end, or opened early) is of no use once the run is over here;
+        // an SQL reader holds a connection and a page.
+        defer { parked.withLock { slot in if slot?.runID == run.id { slot = nil } } }
         let pool = NIOThreadPool(numberOfThreads: max(1, batch.threads))
         pool.start()
         defer { Task { try? await pool.shutdownGracefully() } }
