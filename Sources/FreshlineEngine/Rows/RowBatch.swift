@@ -135,9 +135,11 @@ public enum RowBatch {
             }
         }
         // Column by column, so each column's storage is unpacked once rather than once per row.
+        // Room for the whole row at once (a number's text is at most 24 bytes), so no row grows its storage.
+        let capacity = 2 + columns.reduce(0) { $0 + $1.prefix.count + 2 + max(1, $1.size) * 25 }
         var result = [[UInt8]](repeating: [], count: count)
         for r in 0..<count {
-            result[r].reserveCapacity(16 + columns.count * 24)
+            result[r].reserveCapacity(capacity)
             result[r].append(UInt8(ascii: "{"))
         }
         for column in columns { column.write(into: &result) }
