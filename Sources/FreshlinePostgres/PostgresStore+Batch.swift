@@ -206,7 +206,7 @@ extension PostgresStore: BatchStore {
         progress: RangeProgress
     ) async throws {
         let keys = ChunkCodec.encode(chunk.keys.lazy.map(\.utf8))
-        let outputs = ChunkCodec.encode(chunk.outputs)
+        let outputs = ByteBuffer(bytes: chunk.packedOutputs.bytes)  // already the codec's form
         // INSERT OR REPLACE semantics: the last failure recorded for an ordinal wins.
         var byOrdinal: [Int: RowFailure] = [:]
         for failure in failures { byOrdinal[failure.ordinal] = failure }
@@ -347,9 +347,10 @@ extension PostgresStore: BatchStore {
                 """)
             for try await (index, keyBytes, outputBytes) in rows.decode((Int, ByteBuffer, ByteBuffer).self) {
                 let keys = try ChunkCodec.decode(keyBytes).map { String(decoding: $0, as: UTF8.self) }
-                let outputs = try ChunkCodec.decode(outputBytes)
-                guard keys.count == outputs.count else { throw PostgresStoreError.corruptChunk }
-                result.append(SnapshotChunk(index: index, keys: keys, outputs: outputs))
+                guard let outputs = PackedRows(packed: Array(buffer: outputBytes)), keys.count == outputs.count else {
+                    throw PostgresStoreError.corruptChunk
+                }
+                result.append(SnapshotChunk(index: index, keys: keys, packedOutputs: outputs))
             }
             return result
         }

@@ -317,7 +317,7 @@ extension SQLiteStore: BatchStore {
         progress: RangeProgress
     ) async throws {
         let keys = ChunkCodec.encode(chunk.keys.lazy.map(\.utf8))
-        let outputs = ChunkCodec.encode(chunk.outputs)
+        let outputs = Data(chunk.packedOutputs.bytes)  // already the codec's form
         try await writer.write { db in
             guard let run = try Self.fetchRun(db, id: runID) else { throw BatchStoreError.unknownRun(runID) }
             guard run.state == .running else { throw BatchStoreError.runNotRunning(runID) }
@@ -494,9 +494,11 @@ extension SQLiteStore: BatchStore {
                 arguments: [snapshotID])
             while let row = try rows.next() {
                 let keys = try ChunkCodec.decode(row["keys"]).map { String(decoding: $0, as: UTF8.self) }
-                let outputs = try ChunkCodec.decode(row["outputs"])
-                guard keys.count == outputs.count else { throw ChunkCodec.CorruptChunk() }
-                result.append(SnapshotChunk(index: row["chunk_index"], keys: keys, outputs: outputs))
+                let blob: Data = row["outputs"]
+                guard let outputs = PackedRows(packed: Array(blob)), keys.count == outputs.count else {
+                    throw ChunkCodec.CorruptChunk()
+                }
+                result.append(SnapshotChunk(index: row["chunk_index"], keys: keys, packedOutputs: outputs))
             }
             return result
         }

@@ -757,7 +757,7 @@ extension EntitySourceTests {
 
             let good = records.filter { $0.ordinal != 3 }
             let expected = try Self.expected(good, mapper: mapper, model: model)
-            let actual = try Self.parsed(part.outputs)
+            let actual = try Self.parsed(part.outputs.rows)
             #expect(actual.count == expected.count)
             for (a, e) in zip(actual, expected) {
                 #expect(Self.same(a, e), "\(a) != \(e)")
@@ -897,7 +897,7 @@ extension EntitySourceTests {
             #expect(part.failures.first?.key == "k2")
             #expect(part.failures.first?.reason.contains("15") == true)
             let expected = try Self.expected(records.filter { $0.ordinal != 2 }, mapper: mapper, model: model)
-            let actual = try Self.parsed(part.outputs)
+            let actual = try Self.parsed(part.outputs.rows)
             #expect(actual.count == 3)
             for (a, e) in zip(actual, expected) { #expect(Self.same(a, e), "\(a) != \(e)") }
         }
@@ -917,7 +917,7 @@ extension EntitySourceTests {
             #expect(part.failures.first?.key == nil)
             #expect(part.failures.first?.reason.hasPrefix("is not valid JSON") == true)
             // Only the feature's selected outputs are kept.
-            for output in try Self.parsed(part.outputs) {
+            for output in try Self.parsed(part.outputs.rows) {
                 guard case .object(let object) = output else {
                     Issue.record("an output is not a JSON object")
                     continue
@@ -930,7 +930,9 @@ extension EntitySourceTests {
                 return .object(["probabilities": value])
             }
             #expect(probabilities.count == 2)
-            for (a, e) in zip(try Self.parsed(part.outputs), probabilities) { #expect(Self.same(a, e), "\(a) != \(e)") }
+            for (a, e) in zip(try Self.parsed(part.outputs.rows), probabilities) {
+                #expect(Self.same(a, e), "\(a) != \(e)")
+            }
         }
 
         @Test("keys: a bad row whose key is outside the subset is not the run's failure")
@@ -961,11 +963,11 @@ extension EntitySourceTests {
             #expect(part.failures.isEmpty)
             let expected = try Self.expected(
                 records.filter { [2, 5].contains($0.ordinal) }, mapper: mapper, model: model)
-            for (a, e) in zip(try Self.parsed(part.outputs), expected) { #expect(Self.same(a, e), "\(a) != \(e)") }
+            for (a, e) in zip(try Self.parsed(part.outputs.rows), expected) { #expect(Self.same(a, e), "\(a) != \(e)") }
 
             let none = BatchRunner.compute(records, mapper: mapper, model: model, keys: [], outputs: nil)
             #expect(none.keys.isEmpty)
-            #expect(none.outputs.isEmpty)
+            #expect(none.outputs.count == 0 && none.outputs.bytes.isEmpty)
             let empty = BatchRunner.compute([], mapper: mapper, model: model, keys: nil, outputs: nil)
             #expect(empty.keys.isEmpty && empty.failures.isEmpty)
         }

@@ -56,15 +56,89 @@ public struct SnapshotChunk: Sendable, Equatable {
     public var index: Int
     /// Entity keys, one per row.
     public var keys: [String]
-    /// Each row's outputs, a serialized JSON object (`{"label":1,"probabilities":[…]}`).
-    public var outputs: [[UInt8]]
+    /// Each row's outputs, packed as the stores keep them (what the runner writes, with no array per row).
+    public var packedOutputs: PackedRows
+
+    /// Each row's outputs, a serialized JSON object (`{"label":1,"probabilities":[…]}`); unpacked on each read.
+    public var outputs: [[UInt8]] {
+        get { packedOutputs.rows }
+        set { packedOutputs = PackedRows(newValue) }
+    }
 
     /// Makes a chunk; `keys` and `outputs` have the same length.
     public init(index: Int, keys: [String], outputs: [[UInt8]]) {
-        precondition(keys.count == outputs.count, "one output per key")
+        self.init(index: index, keys: keys, packedOutputs: PackedRows(outputs))
+    }
+
+    /// Makes a chunk from packed outputs, one row per key.
+    public init(index: Int, keys: [String], packedOutputs: PackedRows) {
+        precondition(keys.count == packedOutputs.count, "one output per key")
         self.index = index
         self.keys = keys
-        self.outputs = outputs
+        self.packedOutputs = packedOutputs
+    }
+}
+
+/// Rows of bytes in one buffer, as the stores keep a snapshot chunk's outputs: each row is its length as four
+/// little-endian bytes, then its bytes.
+public struct PackedRows: Sendable, Equatable {
+    /// The packed form.
+    public private(set) var bytes: [UInt8]
+    /// How many rows.
+    public private(set) var count: Int
+
+    public init() {
+        bytes = []
+        count = 0
+    }
+
+    public init(_ rows: some Sequence<some Collection<UInt8>>) {
+        self.init()
+        for row in rows { append(row) }
+    }
+
+    /// Bytes already in the packed form (a chunk's outputs as the engine writes them); `nil` when their lengths do
+    /// not add up.
+    public init?(packed bytes: [UInt8]) {
+        var count = 0
+        var offset = 0
+        while offset < bytes.count {
+            guard offset + 4 <= bytes.count else { return nil }
+            offset += 4 + Self.length(bytes, at: offset)
+            guard offset <= bytes.count else { return nil }
+            count += 1
+        }
+        self.bytes = bytes
+        self.count = count
+    }
+
+    public mutating func append(_ row: some Collection<UInt8>) {
+        let length = UInt32(row.count)
+        for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: length >> (8 * UInt32(i)))) }
+        bytes.append(contentsOf: row)
+        count += 1
+    }
+
+    public mutating func append(contentsOf other: PackedRows) {
+        bytes.append(contentsOf: other.bytes)
+        count += other.count
+    }
+
+    /// The rows, each as its own array.
+    public var rows: [[UInt8]] {
+        var rows: [[UInt8]] = []
+        rows.reserveCapacity(count)
+        var offset = 0
+        while offset < bytes.count {
+            let length = Self.length(bytes, at: offset)
+            rows.append(Array(bytes[(offset + 4)..<(offset + 4 + length)]))
+            offset += 4 + length
+        }
+        return rows
+    }
+
+    private static func length(_ bytes: [UInt8], at offset: Int) -> Int {
+        (0..<4).reduce(0) { $0 | Int(bytes[offset + $1]) << (8 * $1) }
     }
 }
 

@@ -101,8 +101,25 @@ public enum RowBatch {
     public static func serializedRows(outputs: [String: Value], count: Int, selected: [String]? = nil) throws
         -> [[UInt8]]
     {
+        let packed = try packedRows(outputs: outputs, count: count, selected: selected)
+        var rows: [[UInt8]] = []
+        rows.reserveCapacity(count)
+        var offset = 0
+        while offset < packed.count {
+            let length = packed[offset..<(offset + 4)].reversed().reduce(0) { $0 << 8 | Int($1) }
+            rows.append(Array(packed[(offset + 4)..<(offset + 4 + length)]))
+            offset += 4 + length
+        }
+        return rows
+    }
+
+    /// `serializedRows`' texts packed in one buffer, as the stores keep a chunk's outputs: each row's length as four
+    /// little-endian bytes, then its text. One buffer for the chunk, written row by row, so a run does not make an
+    /// array per row.
+    public static func packedRows(outputs: [String: Value], count: Int, selected: [String]? = nil) throws -> [UInt8] {
         let names = outputs.keys.filter { selected?.contains($0) ?? true }.sorted()
         var columns: [SerializedColumn] = []
+        defer { for column in columns { column.deallocate() } }
         for (index, name) in names.enumerated() {
             // `,"name":` made once, not per row.
             var prefix: [UInt8] = index > 0 ? [UInt8(ascii: ",")] : []
@@ -116,12 +133,12 @@ public enum RowBatch {
                 }
                 let rowShape = Array(t.shape.dropFirst())
                 let values: SerializedColumn.Values
-                // Scalars and vectors per row (nearly every model output) are written from the typed storage.
+                // Scalars and vectors per row (nearly every model output) are written from typed copies.
                 switch (rowShape.count <= 1, t.data) {
-                case (true, .float(let v)): values = .floats(v)
-                case (true, .double(let v)): values = .doubles(v)
-                case (true, .int64(let v)): values = .integers(v)
-                case (true, .int32(let v)): values = .integers(v.map(Int64.init))
+                case (true, .float(let v)): values = .floats(.copy(v))
+                case (true, .double(let v)): values = .doubles(.copy(v))
+                case (true, .int64(let v)): values = .integers(.copy(v))
+                case (true, .int32(let v)): values = .integers(.copy(v.map(Int64.init)))
                 default: values = .general(t.data.jsonValues)
                 }
                 columns.append(
@@ -134,25 +151,29 @@ public enum RowBatch {
                         prefix: prefix, rowShape: [], size: 0, values: .perRow(perRow.map { $0[name] ?? .null })))
             }
         }
-        // Column by column, so each column's storage is unpacked once rather than once per row.
-        // Room for the whole row at once (a number's text is at most 24 bytes), so no row grows its storage.
-        let capacity = 2 + columns.reduce(0) { $0 + $1.prefix.count + 2 + max(1, $1.size) * 25 }
-        var result = [[UInt8]](repeating: [], count: count)
+        // Room for every row at once (a number's text is at most 24 bytes), so the buffer grows rarely.
+        let rowCapacity = 6 + columns.reduce(0) { $0 + $1.prefix.count + 2 + max(1, $1.size) * 25 }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count * rowCapacity)
         for r in 0..<count {
-            result[r].reserveCapacity(capacity)
-            result[r].append(UInt8(ascii: "{"))
+            let start = bytes.count
+            bytes.append(contentsOf: [0, 0, 0, 0, UInt8(ascii: "{")])
+            for column in columns { column.write(row: r, into: &bytes) }
+            bytes.append(UInt8(ascii: "}"))
+            let length = UInt32(bytes.count - start - 4)
+            for i in 0..<4 { bytes[start + i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))) }
         }
-        for column in columns { column.write(into: &result) }
-        for r in 0..<count { result[r].append(UInt8(ascii: "}")) }
-        return result
+        return bytes
     }
 
-    /// One output of `serializedRows`: its `"name":` prefix and its values.
+    /// One output of `packedRows`: its `"name":` prefix and its values.
     private struct SerializedColumn {
         enum Values {
-            case floats([Float])
-            case doubles([Double])
-            case integers([Int64])
+            // Typed values are copied out of the tensor (owned here, freed by `deallocate`), so reading one per row
+            // retains nothing.
+            case floats(UnsafeMutableBufferPointer<Float>)
+            case doubles(UnsafeMutableBufferPointer<Double>)
+            case integers(UnsafeMutableBufferPointer<Int64>)
             /// Any other element type, or more than one dimension per row.
             case general([JSONValue])
             /// One JSON value per row (maps).
@@ -163,51 +184,40 @@ public enum RowBatch {
         var size: Int
         var values: Values
 
-        /// Appends `"name":value` to every row's text.
-        func write(into rows: inout [[UInt8]]) {
-            prefix.withUnsafeBufferPointer { prefix in
-                switch values {
-                case .floats(let v):
-                    typed(v, prefix, into: &rows) { JSONValue.writeNumber(Double($0), into: &$1) }
-                case .doubles(let v): typed(v, prefix, into: &rows) { JSONValue.writeNumber($0, into: &$1) }
-                case .integers(let v): typed(v, prefix, into: &rows) { JSONValue.writeInteger($0, into: &$1) }
-                case .general(let v):
-                    for r in rows.indices {
-                        rows[r].append(contentsOf: prefix)
-                        RowBatch.writeNested(v[(r * size)..<(r * size + size)], shape: rowShape[...], into: &rows[r])
-                    }
-                case .perRow(let v):
-                    for r in rows.indices {
-                        rows[r].append(contentsOf: prefix)
-                        v[r].write(into: &rows[r])
-                    }
-                }
+        func deallocate() {
+            switch values {
+            case .floats(let v): v.deallocate()
+            case .doubles(let v): v.deallocate()
+            case .integers(let v): v.deallocate()
+            case .general, .perRow: break
             }
         }
 
-        /// One typed column: row `r`'s elements are `values[r·size ..< (r+1)·size]`.
-        private func typed<T>(
-            _ values: [T], _ prefix: UnsafeBufferPointer<UInt8>, into rows: inout [[UInt8]],
-            _ write: (T, inout [UInt8]) -> Void
-        ) {
-            values.withUnsafeBufferPointer { v in
-                for r in rows.indices {
-                    rows[r].append(contentsOf: prefix)
-                    elements(into: &rows[r]) { write(v[r * size + $0], &$1) }
-                }
+        /// Appends row `r`'s `"name":value`.
+        @inline(__always)
+        func write(row r: Int, into out: inout [UInt8]) {
+            out.append(contentsOf: prefix)
+            switch values {
+            case .floats(let v): elements(r, into: &out) { JSONValue.writeNumber(Double(v[$0]), into: &$1) }
+            case .doubles(let v): elements(r, into: &out) { JSONValue.writeNumber(v[$0], into: &$1) }
+            case .integers(let v): elements(r, into: &out) { JSONValue.writeInteger(v[$0], into: &$1) }
+            case .general(let v):
+                RowBatch.writeNested(v[(r * size)..<(r * size + size)], shape: rowShape[...], into: &out)
+            case .perRow(let v): v[r].write(into: &out)
             }
         }
 
-        /// A scalar, or a vector of `size` elements.
-        private func elements(into out: inout [UInt8], _ element: (Int, inout [UInt8]) -> Void) {
+        /// Row `r`'s elements `r·size ..< (r+1)·size`: a scalar, or a vector.
+        @inline(__always)
+        private func elements(_ r: Int, into out: inout [UInt8], _ element: (Int, inout [UInt8]) -> Void) {
             guard !rowShape.isEmpty else {
-                element(0, &out)
+                element(r * size, &out)
                 return
             }
             out.append(UInt8(ascii: "["))
             for j in 0..<size {
                 if j > 0 { out.append(UInt8(ascii: ",")) }
-                element(j, &out)
+                element(r * size + j, &out)
             }
             out.append(UInt8(ascii: "]"))
         }
@@ -333,5 +343,14 @@ extension JSONValue {
         case .array: "an array"
         case .object: "an object"
         }
+    }
+}
+
+extension UnsafeMutableBufferPointer {
+    /// An owned copy of `values` (the caller deallocates it).
+    fileprivate static func copy(_ values: [Element]) -> UnsafeMutableBufferPointer<Element> {
+        let buffer = UnsafeMutableBufferPointer<Element>.allocate(capacity: values.count)
+        _ = buffer.initialize(from: values)
+        return buffer
     }
 }

@@ -387,7 +387,8 @@ public final class BatchRunner: Sendable {
                     let busy = (now - lastMark).seconds
                     lastMark = now
                     let part = chunk.part
-                    let snapshotChunk = SnapshotChunk(index: chunk.position, keys: part.keys, outputs: part.outputs)
+                    let snapshotChunk = SnapshotChunk(
+                        index: chunk.position, keys: part.keys, packedOutputs: part.outputs)
                     let progress = RangeProgress(
                         rangeRowsDone: chunk.position + chunk.rowsRead - range.rowStart, rowsRead: chunk.rowsRead,
                         rowsWritten: part.keys.count, rowsFailed: part.failures.count, busySeconds: busy,
@@ -425,7 +426,8 @@ public final class BatchRunner: Sendable {
     /// One chunk's results.
     struct ChunkPart: Sendable {
         var keys: [String] = []
-        var outputs: [[UInt8]] = []
+        /// Each key's outputs (JSON object text), packed as the store keeps them.
+        var outputs = PackedRows()
         var failures: [RowFailure] = []
     }
 
@@ -464,10 +466,10 @@ public final class BatchRunner: Sendable {
             }
         }
         guard !rows.isEmpty else { return part }
-        func run(_ rows: [[String: JSONValue]]) throws -> [[UInt8]] {
+        func run(_ rows: [[String: JSONValue]]) throws -> PackedRows {
             let feeds = try RowBatch.tensors(rows: rows, inputs: model.metadata.inputs)
             try model.validate(feeds)
-            return try RowBatch.serializedRows(outputs: try model.run(feeds), count: rows.count, selected: selected)
+            return try packed(try model.run(feeds), count: rows.count, selected: selected)
         }
         if let results = try? run(rows) {
             part.keys = rowKeys
@@ -476,9 +478,9 @@ public final class BatchRunner: Sendable {
         }
         for (index, row) in rows.enumerated() {
             do {
-                let result = try run([row])[0]
+                let result = try run([row])
                 part.keys.append(rowKeys[index])
-                part.outputs.append(result)
+                part.outputs.append(contentsOf: result)
             } catch {
                 let message =
                     (error as? EngineError)?.message.replacingOccurrences(of: "row 1: ", with: "") ?? "\(error)"
@@ -492,6 +494,14 @@ public final class BatchRunner: Sendable {
         return part
     }
 
+    /// A batch's outputs as packed rows, one per input row.
+    static func packed(_ outputs: [String: Value], count: Int, selected: [String]?) throws -> PackedRows {
+        let bytes = try RowBatch.packedRows(outputs: outputs, count: count, selected: selected)
+        guard let rows = PackedRows(packed: bytes), rows.count == count else {
+            throw EngineError(.invalidShape, "the model's outputs did not give one row per input row")
+        }
+        return rows
+    }
 }
 
 /// The turn to lease and read the next range: one lane at a time reads (the source is read in order, and the

@@ -425,9 +425,8 @@ extension BatchRunner {
         }
         guard !rowKeys.isEmpty else { return part }
         do {
-            part.outputs = try RowBatch.serializedRows(
-                outputs: try model.run(try buffers.tensors(rows: rowKeys.count)), count: rowKeys.count,
-                selected: selected)
+            part.outputs = try packed(
+                try model.run(try buffers.tensors(rows: rowKeys.count)), count: rowKeys.count, selected: selected)
             part.keys = rowKeys
             part.failures.sort { $0.ordinal < $1.ordinal }
             return part
@@ -505,7 +504,7 @@ extension BatchRunner {
         var part = ChunkPart()
         guard !rowKeys.isEmpty else { return part }
         guard let feeds = try? buffers.tensors(rows: rowKeys.count), let outputs = try? model.run(feeds),
-            let rows = try? RowBatch.serializedRows(outputs: outputs, count: rowKeys.count, selected: selected)
+            let rows = try? packed(outputs, count: rowKeys.count, selected: selected)
         else { return nil }
         part.outputs = rows
         part.keys = rowKeys
