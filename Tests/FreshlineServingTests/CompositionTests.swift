@@ -54,8 +54,9 @@ struct CompositionTests {
         """
     }
 
+    /// A server on `yaml` with `user_vec`'s snapshot published first, unless `publish` is false.
     func withServer(
-        _ yaml: String,
+        _ yaml: String, publish: Bool = true,
         _ body: @Sendable @escaping (any TestClientProtocol, ServingRuntime, ManualWallClock) async throws -> Void
     ) async throws {
         let path = try TestManifest.write(yaml)
@@ -69,6 +70,7 @@ struct CompositionTests {
         }
         try csv.write(to: folder.appendingPathComponent("users.csv"), atomically: true, encoding: .utf8)
         try await ClockedServer.run(manifest: path) { client, runtime, clock in
+            guard publish else { return try await body(client, runtime, clock) }
             let run = try await #require(runtime.batch).trigger(feature: "user_vec")
             try await BatchServingTests.waitFor("user_vec serves \(run.id)") {
                 runtime.features["user_vec"]?.snapshot?.info.runID == run.id
@@ -144,6 +146,12 @@ struct CompositionTests {
             clock.advance(by: 3 * 3_600)  // older than the input's 2 h limit
             let (stale, _) = try await Self.predict(client, #"{"key": "u1", "inputs": {"Xi": [1, 2, 3]}}"#)
             #expect(stale == .serviceUnavailable)
+        }
+        // Before the source's first snapshot: 503 (the server's state), not a 404 that would blame the key.
+        try await withServer(Self.manifest(), publish: false) { client, _, _ in
+            let (status, json) = try await Self.predict(client, #"{"key": "u1", "inputs": {"Xi": [1, 2, 3]}}"#)
+            #expect(status == .serviceUnavailable)
+            #expect("\(json)".contains("unavailable") && "\(json)".contains("no published snapshot yet"))
         }
         let zeros = "[" + Array(repeating: "0", count: 12).joined(separator: ", ") + "]"
         try await withServer(Self.manifest(onMissing: "{default: \(zeros)}")) { client, _, _ in

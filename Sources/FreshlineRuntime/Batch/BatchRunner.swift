@@ -127,7 +127,10 @@ public final class BatchRunner: Sendable {
                 let opening = Task.detached {
                     try? ReaderBox(EntitySources.open(source, manifestPath: manifestPath, skipping: 0))
                 }
-                run = try await split(run)
+                do { run = try await split(run) } catch {
+                    _ = await opening.value  // dropped here: its thread stops
+                    throw error
+                }
                 if let reader = await opening.value {
                     let id = run.id
                     parked.withLock { $0 = ParkedReader(runID: id, position: 0, reader: reader) }
@@ -136,9 +139,7 @@ public final class BatchRunner: Sendable {
                 run = try await split(run)
             }
         }
-        // A reader parked for this run (at a range's end, or opened early) is of no use once the run is over here;
-        // an SQL reader holds a connection and a page.
-        defer { parked.withLock { slot in if slot?.runID == run.id { slot = nil } } }
+        defer { dropParkedReader(runID: run.id) }
         let pool = NIOThreadPool(numberOfThreads: max(1, batch.threads))
         pool.start()
         defer { Task { try? await pool.shutdownGracefully() } }
@@ -211,6 +212,12 @@ public final class BatchRunner: Sendable {
         }
     }
 
+    /// Drops a reader parked for `runID` (at a range's end, or opened early): of no use once the run is over here
+    /// or its range is given up, and an SQL reader holds a connection, a page and a thread.
+    private func dropParkedReader(runID: String) {
+        parked.withLock { slot in if slot?.runID == runID { slot = nil } }
+    }
+
     /// Computes one leased range chunk by chunk from its checkpoint, renewing the lease meanwhile, then completes
     /// it (publishing when it was the run's last). An error that is not about one row ends the run `failed`; a lost
     /// lease (`BatchStoreError.rangeLost`) and cancellation leave the range to be leased again.
@@ -231,15 +238,20 @@ public final class BatchRunner: Sendable {
                 return try await store.completeRange(
                     runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: self.batch.retention)
             }
-            if case .published = completion { metrics?.runFinished(feature: feature.name, outcome: "succeeded") }
+            if case .published = completion {
+                metrics?.runFinished(feature: feature.name, outcome: "succeeded")
+                dropParkedReader(runID: runID)
+            }
             return completion
         } catch is CancellationError {
+            dropParkedReader(runID: runID)
             // Shutdown: give the range back (its checkpoint stays) so another worker takes it now, not after the
             // lease runs out. Not cancellable itself: the task is already cancelled.
             _ = try? await Task.detached { try await store.releaseRange(runID: runID, index: index, owner: owner) }
                 .value
             throw CancellationError()
         } catch {
+            dropParkedReader(runID: runID)
             switch error as? BatchStoreError {
             case .rangeLost?, .runNotRunning?:
                 // Another worker holds the range now, or the run has ended: nothing of this worker's to fail.

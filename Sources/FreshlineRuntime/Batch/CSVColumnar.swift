@@ -242,6 +242,10 @@ private struct InputBuffers {
                 p[index] = v
             case .number(let d):
                 guard d == d.rounded(), abs(d) < 9e15 else { return "\(d) is not a whole number" }
+                // A whole REAL (SQL stores whole numbers in REAL columns as reals) gets int32's range check too.
+                if plan.inputs[i].type == .int32 && Int64(Int32(truncatingIfNeeded: Int64(d))) != Int64(d) {
+                    return "\(Int64(d)) is out of range for int32"
+                }
                 p[index] = Int64(d)
             case .missing: return "is empty"
             case .invalid: return "is not a number"

@@ -490,7 +490,8 @@ final class SQLEntityReader: EntityReader {
     let name: String
     /// The query's result columns.
     let columns: [String]
-    private let prefetcher: PagePrefetcher
+    /// Its page thread holds it until the thread ends (tests watch it go with a weak reference).
+    let prefetcher: PagePrefetcher
     private var offset: Int
     private var page = QueryTable(columns: [], rows: 0, cells: [])
     private var pageRow = 0
@@ -518,22 +519,30 @@ final class SQLEntityReader: EntityReader {
 
     deinit { prefetcher.stop() }
 
-    /// The next rows as a table, at most `maxRows` (none at the end), and the 1-based ordinal of the first.
+    /// The next rows as a table, at most `maxRows` (none at the end), and the 1-based ordinal of the first. A chunk
+    /// that runs past a page's end goes on into the next page, so the model always gets full batches.
     func nextTable(maxRows: Int) throws -> (table: QueryTable, firstOrdinal: Int) {
-        if pageRow >= page.rows {
-            page = try prefetcher.next()
-            pageRow = 0
+        let first = offset + 1
+        var cells: [EntityValue] = []
+        var rows = 0
+        while rows < maxRows {
+            if pageRow >= page.rows {
+                page = try prefetcher.next()
+                pageRow = 0
+                if page.rows == 0 { break }
+            }
+            let take = min(maxRows - rows, page.rows - pageRow)
+            let width = page.columns.count
+            if rows == 0 && take == maxRows {
+                cells = Array(page.cells[(pageRow * width)..<((pageRow + take) * width)])
+            } else {
+                cells.append(contentsOf: page.cells[(pageRow * width)..<((pageRow + take) * width)])
+            }
+            pageRow += take
+            rows += take
         }
-        let rows = min(maxRows, page.rows - pageRow)
-        let width = page.columns.count
-        let table = QueryTable(
-            columns: page.columns, rows: rows,
-            cells: Array(page.cells[(pageRow * width)..<((pageRow + rows) * width)]))
-        defer {
-            pageRow += rows
-            offset += rows
-        }
-        return (table, offset + 1)
+        offset += rows
+        return (QueryTable(columns: columns, rows: rows, cells: cells), first)
     }
 
     func next(maxRows: Int) throws -> [EntityRecord] {
@@ -563,7 +572,7 @@ final class SQLEntityReader: EntityReader {
 /// Reads a query's pages on a thread of its own, one page ahead of the reader: the page after the one handed out
 /// is fetched while that one is computed. Ends after the first empty page or error (handed out in order, then
 /// repeated); `stop()` ends the thread early (the reader is gone).
-private final class PagePrefetcher: @unchecked Sendable {
+final class PagePrefetcher: @unchecked Sendable {
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var ready: [Result<QueryTable, EntitySourceError>] = []

@@ -331,7 +331,7 @@ public final class FeatureServer: Sendable {
                         "the snapshot of '\(c.feature)' holds key '\(key)' but older than input '\(c.input)' accepts",
                         retryAfter: 60)
                 }
-                guard source?.snapshot != nil else {
+                if let source, source.snapshot == nil {
                     throw PredictionError(
                         .unavailable,
                         "'\(c.feature)' (looked up for input '\(c.input)') has no published snapshot yet",
