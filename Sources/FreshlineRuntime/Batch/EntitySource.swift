@@ -570,8 +570,10 @@ final class SQLEntityReader: EntityReader {
 }
 
 /// Reads a query's pages on a thread of its own, one page ahead of the reader: the page after the one handed out
-/// is fetched while that one is computed. Ends after the first empty page or error (handed out in order, then
-/// repeated); `stop()` ends the thread early (the reader is gone).
+/// is fetched while that one is computed. Pages start at 16,384 rows and double up to `pageRows`: a reader used for
+/// one range of a sharded run reads little past it, one carried from range to range soon reads in large pages.
+/// Ends after the first empty page or error (handed out in order, then repeated); `stop()` ends the thread early
+/// (the reader is gone).
 final class PagePrefetcher: @unchecked Sendable {
     private let condition = NSCondition()
     // Guarded by `condition`.
@@ -582,6 +584,7 @@ final class PagePrefetcher: @unchecked Sendable {
     init(source: SQLiteQuerySource, offset: Int, pageRows: Int, name: String) {
         let thread = Thread { [self] in
             var offset = offset
+            var limit = min(pageRows, 16_384)
             while true {
                 condition.lock()
                 while !ready.isEmpty && !stopped { condition.wait() }
@@ -589,7 +592,7 @@ final class PagePrefetcher: @unchecked Sendable {
                 condition.unlock()
                 if stop { return }
                 let result: Result<QueryTable, EntitySourceError>
-                do { result = .success(try source.table(offset: offset, limit: pageRows)) } catch {
+                do { result = .success(try source.table(offset: offset, limit: limit)) } catch {
                     result = .failure(EntitySourceError(message: "\(name): the query failed: \(error)"))
                 }
                 condition.lock()
@@ -598,6 +601,7 @@ final class PagePrefetcher: @unchecked Sendable {
                 condition.unlock()
                 guard case .success(let page) = result, page.rows > 0 else { return }
                 offset += page.rows
+                limit = min(pageRows, limit * 2)
             }
         }
         thread.name = "freshline-sql-pages"
