@@ -102,15 +102,10 @@ struct CSVRawChunk: Sendable {
                     count += 1
                     cellStart = i + 1
                 }
-                // Eight bytes at a time: a byte equal to ',' becomes zero after the XOR, and the classic
-                // has-zero-byte test marks exactly the zero bytes (no false positive after the first one).
+                // Eight bytes at a time (`commaMarks`).
                 var i = cellStart
-                let ones: UInt64 = 0x0101_0101_0101_0101
-                let highs: UInt64 = 0x8080_8080_8080_8080
-                let commas = ones &* UInt64(UInt8(ascii: ","))
                 while i + 8 <= end {
-                    let x = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) ^ commas
-                    var found = (x &- ones) & ~x & highs
+                    var found = commaMarks(raw, at: i)
                     while found != 0 {
                         let byte = found.trailingZeroBitCount / 8
                         // Bytes after a true zero byte can be marked by the borrow: confirm each one.
@@ -133,6 +128,16 @@ struct CSVRawChunk: Sendable {
         for c in 0..<min(count, capacity) where cells.quoted[c] { cells.quoted[c] = false }
         return count
     }
+}
+
+/// The commas among the 8 bytes at `i` (which must be readable), as the high bit of each byte: after an XOR a comma
+/// is a zero byte, and the classic has-zero-byte test marks every zero byte — the lowest mark is always a comma; a
+/// byte right after a true one may be marked by the borrow, so a caller that wants them all confirms each.
+@inline(__always)
+private func commaMarks(_ raw: UnsafeRawBufferPointer, at i: Int) -> UInt64 {
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let x = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) ^ (ones &* 0x2C)
+    return (x &- ones) & ~x & (ones &<< 7)
 }
 
 /// How the columnar path reads a source: the key's column and, per model input, its columns in order. Only for
@@ -254,6 +259,11 @@ private struct InputBuffers {
         return nil
     }
 
+    /// The model's packed outputs for the first `rows` rows.
+    func run(_ model: Model, rows: Int, selected: [String]?) throws -> PackedRows {
+        try BatchRunner.packed(try model.run(try tensors(rows: rows)), count: rows, selected: selected)
+    }
+
     /// The first `rows` rows as the model's feeds.
     func tensors(rows: Int) throws -> [String: Tensor] {
         var feeds: [String: Tensor] = [:]
@@ -317,14 +327,9 @@ extension BatchRunner {
             @inline(__always)
             func cellEnd(_ position: Int, _ end: Int) -> Int {
                 if position &+ 16 <= raw.count {
-                    let ones: UInt64 = 0x0101_0101_0101_0101
-                    let commas = ones &* UInt64(UInt8(ascii: ","))
-                    // A byte equal to ',' becomes zero; the lowest byte the has-zero test marks is the first one.
-                    let x0 = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt64.self)) ^ commas
-                    let x1 =
-                        UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: position &+ 8, as: UInt64.self)) ^ commas
-                    let m0 = (x0 &- ones) & ~x0 & (ones &<< 7)
-                    let m1 = (x1 &- ones) & ~x1 & (ones &<< 7)
+                    // The lowest marked byte of each word is its first comma.
+                    let m0 = commaMarks(raw, at: position)
+                    let m1 = commaMarks(raw, at: position &+ 8)
                     let offset = m0 != 0 ? m0.trailingZeroBitCount &>> 3 : 8 &+ (m1.trailingZeroBitCount &>> 3)
                     if offset < 16 || end &- position <= 16 { return min(position &+ offset, end) }
                 }
@@ -429,8 +434,7 @@ extension BatchRunner {
         }
         guard !rowKeys.isEmpty else { return part }
         do {
-            part.outputs = try packed(
-                try model.run(try buffers.tensors(rows: rowKeys.count)), count: rowKeys.count, selected: selected)
+            part.outputs = try buffers.run(model, rows: rowKeys.count, selected: selected)
             part.keys = rowKeys
             part.failures.sort { $0.ordinal < $1.ordinal }
             return part
@@ -507,9 +511,7 @@ extension BatchRunner {
         }
         var part = ChunkPart()
         guard !rowKeys.isEmpty else { return part }
-        guard let feeds = try? buffers.tensors(rows: rowKeys.count), let outputs = try? model.run(feeds),
-            let rows = try? packed(outputs, count: rowKeys.count, selected: selected)
-        else { return nil }
+        guard let rows = try? buffers.run(model, rows: rowKeys.count, selected: selected) else { return nil }
         part.outputs = rows
         part.keys = rowKeys
         return part
