@@ -1,27 +1,16 @@
+internal import FreshlineCore
 internal import PostgresNIO
 
-/// Length-prefixed byte strings (UInt32 little-endian length, then the bytes): the encoding of a chunk's keys and
-/// outputs, the same layout as the SQLite store's.
+/// A chunk's keys as the stores keep them: `PackedRows`' layout (UInt32 little-endian length, then the bytes), the
+/// same as the SQLite store's and as the outputs'.
 enum ChunkCodec {
     static func encode(_ items: some Sequence<some Collection<UInt8>>) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        for item in items {
-            buffer.writeInteger(UInt32(item.count), endianness: .little)
-            buffer.writeBytes(item)
-        }
-        return buffer
+        ByteBuffer(bytes: PackedRows(items).bytes)
     }
 
     static func decode(_ buffer: ByteBuffer) throws -> [[UInt8]] {
-        var buffer = buffer
-        var items: [[UInt8]] = []
-        while buffer.readableBytes > 0 {
-            guard let length = buffer.readInteger(endianness: .little, as: UInt32.self),
-                let item = buffer.readBytes(length: Int(length))
-            else { throw PostgresStoreError.corruptChunk }
-            items.append(item)
-        }
-        return items
+        guard let rows = PackedRows(packed: Array(buffer: buffer)) else { throw PostgresStoreError.corruptChunk }
+        return rows.rows
     }
 }
 

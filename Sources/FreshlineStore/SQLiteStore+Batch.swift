@@ -94,37 +94,14 @@ extension SQLiteStore {
     }
 }
 
-/// Length-prefixed byte strings (UInt32 little-endian length, then the bytes), the encoding of a chunk's keys
-/// and outputs.
+/// A chunk's keys as the store keeps them: `PackedRows`' layout (UInt32 little-endian length, then the bytes), as
+/// the outputs are kept.
 enum ChunkCodec {
-    static func encode(_ items: some Sequence<some Collection<UInt8>>) -> Data {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(items.underestimatedCount * 64)
-        for item in items {
-            let length = UInt32(item.count)
-            bytes.append(UInt8(truncatingIfNeeded: length))
-            bytes.append(UInt8(truncatingIfNeeded: length >> 8))
-            bytes.append(UInt8(truncatingIfNeeded: length >> 16))
-            bytes.append(UInt8(truncatingIfNeeded: length >> 24))
-            bytes.append(contentsOf: item)
-        }
-        return Data(bytes)
-    }
+    static func encode(_ items: some Sequence<some Collection<UInt8>>) -> Data { Data(PackedRows(items).bytes) }
 
     static func decode(_ data: Data) throws -> [[UInt8]] {
-        var items: [[UInt8]] = []
-        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            var offset = 0
-            while offset < raw.count {
-                guard offset + 4 <= raw.count else { throw CorruptChunk() }
-                let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-                offset += 4
-                guard offset + length <= raw.count else { throw CorruptChunk() }
-                items.append(Array(raw[offset..<(offset + length)]))
-                offset += length
-            }
-        }
-        return items
+        guard let rows = PackedRows(packed: Array(data)) else { throw CorruptChunk() }
+        return rows.rows
     }
 
     struct CorruptChunk: Error, CustomStringConvertible {

@@ -523,7 +523,9 @@ final class SQLEntityReader: EntityReader {
     /// that runs past a page's end goes on into the next page, so the model always gets full batches.
     func nextTable(maxRows: Int) throws -> (table: QueryTable, firstOrdinal: Int) {
         let first = offset + 1
+        let width = columns.count
         var cells: [EntityValue] = []
+        cells.reserveCapacity(maxRows * width)
         var rows = 0
         while rows < maxRows {
             if pageRow >= page.rows {
@@ -532,12 +534,7 @@ final class SQLEntityReader: EntityReader {
                 if page.rows == 0 { break }
             }
             let take = min(maxRows - rows, page.rows - pageRow)
-            let width = page.columns.count
-            if rows == 0 && take == maxRows {
-                cells = Array(page.cells[(pageRow * width)..<((pageRow + take) * width)])
-            } else {
-                cells.append(contentsOf: page.cells[(pageRow * width)..<((pageRow + take) * width)])
-            }
+            cells.append(contentsOf: page.cells[(pageRow * width)..<((pageRow + take) * width)])
             pageRow += take
             rows += take
         }
