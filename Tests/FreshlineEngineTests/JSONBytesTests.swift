@@ -180,4 +180,30 @@ struct JSONBytesTests {
         #expect(f["w"]?.doubleValue == 3)
         #expect(f["s"] == .string("a\"b\\c\n\u{1}"))
     }
+
+    @Test("a number's text is its shortest round-trip form, as `description` writes it")
+    func numberText() {
+        var generator = SystemRandomNumberGenerator()
+        var values: [Double] = [0.1, -0.0, 1e15, 1e-7, 123_456.789, .leastNonzeroMagnitude, .greatestFiniteMagnitude]
+        for _ in 0..<20_000 {
+            values.append(Double(bitPattern: generator.next()))  // any bit pattern, NaNs and infinities included
+            values.append(Double(Float.random(in: -3...3, using: &generator)))  // FP32 outputs, as models give them
+        }
+        for value in values {
+            var out: [UInt8] = [UInt8(ascii: "[")]
+            JSONValue.writeNumber(value, into: &out)
+            let expected: String
+            if value.isNaN {
+                expected = "\"NaN\""
+            } else if value.isInfinite {
+                expected = value < 0 ? "\"-Infinity\"" : "\"Infinity\""
+            } else if value == value.rounded(), abs(value) < 1e15 {
+                expected = "\(Int64(value)).0"
+            } else {
+                expected = value.description
+            }
+            #expect(String(decoding: out.dropFirst(), as: UTF8.self) == expected, "\(value.bitPattern)")
+            #expect(out.first == UInt8(ascii: "["))
+        }
+    }
 }
