@@ -24,6 +24,31 @@ struct DistinctKeyCounterTests {
         }
     }
 
+    @Test("counts a large set the same way: many buckets, each bucket's table reused")
+    func large() {
+        var generator = SystemRandomNumberGenerator()
+        let pool = (0..<120_000).map { _ in UInt64.random(in: 0...UInt64.max, using: &generator) } + [0]
+        var counter = DistinctKeyCounter()
+        var reference = Set<UInt64>()
+        for _ in 0..<300_000 {
+            let hash = pool.randomElement(using: &generator)!
+            counter.add(hash: hash)
+            reference.insert(hash)
+        }
+        #expect(counter.count == reference.count)
+        // Hashes that mix to small numbers (k times the mix's inverse) all fall in the first bucket: its table is
+        // sized for it, and the other buckets are counted in the same table after it is cleared.
+        let mix: UInt64 = 0x9e37_79b9_7f4a_7c15
+        var inverse = mix
+        for _ in 0..<6 { inverse = inverse &* (2 &- mix &* inverse) }
+        #expect(mix &* inverse == 1)
+        var skewed = DistinctKeyCounter()
+        for k in 1...40_000 { skewed.add(hash: UInt64(k) &* inverse) }
+        for _ in 0..<60_000 { skewed.add(hash: UInt64.random(in: 1...UInt64.max, using: &generator)) }
+        for k in 1...40_000 where k % 3 == 0 { skewed.add(hash: UInt64(k) &* inverse) }
+        #expect(skewed.count == 100_000)
+    }
+
     @Test("reads the stores' encoded key chunks; a chunk cut short is refused")
     func encodedKeys() {
         func encode(_ keys: [String]) -> [UInt8] {

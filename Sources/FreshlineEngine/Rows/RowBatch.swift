@@ -142,26 +142,30 @@ public enum RowBatch {
                 default: values = .general(t.data.jsonValues)
                 }
                 columns.append(
-                    SerializedColumn(prefix: prefix, rowShape: rowShape, size: rowShape.reduce(1, *), values: values))
+                    SerializedColumn(
+                        prefix: .copy(prefix), rowShape: rowShape, size: rowShape.reduce(1, *), values: values))
             case .mapSequence:
                 // Rare (ZipMap): through the general path.
                 let perRow = try rows(outputs: [name: outputs[name]!], count: count)
                 columns.append(
                     SerializedColumn(
-                        prefix: prefix, rowShape: [], size: 0, values: .perRow(perRow.map { $0[name] ?? .null })))
+                        prefix: .copy(prefix), rowShape: [], size: 0, values: .perRow(perRow.map { $0[name] ?? .null }))
+                )
             }
         }
         // Room for every row at once (a number's text is at most 24 bytes), so the buffer grows rarely.
         let rowCapacity = 6 + columns.reduce(0) { $0 + $1.prefix.count + 2 + max(1, $1.size) * 25 }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count * rowCapacity)
-        for r in 0..<count {
-            let start = bytes.count
-            bytes.append(contentsOf: [0, 0, 0, 0, UInt8(ascii: "{")])
-            for column in columns { column.write(row: r, into: &bytes) }
-            bytes.append(UInt8(ascii: "}"))
-            let length = UInt32(bytes.count - start - 4)
-            for i in 0..<4 { bytes[start + i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))) }
+        columns.withUnsafeBufferPointer { columns in
+            for r in 0..<count {
+                let start = bytes.count
+                bytes.append(contentsOf: [0, 0, 0, 0, UInt8(ascii: "{")])
+                for c in columns.indices { columns[c].write(row: r, into: &bytes) }
+                bytes.append(UInt8(ascii: "}"))
+                let length = UInt32(bytes.count - start - 4)
+                for i in 0..<4 { bytes[start + i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))) }
+            }
         }
         return bytes
     }
@@ -179,12 +183,24 @@ public enum RowBatch {
             /// One JSON value per row (maps).
             case perRow([JSONValue])
         }
-        var prefix: [UInt8]
+        /// `,"name":` (owned here, freed by `deallocate`): nothing in the per-row path is reference counted.
+        var prefix: UnsafeMutableBufferPointer<UInt8>
         var rowShape: [Int]
+        /// Whether a row's value is a scalar (no brackets).
+        var isScalar: Bool
         var size: Int
         var values: Values
 
+        init(prefix: UnsafeMutableBufferPointer<UInt8>, rowShape: [Int], size: Int, values: Values) {
+            self.prefix = prefix
+            self.rowShape = rowShape
+            isScalar = rowShape.isEmpty
+            self.size = size
+            self.values = values
+        }
+
         func deallocate() {
+            prefix.deallocate()
             switch values {
             case .floats(let v): v.deallocate()
             case .doubles(let v): v.deallocate()
@@ -196,7 +212,7 @@ public enum RowBatch {
         /// Appends row `r`'s `"name":value`.
         @inline(__always)
         func write(row r: Int, into out: inout [UInt8]) {
-            out.append(contentsOf: prefix)
+            out.append(contentsOf: UnsafeBufferPointer(prefix))
             switch values {
             case .floats(let v): elements(r, into: &out) { JSONValue.writeNumber(Double(v[$0]), into: &$1) }
             case .doubles(let v): elements(r, into: &out) { JSONValue.writeNumber(v[$0], into: &$1) }
@@ -210,7 +226,7 @@ public enum RowBatch {
         /// Row `r`'s elements `r·size ..< (r+1)·size`: a scalar, or a vector.
         @inline(__always)
         private func elements(_ r: Int, into out: inout [UInt8], _ element: (Int, inout [UInt8]) -> Void) {
-            guard !rowShape.isEmpty else {
+            guard !isScalar else {
                 element(r * size, &out)
                 return
             }
