@@ -87,7 +87,9 @@ struct JSONBytesTests {
         #expect(checked > 5000)
     }
 
-    @Test("shortDecimal reads exactly the cells of form [-]d{1,7}.d{1,7}, with parse's value, and declines the rest")
+    @Test(
+        "shortDecimal and shortDecimalCell read exactly the cells of form [-]d{1,7}.d{1,7}, with parse's value (the cell's end found by shortDecimalCell), and decline the rest"
+    )
     func shortDecimalAgrees() {
         var generator = SystemRandomNumberGenerator()
         let alphabet = Array("0123456789012345678901234567890123456789..--+eE x".utf8)
@@ -107,9 +109,12 @@ struct JSONBytesTests {
                 cell = (Bool.random(using: &generator) ? [UInt8(ascii: "-")] : []) + digits(0...9)
                 if round % 5 != 0 { cell += [UInt8(ascii: ".")] + digits(0...9) }
             }
-            // The cell sits between commas, with enough bytes after it to read, or near the end (declined).
-            let after: [UInt8] = round % 7 == 0 ? [] : Array(",1234567890123456789".utf8)
+            // The cell sits between commas, or ends its row (a line break after it), with enough bytes after it to
+            // read; or it is near the end of the bytes (declined).
+            let after: [UInt8] =
+                round % 7 == 0 ? [] : Array((round % 3 == 1 ? "\n1234567890123456789" : ",1234567890123456789").utf8)
             let bytes = Array(",".utf8) + cell + after
+            let rowEnd = round % 3 == 1 ? 1 + cell.count : bytes.count
             let text = String(decoding: cell, as: UTF8.self)
             let shaped = text.wholeMatch(of: /-?[0-9]{1,7}\.[0-9]{1,7}/) != nil
             bytes.withUnsafeBufferPointer { buffer in
@@ -122,6 +127,10 @@ struct JSONBytesTests {
                 } else if !after.isEmpty {
                     #expect(!shaped, "\(text) was declined")
                 }
+                let found = DecimalText.shortDecimalCell(
+                    buffer.baseAddress!, from: 1, rowEnd: rowEnd, readable: buffer.count)
+                #expect(found?.value.bitPattern == value?.bitPattern, "\(text)")
+                if let found { #expect(found.end == 1 + cell.count, "\(text)") }
             }
         }
         #expect(taken > 3000)

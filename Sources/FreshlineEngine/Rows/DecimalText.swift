@@ -157,6 +157,40 @@ public enum DecimalText {
         else { return nil }
         let tail = UInt64(littleEndian: UnsafeRawPointer(base + fraction).loadUnaligned(as: UInt64.self))
         guard digitRun(tail) >= fractionDigits else { return nil }
+        return shortValue(whole, wholeDigits, tail, fractionDigits, negative)
+    }
+
+    /// `shortDecimal` for a cell whose end is not known yet, in a row of comma-separated cells that ends at
+    /// `rowEnd`: the value of the cell at `start` and where it ends (its comma, or `rowEnd`) when it is exactly
+    /// `[-]d{1,7}.d{1,7}`, else `nil`. The digit runs that read the number also find its end, so a caller need not
+    /// search for the comma first.
+    @inline(__always)
+    public static func shortDecimalCell(_ base: UnsafePointer<UInt8>, from start: Int, rowEnd: Int, readable: Int)
+        -> (value: Double, end: Int)?
+    {
+        guard start < rowEnd else { return nil }
+        let negative = base[start] == UInt8(ascii: "-")
+        let i = start &+ (negative ? 1 : 0)
+        guard i &+ 16 <= readable else { return nil }
+        let whole = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+        let wholeDigits = digitRun(whole)
+        let point = i &+ wholeDigits
+        guard wholeDigits > 0, wholeDigits < 8, base[point] == UInt8(ascii: ".") else { return nil }
+        let tail = UInt64(littleEndian: UnsafeRawPointer(base + (point &+ 1)).loadUnaligned(as: UInt64.self))
+        let fractionDigits = digitRun(tail)
+        let end = point &+ 1 &+ fractionDigits
+        guard fractionDigits > 0, fractionDigits < 8, end <= rowEnd,
+            end == rowEnd || base[end] == UInt8(ascii: ",")
+        else { return nil }
+        return (shortValue(whole, wholeDigits, tail, fractionDigits, negative), end)
+    }
+
+    /// The number whose whole digits are the first `wholeDigits` bytes of `whole` and whose fraction digits are the
+    /// first `fractionDigits` bytes of `tail`.
+    @inline(__always)
+    static func shortValue(_ whole: UInt64, _ wholeDigits: Int, _ tail: UInt64, _ fractionDigits: Int, _ negative: Bool)
+        -> Double
+    {
         // At most 14 digits: exact in a Double, and so is 10^fractionDigits, so the division rounds correctly.
         let mantissa =
             digitValue(whole, count: wholeDigits) &* smallPowers[fractionDigits]

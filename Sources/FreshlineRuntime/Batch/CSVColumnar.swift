@@ -200,6 +200,12 @@ struct CSVColumnarPlan: Sendable {
     }
 }
 
+/// Where a column's value goes in a float input: `first` for row 0 (`nil`: not a float input), then every `stride`.
+private struct FloatTarget {
+    var first: UnsafeMutablePointer<Float>?
+    var stride: Int
+}
+
 /// The input tensors' elements for a chunk, written in place row by row: row `r`'s elements of input `i` are
 /// `width(i)` values at `r · width(i)`. A row that fails is overwritten by the next.
 private struct InputBuffers {
@@ -219,6 +225,14 @@ private struct InputBuffers {
         for p in floats { p?.deallocate() }
         for p in doubles { p?.deallocate() }
         for p in ints { p?.deallocate() }
+    }
+
+    /// Per header column (its `targets`), where the column's value goes when it feeds a float input.
+    func floatTargets(_ targets: [CSVColumnarPlan.Target]) -> [FloatTarget] {
+        targets.map { target in
+            guard target.input >= 0, let p = floats[target.input] else { return FloatTarget(first: nil, stride: 0) }
+            return FloatTarget(first: p + target.offset, stride: plan.inputs[target.input].width)
+        }
     }
 
     /// Stores a parsed cell; `nil` when stored, else why the value does not fit the input's type.
@@ -338,29 +352,45 @@ extension BatchRunner {
                 } ?? end
             }
             /// Row `row` in one pass into output row `out`; its key, or `nil` to read it cell by cell instead.
-            func onePass(_ row: Int, into out: Int, _ targets: UnsafeBufferPointer<CSVColumnarPlan.Target>) -> String? {
+            func onePass(
+                _ row: Int, into out: Int, _ targets: UnsafeBufferPointer<CSVColumnarPlan.Target>,
+                _ floatTargets: UnsafeBufferPointer<FloatTarget>
+            ) -> String? {
                 guard chunk.scanned[row] < 0 else { return nil }
                 var position = chunk.lineStarts[row]
                 let end = chunk.lineEnds[row]
                 var key = 0..<0
                 for column in 0...lastColumn {
                     let target = targets[column]
-                    let next = cellEnd(position, end)
+                    let next: Int
                     if target.input >= 0 {
-                        let value: NumberCell
-                        if let d = DecimalText.shortDecimal(base, from: position, end: next, readable: raw.count) {
-                            value = .number(d)
+                        // The usual cell of a float input: read and stored in one step, its end found on the way.
+                        let float = floatTargets[column]
+                        if let first = float.first,
+                            let cell = DecimalText.shortDecimalCell(
+                                base, from: position, rowEnd: end, readable: raw.count)
+                        {
+                            first[out &* float.stride] = Float(cell.value)
+                            next = cell.end
                         } else {
-                            let (number, stop) = DecimalText.parsePrefix(raw, from: position, end: next)
-                            guard let number, stop == next else { return nil }
-                            value = NumberCell(number)
+                            next = cellEnd(position, end)
+                            let value: NumberCell
+                            if let d = DecimalText.shortDecimal(base, from: position, end: next, readable: raw.count) {
+                                value = .number(d)
+                            } else {
+                                let (number, stop) = DecimalText.parsePrefix(raw, from: position, end: next)
+                                guard let number, stop == next else { return nil }
+                                value = NumberCell(number)
+                            }
+                            guard
+                                buffers.store(
+                                    value, input: target.input, at: out &* widths[target.input] &+ target.offset)
+                                    == nil
+                            else { return nil }
                         }
-                        guard
-                            buffers.store(value, input: target.input, at: out &* widths[target.input] &+ target.offset)
-                                == nil
-                        else { return nil }
-                    } else if column == keyColumn {
-                        key = position..<next
+                    } else {
+                        next = cellEnd(position, end)
+                        if column == keyColumn { key = position..<next }
                     }
                     if column == lastColumn {
                         guard next == end else { return nil }
@@ -414,20 +444,23 @@ extension BatchRunner {
                 return .key(key)
             }
             let targetList = targets ?? []
+            let floatTargets = buffers.floatTargets(targetList)
             targetList.withUnsafeBufferPointer { targetPointer in
-                for row in range {
-                    let out = rowKeys.count
-                    if targets != nil, let key = onePass(row, into: out, targetPointer) {
-                        rowKeys.append(key)
-                        rowIndices.append(row)
-                        continue
-                    }
-                    switch cellByCell(row, into: out) {
-                    case .key(let key):
-                        rowKeys.append(key)
-                        rowIndices.append(row)
-                    case .failure(let failure): part.failures.append(failure)
-                    case .skipped: continue
+                floatTargets.withUnsafeBufferPointer { floatPointer in
+                    for row in range {
+                        let out = rowKeys.count
+                        if targets != nil, let key = onePass(row, into: out, targetPointer, floatPointer) {
+                            rowKeys.append(key)
+                            rowIndices.append(row)
+                            continue
+                        }
+                        switch cellByCell(row, into: out) {
+                        case .key(let key):
+                            rowKeys.append(key)
+                            rowIndices.append(row)
+                        case .failure(let failure): part.failures.append(failure)
+                        case .skipped: continue
+                        }
                     }
                 }
             }
