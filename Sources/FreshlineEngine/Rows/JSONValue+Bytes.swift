@@ -26,26 +26,46 @@ extension JSONValue {
 
     /// Appends an integer's decimal digits.
     public static func writeInteger(_ value: Int64, into out: inout [UInt8]) {
-        if value < 0 { out.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        let first = out.count
-        repeat {
-            out.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
-            magnitude /= 10
-        } while magnitude > 0
-        out[first...].reverse()
+        appendInteger(value, to: &out)
     }
 
     /// Appends a number as `.number` writes it: whole numbers below 10¹⁵ as `N.0`, others in Swift's shortest
     /// round-tripping form; NaN and the infinities as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
     public static func writeNumber(_ d: Double, into out: inout [UInt8]) {
-        if d.isNaN {
-            out.append(contentsOf: "\"NaN\"".utf8)
-        } else if d.isInfinite {
-            out.append(contentsOf: (d < 0 ? "\"-Infinity\"" : "\"Infinity\"").utf8)
+        appendNumber(d, to: &out)
+    }
+
+    /// `writeInteger` into any byte output.
+    @inline(__always)
+    static func appendInteger<Output: JSONByteOutput>(_ value: Int64, to out: inout Output) {
+        // Digits from the right into 24 bytes on the stack (an Int64 has at most 19, and a sign), then one copy.
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var first = buffer.count
+            var magnitude = value.magnitude
+            repeat {
+                first -= 1
+                buffer[first] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if value < 0 {
+                first -= 1
+                buffer[first] = UInt8(ascii: "-")
+            }
+            out.append(bytes: UnsafeBufferPointer(rebasing: buffer.bindMemory(to: UInt8.self)[first...]))
+        }
+    }
+
+    /// `writeNumber` into any byte output.
+    @inline(__always)
+    static func appendNumber<Output: JSONByteOutput>(_ d: Double, to out: inout Output) {
+        if !d.isFinite {
+            var text = d.isNaN ? "\"NaN\"" : d < 0 ? "\"-Infinity\"" : "\"Infinity\""
+            text.withUTF8 { out.append(bytes: $0) }
         } else if d == d.rounded(), abs(d) < 1e15 {
-            writeInteger(Int64(d), into: &out)
-            out.append(contentsOf: ".0".utf8)
+            appendInteger(Int64(d), to: &out)
+            out.append(UInt8(ascii: "."))
+            out.append(UInt8(ascii: "0"))
         } else {
             // The same text as `description`, written straight into `out`: no String per number (its allocation
             // and release were half the cost of writing a batch run's outputs, measured with perf).
@@ -308,18 +328,81 @@ struct JSONByteReader {
     }
 }
 
-/// Appends text to a byte array. `Double.write(to:)` hands a stream its shortest digits as ASCII bytes through
+/// Where JSON text is written: a byte array, or a run's `ByteWriter`.
+protocol JSONByteOutput {
+    mutating func append(_ byte: UInt8)
+    mutating func append(bytes: UnsafeBufferPointer<UInt8>)
+}
+
+extension Array: JSONByteOutput where Element == UInt8 {
+    mutating func append(bytes: UnsafeBufferPointer<UInt8>) { append(contentsOf: bytes) }
+}
+
+/// Bytes appended at a cursor into memory this owns, grown by doubling: a chunk's output text is written with no
+/// uniqueness or capacity bookkeeping of an array per byte appended. The owner deallocates it.
+struct ByteWriter: JSONByteOutput {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        self.capacity = max(64, capacity)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    func deallocate() { base.deallocate() }
+
+    @inline(__always)
+    private mutating func reserve(_ n: Int) {
+        if count &+ n > capacity { grow(to: count + n) }
+    }
+
+    private mutating func grow(to needed: Int) {
+        var larger = capacity * 2
+        while larger < needed { larger *= 2 }
+        let moved = UnsafeMutablePointer<UInt8>.allocate(capacity: larger)
+        moved.initialize(from: base, count: count)
+        base.deallocate()
+        base = moved
+        capacity = larger
+    }
+
+    @inline(__always)
+    mutating func append(_ byte: UInt8) {
+        reserve(1)
+        base[count] = byte
+        count &+= 1
+    }
+
+    @inline(__always)
+    mutating func append(bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress else { return }
+        reserve(bytes.count)
+        (base + count).initialize(from: source, count: bytes.count)
+        count &+= bytes.count
+    }
+
+    /// Stores `length` as four little-endian bytes at `offset` (already written).
+    mutating func storeLength(_ length: UInt32, at offset: Int) {
+        for i in 0..<4 { base[offset + i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))) }
+    }
+
+    /// The bytes written, as an array.
+    func array() -> [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+}
+
+/// Appends text to a byte output. `Double.write(to:)` hands a stream its shortest digits as ASCII bytes through
 /// `_writeASCII` (a requirement of `TextOutputStream`), which this sink copies in without making a String; any other
 /// text arrives through `write`.
-private struct ByteSink: TextOutputStream {
-    let target: UnsafeMutablePointer<[UInt8]>
+private struct ByteSink<Output: JSONByteOutput>: TextOutputStream {
+    let target: UnsafeMutablePointer<Output>
 
     mutating func write(_ string: String) {
         var text = string
-        text.withUTF8 { target.pointee.append(contentsOf: $0) }
+        text.withUTF8 { target.pointee.append(bytes: $0) }
     }
 
     mutating func _writeASCII(_ buffer: UnsafeBufferPointer<UInt8>) {
-        target.pointee.append(contentsOf: buffer)
+        target.pointee.append(bytes: buffer)
     }
 }

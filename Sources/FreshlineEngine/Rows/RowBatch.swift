@@ -119,6 +119,10 @@ public enum RowBatch {
     public static func packedRows(outputs: [String: Value], count: Int, selected: [String]? = nil) throws -> [UInt8] {
         let names = outputs.keys.filter { selected?.contains($0) ?? true }.sorted()
         var columns: [SerializedColumn] = []
+        // The rare outputs written from JSON values (other element types, more than one dimension per row, maps):
+        // their values and row shapes, by `SerializedColumn.Values` index.
+        var jsonValues: [[JSONValue]] = []
+        var rowShapes: [[Int]] = []
         defer { for column in columns { column.deallocate() } }
         for (index, name) in names.enumerated() {
             // `,"name":` made once, not per row.
@@ -139,65 +143,75 @@ public enum RowBatch {
                 case (true, .double(let v)): values = .doubles(.copy(v))
                 case (true, .int64(let v)): values = .integers(.copy(v))
                 case (true, .int32(let v)): values = .integers(.copy(v.map(Int64.init)))
-                default: values = .general(t.data.jsonValues)
+                default:
+                    values = .general(jsonValues.count)
+                    jsonValues.append(t.data.jsonValues)
+                    rowShapes.append(rowShape)
                 }
                 columns.append(
                     SerializedColumn(
-                        prefix: .copy(prefix), rowShape: rowShape, size: rowShape.reduce(1, *), values: values))
+                        prefix: .copy(prefix), isScalar: rowShape.isEmpty, size: rowShape.reduce(1, *), values: values))
             case .mapSequence:
                 // Rare (ZipMap): through the general path.
                 let perRow = try rows(outputs: [name: outputs[name]!], count: count)
                 columns.append(
-                    SerializedColumn(
-                        prefix: .copy(prefix), rowShape: [], size: 0, values: .perRow(perRow.map { $0[name] ?? .null }))
-                )
+                    SerializedColumn(prefix: .copy(prefix), isScalar: true, size: 0, values: .perRow(jsonValues.count)))
+                jsonValues.append(perRow.map { $0[name] ?? .null })
+                rowShapes.append([])
             }
         }
         // Room for every row at once (a number's text is at most 24 bytes), so the buffer grows rarely.
         let rowCapacity = 6 + columns.reduce(0) { $0 + $1.prefix.count + 2 + max(1, $1.size) * 25 }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(count * rowCapacity)
-        columns.withUnsafeBufferPointer { columns in
-            for r in 0..<count {
-                let start = bytes.count
-                bytes.append(contentsOf: [0, 0, 0, 0, UInt8(ascii: "{")])
-                for c in columns.indices { columns[c].write(row: r, into: &bytes) }
-                bytes.append(UInt8(ascii: "}"))
-                let length = UInt32(bytes.count - start - 4)
-                for i in 0..<4 { bytes[start + i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))) }
+        var out = ByteWriter(capacity: count * rowCapacity)
+        defer { out.deallocate() }
+        var scratch: [UInt8] = []
+        for r in 0..<count {
+            let start = out.count
+            for _ in 0..<4 { out.append(0) }  // the length, stored once the row is written
+            out.append(UInt8(ascii: "{"))
+            for c in 0..<columns.count {
+                let column = columns[c]
+                out.append(bytes: UnsafeBufferPointer(column.prefix))
+                switch column.values {
+                case .floats(let v): column.elements(r, into: &out) { JSONValue.appendNumber(Double(v[$0]), to: &$1) }
+                case .doubles(let v): column.elements(r, into: &out) { JSONValue.appendNumber(v[$0], to: &$1) }
+                case .integers(let v): column.elements(r, into: &out) { JSONValue.appendInteger(v[$0], to: &$1) }
+                case .general(let i):
+                    scratch.removeAll(keepingCapacity: true)
+                    let size = column.size
+                    writeNested(jsonValues[i][(r * size)..<(r * size + size)], shape: rowShapes[i][...], into: &scratch)
+                    scratch.withUnsafeBufferPointer { out.append(bytes: $0) }
+                case .perRow(let i):
+                    scratch.removeAll(keepingCapacity: true)
+                    jsonValues[i][r].write(into: &scratch)
+                    scratch.withUnsafeBufferPointer { out.append(bytes: $0) }
+                }
             }
+            out.append(UInt8(ascii: "}"))
+            out.storeLength(UInt32(out.count - start - 4), at: start)
         }
-        return bytes
+        return out.array()
     }
 
-    /// One output of `packedRows`: its `"name":` prefix and its values.
+    /// One output of `packedRows`: its `"name":` prefix and its values. Trivially copied (owned pointers and
+    /// indices), so nothing in the per-row path is reference counted.
     private struct SerializedColumn {
         enum Values {
-            // Typed values are copied out of the tensor (owned here, freed by `deallocate`), so reading one per row
-            // retains nothing.
+            // Typed values are copied out of the tensor (owned here, freed by `deallocate`).
             case floats(UnsafeMutableBufferPointer<Float>)
             case doubles(UnsafeMutableBufferPointer<Double>)
             case integers(UnsafeMutableBufferPointer<Int64>)
-            /// Any other element type, or more than one dimension per row.
-            case general([JSONValue])
-            /// One JSON value per row (maps).
-            case perRow([JSONValue])
+            /// Any other element type, or more than one dimension per row: JSON values at this index.
+            case general(Int)
+            /// One JSON value per row (maps), at this index.
+            case perRow(Int)
         }
-        /// `,"name":` (owned here, freed by `deallocate`): nothing in the per-row path is reference counted.
+        /// `,"name":`, owned here.
         var prefix: UnsafeMutableBufferPointer<UInt8>
-        var rowShape: [Int]
         /// Whether a row's value is a scalar (no brackets).
         var isScalar: Bool
         var size: Int
         var values: Values
-
-        init(prefix: UnsafeMutableBufferPointer<UInt8>, rowShape: [Int], size: Int, values: Values) {
-            self.prefix = prefix
-            self.rowShape = rowShape
-            isScalar = rowShape.isEmpty
-            self.size = size
-            self.values = values
-        }
 
         func deallocate() {
             prefix.deallocate()
@@ -209,23 +223,9 @@ public enum RowBatch {
             }
         }
 
-        /// Appends row `r`'s `"name":value`.
-        @inline(__always)
-        func write(row r: Int, into out: inout [UInt8]) {
-            out.append(contentsOf: UnsafeBufferPointer(prefix))
-            switch values {
-            case .floats(let v): elements(r, into: &out) { JSONValue.writeNumber(Double(v[$0]), into: &$1) }
-            case .doubles(let v): elements(r, into: &out) { JSONValue.writeNumber(v[$0], into: &$1) }
-            case .integers(let v): elements(r, into: &out) { JSONValue.writeInteger(v[$0], into: &$1) }
-            case .general(let v):
-                RowBatch.writeNested(v[(r * size)..<(r * size + size)], shape: rowShape[...], into: &out)
-            case .perRow(let v): v[r].write(into: &out)
-            }
-        }
-
         /// Row `r`'s elements `r·size ..< (r+1)·size`: a scalar, or a vector.
         @inline(__always)
-        private func elements(_ r: Int, into out: inout [UInt8], _ element: (Int, inout [UInt8]) -> Void) {
+        func elements(_ r: Int, into out: inout ByteWriter, _ element: (Int, inout ByteWriter) -> Void) {
             guard !isScalar else {
                 element(r * size, &out)
                 return
