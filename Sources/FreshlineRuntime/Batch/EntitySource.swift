@@ -267,10 +267,10 @@ extension CSVEntityReader {
     }
 
     /// Records in `bytes` when it holds no quote, else `nil` (`memchr` per line: measured faster than counting
-    /// eight bytes at a time, 58 vs 70 ms for 243 MB).
+    /// eight bytes at a time, 58 vs 70 ms for 243 MB). Each line is searched for a quote while it is in the cache
+    /// (one pass over memory, not a pass for quotes first: the same loops in C took 13–15 against 19–21 ms for 80 MB).
     static func countPiecesWithoutQuotes(_ bytes: UnsafeRawBufferPointer) -> Int? {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
-        if memchr(base, Int32(UInt8(ascii: "\"")), bytes.count) != nil { return nil }
         var count = 0
         var start = 0
         while start < bytes.count {
@@ -280,6 +280,7 @@ extension CSVEntityReader {
             } else {
                 end = bytes.count
             }
+            if memchr(base + start, Int32(UInt8(ascii: "\"")), end - start) != nil { return nil }
             // A line counts when it holds anything besides carriage returns; like the record scanner, a CR inside
             // it ends a record, so each non-empty piece between CRs counts.
             var piece = start
