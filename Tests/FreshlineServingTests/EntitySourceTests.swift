@@ -4,6 +4,7 @@ import FreshlineEngine
 import Testing
 
 @testable import FreshlineRuntime
+@testable import FreshlineStore
 
 @Suite("Entity sources")
 struct EntitySourceTests {
@@ -462,6 +463,34 @@ struct EntitySourceTests {
         let filtered = BatchSpec.Source.sql(
             database: "accounts.sqlite", query: "SELECT * FROM accounts WHERE score > 1 ORDER BY id")
         #expect(try EntitySources.count(filtered, manifestPath: folder.manifestPath) == 3)
+    }
+
+    @Test("SQL: the count leaves out only a final ORDER BY of the whole query, and counts what the query returns")
+    func sqlCountWithoutOrder() throws {
+        let strip = SQLiteQuerySource.withoutFinalOrderBy
+        #expect(strip("SELECT * FROM users ORDER BY user_id") == "SELECT * FROM users ")
+        #expect(strip("select a from t order by lower(a) collate nocase desc nulls last") == "select a from t ")
+        #expect(strip("SELECT a FROM t UNION SELECT a FROM u ORDER BY 1") == "SELECT a FROM t UNION SELECT a FROM u ")
+        // Kept whole: something after the terms, or no ORDER BY outside parentheses, quotes and comments.
+        for query in [
+            "SELECT * FROM t ORDER BY a LIMIT 3", "SELECT * FROM t ORDER BY a OFFSET 2",
+            "SELECT * FROM (SELECT * FROM t ORDER BY a)", "SELECT 'ORDER BY x' AS s FROM t",
+            "SELECT \"order\" FROM t -- ORDER BY a", "SELECT a /* ORDER BY a */ FROM t",
+            "SELECT row_number() OVER (ORDER BY a) FROM t", "SELECT a FROM t WHERE b = 'it''s' ",
+            "WITH s AS (SELECT a FROM t ORDER BY a) SELECT a FROM s",
+        ] {
+            #expect(strip(query) == query, "\(query)")
+        }
+        let folder = try Folder()
+        try folder.database("accounts.sqlite", Self.accountsSQL)
+        for (query, rows) in [
+            ("SELECT * FROM accounts ORDER BY id DESC", 5), ("SELECT * FROM accounts ORDER BY id LIMIT 2", 2),
+            ("SELECT id FROM accounts UNION ALL SELECT id FROM accounts ORDER BY 1", 10),
+            ("SELECT id FROM accounts WHERE name <> 'ORDER BY' ORDER BY name", 5),
+        ] {
+            let source = BatchSpec.Source.sql(database: "accounts.sqlite", query: query)
+            #expect(try EntitySources.count(source, manifestPath: folder.manifestPath) == rows, "\(query)")
+        }
     }
 
     @Test("SQL: pages read ahead on their own thread hand out every row once, in order, across page boundaries")
