@@ -106,16 +106,14 @@ public final class SQLiteQuerySource: Sendable {
             let cursor = try Row.fetchCursor(statement, arguments: [limit, offset])
             let width = statement.columnCount
             let raw = statement.sqliteStatement
-            var cells: [EntityValue] = []
-            cells.reserveCapacity(width * min(limit, 65_536))
-            var rows = 0
+            var table = QueryTable(columns: statement.columnNames, reservingRows: min(limit, 65_536))
             // The cursor steps the statement; each cell is read from it by type, with no per-cell generic decoding.
             while try cursor.next() != nil {
                 for index in 0..<Int32(width) {
                     switch sqlite3_column_type(raw, index) {
-                    case SQLITE_NULL: cells.append(.null)
-                    case SQLITE_INTEGER: cells.append(.integer(sqlite3_column_int64(raw, index)))
-                    case SQLITE_FLOAT: cells.append(.real(sqlite3_column_double(raw, index)))
+                    case SQLITE_NULL: table.appendNull()
+                    case SQLITE_INTEGER: table.append(integer: sqlite3_column_int64(raw, index))
+                    case SQLITE_FLOAT: table.append(real: sqlite3_column_double(raw, index))
                     default:
                         // Text, or a blob read as UTF-8 text.
                         let bytes = sqlite3_column_text(raw, index)  // before _bytes, as SQLite asks
@@ -123,12 +121,11 @@ public final class SQLiteQuerySource: Sendable {
                         let text = bytes.map {
                             String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self)
                         }
-                        cells.append(.text(text ?? ""))
+                        table.append(text: text ?? "")
                     }
                 }
-                rows += 1
             }
-            return QueryTable(columns: statement.columnNames, rows: rows, cells: cells)
+            return table
         }
     }
 }

@@ -519,6 +519,7 @@ extension BatchRunner {
         defer { buffers.deallocate() }
         var rowKeys: [String] = []
         rowKeys.reserveCapacity(table.rows)
+        let width = table.columns.count
         for row in 0..<table.rows {
             let key: String
             switch table[row, plan.keyColumn] {
@@ -530,10 +531,12 @@ extension BatchRunner {
             let out = rowKeys.count
             for (i, input) in plan.inputs.enumerated() {
                 for (c, column) in input.columns.enumerated() {
+                    // Read by kind and bits: a numeric cell is copied without any reference counting.
+                    let cell = row * width + column
                     let value: NumberCell
-                    switch table[row, column] {
-                    case .integer(let v): value = .integer(v)
-                    case .real(let d): value = .number(d)
+                    switch table.kinds[cell] {
+                    case .integer: value = .integer(Int64(bitPattern: table.bits[cell]))
+                    case .real: value = .number(Double(bitPattern: table.bits[cell]))
                     case .null: value = .missing
                     case .text: return nil
                     }

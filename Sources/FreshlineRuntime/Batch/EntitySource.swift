@@ -494,7 +494,7 @@ final class SQLEntityReader: EntityReader {
     /// Its page thread holds it until the thread ends (tests watch it go with a weak reference).
     let prefetcher: PagePrefetcher
     private var offset: Int
-    private var page = QueryTable(columns: [], rows: 0, cells: [])
+    private var page: QueryTable
     private var pageRow = 0
 
     /// `pageRows`: rows per query page (tests); by default up to ~2M cells.
@@ -516,6 +516,7 @@ final class SQLEntityReader: EntityReader {
         // quadratic); each page's read lock is held only while it is read.
         let pageRows = pageRows ?? min(65_536, max(4_096, 2_000_000 / max(1, columns.count)))
         prefetcher = PagePrefetcher(source: source, offset: offset, pageRows: max(1, pageRows), name: name)
+        page = QueryTable(columns: columns)
     }
 
     deinit { prefetcher.stop() }
@@ -524,23 +525,19 @@ final class SQLEntityReader: EntityReader {
     /// that runs past a page's end goes on into the next page, so the model always gets full batches.
     func nextTable(maxRows: Int) throws -> (table: QueryTable, firstOrdinal: Int) {
         let first = offset + 1
-        let width = columns.count
-        var cells: [EntityValue] = []
-        cells.reserveCapacity(maxRows * width)
-        var rows = 0
-        while rows < maxRows {
+        var table = QueryTable(columns: columns, reservingRows: maxRows)
+        while table.rows < maxRows {
             if pageRow >= page.rows {
                 page = try prefetcher.next()
                 pageRow = 0
                 if page.rows == 0 { break }
             }
-            let take = min(maxRows - rows, page.rows - pageRow)
-            cells.append(contentsOf: page.cells[(pageRow * width)..<((pageRow + take) * width)])
+            let take = min(maxRows - table.rows, page.rows - pageRow)
+            table.append(rows: pageRow..<(pageRow + take), of: page)
             pageRow += take
-            rows += take
         }
-        offset += rows
-        return (QueryTable(columns: columns, rows: rows, cells: cells), first)
+        offset += table.rows
+        return (table, first)
     }
 
     func next(maxRows: Int) throws -> [EntityRecord] {
