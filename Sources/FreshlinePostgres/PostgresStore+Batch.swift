@@ -377,7 +377,7 @@ extension PostgresStore: BatchStore {
         guard
             let published = try await tx.rows(
                 """
-                UPDATE snapshots SET state = 'published', published_at = \(at), key_count = \(keys.count)
+                UPDATE snapshots SET state = 'published', published_at = \(at), key_count = \(keys.distinctCount())
                 WHERE id = \(run.snapshotID) AND state = 'building'
                 RETURNING *
                 """

@@ -374,7 +374,7 @@ extension SQLiteStore: BatchStore {
                 UPDATE snapshots SET state = 'published', published_at = ?, key_count = ?
                 WHERE id = ? AND state = 'building'
                 """,
-            arguments: [at, keys.count, run.snapshotID])
+            arguments: [at, keys.distinctCount(), run.snapshotID])
         guard db.changesCount == 1 else { throw BatchStoreError.runNotRunning(run.id) }
         try db.execute(
             sql: "UPDATE runs SET state = 'succeeded', finished_at = ?, heartbeat_at = ? WHERE id = ?",

@@ -31,4 +31,20 @@ struct SerializedRowsTests {
             }
         }
     }
+
+    @Test("rows longer than the writer's first guess (long strings, a matrix per row) grow its buffer intact")
+    func longRows() throws {
+        let count = 40
+        let strings = (0..<count).map { String(repeating: "é\"x", count: 50 + $0 * 7) }
+        let outputs: [String: Value] = [
+            "label": .tensor(try Tensor(shape: [count], strings: strings)),
+            "grid": .tensor(try Tensor(shape: [count, 3, 2], floats: (0..<(count * 6)).map { Float($0) / 7 })),
+            "score": .tensor(try Tensor(shape: [count, 1], doubles: (0..<count).map { -Double($0) * 1e-300 })),
+            "id": .tensor(try Tensor(shape: [count], int64s: (0..<count).map { Int64.min + Int64($0) })),
+        ]
+        let general = try RowBatch.rows(outputs: outputs, count: count).map { JSONValue.object($0).serialized() }
+        let direct = try RowBatch.serializedRows(outputs: outputs, count: count)
+        #expect(direct == general)
+        #expect(direct.reduce(0) { $0 + $1.count } > 40 * 150)
+    }
 }

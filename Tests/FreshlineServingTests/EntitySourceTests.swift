@@ -471,13 +471,19 @@ struct EntitySourceTests {
         #expect(strip("SELECT * FROM users ORDER BY user_id") == "SELECT * FROM users ")
         #expect(strip("select a from t order by lower(a) collate nocase desc nulls last") == "select a from t ")
         #expect(strip("SELECT a FROM t UNION SELECT a FROM u ORDER BY 1") == "SELECT a FROM t UNION SELECT a FROM u ")
-        // Kept whole: something after the terms, or no ORDER BY outside parentheses, quotes and comments.
+        // Quotes (a doubled quote inside), quoted names, comments and parentheses before the final ORDER BY.
+        #expect(strip("SELECT a FROM t WHERE b = 'it''s' ORDER BY a") == "SELECT a FROM t WHERE b = 'it''s' ")
+        #expect(
+            strip("SELECT \"order by\", [by] FROM t /* ORDER BY */ -- ORDER BY\nWHERE (a) ORDER BY a")
+                == "SELECT \"order by\", [by] FROM t /* ORDER BY */ -- ORDER BY\nWHERE (a) ")
+        // Kept whole: something after the terms, or no ORDER BY outside parentheses, quotes and comments — each
+        // with the ORDER BY last, so only the tokenizing keeps it.
         for query in [
             "SELECT * FROM t ORDER BY a LIMIT 3", "SELECT * FROM t ORDER BY a OFFSET 2",
-            "SELECT * FROM (SELECT * FROM t ORDER BY a)", "SELECT 'ORDER BY x' AS s FROM t",
-            "SELECT \"order\" FROM t -- ORDER BY a", "SELECT a /* ORDER BY a */ FROM t",
-            "SELECT row_number() OVER (ORDER BY a) FROM t", "SELECT a FROM t WHERE b = 'it''s' ",
-            "WITH s AS (SELECT a FROM t ORDER BY a) SELECT a FROM s",
+            "SELECT * FROM (SELECT * FROM t ORDER BY a)", "SELECT a FROM t WHERE b = 'it''s ORDER BY a'",
+            "SELECT a FROM t WHERE b = \"ORDER BY a\"", "SELECT a FROM t -- ORDER BY a",
+            "SELECT a FROM t /* ORDER BY a */", "SELECT a FROM t WINDOW w AS (ORDER BY a)",
+            "SELECT a FROM t WHERE a IN (SELECT a FROM u ORDER BY a)",
         ] {
             #expect(strip(query) == query, "\(query)")
         }

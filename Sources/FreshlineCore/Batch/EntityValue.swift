@@ -61,6 +61,7 @@ public struct QueryTable: Sendable {
     /// Appends rows `range` of `other` (the same columns).
     public mutating func append(rows range: Range<Int>, of other: QueryTable) {
         precondition(other.columns.count == columns.count, "rows of a table with other columns")
+        precondition(kinds.count == rows * columns.count, "rows appended after a row left unfinished")
         let cells = (range.lowerBound * columns.count)..<(range.upperBound * columns.count)
         kinds.append(contentsOf: other.kinds[cells])
         bits.reserveCapacity(bits.count + cells.count)

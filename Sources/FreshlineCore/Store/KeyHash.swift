@@ -55,8 +55,9 @@ public struct DistinctKeyCounter: Sendable {
         hashes.append(hash)
     }
 
-    /// The number of distinct hashes added (counted on each call, in time linear in the hashes added).
-    public var count: Int { Self.distinct(hashes) }
+    /// The number of distinct hashes added: counted on each call, in time and memory linear in the hashes added
+    /// (repeats included).
+    public func distinctCount() -> Int { Self.distinct(hashes) }
 
     static func distinct(_ hashes: [UInt64]) -> Int {
         let n = hashes.count
@@ -68,6 +69,7 @@ public struct DistinctKeyCounter: Sendable {
         while bits < 20 && n >> bits > 1024 { bits += 1 }
         let buckets = 1 << bits
         @inline(__always) func bucket(_ mixed: UInt64) -> Int {
+            // (`>>` by 64 would give 0 too: Swift's shifts past the width are defined; the test says what is meant.)
             bits == 0 ? 0 : Int(truncatingIfNeeded: mixed >> UInt64(64 - bits))
         }
         // Counting sort of the mixed hashes by bucket.

@@ -138,32 +138,22 @@ public enum DecimalText {
     }
 
     /// The value of the cell `start..<end` when it is exactly `[-]d{1,7}.d{1,7}` — the shape most numeric CSV cells
-    /// have — else `nil` (the caller reads it the general way); equal to `parse`'s. Built for throughput: two loads,
-    /// no branch on the digit counts or the sign, so the processor overlaps consecutive cells. Needs 8 bytes
-    /// readable from the first digit and from the point (`readable`: how many bytes `base` has).
+    /// have — else `nil` (the caller reads it the general way); equal to `parse`'s. The cell must end at a delimiter
+    /// (the byte at `end` is no digit). Needs 8 bytes readable from the first digit and from the point (`readable`:
+    /// how many bytes `base` has).
     @inline(__always)
     public static func shortDecimal(_ base: UnsafePointer<UInt8>, from start: Int, end: Int, readable: Int) -> Double? {
-        guard start < end else { return nil }
-        let negative = base[start] == UInt8(ascii: "-")
-        let i = start &+ (negative ? 1 : 0)
-        guard i &+ 16 <= readable else { return nil }
-        let whole = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-        let wholeDigits = digitRun(whole)
-        let point = i &+ wholeDigits
-        let fraction = point &+ 1
-        let fractionDigits = end &- fraction
-        guard wholeDigits > 0, wholeDigits < 8, fractionDigits > 0, fractionDigits < 8,
-            base[point] == UInt8(ascii: ".")
-        else { return nil }
-        let tail = UInt64(littleEndian: UnsafeRawPointer(base + fraction).loadUnaligned(as: UInt64.self))
-        guard digitRun(tail) >= fractionDigits else { return nil }
-        return shortValue(whole, wholeDigits, tail, fractionDigits, negative)
+        guard let cell = shortDecimalCell(base, from: start, rowEnd: end, readable: readable), cell.end == end else {
+            return nil
+        }
+        return cell.value
     }
 
     /// `shortDecimal` for a cell whose end is not known yet, in a row of comma-separated cells that ends at
     /// `rowEnd`: the value of the cell at `start` and where it ends (its comma, or `rowEnd`) when it is exactly
     /// `[-]d{1,7}.d{1,7}`, else `nil`. The digit runs that read the number also find its end, so a caller need not
-    /// search for the comma first.
+    /// search for the comma first. Built for throughput: two loads, no branch on the digit counts or the sign, so
+    /// the processor overlaps consecutive cells.
     @inline(__always)
     public static func shortDecimalCell(_ base: UnsafePointer<UInt8>, from start: Int, rowEnd: Int, readable: Int)
         -> (value: Double, end: Int)?

@@ -37,10 +37,9 @@ extension JSONValue {
 
     /// `writeInteger` into any byte output.
     @inline(__always)
-    static func appendInteger<Output: JSONByteOutput>(_ value: Int64, to out: inout Output) {
-        // Digits from the right into 24 bytes on the stack (an Int64 has at most 19, and a sign), then one copy.
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        withUnsafeMutableBytes(of: &digits) { buffer in
+    static func appendInteger<Output: JSONByteOutput & ~Copyable>(_ value: Int64, to out: inout Output) {
+        // Digits from the right into 20 bytes on the stack (an Int64 has at most 19, and a sign), then one copy.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
             var first = buffer.count
             var magnitude = value.magnitude
             repeat {
@@ -52,13 +51,13 @@ extension JSONValue {
                 first -= 1
                 buffer[first] = UInt8(ascii: "-")
             }
-            out.append(bytes: UnsafeBufferPointer(rebasing: buffer.bindMemory(to: UInt8.self)[first...]))
+            out.append(bytes: UnsafeBufferPointer(rebasing: buffer[first...]))
         }
     }
 
     /// `writeNumber` into any byte output.
     @inline(__always)
-    static func appendNumber<Output: JSONByteOutput>(_ d: Double, to out: inout Output) {
+    static func appendNumber<Output: JSONByteOutput & ~Copyable>(_ d: Double, to out: inout Output) {
         if !d.isFinite {
             var text = d.isNaN ? "\"NaN\"" : d < 0 ? "\"-Infinity\"" : "\"Infinity\""
             text.withUTF8 { out.append(bytes: $0) }
@@ -329,7 +328,7 @@ struct JSONByteReader {
 }
 
 /// Where JSON text is written: a byte array, or a run's `ByteWriter`.
-protocol JSONByteOutput {
+protocol JSONByteOutput: ~Copyable {
     mutating func append(_ byte: UInt8)
     mutating func append(bytes: UnsafeBufferPointer<UInt8>)
 }
@@ -338,9 +337,10 @@ extension Array: JSONByteOutput where Element == UInt8 {
     mutating func append(bytes: UnsafeBufferPointer<UInt8>) { append(contentsOf: bytes) }
 }
 
-/// Bytes appended at a cursor into memory this owns, grown by doubling: a chunk's output text is written with no
-/// uniqueness or capacity bookkeeping of an array per byte appended. The owner deallocates it.
-struct ByteWriter: JSONByteOutput {
+/// Bytes appended at a cursor into memory this owns, grown by doubling: a chunk's output text is written with one
+/// capacity check per append and none of an array's uniqueness and exclusivity checks. Not copyable: it owns its
+/// memory and frees it when it goes.
+struct ByteWriter: ~Copyable, JSONByteOutput {
     private var base: UnsafeMutablePointer<UInt8>
     private var capacity: Int
     private(set) var count = 0
@@ -350,7 +350,7 @@ struct ByteWriter: JSONByteOutput {
         base = .allocate(capacity: self.capacity)
     }
 
-    func deallocate() { base.deallocate() }
+    deinit { base.deallocate() }
 
     @inline(__always)
     private mutating func reserve(_ n: Int) {
@@ -394,7 +394,7 @@ struct ByteWriter: JSONByteOutput {
 /// Appends text to a byte output. `Double.write(to:)` hands a stream its shortest digits as ASCII bytes through
 /// `_writeASCII` (a requirement of `TextOutputStream`), which this sink copies in without making a String; any other
 /// text arrives through `write`.
-private struct ByteSink<Output: JSONByteOutput>: TextOutputStream {
+private struct ByteSink<Output: JSONByteOutput & ~Copyable>: TextOutputStream {
     let target: UnsafeMutablePointer<Output>
 
     mutating func write(_ string: String) {

@@ -163,7 +163,6 @@ public enum RowBatch {
         // Room for every row at once (a number's text is at most 24 bytes), so the buffer grows rarely.
         let rowCapacity = 6 + columns.reduce(0) { $0 + $1.prefix.count + 2 + max(1, $1.size) * 25 }
         var out = ByteWriter(capacity: count * rowCapacity)
-        defer { out.deallocate() }
         var scratch: [UInt8] = []
         for r in 0..<count {
             let start = out.count

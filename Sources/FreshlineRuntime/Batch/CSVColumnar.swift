@@ -312,10 +312,12 @@ extension BatchRunner {
     /// Parses rows `range` of a raw CSV chunk into input tensors, runs the model and serializes the outputs. Rows
     /// with a bad cell are recorded as failures; a model failure falls back to the row-by-row path.
     ///
-    /// A plain row (no quotes) is parsed in one pass from left to right, each number read where it starts
-    /// (`DecimalText.parsePrefix`) and the next cell found where it ends; a row that pass cannot take whole (a
-    /// cell with spaces, an exponent, `nan`, a wrong field count, a bad value) is split into cells and read again
-    /// cell by cell, which decides its values or its failure. Both give the same values.
+    /// A plain row (no quotes) is parsed in one pass from left to right: a float input's usual cell
+    /// (`[-]d{1,7}.d{1,7}`) is read, its comma found and its value stored in one step (`DecimalText.shortDecimalCell`);
+    /// any other cell is found first (`cellEnd`) and read whole (`shortDecimal`, else `DecimalText.parsePrefix`). A
+    /// row that pass cannot take whole (a cell with spaces, an exponent, `nan`, a wrong field count, a bad value) is
+    /// split into cells and read again cell by cell, which decides its values or its failure. Both give the same
+    /// values.
     static func computeColumnar(
         _ chunk: CSVRawChunk, range: Range<Int>, plan: CSVColumnarPlan, mapper: EntityRowMapper, model: Model,
         keys keySet: Set<String>?, outputs selected: [String]?
