@@ -41,6 +41,27 @@ struct JSONBytesTests {
         }
     }
 
+    /// A random cell: on even rounds `length` random bytes of `alphabet`; on odd ones an optional minus and `digits`
+    /// whole digits, then (when `point`) a point and `digits` fraction digits.
+    static func randomCell(
+        round: Int, alphabet: [UInt8], length: ClosedRange<Int>, digits: ClosedRange<Int>, point: Bool,
+        using generator: inout SystemRandomNumberGenerator
+    ) -> [UInt8] {
+        if round % 2 == 0 {
+            return (0..<Int.random(in: length, using: &generator)).map { _ in
+                alphabet.randomElement(using: &generator)!
+            }
+        }
+        func run() -> [UInt8] {
+            (0..<Int.random(in: digits, using: &generator)).map { _ in
+                UInt8(ascii: "0") + UInt8.random(in: 0...9, using: &generator)
+            }
+        }
+        var cell = (Bool.random(using: &generator) ? [UInt8(ascii: "-")] : []) + run()
+        if point { cell += [UInt8(ascii: ".")] + run() }
+        return cell
+    }
+
     @Test("numbers: reading a number where it starts (eight digits at a time) gives what parsing the cell gives")
     func prefixAgrees() {
         var generator = SystemRandomNumberGenerator()
@@ -48,21 +69,9 @@ struct JSONBytesTests {
         var checked = 0
         for round in 0..<20000 {
             // Random bytes, or a well-formed decimal of up to 24 digits, then a comma and more text.
-            var cell: [UInt8]
-            if round % 2 == 0 {
-                cell = (0..<Int.random(in: 0...24, using: &generator)).map { _ in
-                    alphabet.randomElement(using: &generator)!
-                }
-            } else {
-                let whole = (0..<Int.random(in: 0...12, using: &generator)).map { _ in
-                    UInt8(ascii: "0") + UInt8.random(in: 0...9, using: &generator)
-                }
-                let fraction = (0..<Int.random(in: 0...12, using: &generator)).map { _ in
-                    UInt8(ascii: "0") + UInt8.random(in: 0...9, using: &generator)
-                }
-                cell = (Bool.random(using: &generator) ? [UInt8(ascii: "-")] : []) + whole
-                if Bool.random(using: &generator) { cell += [UInt8(ascii: ".")] + fraction }
-            }
+            let cell = Self.randomCell(
+                round: round, alphabet: alphabet, length: 0...24, digits: 0...12,
+                point: Bool.random(using: &generator), using: &generator)
             // Short tails exercise the byte-at-a-time path near the end of the buffer.
             let tail: [UInt8] = round % 3 == 0 ? [] : Array(",123456789".utf8.prefix(round % 11))
             let bytes = cell + tail
@@ -95,20 +104,9 @@ struct JSONBytesTests {
         let alphabet = Array("0123456789012345678901234567890123456789..--+eE x".utf8)
         var taken = 0
         for round in 0..<20000 {
-            var cell: [UInt8]
-            if round % 2 == 0 {
-                cell = (0..<Int.random(in: 0...18, using: &generator)).map { _ in
-                    alphabet.randomElement(using: &generator)!
-                }
-            } else {
-                func digits(_ range: ClosedRange<Int>) -> [UInt8] {
-                    (0..<Int.random(in: range, using: &generator)).map { _ in
-                        UInt8(ascii: "0") + UInt8.random(in: 0...9, using: &generator)
-                    }
-                }
-                cell = (Bool.random(using: &generator) ? [UInt8(ascii: "-")] : []) + digits(0...9)
-                if round % 5 != 0 { cell += [UInt8(ascii: ".")] + digits(0...9) }
-            }
+            let cell = Self.randomCell(
+                round: round, alphabet: alphabet, length: 0...18, digits: 0...9, point: round % 5 != 0,
+                using: &generator)
             // The cell sits between commas, or ends its row (a line break after it), with enough bytes after it to
             // read; or it is near the end of the bytes (declined).
             let after: [UInt8] =

@@ -172,22 +172,13 @@ public enum DecimalText {
         guard fractionDigits > 0, fractionDigits < 8, end <= rowEnd,
             end == rowEnd || base[end] == UInt8(ascii: ",")
         else { return nil }
-        return (shortValue(whole, wholeDigits, tail, fractionDigits, negative), end)
-    }
-
-    /// The number whose whole digits are the first `wholeDigits` bytes of `whole` and whose fraction digits are the
-    /// first `fractionDigits` bytes of `tail`.
-    @inline(__always)
-    static func shortValue(_ whole: UInt64, _ wholeDigits: Int, _ tail: UInt64, _ fractionDigits: Int, _ negative: Bool)
-        -> Double
-    {
         // At most 14 digits: exact in a Double, and so is 10^fractionDigits, so the division rounds correctly.
         let mantissa =
             digitValue(whole, count: wholeDigits) &* smallPowers[fractionDigits]
             &+ digitValue(tail, count: fractionDigits)
         let magnitude = Double(Int64(bitPattern: mantissa)) / powers[fractionDigits]
         let sign = UInt64(negative ? 1 : 0) &<< 63
-        return Double(bitPattern: magnitude.bitPattern | sign)
+        return (Double(bitPattern: magnitude.bitPattern | sign), end)
     }
 
     /// `[+-]digits[.digits][(e|E)[+-]digits]` with at least one digit before the exponent; integers (no point, no

@@ -313,8 +313,9 @@ extension BatchRunner {
     /// with a bad cell are recorded as failures; a model failure falls back to the row-by-row path.
     ///
     /// A plain row (no quotes) is parsed in one pass from left to right: a float input's usual cell
-    /// (`[-]d{1,7}.d{1,7}`) is read, its comma found and its value stored in one step (`DecimalText.shortDecimalCell`);
-    /// any other cell is found first (`cellEnd`) and read whole (`shortDecimal`, else `DecimalText.parsePrefix`). A
+    /// (`[-]d{1,7}.d{1,7}`) is read and its comma found in one step (`DecimalText.shortDecimalCell`), its value
+    /// stored straight to its element;
+    /// any other cell is found first (`cellEnd`) and read whole (`DecimalText.parsePrefix`). A
     /// row that pass cannot take whole (a cell with spaces, an exponent, `nan`, a wrong field count, a bad value) is
     /// split into cells and read again cell by cell, which decides its values or its failure. Both give the same
     /// values.
@@ -366,28 +367,31 @@ extension BatchRunner {
                     let target = targets[column]
                     let next: Int
                     if target.input >= 0 {
-                        // The usual cell of a float input: read and stored in one step, its end found on the way.
-                        let float = floatTargets[column]
-                        if let first = float.first,
-                            let cell = DecimalText.shortDecimalCell(
-                                base, from: position, rowEnd: end, readable: raw.count)
+                        // The usual cell ([-]d{1,7}.d{1,7}) is read with its end found on the way, and a float
+                        // input's value goes straight to its element; any other cell is found first, then read.
+                        if let cell = DecimalText.shortDecimalCell(
+                            base, from: position, rowEnd: end, readable: raw.count)
                         {
-                            first[out &* float.stride] = Float(cell.value)
                             next = cell.end
+                            let float = floatTargets[column]
+                            if let first = float.first {
+                                first[out &* float.stride] = Float(cell.value)
+                            } else {
+                                guard
+                                    buffers.store(
+                                        .number(cell.value), input: target.input,
+                                        at: out &* widths[target.input] &+ target.offset) == nil
+                                else {
+                                    return nil
+                                }
+                            }
                         } else {
                             next = cellEnd(position, end)
-                            let value: NumberCell
-                            if let d = DecimalText.shortDecimal(base, from: position, end: next, readable: raw.count) {
-                                value = .number(d)
-                            } else {
-                                let (number, stop) = DecimalText.parsePrefix(raw, from: position, end: next)
-                                guard let number, stop == next else { return nil }
-                                value = NumberCell(number)
-                            }
-                            guard
+                            let (number, stop) = DecimalText.parsePrefix(raw, from: position, end: next)
+                            guard let number, stop == next,
                                 buffers.store(
-                                    value, input: target.input, at: out &* widths[target.input] &+ target.offset)
-                                    == nil
+                                    NumberCell(number), input: target.input,
+                                    at: out &* widths[target.input] &+ target.offset) == nil
                             else { return nil }
                         }
                     } else {
