@@ -7,12 +7,13 @@ internal import Hummingbird
 /// The advisor's API: `GET /v1/advice` for every feature, `GET /v1/features/{name}/advice` for one, as JSON
 /// (default), `?format=html` (the self-contained report), `markdown` or `table`; `?what_if=batch:6h,async`
 /// adds replays. Needs the `admin` scope.
-struct AdviceRoutes<Context: RequestContext> {
+struct AdviceRoutes {
+    typealias Context = FreshlineRequestContext
     let runtime: ServingRuntime
 
-    func register(on router: Router<Context>) {
-        router.get("/v1/advice") { request, _ in try await advice(request, feature: nil) }
-        router.get("/v1/features/:name/advice") { request, context in
+    func register(on routes: ScopedRoutes) {
+        routes.admin.get("/v1/advice") { request, _ in try await advice(request, feature: nil) }
+        routes.admin.get("/v1/features/:name/advice") { request, context in
             let name = context.parameters.get("name") ?? ""
             guard runtime.features[name] != nil else {
                 throw APIError.notFound(

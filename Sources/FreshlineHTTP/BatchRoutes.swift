@@ -6,15 +6,18 @@ internal import HTTPTypes
 internal import Hummingbird
 
 /// The batch pattern's API: start and watch runs, list snapshots. Every route needs the `admin` scope.
-struct BatchRoutes<Context: RequestContext> {
+struct BatchRoutes {
+    typealias Context = FreshlineRequestContext
     let runtime: ServingRuntime
     let maxBodyBytes: Int
 
-    func register(on router: Router<Context>) {
-        router.post("/v1/features/:name/runs") { request, context in try await startRun(request, context) }
-        router.get("/v1/features/:name/runs") { request, context in try await listRuns(request, context) }
-        router.get("/v1/features/:name/snapshots") { request, context in try await listSnapshots(request, context) }
-        router.get("/v1/runs/:id") { _, context in try await showRun(context) }
+    func register(on routes: ScopedRoutes) {
+        routes.admin.post("/v1/features/:name/runs") { request, context in try await startRun(request, context) }
+        routes.admin.get("/v1/features/:name/runs") { request, context in try await listRuns(request, context) }
+        routes.admin.get("/v1/features/:name/snapshots") { request, context in
+            try await listSnapshots(request, context)
+        }
+        routes.admin.get("/v1/runs/:id") { _, context in try await showRun(context) }
     }
 
     /// The feature's runner and the batch service, or a 404/409 naming what is wrong.
@@ -34,7 +37,7 @@ struct BatchRoutes<Context: RequestContext> {
         let (batch, runner) = try runner(context)
         var keys: [String]?
         if request.headers[.contentLength].map({ $0 != "0" }) ?? true {
-            let body = try await FeatureRoutes<Context>.body(of: request, limit: maxBodyBytes, allowEmpty: true)
+            let body = try await FeatureRoutes.body(of: request, limit: maxBodyBytes, allowEmpty: true)
             if case .object(let object) = body {
                 for field in object.keys where field != "keys" {
                     throw APIError.badRequest("unknown field '\(field)' (a run takes an optional 'keys' list)")
@@ -43,7 +46,7 @@ struct BatchRoutes<Context: RequestContext> {
                 case nil, .null?: break
                 case .array(let items)?:
                     keys = try items.enumerated().map { index, item in
-                        guard let key = try FeatureRoutes<Context>.key(item, field: "keys[\(index)]") else {
+                        guard let key = try FeatureRoutes.key(item, field: "keys[\(index)]") else {
                             throw APIError.badRequest("keys[\(index)] must be a string or an integer")
                         }
                         return key

@@ -6,14 +6,19 @@ internal import HTTPTypes
 internal import Hummingbird
 
 /// The `/v1` API: predictions with provenance, and the features with their live figures.
-struct FeatureRoutes<Context: RequestContext> {
+struct FeatureRoutes {
+    typealias Context = FreshlineRequestContext
     let runtime: ServingRuntime
     let maxBodyBytes: Int
 
-    func register(on router: Router<Context>) {
-        router.post("/v1/features/:name/predict") { request, context in try await predict(request, context) }
-        router.get("/v1/features") { _, _ in try listFeatures() }
-        router.get("/v1/features/:name") { _, context in try describeFeature(try feature(context)) }
+    func register(on routes: ScopedRoutes) {
+        routes.predict.post("/v1/features/:name/predict") { request, context in try await predict(request, context) }
+        routes.client.get("/v1/features") { _, _ in try listFeatures() }
+        // Either scope reads a feature's contract; its batch source (file paths, SQL text) only with `admin`.
+        routes.client.get("/v1/features/:name") { _, context in
+            try describeFeature(
+                try feature(context), internals: context.token.map { $0.scopes.contains(.admin) } ?? true)
+        }
     }
 
     private func feature(_ context: Context) throws -> FeatureServer {
@@ -56,14 +61,15 @@ struct FeatureRoutes<Context: RequestContext> {
         }
 
         /// The body's rows as requests: `rows` (1…`maxRows`, not mixed with `key`/`inputs`) or the one row.
-        func requests(maxRows: Int, maxStaleness: Duration? = nil, timeout: Duration? = nil) throws -> [PredictRequest]
-        {
+        func requests(
+            maxRows: Int, maxStaleness: Duration? = nil, timeout: Duration? = nil,
+            arrival: ContinuousClock.Instant? = nil
+        ) throws -> [PredictRequest] {
             guard let rows else {
                 return [
                     PredictRequest(
                         key: try FeatureRoutes.key(key, field: "key"), inputs: inputs ?? [:],
-                        maxStaleness: maxStaleness,
-                        timeout: timeout)
+                        maxStaleness: maxStaleness, timeout: timeout, arrival: arrival)
                 ]
             }
             guard inputs == nil, key == nil else {
@@ -75,7 +81,7 @@ struct FeatureRoutes<Context: RequestContext> {
             return try rows.enumerated().map { index, row in
                 PredictRequest(
                     key: try FeatureRoutes.key(row.key, field: "rows[\(index)].key"), inputs: row.inputs ?? [:],
-                    maxStaleness: maxStaleness, timeout: timeout)
+                    maxStaleness: maxStaleness, timeout: timeout, arrival: arrival)
             }
         }
 
@@ -97,33 +103,29 @@ struct FeatureRoutes<Context: RequestContext> {
             guard let jobs = runtime.jobs else {
                 throw APIError(.serviceUnavailable, code: "unavailable", "this server has no job store")
             }
-            return try await JobRoutes<Context>.accept(
-                request, feature: feature, rows: try body.requests(maxRows: JobRoutes<Context>.maxRows), body: json,
-                service: jobs, single: body.rows == nil)
+            return try await JobRoutes.accept(
+                request, context: context, feature: feature, rows: try body.requests(maxRows: JobRoutes.maxRows),
+                body: json, service: jobs, single: body.rows == nil)
         }
         let maxStaleness = try body.max_staleness.map { try Self.duration($0, field: "max_staleness") }
-        var timeout: Duration?
-        if let header = request.headers[freshlineTimeoutHeader] {
-            guard let t = DurationText.parse(header), t > .zero else {
-                throw APIError.badRequest("X-Freshline-Timeout must be a duration such as 50ms")
-            }
-            timeout = t
-        }
-        let requests = try body.requests(maxRows: 10_000, maxStaleness: maxStaleness, timeout: timeout)
+        let timeout = try Self.timeout(request)
+        let requests = try body.requests(
+            maxRows: Self.maxRows, maxStaleness: maxStaleness, timeout: timeout, arrival: context.arrival)
         if body.rows != nil {
-            // All rows are submitted at once so that the batcher can put them in the same batches.
+            // Up to one full batch of the request's rows is in the batcher's queue at a time, so the batcher can still
+            // fill batches from it, while one 10,000-row request cannot fill the queue and starve every other caller:
+            // their rows queue beside its next window, not behind all of it.
+            let window = max(1, feature.spec.batching.maxBatchSize)
             let results = await withTaskGroup(of: (Int, Result<Prediction, PredictionError>).self) { group in
+                var ordered = [Result<Prediction, PredictionError>?](repeating: nil, count: requests.count)
                 for (index, r) in requests.enumerated() {
+                    if index >= window, let (done, result) = await group.next() { ordered[done] = result }
                     group.addTask {
-                        do { return (index, .success(try await feature.predict(r))) } catch let error as PredictionError
-                        {
-                            return (index, .failure(error))
-                        } catch {
-                            return (index, .failure(PredictionError(.modelFailed, "\(error)")))
+                        do { return (index, .success(try await feature.predict(r))) } catch {
+                            return (index, .failure(PredictionError(modelCall: error)))
                         }
                     }
                 }
-                var ordered = [Result<Prediction, PredictionError>?](repeating: nil, count: requests.count)
                 for await (index, result) in group { ordered[index] = result }
                 return ordered.compactMap { $0 }
             }
@@ -240,7 +242,8 @@ struct FeatureRoutes<Context: RequestContext> {
         return JSONResponse.make(JSONValue.object(["features": .array(items)]))
     }
 
-    private func describeFeature(_ f: FeatureServer) throws -> Response {
+    /// The feature's contract and live figures; `internals` adds the batch source (file paths, SQL text).
+    private func describeFeature(_ f: FeatureServer, internals: Bool) throws -> Response {
         let metadata = f.model.model.metadata
         func info(_ v: ModelMetadata.ValueInfo) -> JSONValue {
             .object(["name": .string(v.name), "type": .string(v.type.description)])
@@ -275,7 +278,7 @@ struct FeatureRoutes<Context: RequestContext> {
             "latency": .object(latency),
         ]
         if let batch = f.spec.batch {
-            spec["batch"] = Self.json(batch)
+            spec["batch"] = Self.json(batch, source: internals)
             let lookups = live.snapshotHits + live.snapshotMisses
             liveObject["snapshot"] =
                 live.snapshot.map { s in
@@ -305,13 +308,14 @@ struct FeatureRoutes<Context: RequestContext> {
         return JSONResponse.make(body)
     }
 
-    static func json(_ batch: BatchSpec) -> JSONValue {
-        var source: JSONValue
+    static func json(_ batch: BatchSpec, source includeSource: Bool) -> JSONValue {
+        var source: JSONValue = .null
         switch batch.source {
-        case .csv(let path): source = .object(["csv": .string(path)])
-        case .jsonLines(let path): source = .object(["jsonl": .string(path)])
-        case .sql(let database, let query):
+        case .csv(let path) where includeSource: source = .object(["csv": .string(path)])
+        case .jsonLines(let path) where includeSource: source = .object(["jsonl": .string(path)])
+        case .sql(let database, let query) where includeSource:
             source = .object(["sql": .object(["database": .string(database), "query": .string(query)])])
+        default: break
         }
         return .object([
             "schedule": batch.schedule.map { .string($0.description) } ?? .null, "source": source,
@@ -332,6 +336,10 @@ struct FeatureRoutes<Context: RequestContext> {
             throw APIError(
                 .unsupportedMediaType, code: "unsupported_encoding",
                 "Content-Encoding '\(encoding)' is not supported: send the body uncompressed")
+        }
+        // A declared length over the limit is refused before a byte of the body is read.
+        if let length = request.headers[.contentLength], let declared = Int(length), declared > limit {
+            throw APIError(.contentTooLarge, code: "too_large", "the request body exceeds \(limit) bytes")
         }
         let buffer: ByteBuffer
         do {
@@ -356,17 +364,37 @@ struct FeatureRoutes<Context: RequestContext> {
         }
     }
 
+    /// A duration from a body field: text (`30s`, `6h`) or a number of seconds, at most
+    /// `DurationText.maximumSeconds` (checked before any arithmetic: a larger number would overflow nanoseconds).
     static func duration(_ value: JSONValue, field: String) throws -> Duration {
+        let parsed: Duration?
         switch value {
-        case .string(let s):
-            guard let d = DurationText.parse(s) else {
-                throw APIError.badRequest("\(field) must be a duration such as 30s, 6h, 7d")
-            }
-            return d
-        case .integer(let i) where i >= 0: return .seconds(i)
-        case .number(let d) where d >= 0 && d < 1e12: return .nanoseconds(Int64(d * 1e9))
-        default: throw APIError.badRequest("\(field) must be a duration such as 30s, 6h, 7d, or seconds")
+        case .string(let s): parsed = DurationText.parse(s)
+        case .integer(let i): parsed = i < 0 ? nil : DurationText.seconds(Double(i))
+        case .number(let d): parsed = DurationText.seconds(d)
+        default: parsed = nil
         }
+        guard let parsed else {
+            throw APIError.badRequest(
+                "\(field) must be a duration such as 30s, 6h, 7d, or a number of seconds from 0 to "
+                    + "\(Int(DurationText.maximumSeconds))")
+        }
+        return parsed
+    }
+
+    /// The most rows one synchronous predict request may hold.
+    static let maxRows = 10_000
+    /// The longest `X-Freshline-Timeout` a request may ask for; a longer one is refused (400), not clamped, so a
+    /// client learns its deadline is not what it thinks. Work that takes longer belongs to the async pattern.
+    static let maximumTimeout = Duration.seconds(300)
+
+    /// The request's `X-Freshline-Timeout`, if any: a positive duration of at most `maximumTimeout`.
+    static func timeout(_ request: Request) throws -> Duration? {
+        guard let header = request.headers[freshlineTimeoutHeader] else { return nil }
+        guard let t = DurationText.parse(header), t > .zero, t <= maximumTimeout else {
+            throw APIError.badRequest("X-Freshline-Timeout must be a duration from 1us to 300s, such as 50ms")
+        }
+        return t
     }
 }
 

@@ -3,6 +3,7 @@ internal import FreshlineEngine
 public import FreshlineRuntime
 public import Hummingbird
 public import Logging
+internal import NIOCore
 public import Prometheus
 
 /// Builds the HTTP application over a serving runtime: the `/v1` API, the Open Inference Protocol `/v2`,
@@ -10,16 +11,24 @@ public import Prometheus
 public enum FreshlineServer {
     /// The router with every route and the bearer-token middleware.
     public static func router(runtime: ServingRuntime, registry: PrometheusCollectorRegistry) -> Router<
-        BasicRequestContext
+        FreshlineRequestContext
     > {
-        let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: BearerAuthMiddleware(tokens: runtime.manifest.tokens))
+        let router = Router(context: FreshlineRequestContext.self)
+        let routes = ScopedRoutes(router, tokens: runtime.manifest.tokens)
         let limit = runtime.manifest.server.maxBodyBytes
-        FeatureRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
-        BatchRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
-        JobRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
-        OpenInferenceRoutes<BasicRequestContext>(runtime: runtime, maxBodyBytes: limit).register(on: router)
-        AdviceRoutes<BasicRequestContext>(runtime: runtime).register(on: router)
+        FeatureRoutes(runtime: runtime, maxBodyBytes: limit).register(on: routes)
+        BatchRoutes(runtime: runtime, maxBodyBytes: limit).register(on: routes)
+        JobRoutes(runtime: runtime, maxBodyBytes: limit).register(on: routes)
+        OpenInferenceRoutes(runtime: runtime, maxBodyBytes: limit).register(on: routes)
+        AdviceRoutes(runtime: runtime).register(on: routes)
+        registerOpen(on: routes.open, runtime: runtime, registry: registry)
+        return router
+    }
+
+    /// Health and metrics: open to all (a load balancer or Prometheus has no token).
+    static func registerOpen(
+        on router: RouterGroup<FreshlineRequestContext>, runtime: ServingRuntime, registry: PrometheusCollectorRegistry
+    ) {
         router.get("/healthz/live") { _, _ in HTTPResponse.Status.ok }
         // Not ready while shutting down, or while a batch feature's snapshot is older than its max_staleness.
         router.get("/healthz/ready") { _, _ -> Response in
@@ -36,17 +45,26 @@ public enum FreshlineServer {
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
-        return router
     }
 
     /// The application listening where the manifest (or the command line) says.
     public static func application(
         runtime: ServingRuntime, registry: PrometheusCollectorRegistry, host: String, port: Int,
-        logger: Logger
+        logger: Logger, onServerRunning: @escaping @Sendable (Int?) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        Application(
+        let settings = runtime.manifest.server
+        let connections = ConnectionCounter(limit: settings.maxConnections)
+        // The idle timeout closes a connection with nothing read or written for that long: an idle keep-alive
+        // connection, and a request whose head or body stops arriving (Hummingbird's connection state handler
+        // counts every part read; a half-sent head has sent no part, so it is idle from the start).
+        let idle = TimeAmount.milliseconds(Int64((settings.idleTimeout.seconds * 1000).rounded(.up)))
+        return Application(
             router: router(runtime: runtime, registry: registry),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [ConnectionLimitHandler(counter: connections)], idleTimeout: idle)),
             configuration: .init(address: .hostname(host, port: port), serverName: "freshline"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port) },
             logger: logger
         )
     }

@@ -4,23 +4,26 @@ internal import FreshlineEngine
 internal import FreshlineRuntime
 internal import HTTPTypes
 internal import Hummingbird
+internal import ServiceLifecycle
 
 /// The async pattern's API: submit a job, read it, list jobs, cancel it. Submitting needs `predict`; reading and
 /// canceling a job needs `predict` too (the job id is the capability); listing needs `admin`.
-struct JobRoutes<Context: RequestContext> {
+struct JobRoutes {
+    typealias Context = FreshlineRequestContext
     let runtime: ServingRuntime
     let maxBodyBytes: Int
 
     /// The most rows one job may hold.
     static var maxRows: Int { 100_000 }
 
-    func register(on router: Router<Context>) {
-        router.post("/v1/features/:name/jobs") { request, context in try await submit(request, context) }
-        router.get("/v1/jobs/:id") { _, context in try await show(context) }
-        router.get("/v1/jobs/:id/events") { request, context in try await events(request, context) }
-        router.delete("/v1/jobs/:id") { _, context in try await cancel(context) }
-        router.post("/v1/jobs/:id/webhook/redeliver") { _, context in try await redeliver(context) }
-        router.get("/v1/jobs") { request, _ in try await list(request) }
+    func register(on routes: ScopedRoutes) {
+        routes.predict.post("/v1/features/:name/jobs") { request, context in try await submit(request, context) }
+        // A job's id is its capability: whoever submitted it may read, follow or cancel it.
+        routes.client.get("/v1/jobs/:id") { _, context in try await show(context) }
+        routes.client.get("/v1/jobs/:id/events") { request, context in try await events(request, context) }
+        routes.client.delete("/v1/jobs/:id") { _, context in try await cancel(context) }
+        routes.admin.post("/v1/jobs/:id/webhook/redeliver") { _, context in try await redeliver(context) }
+        routes.admin.get("/v1/jobs") { request, _ in try await list(request) }
     }
 
     private func service() throws -> JobService {
@@ -34,22 +37,27 @@ struct JobRoutes<Context: RequestContext> {
     private func submit(_ request: Request, _ context: Context) async throws -> Response {
         let name = context.parameters.get("name") ?? ""
         guard let feature = runtime.features[name] else { throw APIError.notFound("no feature named '\(name)'") }
-        let body = try await FeatureRoutes<Context>.body(of: request, limit: maxBodyBytes)
-        let parsed = try FeatureRoutes<Context>.PredictBody(body)
+        let body = try await FeatureRoutes.body(of: request, limit: maxBodyBytes)
+        let parsed = try FeatureRoutes.PredictBody(body)
         return try await Self.accept(
-            request, feature: feature, rows: try parsed.requests(maxRows: Self.maxRows), body: body,
-            service: try service(), single: parsed.rows == nil)
+            request, context: context, feature: feature, rows: try parsed.requests(maxRows: Self.maxRows),
+            body: body, service: try service(), single: parsed.rows == nil)
     }
 
     /// Queues the rows (honouring `Idempotency-Key`), then answers per `Prefer`: `wait=N` waits up to N seconds
     /// for the result (200 with it when done), otherwise `202 Accepted` with `Location: /v1/jobs/{id}`.
     static func accept(
-        _ request: Request, feature: FeatureServer, rows: [PredictRequest], body: JSONValue, service: JobService,
-        single: Bool
+        _ request: Request, context: Context, feature: FeatureServer, rows: [PredictRequest], body: JSONValue,
+        service: JobService, single: Bool
     ) async throws -> Response {
-        let idempotencyKey = request.headers[idempotencyKeyHeader]
-        if let key = idempotencyKey, key.isEmpty || key.count > 255 {
-            throw APIError.badRequest("Idempotency-Key must be 1 to 255 characters")
+        var idempotencyKey: String?
+        if let key = request.headers[idempotencyKeyHeader] {
+            guard (1...255).contains(key.utf8.count) else {
+                throw APIError.badRequest("Idempotency-Key must be 1 to 255 bytes")
+            }
+            // Keys are per caller: another token's same key is another key, so it can neither replay nor learn the
+            // id of someone else's job. The caller's name is length-prefixed so no (name, key) pair can spell another.
+            idempotencyKey = "\(context.caller.utf8.count):\(context.caller):\(key)"
         }
         let hash = SHA256.hex(body.serialized() + Array(feature.spec.name.utf8))
         var webhookURL: String?
@@ -69,7 +77,17 @@ struct JobRoutes<Context: RequestContext> {
         }
         var job = submitted.job
         if let wait = Prefer(request.headers[preferHeader]).wait, wait > 0 {
-            job = try await service.wait(for: job.id, timeout: .seconds(min(wait, 300))) ?? job
+            // A graceful shutdown ends the wait with the job's state as it is (202 and its Location), so a
+            // SIGTERM is never held up by a client's `wait=N`.
+            let id = job.id
+            do {
+                job =
+                    try await cancelWhenGracefulShutdown {
+                        try await service.wait(for: id, timeout: .seconds(min(wait, 300)))
+                    } ?? job
+            } catch is CancellationError {
+                job = (try? await service.store.job(id: id)) ?? job
+            }
         }
         var headers = HTTPFields()
         headers[.location] = "/v1/jobs/\(job.id)"
@@ -122,43 +140,88 @@ struct JobRoutes<Context: RequestContext> {
     /// Server-Sent Events: `progress` (rows done, partial results) whenever the job advances, then one final event
     /// named after its end state (`succeeded` with the result, or `failed`/`canceled`/`expired` with the error),
     /// after which the stream ends. Event ids are the job's `updated_at`, so a client can tell repeats apart.
+    ///
+    /// The job is polled once per 100 ms for all its streams together (`JobFollowers`); a comment line is sent when
+    /// nothing else was for `heartbeat`, so a client that has gone is noticed (the write fails) and its stream
+    /// closed. Streams are limited per token and per server (`server.max_streams_per_token`, `max_streams`): over
+    /// the limit, 429 or 503 with Retry-After. A graceful shutdown ends the stream after an event with the job's
+    /// current state (`retry: 1000` tells the client to reconnect, to another server if this one is gone).
     private func events(_ request: Request, _ context: Context) async throws -> Response {
         let id = context.parameters.get("id") ?? ""
-        let store = try service().store
-        guard try await store.job(id: id) != nil else { throw APIError.notFound("no job with id '\(id)'") }
+        let service = try service()
+        guard let first = try await service.store.job(id: id) else { throw APIError.notFound("no job with id '\(id)'") }
+        let updates: AsyncStream<Job>
+        do {
+            updates = try service.followers.follow(id: id, caller: context.caller)
+        } catch .callerLimit(let limit) {
+            throw APIError(
+                .tooManyRequests, code: "too_many_streams",
+                "this token already holds \(limit) open event streams; close one first", retryAfter: 5)
+        } catch .serverLimit(let limit) {
+            throw APIError(
+                .serviceUnavailable, code: "too_many_streams",
+                "the server holds its limit of \(limit) open event streams", retryAfter: 5)
+        }
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
+        let store = service.store
         let body = ResponseBody { writer in
-            var lastUpdate = -1.0
-            let clock = ContinuousClock()
-            let giveUp = clock.now + .seconds(3600)
-            while clock.now < giveUp {
-                guard let job = try await store.job(id: id) else { break }
-                if job.updatedAt != lastUpdate {
-                    lastUpdate = job.updatedAt
-                    let event = job.state.isFinal ? job.state.rawValue : "progress"
-                    var data: [String: JSONValue] = [
-                        "id": .string(job.id), "state": .string(job.state.rawValue),
-                        "rows_done": .integer(Int64(job.rowsDone)), "rows_total": .integer(Int64(job.rowsTotal)),
-                        "attempts": .integer(Int64(job.attempts)),
-                    ]
-                    if let partial = job.partial, let value = try? JSONValue.parse(partial) { data["partial"] = value }
-                    if let result = job.result, let value = try? JSONValue.parse(result) { data["result"] = value }
-                    if job.state.isFinal, job.state != .succeeded, let error = job.lastError {
-                        data["error"] = .string(error)
-                    }
-                    let text =
-                        "id: \(job.updatedAt)\nevent: \(event)\ndata: "
-                        + String(decoding: JSONValue.object(data).serialized(), as: UTF8.self) + "\n\n"
-                    try await writer.write(ByteBuffer(string: text))
-                    if job.state.isFinal { break }
-                }
-                try await Task.sleep(for: .milliseconds(50))
+            try await Self.stream(first: first, updates: updates, heartbeat: Self.heartbeat) { text in
+                try await writer.write(ByteBuffer(string: text))
+            } current: {
+                try? await store.job(id: id)
             }
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: headers, body: body)
+    }
+
+    /// How long an event stream may stay silent before a heartbeat comment is sent.
+    static let heartbeat = Duration.seconds(15)
+
+    /// Writes a job's event stream: its state now, then each change from `updates` (which ends after a final
+    /// state), heartbeats while nothing changes; on graceful shutdown, the `current` state and the end.
+    static func stream(
+        first: Job, updates: AsyncStream<Job>, heartbeat: Duration, write: (String) async throws -> Void,
+        current: @Sendable () async -> Job?
+    ) async throws {
+        try await write("retry: 1000\n\n" + event(first))
+        if first.state.isFinal { return }
+        var last = first
+        var lastWrite = ContinuousClock.now
+        for await job in updates.cancelOnGracefulShutdown() {
+            if job.updatedAt != last.updatedAt || job.state != last.state {
+                last = job
+                try await write(event(job))
+                lastWrite = .now
+                if job.state.isFinal { return }
+            } else if ContinuousClock.now - lastWrite >= heartbeat {
+                try await write(": heartbeat\n\n")
+                lastWrite = .now
+            }
+        }
+        // Ended without a final state: the server is shutting down (or the job vanished). The state as it is now.
+        if !last.state.isFinal, let job = await current(), job.updatedAt != last.updatedAt || job.state != last.state {
+            try await write(event(job))
+        }
+    }
+
+    /// One Server-Sent Event for a job's state: `progress`, or the final state's name.
+    static func event(_ job: Job) -> String {
+        let event = job.state.isFinal ? job.state.rawValue : "progress"
+        var data: [String: JSONValue] = [
+            "id": .string(job.id), "state": .string(job.state.rawValue),
+            "rows_done": .integer(Int64(job.rowsDone)), "rows_total": .integer(Int64(job.rowsTotal)),
+            "attempts": .integer(Int64(job.attempts)),
+        ]
+        if let partial = job.partial, let value = try? JSONValue.parse(partial) { data["partial"] = value }
+        if let result = job.result, let value = try? JSONValue.parse(result) { data["result"] = value }
+        if job.state.isFinal, job.state != .succeeded, let error = job.lastError {
+            data["error"] = .string(error)
+        }
+        return "id: \(job.updatedAt)\nevent: \(event)\ndata: "
+            + String(decoding: JSONValue.object(data).serialized(), as: UTF8.self) + "\n\n"
     }
 
     private func cancel(_ context: Context) async throws -> Response {

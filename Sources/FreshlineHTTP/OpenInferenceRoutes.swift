@@ -4,29 +4,32 @@ internal import FreshlineEngine
 internal import FreshlineRuntime
 internal import HTTPTypes
 internal import Hummingbird
+internal import Logging
 
 /// The Open Inference Protocol V2 (KServe, Triton, MLServer) for every model of the manifest, with JSON tensors
 /// and the binary tensor data extension that Triton's clients use by default.
-struct OpenInferenceRoutes<Context: RequestContext> {
+struct OpenInferenceRoutes {
+    typealias Context = FreshlineRequestContext
     let runtime: ServingRuntime
     let maxBodyBytes: Int
 
-    func register(on router: Router<Context>) {
-        router.get("/v2") { _, _ in
+    func register(on routes: ScopedRoutes) {
+        routes.client.get("/v2") { _, _ in
             JSONResponse.make(
                 JSONValue.object([
                     "name": .string("freshline"), "version": .string(FreshlineVersion.current),
                     "extensions": .array([.string("binary_tensor_data")]),
                 ]))
         }
-        router.get("/v2/health/live") { _, _ in HTTPResponse.Status.ok }
-        router.get("/v2/health/ready") { _, _ in runtime.isReady ? HTTPResponse.Status.ok : .serviceUnavailable }
-        router.get("/v2/models/:model/ready") { _, context in try ready(context) }
-        router.get("/v2/models/:model/versions/:version/ready") { _, context in try ready(context) }
-        router.get("/v2/models/:model") { _, context in try metadata(context) }
-        router.get("/v2/models/:model/versions/:version") { _, context in try metadata(context) }
-        router.post("/v2/models/:model/infer") { request, context in try await infer(request, context) }
-        router.post("/v2/models/:model/versions/:version/infer") { request, context in try await infer(request, context)
+        routes.open.get("/v2/health/live") { _, _ in HTTPResponse.Status.ok }
+        routes.open.get("/v2/health/ready") { _, _ in runtime.isReady ? HTTPResponse.Status.ok : .serviceUnavailable }
+        routes.client.get("/v2/models/:model/ready") { _, context in try ready(context) }
+        routes.client.get("/v2/models/:model/versions/:version/ready") { _, context in try ready(context) }
+        routes.client.get("/v2/models/:model") { _, context in try metadata(context) }
+        routes.client.get("/v2/models/:model/versions/:version") { _, context in try metadata(context) }
+        routes.predict.post("/v2/models/:model/infer") { request, context in try await infer(request, context) }
+        routes.predict.post("/v2/models/:model/versions/:version/infer") { request, context in
+            try await infer(request, context)
         }
     }
 
@@ -123,6 +126,9 @@ struct OpenInferenceRoutes<Context: RequestContext> {
             throw V2Error(
                 .unsupportedMediaType, "Content-Encoding '\(encoding)' is not supported: send the body uncompressed")
         }
+        if let length = request.headers[.contentLength], let declared = Int(length), declared > maxBodyBytes {
+            throw V2Error(.contentTooLarge, "the request body exceeds \(maxBodyBytes) bytes")
+        }
         do { buffer = try await request.collectBody(upTo: maxBodyBytes) } catch {
             throw V2Error(.contentTooLarge, "the request body exceeds \(maxBodyBytes) bytes")
         }
@@ -153,9 +159,13 @@ struct OpenInferenceRoutes<Context: RequestContext> {
                 throw V2Error(.badRequest, "input '\(input.name)': negative dimension in shape")
             }
             let data: TensorData
-            if case .integer(let size)? = input.parameters?["binary_data_size"] {
-                guard size >= 0, binaryOffset + Int(size) <= bytes.count else {
-                    throw V2Error(.badRequest, "input '\(input.name)': binary_data_size runs past the body")
+            if let sizeValue = input.parameters?["binary_data_size"] {
+                // Compared with what is left of the body before any addition: a size near Int.max must not overflow.
+                guard case .integer(let size) = sizeValue, size >= 0, size <= Int64(bytes.count - binaryOffset) else {
+                    throw V2Error(
+                        .badRequest,
+                        "input '\(input.name)': binary_data_size must be an integer from 0 to the \(bytes.count - binaryOffset) bytes left in the body"
+                    )
                 }
                 let slice = bytes[(bytes.startIndex + binaryOffset)..<(bytes.startIndex + binaryOffset + Int(size))]
                 binaryOffset += Int(size)
@@ -182,10 +192,19 @@ struct OpenInferenceRoutes<Context: RequestContext> {
             }
         }
         let outputs: [String: Value]
-        do { outputs = try await runtime.infer(model: m.spec.name, feeds: feeds) } catch {
-            let e = error as? PredictionError ?? PredictionError(.modelFailed, "\(error)")
-            throw V2Error(
-                e.code == .badRequest ? .badRequest : e.code == .notFound ? .notFound : .internalServerError, e.message)
+        let deadline = try FeatureRoutes.timeout(request).map { context.arrival + $0 }
+        do { outputs = try await runtime.infer(model: m.spec.name, feeds: feeds, deadline: deadline) } catch {
+            let e = PredictionError(modelCall: error)
+            switch e.code {
+            case .badRequest: throw V2Error(.badRequest, e.message)
+            case .notFound: throw V2Error(.notFound, e.message)
+            case .overloaded, .unavailable: throw V2Error(.serviceUnavailable, e.message, retryAfter: e.retryAfter ?? 1)
+            case .timeout: throw V2Error(.gatewayTimeout, e.message)
+            default:
+                // The model's or engine's fault: the details go to the log, not to the caller.
+                context.logger.error("model '\(m.spec.name)' failed: \(e.message)")
+                throw V2Error(.internalServerError, "model '\(m.spec.name)' failed; the server log has the details")
+            }
         }
         let requested =
             body.outputs ?? m.model.metadata.outputs.map { InferBody.Output(name: $0.name, parameters: nil) }
@@ -236,12 +255,16 @@ struct OpenInferenceRoutes<Context: RequestContext> {
 struct V2Error: HTTPResponseError {
     let status: HTTPResponse.Status
     let message: String
-    init(_ status: HTTPResponse.Status, _ message: String) {
+    let retryAfter: Int?
+    init(_ status: HTTPResponse.Status, _ message: String, retryAfter: Int? = nil) {
         self.status = status
         self.message = message
+        self.retryAfter = retryAfter
     }
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        try JSONResponse.make(["error": message], status: status)
+        var response = try JSONResponse.make(["error": message], status: status)
+        if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+        return response
     }
 }
 

@@ -66,9 +66,22 @@ struct ServeCommand: AsyncParsableCommand {
         // Services shut down in reverse order: the HTTP server stops first and finishes its requests, then the
         // runtime drains its queues, then the store's connections close.
         let group = ServiceGroup(
-            configuration: .init(
-                services: stores.services + [runtime, app], gracefulShutdownSignals: [.sigterm, .sigint],
+            configuration: Self.serviceGroup(
+                services: stores.services + [runtime, app], shutdownTimeout: manifest.server.shutdownTimeout,
                 logger: logger))
         try await group.run()
+    }
+
+    /// The service group's configuration: SIGTERM and SIGINT start a graceful shutdown, which may take at most
+    /// `shutdownTimeout` before what is left is cancelled, and the cancellation at most 5 s more before the process
+    /// ends regardless (streams and `Prefer: wait` end by themselves on graceful shutdown; this bounds the rest).
+    static func serviceGroup(services: [any Service], shutdownTimeout: Duration, logger: Logger)
+        -> ServiceGroupConfiguration
+    {
+        var configuration = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = shutdownTimeout
+        configuration.maximumCancellationDuration = .seconds(5)
+        return configuration
     }
 }

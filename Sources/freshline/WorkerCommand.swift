@@ -45,8 +45,9 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         logger.info("worker on \(manifest.features.count) features, store \(stores.location)")
         let group = ServiceGroup(
-            configuration: .init(
-                services: stores.services + [runtime], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: ServeCommand.serviceGroup(
+                services: stores.services + [runtime], shutdownTimeout: manifest.server.shutdownTimeout,
+                logger: logger))
         try await group.run()
     }
 }

@@ -25,8 +25,8 @@ struct ResponseBodyTests {
                 stale: true),
         ] {
             let prediction = Prediction(key: withKey ? "user-\u{e9}" : nil, outputs: outputs, provenance: provenance)
-            let direct = FeatureRoutes<BasicRequestContext>.body(prediction, feature: "churn")
-            let general = FeatureRoutes<BasicRequestContext>.json(prediction, feature: "churn").serialized()
+            let direct = FeatureRoutes.body(prediction, feature: "churn")
+            let general = FeatureRoutes.json(prediction, feature: "churn").serialized()
             #expect(String(decoding: direct, as: UTF8.self) == String(decoding: general, as: UTF8.self))
         }
     }

@@ -1,6 +1,11 @@
 /// Parses and prints the durations used in manifests and requests: `250ms`, `2s`, `5m`, `6h`, `7d`,
 /// `1h30m`, `500us`; a bare `0` is zero. Fractions are allowed (`1.5s`).
 public enum DurationText {
+    /// The longest duration any text may name: 10,000 days (~27 years). Every duration from outside (manifest,
+    /// headers, bodies, query strings) is read through `parse`, so this bound is what keeps a client's number out
+    /// of an `Int64` nanosecond overflow (which traps) anywhere downstream.
+    public static let maximumSeconds: Double = 864_000_000
+
     private static let units: [(suffix: String, seconds: Double)] = [
         ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("w", 604_800),
     ]
@@ -23,8 +28,15 @@ public enum DurationText {
             total += value * unit.seconds
             parsedAny = true
         }
-        guard parsedAny, total.isFinite, total < 1e12 else { return nil }
+        guard parsedAny, total.isFinite, total <= maximumSeconds else { return nil }
         return .nanoseconds(Int64((total * 1e9).rounded()))
+    }
+
+    /// A duration of `seconds`, or `nil` when it is negative, not finite, or longer than `maximumSeconds` (a number
+    /// of seconds from a client, range-checked before it becomes nanoseconds).
+    public static func seconds(_ seconds: Double) -> Duration? {
+        guard seconds.isFinite, seconds >= 0, seconds <= maximumSeconds else { return nil }
+        return .nanoseconds(Int64((seconds * 1e9).rounded()))
     }
 
     /// Compact text for a duration (`250ms`, `2s`, `6h`).

@@ -208,6 +208,17 @@ public struct ServerSettings: Sendable, Equatable {
     public var jobWorkers: Int = 2
     /// Webhook signing, retries and allowed targets.
     public var webhooks = WebhookSettings()
+    /// A connection with nothing read or written for this long is closed: idle keep-alive connections, and a
+    /// request whose head or body stops arriving (default 30 s).
+    public var idleTimeout: Duration = .seconds(30)
+    /// Connections open at once; more are closed as they arrive (default 1,024).
+    public var maxConnections = 1024
+    /// How long a graceful shutdown (SIGTERM) may take before what is left is cancelled (default 30 s).
+    public var shutdownTimeout: Duration = .seconds(30)
+    /// Server-Sent Event streams (`GET /v1/jobs/{id}/events`) open at once, on the server and per token
+    /// (defaults 256 and 16).
+    public var maxStreams = 256
+    public var maxStreamsPerToken = 16
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 1 << 20, computeThreads: Int = 1,

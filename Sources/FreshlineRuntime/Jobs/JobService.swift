@@ -18,6 +18,8 @@ public final class JobService: Sendable {
     private let sweepInterval: Duration = .seconds(1)
     /// Delivers job events to webhooks, when a webhook store is configured.
     public let webhooks: WebhookDispatcher?
+    /// The event streams that follow jobs: one store poll per job, however many streams follow it.
+    public let followers: JobFollowers
     private let signals = Signals()
     private static let queueSignal = "queue"
 
@@ -26,9 +28,10 @@ public final class JobService: Sendable {
     init(
         servers: [String: FeatureServer], store: any JobStore, pool: ComputePool, metrics: ServingMetrics,
         logger: Logger, workers: Int, webhooks: WebhookDispatcher?,
-        idlePoll: Duration? = nil
+        idlePoll: Duration? = nil, maxStreams: Int = 256, maxStreamsPerCaller: Int = 16
     ) {
         self.webhooks = webhooks
+        followers = JobFollowers(store: store, perCaller: maxStreamsPerCaller, server: maxStreams)
         self.servers = servers
         self.store = store
         self.pool = pool
@@ -112,6 +115,7 @@ public final class JobService: Sendable {
     public func run() async {
         await withDiscardingTaskGroup { group in
             if let webhooks { group.addTask { await webhooks.run() } }
+            group.addTask { await self.followers.run() }
             for index in 0..<max(0, workers) {
                 group.addTask { await self.workLoop(owner: "\(RunOwner.current)/w\(index)") }
             }

@@ -147,6 +147,16 @@ private struct Reader {
         return value
     }
 
+    /// A duration above zero and at most `atMost` seconds.
+    mutating func positiveDuration(_ node: Node, _ keyPath: String, atMost seconds: Double) -> Duration? {
+        guard let text = node.string, let value = DurationText.parse(text), value > .zero, value.seconds <= seconds
+        else {
+            fail(node, keyPath, "must be a duration above 0 and at most \(DurationText.format(.seconds(seconds)))")
+            return nil
+        }
+        return value
+    }
+
     func json(_ node: Node) -> JSONScalarTree {
         switch node {
         case .scalar(let s):
@@ -703,7 +713,8 @@ private struct Reader {
         var s = ServerSettings()
         let allowed: Set<String> = [
             "host", "port", "max_body_bytes", "compute_threads", "request_log_sample_rate", "request_log_retention",
-            "job_workers", "webhooks",
+            "job_workers", "webhooks", "idle_timeout", "max_connections", "shutdown_timeout", "max_streams",
+            "max_streams_per_token",
         ]
         for (key, value) in entries(node, "server", allowed: allowed) ?? [] {
             let path = "server.\(key)"
@@ -717,6 +728,13 @@ private struct Reader {
             case "request_log_retention": s.requestLogRetention = duration(value, path) ?? s.requestLogRetention
             case "job_workers": s.jobWorkers = int(value, path, range: 0...256) ?? s.jobWorkers
             case "webhooks": s.webhooks = webhookSettings(value, path)
+            case "idle_timeout": s.idleTimeout = positiveDuration(value, path, atMost: 3600) ?? s.idleTimeout
+            case "max_connections": s.maxConnections = int(value, path, range: 1...1_000_000) ?? s.maxConnections
+            case "shutdown_timeout":
+                s.shutdownTimeout = positiveDuration(value, path, atMost: 3600) ?? s.shutdownTimeout
+            case "max_streams": s.maxStreams = int(value, path, range: 0...100_000) ?? s.maxStreams
+            case "max_streams_per_token":
+                s.maxStreamsPerToken = int(value, path, range: 0...100_000) ?? s.maxStreamsPerToken
             default: break
             }
         }

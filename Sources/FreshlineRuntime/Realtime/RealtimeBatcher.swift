@@ -167,11 +167,8 @@ final class RealtimeBatcher: Sendable {
                 do {
                     let row = try run([item])[0]
                     item.continuation.resume(returning: row)
-                } catch let error as EngineError where error.code == .invalidArgument || error.code == .invalidInput {
-                    item.continuation.resume(
-                        throwing: PredictionError(.badRequest, "the model cannot use this input: \(error.message)"))
                 } catch {
-                    item.continuation.resume(throwing: PredictionError(.modelFailed, "the model failed: \(error)"))
+                    item.continuation.resume(throwing: PredictionError(modelCall: error))
                 }
             }
         }

@@ -59,7 +59,7 @@ public final class FeatureServer: Sendable {
     /// the contract (`source: batch`); otherwise the section's `on_stale` and `cold_start` policies choose
     /// between computing now, the stale value (`source: fallback`, `stale: true`), the default, and an error.
     public func predict(_ request: PredictRequest) async throws -> Prediction {
-        let start = ContinuousClock.now
+        let start = request.arrival ?? ContinuousClock.now
         let arrivedAt = clock.now
         var source: PredictionSource?
         var outcome = "ok"

@@ -11,14 +11,19 @@ public struct PredictRequest: Sendable {
     public var maxStaleness: Duration?
     /// The caller's deadline override (defaults to the feature's latency budget).
     public var timeout: Duration?
+    /// When the request reached the server (the HTTP layer's arrival); the deadline counts from here. `nil`:
+    /// from when `FeatureServer.predict` is called.
+    public var arrival: ContinuousClock.Instant?
 
     public init(
-        key: String? = nil, inputs: [String: JSONValue], maxStaleness: Duration? = nil, timeout: Duration? = nil
+        key: String? = nil, inputs: [String: JSONValue], maxStaleness: Duration? = nil, timeout: Duration? = nil,
+        arrival: ContinuousClock.Instant? = nil
     ) {
         self.key = key
         self.inputs = inputs
         self.maxStaleness = maxStaleness
         self.timeout = timeout
+        self.arrival = arrival
     }
 }
 

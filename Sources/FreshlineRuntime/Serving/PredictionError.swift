@@ -1,3 +1,5 @@
+internal import FreshlineEngine
+
 /// Why a prediction could not be given. The HTTP layer maps each code to a status; messages name what the
 /// caller sent wrong and never include model internals.
 public struct PredictionError: Error, Sendable, CustomStringConvertible {
@@ -44,4 +46,22 @@ public struct PredictionError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(code): \(message)" }
+}
+
+extension PredictionError {
+    /// A model call's failure. Once the inputs have passed the model's checks (types, ranks, declared dimensions),
+    /// an argument, input, shape or size error during the call comes from the values the caller sent (an id outside
+    /// an embedding table, a shape tensor that does not fit): a 400 naming what the model could not use. Anything
+    /// else is the model's or the engine's fault.
+    public init(modelCall error: any Error) {
+        if let error = error as? PredictionError {
+            self = error
+        } else if let error = error as? EngineError,
+            [.invalidArgument, .invalidInput, .invalidShape, .tooLarge].contains(error.code)
+        {
+            self.init(.badRequest, "the model cannot use this input: \(error.message)")
+        } else {
+            self.init(.modelFailed, "the model failed: \(error)")
+        }
+    }
 }

@@ -90,7 +90,8 @@ public final class ServingRuntime: Service {
                 webhooks: webhookStore.map {
                     WebhookDispatcher(
                         store: $0, jobs: jobStore, settings: manifest.server.webhooks, metrics: metrics, logger: logger)
-                }, idlePoll: storeEvents == nil ? nil : .seconds(1))
+                }, idlePoll: storeEvents == nil ? nil : .seconds(1), maxStreams: manifest.server.maxStreams,
+                maxStreamsPerCaller: manifest.server.maxStreamsPerToken)
         }
         self.storeEvents = storeEvents
     }
@@ -119,6 +120,8 @@ public final class ServingRuntime: Service {
     /// Whether the runtime is accepting work (readiness).
     public var isReady: Bool { !shuttingDown.load() }
     private let shuttingDown = AtomicFlag()
+    /// Direct model calls (/v2) in flight, per model.
+    let directCalls = InFlightCounter()
 
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
@@ -186,23 +189,57 @@ final class AtomicFlag: Sendable {
 extension ServingRuntime {
     /// Runs a model directly (one call, no micro-batching) on the compute pool: the Open Inference Protocol path,
     /// where the caller sends whole batches.
-    public func infer(model name: String, feeds: [String: Tensor]) async throws -> [String: Value] {
+    ///
+    /// Admission: at most `directCallsPerThread` calls per compute thread are queued or running per model; more are
+    /// refused at once (`overloaded`, 503 with Retry-After) instead of queueing without bound. A call that reaches a
+    /// compute thread after its `deadline` is refused there (`overloaded`) without running the model.
+    public func infer(model name: String, feeds: [String: Tensor], deadline: ContinuousClock.Instant? = nil)
+        async throws -> [String: Value]
+    {
         guard let model = models[name]?.model else { throw PredictionError(.notFound, "no model named '\(name)'") }
         do {
             try model.validate(feeds)
         } catch let error as EngineError {
             throw PredictionError(.badRequest, error.message)
         }
+        let limit = Self.directCallsPerThread * manifest.server.computeThreads
+        guard directCalls.enter(name, limit: limit) else {
+            metrics.shed(feature: name)
+            throw PredictionError(
+                .overloaded, "model '\(name)' has \(limit) calls queued or running; try again shortly", retryAfter: 1)
+        }
+        defer { directCalls.leave(name) }
         return try await withCheckedThrowingContinuation { continuation in
             pool.submit {
-                do { continuation.resume(returning: try model.run(feeds)) } catch let error as EngineError {
+                if let deadline, ContinuousClock.now >= deadline {
                     continuation.resume(
                         throwing: PredictionError(
-                            error.code == .invalidInput ? .badRequest : .modelFailed, error.message))
-                } catch {
-                    continuation.resume(throwing: PredictionError(.modelFailed, "\(error)"))
+                            .overloaded, "the call could not start within its deadline", retryAfter: 1))
+                    return
+                }
+                do { continuation.resume(returning: try model.run(feeds)) } catch {
+                    continuation.resume(throwing: PredictionError(modelCall: error))
                 }
             }
         }
     }
+
+    /// Direct (/v2) calls a model may have queued or running per compute thread.
+    static let directCallsPerThread = 4
+}
+
+/// Counts calls in flight per name, with a limit checked on entry.
+final class InFlightCounter: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    /// Counts one more call for `name`, unless `limit` are in flight already.
+    func enter(_ name: String, limit: Int) -> Bool {
+        counts.withLock { counts in
+            guard counts[name, default: 0] < limit else { return false }
+            counts[name, default: 0] += 1
+            return true
+        }
+    }
+
+    func leave(_ name: String) { counts.withLock { $0[name, default: 1] -= 1 } }
 }
