@@ -186,7 +186,7 @@ struct JobRoutes {
         first: Job, updates: AsyncStream<Job>, heartbeat: Duration, write: (String) async throws -> Void,
         current: @Sendable () async -> Job?
     ) async throws {
-        try await write("retry: 1000\n\n" + event(first))
+        try await write("retry: 1000\n" + event(first))
         if first.state.isFinal { return }
         var last = first
         var lastWrite = ContinuousClock.now

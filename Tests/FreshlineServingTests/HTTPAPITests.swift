@@ -45,7 +45,7 @@ struct HTTPAPITests {
             try await client.execute(
                 uri: "/v1/features/churn/predict", method: .post, headers: Self.app, body: ByteBuffer(string: body)
             ) { response in
-                #expect(response.status == .ok)
+                #expect(response.status == .ok, "\(String(buffer: response.body))")
                 #expect(response.headers[.age] == "0")
                 let json = try Self.json(response.body)
                 #expect(json["source"] == .string("realtime"))

@@ -298,7 +298,7 @@ struct JobStreamTests {
             }
         }
         let text = await written.text
-        #expect(text.hasPrefix("retry: 1000\n\n"))
+        #expect(text.hasPrefix("retry: 1000\nid: "))
         #expect(text.contains(": heartbeat\n\n"))
         #expect(text.hasSuffix("\"state\":\"running\"}\n\n"), "\(text)")
     }
@@ -357,13 +357,19 @@ struct HTTPLimitTests {
         let app = FreshlineServer.application(
             runtime: runtime, registry: registry, host: "127.0.0.1", port: 0, logger: Logger(label: "test"),
             onServerRunning: { continuation.yield($0) })
+        // Stopped as `freshline serve` stops: a graceful shutdown of the service group (the HTTP server first).
+        let services = ServiceGroup(
+            configuration: .init(services: [runtime, app], logger: Logger(label: "test")))
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await runtime.run() }
-            group.addTask { try await app.run() }
+            group.addTask { try await services.run() }
             var iterator = ports.makeAsyncIterator()
             let port = try #require(await iterator.next() ?? nil)
-            try await body(port)
-            group.cancelAll()
+            do { try await body(port) } catch {
+                await services.triggerGracefulShutdown()
+                throw error
+            }
+            await services.triggerGracefulShutdown()
+            try await group.waitForAll()
         }
     }
 
@@ -374,8 +380,9 @@ struct HTTPLimitTests {
             try socket.send(
                 "POST /v1/features/churn/predict HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer app-secret\r\n"
                     + "Content-Type: application/json\r\nContent-Length: 2000000000\r\n\r\n{")
-            let answer = socket.receive(timeout: 5)
+            let answer = socket.receive(timeout: 15)
             #expect(answer.hasPrefix("HTTP/1.1 413"), "\(answer.prefix(200))")
+            socket.close()
         }
     }
 
@@ -392,7 +399,8 @@ struct HTTPLimitTests {
             #expect(waited < .seconds(8), "closed after \(waited)")
             let whole = try RawSocket(port: port)
             try whole.send("GET /healthz/live HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(whole.receive(timeout: 5).hasPrefix("HTTP/1.1 200"))
+            #expect(whole.receive(timeout: 15).hasPrefix("HTTP/1.1 200"))
+            whole.close()
         }
     }
 
@@ -403,7 +411,7 @@ struct HTTPLimitTests {
             var held = [try RawSocket(port: port), try RawSocket(port: port)]
             for socket in held {
                 try socket.send(request)
-                #expect(socket.receive(timeout: 5).hasPrefix("HTTP/1.1 200"))
+                #expect(socket.receive(timeout: 15).hasPrefix("HTTP/1.1 200"))
             }
             let third = try RawSocket(port: port)
             try? third.send(request)
@@ -413,8 +421,9 @@ struct HTTPLimitTests {
             try await Task.sleep(for: .milliseconds(200))
             let fourth = try RawSocket(port: port)
             try fourth.send(request)
-            #expect(fourth.receive(timeout: 5).hasPrefix("HTTP/1.1 200"))
-            _ = held
+            #expect(fourth.receive(timeout: 15).hasPrefix("HTTP/1.1 200"))
+            fourth.close()
+            for socket in held { socket.close() }
         }
     }
 }
