@@ -296,13 +296,21 @@ struct WebhookTests {
                     guard case .string(let id)? = try HTTPAPITests.json(response.body)["id"] else { return "" }
                     return id
                 }
-                // Two attempts answered 302 (the listeners may still be starting at the first attempt).
-                try await BatchServingTests.waitFor("two redirected attempts") {
-                    let attempts = try await store.deliveries(jobID: id).first?.attempts ?? []
-                    return attempts.filter { $0.status == 302 }.count >= 2
+                // Two answered attempts (the listeners may still be starting at the first), or an end.
+                try await BatchServingTests.waitFor("two answered attempts") {
+                    guard let log = try await store.deliveries(jobID: id).first else { return false }
+                    return log.delivery.state != .pending || log.attempts.filter { $0.status != nil }.count >= 2
                 }
+                #expect(
+                    try await store.deliveries(jobID: id).first?.attempts.compactMap(\.status).allSatisfy { $0 == 302 }
+                        == true)
                 #expect(hits.withLock { $0.target } >= 2)
                 #expect(hits.withLock { $0.other } == 0, "the redirect target was never contacted")
+                // The other listener is up and counting, so the zero above means something.
+                let direct = try await HTTPClient.shared.execute(
+                    HTTPClientRequest(url: "http://127.0.0.1:\(otherPort)/stolen"), timeout: .seconds(10))
+                #expect(direct.status == .ok)
+                #expect(hits.withLock { $0.other } == 1)
                 let log = try #require(try await store.deliveries(jobID: id).first)
                 #expect(log.delivery.state == .pending, "a redirect is a failed attempt, retried")
                 let redirected = try #require(log.attempts.first { $0.status == 302 })
@@ -344,11 +352,11 @@ struct WebhookTests {
             var request = HTTPClientRequest(url: "http://webhook.invalid:\(port)/hook")
             request.method = .POST
             let target = WebhookDispatcher.VettedTarget(host: "webhook.invalid", address: "127.0.0.1", isLiteral: false)
-            var status: Int?
-            try await BatchServingTests.waitFor("the receiver to answer") {
-                status = try? await WebhookDispatcher.post(request, to: target, timeout: .seconds(5))
-                return status != nil
+            try await BatchServingTests.waitFor("the receiver to listen") {
+                let probe = HTTPClientRequest(url: "http://127.0.0.1:\(port)/")
+                return (try? await HTTPClient.shared.execute(probe, timeout: .seconds(5))) != nil
             }
+            let status = try await WebhookDispatcher.post(request, to: target, timeout: .seconds(5))
             #expect(status == 204)
             #expect(hosts.withLock { $0.first } == "webhook.invalid:\(port)")
             group.cancelAll()
