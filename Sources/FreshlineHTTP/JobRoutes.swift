@@ -124,10 +124,12 @@ struct JobRoutes {
                             "type": .string(entry.delivery.eventType), "state": .string(entry.delivery.state.rawValue),
                             "attempts": .array(
                                 entry.attempts.map { a in
+                                    // Only the outcome and the status class: the exact status and the error text
+                                    // (kept in the store and the server log for operators) would let a submitter
+                                    // probe the server's network through its webhook target.
                                     .object([
                                         "attempt": .integer(Int64(a.attempt)), "at": .string(Timestamp.rfc3339(a.at)),
-                                        "status": a.status.map { .integer(Int64($0)) } ?? .null,
-                                        "error": a.error.map(JSONValue.string) ?? .null,
+                                        "outcome": .string(a.outcome), "status_class": .string(a.statusClass),
                                     ])
                                 }),
                         ])

@@ -1,16 +1,19 @@
+import AsyncHTTPClient
 import Foundation
 import FreshlineCore
 import FreshlineEngine
 import FreshlineHTTP
-import FreshlineRuntime
 import FreshlineStore
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOHTTP1
 import Prometheus
 import Synchronization
 import Testing
+
+@testable import FreshlineRuntime
 
 /// Webhooks for job events: signed like Stripe's, retried while the receiver is down, delivered once it is up,
 /// logged per job, redeliverable, and refused for targets outside the allow-list.
@@ -146,6 +149,18 @@ struct WebhookTests {
                 }
                 #expect(delivery["state"] == .string("delivered"))
                 #expect(attempts.count >= 3)
+                // The submitter sees each attempt's outcome and status class only: no exact status, no error text.
+                for case .object(let attempt) in attempts {
+                    #expect(Set(attempt.keys) == ["attempt", "at", "outcome", "status_class"], "\(attempt)")
+                }
+                #expect(attempts.first == Self.attempt(1, attempts.first, outcome: "failed", statusClass: "none"))
+                #expect(
+                    attempts.last
+                        == Self.attempt(attempts.count, attempts.last, outcome: "delivered", statusClass: "2xx"))
+                // Operators keep the full story in the store.
+                let stored = try #require(try await store.deliveries(jobID: id).first?.attempts)
+                #expect(stored.first?.status == nil && stored.first?.error != nil)
+                #expect(stored.last?.status == 200 && stored.last?.error == nil)
 
                 // Redelivery: the same event id again.
                 try await client.execute(uri: "/v1/jobs/\(id)/webhook/redeliver", method: .post) { response in
@@ -158,6 +173,9 @@ struct WebhookTests {
                 // Targets outside the allow-list are refused at submission.
                 for target in [
                     "http://10.1.2.3/h", "http://169.254.169.254/latest", "http://192.168.0.5/h", "ftp://x/y",
+                    "http://[::ffff:169.254.169.254]/latest", "http://[64:ff9b::a9fe:a9fe]/latest",
+                    "http://[::127.0.0.1]/h", "http://[2002:7f00:1::]/h", "http://[::ffff:0:7f00:1]/h",
+                    "http://[fec0::1]/h", "http://198.18.0.1/h", "http://192.0.0.8/h",
                 ] {
                     let status = try await client.execute(
                         uri: "/v1/features/report/jobs", method: .post, headers: [.contentType: "application/json"],
@@ -170,27 +188,8 @@ struct WebhookTests {
         }
     }
 
-    @Test("the allow-list: loopback, private, link-local and reserved addresses are refused by default")
-    func allowList() {
-        let strict = WebhookSettings()
-        #expect(strict.problem(address: [127, 0, 0, 1]) == "a loopback address")
-        #expect(strict.problem(address: [10, 0, 0, 1]) == "a private address")
-        #expect(strict.problem(address: [172, 16, 0, 1]) == "a private address")
-        #expect(strict.problem(address: [172, 32, 0, 1]) == nil)
-        #expect(strict.problem(address: [192, 168, 1, 1]) == "a private address")
-        #expect(strict.problem(address: [169, 254, 169, 254]) == "a link-local address")
-        #expect(strict.problem(address: [0, 0, 0, 0]) != nil)
-        #expect(strict.problem(address: [224, 0, 0, 1]) != nil)
-        #expect(strict.problem(address: [93, 184, 216, 34]) == nil)
-        #expect(strict.problem(address: Array(repeating: 0, count: 15) + [1]) == "a loopback address")
-        #expect(strict.problem(address: [0xfe, 0x80] + Array(repeating: 0, count: 14)) == "a link-local address")
-        #expect(strict.problem(address: [0xfd, 0x00] + Array(repeating: 0, count: 14)) != nil)
-        #expect(strict.problem(address: Array(repeating: 0, count: 10) + [0xff, 0xff, 10, 0, 0, 1]) != nil)
-        #expect(strict.problem(address: [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 12)) == nil)
-        let local = WebhookSettings(allowLoopback: true)
-        #expect(local.problem(address: [127, 0, 0, 1]) == nil)
-        #expect(local.problem(address: [10, 0, 0, 1]) != nil)
-        // Retries stop at the end of the window.
+    @Test("retries stop at the end of the window")
+    func retryWindow() {
         let settings = WebhookSettings(retryWindow: .seconds(10), backoffBase: .seconds(1), backoffMax: .seconds(4))
         #expect(settings.nextAttempt(after: 1, now: 100, createdAt: 100) == 101)
         #expect(settings.nextAttempt(after: 3, now: 105, createdAt: 100) == 109)
@@ -214,5 +213,175 @@ struct WebhookTests {
                     key: [UInt8](repeating: 0xaa, count: 131),
                     message: Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)))
                 == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+    }
+
+    /// The attempt as the submitter should see it: `actual`'s own `at`, the given number, outcome and class.
+    static func attempt(_ number: Int, _ actual: JSONValue?, outcome: String, statusClass: String) -> JSONValue {
+        guard case .object(let object)? = actual else { return .null }
+        return .object([
+            "attempt": .integer(Int64(number)), "at": object["at"] ?? .null, "outcome": .string(outcome),
+            "status_class": .string(statusClass),
+        ])
+    }
+
+    /// A runtime with one async feature and webhooks to loopback allowed, on a fresh SQLite store.
+    static func runtime(backoff: String) throws -> (ServingRuntime, SQLiteStore, PrometheusCollectorRegistry) {
+        setenv("FRESHLINE_TEST_WEBHOOK_SECRET", Self.secret, 1)
+        let path = try TestManifest.write(
+            """
+            version: 1
+            models:
+              gbdt: ZOO/gbc_binary.onnx
+            features:
+              report:
+                model: gbdt
+                pattern: async
+            server:
+              webhooks:
+                secret_env: FRESHLINE_TEST_WEBHOOK_SECRET
+                allow_loopback: true
+                backoff: \(backoff)
+                max_backoff: \(backoff)
+                retry_window: 5m
+                timeout: 10s
+            """)
+        let store = try SQLiteStore(
+            path: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("state.sqlite").path)
+        let registry = PrometheusCollectorRegistry()
+        let runtime = try ServingRuntime(
+            manifest: try ManifestLoader.load(path: path),
+            metricsFactory: PrometheusMetricsFactory(registry: registry), requestLogStore: nil, jobStore: store,
+            jobWorkers: 1, webhookStore: store, logger: Logger(label: "test"))
+        return (runtime, store, registry)
+    }
+
+    @Test("a target answering 302 to another listener: the redirect is not followed and the attempt fails as 3xx")
+    func redirectNotFollowed() async throws {
+        let (runtime, store, registry) = try Self.runtime(backoff: "200ms")
+        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
+        let (targetPort, otherPort) = (try Self.freePort(), try Self.freePort())
+        let hits = Mutex<(target: Int, other: Int)>((0, 0))
+
+        // The allowed target redirects; the other listener stands for what the redirect points at (169.254.169.254
+        // in an attack) and counts every request it gets, whatever the method or path.
+        let targetRouter = Router()
+        targetRouter.post("/hook") { _, _ -> Response in
+            hits.withLock { $0.target += 1 }
+            return Response(status: .found, headers: [.location: "http://127.0.0.1:\(otherPort)/stolen"])
+        }
+        let otherRouter = Router()
+        for method in [HTTPRequest.Method.get, .post, .put, .head] {
+            otherRouter.on("**", method: method) { _, _ -> HTTPResponse.Status in
+                hits.withLock { $0.other += 1 }
+                return .ok
+            }
+        }
+        let target = Application(
+            router: targetRouter, configuration: .init(address: .hostname("127.0.0.1", port: targetPort)))
+        let other = Application(
+            router: otherRouter, configuration: .init(address: .hostname("127.0.0.1", port: otherPort)))
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await runtime.run() }
+            group.addTask { try await target.runService() }
+            group.addTask { try await other.runService() }
+            try await app.test(.router) { client in
+                let x = "[0.5,-1.2,0.3,2.0,0.0,1.1,-0.4,0.9,0.2,-2.2,1.5,0.7,-0.1,0.05,1.9,-0.6]"
+                let body =
+                    #"{"key": "a", "inputs": {"X": \#(x)}, "webhook_url": "http://127.0.0.1:\#(targetPort)/hook"}"#
+                let id = try await client.execute(
+                    uri: "/v1/features/report/jobs", method: .post, headers: [.contentType: "application/json"],
+                    body: ByteBuffer(string: body)
+                ) { response -> String in
+                    guard case .string(let id)? = try HTTPAPITests.json(response.body)["id"] else { return "" }
+                    return id
+                }
+                // Two answered attempts (the listeners may still be starting at the first), or an end.
+                try await BatchServingTests.waitFor("two answered attempts") {
+                    guard let log = try await store.deliveries(jobID: id).first else { return false }
+                    return log.delivery.state != .pending || log.attempts.filter { $0.status != nil }.count >= 2
+                }
+                #expect(
+                    try await store.deliveries(jobID: id).first?.attempts.compactMap(\.status).allSatisfy { $0 == 302 }
+                        == true)
+                #expect(hits.withLock { $0.target } >= 2)
+                #expect(hits.withLock { $0.other } == 0, "the redirect target was never contacted")
+                // The other listener is up and counting, so the zero above means something.
+                let direct = try await HTTPClient.shared.execute(
+                    HTTPClientRequest(url: "http://127.0.0.1:\(otherPort)/stolen"), timeout: .seconds(10))
+                #expect(direct.status == .ok)
+                #expect(hits.withLock { $0.other } == 1)
+                let log = try #require(try await store.deliveries(jobID: id).first)
+                #expect(log.delivery.state == .pending, "a redirect is a failed attempt, retried")
+                let redirected = try #require(log.attempts.first { $0.status == 302 })
+                #expect(redirected.error?.contains("302") == true)
+
+                let job = try await client.execute(uri: "/v1/jobs/\(id)", method: .get) {
+                    try HTTPAPITests.json($0.body)
+                }
+                guard case .object(let webhook)? = job["webhook"], case .array(let deliveries)? = webhook["deliveries"],
+                    case .object(let delivery)? = deliveries.first, case .array(let attempts)? = delivery["attempts"]
+                else {
+                    Issue.record("no delivery log: \(job)")
+                    return
+                }
+                let shown = try #require(
+                    attempts.first(where: {
+                        $0 == Self.attempt(redirected.attempt, $0, outcome: "failed", statusClass: "3xx")
+                    }))
+                guard case .object(let fields) = shown else { return }
+                #expect(Set(fields.keys) == ["attempt", "at", "outcome", "status_class"])
+            }
+            group.cancelAll()
+        }
+    }
+
+    @Test("an attempt connects to the vetted address, with the URL's host in the Host header")
+    func connectsToVettedAddress() async throws {
+        let port = try Self.freePort()
+        let hosts = Mutex<[String]>([])
+        let router = Router()
+        router.post("/hook") { request, _ -> HTTPResponse.Status in
+            hosts.withLock { $0.append(request.head.authority ?? "") }
+            return .noContent
+        }
+        let receiver = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await receiver.runService() }
+            // `.invalid` never resolves (RFC 6761): the request can only arrive through the vetted address.
+            var request = HTTPClientRequest(url: "http://webhook.invalid:\(port)/hook")
+            request.method = .POST
+            let target = WebhookDispatcher.VettedTarget(host: "webhook.invalid", address: "127.0.0.1", isLiteral: false)
+            try await BatchServingTests.waitFor("the receiver to listen") {
+                let probe = HTTPClientRequest(url: "http://127.0.0.1:\(port)/")
+                return (try? await HTTPClient.shared.execute(probe, timeout: .seconds(5))) != nil
+            }
+            let status = try await WebhookDispatcher.post(request, to: target, timeout: .seconds(5))
+            #expect(status == 204)
+            #expect(hosts.withLock { $0.first } == "webhook.invalid:\(port)")
+            group.cancelAll()
+        }
+    }
+
+    @Test("vetting hands over a checked address of the name; a literal is its own address")
+    func vetting() async throws {
+        let (runtime, _, _) = try Self.runtime(backoff: "1s")
+        let dispatcher = try #require(runtime.jobs?.webhooks)
+        guard case .allowed(let named) = dispatcher.vet("http://localhost:8080/hook") else {
+            Issue.record("localhost is allowed with allow_loopback")
+            return
+        }
+        #expect(named.host == "localhost" && !named.isLiteral)
+        #expect(["127.0.0.1", "0:0:0:0:0:0:0:1"].contains(named.address), "\(named.address)")
+        guard case .allowed(let literal) = dispatcher.vet("https://[::1]/hook") else {
+            Issue.record("::1 is allowed with allow_loopback")
+            return
+        }
+        #expect(literal == .init(host: "::1", address: "0:0:0:0:0:0:0:1", isLiteral: true))
+        guard case .refused(let problem) = dispatcher.vet("http://[64:ff9b::a9fe:a9fe]/latest") else {
+            Issue.record("NAT64 of 169.254.169.254 is refused")
+            return
+        }
+        #expect(problem.contains("link-local"))
     }
 }

@@ -66,7 +66,9 @@ public struct WebhookSettings: Sendable, Equatable {
     public var secret: String?
     /// Whether loopback targets (127.0.0.0/8, ::1) are allowed (default `false`; tests and local setups).
     public var allowLoopback: Bool
-    /// Whether private and link-local targets are allowed (default `false`).
+    /// Whether private (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7, fec0::/10) and link-local (169.254/16,
+    /// fe80::/10) targets are allowed (default `false`). Other special-purpose addresses are always refused
+    /// (`WebhookAddressPolicy`).
     public var allowPrivate: Bool
     /// How long a delivery is retried from its first attempt (default 24 h).
     public var retryWindow: Duration
@@ -99,33 +101,29 @@ public struct WebhookSettings: Sendable, Equatable {
         return next <= createdAt + retryWindow.seconds ? next : nil
     }
 
+    /// The address policy these settings describe.
+    public var addressPolicy: WebhookAddressPolicy {
+        WebhookAddressPolicy(allowLoopback: allowLoopback, allowPrivate: allowPrivate)
+    }
+
     /// Why an address may not be a webhook target (`nil`: allowed). `address` is 4 (IPv4) or 16 (IPv6) bytes.
     public func problem(address: [UInt8]) -> String? {
-        var v4: [UInt8]?
-        if address.count == 4 {
-            v4 = address
-        } else if address.count == 16, address[0..<10].allSatisfy({ $0 == 0 }), address[10] == 0xff,
-            address[11] == 0xff
-        {
-            v4 = Array(address[12..<16])  // IPv4-mapped
-        }
-        if let a = v4 {
-            if a[0] == 127 { return allowLoopback ? nil : "a loopback address" }
-            if a[0] == 0 || a[0] >= 224 { return "an unroutable, multicast or reserved address" }
-            if a[0] == 169 && a[1] == 254 { return allowPrivate ? nil : "a link-local address" }
-            let isPrivate =
-                a[0] == 10 || (a[0] == 172 && (16...31).contains(a[1])) || (a[0] == 192 && a[1] == 168)
-                || (a[0] == 100 && (64...127).contains(a[1]))
-            return isPrivate && !allowPrivate ? "a private address" : nil
-        }
-        guard address.count == 16 else { return "not an IP address" }
-        if address[0..<15].allSatisfy({ $0 == 0 }) {
-            return address[15] == 1 ? (allowLoopback ? nil : "a loopback address") : "an unspecified address"
-        }
-        if address[0] == 0xff { return "a multicast address" }
-        if address[0] == 0xfe && (address[1] & 0xc0) == 0x80 { return allowPrivate ? nil : "a link-local address" }
-        if (address[0] & 0xfe) == 0xfc { return allowPrivate ? nil : "a private (unique local) address" }
-        return nil
+        addressPolicy.refusal(address: address)?.description
+    }
+}
+
+extension WebhookAttempt {
+    /// What the job's submitter is shown of an attempt: `delivered` or `failed`. The full error stays with operators
+    /// (server log and store), since it can describe the network the server sits in.
+    public var outcome: String {
+        error == nil && status.map { (200..<300).contains($0) } == true ? "delivered" : "failed"
+    }
+
+    /// The answer's status class (`2xx`, `3xx`, `4xx`, `5xx`; `1xx` or `6xx`… for odd answers), or `none` when no
+    /// HTTP answer came (refused target, connection or TLS failure, timeout).
+    public var statusClass: String {
+        guard let status, (100...999).contains(status) else { return "none" }
+        return "\(status / 100)xx"
     }
 }
 
