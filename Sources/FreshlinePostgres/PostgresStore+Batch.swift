@@ -256,9 +256,9 @@ extension PostgresStore: BatchStore {
         }
     }
 
-    public func completeRange(runID: String, index: Int, owner: String, at: Double, retention: Int) async throws
-        -> RangeCompletion
-    {
+    public func completeRange(
+        runID: String, index: Int, owner: String, at: Double, retention: Int, policy: PublishPolicy
+    ) async throws -> RangeCompletion {
         let completion = try await transaction { tx -> RangeCompletion in
             let holder = try await Self.lockRange(tx, runID: runID, index: index)
             // Locking the run serialises the completions of its last ranges: each counts the open ranges after the
@@ -279,7 +279,7 @@ extension PostgresStore: BatchStore {
                 "SELECT COUNT(*) FROM run_ranges WHERE run_id = \(runID) AND state <> 'done'"
             ).one().decode(Int.self)
             if open > 0 { return .remaining(open) }
-            return .published(try await Self.publish(tx, run: run, at: at))
+            return try await Self.publish(tx, run: run, at: at, policy: policy)
         }
         if case .published(let info) = completion {
             try await transaction { tx in try await Self.applyRetention(tx, feature: info.feature, retention: retention)
@@ -297,12 +297,19 @@ extension PostgresStore: BatchStore {
             guard let run = try await Self.fetchRun(tx, id: id, forUpdate: true) else {
                 throw BatchStoreError.unknownRun(id)
             }
-            try await tx.rows(
-                "UPDATE runs SET state = \(state.rawValue), error = \(error), finished_at = \(at) WHERE id = \(id)")
-            try await tx.rows(
-                "UPDATE snapshots SET state = 'abandoned' WHERE id = \(run.snapshotID) AND state = 'building'")
-            try await tx.rows("DELETE FROM snapshot_chunks WHERE snapshot_id = \(run.snapshotID)")
+            try await Self.end(tx, run: run, state: state, error: error, at: at)
         }
+    }
+
+    /// Ends `run` without publishing: its state and error recorded, its snapshot abandoned and its rows deleted.
+    private static func end(_ tx: Transaction, run: BatchRun, state: BatchRun.State, error: String, at: Double)
+        async throws
+    {
+        try await tx.rows(
+            "UPDATE runs SET state = \(state.rawValue), error = \(error), finished_at = \(at) WHERE id = \(run.id)")
+        try await tx.rows(
+            "UPDATE snapshots SET state = 'abandoned' WHERE id = \(run.snapshotID) AND state = 'building'")
+        try await tx.rows("DELETE FROM snapshot_chunks WHERE snapshot_id = \(run.snapshotID)")
     }
 
     public func run(id: String) async throws -> BatchRun? {
@@ -358,8 +365,11 @@ extension PostgresStore: BatchStore {
 
     // MARK: Publishing
 
-    /// Publishes `run`'s snapshot (the previous one retires), marks the run succeeded and tells listeners.
-    private static func publish(_ tx: Transaction, run: BatchRun, at: Double) async throws -> SnapshotInfo {
+    /// Publishes `run`'s snapshot (the previous one retires), marks the run succeeded and tells listeners; or, when
+    /// `policy` refuses the run, ends it failed and leaves the published snapshot as it was.
+    private static func publish(_ tx: Transaction, run: BatchRun, at: Double, policy: PublishPolicy) async throws
+        -> RangeCompletion
+    {
         // Two runs of one feature publishing at once (one taken for dead but still alive) take turns, so the second
         // retires the first's snapshot instead of colliding with it on the one-published index.
         try await tx.lock("publish", run.feature)
@@ -371,6 +381,24 @@ extension PostgresStore: BatchStore {
             guard blob.withUnsafeReadableBytes({ keys.add(encodedKeys: $0) }) else {
                 throw PostgresStoreError.corruptChunk
             }
+        }
+        let previous = try await tx.rows(
+            "SELECT * FROM snapshots WHERE feature = \(run.feature) AND state = 'published'"
+        ).first.map(snapshot(from:))
+        let firstFailure = try await tx.rows(
+            """
+            SELECT ordinal, location, key, reason FROM run_failures WHERE run_id = \(run.id)
+            ORDER BY ordinal LIMIT 1
+            """
+        ).first.map { row in
+            let (ordinal, location, key, reason) = try row.decode((Int, String, String?, String).self)
+            return RowFailure(ordinal: ordinal, location: location, key: key, reason: reason)
+        }
+        if let reason = policy.refusal(
+            run: run, keyCount: keys.distinctCount(), previous: previous, firstFailure: firstFailure)
+        {
+            try await end(tx, run: run, state: .failed, error: reason, at: at)
+            return .refused(reason)
         }
         try await tx.rows(
             "UPDATE snapshots SET state = 'retired' WHERE feature = \(run.feature) AND state = 'published'")
@@ -386,7 +414,7 @@ extension PostgresStore: BatchStore {
         try await tx.rows(
             "UPDATE runs SET state = 'succeeded', finished_at = \(at), heartbeat_at = \(at) WHERE id = \(run.id)")
         try await tx.notify(.snapshotPublished(feature: run.feature))
-        return try snapshot(from: published)
+        return .published(try snapshot(from: published))
     }
 
     /// Keeps the newest `retention` published or retired snapshots of `feature`; drops the rest (their chunks go

@@ -329,9 +329,9 @@ extension SQLiteStore: BatchStore {
         }
     }
 
-    public func completeRange(runID: String, index: Int, owner: String, at: Double, retention: Int) async throws
-        -> RangeCompletion
-    {
+    public func completeRange(
+        runID: String, index: Int, owner: String, at: Double, retention: Int, policy: PublishPolicy
+    ) async throws -> RangeCompletion {
         let completion = try await writer.write { db -> RangeCompletion in
             guard let run = try Self.fetchRun(db, id: runID) else { throw BatchStoreError.unknownRun(runID) }
             guard run.state == .running else { throw BatchStoreError.runNotRunning(runID) }
@@ -345,7 +345,7 @@ extension SQLiteStore: BatchStore {
                     db, sql: "SELECT COUNT(*) FROM run_ranges WHERE run_id = ? AND state <> 'done'",
                     arguments: [runID]) ?? 0
             if open > 0 { return .remaining(open) }
-            return .published(try Self.publish(db, run: run, at: at))
+            return try Self.publish(db, run: run, at: at, policy: policy)
         }
         if case .published(let info) = completion {
             try await writer.write { db in try Self.applyRetention(db, feature: info.feature, retention: retention) }
@@ -357,14 +357,31 @@ extension SQLiteStore: BatchStore {
         try await writer.read { db in try Self.fetchRanges(db, runID: runID) }
     }
 
-    /// Publishes `run`'s snapshot (the previous one retires) and marks the run succeeded.
-    private static func publish(_ db: Database, run: BatchRun, at: Double) throws -> SnapshotInfo {
+    /// Publishes `run`'s snapshot (the previous one retires) and marks the run succeeded; or, when `policy` refuses
+    /// the run, ends it failed and leaves the published snapshot as it was.
+    private static func publish(_ db: Database, run: BatchRun, at: Double, policy: PublishPolicy) throws
+        -> RangeCompletion
+    {
         // Count distinct keys over every chunk (later chunks may repeat keys).
         var keys = DistinctKeyCounter(expected: run.rowsWritten)
         let blobs = try Data.fetchAll(
             db, sql: "SELECT keys FROM snapshot_chunks WHERE snapshot_id = ?", arguments: [run.snapshotID])
         for blob in blobs {
             guard blob.withUnsafeBytes({ keys.add(encodedKeys: $0) }) else { throw ChunkCodec.CorruptChunk() }
+        }
+        let previous = try Row.fetchOne(
+            db, sql: "SELECT * FROM snapshots WHERE feature = ? AND state = 'published'", arguments: [run.feature]
+        ).map(snapshot(from:))
+        let firstFailure = try Row.fetchOne(
+            db, sql: "SELECT * FROM run_failures WHERE run_id = ? ORDER BY ordinal LIMIT 1", arguments: [run.id]
+        ).map { row in
+            RowFailure(ordinal: row["ordinal"], location: row["location"], key: row["key"], reason: row["reason"])
+        }
+        if let reason = policy.refusal(
+            run: run, keyCount: keys.distinctCount(), previous: previous, firstFailure: firstFailure)
+        {
+            try end(db, run: run, state: .failed, error: reason, at: at)
+            return .refused(reason)
         }
         try db.execute(
             sql: "UPDATE snapshots SET state = 'retired' WHERE feature = ? AND state = 'published'",
@@ -380,7 +397,7 @@ extension SQLiteStore: BatchStore {
             sql: "UPDATE runs SET state = 'succeeded', finished_at = ?, heartbeat_at = ? WHERE id = ?",
             arguments: [at, at, run.id])
         guard let info = try fetchSnapshot(db, id: run.snapshotID) else { throw BatchStoreError.unknownRun(run.id) }
-        return info
+        return .published(info)
     }
 
     /// Keeps the newest `retention` published or retired snapshots of `feature`; drops the rest and their rows.
@@ -408,14 +425,19 @@ extension SQLiteStore: BatchStore {
     public func endRun(id: String, state: BatchRun.State, error: String, at: Double) async throws {
         try await writer.write { db in
             guard let run = try Self.fetchRun(db, id: id) else { throw BatchStoreError.unknownRun(id) }
-            try db.execute(
-                sql: "UPDATE runs SET state = ?, error = ?, finished_at = ? WHERE id = ?",
-                arguments: [state.rawValue, error, at, id])
-            try db.execute(
-                sql: "UPDATE snapshots SET state = 'abandoned' WHERE id = ? AND state = 'building'",
-                arguments: [run.snapshotID])
-            try db.execute(sql: "DELETE FROM snapshot_chunks WHERE snapshot_id = ?", arguments: [run.snapshotID])
+            try Self.end(db, run: run, state: state, error: error, at: at)
         }
+    }
+
+    /// Ends `run` without publishing: its state and error recorded, its snapshot abandoned and its rows deleted.
+    private static func end(_ db: Database, run: BatchRun, state: BatchRun.State, error: String, at: Double) throws {
+        try db.execute(
+            sql: "UPDATE runs SET state = ?, error = ?, finished_at = ? WHERE id = ?",
+            arguments: [state.rawValue, error, at, run.id])
+        try db.execute(
+            sql: "UPDATE snapshots SET state = 'abandoned' WHERE id = ? AND state = 'building'",
+            arguments: [run.snapshotID])
+        try db.execute(sql: "DELETE FROM snapshot_chunks WHERE snapshot_id = ?", arguments: [run.snapshotID])
     }
 
     public func run(id: String) async throws -> BatchRun? {

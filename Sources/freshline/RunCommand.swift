@@ -123,6 +123,10 @@ struct BatchCLI: Sendable {
         let snapshot: SnapshotInfo
         do {
             snapshot = try await runner.execute(run) { report in progress.update(report) }
+        } catch let failed as BatchRunFailed {
+            // The reason says what failed (rows over `max_failed_share`, an empty run) and that nothing was published.
+            progress.finish()
+            throw CLIError("run \(run.id) failed: \(failed.reason)")
         } catch {
             progress.finish()
             throw CLIError("run \(run.id) failed: \(error)")

@@ -71,7 +71,7 @@ struct BatchStoreTests {
     {
         try await holdRange(store, run, at: time)
         let completion = try await store.completeRange(
-            runID: run.id, index: 0, owner: worker, at: time, retention: retention)
+            runID: run.id, index: 0, owner: worker, at: time, retention: retention, policy: .unguarded)
         guard case .published(let info) = completion else {
             Issue.record("completing the only range did not publish: \(completion)")
             throw BatchStoreError.runNotRunning(run.id)
@@ -446,7 +446,8 @@ struct BatchStoreTests {
         let fixture = try await StoreFixture.make(kind)
         let store = fixture.batch
         await #expect(throws: BatchStoreError.unknownRun("run_nope")) {
-            _ = try await store.completeRange(runID: "run_nope", index: 0, owner: Self.worker, at: 1, retention: 3)
+            _ = try await store.completeRange(
+                runID: "run_nope", index: 0, owner: Self.worker, at: 1, retention: 3, policy: .unguarded)
         }
         await #expect(throws: BatchStoreError.unknownRun("run_nope")) {
             try await store.endRun(id: "run_nope", state: .failed, error: "x", at: 1)
@@ -477,7 +478,8 @@ struct BatchStoreTests {
         // back over a newer one.
         let (_, v3) = try await Self.complete(store, "run_3", at: 3000, chunks: [["d"]])
         #expect(try await store.publishedSnapshot(feature: Self.feature)?.id == v3.id)
-        _ = try? await store.completeRange(runID: "run_1", index: 0, owner: Self.worker, at: 3100, retention: 3)
+        _ = try? await store.completeRange(
+            runID: "run_1", index: 0, owner: Self.worker, at: 3100, retention: 3, policy: .unguarded)
         let afterReplay = try await store.publishedSnapshot(feature: Self.feature)
         #expect(
             afterReplay?.id == v3.id, "served snapshot after publishing run_1 again: \(String(describing: afterReplay))"
@@ -772,7 +774,8 @@ struct BatchStoreTests {
                     rangeRowsDone: 2, rowsRead: 1, rowsWritten: 1, rowsFailed: 0, busySeconds: 1, at: 1043))
         }
         await #expect(throws: BatchStoreError.rangeLost(runID: run.id, index: 0)) {
-            _ = try await store.completeRange(runID: run.id, index: 0, owner: "slow", at: 1044, retention: 3)
+            _ = try await store.completeRange(
+                runID: run.id, index: 0, owner: "slow", at: 1044, retention: 3, policy: .unguarded)
         }
         // The refused write left nothing behind.
         #expect(try await store.chunks(snapshotID: run.snapshotID).flatMap(\.keys) == ["a"])
@@ -783,7 +786,8 @@ struct BatchStoreTests {
             failures: [],
             progress: RangeProgress(
                 rangeRowsDone: 4, rowsRead: 3, rowsWritten: 3, rowsFailed: 0, busySeconds: 1, at: 1045))
-        let completion = try await store.completeRange(runID: run.id, index: 0, owner: "fast", at: 1046, retention: 3)
+        let completion = try await store.completeRange(
+            runID: run.id, index: 0, owner: "fast", at: 1046, retention: 3, policy: .unguarded)
         guard case .published(let info) = completion else {
             Issue.record("not published: \(completion)")
             return
@@ -827,13 +831,16 @@ struct BatchStoreTests {
                     rangeRowsDone: 2, rowsRead: 2, rowsWritten: 2, rowsFailed: 0, busySeconds: 1, at: 1002))
         }
         #expect(
-            try await store.completeRange(runID: run.id, index: 2, owner: "w2", at: 1003, retention: 3) == .remaining(2)
+            try await store.completeRange(
+                runID: run.id, index: 2, owner: "w2", at: 1003, retention: 3, policy: .unguarded) == .remaining(2)
         )
         #expect(
-            try await store.completeRange(runID: run.id, index: 0, owner: "w0", at: 1004, retention: 3) == .remaining(1)
+            try await store.completeRange(
+                runID: run.id, index: 0, owner: "w0", at: 1004, retention: 3, policy: .unguarded) == .remaining(1)
         )
         #expect(try await store.publishedSnapshot(feature: Self.feature) == nil)
-        let completion = try await store.completeRange(runID: run.id, index: 1, owner: "w1", at: 1005, retention: 3)
+        let completion = try await store.completeRange(
+            runID: run.id, index: 1, owner: "w1", at: 1005, retention: 3, policy: .unguarded)
         guard case .published(let info) = completion else {
             Issue.record("not published: \(completion)")
             return
@@ -847,7 +854,8 @@ struct BatchStoreTests {
         #expect(try await store.run(id: run.id)?.state == .succeeded)
         // Completing again is refused: the run has ended.
         await #expect(throws: BatchStoreError.self) {
-            _ = try await store.completeRange(runID: run.id, index: 1, owner: "w1", at: 1006, retention: 3)
+            _ = try await store.completeRange(
+                runID: run.id, index: 1, owner: "w1", at: 1006, retention: 3, policy: .unguarded)
         }
         #expect(
             try await store.snapshots(feature: Self.feature, limit: 10).filter { $0.state == .published }.count == 1)
@@ -883,7 +891,8 @@ struct BatchStoreTests {
                                 rangeRowsDone: keys.count, rowsRead: keys.count, rowsWritten: keys.count, rowsFailed: 0,
                                 busySeconds: 0.01, at: 1002))
                         let completion = try await store.completeRange(
-                            runID: run.id, index: lease.range.index, owner: "w\(worker)", at: 1003, retention: 3)
+                            runID: run.id, index: lease.range.index, owner: "w\(worker)", at: 1003, retention: 3,
+                            policy: .unguarded)
                         ranges += 1
                         if case .published = completion { published += 1 }
                     }
@@ -943,7 +952,7 @@ struct BatchStoreTests {
         #expect(lease.run.resumes == 1)
         #expect(try await reopened.chunks(snapshotID: lease.run.snapshotID).flatMap(\.keys) == ["c"])
         let completion = try await reopened.completeRange(
-            runID: "run_2", index: 0, owner: "host-b:1", at: 3002, retention: 3)
+            runID: "run_2", index: 0, owner: "host-b:1", at: 3002, retention: 3, policy: .unguarded)
         guard case .published(let v2) = completion else {
             Issue.record("not published: \(completion)")
             return

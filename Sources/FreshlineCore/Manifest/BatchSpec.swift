@@ -78,6 +78,13 @@ public struct BatchSpec: Sendable, Equatable {
     public var threads: Int
     /// Source rows per range, the unit several workers share (default: whole chunks, about 16 ranges per run).
     public var rangeRows: Int?
+    /// The largest share of a run's rows that may fail before the run is refused instead of published (0…1,
+    /// default `PublishPolicy.defaultMaxFailedShare`).
+    public var maxFailedShare: Double = PublishPolicy.defaultMaxFailedShare
+    /// Whether a run with no keys may replace a snapshot that has some (default `false`).
+    public var allowEmpty = false
+    /// Where each entry of `columns` is written, for problems about one input's mapping.
+    public var columnLocations: [String: SourceLocation] = [:]
     /// Where the section starts in the manifest.
     public var location: SourceLocation
 
@@ -99,6 +106,9 @@ public struct BatchSpec: Sendable, Equatable {
         self.threads = threads
         self.location = location
     }
+
+    /// When a finished run may replace the published snapshot.
+    public var publishPolicy: PublishPolicy { PublishPolicy(maxFailedShare: maxFailedShare, allowEmpty: allowEmpty) }
 
     /// The column mapping for one model input (its own name when none is configured).
     public func mapping(forInput name: String) -> ColumnMapping { columns[name] ?? .column(name) }

@@ -314,11 +314,13 @@ public protocol BatchStore: Sendable {
         runID: String, index: Int, owner: String, chunk: SnapshotChunk, failures: [RowFailure],
         progress: RangeProgress
     ) async throws
-    /// Marks a leased range done. When it was the run's last open range, publishes the run's snapshot (the previous
-    /// one retires) and marks the run succeeded in the same transaction, then deletes the rows of published
-    /// snapshots beyond the newest `retention`.
-    func completeRange(runID: String, index: Int, owner: String, at: Double, retention: Int) async throws
-        -> RangeCompletion
+    /// Marks a leased range done. When it was the run's last open range, decides with `policy` over the run's final
+    /// totals (`PublishPolicy.refusal`) in the same transaction: either publishes the run's snapshot (the previous
+    /// one retires), marks the run succeeded and then deletes the rows of published snapshots beyond the newest
+    /// `retention`; or ends the run `failed` with the refusal as its error, abandons its snapshot (its rows deleted)
+    /// and leaves the published one as it was (`RangeCompletion.refused`).
+    func completeRange(runID: String, index: Int, owner: String, at: Double, retention: Int, policy: PublishPolicy)
+        async throws -> RangeCompletion
     /// A run's ranges, in order.
     func ranges(runID: String) async throws -> [RunRange]
     /// Ends a run without publishing (`failed` or `canceled`); its snapshot is abandoned and its rows deleted.

@@ -108,6 +108,9 @@ public enum RangeCompletion: Sendable, Equatable {
     case remaining(Int)
     /// This was the run's last open range: its snapshot is published.
     case published(SnapshotInfo)
+    /// This was the run's last open range, but its publish policy refused it (too many failed rows, or an empty
+    /// snapshot over a non-empty one): the run ended `failed` with this reason, and the previous snapshot serves on.
+    case refused(String)
 }
 
 /// Changes committed to a shared store, delivered to every process that listens (PostgreSQL `LISTEN/NOTIFY`): idle

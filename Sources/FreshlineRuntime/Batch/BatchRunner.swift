@@ -180,7 +180,8 @@ public final class BatchRunner: Sendable {
                 else { throw BatchStoreError.unknownRun(run.id) }
                 return snapshot
             case .failed, .canceled:
-                throw BatchRunFailed(runID: run.id, reason: current.error ?? current.state.rawValue)
+                throw BatchRunFailed(
+                    runID: run.id, feature: feature.name, reason: current.error ?? current.state.rawValue)
             case .running:
                 try await Task.sleep(for: .milliseconds(200))
             }
@@ -220,29 +221,29 @@ public final class BatchRunner: Sendable {
 
     /// Computes one leased range chunk by chunk from its checkpoint, renewing the lease meanwhile, then completes
     /// it (publishing when it was the run's last). An error that is not about one row ends the run `failed`; a lost
-    /// lease (`BatchStoreError.rangeLost`) and cancellation leave the range to be leased again.
+    /// lease (`BatchStoreError.rangeLost`) and cancellation leave the range to be leased again. When the run's
+    /// publish policy (`batch.max_failed_share`, `batch.allow_empty`) refuses it, the store has ended it `failed`
+    /// and this throws `BatchRunFailed` with the store's reason; the previous snapshot keeps serving.
     public func process(
         _ lease: RangeLease, pool: NIOThreadPool, tally: WorkerTally = WorkerTally(),
         report: (@Sendable (Report) -> Void)? = nil, turn: ReadGate.Turn? = nil
     ) async throws -> RangeCompletion {
         let (store, runID, index, owner) = (store, lease.run.id, lease.range.index, RunOwner.current)
+        let policy = batch.publishPolicy
         // However the range ends, its reading has.
         defer { turn?.end() }
+        let completion: RangeCompletion
         do {
-            let completion = try await Self.withTicks(every: .seconds(Self.rangeLease / 3)) {
+            completion = try await Self.withTicks(every: .seconds(Self.rangeLease / 3)) {
                 let held = try await store.renewRange(
                     runID: runID, index: index, owner: owner, now: Clock.unixNow, leaseSeconds: Self.rangeLease)
                 if !held { throw BatchStoreError.rangeLost(runID: runID, index: index) }
             } body: {
                 try await self.chunks(lease, pool: pool, tally: tally, report: report, turn: turn)
                 return try await store.completeRange(
-                    runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: self.batch.retention)
+                    runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: self.batch.retention,
+                    policy: policy)
             }
-            if case .published = completion {
-                metrics?.runFinished(feature: feature.name, outcome: "succeeded")
-                dropParkedReader(runID: runID)
-            }
-            return completion
         } catch is CancellationError {
             dropParkedReader(runID: runID)
             // Shutdown: give the range back (its checkpoint stays) so another worker takes it now, not after the
@@ -262,6 +263,20 @@ public final class BatchRunner: Sendable {
                 throw error
             }
         }
+        // Outside the `do` above: a refused run is already ended by the store, with its reason; ending it again
+        // there would overwrite the reason.
+        switch completion {
+        case .published:
+            metrics?.runFinished(feature: feature.name, outcome: "succeeded")
+            dropParkedReader(runID: runID)
+        case .refused(let reason):
+            metrics?.runFinished(feature: feature.name, outcome: "failed")
+            dropParkedReader(runID: runID)
+            throw BatchRunFailed(runID: runID, feature: feature.name, reason: reason)
+        case .remaining:
+            break
+        }
+        return completion
     }
 
     /// Runs `body` with `tick` repeated every `interval` beside it (a heartbeat, a lease renewal) until `body`
@@ -599,9 +614,13 @@ final class MonotonicReport: Sendable {
     }
 }
 
-/// A run failed while this process waited for other workers' ranges.
+/// A run ended failed: its publish policy refused it when its last range completed here, or it failed while this
+/// process waited for other workers' ranges.
 public struct BatchRunFailed: Error, CustomStringConvertible {
     public var runID: String
+    /// The feature it ran.
+    public var feature: String
+    /// The run's recorded error.
     public var reason: String
     public var description: String { "run \(runID) failed: \(reason)" }
 }

@@ -87,6 +87,12 @@ public final class BatchService: Sendable {
         guard refreshing.withLock({ $0.insert(feature).inserted }) else { return }
         defer { _ = refreshing.withLock { $0.remove(feature) } }
         do {
+            // The newest run that ended succeeded or failed (one canceled says nothing about the data), whichever
+            // process ran it: readiness and `freshline_run_last_failed` show a failed one.
+            let ended = try await store.runs(feature: feature, limit: 20).first {
+                $0.state == .succeeded || $0.state == .failed
+            }
+            server.recordLastRun(ended)
             guard let info = try await store.publishedSnapshot(feature: feature) else { return }
             if server.snapshot?.info.id != info.id {
                 server.install(try await SnapshotTable.load(info, from: store))
@@ -162,11 +168,20 @@ public final class BatchService: Sendable {
                         logger.info(
                             "batch run \(lease.run.id): range \(lease.range.index) (rows \(lease.range.rowStart)..<\(lease.range.rowEnd)) on worker \(index)"
                         )
-                        if case .published(let snapshot) = try await runner.process(lease, pool: pool, turn: turn) {
-                            logger.info(
-                                "batch run \(lease.run.id) published \(snapshot.feature) v\(snapshot.version) (\(snapshot.keyCount) keys)"
-                            )
-                            await refresh(feature: snapshot.feature)
+                        do {
+                            if case .published(let snapshot) = try await runner.process(
+                                lease, pool: pool, turn: turn)
+                            {
+                                logger.info(
+                                    "batch run \(lease.run.id) published \(snapshot.feature) v\(snapshot.version) (\(snapshot.keyCount) keys)"
+                                )
+                                await refresh(feature: snapshot.feature)
+                            }
+                        } catch let failed as BatchRunFailed {
+                            // Refused by its publish policy (or failed meanwhile): the previous snapshot serves on;
+                            // readiness shows the failure now rather than at the next poll.
+                            logger.error("batch run \(failed.runID) for \(failed.feature) failed: \(failed.reason)")
+                            await refresh(feature: failed.feature)
                         }
                         continue
                     }

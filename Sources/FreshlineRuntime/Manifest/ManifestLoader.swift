@@ -312,7 +312,7 @@ private struct Reader {
     mutating func batch(_ node: Node, _ keyPath: String, featureKey: String?) -> BatchSpec? {
         let allowed: Set<String> = [
             "schedule", "source", "key_column", "columns", "cold_start", "on_stale", "catch_up", "retention",
-            "chunk_rows", "threads", "range_rows",
+            "chunk_rows", "threads", "range_rows", "max_failed_share", "allow_empty",
         ]
         guard let items = entries(node, keyPath, allowed: allowed) else { return nil }
         var spec = BatchSpec(
@@ -335,6 +335,7 @@ private struct Reader {
             case "columns":
                 for (input, mapping) in entries(value, path, allowed: nil) ?? [] {
                     let inputPath = "\(path).\(input)"
+                    spec.columnLocations[input] = location(mapping, inputPath)
                     if case .sequence(let seq) = mapping {
                         let names = seq.enumerated().compactMap { string($0.element, "\(inputPath)[\($0.offset)]") }
                         if names.isEmpty { fail(mapping, inputPath, "must list at least one column") }
@@ -350,6 +351,8 @@ private struct Reader {
             case "chunk_rows": spec.chunkRows = int(value, path, range: 1...1_000_000) ?? spec.chunkRows
             case "threads": spec.threads = int(value, path, range: 1...64) ?? spec.threads
             case "range_rows": spec.rangeRows = int(value, path, range: 1...1_000_000_000) ?? spec.rangeRows
+            case "max_failed_share": spec.maxFailedShare = double(value, path, range: 0...1) ?? spec.maxFailedShare
+            case "allow_empty": spec.allowEmpty = bool(value, path) ?? spec.allowEmpty
             default: break
             }
         }

@@ -203,6 +203,19 @@ public enum ManifestValidator {
                     "model '\(feature.model)' has no input '\(input)' (inputs: \(inputNames.sorted().joined(separator: ", ")))"
                 ))
         }
+        // A list of columns must fill the input's row exactly: the engine would refuse every row of the run
+        // otherwise (the run then fails on its failed-row limit, but `freshline check` should say so first).
+        for input in model.metadata.inputs {
+            guard case .columns(let columns) = batch.columns[input.name], let width = rowWidth(input) else { continue }
+            guard columns.count != width else { continue }
+            let perRow = input.shape.map { "[" + $0.dropFirst().map(String.init).joined(separator: ",") + "]" } ?? ""
+            errors.append(
+                ManifestError(
+                    batch.columnLocations[input.name] ?? batch.location.with(keyPath: "\(path).columns.\(input.name)"),
+                    "input '\(input.name)' of model '\(feature.model)' takes \(width) value(s) per row (per-row shape "
+                        + "\(perRow), input \(input.type)) but \(columns.count) column(s) are mapped: "
+                        + columns.joined(separator: ", ")))
+        }
         if batch.coldStart == .default, case .error = feature.onFailure {
             errors.append(
                 ManifestError(
@@ -232,6 +245,17 @@ public enum ManifestValidator {
             errors.append(ManifestError(batch.location.with(keyPath: "\(path).source"), "\(error)"))
         }
         return errors
+    }
+}
+
+extension ManifestValidator {
+    /// How many values one row of `input` holds: the product of its declared dimensions after the first (the
+    /// batch); `nil` when the shape is undeclared, has no batch dimension, or has another variable dimension.
+    static func rowWidth(_ input: ModelMetadata.ValueInfo) -> Int? {
+        guard let shape = input.shape, shape.count >= 1 else { return nil }
+        let perRow = shape.dropFirst()
+        guard perRow.allSatisfy({ $0 > 0 }) else { return nil }
+        return perRow.reduce(1, *)
     }
 }
 

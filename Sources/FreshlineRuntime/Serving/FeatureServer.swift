@@ -17,6 +17,8 @@ public final class FeatureServer: Sendable {
     private let requestLog: RequestLogger?
     private let defaultOutputs: [String: JSONValue]?
     private let snapshotSlot = Mutex<SnapshotTable?>(nil)
+    /// The feature's newest run that ended succeeded or failed, as the store last said.
+    private let lastRunSlot = Mutex<BatchRun?>(nil)
     private let clock: any WallClock
     private let decisions: DecisionExtractor
     /// The features whose snapshots this one composes inputs from, by name.
@@ -260,6 +262,22 @@ public final class FeatureServer: Sendable {
         guard age > limit.seconds else { return nil }
         return
             "\(spec.name): snapshot \(table.label) is \(Int(age)) s old (max_staleness \(DurationText.format(limit)))"
+    }
+
+    /// Records the feature's newest run that ended succeeded or failed (`nil`: none yet), for readiness and
+    /// `freshline_run_last_failed`.
+    public func recordLastRun(_ run: BatchRun?) {
+        lastRunSlot.withLock { $0 = run }
+        if let run { metrics.lastRun(feature: spec.name, failed: run.state == .failed) }
+    }
+
+    /// Why the feature's last run fails the readiness check: it ended failed (refused by its publish policy, or
+    /// stopped on an error), so the snapshot served is older than the schedule intends. `nil` once a later run
+    /// succeeds, and for features without a batch section.
+    public var lastRunProblem: String? {
+        guard spec.batch != nil, let run = lastRunSlot.withLock({ $0 }), run.state == .failed else { return nil }
+        let serving = snapshot.map { "serving snapshot \($0.label)" } ?? "no snapshot served"
+        return "\(spec.name): the last batch run \(run.id) failed (\(serving)): \(run.error ?? "no reason recorded")"
     }
 
     /// Swaps in a newly published snapshot: requests see the old table or the new one, never a mix.

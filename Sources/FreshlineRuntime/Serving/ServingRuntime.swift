@@ -96,11 +96,12 @@ public final class ServingRuntime: Service {
         self.storeEvents = storeEvents
     }
 
-    /// Why the server is not ready: shutting down, or a batch feature's snapshot older than its `max_staleness`.
+    /// Why the server is not ready: shutting down, a batch feature's snapshot older than its `max_staleness`, or a
+    /// batch feature whose last run failed (until a later run succeeds).
     public var readinessProblems: [String] {
         if shuttingDown.load() { return ["shutting down"] }
         if let batch, !batch.snapshotsLoaded { return ["loading snapshots"] }
-        return features.values.compactMap(\.snapshotProblem).sorted()
+        return features.values.flatMap { [$0.snapshotProblem, $0.lastRunProblem].compactMap { $0 } }.sorted()
     }
 
     /// Makes the runtime over one set of stores (`StoreSet.open`): the request log, batch, jobs and webhooks all

@@ -73,9 +73,17 @@ public final class ServingMetrics: Sendable {
         counter("freshline_fallback_total", [("feature", feature), ("rung", rung)]).increment()
     }
 
-    /// A batch run ended: `freshline_runs_total{feature,outcome}` (`succeeded`, `failed`).
+    /// A batch run ended: `freshline_runs_total{feature,outcome}` (`succeeded`, `failed`), and
+    /// `freshline_run_last_failed` follows it.
     public func runFinished(feature: String, outcome: String) {
         counter("freshline_runs_total", [("feature", feature), ("outcome", outcome)]).increment()
+        lastRun(feature: feature, failed: outcome == "failed")
+    }
+
+    /// Whether the feature's newest ended run failed: `freshline_run_last_failed{feature}` (1 failed, 0 succeeded).
+    /// A run refused by its publish policy counts as failed; the previous snapshot still serves meanwhile.
+    public func lastRun(feature: String, failed: Bool) {
+        gauge("freshline_run_last_failed", [("feature", feature)]).record(failed ? 1 : 0)
     }
 
     /// A batch run wrote a chunk: `freshline_run_rows_total` and `freshline_run_row_failures_total`.
