@@ -31,13 +31,14 @@ public enum FreshlineServer {
     ) {
         router.get("/healthz/live") { _, _ in HTTPResponse.Status.ok }
         // Not ready while shutting down, or while a batch feature's snapshot is older than its max_staleness.
+        // Warnings (a batch feature's last run failed) are reported without taking the server out of rotation.
         router.get("/healthz/ready") { _, _ -> Response in
             let problems = runtime.readinessProblems
-            let body: JSONValue =
-                problems.isEmpty
-                ? .object(["status": .string("ready")])
-                : .object(["status": .string("not_ready"), "problems": .array(problems.map(JSONValue.string))])
-            return JSONResponse.make(body, status: problems.isEmpty ? .ok : .serviceUnavailable)
+            let warnings = runtime.readinessWarnings
+            var body: [String: JSONValue] = ["status": .string(problems.isEmpty ? "ready" : "not_ready")]
+            if !problems.isEmpty { body["problems"] = .array(problems.map(JSONValue.string)) }
+            if !warnings.isEmpty { body["warnings"] = .array(warnings.map(JSONValue.string)) }
+            return JSONResponse.make(.object(body), status: problems.isEmpty ? .ok : .serviceUnavailable)
         }
         router.get("/metrics") { _, _ in
             let text = registry.emitToBuffer()

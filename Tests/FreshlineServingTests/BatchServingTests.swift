@@ -58,6 +58,7 @@ struct BatchServingTests {
             pattern: batch
             key: user_id
             max_staleness: \(staleness)
+            latency_budget: 60s
         \(extra.isEmpty ? "" : extra + "\n")    batch:
               source: {csv: users.csv}
               columns:

@@ -223,7 +223,7 @@ struct HTTPAPITests {
         try await withServer { client, _, _ in
             let body = ByteBuffer(string: #"{"inputs": {"X": \#(Self.row16)}}"#)
             try await client.execute(uri: "/v1/features/churn/predict", method: .post, headers: Self.app, body: body) {
-                #expect($0.status == .ok)
+                #expect($0.status == .ok, "\(String(buffer: $0.body))")
             }
             try await client.execute(uri: "/metrics", method: .get) { response in
                 let text = String(buffer: response.body)

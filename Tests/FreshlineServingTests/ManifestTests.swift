@@ -12,7 +12,7 @@ struct ManifestTests {
         let churn = try #require(manifest.features["churn"])
         #expect(churn.pattern == .realtime)
         #expect(churn.key == "account_id")
-        #expect(churn.latencyBudget == .seconds(2))
+        #expect(churn.latencyBudget == .seconds(60))
         #expect(churn.maxStaleness == .seconds(86_400))
         #expect(churn.batching == BatchingSettings())
         #expect(manifest.features["fraud"]?.onFailure == .defaultValue(["label": .number(0)]))

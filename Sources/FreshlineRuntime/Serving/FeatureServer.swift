@@ -218,9 +218,17 @@ public final class FeatureServer: Sendable {
         let (filled, composed) = try compose(request)
         let row = try validate(filled)
         // The batcher plans for the model call to finish by the deadline; keep back what answering takes.
-        let deadline = start + (request.timeout ?? spec.latencyBudget) - Self.responseAllowance
+        let callerDeadline = start + (request.timeout ?? spec.latencyBudget)
+        let deadline = callerDeadline - Self.responseAllowance
         do {
             var outputs = try await batcher.submit(row, deadline: deadline)
+            // Checked again before answering: an answer that comes after the caller's deadline (a descheduled thread,
+            // a slow batch) is a timeout, and the next rung of the ladder answers instead.
+            if ContinuousClock.now > callerDeadline {
+                throw PredictionError(
+                    .timeout,
+                    "the answer was not ready within the deadline (\(DurationText.format(callerDeadline - start)))")
+            }
             if let selected = spec.outputs { outputs = outputs.filter { selected.contains($0.key) } }
             var prediction = Prediction(
                 key: request.key, outputs: outputs,

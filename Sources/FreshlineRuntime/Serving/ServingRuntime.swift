@@ -96,12 +96,18 @@ public final class ServingRuntime: Service {
         self.storeEvents = storeEvents
     }
 
-    /// Why the server is not ready: shutting down, a batch feature's snapshot older than its `max_staleness`, or a
-    /// batch feature whose last run failed (until a later run succeeds).
+    /// Why the server is not ready: shutting down, or a batch feature's snapshot older than its `max_staleness`.
     public var readinessProblems: [String] {
         if shuttingDown.load() { return ["shutting down"] }
         if let batch, !batch.snapshotsLoaded { return ["loading snapshots"] }
-        return features.values.flatMap { [$0.snapshotProblem, $0.lastRunProblem].compactMap { $0 } }.sorted()
+        return features.values.compactMap(\.snapshotProblem).sorted()
+    }
+
+    /// What an operator should see but a load balancer should not act on: batch features whose last run failed
+    /// (until a later run succeeds). Not a readiness problem: every replica shares the store, so a failed run would
+    /// take every backend out of rotation at once while each still answers correctly from the previous snapshot.
+    public var readinessWarnings: [String] {
+        features.values.compactMap(\.lastRunProblem).sorted()
     }
 
     /// Makes the runtime over one set of stores (`StoreSet.open`): the request log, batch, jobs and webhooks all
