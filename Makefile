@@ -31,7 +31,7 @@ release: deps
 # multi-process cluster tests in a third: on two cores their processes would slow the timing-sensitive in-process
 # serving tests (deadlines, sheds, webhook timeouts) enough to fail them. Last, the Open Inference Protocol interop
 # test with the real tritonclient (Python venv from PyPI).
-SUBPROCESS_TESTS = BatchCrashTests|JobCrashTests|AdviceSurfaceTests
+SUBPROCESS_TESTS = BatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests
 test: deps lint
 	$(SWIFT) build --build-tests
 	scripts/with-pg.sh bash -c '$(SWIFT) test --skip-build --skip "ClusterTests|$(SUBPROCESS_TESTS)" \
