@@ -96,10 +96,18 @@ struct FeatureRoutes {
 
     private func predict(_ request: Request, _ context: Context) async throws -> Response {
         let feature = try feature(context)
+        let respondAsync = feature.spec.pattern == .async || Prefer(request.headers[preferHeader]).respondAsync
+        let timeout = try Self.timeout(request)
+        // Refused before the body is read when the rows already queued mean it cannot be answered in time.
+        if !respondAsync, !feature.admits(arrival: context.arrival, timeout: timeout) {
+            throw APIError(
+                .serviceUnavailable, code: "overloaded",
+                "the request cannot be answered within its deadline: the feature's queue is too long", retryAfter: 1)
+        }
         let json = try await Self.body(of: request, limit: maxBodyBytes)
         let body = try PredictBody(json)
         // Async: features whose pattern is async, and any feature when the caller prefers it (RFC 7240).
-        if feature.spec.pattern == .async || Prefer(request.headers[preferHeader]).respondAsync {
+        if respondAsync {
             guard let jobs = runtime.jobs else {
                 throw APIError(.serviceUnavailable, code: "unavailable", "this server has no job store")
             }
@@ -108,7 +116,6 @@ struct FeatureRoutes {
                 body: json, service: jobs, single: body.rows == nil)
         }
         let maxStaleness = try body.max_staleness.map { try Self.duration($0, field: "max_staleness") }
-        let timeout = try Self.timeout(request)
         let requests = try body.requests(
             maxRows: Self.maxRows, maxStaleness: maxStaleness, timeout: timeout, arrival: context.arrival)
         if body.rows != nil {

@@ -659,3 +659,49 @@ struct StallFilterTests {
         #expect(results == [false, false, true, true, true, false])
     }
 }
+
+/// The admission check's projection: the rows ahead go first, in full batches over the slots, then the item's batch.
+@Suite("Batcher admission projection")
+struct BatcherProjectionTests {
+    @Test("an empty batcher projects one row's cost; a queue ahead adds its batches after the slot frees")
+    func projection() {
+        let t0 = ContinuousClock.now
+        // Cost a·n + b = 1 ms per row + 2 ms per batch; batches of 4; waiting for company up to a minute.
+        var machine = Batcher(
+            configuration: configuration(
+                a: .milliseconds(1), b: .milliseconds(2), maxBatchSize: 4, maxQueueDelay: .seconds(60),
+                computeSlots: 1))
+        #expect(machine.projectedFinish(now: t0) == t0 + .milliseconds(3))
+        // The first row of an idle batcher goes out alone: the slot is busy until t0 + 3 ms.
+        #expect(machine.enqueue(0, deadline: t0 + .seconds(10), now: t0).dispatched == [[0]])
+        for i in 1...3 { _ = machine.enqueue(i, deadline: t0 + .seconds(10), now: t0) }
+        #expect(machine.queuedCount == 3)
+        // After the slot frees: the three waiting rows and the new one in one batch of 4 (6 ms).
+        #expect(machine.projectedFinish(now: t0) == t0 + .milliseconds(3) + .milliseconds(6))
+        for i in 4...8 { _ = machine.enqueue(i, deadline: t0 + .seconds(10), now: t0) }
+        #expect(machine.queuedCount == 8)
+        // Two full batches ahead (6 ms each, one slot), then the new row alone (3 ms).
+        #expect(machine.projectedFinish(now: t0) == t0 + .milliseconds(3) + .milliseconds(12) + .milliseconds(3))
+        // Later, the slot's estimated end has passed: the projection starts from now.
+        let later = t0 + .seconds(1)
+        #expect(machine.projectedFinish(now: later) == later + .milliseconds(12) + .milliseconds(3))
+    }
+
+    @Test("with two slots, full batches ahead run two at a time")
+    func twoSlots() {
+        let t0 = ContinuousClock.now
+        var machine = Batcher(
+            configuration: configuration(
+                a: .milliseconds(1), b: .milliseconds(2), maxBatchSize: 2, maxQueueDelay: .seconds(60),
+                computeSlots: 2))
+        // Row 0 goes out alone (slot A until t0 + 3 ms); rows 1 and 2 fill a batch (slot B until t0 + 4 ms).
+        #expect(machine.enqueue(0, deadline: t0 + .seconds(10), now: t0).dispatched == [[0]])
+        _ = machine.enqueue(1, deadline: t0 + .seconds(10), now: t0)
+        #expect(machine.enqueue(2, deadline: t0 + .seconds(10), now: t0).dispatched == [[1, 2]])
+        for i in 3...7 { _ = machine.enqueue(i, deadline: t0 + .seconds(10), now: t0) }
+        #expect(machine.queuedCount == 5)
+        // Slot A frees first (3 ms); two full batches ahead take one round on two slots (4 ms); then the last
+        // waiting row with the new one (4 ms).
+        #expect(machine.projectedFinish(now: t0) == t0 + .milliseconds(3) + .milliseconds(4) + .milliseconds(4))
+    }
+}

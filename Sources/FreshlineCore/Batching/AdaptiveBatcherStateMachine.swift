@@ -231,6 +231,20 @@ public struct AdaptiveBatcherStateMachine<Item: Sendable>: Sendable {
         return actions
     }
 
+    /// When an item queued now would be answered, by the cost model: the rows already waiting go first (the queue
+    /// is first in, first out), in full batches spread over the compute slots, then the batch that holds it; all
+    /// after the first slot frees. An admission check before a request costs anything (its body read, its row
+    /// validated): a deadline before this instant will not be met however the batches form.
+    public func projectedFinish(now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        let batch = configuration.maxBatchSize
+        let ahead = queuedCount
+        let fullBatchesAhead = ahead / batch
+        // Full batches ahead run `computeSlots` at a time; the item's own batch holds the remainder and the item.
+        let rounds = fullBatchesAhead / configuration.computeSlots
+        return earliestStart(now: now) + estimatedCost(rows: batch) * rounds
+            + estimatedCost(rows: ahead % batch + 1)
+    }
+
     // MARK: Decisions
 
     private var hasFreeSlot: Bool { inFlight.count < configuration.computeSlots }

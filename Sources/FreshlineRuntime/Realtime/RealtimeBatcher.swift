@@ -86,6 +86,12 @@ final class RealtimeBatcher: Sendable {
         state.withLock { ($0.queuedCount, $0.estimatedCost(rows: 1)) }
     }
 
+    /// Whether a row queued now would be answered by `deadline`, by the cost model (`projectedFinish`).
+    func canMeet(_ deadline: ContinuousClock.Instant) -> Bool {
+        let now = ContinuousClock.now
+        return state.withLock { $0.projectedFinish(now: now) } <= deadline
+    }
+
     /// Whether nothing is queued or running.
     var isIdle: Bool { state.withLock { $0.isIdle } }
 

@@ -251,6 +251,21 @@ public final class FeatureServer: Sendable {
         }
     }
 
+    /// Admission before a request costs anything: `false` when a row that must be computed now could not be answered
+    /// by the caller's deadline (`arrival` + the request's timeout or the latency budget), with the rows already
+    /// queued ahead of it; the refusal is counted as shed, and as the ladder's `error` rung. Always admitted here:
+    /// features with a batch section (most requests are answered from the snapshot) and features with a default
+    /// (the ladder answers it when the computation is shed); the batcher still sheds what cannot make it.
+    public func admits(arrival: ContinuousClock.Instant, timeout: Duration?) -> Bool {
+        guard spec.batch == nil, defaultOutputs == nil else { return true }
+        let deadline = arrival + (timeout ?? spec.latencyBudget) - Self.responseAllowance
+        if batcher.canMeet(deadline) { return true }
+        metrics.shed(feature: spec.name)
+        metrics.fallback(feature: spec.name, rung: "error")
+        meters.request(source: nil, outcome: "shed", duration: ContinuousClock.now - arrival)
+        return false
+    }
+
     /// The snapshot this feature answers from, if one is loaded.
     public var snapshot: SnapshotTable? { snapshotSlot.withLock { $0 } }
 
