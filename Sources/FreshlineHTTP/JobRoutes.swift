@@ -68,8 +68,13 @@ struct JobRoutes {
         let submitted: (job: Job, created: Bool)
         do {
             submitted = try await service.submit(
-                feature: feature.spec.name, rows: rows, idempotencyKey: idempotencyKey, requestHash: hash,
-                webhookURL: webhookURL)
+                feature: feature.spec.name, rows: rows, owner: context.caller, idempotencyKey: idempotencyKey,
+                requestHash: hash, webhookURL: webhookURL)
+        } catch JobStoreError.tooManyJobs(let limit) {
+            throw APIError(
+                .tooManyRequests, code: "too_many_jobs",
+                "this token already has \(limit) unfinished jobs, its limit (server.max_queued_jobs_per_token); "
+                    + "wait for some to finish or cancel them", retryAfter: 10)
         } catch let error as JobStoreError {
             throw APIError(.conflict, code: "idempotency_conflict", error.description)
         } catch let error as PredictionError {

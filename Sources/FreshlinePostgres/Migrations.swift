@@ -206,6 +206,16 @@ extension PostgresStore {
                 """,
                 "CREATE INDEX run_ranges_open ON run_ranges (state, run_id)",
             ]),
+        Migration(
+            name: "v8-job-owners",
+            statements: [
+                // A constant default: no table rewrite (PostgreSQL 11 and later); jobs from before count as the open
+                // API's caller.
+                "ALTER TABLE jobs ADD COLUMN owner text NOT NULL DEFAULT ''",
+                "CREATE INDEX jobs_owner_state ON jobs (owner, state)",
+                "CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL",
+                "CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at)",
+            ]),
     ]
 
     /// The session advisory lock migrations run under, so that processes starting at once apply each migration

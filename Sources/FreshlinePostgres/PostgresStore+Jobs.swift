@@ -2,21 +2,47 @@ public import FreshlineCore
 internal import PostgresNIO
 
 extension PostgresStore: JobStore {
-    public func submit(_ job: Job) async throws -> (job: Job, created: Bool) {
+    public func submit(_ job: Job, maxUnfinished: Int?) async throws -> (job: Job, created: Bool) {
         try await transaction { tx in
-            // Race-free across processes: of two submissions with one key, the second's insert waits for the first
-            // to commit, then does nothing and reads the first's job.
+            if maxUnfinished != nil {
+                // The quota is race-free across processes: a transaction-scoped advisory lock per owner serializes
+                // one token's submissions (other tokens' are not held up), and under READ COMMITTED the count below
+                // is taken after the lock, so it sees every job the previous holder committed. Without the lock, two
+                // processes could each count limit − 1 and both insert.
+                try await tx.lock("job-quota", job.owner)
+            }
+            if job.idempotencyKey != nil, let existing = try await Self.idempotent(job, tx) {
+                // A replay of an existing job is answered whatever the quota.
+                guard existing.requestHash == job.requestHash else {
+                    throw JobStoreError.idempotencyConflict(jobID: existing.id)
+                }
+                return (existing, false)
+            }
+            if let limit = maxUnfinished {
+                // Counting stops at the limit: the cost of a submission does not grow with a token's backlog.
+                let unfinished =
+                    try await tx.rows(
+                        """
+                        SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE owner = \(job.owner)
+                            AND state IN ('queued', 'running') LIMIT \(limit)) AS unfinished
+                        """
+                    ).first?.decode(Int.self) ?? 0
+                guard unfinished < limit else { throw JobStoreError.tooManyJobs(limit: limit) }
+            }
+            // Race-free across processes: of two submissions with one key (not serialized by the quota lock when
+            // there is no quota), the second's insert waits for the first to commit, then does nothing and reads
+            // the first's job.
             let inserted = try await tx.rows(
                 """
                 INSERT INTO jobs (id, feature, state, input, rows_total, rows_done, partial, result, attempts,
                     max_attempts, last_error, available_at, lease_owner, lease_expires_at, deadline_at, idempotency_key,
-                    request_hash, webhook_url, created_at, updated_at, started_at, finished_at)
+                    request_hash, webhook_url, created_at, updated_at, started_at, finished_at, owner)
                 VALUES (\(job.id), \(job.feature), \(job.state.rawValue), \(ByteBuffer(bytes: job.input)),
                     \(job.rowsTotal), \(job.rowsDone), \(job.partial.map { ByteBuffer(bytes: $0) }),
                     \(job.result.map { ByteBuffer(bytes: $0) }), \(job.attempts), \(job.maxAttempts), \(job.lastError),
                     \(job.availableAt), \(job.leaseOwner), \(job.leaseExpiresAt), \(job.deadlineAt),
                     \(job.idempotencyKey), \(job.requestHash), \(job.webhookURL), \(job.createdAt), \(job.updatedAt),
-                    \(job.startedAt), \(job.finishedAt))
+                    \(job.startedAt), \(job.finishedAt), \(job.owner))
                 ON CONFLICT (feature, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING id
                 """)
@@ -24,11 +50,7 @@ extension PostgresStore: JobStore {
                 try await tx.notify(.jobsQueued(feature: job.feature))
                 return (job, true)
             }
-            guard
-                let existing = try await tx.rows(
-                    "SELECT * FROM jobs WHERE feature = \(job.feature) AND idempotency_key = \(job.idempotencyKey)"
-                ).first.map(Self.job(from:))
-            else {
+            guard let existing = try await Self.idempotent(job, tx) else {
                 // Only the idempotency index is a conflict target, so a skipped insert means the key exists.
                 throw PostgresStoreError.database(
                     operation: #function, message: "the job conflicting on its Idempotency-Key vanished")
@@ -171,6 +193,21 @@ extension PostgresStore: JobStore {
         }
     }
 
+    public func deleteFinishedJobs(finishedBefore: Double, limit: Int) async throws -> Int {
+        // One bounded statement; rows another sweeper is deleting right now are skipped, not waited for.
+        try await rows(
+            """
+            WITH gone AS (
+                DELETE FROM jobs WHERE id IN (
+                    SELECT id FROM jobs
+                    WHERE finished_at <= \(finishedBefore) AND state IN ('succeeded', 'failed', 'canceled', 'expired')
+                    ORDER BY finished_at LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                RETURNING 1)
+            SELECT COUNT(*) FROM gone
+            """
+        ).first?.decode(Int.self) ?? 0
+    }
+
     /// Locks a job, applies `change`, writes the result; `nil` when the job is missing or `change` refuses. A job
     /// that goes back to the queue (released, or failed and retried) wakes listening workers; one that ends wakes
     /// whoever waits for it on any server.
@@ -187,6 +224,13 @@ extension PostgresStore: JobStore {
     }
 
     // MARK: Rows
+
+    /// The job holding `submitted`'s idempotency key for its feature.
+    private static func idempotent(_ submitted: Job, _ tx: Transaction) async throws -> Job? {
+        try await tx.rows(
+            "SELECT * FROM jobs WHERE feature = \(submitted.feature) AND idempotency_key = \(submitted.idempotencyKey)"
+        ).first.map(job(from:))
+    }
 
     private static func lockJob(_ id: String, _ tx: Transaction) async throws -> Job? {
         try await tx.rows("SELECT * FROM jobs WHERE id = \(id) FOR UPDATE").first.map(job(from:))
@@ -215,7 +259,7 @@ extension PostgresStore: JobStore {
             deadlineAt: try column["deadline_at"].decode(Double?.self),
             idempotencyKey: try column["idempotency_key"].decode(String?.self),
             requestHash: try column["request_hash"].decode(String?.self),
-            webhookURL: try column["webhook_url"].decode(String?.self))
+            webhookURL: try column["webhook_url"].decode(String?.self), owner: try column["owner"].decode(String.self))
         job.state = Job.State(rawValue: try column["state"].decode(String.self)) ?? .failed
         job.rowsDone = try column["rows_done"].decode(Int.self)
         job.partial = try column["partial"].decode(ByteBuffer?.self)?.bytes

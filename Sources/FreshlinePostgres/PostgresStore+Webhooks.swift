@@ -72,6 +72,20 @@ extension PostgresStore: WebhookStore {
         }
     }
 
+    public func deleteDeliveries(createdBefore: Double, limit: Int) async throws -> Int {
+        // The attempt log goes with its delivery (`ON DELETE CASCADE`).
+        try await rows(
+            """
+            WITH gone AS (
+                DELETE FROM webhook_deliveries WHERE id IN (
+                    SELECT id FROM webhook_deliveries WHERE created_at <= \(createdBefore) AND state <> 'pending'
+                    ORDER BY created_at LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                RETURNING 1)
+            SELECT COUNT(*) FROM gone
+            """
+        ).first?.decode(Int.self) ?? 0
+    }
+
     private static func delivery(from row: PostgresRow) throws -> WebhookDelivery {
         let column = row.makeRandomAccess()
         var delivery = WebhookDelivery(

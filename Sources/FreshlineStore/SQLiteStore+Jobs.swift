@@ -51,8 +51,26 @@ extension SQLiteStore {
     }
 }
 
+extension SQLiteStore {
+    /// Who submitted each job (`v8-job-owners`), for per-token quotas, and the indexes the quota count and the
+    /// retention sweep read: unfinished jobs per owner, finished jobs by end time, deliveries by creation time.
+    static func registerJobOwnersMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v8-job-owners") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+                    CREATE INDEX jobs_owner_state ON jobs (owner, state);
+                    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+                    CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
+                    """)
+        }
+    }
+}
+
 extension SQLiteStore: JobStore {
-    public func submit(_ job: Job) async throws -> (job: Job, created: Bool) {
+    public func submit(_ job: Job, maxUnfinished: Int?) async throws -> (job: Job, created: Bool) {
+        // One write transaction, and GRDB begins those IMMEDIATE: SQLite's single write lock is taken before the
+        // idempotency lookup and the quota count, so no other connection or process inserts in between.
         try await writer.write { db in
             if let key = job.idempotencyKey,
                 let existing = try Row.fetchOne(
@@ -64,6 +82,18 @@ extension SQLiteStore: JobStore {
                     throw JobStoreError.idempotencyConflict(jobID: existing.id)
                 }
                 return (existing, false)
+            }
+            if let limit = maxUnfinished {
+                // Counting stops at the limit: the cost of a submission does not grow with a token's backlog.
+                let unfinished =
+                    try Int.fetchOne(
+                        db.cachedStatement(
+                            sql: """
+                                SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE owner = ? AND state IN ('queued', 'running')
+                                LIMIT ?)
+                                """),
+                        arguments: [job.owner, limit]) ?? 0
+                guard unfinished < limit else { throw JobStoreError.tooManyJobs(limit: limit) }
             }
             try Self.insert(job, db)
             return (job, true)
@@ -203,6 +233,20 @@ extension SQLiteStore: JobStore {
         }
     }
 
+    public func deleteFinishedJobs(finishedBefore: Double, limit: Int) async throws -> Int {
+        try await writer.write { db in
+            try db.execute(
+                sql: """
+                    DELETE FROM jobs WHERE id IN (
+                        SELECT id FROM jobs
+                        WHERE finished_at <= ? AND state IN ('succeeded', 'failed', 'canceled', 'expired')
+                        ORDER BY finished_at LIMIT ?)
+                    """,
+                arguments: [finishedBefore, limit])
+            return db.changesCount
+        }
+    }
+
     /// Reads a job, applies `change`, writes the result; `nil` when the job is missing or `change` refuses.
     private func transition(_ id: String, _ change: @escaping @Sendable (Job) -> Job?) async throws -> Job? {
         try await writer.write { db in
@@ -223,8 +267,8 @@ extension SQLiteStore: JobStore {
             sql: """
                 INSERT INTO jobs (id, feature, state, input, rows_total, rows_done, partial, result, attempts,
                     max_attempts, last_error, available_at, lease_owner, lease_expires_at, deadline_at, idempotency_key,
-                    request_hash, webhook_url, created_at, updated_at, started_at, finished_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    request_hash, webhook_url, created_at, updated_at, started_at, finished_at, owner)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(
             arguments: [
@@ -232,7 +276,7 @@ extension SQLiteStore: JobStore {
                 job.partial.map { Data($0) }, job.result.map { Data($0) }, job.attempts, job.maxAttempts,
                 job.lastError, job.availableAt, job.leaseOwner, job.leaseExpiresAt, job.deadlineAt,
                 job.idempotencyKey, job.requestHash, job.webhookURL, job.createdAt, job.updatedAt, job.startedAt,
-                job.finishedAt,
+                job.finishedAt, job.owner,
             ])
     }
 
@@ -257,7 +301,7 @@ extension SQLiteStore: JobStore {
             id: row["id"], feature: row["feature"], input: [UInt8]((row["input"] as Data?) ?? Data()),
             rowsTotal: row["rows_total"], maxAttempts: row["max_attempts"], createdAt: row["created_at"],
             deadlineAt: row["deadline_at"], idempotencyKey: row["idempotency_key"], requestHash: row["request_hash"],
-            webhookURL: row["webhook_url"])
+            webhookURL: row["webhook_url"], owner: row["owner"])
         job.state = Job.State(rawValue: row["state"]) ?? .failed
         job.rowsDone = row["rows_done"]
         job.partial = (row["partial"] as Data?).map { [UInt8]($0) }

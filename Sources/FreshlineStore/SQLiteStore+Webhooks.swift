@@ -110,6 +110,20 @@ extension SQLiteStore: WebhookStore {
         }
     }
 
+    public func deleteDeliveries(createdBefore: Double, limit: Int) async throws -> Int {
+        try await writer.write { db in
+            // The attempt log goes with its delivery (`ON DELETE CASCADE`; GRDB turns foreign keys on).
+            try db.execute(
+                sql: """
+                    DELETE FROM webhook_deliveries WHERE id IN (
+                        SELECT id FROM webhook_deliveries WHERE created_at <= ? AND state <> 'pending'
+                        ORDER BY created_at LIMIT ?)
+                    """,
+                arguments: [createdBefore, limit])
+            return db.changesCount
+        }
+    }
+
     private static func delivery(from row: Row) -> WebhookDelivery {
         var delivery = WebhookDelivery(
             id: row["id"], jobID: row["job_id"], eventID: row["event_id"], eventType: row["event_type"],

@@ -56,6 +56,7 @@ public final class SQLiteStore: Sendable {
             }
         }
         registerRangesMigration(&migrator)
+        registerJobOwnersMigration(&migrator)
         return migrator
     }
 }

@@ -41,7 +41,8 @@ struct JobCrashTests {
             PredictRequest(
                 key: "k\(i)", inputs: ["X": .array(BatchCrashTests.features(i).map { .number(Double($0)) })])
         }
-        let (job, created) = try await jobs.submit(feature: "report", rows: rows, idempotencyKey: nil, requestHash: nil)
+        let (job, created) = try await jobs.submit(
+            feature: "report", rows: rows, owner: "", idempotencyKey: nil, requestHash: nil)
         #expect(created)
 
         let first = try BatchCrashTests.freshline(["worker", manifestPath, "--concurrency", "1"], in: folder)

@@ -226,4 +226,94 @@ struct JobsHTTPTests {
             #expect(try await Self.get(client, "/v1/jobs?state=bogus", headers: Self.ops).0 == .badRequest)
         }
     }
+
+    @Test("a token over its job quota gets 429 on every submission path; other tokens and replays are not affected")
+    func quota() async throws {
+        let manifest = Self.manifest.replacingOccurrences(
+            of: "tokens:\n", with: "server:\n  max_queued_jobs_per_token: 2\ntokens:\n"
+        ).replacingOccurrences(
+            of: "  - {name: ops", with: "  - {name: other, token: other-secret, scopes: [predict]}\n  - {name: ops")
+        try await withServer(workers: 0, manifest: manifest) { client, _ in
+            let row = #"{"key": "a", "inputs": {"X": \#(Self.x)}}"#
+            var keyed = Self.app
+            keyed[HTTPField.Name("Idempotency-Key")!] = "order-1"
+            let (firstStatus, first, _) = try await Self.post(client, "/v1/features/report/jobs", row, headers: keyed)
+            let (secondStatus, second, _) = try await Self.post(client, "/v1/features/report/jobs", row)
+            #expect(firstStatus == .accepted && secondStatus == .accepted)
+
+            // The third unfinished job of `app` is refused, whichever way it is submitted.
+            var async = Self.app
+            async[HTTPField.Name("Prefer")!] = "respond-async"
+            for (uri, headers) in [
+                ("/v1/features/report/jobs", Self.app), ("/v1/features/report/predict", Self.app),
+                ("/v1/features/live/predict", async),
+            ] {
+                let (status, body, response) = try await Self.post(client, uri, row, headers: headers)
+                #expect(status == .tooManyRequests, "\(uri)")
+                #expect(response[.retryAfter] != nil, "\(uri)")
+                guard case .object(let error)? = body["error"] else {
+                    Issue.record("no error object: \(body)")
+                    continue
+                }
+                #expect(error["code"] == .string("too_many_jobs"))
+                #expect(error["message"]?.stringValue?.contains("2 unfinished jobs") == true, "\(error)")
+            }
+            // The real-time path is not a job and is not counted.
+            #expect(try await Self.post(client, "/v1/features/live/predict", row).0 == .ok)
+
+            // A replay of the first job still answers it.
+            let (replayStatus, replay, replayHeaders) = try await Self.post(
+                client, "/v1/features/report/jobs", row, headers: keyed)
+            #expect(replayStatus == .accepted && replay["id"] == first["id"])
+            #expect(replayHeaders[HTTPField.Name("Idempotent-Replayed")!] == "true")
+
+            // Another token has its own quota.
+            var other = Self.app
+            other[.authorization] = "Bearer other-secret"
+            #expect(try await Self.post(client, "/v1/features/report/jobs", row, headers: other).0 == .accepted)
+            #expect(try await Self.post(client, "/v1/features/report/jobs", row, headers: other).0 == .accepted)
+            #expect(try await Self.post(client, "/v1/features/report/jobs", row, headers: other).0 == .tooManyRequests)
+
+            // Canceling one of `app`'s jobs frees a place.
+            let secondID = try #require(second["id"]?.stringValue)
+            #expect(
+                try await client.execute(uri: "/v1/jobs/\(secondID)", method: .delete, headers: Self.app) { $0.status }
+                    == .ok)
+            #expect(try await Self.post(client, "/v1/features/report/jobs", row).0 == .accepted)
+            #expect(try await Self.post(client, "/v1/features/report/jobs", row).0 == .tooManyRequests)
+        }
+    }
+
+    @Test("retention deletes finished jobs after server.job_retention; a deleted job answers 404, a queued one stays")
+    func retention() async throws {
+        let manifest = Self.manifest.replacingOccurrences(
+            of: "tokens:\n", with: "server:\n  job_retention: 1h\ntokens:\n")
+        try await withServer(workers: 0, manifest: manifest) { client, runtime in
+            let row = #"{"key": "a", "inputs": {"X": \#(Self.x)}}"#
+            let queued = try #require(try await Self.post(client, "/v1/features/report/jobs", row).1["id"]?.stringValue)
+            let done = try #require(try await Self.post(client, "/v1/features/report/jobs", row).1["id"]?.stringValue)
+            #expect(
+                try await client.execute(uri: "/v1/jobs/\(done)", method: .delete, headers: Self.app) { $0.status }
+                    == .ok)
+            let jobs = try #require(runtime.jobs)
+            let now = Date().timeIntervalSince1970
+            // Within the retention nothing goes; past it, the finished job does.
+            await jobs.applyRetention(now: now + 1800)
+            #expect(try await Self.get(client, "/v1/jobs/\(done)").0 == .ok)
+            await jobs.applyRetention(now: now + 3700)
+            let (status, body) = try await Self.get(client, "/v1/jobs/\(done)")
+            #expect(status == .notFound)
+            #expect(
+                body["error"].flatMap { if case .object(let e) = $0 { e["code"] } else { nil } } == .string("not_found")
+            )
+            #expect(try await Self.get(client, "/v1/jobs/\(queued)").1["state"] == .string("queued"))
+        }
+    }
+}
+
+extension JSONValue {
+    /// The string, when this is one (test reading aid).
+    fileprivate var stringValue: String? {
+        if case .string(let s) = self { s } else { nil }
+    }
 }

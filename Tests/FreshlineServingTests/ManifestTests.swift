@@ -59,6 +59,31 @@ struct ManifestTests {
             ))
     }
 
+    @Test("job quota and retention: defaults, values, and out-of-range values reported at their line")
+    func jobLimits() throws {
+        let base = "models:\n  m: ZOO/gbc_binary.onnx\nfeatures:\n  a: {model: m}\n"
+        let defaults = try ManifestLoader.load(path: try TestManifest.write(base))
+        #expect(defaults.server.maxQueuedJobsPerToken == 1000)
+        #expect(defaults.server.jobRetention == .seconds(7 * 86_400))
+        let set = try ManifestLoader.load(
+            path: try TestManifest.write(base + "server:\n  max_queued_jobs_per_token: 2\n  job_retention: 36h\n"))
+        #expect(set.server.maxQueuedJobsPerToken == 2)
+        #expect(set.server.jobRetention == .seconds(36 * 3600))
+
+        let found = try errors(base + "server:\n  max_queued_jobs_per_token: 0\n  job_retention: 10s\n")
+        #expect(found.count == 2)
+        let quota = try #require(found.first { $0.location.keyPath == "server.max_queued_jobs_per_token" })
+        #expect(quota.location.line == 6)
+        #expect(
+            quota.description.hasSuffix(
+                "freshline.yaml:6: server.max_queued_jobs_per_token: must be a whole number from 1 to 10000000"))
+        let retention = try #require(found.first { $0.location.keyPath == "server.job_retention" })
+        #expect(retention.location.line == 7)
+        #expect(retention.message == "must be a duration from 1m to 3650d")
+        #expect(
+            try errors(base + "server:\n  job_retention: 3651d\n").map(\.location.keyPath) == ["server.job_retention"])
+    }
+
     @Test("YAML syntax errors name the line")
     func syntax() throws {
         let found = try errors("features:\n  a: [unclosed\n")

@@ -23,6 +23,8 @@ public struct Job: Sendable, Equatable {
     /// `job_` + random hex.
     public var id: String
     public var feature: String
+    /// Who submitted it: the caller's token name (`""` on an open API). Quotas count unfinished jobs per owner.
+    public var owner: String
     public var state: State
     /// The submitted body's rows (serialized JSON array of `{key, inputs}` objects).
     public var input: [UInt8]
@@ -62,10 +64,11 @@ public struct Job: Sendable, Equatable {
     public init(
         id: String, feature: String, input: [UInt8], rowsTotal: Int, maxAttempts: Int, createdAt: Double,
         deadlineAt: Double? = nil, idempotencyKey: String? = nil, requestHash: String? = nil,
-        webhookURL: String? = nil
+        webhookURL: String? = nil, owner: String = ""
     ) {
         self.id = id
         self.feature = feature
+        self.owner = owner
         state = .queued
         self.input = input
         self.rowsTotal = rowsTotal

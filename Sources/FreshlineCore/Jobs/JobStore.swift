@@ -2,11 +2,15 @@
 public enum JobStoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The `Idempotency-Key` was used before with a different body (Stripe's rule); the first job's id.
     case idempotencyConflict(jobID: String)
+    /// The job's owner already has `limit` unfinished (queued or running) jobs.
+    case tooManyJobs(limit: Int)
 
     public var description: String {
         switch self {
         case .idempotencyConflict(let id):
             "this Idempotency-Key was used with a different request (job \(id))"
+        case .tooManyJobs(let limit):
+            "this token already has \(limit) unfinished jobs (the limit); wait for some to finish or cancel them"
         }
     }
 }
@@ -16,8 +20,11 @@ public enum JobStoreError: Error, Sendable, Equatable, CustomStringConvertible {
 /// state it read, so concurrent workers and processes agree on who holds a job and which result counts.
 public protocol JobStore: Sendable {
     /// Inserts a queued job. With an idempotency key already used for the same feature: the same request hash
-    /// returns the existing job (`created: false`); a different one throws `JobStoreError.idempotencyConflict`.
-    func submit(_ job: Job) async throws -> (job: Job, created: Bool)
+    /// returns the existing job (`created: false`), whatever the quota; a different one throws
+    /// `JobStoreError.idempotencyConflict`. With `maxUnfinished`, a new job whose owner already has that many queued
+    /// or running jobs is refused with `JobStoreError.tooManyJobs`; the count and the insert are one atomic step
+    /// (also across processes sharing the store), so concurrent submissions never overshoot the limit.
+    func submit(_ job: Job, maxUnfinished: Int?) async throws -> (job: Job, created: Bool)
     /// One job.
     func job(id: String) async throws -> Job?
     /// Jobs newest first, optionally of one feature and/or state.
@@ -42,4 +49,15 @@ public protocol JobStore: Sendable {
     func cancel(id: String, now: Double) async throws -> Job?
     /// Jobs per state, and the submission time of the oldest queued job, for one feature.
     func queueFigures(feature: String) async throws -> (counts: [Job.State: Int], oldestQueuedAt: Double?)
+    /// Deletes up to `limit` finished jobs (succeeded, failed, canceled, expired) that finished at or before
+    /// `finishedBefore`, with their inputs and results, oldest first; returns how many it deleted. Retention: the
+    /// sweeper calls it in bounded batches, so a large backlog never holds a long lock.
+    func deleteFinishedJobs(finishedBefore: Double, limit: Int) async throws -> Int
+}
+
+extension JobStore {
+    /// Inserts a queued job with no quota (see `submit(_:maxUnfinished:)`).
+    public func submit(_ job: Job) async throws -> (job: Job, created: Bool) {
+        try await submit(job, maxUnfinished: nil)
+    }
 }

@@ -139,4 +139,8 @@ public protocol WebhookStore: Sendable {
     func record(_ delivery: WebhookDelivery, attempt: WebhookAttempt) async throws
     /// A job's deliveries with their attempts, oldest first.
     func deliveries(jobID: String) async throws -> [(delivery: WebhookDelivery, attempts: [WebhookAttempt])]
+    /// Deletes up to `limit` deliveries that are over (delivered or failed) and were created at or before
+    /// `createdBefore`, with their attempt logs, oldest first; returns how many it deleted. Pending deliveries stay
+    /// until their retry window ends them.
+    func deleteDeliveries(createdBefore: Double, limit: Int) async throws -> Int
 }

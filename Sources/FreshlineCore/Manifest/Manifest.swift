@@ -219,6 +219,12 @@ public struct ServerSettings: Sendable, Equatable {
     /// (defaults 256 and 16).
     public var maxStreams = 256
     public var maxStreamsPerToken = 16
+    /// Unfinished (queued or running) async jobs one token may have; more submissions are refused with 429
+    /// (default 1,000). On an open API every caller counts as the same one.
+    public var maxQueuedJobsPerToken = 1000
+    /// How long finished jobs (with their results) and finished webhook deliveries (with their attempt logs) are
+    /// kept before the sweeper deletes them (default 7 days).
+    public var jobRetention: Duration = .seconds(7 * 86_400)
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 1 << 20, computeThreads: Int = 1,

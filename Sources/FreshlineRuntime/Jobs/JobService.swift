@@ -16,6 +16,14 @@ public final class JobService: Sendable {
     private let workers: Int
     private let idlePoll: Duration
     private let sweepInterval: Duration = .seconds(1)
+    /// The most unfinished jobs one owner (token) may have; `nil`: no limit.
+    private let maxUnfinishedPerOwner: Int?
+    /// How long finished jobs and webhook deliveries are kept.
+    private let retention: Duration
+    /// The most rows one retention pass deletes per table, so a backlog is worked off in short transactions.
+    static let retentionBatch = 1000
+    /// How often retention runs while there is no backlog (with one, every sweep).
+    private let retentionInterval: Duration = .seconds(60)
     /// Delivers job events to webhooks, when a webhook store is configured.
     public let webhooks: WebhookDispatcher?
     /// The event streams that follow jobs: one store poll per job, however many streams follow it.
@@ -28,8 +36,11 @@ public final class JobService: Sendable {
     init(
         servers: [String: FeatureServer], store: any JobStore, pool: ComputePool, metrics: ServingMetrics,
         logger: Logger, workers: Int, webhooks: WebhookDispatcher?,
-        idlePoll: Duration? = nil, maxStreams: Int = 256, maxStreamsPerCaller: Int = 16
+        idlePoll: Duration? = nil, maxStreams: Int = 256, maxStreamsPerCaller: Int = 16,
+        maxUnfinishedPerOwner: Int? = nil, retention: Duration = .seconds(7 * 86_400)
     ) {
+        self.maxUnfinishedPerOwner = maxUnfinishedPerOwner
+        self.retention = retention
         self.webhooks = webhooks
         followers = JobFollowers(store: store, perCaller: maxStreamsPerCaller, server: maxStreams)
         self.servers = servers
@@ -43,10 +54,12 @@ public final class JobService: Sendable {
 
     private var policies: [String: JobPolicy] { servers.mapValues(\.spec.jobs) }
 
-    /// Queues `rows` for `feature`. Every row is checked first (a row the model cannot use is a 400 now, not a
-    /// failed job later). With an idempotency key, a repeated submission returns the first job.
+    /// Queues `rows` for `feature` on behalf of `owner` (the caller's token name). Every row is checked first (a row
+    /// the model cannot use is a 400 now, not a failed job later). With an idempotency key, a repeated submission
+    /// returns the first job. Throws `JobStoreError.tooManyJobs` when `owner` already has the most unfinished jobs
+    /// allowed (`server.max_queued_jobs_per_token`).
     public func submit(
-        feature: String, rows: [PredictRequest], idempotencyKey: String?, requestHash: String?,
+        feature: String, rows: [PredictRequest], owner: String, idempotencyKey: String?, requestHash: String?,
         webhookURL: String? = nil
     ) async throws -> (job: Job, created: Bool) {
         guard let server = servers[feature] else { throw PredictionError(.notFound, "no feature named '\(feature)'") }
@@ -72,8 +85,8 @@ public final class JobService: Sendable {
             id: RandomID.make("job_"), feature: feature,
             input: input, rowsTotal: rows.count, maxAttempts: policy.maxAttempts, createdAt: now,
             deadlineAt: now + policy.deadline.seconds, idempotencyKey: idempotencyKey, requestHash: requestHash,
-            webhookURL: target)
-        let result = try await store.submit(job)
+            webhookURL: target, owner: owner)
+        let result = try await store.submit(job, maxUnfinished: maxUnfinishedPerOwner)
         if result.created {
             metrics.jobSubmitted(feature: feature)
             signals.fire(Self.queueSignal)
@@ -120,10 +133,18 @@ public final class JobService: Sendable {
                 group.addTask { await self.workLoop(owner: "\(RunOwner.current)/w\(index)") }
             }
             group.addTask {
-                // The sweeper: queued jobs past their deadline expire even when no worker looks at them.
+                // The sweeper: queued jobs past their deadline expire even when no worker looks at them; finished
+                // jobs and webhook deliveries past the retention are deleted, a bounded batch at a time (every
+                // sweep while a backlog lasts, else once per `retentionInterval`).
+                let clock = ContinuousClock()
+                var nextRetention = clock.now
                 while !Task.isCancelled {
                     await self.expireOverdue()
                     await self.updateQueueFigures()
+                    if clock.now >= nextRetention {
+                        let backlog = await self.applyRetention(now: Clock.unixNow)
+                        nextRetention = clock.now + (backlog ? .zero : self.retentionInterval)
+                    }
                     try? await Task.sleep(for: self.sweepInterval)
                 }
             }
@@ -146,6 +167,27 @@ public final class JobService: Sendable {
             signals.fire(job.id)
             await webhooks?.jobEnded(job)
         }
+    }
+
+    /// One retention pass, as the sweeper runs it: deletes a batch of at most 1,000 finished jobs and of finished
+    /// webhook deliveries older than the retention at `now` (seconds since 1970); `true` when a batch was full (more
+    /// may be waiting). Errors are logged, not thrown: the next pass tries again.
+    @discardableResult
+    public func applyRetention(now: Double) async -> Bool {
+        let cutoff = now - retention.seconds
+        var full = false
+        do {
+            let jobs = try await store.deleteFinishedJobs(finishedBefore: cutoff, limit: Self.retentionBatch)
+            full = jobs >= Self.retentionBatch
+            if let webhooks {
+                let deliveries = try await webhooks.store.deleteDeliveries(
+                    createdBefore: cutoff, limit: Self.retentionBatch)
+                full = full || deliveries >= Self.retentionBatch
+            }
+        } catch {
+            logger.warning("job retention: cannot delete old jobs or webhook deliveries: \(error)")
+        }
+        return full
     }
 
     private func updateQueueFigures() async {

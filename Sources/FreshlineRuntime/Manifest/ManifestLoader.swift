@@ -147,6 +147,16 @@ private struct Reader {
         return value
     }
 
+    /// A duration within `range`.
+    mutating func durationRange(_ node: Node, _ keyPath: String, _ range: ClosedRange<Duration>) -> Duration? {
+        guard let text = node.string, let value = DurationText.parse(text), range.contains(value) else {
+            let bounds = "\(DurationText.format(range.lowerBound)) to \(DurationText.format(range.upperBound))"
+            fail(node, keyPath, "must be a duration from \(bounds)")
+            return nil
+        }
+        return value
+    }
+
     /// A duration above zero and at most `atMost` seconds.
     mutating func positiveDuration(_ node: Node, _ keyPath: String, atMost seconds: Double) -> Duration? {
         guard let text = node.string, let value = DurationText.parse(text), value > .zero, value.seconds <= seconds
@@ -717,7 +727,7 @@ private struct Reader {
         let allowed: Set<String> = [
             "host", "port", "max_body_bytes", "compute_threads", "request_log_sample_rate", "request_log_retention",
             "job_workers", "webhooks", "idle_timeout", "max_connections", "shutdown_timeout", "max_streams",
-            "max_streams_per_token",
+            "max_streams_per_token", "max_queued_jobs_per_token", "job_retention",
         ]
         for (key, value) in entries(node, "server", allowed: allowed) ?? [] {
             let path = "server.\(key)"
@@ -738,6 +748,10 @@ private struct Reader {
             case "max_streams": s.maxStreams = int(value, path, range: 0...100_000) ?? s.maxStreams
             case "max_streams_per_token":
                 s.maxStreamsPerToken = int(value, path, range: 0...100_000) ?? s.maxStreamsPerToken
+            case "max_queued_jobs_per_token":
+                s.maxQueuedJobsPerToken = int(value, path, range: 1...10_000_000) ?? s.maxQueuedJobsPerToken
+            case "job_retention":
+                s.jobRetention = durationRange(value, path, .seconds(60)...(.seconds(3650 * 86_400))) ?? s.jobRetention
             default: break
             }
         }

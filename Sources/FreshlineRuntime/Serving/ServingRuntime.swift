@@ -91,7 +91,8 @@ public final class ServingRuntime: Service {
                     WebhookDispatcher(
                         store: $0, jobs: jobStore, settings: manifest.server.webhooks, metrics: metrics, logger: logger)
                 }, idlePoll: storeEvents == nil ? nil : .seconds(1), maxStreams: manifest.server.maxStreams,
-                maxStreamsPerCaller: manifest.server.maxStreamsPerToken)
+                maxStreamsPerCaller: manifest.server.maxStreamsPerToken,
+                maxUnfinishedPerOwner: manifest.server.maxQueuedJobsPerToken, retention: manifest.server.jobRetention)
         }
         self.storeEvents = storeEvents
     }
