@@ -29,8 +29,10 @@ release: deps
 # starts Debian's postgresql; FRESHLINE_POSTGRES_URL names your own server instead), then the tests that run the
 # freshline binary as subprocesses (kill -9 during a run or a job, the advise command) in a second run, and the
 # multi-process cluster tests in a third: on two cores their processes would slow the timing-sensitive in-process
-# serving tests (deadlines, sheds, webhook timeouts) enough to fail them. Last, the Open Inference Protocol interop
-# test with the real tritonclient (Python venv from PyPI).
+# serving tests (deadlines, sheds, webhook timeouts) enough to fail them. Then the HTTP request fuzzer for
+# FUZZ_SECONDS (libFuzzer; its release build takes ~10 minutes the first time), and last the Open Inference
+# Protocol interop test with the real tritonclient (Python venv from PyPI).
+FUZZ_SECONDS ?= 60
 SUBPROCESS_TESTS = BatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests
 test: deps lint
 	$(SWIFT) build --build-tests
@@ -38,6 +40,7 @@ test: deps lint
 	  && $(SWIFT) test --skip-build --filter "$(SUBPROCESS_TESTS)" && $(SWIFT) test --skip-build --filter ClusterTests' \
 	  2>&1 | tee .build/test-output.txt
 	@scripts/test-summary.sh .build/test-output.txt
+	scripts/fuzz-http.sh $(FUZZ_SECONDS)
 	scripts/interop-test.sh .build/debug/freshline
 
 # The main job on the embedded default: the worked example (docs/demo.md) — data, manifest, server, nightly

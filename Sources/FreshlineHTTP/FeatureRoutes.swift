@@ -123,25 +123,22 @@ struct FeatureRoutes {
             // fill batches from it, while one 10,000-row request cannot fill the queue and starve every other caller:
             // their rows queue beside its next window, not behind all of it.
             let window = max(1, feature.spec.batching.maxBatchSize)
-            let results = await withTaskGroup(of: (Int, Result<Prediction, PredictionError>).self) { group in
-                var ordered = [Result<Prediction, PredictionError>?](repeating: nil, count: requests.count)
-                for (index, r) in requests.enumerated() {
-                    if index >= window, let (done, result) = await group.next() { ordered[done] = result }
+            let name = feature.spec.name
+            // Each row's answer (or error) as its JSON, in the request's order.
+            let items = await withTaskGroup(of: (Int, JSONValue).self) { group in
+                var ordered = [JSONValue](repeating: .null, count: requests.count)
+                for (index, row) in requests.enumerated() {
+                    if index >= window, let (done, item) = await group.next() { ordered[done] = item }
                     group.addTask {
-                        do { return (index, .success(try await feature.predict(r))) } catch {
-                            return (index, .failure(PredictionError(modelCall: error)))
+                        do { return (index, Self.json(try await feature.predict(row), feature: name)) } catch {
+                            let e = PredictionError(modelCall: error)
+                            let code = JSONValue.string(APIError(e).code)
+                            return (index, .object(["error": .object(["code": code, "message": .string(e.message)])]))
                         }
                     }
                 }
-                for await (index, result) in group { ordered[index] = result }
-                return ordered.compactMap { $0 }
-            }
-            let items: [JSONValue] = results.map { result in
-                switch result {
-                case .success(let p): Self.json(p, feature: feature.spec.name)
-                case .failure(let e):
-                    .object(["error": .object(["code": .string(APIError(e).code), "message": .string(e.message)])])
-                }
+                for await (index, item) in group { ordered[index] = item }
+                return ordered
             }
             return JSONResponse.make(
                 JSONValue.object(["feature": .string(feature.spec.name), "results": .array(items)]))
