@@ -27,6 +27,8 @@ public final class ServingRuntime: Service {
     private let logger: Logger
     /// A shared store's announcements, followed once for the whole process and handed to the batch and job services.
     private let storeEvents: (any StoreEventSource)?
+    /// Whether the shared store can be reached, for readiness.
+    private let storeHealth: (any StoreHealthReporting)?
     /// The wall clock answers and the request log are stamped with.
     public let clock: any WallClock
 
@@ -34,10 +36,12 @@ public final class ServingRuntime: Service {
     public init(
         manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?,
         batchStore: (any BatchStore)? = nil, jobStore: (any JobStore)? = nil, jobWorkers: Int? = nil,
-        webhookStore: (any WebhookStore)? = nil, storeEvents: (any StoreEventSource)? = nil, batchWorkers: Int = 1,
-        batchSchedules: Bool = true, clock: any WallClock = SystemWallClock(), logger: Logger
+        webhookStore: (any WebhookStore)? = nil, storeEvents: (any StoreEventSource)? = nil,
+        storeHealth: (any StoreHealthReporting)? = nil, batchWorkers: Int = 1, batchSchedules: Bool = true,
+        clock: any WallClock = SystemWallClock(), logger: Logger
     ) throws {
         self.clock = clock
+        self.storeHealth = storeHealth
         let (models, loadErrors) = ServingModel.loadAll(manifest)
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
         if !problems.isEmpty { throw ManifestErrors(problems) }
@@ -97,11 +101,14 @@ public final class ServingRuntime: Service {
         self.storeEvents = storeEvents
     }
 
-    /// Why the server is not ready: shutting down, or a batch feature's snapshot older than its `max_staleness`.
+    /// Why the server is not ready: shutting down, snapshots still loading, a batch feature's snapshot older than
+    /// its `max_staleness`, or the store unavailable (its last call failed for that and none has succeeded since;
+    /// real-time predictions and loaded snapshots still answer, but jobs, runs and the advisor do not).
     public var readinessProblems: [String] {
         if shuttingDown.load() { return ["shutting down"] }
-        if let batch, !batch.snapshotsLoaded { return ["loading snapshots"] }
-        return features.values.compactMap(\.snapshotProblem).sorted()
+        let store = storeHealth?.unavailableReason.map { ["store unavailable: \($0)"] } ?? []
+        if let batch, !batch.snapshotsLoaded { return ["loading snapshots"] + store }
+        return features.values.compactMap(\.snapshotProblem).sorted() + store
     }
 
     /// What an operator should see but a load balancer should not act on: batch features whose last run failed
@@ -121,8 +128,8 @@ public final class ServingRuntime: Service {
         try self.init(
             manifest: manifest, metricsFactory: metricsFactory, requestLogStore: requestLog ? stores.requestLog : nil,
             batchStore: stores.batch, jobStore: stores.jobs, jobWorkers: jobWorkers, webhookStore: stores.webhooks,
-            storeEvents: stores.events, batchWorkers: batchWorkers, batchSchedules: batchSchedules, clock: clock,
-            logger: logger)
+            storeEvents: stores.events, storeHealth: stores.health, batchWorkers: batchWorkers,
+            batchSchedules: batchSchedules, clock: clock, logger: logger)
     }
 
     /// Whether the runtime is accepting work (readiness).
