@@ -48,7 +48,7 @@ def lua_script(path, body, budget_ms):
     """A wrk script: POST body with the headers, and a count of 503s that carried Retry-After."""
     return f"""
 wrk.method = "POST"
-wrk.body = {json.dumps(body)}
+wrk.body = {json.dumps(json.dumps(body))}
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {TOKEN}"
 wrk.headers["X-Freshline-Timeout"] = "{budget_ms}ms"
@@ -122,6 +122,14 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def server_p99(port, feature):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", f"/v1/features/{feature}", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -181,6 +189,7 @@ tokens:
                    {"inputs": [{"name": "X", "shape": [1, 16], "datatype": "FP32", "data": ROW}]}),
         }
         rows = []
+        print(f"server RSS after start: {rss_mb(server.pid):.0f} MB")
         for name in args.only.split(","):
             path, body = apis[name]
             script = f"{work}/{name}.lua"
@@ -200,6 +209,8 @@ tokens:
             for c, r in sweep.items():
                 print(f"{name} sweep c={c:3d}: {r['ok_per_s']:9.0f} answered/s, {r['non2xx']} non-2xx "
                       f"{r['socket_errors']}")
+            requests_so_far = sum(r["total"] for r in sweep.values()) + over["total"]
+            print(f"{name}: {requests_so_far} requests; server RSS now {rss_mb(server.pid):.0f} MB")
     finally:
         server.send_signal(signal.SIGTERM)
         try:

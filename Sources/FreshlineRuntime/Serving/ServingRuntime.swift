@@ -101,21 +101,21 @@ public final class ServingRuntime: Service {
         self.storeEvents = storeEvents
     }
 
-    /// Why the server is not ready: shutting down, snapshots still loading, a batch feature's snapshot older than
-    /// its `max_staleness`, or the store unavailable (its last call failed for that and none has succeeded since;
-    /// real-time predictions and loaded snapshots still answer, but jobs, runs and the advisor do not).
+    /// Why the server is not ready: shutting down, snapshots still loading, or a batch feature's snapshot older than
+    /// its `max_staleness`.
     public var readinessProblems: [String] {
         if shuttingDown.load() { return ["shutting down"] }
-        let store = storeHealth?.unavailableReason.map { ["store unavailable: \($0)"] } ?? []
-        if let batch, !batch.snapshotsLoaded { return ["loading snapshots"] + store }
-        return features.values.compactMap(\.snapshotProblem).sorted() + store
+        if let batch, !batch.snapshotsLoaded { return ["loading snapshots"] }
+        return features.values.compactMap(\.snapshotProblem).sorted()
     }
 
-    /// What an operator should see but a load balancer should not act on: batch features whose last run failed
-    /// (until a later run succeeds). Not a readiness problem: every replica shares the store, so a failed run would
-    /// take every backend out of rotation at once while each still answers correctly from the previous snapshot.
+    /// What an operator should see but a load balancer should not act on: the store unavailable (its last call
+    /// failed for that and none has succeeded since), and batch features whose last run failed (until a later run
+    /// succeeds). Not readiness problems: every replica shares the store, so either would take every backend out
+    /// of rotation at once, while each still answers real-time predictions and lookups in its loaded snapshots.
     public var readinessWarnings: [String] {
-        features.values.compactMap(\.lastRunProblem).sorted()
+        let store = storeHealth?.unavailableReason.map { ["store unavailable: \($0)"] } ?? []
+        return store + features.values.compactMap(\.lastRunProblem).sorted()
     }
 
     /// Makes the runtime over one set of stores (`StoreSet.open`): the request log, batch, jobs and webhooks all
