@@ -130,12 +130,18 @@ def rss_mb(pid):
     return float("nan")
 
 
-def server_p99(port, feature):
+def duration_buckets(port, feature):
+    """freshline_request_duration_seconds of answered (source realtime) requests: {le: cumulative count}."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", f"/v1/features/{feature}", headers={"Authorization": f"Bearer {TOKEN}"})
-    detail = json.loads(conn.getresponse().read())
-    realtime = detail["live"]["latency"].get("realtime")
-    return realtime["p99_seconds"] if realtime else float("nan")
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    buckets = {}
+    pattern = re.compile(r'freshline_request_duration_seconds_bucket\{(.*?)\} (\S+)')
+    for labels, value in pattern.findall(text):
+        if f'feature="{feature}"' in labels and 'source="realtime"' in labels:
+            le = re.search(r'le="([^"]+)"', labels).group(1)
+            buckets[float(le)] = float(value)
+    return buckets
 
 
 def main():
@@ -200,11 +206,21 @@ tokens:
             best = max(r["ok_per_s"] for r in sweep.values())
             saturating = min(c for c, r in sweep.items() if r["ok_per_s"] >= 0.95 * best)
             probe = Probe(port, path, body, args.budget)
+            before = duration_buckets(port, "score") if name == "v1" else {}
             probe.start()
             over = run_wrk(path, port, script, saturating * args.factor, args.seconds)
             probe.stop.set()
             probe.join(timeout=15)
-            inside = server_p99(port, "score") if name == "v1" else float("nan")
+            inside = float("nan")
+            if name == "v1":
+                # The share of the overload run's answers the server gave within the budget, from the histogram's
+                # deltas (its bucket bounds include 5 ms): p99 <= budget when that share is >= 99%.
+                after = duration_buckets(port, "score")
+                bound = max([le for le in after if le <= args.budget / 1000] or [float("nan")])
+                total = after.get(float("inf"), 0) - before.get(float("inf"), 0)
+                within = after.get(bound, 0) - before.get(bound, 0)
+                inside = within / total if total else float("nan")
+                print(f"v1 overload: {total:.0f} answered, {within:.0f} within {bound * 1000:g} ms inside the server")
             rows.append((name, saturating, sweep[saturating]["ok_per_s"], best, over, inside, probe))
             for c, r in sweep.items():
                 print(f"{name} sweep c={c:3d}: {r['ok_per_s']:9.0f} answered/s, {r['non2xx']} non-2xx "
@@ -221,19 +237,21 @@ tokens:
     budget = args.budget / 1000
     print()
     print(f"| API | saturating c | answered/s there | overload c | admitted/s (ratio) | refused (with "
-          f"Retry-After) | p99 inside server | probe p50 / p99 of admitted | targets |")
+          f"Retry-After) | answered within budget inside server | probe p50 / p99 of admitted | targets |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, c, sat, best, over, inside, probe in rows:
         ratio = over["ok_per_s"] / sat if sat else float("nan")
-        refused_share = over["non2xx"] / over["total"] if over["total"] else float("nan")
+        refused_share = over["refused"] / over["total"] if over["total"] else float("nan")
+        other_share = (over["non2xx"] - over["refused"]) / over["total"] if over["total"] else float("nan")
         p50, p99 = percentile(probe.ok, 0.5), percentile(probe.ok, 0.99)
         met = []
-        met.append("inside " + ("ok" if inside <= budget else "MISSED" if inside == inside else "n/a"))
+        met.append("inside " + ("ok" if inside >= 0.99 else "MISSED" if inside == inside else "n/a"))
         met.append("client " + ("ok" if p99 <= 2 * budget else "MISSED"))
         met.append("throughput " + ("ok" if ratio >= 0.9 else "MISSED"))
         print(f"| {name} | {c} | {sat:.0f} | {c * args.factor} | {over['ok_per_s']:.0f} ({ratio:.2f}x) | "
-              f"{refused_share:.1%} ({over['retry_after']}/{over['refused']}) | "
-              f"{inside * 1000:.2f} ms | {p50 * 1000:.2f} / {p99 * 1000:.2f} ms ({len(probe.ok)} admitted, "
+              f"503 {refused_share:.1%} ({over['retry_after']}/{over['refused']} with Retry-After), other non-2xx "
+              f"{other_share:.1%} | "
+              f"{inside:.2%} | {p50 * 1000:.2f} / {p99 * 1000:.2f} ms ({len(probe.ok)} admitted, "
               f"statuses {probe.statuses}) | {', '.join(met)} |")
 
 

@@ -10,6 +10,8 @@ struct FeatureRoutes {
     typealias Context = FreshlineRequestContext
     let runtime: ServingRuntime
     let maxBodyBytes: Int
+    /// Real-time requests in flight, shared with `/v2` (`server.max_in_flight`).
+    var inFlight: InFlightLimit? = nil
 
     func register(on routes: ScopedRoutes) {
         routes.predict.post("/v1/features/:name/predict") { request, context in try await predict(request, context) }
@@ -98,7 +100,10 @@ struct FeatureRoutes {
         let feature = try feature(context)
         let respondAsync = feature.spec.pattern == .async || Prefer(request.headers[preferHeader]).respondAsync
         let timeout = try Self.timeout(request)
-        // Refused before the body is read when the rows already queued mean it cannot be answered in time.
+        // Refused before the body is read when the server is answering its limit of real-time requests, or when the
+        // rows already queued mean it cannot be answered in time.
+        if !respondAsync { try inFlight?.enter() }
+        defer { if !respondAsync { inFlight?.leave() } }
         if !respondAsync, !feature.admits(arrival: context.arrival, timeout: timeout) {
             throw APIError(
                 .serviceUnavailable, code: "overloaded",

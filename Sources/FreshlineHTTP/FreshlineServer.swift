@@ -18,10 +18,11 @@ public enum FreshlineServer {
         router.add(middleware: StoreUnavailableMiddleware())
         let routes = ScopedRoutes(router, tokens: runtime.manifest.tokens)
         let limit = runtime.manifest.server.maxBodyBytes
-        FeatureRoutes(runtime: runtime, maxBodyBytes: limit).register(on: routes)
+        let inFlight = InFlightLimit(limit: runtime.manifest.server.maxInFlight)
+        FeatureRoutes(runtime: runtime, maxBodyBytes: limit, inFlight: inFlight).register(on: routes)
         BatchRoutes(runtime: runtime, maxBodyBytes: limit).register(on: routes)
         JobRoutes(runtime: runtime, maxBodyBytes: limit).register(on: routes)
-        OpenInferenceRoutes(runtime: runtime, maxBodyBytes: limit).register(on: routes)
+        OpenInferenceRoutes(runtime: runtime, maxBodyBytes: limit, inFlight: inFlight).register(on: routes)
         AdviceRoutes(runtime: runtime).register(on: routes)
         registerOpen(on: routes.open, runtime: runtime, registry: registry)
         return router

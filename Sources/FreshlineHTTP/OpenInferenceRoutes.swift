@@ -12,6 +12,8 @@ struct OpenInferenceRoutes {
     typealias Context = FreshlineRequestContext
     let runtime: ServingRuntime
     let maxBodyBytes: Int
+    /// Real-time requests in flight, shared with `/v1` (`server.max_in_flight`).
+    var inFlight: InFlightLimit? = nil
 
     func register(on routes: ScopedRoutes) {
         routes.client.get("/v2") { _, _ in
@@ -120,6 +122,8 @@ struct OpenInferenceRoutes {
 
     private func infer(_ request: Request, _ context: Context) async throws -> Response {
         let m = try model(context)
+        do { try inFlight?.enter() } catch { throw V2Error(.serviceUnavailable, error.message, retryAfter: 1) }
+        defer { inFlight?.leave() }
         var request = request
         let buffer: ByteBuffer
         if let encoding = request.headers[.contentEncoding], encoding.lowercased() != "identity" {

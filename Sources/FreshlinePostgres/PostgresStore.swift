@@ -131,7 +131,7 @@ extension PostgresStore {
                     if bulk {
                         // The session's statement_timeout is the call timeout; a bulk call may take longer.
                         try await connection.query(
-                            "SELECT set_config('statement_timeout', \(Self.milliseconds(timeout)), true)",
+                            "SELECT set_config('statement_timeout', \(String(Self.milliseconds(timeout))), true)",
                             logger: logger)
                     }
                     return try await body(Transaction(connection: connection, logger: logger))

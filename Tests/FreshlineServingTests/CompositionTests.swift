@@ -42,6 +42,7 @@ struct CompositionTests {
             model: afe
             pattern: hybrid
             key: user_id
+            latency_budget: 60s  # deadlines count from arrival, and ~300 tests start at once on 2 cores
             compose:
               X:
                 from: user_vec

@@ -28,6 +28,7 @@ struct JobsHTTPTests {
             async: {max_attempts: 3, visibility_timeout: 5s, deadline: 10m}
           live:
             model: gbdt
+            latency_budget: 60s  # deadlines count from arrival, and ~300 tests start at once on 2 cores
         tokens:
           - {name: app, token: app-secret, scopes: [predict]}
           - {name: ops, token: ops-secret, scopes: [admin]}

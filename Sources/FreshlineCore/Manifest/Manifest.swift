@@ -213,6 +213,11 @@ public struct ServerSettings: Sendable, Equatable {
     public var idleTimeout: Duration = .seconds(30)
     /// Connections open at once; more are closed as they arrive (default 1,024).
     public var maxConnections = 1024
+    /// Real-time prediction requests (`POST …/predict` answered now, `/v2/…/infer`) worked on at once; more are
+    /// refused at once with 503 and `Retry-After` (default 64 per compute thread).
+    public var maxInFlight: Int { maxInFlightSetting ?? 64 * computeThreads }
+    /// `server.max_in_flight` as the manifest gives it, if it does.
+    public var maxInFlightSetting: Int?
     /// How long a graceful shutdown (SIGTERM) may take before what is left is cancelled (default 30 s).
     public var shutdownTimeout: Duration = .seconds(30)
     /// Server-Sent Event streams (`GET /v1/jobs/{id}/events`) open at once, on the server and per token

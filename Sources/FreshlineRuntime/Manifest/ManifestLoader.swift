@@ -746,7 +746,7 @@ private struct Reader {
         let allowed: Set<String> = [
             "host", "port", "max_body_bytes", "compute_threads", "request_log_sample_rate", "request_log_retention",
             "job_workers", "webhooks", "idle_timeout", "max_connections", "shutdown_timeout", "max_streams",
-            "max_streams_per_token", "max_queued_jobs_per_token", "job_retention",
+            "max_streams_per_token", "max_in_flight", "max_queued_jobs_per_token", "job_retention",
         ]
         for (key, value) in entries(node, "server", allowed: allowed) ?? [] {
             let path = "server.\(key)"
@@ -762,6 +762,7 @@ private struct Reader {
             case "webhooks": s.webhooks = webhookSettings(value, path)
             case "idle_timeout": s.idleTimeout = positiveDuration(value, path, atMost: 3600) ?? s.idleTimeout
             case "max_connections": s.maxConnections = int(value, path, range: 1...1_000_000) ?? s.maxConnections
+            case "max_in_flight": s.maxInFlightSetting = int(value, path, range: 1...1_000_000)
             case "shutdown_timeout":
                 s.shutdownTimeout = positiveDuration(value, path, atMost: 3600) ?? s.shutdownTimeout
             case "max_streams": s.maxStreams = int(value, path, range: 0...100_000) ?? s.maxStreams
