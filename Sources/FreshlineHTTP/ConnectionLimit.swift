@@ -24,8 +24,8 @@ final class ConnectionCounter: Sendable {
     var current: Int { open.withLock { $0 } }
 }
 
-/// The per-connection side of `ConnectionCounter`: admits or closes the connection when added to its pipeline,
-/// releases its place when the connection closes.
+/// The per-connection side of `ConnectionCounter`: takes a place when added to the connection's pipeline, closes the
+/// connection as soon as it is active when there was none, and releases its place when the connection closes.
 final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     private let counter: ConnectionCounter
@@ -35,7 +35,19 @@ final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         admitted = counter.admit()
+    }
+
+    /// Closed only once the whole pipeline is active: closing while it is still being set up (in `handlerAdded`)
+    /// makes NIO's async channel drop a writer it never finished, which traps ("Deinited NIOAsyncWriter without
+    /// calling finish()"; seen in `make test`). Nothing has been read yet, so nothing reaches the router.
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
         if !admitted { context.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // An over-cap connection is closing: what it sent is dropped.
+        if admitted { context.fireChannelRead(data) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
