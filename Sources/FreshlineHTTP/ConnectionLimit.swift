@@ -1,40 +1,42 @@
 internal import NIOCore
 internal import Synchronization
 
-/// Caps the connections a server holds open: a connection accepted over the cap is closed at once, before a byte
-/// of it is read. With the idle timeout (`server.idle_timeout`) this bounds what slow or half-open clients can hold.
-final class ConnectionCounter: Sendable {
+/// A count with an upper bound, shared between threads: connections open (`ConnectionLimitHandler`) and real-time
+/// requests in flight (`InFlightLimit`).
+final class BoundedCounter: Sendable {
     let limit: Int
-    private let open = Mutex(0)
+    private let count = Mutex(0)
 
     init(limit: Int) { self.limit = limit }
 
-    /// Counts a new connection; `false` when it would exceed the limit (and is not counted).
-    func admit() -> Bool {
-        open.withLock { count in
-            guard count < limit else { return false }
-            count += 1
+    /// Counts one more, unless `limit` are counted already (then it is not counted).
+    func enter() -> Bool {
+        count.withLock { n in
+            guard n < limit else { return false }
+            n += 1
             return true
         }
     }
 
-    func release() { open.withLock { $0 -= 1 } }
+    func leave() { count.withLock { $0 -= 1 } }
 
-    /// Connections open now.
-    var current: Int { open.withLock { $0 } }
+    /// The count now.
+    var current: Int { count.withLock { $0 } }
 }
 
-/// The per-connection side of `ConnectionCounter`: takes a place when added to the connection's pipeline, closes the
+/// Caps the connections a server holds open (`server.max_connections`; one `BoundedCounter` for the server, a handler
+/// per connection): with the idle timeout this bounds what slow or half-open clients can hold. The handler takes a
+/// place when added to the connection's pipeline, closes the
 /// connection as soon as it is active when there was none, and releases its place when the connection closes.
 final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
-    private let counter: ConnectionCounter
+    private let counter: BoundedCounter
     private var admitted = false
 
-    init(counter: ConnectionCounter) { self.counter = counter }
+    init(counter: BoundedCounter) { self.counter = counter }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        admitted = counter.admit()
+        admitted = counter.enter()
     }
 
     /// Closed only once the whole pipeline is active: closing while it is still being set up (in `handlerAdded`)
@@ -53,7 +55,7 @@ final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChannelHandl
     func handlerRemoved(context: ChannelHandlerContext) {
         if admitted {
             admitted = false
-            counter.release()
+            counter.leave()
         }
     }
 }

@@ -55,7 +55,7 @@ public enum FreshlineServer {
         logger: Logger, onServerRunning: @escaping @Sendable (Int?) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let settings = runtime.manifest.server
-        let connections = ConnectionCounter(limit: settings.maxConnections)
+        let connections = BoundedCounter(limit: settings.maxConnections)
         // The idle timeout closes a connection with nothing read or written for that long: an idle keep-alive
         // connection, and a request whose head or body stops arriving (Hummingbird's connection state handler
         // counts every part read; a half-sent head has sent no part, so it is idle from the start).

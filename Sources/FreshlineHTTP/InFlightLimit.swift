@@ -1,5 +1,4 @@
 internal import HTTPTypes
-internal import Synchronization
 
 /// Bounds the real-time prediction requests (`POST …/predict` answered now, `/v2/…/infer`) the server works on at
 /// once (`server.max_in_flight`); one over the bound is refused at once — 503 `overloaded` with `Retry-After`,
@@ -12,19 +11,14 @@ internal import Synchronization
 /// were answered after their 5 ms deadline (bench/RESULTS.md, overload); bounding the requests in flight bounds
 /// those queues, so what is admitted is answered in time and the rest is refused cheaply.
 final class InFlightLimit: Sendable {
-    let limit: Int
-    private let count = Mutex(0)
+    private let count: BoundedCounter
+    var limit: Int { count.limit }
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int) { count = BoundedCounter(limit: limit) }
 
     /// Takes a place, or throws the 503 when all `limit` are taken. Call `leave()` when the request is answered.
     func enter() throws(APIError) {
-        let admitted = count.withLock { n in
-            guard n < limit else { return false }
-            n += 1
-            return true
-        }
-        guard admitted else {
+        guard count.enter() else {
             throw APIError(
                 .serviceUnavailable, code: "overloaded",
                 "the server is answering its limit of \(limit) real-time requests (server.max_in_flight); try again "
@@ -32,8 +26,8 @@ final class InFlightLimit: Sendable {
         }
     }
 
-    func leave() { count.withLock { $0 -= 1 } }
+    func leave() { count.leave() }
 
     /// Requests in flight now.
-    var current: Int { count.withLock { $0 } }
+    var current: Int { count.current }
 }
