@@ -461,6 +461,17 @@ final class RawSocket: @unchecked Sendable {
         guard sent == bytes.count else { throw POSIXError(.EPIPE) }
     }
 
+    /// What arrives until `done` holds for it, the peer closes, or `timeout` seconds pass (a response's head and
+    /// body may come in separate reads).
+    func receive(until done: (String) -> Bool, timeout: Int) -> String {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        var text = ""
+        while !done(text) && !closedByPeer && ContinuousClock.now < deadline {
+            text += receive(timeout: max(1, Int((deadline - ContinuousClock.now).components.seconds)))
+        }
+        return text
+    }
+
     /// What arrives within `timeout` seconds (up to the first 64 KiB); sets `closedByPeer` on end of stream.
     func receive(timeout: Int) -> String {
         var limit = timeval(tv_sec: timeout, tv_usec: 0)

@@ -58,7 +58,7 @@ struct ShutdownTests {
             return socket
         }
         let submit = try post("")
-        let accepted = submit.receive(timeout: 30)
+        let accepted = submit.receive(until: { $0.contains("job_") && $0.contains("}") }, timeout: 30)
         let id = try #require(
             accepted.range(of: #"job_[0-9a-f]+"#, options: .regularExpression).map { String(accepted[$0]) },
             "\(accepted)")
@@ -66,14 +66,14 @@ struct ShutdownTests {
 
         let stream = try RawSocket(port: port)
         try stream.send("GET /v1/jobs/\(id)/events HTTP/1.1\r\nHost: t\r\n\r\n")
-        let opened = stream.receive(timeout: 30)
+        let opened = stream.receive(until: { $0.contains("event: progress") }, timeout: 30)
         #expect(opened.contains("event: progress") && opened.contains(#""state":"queued""#), "\(opened)")
         let waiting = try post("Prefer: wait=60\r\n")
         try await Task.sleep(for: .milliseconds(500))
 
         let term = ContinuousClock.now
         kill(server.processIdentifier, SIGTERM)
-        let waited = waiting.receive(timeout: 30)
+        let waited = waiting.receive(until: { $0.contains(#""state":"queued""#) }, timeout: 30)
         #expect(waited.hasPrefix("HTTP/1.1 202"), "Prefer: wait answered \(waited.prefix(200))")
         #expect(waited.contains(#""state":"queued""#))
         var rest = ""
