@@ -39,6 +39,8 @@ public struct APIError: HTTPResponseError, Sendable {
         case .timeout: self.init(.gatewayTimeout, code: "timeout", error.message)
         case .unavailable:
             self.init(.serviceUnavailable, code: "unavailable", error.message, retryAfter: error.retryAfter ?? 1)
+        case .storeUnavailable:
+            self.init(.serviceUnavailable, code: "store_unavailable", error.message, retryAfter: error.retryAfter ?? 1)
         default: self.init(.internalServerError, code: "model_failed", error.message)
         }
     }

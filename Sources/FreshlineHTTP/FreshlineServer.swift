@@ -9,11 +9,13 @@ public import Prometheus
 /// Builds the HTTP application over a serving runtime: the `/v1` API, the Open Inference Protocol `/v2`,
 /// `/metrics` (Prometheus text) and the health endpoints.
 public enum FreshlineServer {
-    /// The router with every route and the bearer-token middleware.
+    /// The router with every route, the bearer-token middleware, and the store-outage answer (503).
     public static func router(runtime: ServingRuntime, registry: PrometheusCollectorRegistry) -> Router<
         FreshlineRequestContext
     > {
         let router = Router(context: FreshlineRequestContext.self)
+        // Outermost, around every route and the token checks: a store outage is a 503, never a 500.
+        router.add(middleware: StoreUnavailableMiddleware())
         let routes = ScopedRoutes(router, tokens: runtime.manifest.tokens)
         let limit = runtime.manifest.server.maxBodyBytes
         let inFlight = InFlightLimit(limit: runtime.manifest.server.maxInFlight)

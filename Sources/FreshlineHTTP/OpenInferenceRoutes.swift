@@ -202,7 +202,8 @@ struct OpenInferenceRoutes {
             switch e.code {
             case .badRequest: throw V2Error(.badRequest, e.message)
             case .notFound: throw V2Error(.notFound, e.message)
-            case .overloaded, .unavailable: throw V2Error(.serviceUnavailable, e.message, retryAfter: e.retryAfter ?? 1)
+            case .overloaded, .unavailable, .storeUnavailable:
+                throw V2Error(.serviceUnavailable, e.message, retryAfter: e.retryAfter ?? 1)
             case .timeout: throw V2Error(.gatewayTimeout, e.message)
             default:
                 // The model's or engine's fault: the details go to the log, not to the caller.

@@ -1,3 +1,4 @@
+internal import FreshlineCore
 internal import FreshlineEngine
 
 /// Why a prediction could not be given. The HTTP layer maps each code to a status; messages name what the
@@ -12,6 +13,7 @@ public struct PredictionError: Error, Sendable, CustomStringConvertible {
             case unavailable
             case unknownKey = "unknown_key"
             case stale
+            case storeUnavailable = "store_unavailable"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -32,6 +34,8 @@ public struct PredictionError: Error, Sendable, CustomStringConvertible {
         public static let unknownKey = Code(.unknownKey)
         /// The snapshot is older than the caller's contract and the feature may not answer otherwise (503).
         public static let stale = Code(.stale)
+        /// The store cannot be reached right now (503 + Retry-After).
+        public static let storeUnavailable = Code(.storeUnavailable)
         public var description: String { base.rawValue }
     }
     public var code: Code
@@ -56,6 +60,10 @@ extension PredictionError {
     public init(modelCall error: any Error) {
         if let error = error as? PredictionError {
             self = error
+        } else if let error = error as? StoreUnavailableError {
+            self.init(
+                .storeUnavailable, "the store is unavailable; try again later",
+                retryAfter: StoreUnavailableError.retryAfterSeconds(error))
         } else if let error = error as? EngineError,
             [.invalidArgument, .invalidInput, .invalidShape, .tooLarge].contains(error.code)
         {

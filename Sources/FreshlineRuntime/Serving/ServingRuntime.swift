@@ -27,6 +27,8 @@ public final class ServingRuntime: Service {
     private let logger: Logger
     /// A shared store's announcements, followed once for the whole process and handed to the batch and job services.
     private let storeEvents: (any StoreEventSource)?
+    /// Whether the shared store can be reached, for readiness.
+    private let storeHealth: (any StoreHealthReporting)?
     /// The wall clock answers and the request log are stamped with.
     public let clock: any WallClock
 
@@ -34,10 +36,12 @@ public final class ServingRuntime: Service {
     public init(
         manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?,
         batchStore: (any BatchStore)? = nil, jobStore: (any JobStore)? = nil, jobWorkers: Int? = nil,
-        webhookStore: (any WebhookStore)? = nil, storeEvents: (any StoreEventSource)? = nil, batchWorkers: Int = 1,
-        batchSchedules: Bool = true, clock: any WallClock = SystemWallClock(), logger: Logger
+        webhookStore: (any WebhookStore)? = nil, storeEvents: (any StoreEventSource)? = nil,
+        storeHealth: (any StoreHealthReporting)? = nil, batchWorkers: Int = 1, batchSchedules: Bool = true,
+        clock: any WallClock = SystemWallClock(), logger: Logger
     ) throws {
         self.clock = clock
+        self.storeHealth = storeHealth
         let (models, loadErrors) = ServingModel.loadAll(manifest)
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
         if !problems.isEmpty { throw ManifestErrors(problems) }
@@ -105,11 +109,13 @@ public final class ServingRuntime: Service {
         return features.values.compactMap(\.snapshotProblem).sorted()
     }
 
-    /// What an operator should see but a load balancer should not act on: batch features whose last run failed
-    /// (until a later run succeeds). Not a readiness problem: every replica shares the store, so a failed run would
-    /// take every backend out of rotation at once while each still answers correctly from the previous snapshot.
+    /// What an operator should see but a load balancer should not act on: the store unavailable (its last call
+    /// failed for that and none has succeeded since), and batch features whose last run failed (until a later run
+    /// succeeds). Not readiness problems: every replica shares the store, so either would take every backend out
+    /// of rotation at once, while each still answers real-time predictions and lookups in its loaded snapshots.
     public var readinessWarnings: [String] {
-        features.values.compactMap(\.lastRunProblem).sorted()
+        let store = storeHealth?.unavailableReason.map { ["store unavailable: \($0)"] } ?? []
+        return store + features.values.compactMap(\.lastRunProblem).sorted()
     }
 
     /// Makes the runtime over one set of stores (`StoreSet.open`): the request log, batch, jobs and webhooks all
@@ -122,8 +128,8 @@ public final class ServingRuntime: Service {
         try self.init(
             manifest: manifest, metricsFactory: metricsFactory, requestLogStore: requestLog ? stores.requestLog : nil,
             batchStore: stores.batch, jobStore: stores.jobs, jobWorkers: jobWorkers, webhookStore: stores.webhooks,
-            storeEvents: stores.events, batchWorkers: batchWorkers, batchSchedules: batchSchedules, clock: clock,
-            logger: logger)
+            storeEvents: stores.events, storeHealth: stores.health, batchWorkers: batchWorkers,
+            batchSchedules: batchSchedules, clock: clock, logger: logger)
     }
 
     /// Whether the runtime is accepting work (readiness).

@@ -16,6 +16,8 @@ public struct StoreSet: Sendable {
     public let events: (any StoreEventSource)?
     /// What must run alongside the process for the store to work (PostgreSQL's connection pool); `nil` for SQLite.
     public let service: (any Service)?
+    /// Whether the store can be reached, from its calls' outcomes (PostgreSQL); `nil` for SQLite (a local file).
+    public let health: (any StoreHealthReporting)?
     /// Where the store is, for logs (passwords redacted).
     public let location: String
 
@@ -27,12 +29,14 @@ public struct StoreSet: Sendable {
         requestLog = store
         events = nil
         service = nil
+        health = nil
         self.location = location
     }
 
     /// A shared store that announces changes and runs as a service (PostgreSQL).
     public init(
-        shared store: some BatchStore & JobStore & WebhookStore & RequestLogStore & StoreEventSource & Service,
+        shared store: some BatchStore & JobStore & WebhookStore & RequestLogStore & StoreEventSource & Service
+            & StoreHealthReporting,
         location: String
     ) {
         batch = store
@@ -41,6 +45,7 @@ public struct StoreSet: Sendable {
         requestLog = store
         events = store
         service = store
+        health = store
         self.location = location
     }
 
@@ -58,7 +63,9 @@ public struct StoreSet: Sendable {
         let location = override ?? manifest.store.location
         if isPostgres(location) {
             let store: PostgresStore
-            do { store = try PostgresStore(url: location, logger: logger) } catch {
+            do {
+                store = try PostgresStore(url: location, logger: logger, callTimeout: manifest.store.callTimeout)
+            } catch {
                 throw ManifestErrors([
                     ManifestError(
                         SourceLocation(

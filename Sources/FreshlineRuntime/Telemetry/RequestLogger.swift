@@ -42,15 +42,38 @@ public final class RequestLogger: Service {
         buffer.withLock { if $0.count < capacity { $0.append(s) } }
     }
 
-    /// Writes buffered samples now.
+    /// Failed writes since the last that succeeded, and the samples they dropped: while the store is down, one
+    /// line at the first failure and one a minute, not one a second.
+    private let failures = Mutex<(writes: Int, samples: Int)>((0, 0))
+
+    /// Writes buffered samples now. The request path never waits for it (`offer` only appends to the buffer), and
+    /// a store that is down fails it within the store's call bound; the samples of a failed write are dropped.
     public func flush() async {
         let pending = buffer.withLock { b -> [RequestLogSample] in
             defer { b.removeAll(keepingCapacity: true) }
             return b
         }
         guard !pending.isEmpty else { return }
-        do { try await store.append(pending) } catch {
-            logger.error("request log: could not write \(pending.count) samples: \(error)")
+        do {
+            try await store.append(pending)
+            let recovered = failures.withLock { f in
+                defer { f = (0, 0) }
+                return f
+            }
+            if recovered.writes > 0 {
+                logger.info(
+                    "request log: writing again after \(recovered.writes) failed writes (\(recovered.samples) samples dropped)"
+                )
+            }
+        } catch {
+            let writes = failures.withLock { f in
+                f.writes += 1
+                f.samples += pending.count
+                return f.writes
+            }
+            if writes % 60 == 1 {
+                logger.error("request log: could not write \(pending.count) samples (failure \(writes)): \(error)")
+            }
         }
     }
 
