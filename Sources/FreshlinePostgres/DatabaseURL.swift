@@ -59,15 +59,22 @@ struct DatabaseURL: Equatable {
         }
     }
 
-    /// The client configuration for this URL.
-    var clientConfiguration: PostgresClient.Configuration {
+    /// The client configuration for this URL; with `statementTimeout`, the server ends any statement running
+    /// longer (PostgreSQL's `statement_timeout`, sent as a startup parameter of every connection: a statement stuck
+    /// on a lock or a slow plan does not hold its connection past the call's bound).
+    func clientConfiguration(statementTimeout: Duration? = nil) -> PostgresClient.Configuration {
         var configuration = PostgresClient.Configuration(
             host: host, port: port, username: user, password: password, database: database, tls: tls.configuration)
         configuration.options.connectTimeout = .seconds(10)
+        if let statementTimeout {
+            configuration.options.additionalStartupParameters.append(
+                ("statement_timeout", "\(PostgresStore.milliseconds(statementTimeout))"))
+        }
         return configuration
     }
 
-    /// The configuration of a single connection outside the pool (the start-up probe).
+    /// The configuration of a single connection outside the pool (the start-up probe, migrations): without the
+    /// pool's `statement_timeout`.
     func connectionConfiguration() throws -> PostgresConnection.Configuration {
         let tlsMode: PostgresConnection.Configuration.TLS =
             switch tls {

@@ -223,18 +223,26 @@ extension PostgresStore {
     static let migrationLock = lockKey("migrations", "schema")
 
     /// Applies the pending migrations, on one connection holding the migration lock.
+    ///
+    /// The connection is its own, outside the pool and not bounded like a store call: the pool's sessions carry
+    /// `statement_timeout` (the call timeout), while a migration, or waiting for another process's, may take longer.
+    /// A server that goes away fails it (the connection closes); so does cancellation, which closes the connection
+    /// (a statement in flight is not cancelled otherwise). The session lock goes with the connection.
     func migrate() async throws {
-        try await client.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(Self.migrationLock))", logger: logger)
-            do {
+        let connection = try await PostgresConnection.connect(
+            configuration: try location.connectionConfiguration(), id: 1, logger: logger)
+        do {
+            try await withTaskCancellationHandler {
+                try await connection.query("SELECT pg_advisory_lock(\(Self.migrationLock))", logger: logger)
                 try await applyPending(on: connection)
-            } catch {
-                // The session lock goes with the connection if this fails too.
-                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger)
-                throw error
+            } onCancel: {
+                let _: Void = connection.close()
             }
-            try await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger)
+        } catch {
+            try? await connection.close()
+            throw error
         }
+        try await connection.close()
     }
 
     private func applyPending(on connection: PostgresConnection) async throws {

@@ -1,3 +1,4 @@
+internal import FreshlineCore
 public import Logging
 internal import PostgresNIO
 
@@ -9,7 +10,10 @@ extension PostgresStore {
         var location = try DatabaseURL(url)
         let identifier = try quotedIdentifier(name)
         try await withAdminConnection(location, logger: logger) { client in
-            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(identifier)"), logger: logger)
+            _ = try await withCallConnection(client) { connection in
+                try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(identifier)"), logger: logger)
+                    .collect()
+            }
         }
         location.database = name
         return location.text
@@ -21,8 +25,11 @@ extension PostgresStore {
         let location = try DatabaseURL(url)
         let identifier = try quotedIdentifier(name)
         try await withAdminConnection(location, logger: logger) { client in
-            try await client.query(
-                PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(identifier) WITH (FORCE)"), logger: logger)
+            _ = try await withCallConnection(client) { connection in
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(identifier) WITH (FORCE)"), logger: logger
+                ).collect()
+            }
         }
     }
 
@@ -39,16 +46,35 @@ extension PostgresStore {
         return "\"\(name)\""
     }
 
-    /// Runs `body` with a client of its own (outside any store), stopped afterwards.
+    /// How long creating or dropping a database may take, connecting included: a server that is down fails the
+    /// call instead of leaving it waiting for a connection (the pool has no acquire timeout). Generous, as dropping
+    /// a database with sessions to end can take a while.
+    static let adminTimeout = Duration.seconds(60)
+
+    /// Runs `body` with a client of its own (outside any store), stopped afterwards, within `adminTimeout`.
     private static func withAdminConnection(
-        _ location: DatabaseURL, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> Void
+        _ location: DatabaseURL, logger: Logger, _ body: @escaping @Sendable (PostgresClient) async throws -> Void
     ) async throws {
-        let client = PostgresClient(configuration: location.clientConfiguration, backgroundLogger: logger)
+        let client = PostgresClient(configuration: location.clientConfiguration(), backgroundLogger: logger)
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 await client.start(in: &group)
                 defer { group.cancelAll() }
-                try await body(client)
+                // The same race as a store call's (`bounded`): the body against a timer, the loser cancelled.
+                try await withThrowingTaskGroup(of: Bool.self) { race in
+                    race.addTask {
+                        try await body(client)
+                        return true
+                    }
+                    race.addTask {
+                        try await Task.sleep(for: adminTimeout)
+                        return false
+                    }
+                    defer { race.cancelAll() }
+                    if try await race.next() == false {
+                        throw StoreUnavailableError(reason: "no answer within \(text(adminTimeout))")
+                    }
+                }
             }
         } catch {
             throw storeError(error, "administering \(location.redacted)")

@@ -7,7 +7,7 @@ internal import PostgresNIO
 extension PostgresStore: BatchStore {
     public func startRun(
         _ run: BatchRun, modelVersion: String, inputTime: Double, copyFrom: Int64?, liveAfter: Double,
-        isGone: @Sendable (String) -> Bool
+        isGone: @escaping @Sendable (String) -> Bool
     ) async throws -> BatchRun {
         try await transaction { tx in
             // One starter per feature at a time: the next one sees this one's run once it commits.
@@ -66,7 +66,8 @@ extension PostgresStore: BatchStore {
         }
     }
 
-    public func interruptedRun(feature: String, liveAfter: Double, isGone: @Sendable (String) -> Bool) async throws
+    public func interruptedRun(feature: String, liveAfter: Double, isGone: @escaping @Sendable (String) -> Bool)
+        async throws
         -> BatchRun?
     {
         try await rows(
@@ -116,7 +117,8 @@ extension PostgresStore: BatchStore {
     }
 
     public func leaseRange(
-        features: [String], owner: String, now: Double, leaseSeconds: Double, isGone: @Sendable (String) -> Bool
+        features: [String], owner: String, now: Double, leaseSeconds: Double,
+        isGone: @escaping @Sendable (String) -> Bool
     ) async throws -> RangeLease? {
         guard !features.isEmpty else { return nil }
         return try await transaction { tx in
@@ -259,7 +261,8 @@ extension PostgresStore: BatchStore {
     public func completeRange(
         runID: String, index: Int, owner: String, at: Double, retention: Int, policy: PublishPolicy
     ) async throws -> RangeCompletion {
-        let completion = try await transaction { tx -> RangeCompletion in
+        // Bulk: the last range's completion publishes, counting the keys of every chunk of the snapshot.
+        let completion = try await transaction(bulk: true) { tx -> RangeCompletion in
             let holder = try await Self.lockRange(tx, runID: runID, index: index)
             // Locking the run serialises the completions of its last ranges: each counts the open ranges after the
             // previous one committed, so exactly one finds none left and publishes.
@@ -282,7 +285,9 @@ extension PostgresStore: BatchStore {
             return try await Self.publish(tx, run: run, at: at, policy: policy)
         }
         if case .published(let info) = completion {
-            try await transaction { tx in try await Self.applyRetention(tx, feature: info.feature, retention: retention)
+            // Bulk: dropping a snapshot deletes its chunks.
+            try await transaction(bulk: true) { tx in
+                try await Self.applyRetention(tx, feature: info.feature, retention: retention)
             }
         }
         return completion
@@ -345,7 +350,8 @@ extension PostgresStore: BatchStore {
     }
 
     public func chunks(snapshotID: Int64) async throws -> [SnapshotChunk] {
-        try await transaction { tx in
+        // Bulk: the whole snapshot.
+        try await transaction(bulk: true) { tx in
             var result: [SnapshotChunk] = []
             let rows = try await tx.stream(
                 """

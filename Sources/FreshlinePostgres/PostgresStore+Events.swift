@@ -16,7 +16,9 @@ extension PostgresStore: StoreEventSource {
             }
             do {
                 // A connection of its own for as long as it listens; the sequence ends when the task is cancelled
-                // and throws when the connection is lost.
+                // and throws when the connection is lost. Not bounded like a store call (`bounded`): it is meant to
+                // last, and while the server is down it waits here for a connection (a lease request is cancelled
+                // with the task). The session's statement_timeout does not end it: no statement runs while listening.
                 try await client.withConnection { connection in
                     try await connection.listen(on: Self.eventChannel) { notifications in
                         for try await notification in notifications {

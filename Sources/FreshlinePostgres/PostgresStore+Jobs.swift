@@ -211,7 +211,8 @@ extension PostgresStore: JobStore {
     /// Locks a job, applies `change`, writes the result; `nil` when the job is missing or `change` refuses. A job
     /// that goes back to the queue (released, or failed and retried) wakes listening workers; one that ends wakes
     /// whoever waits for it on any server.
-    private func transition(_ id: String, _ change: (Job) -> Job?, function: String = #function) async throws
+    private func transition(_ id: String, _ change: @escaping @Sendable (Job) -> Job?, function: String = #function)
+        async throws
         -> Job?
     {
         try await transaction(function) { tx in

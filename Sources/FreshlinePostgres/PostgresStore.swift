@@ -13,25 +13,37 @@ public import ServiceLifecycle
 ///
 /// Run it as a service (`run()`): it runs the connection pool and applies pending migrations; every method first
 /// waits until they are applied, so callers may use the store as soon as `run()` has started in a task.
+///
+/// Every method is bounded by the call timeout (waiting for readiness and a connection included): a database that
+/// is down, unreachable or out of connections makes calls fail with `StoreUnavailableError` instead of waiting, and
+/// `unavailableReason` says so until a call succeeds again.
 public final class PostgresStore: Sendable {
     /// The database URL with its password redacted, for logs.
     public let url: String
 
     let location: DatabaseURL
     let startupTimeout: Duration
+    /// The bound of one call: waiting for readiness, for a connection, and the statements (see `bounded`).
+    let callTimeout: Duration
     let client: PostgresClient
     let logger: Logger
     let readiness = Readiness()
+    let health = CallOutcomes()
 
     /// Makes a store for `url`: `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`
     /// (or `postgresql://`). Without `sslmode`, TLS is off for a loopback host and preferred otherwise. Nothing
     /// connects until `run()`, which waits up to `startupTimeout` for a server that does not accept connections yet.
-    public init(url: String, logger: Logger, startupTimeout: Duration = .seconds(60)) throws {
+    /// Each call gives up after `callTimeout` (the server's `statement_timeout` is set to it too).
+    public init(
+        url: String, logger: Logger, startupTimeout: Duration = .seconds(60), callTimeout: Duration = .seconds(5)
+    ) throws {
         location = try DatabaseURL(url)
         self.url = location.redacted
         self.logger = logger
         self.startupTimeout = startupTimeout
-        client = PostgresClient(configuration: location.clientConfiguration, backgroundLogger: logger)
+        self.callTimeout = callTimeout
+        client = PostgresClient(
+            configuration: location.clientConfiguration(statementTimeout: callTimeout), backgroundLogger: logger)
     }
 }
 
@@ -77,7 +89,12 @@ extension PostgresStore {
                 try? await connection.close()
                 return
             } catch {
-                let failure = Self.storeError(error, "connecting to \(url)")
+                // Named with the URL (not as a store call's `StoreUnavailableError`): this ends `run()`, and the
+                // operator needs to know which server did not answer.
+                let failure =
+                    (error as? PSQLError).map {
+                        PostgresStoreError.database(operation: "connecting to \(url)", message: Self.describe($0))
+                    } ?? Self.storeError(error, "connecting to \(url)")
                 // The server answered (bad credentials, no such database): waiting will not help, unless it is
                 // starting up (SQLSTATE 57P03).
                 if let state = (error as? PSQLError)?.serverInfo?[.sqlState], state != "57P03" { throw failure }
@@ -97,32 +114,41 @@ extension PostgresStore {
 // MARK: Queries
 
 extension PostgresStore {
-    /// Runs `body` in one transaction (committed when it returns, rolled back when it throws), after readiness.
-    /// Errors of the store protocols (`BatchStoreError`, `JobStoreError`) come through as they are; database errors
-    /// become `PostgresStoreError` naming `operation`.
+    /// Runs `body` in one transaction (committed when it returns, rolled back when it throws), after readiness,
+    /// within the call timeout (`bulk`: the bulk timeout, for reading or publishing a whole snapshot).
+    /// Errors of the store protocols (`BatchStoreError`, `JobStoreError`) come through as they are; an outage
+    /// becomes `StoreUnavailableError`, other database errors `PostgresStoreError` naming `operation`.
     func transaction<Result: Sendable>(
-        _ operation: String = #function, _ body: (Transaction) async throws -> Result
+        _ operation: String = #function, bulk: Bool = false,
+        _ body: @escaping @Sendable (Transaction) async throws -> Result
     ) async throws -> Result {
-        try await readiness.wait()
-        do {
-            return try await client.withTransaction(logger: logger) { connection in
-                try await body(Transaction(connection: connection, logger: logger))
+        let (logger, readiness, client) = (self.logger, self.readiness, self.client)
+        let timeout = bulk ? bulkTimeout : callTimeout
+        return try await bounded(operation, timeout: timeout) {
+            try await readiness.wait()
+            return try await Self.withCallConnection(client) { connection in
+                try await connection.withTransaction(logger: logger) { connection in
+                    if bulk {
+                        // The session's statement_timeout is the call timeout; a bulk call may take longer.
+                        try await connection.query(
+                            "SELECT set_config('statement_timeout', \(String(Self.milliseconds(timeout))), true)",
+                            logger: logger)
+                    }
+                    return try await body(Transaction(connection: connection, logger: logger))
+                }
             }
-        } catch {
-            throw Self.storeError(error, operation)
         }
     }
 
-    /// Runs one statement (its own transaction) after readiness and returns its rows.
+    /// Runs one statement (its own transaction) after readiness, within the call timeout, and returns its rows.
     @discardableResult
     func rows(_ query: PostgresQuery, _ operation: String = #function) async throws -> [PostgresRow] {
-        try await readiness.wait()
-        do {
-            return try await client.withConnection { connection in
+        let (logger, readiness, client) = (self.logger, self.readiness, self.client)
+        return try await bounded(operation, timeout: callTimeout) {
+            try await readiness.wait()
+            return try await Self.withCallConnection(client) { connection in
                 try await connection.query(query, logger: logger).collect()
             }
-        } catch {
-            throw Self.storeError(error, operation)
         }
     }
 
@@ -135,6 +161,7 @@ extension PostgresStore {
             return cause.map { storeError($0, operation) }
                 ?? PostgresStoreError.database(operation: operation, message: "\(error)")
         case let error as PSQLError:
+            if let reason = unavailability(error) { return StoreUnavailableError(reason: reason) }
             return PostgresStoreError.database(operation: operation, message: describe(error))
         case let error as PostgresDecodingError:
             return PostgresStoreError.database(

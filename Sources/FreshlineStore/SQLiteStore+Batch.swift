@@ -112,7 +112,7 @@ enum ChunkCodec {
 extension SQLiteStore: BatchStore {
     public func startRun(
         _ run: BatchRun, modelVersion: String, inputTime: Double, copyFrom: Int64?, liveAfter: Double,
-        isGone: @Sendable (String) -> Bool
+        isGone: @escaping @Sendable (String) -> Bool
     ) async throws -> BatchRun {
         try await writer.write { db in
             // A split run is live whoever is gone (any worker resumes its ranges); one not yet split is live while
@@ -163,7 +163,8 @@ extension SQLiteStore: BatchStore {
         }
     }
 
-    public func interruptedRun(feature: String, liveAfter: Double, isGone: @Sendable (String) -> Bool) async throws
+    public func interruptedRun(feature: String, liveAfter: Double, isGone: @escaping @Sendable (String) -> Bool)
+        async throws
         -> BatchRun?
     {
         try await writer.read { db in
@@ -217,7 +218,8 @@ extension SQLiteStore: BatchStore {
     }
 
     public func leaseRange(
-        features: [String], owner: String, now: Double, leaseSeconds: Double, isGone: @Sendable (String) -> Bool
+        features: [String], owner: String, now: Double, leaseSeconds: Double,
+        isGone: @escaping @Sendable (String) -> Bool
     ) async throws -> RangeLease? {
         guard !features.isEmpty else { return nil }
         return try await writer.write { db in

@@ -25,7 +25,7 @@ struct BatchStoreTests {
     /// Starts `run` with a lease of 60 seconds before its start time.
     static func start(
         _ store: any BatchStore, _ run: BatchRun, copyFrom: Int64? = nil,
-        isGone: @Sendable (String) -> Bool = { _ in false }
+        isGone: @escaping @Sendable (String) -> Bool = { _ in false }
     ) async throws -> BatchRun {
         try await store.startRun(
             run, modelVersion: "mv-\(run.id)", inputTime: run.startedAt - 5, copyFrom: copyFrom,

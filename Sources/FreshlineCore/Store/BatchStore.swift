@@ -284,11 +284,11 @@ public protocol BatchStore: Sendable {
     /// backfill over a subset).
     func startRun(
         _ run: BatchRun, modelVersion: String, inputTime: Double, copyFrom: Int64?, liveAfter: Double,
-        isGone: @Sendable (String) -> Bool
+        isGone: @escaping @Sendable (String) -> Bool
     ) async throws -> BatchRun
     /// A run in state `running`, not yet split into ranges, whose owner is gone (heartbeat at or before
     /// `liveAfter`, or `isGone` says its process ended), which the caller may take over.
-    func interruptedRun(feature: String, liveAfter: Double, isGone: @Sendable (String) -> Bool) async throws
+    func interruptedRun(feature: String, liveAfter: Double, isGone: @escaping @Sendable (String) -> Bool) async throws
         -> BatchRun?
     /// Takes over an interrupted run: new owner and heartbeat, `resumes + 1`. Returns the run as claimed, or
     /// `nil` if another process claimed it first.
@@ -301,7 +301,8 @@ public protocol BatchStore: Sendable {
     /// Leases the first available range (pending; or leased with its lease expired, or its owner gone) of a running
     /// run of one of `features`, oldest run first, for `leaseSeconds`.
     func leaseRange(
-        features: [String], owner: String, now: Double, leaseSeconds: Double, isGone: @Sendable (String) -> Bool
+        features: [String], owner: String, now: Double, leaseSeconds: Double,
+        isGone: @escaping @Sendable (String) -> Bool
     ) async throws -> RangeLease?
     /// Extends a range's lease (and the run's heartbeat); `false` when `owner` lost it or the run ended.
     func renewRange(runID: String, index: Int, owner: String, now: Double, leaseSeconds: Double) async throws -> Bool
