@@ -84,6 +84,26 @@ struct ManifestTests {
             try errors(base + "server:\n  job_retention: 3651d\n").map(\.location.keyPath) == ["server.job_retention"])
     }
 
+    @Test("store.call_timeout defaults to 5 s, parses, and is range-checked at its line")
+    func storeCallTimeout() throws {
+        let base = "models:\n  m: ZOO/gbc_binary.onnx\nfeatures:\n  a:\n    model: m\n"
+        #expect(try ManifestLoader.load(path: try TestManifest.write(base)).store.callTimeout == .seconds(5))
+        let set = try ManifestLoader.load(
+            path: try TestManifest.write(base + "store:\n  location: postgres://u@h/d\n  call_timeout: 250ms\n"))
+        #expect(set.store.callTimeout == .milliseconds(250))
+        #expect(set.store.location == "postgres://u@h/d")
+        for bad in ["0s", "50ms", "11m", "soon"] {
+            let found = try errors(base + "store:\n  call_timeout: \(bad)\n")
+            #expect(found.count == 1, "\(bad)")
+            let error = try #require(found.first)
+            #expect(error.location.keyPath == "store.call_timeout")
+            #expect(error.location.line == 7)
+            #expect(
+                error.description.hasSuffix(
+                    "freshline.yaml:7: store.call_timeout: must be a duration from 100ms to 10m"))
+        }
+    }
+
     @Test("YAML syntax errors name the line")
     func syntax() throws {
         let found = try errors("features:\n  a: [unclosed\n")

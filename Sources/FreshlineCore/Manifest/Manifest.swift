@@ -248,8 +248,18 @@ public struct ServerSettings: Sendable, Equatable {
 public struct StoreSettings: Sendable, Equatable {
     /// An SQLite file path (default `.freshline/freshline.sqlite` beside the manifest) or a `postgres://` URL.
     public var location: String
+    /// The longest one call to a PostgreSQL store may take, waiting for a connection included (`store.call_timeout`,
+    /// 100 ms to 10 min, default 5 s): past it the call fails as "store unavailable" (HTTP 503) instead of waiting
+    /// for a database that is down. Also the server's `statement_timeout`.
+    public var callTimeout: Duration
 
-    public init(location: String = ".freshline/freshline.sqlite") { self.location = location }
+    /// The range `call_timeout` must be in, in seconds.
+    public static let callTimeoutRange: ClosedRange<Double> = 0.1...600
+
+    public init(location: String = ".freshline/freshline.sqlite", callTimeout: Duration = .seconds(5)) {
+        self.location = location
+        self.callTimeout = callTimeout
+    }
 }
 
 /// A feature's declared input: a model input name with its element type and per-row shape, checked against

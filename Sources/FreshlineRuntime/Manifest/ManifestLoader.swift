@@ -157,6 +157,19 @@ private struct Reader {
         return value
     }
 
+    /// A store call's bound: a duration within `StoreSettings.callTimeoutRange`.
+    mutating func callTimeout(_ node: Node, _ keyPath: String) -> Duration? {
+        let range = StoreSettings.callTimeoutRange
+        guard let text = node.string, let value = DurationText.parse(text), range.contains(value.seconds) else {
+            fail(
+                node, keyPath,
+                "must be a duration from \(DurationText.format(.seconds(range.lowerBound))) to "
+                    + "\(DurationText.format(.seconds(range.upperBound)))")
+            return nil
+        }
+        return value
+    }
+
     /// A duration above zero and at most `atMost` seconds.
     mutating func positiveDuration(_ node: Node, _ keyPath: String, atMost seconds: Double) -> Duration? {
         guard let text = node.string, let value = DurationText.parse(text), value > .zero, value.seconds <= seconds
@@ -207,8 +220,14 @@ private struct Reader {
             case "advisor": manifest.advisor = advisor(value)
             case "store":
                 if case .mapping = value {
-                    for (k, v) in entries(value, "store", allowed: ["location"]) ?? [] where k == "location" {
-                        if let s = string(v, "store.location") { manifest.store.location = s }
+                    for (k, v) in entries(value, "store", allowed: ["location", "call_timeout"]) ?? [] {
+                        switch k {
+                        case "location":
+                            if let s = string(v, "store.location") { manifest.store.location = s }
+                        case "call_timeout":
+                            if let d = callTimeout(v, "store.call_timeout") { manifest.store.callTimeout = d }
+                        default: break
+                        }
                     }
                 } else if let s = string(value, "store") {
                     manifest.store.location = s
