@@ -16,31 +16,16 @@ extension PostgresStore {
 
     /// Runs `call` within `timeout` and records its outcome for `unavailableReason`.
     ///
-    /// The call and a timer race in a task group; whichever ends first wins and the other is cancelled. A cancelled
-    /// call ends promptly: waiting for a connection, because the pool removes a cancelled lease request from its
-    /// queue (`ConnectionRequest.leaseConnection` cancels with `cancelLeaseConnection(requestID)`, and
-    /// `PoolStateMachine.cancelRequest` takes it out of the request dictionary at once and fails it with
-    /// `requestCancelled`; its id stays in the deque until popped, where `RequestQueue.pop` skips ids no longer in
-    /// the dictionary, so a request that gave up is never handed a connection); running a statement, because
-    /// `withCallConnection` closes the connection on cancellation (the statement fails, the server rolls the
-    /// transaction back, the pool drops the connection). The group waits for the loser, so that nothing outlives
-    /// the call.
+    /// The call and a timer race (`firstOf`); whichever ends first answers and the other is cancelled. The caller
+    /// does not wait for the loser: a call that does not end when cancelled (a lease or a statement stuck on a
+    /// connection whose peer has gone silent) must not hold its caller past the bound. A cancelled lease request
+    /// leaves the pool's queue at once (`PoolStateMachine.cancelRequest`); a statement still running on the server
+    /// ends by the session's `statement_timeout`, which is the call timeout too.
     func bounded<Result: Sendable>(
         _ operation: String, timeout: Duration, _ call: @escaping @Sendable () async throws -> Result
     ) async throws -> Result {
         do {
-            let result = try await withThrowingTaskGroup(of: CallOutcome<Result>.self) { group in
-                group.addTask { .finished(try await call()) }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return .timedOut
-                }
-                defer { group.cancelAll() }
-                guard case .finished(let result) = try await group.next() else {
-                    throw StoreUnavailableError(reason: "no answer within \(Self.text(timeout))")
-                }
-                return result
-            }
+            let result = try await Self.firstOf(call, timeout: timeout)
             record(nil, operation)
             return result
         } catch {
@@ -52,6 +37,33 @@ extension PostgresStore {
             default: record(nil, operation)
             }
             throw failure
+        }
+    }
+
+    /// The outcome of `call`, or `StoreUnavailableError` when `timeout` passes first, or `CancellationError` when
+    /// the calling task is cancelled first. The loser is cancelled and not awaited.
+    ///
+    /// Not a task group: a group waits for every child, so a call that ignores cancellation would hold the caller
+    /// (the previous version of this race did, and PostgreSQL-backed tests hung under load).
+    static func firstOf<Result: Sendable>(
+        _ call: @escaping @Sendable () async throws -> Result, timeout: Duration
+    ) async throws -> Result {
+        let race = Race<Result>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                guard race.start(continuation) else { return }
+                let work = Task {
+                    do { race.finish(.success(try await call())) } catch { race.finish(.failure(error)) }
+                }
+                let timer = Task {
+                    // Cancelled when the call answers first; a cancelled sleep throws and finishes nothing.
+                    guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                    race.finish(.failure(StoreUnavailableError(reason: "no answer within \(text(timeout))")))
+                }
+                race.attach([work, timer])
+            }
+        } onCancel: {
+            race.finish(.failure(CancellationError()))
         }
     }
 
@@ -133,10 +145,50 @@ extension PostgresStore: StoreHealthReporting {
     public var unavailableReason: String? { health.reason }
 }
 
-/// How a bounded call ended: with the call's result, or with the timer.
-private enum CallOutcome<Result: Sendable>: Sendable {
-    case finished(Result)
-    case timedOut
+/// The state of one `firstOf` race: the caller's continuation until the first outcome, and the racing tasks to
+/// cancel then.
+private final class Race<Result: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Result, any Error>?
+        var outcome: Swift.Result<Result, any Error>?
+        var tasks: [Task<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    /// Keeps the continuation; resumes it at once (and returns `false`) when an outcome came first (the caller was
+    /// cancelled before the race started).
+    func start(_ continuation: CheckedContinuation<Result, any Error>) -> Bool {
+        let early: Swift.Result<Result, any Error>? = state.withLock { state in
+            if let outcome = state.outcome { return outcome }
+            state.continuation = continuation
+            return nil
+        }
+        guard let early else { return true }
+        continuation.resume(with: early)
+        return false
+    }
+
+    /// Records the racing tasks; cancels them at once when the race is already over.
+    func attach(_ tasks: [Task<Void, Never>]) {
+        let over = state.withLock { state in
+            state.tasks = tasks
+            return state.outcome != nil
+        }
+        if over { for task in tasks { task.cancel() } }
+    }
+
+    /// The first outcome resumes the caller and cancels the racing tasks; later ones are dropped.
+    func finish(_ outcome: Swift.Result<Result, any Error>) {
+        let won: (CheckedContinuation<Result, any Error>?, [Task<Void, Never>])? = state.withLock { state in
+            guard state.outcome == nil else { return nil }
+            state.outcome = outcome
+            defer { state.continuation = nil }
+            return (state.continuation, state.tasks)
+        }
+        guard let (continuation, tasks) = won else { return }
+        continuation?.resume(with: outcome)
+        for task in tasks { task.cancel() }
+    }
 }
 
 /// The outcome of the store's last call that reached a verdict: the unavailability reason of the last failure

@@ -484,6 +484,65 @@ final class RawSocket: @unchecked Sendable {
     }
 }
 
+/// A store that cannot be reached: calls that need it fail fast with 503 `store_unavailable`, what needs no store
+/// keeps answering, and readiness says why without taking the server out of rotation.
+@Suite("Store outage over HTTP")
+struct StoreOutageHTTPTests {
+    @Test("with PostgreSQL unreachable, a job submission is a 503 within the call timeout; predictions answer")
+    func unreachableStore() async throws {
+        // Port 1 on loopback: nothing listens, so every connection attempt is refused.
+        let path = try TestManifest.write(
+            """
+            version: 1
+            models:
+              gbdt: ZOO/gbc_binary.onnx
+            features:
+              report:
+                model: gbdt
+                pattern: async
+              live:
+                model: gbdt
+                latency_budget: 60s
+            store:
+              location: postgres://freshline@127.0.0.1:1/freshline?sslmode=disable
+              call_timeout: 300ms
+            """)
+        let manifest = try ManifestLoader.load(path: path)
+        let stores = try StoreSet.open(for: manifest, logger: Logger(label: "test"))
+        let registry = PrometheusCollectorRegistry()
+        let runtime = try ServingRuntime(
+            manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry), stores: stores,
+            logger: Logger(label: "test"))
+        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for service in stores.services { group.addTask { try? await service.run() } }
+            group.addTask { try await runtime.run() }
+            try await app.test(.router) { client in
+                let body = #"{"inputs": {"X": \#(HTTPAPITests.row16)}}"#
+                let start = ContinuousClock.now
+                let (status, json, headers) = try await JobsHTTPTests.post(
+                    client, "/v1/features/report/jobs", body, headers: [.contentType: "application/json"])
+                let took = ContinuousClock.now - start
+                #expect(status == .serviceUnavailable, "\(json)")
+                #expect(headers[.retryAfter] != nil)
+                #expect("\(json)".contains("store_unavailable"), "\(json)")
+                // Bounded: a call waits at most the call timeout (300 ms) for a connection; the rest is this test
+                // process's other ~300 tests sharing 2 cores. Without the bound the call waits for the pool.
+                #expect(took < .seconds(30), "the submission took \(took)")
+                let (live, _, _) = try await JobsHTTPTests.post(
+                    client, "/v1/features/live/predict", body, headers: [.contentType: "application/json"])
+                #expect(live == .ok)
+                let ready = try await client.execute(uri: "/healthz/ready", method: .get) {
+                    ($0.status, String(buffer: $0.body))
+                }
+                #expect(ready.0 == .ok)
+                #expect(ready.1.contains("store unavailable"), "\(ready.1)")
+            }
+            group.cancelAll()
+        }
+    }
+}
+
 extension HardeningTests {
     @Test("the in-flight limit admits up to its bound, refuses the next with 503 overloaded, and frees places")
     func inFlightLimit() throws {

@@ -64,18 +64,22 @@ final class StoreFixture: Sendable {
             let name = "freshline_t_" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
             let url = try await PostgresStore.createDatabase(named: name, server: server, logger: Self.logger)
             database = (server, name, url)
-            let store = try PostgresStore(url: url, logger: Self.logger)
+            let store = try PostgresStore(url: url, logger: Self.logger, callTimeout: Self.callTimeout)
             self.store = store
             postgres = store
             start(store)
         }
     }
 
+    /// The bound of a store call in behaviour tests: generous, because ~300 tests share 2 cores at start-up and a
+    /// call can wait seconds for a thread; the bound itself is tested with an unreachable server (`StoreOutageHTTPTests`).
+    static let callTimeout = Duration.seconds(60)
+
     /// A second `PostgresStore` on the same database, as another process would have (its own connections); stopped
     /// with the fixture.
     func secondStore() throws -> PostgresStore {
         guard let database else { throw StoreFixtureError(description: "only a PostgreSQL fixture has a second store") }
-        let store = try PostgresStore(url: database.url, logger: Self.logger)
+        let store = try PostgresStore(url: database.url, logger: Self.logger, callTimeout: Self.callTimeout)
         start(store)
         return store
     }
