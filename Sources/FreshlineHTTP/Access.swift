@@ -10,10 +10,13 @@ public struct FreshlineRequestContext: RequestContext {
     /// When the server began handling the request (its head was read): a request's latency budget and
     /// `X-Freshline-Timeout` count from here, so time spent before the handler runs is not free.
     public let arrival: ContinuousClock.Instant
+    /// The connection the request came on (its channel's identity), for per-connection state (`RefusalPacer`).
+    public let connection: ObjectIdentifier
 
     public init(source: Source) {
         coreContext = .init(source: source)
         arrival = .now
+        connection = ObjectIdentifier(source.channel)
     }
 
     /// Who is asking, for per-caller state (idempotency keys, quotas): the token's name, or `""` on an open API.
@@ -91,9 +94,11 @@ struct ScopedRoutes {
     let client: RouterGroup<FreshlineRequestContext>
     let admin: RouterGroup<FreshlineRequestContext>
 
-    init(_ router: Router<FreshlineRequestContext>, tokens: [TokenSpec]) {
+    /// `pacer`: overload refusals on the prediction routes are paced per connection (`RefusalPacing`).
+    init(_ router: Router<FreshlineRequestContext>, tokens: [TokenSpec], pacer: RefusalPacer = RefusalPacer()) {
         open = router.group()
         predict = router.group().add(middleware: RequireAccess(tokens: tokens, access: .predict))
+            .add(middleware: RefusalPacing(pacer: pacer))
         client = router.group().add(middleware: RequireAccess(tokens: tokens, access: .client))
         admin = router.group().add(middleware: RequireAccess(tokens: tokens, access: .admin))
     }

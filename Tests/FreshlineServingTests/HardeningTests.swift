@@ -544,6 +544,27 @@ struct StoreOutageHTTPTests {
 }
 
 extension HardeningTests {
+    @Test("a connection's first refusal is answered at once; one that asks again before its Retry-After waits for it")
+    func refusalPacing() {
+        let pacer = RefusalPacer(spacing: .seconds(1))
+        let (a, b) = (ObjectIdentifier(RefusalPacer.self), ObjectIdentifier(InFlightLimit.self))
+        let t0 = ContinuousClock.now
+        #expect(pacer.hold(a, now: t0) == .zero)
+        // Back after 100 ms: held for the remaining 900 ms; the next one is spaced a second after that answer.
+        #expect(pacer.hold(a, now: t0 + .milliseconds(100)) == .milliseconds(900))
+        #expect(pacer.hold(a, now: t0 + .milliseconds(1000)) == .seconds(1))
+        // Another connection is not held for the first one's refusals.
+        #expect(pacer.hold(b, now: t0 + .milliseconds(1000)) == .zero)
+        // A connection that waited its Retry-After is answered at once.
+        #expect(pacer.hold(b, now: t0 + .milliseconds(2500)) == .zero)
+        // Only overload refusals are paced: not store outages, timeouts or client errors.
+        #expect(RefusalPacing.isOverloadRefusal(APIError(.serviceUnavailable, code: "overloaded", "", retryAfter: 1)))
+        #expect(RefusalPacing.isOverloadRefusal(V2Error(.serviceUnavailable, "", retryAfter: 1)))
+        #expect(!RefusalPacing.isOverloadRefusal(APIError(.serviceUnavailable, code: "store_unavailable", "")))
+        #expect(!RefusalPacing.isOverloadRefusal(V2Error(.gatewayTimeout, "")))
+        #expect(!RefusalPacing.isOverloadRefusal(APIError.badRequest("")))
+    }
+
     @Test("the in-flight limit admits up to its bound, refuses the next with 503 overloaded, and frees places")
     func inFlightLimit() throws {
         let limit = InFlightLimit(limit: 2)
