@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "FreshlineEngine", targets: ["FreshlineEngine"]),
         .library(name: "FreshlineStore", targets: ["FreshlineStore"]),
         .library(name: "FreshlinePostgres", targets: ["FreshlinePostgres"]),
+        .library(name: "FreshlineUpstream", targets: ["FreshlineUpstream"]),
         .library(name: "FreshlineRuntime", targets: ["FreshlineRuntime"]),
         .library(name: "FreshlineHTTP", targets: ["FreshlineHTTP"]),
         .library(name: "FreshlineTesting", targets: ["FreshlineTesting"]),
@@ -80,8 +81,19 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "FreshlineUpstream",
+            dependencies: [
+                "FreshlineCore", "FreshlineEngine",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "FreshlineRuntime",
             dependencies: [
+                "FreshlineUpstream",
                 "FreshlineCore", "FreshlineEngine", "FreshlineStore", "FreshlinePostgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -38,14 +38,23 @@ public struct Manifest: Sendable, Equatable {
 public struct ModelSpec: Sendable, Equatable {
     /// The model's name in the manifest.
     public var name: String
-    /// The ONNX file, relative to the manifest's folder or absolute.
+    /// The ONNX file, relative to the manifest's folder or absolute; empty for an upstream model.
     public var path: String
+    /// The remote model (`kind: oip | openai | http`); `nil` for an ONNX file run by the engine.
+    public var upstream: UpstreamSpec?
     /// Where the entry starts in the manifest.
     public var location: SourceLocation
 
     public init(name: String, path: String, location: SourceLocation) {
         self.name = name
         self.path = path
+        self.location = location
+    }
+
+    public init(name: String, upstream: UpstreamSpec, location: SourceLocation) {
+        self.name = name
+        self.path = ""
+        self.upstream = upstream
         self.location = location
     }
 }

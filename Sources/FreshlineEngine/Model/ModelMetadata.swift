@@ -26,6 +26,12 @@ public struct ModelMetadata: Sendable, Equatable {
         /// Names of symbolic dimensions (`N`, `batch`) by position, where the model gives one.
         public var dimensionNames: [String?]
 
+        public init(name: String, type: ValueType, dimensionNames: [String?] = []) {
+            self.name = name
+            self.type = type
+            self.dimensionNames = dimensionNames
+        }
+
         /// The element type for tensors, or the map's value type for map sequences.
         public var elementType: ElementType {
             switch type {
@@ -56,6 +62,37 @@ public struct ModelMetadata: Sendable, Equatable {
     /// The SHA-256 of the file, hex: the model's version.
     public var sha256: String
 
-    /// A short model version: the first 12 hex digits of the SHA-256.
-    public var version: String { String(sha256.prefix(12)) }
+    /// The version a model served from elsewhere reports (an upstream server's model version); `nil` for a file.
+    public var remoteVersion: String?
+
+    /// A short model version: the first 12 hex digits of the SHA-256, or the upstream's own version.
+    public var version: String { remoteVersion ?? String(sha256.prefix(12)) }
+
+    init(
+        inputs: [ValueInfo], outputs: [ValueInfo], opsets: [String: Int], operators: [String: Int], irVersion: Int,
+        producer: String, sizeBytes: Int, sha256: String
+    ) {
+        self.inputs = inputs
+        self.outputs = outputs
+        self.opsets = opsets
+        self.operators = operators
+        self.irVersion = irVersion
+        self.producer = producer
+        self.sizeBytes = sizeBytes
+        self.sha256 = sha256
+    }
+
+    /// The metadata of a model that runs elsewhere (an upstream server): its inputs and outputs, who serves it
+    /// (`producer`) and the version it reports. No file: no operators, size or digest.
+    public init(remoteInputs inputs: [ValueInfo], outputs: [ValueInfo], producer: String, version: String) {
+        self.inputs = inputs
+        self.outputs = outputs
+        opsets = [:]
+        operators = [:]
+        irVersion = 0
+        self.producer = producer
+        sizeBytes = 0
+        sha256 = ""
+        remoteVersion = version
+    }
 }
