@@ -243,7 +243,7 @@ struct FeatureRoutes {
             .object([
                 "name": .string(f.spec.name), "pattern": .string(f.spec.pattern.rawValue),
                 "model": .string(f.spec.model),
-                "model_version": .string(f.model.model.metadata.version),
+                "model_version": .string(f.model.metadata.version),
                 "max_staleness": f.spec.maxStaleness.map { .string(DurationText.format($0)) } ?? .null,
                 "latency_budget": .string(DurationText.format(f.spec.latencyBudget)),
             ])
@@ -253,7 +253,7 @@ struct FeatureRoutes {
 
     /// The feature's contract and live figures; `internals` adds the batch source (file paths, SQL text).
     private func describeFeature(_ f: FeatureServer, internals: Bool) throws -> Response {
-        let metadata = f.model.model.metadata
+        let metadata = f.model.metadata
         func info(_ v: ModelMetadata.ValueInfo) -> JSONValue {
             .object(["name": .string(v.name), "type": .string(v.type.description)])
         }

@@ -38,9 +38,9 @@ struct OpenInferenceRoutes {
     private func model(_ context: Context) throws -> ServingModel {
         let name = context.parameters.get("model") ?? ""
         guard let model = runtime.models[name] else { throw V2Error(.notFound, "model '\(name)' is not loaded") }
-        if let version = context.parameters.get("version"), version != model.model.metadata.version, version != "1" {
+        if let version = context.parameters.get("version"), version != model.metadata.version, version != "1" {
             throw V2Error(
-                .notFound, "model '\(name)' has no version '\(version)' (version: \(model.model.metadata.version))")
+                .notFound, "model '\(name)' has no version '\(version)' (version: \(model.metadata.version))")
         }
         return model
     }
@@ -60,10 +60,10 @@ struct OpenInferenceRoutes {
         }
         return JSONResponse.make(
             JSONValue.object([
-                "name": .string(m.spec.name), "versions": .array([.string(m.model.metadata.version)]),
+                "name": .string(m.spec.name), "versions": .array([.string(m.metadata.version)]),
                 "platform": .string("onnx"),
-                "inputs": .array(m.model.metadata.inputs.map(tensor)),
-                "outputs": .array(m.model.metadata.outputs.map(tensor)),
+                "inputs": .array(m.metadata.inputs.map(tensor)),
+                "outputs": .array(m.metadata.outputs.map(tensor)),
             ]))
     }
 
@@ -156,7 +156,7 @@ struct OpenInferenceRoutes {
         var binaryOffset = jsonLength
         var feeds: [String: Tensor] = [:]
         for input in body.inputs {
-            guard let info = m.model.metadata.inputs.first(where: { $0.name == input.name }) else {
+            guard let info = m.metadata.inputs.first(where: { $0.name == input.name }) else {
                 throw V2Error(.badRequest, "model '\(m.spec.name)' has no input '\(input.name)'")
             }
             guard input.shape.allSatisfy({ $0 >= 0 }) else {
@@ -212,7 +212,7 @@ struct OpenInferenceRoutes {
             }
         }
         let requested =
-            body.outputs ?? m.model.metadata.outputs.map { InferBody.Output(name: $0.name, parameters: nil) }
+            body.outputs ?? m.metadata.outputs.map { InferBody.Output(name: $0.name, parameters: nil) }
         let binaryDefault = body.parameters?["binary_data_output"] == .bool(true)
         var items: [JSONValue] = []
         var binaryParts: [Data] = []
@@ -238,7 +238,7 @@ struct OpenInferenceRoutes {
             items.append(.object(item))
         }
         var response: [String: JSONValue] = [
-            "model_name": .string(m.spec.name), "model_version": .string(m.model.metadata.version),
+            "model_name": .string(m.spec.name), "model_version": .string(m.metadata.version),
             "outputs": .array(items),
         ]
         response["id"] = .string(body.id ?? "")

@@ -20,7 +20,7 @@ struct CheckCommand: ParsableCommand {
         guard problems.isEmpty else { throw CLIError(problems.map(\.description).joined(separator: "\n")) }
         print("\(file): ok — \(manifest.models.count) models, \(manifest.features.count) features")
         for feature in manifest.features.values.sorted(by: { $0.name < $1.name }) {
-            let version = models[feature.model]?.model.metadata.version ?? "-"
+            let version = models[feature.model]?.metadata.version ?? "-"
             print(
                 "  \(feature.name): \(feature.pattern.rawValue), model \(feature.model) (\(version)), latency budget \(DurationText.format(feature.latencyBudget))"
             )

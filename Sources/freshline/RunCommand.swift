@@ -98,14 +98,16 @@ struct BatchCLI: Sendable {
         let (models, loadErrors) = ServingModel.loadAll(manifest)
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
         guard problems.isEmpty else { throw CLIError(problems.map(\.description).joined(separator: "\n")) }
-        guard let model = models[spec.model] else { throw CLIError("\(path): model '\(spec.model)' did not load") }
+        guard let model = models[spec.model]?.local else {
+            throw CLIError("\(path): model '\(spec.model)' did not load, or runs upstream (no batch runs yet)")
+        }
         do { stores = try StoreSet.open(for: manifest, logger: Logger(label: "freshline-run")) } catch let errors
             as ManifestErrors
         {
             throw CLIError(errors.description)
         }
         runner = BatchRunner(
-            feature: spec, model: model.model, manifestPath: manifest.path, store: stores.batch, metrics: nil)
+            feature: spec, model: model, manifestPath: manifest.path, store: stores.batch, metrics: nil)
     }
 
     func start(trigger: BatchRun.Trigger, keys: [String]?, modelPath: String?) async throws -> BatchRun {

@@ -129,7 +129,7 @@ struct BatchServingTests {
             #expect(run.state == .succeeded)
             #expect(run.rowsWritten == rows.count)
             #expect(run.rowsFailed == 1)
-            let model = try #require(runtime.models["gbdt"]).model
+            let model = try #require(runtime.models["gbdt"]?.local)
             for index in [0, 7, 35] {
                 let (status, json, headers) = try await Self.predict(client, "churn", #"{"key": "u\#(index)"}"#)
                 #expect(status == .ok)
@@ -346,7 +346,7 @@ struct BatchServingTests {
                     .path)
             let spec = try #require(loaded.features["churn"])
             let runner = BatchRunner(
-                feature: spec, model: try #require(runtime.models["gbdt"]).model, manifestPath: manifest, store: store,
+                feature: spec, model: try #require(runtime.models["gbdt"]?.local), manifestPath: manifest, store: store,
                 metrics: nil)
             let run = try await runner.start(trigger: .manual)
             let snapshot = try await runner.execute(run)

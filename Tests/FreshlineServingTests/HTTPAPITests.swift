@@ -73,7 +73,7 @@ struct HTTPAPITests {
     @Test("the real-time answer equals the engine's answer for the same row")
     func predictMatchesEngine() async throws {
         try await withServer { client, runtime, _ in
-            let model = try #require(runtime.models["gbdt"]?.model)
+            let model = try #require(runtime.models["gbdt"]?.local)
             let row: [String: JSONValue] = ["X": try JSONDecoder().decode(JSONValue.self, from: Data(Self.row16.utf8))]
             let expected = try RowBatch.rows(
                 outputs: try model.run(try RowBatch.tensors(rows: [row], inputs: model.metadata.inputs)), count: 1)[0]

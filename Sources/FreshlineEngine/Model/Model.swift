@@ -105,7 +105,7 @@ public final class Model: Sendable {
             guard let tensor = feeds[input.info.name] else {
                 throw EngineError(.invalidInput, "input '\(input.info.name)' is missing")
             }
-            try Self.check(tensor, against: input.info)
+            try ModelMetadata.check(tensor, against: input.info)
             slots[input.slot] = .tensor(tensor)
         }
         if feeds.count != plan.inputs.count {
@@ -149,29 +149,6 @@ public final class Model: Sendable {
     /// the serving layer validates each request's row before it joins a batch, so that one bad row cannot fail
     /// the others.
     public func validate(_ feeds: [String: Tensor]) throws {
-        for input in plan.inputs {
-            guard let tensor = feeds[input.info.name] else {
-                throw EngineError(.invalidInput, "input '\(input.info.name)' is missing")
-            }
-            try Self.check(tensor, against: input.info)
-        }
-    }
-
-    private static func check(_ tensor: Tensor, against info: ModelMetadata.ValueInfo) throws {
-        guard case .tensor(let type, let shape) = info.type else { return }
-        guard tensor.elementType == type else {
-            throw EngineError(.invalidInput, "input '\(info.name)' must be \(type), got \(tensor.elementType)")
-        }
-        guard let shape else { return }
-        guard tensor.rank == shape.count else {
-            throw EngineError(
-                .invalidInput,
-                "input '\(info.name)' must have \(shape.count) dimensions \(info.type), got shape \(tensor.shape)")
-        }
-        for (axis, (expected, actual)) in zip(shape, tensor.shape).enumerated()
-        where expected >= 0 && expected != actual {
-            throw EngineError(
-                .invalidInput, "input '\(info.name)' dimension \(axis) must be \(expected), got \(actual)")
-        }
+        try metadata.validate(feeds)
     }
 }

@@ -96,3 +96,33 @@ public struct ModelMetadata: Sendable, Equatable {
         remoteVersion = version
     }
 }
+
+extension ModelMetadata {
+    /// Checks that `feeds` holds every input with its declared element type, rank and fixed dimensions.
+    public func validate(_ feeds: [String: Tensor]) throws {
+        for input in inputs {
+            guard let tensor = feeds[input.name] else {
+                throw EngineError(.invalidInput, "input '\(input.name)' is missing")
+            }
+            try Self.check(tensor, against: input)
+        }
+    }
+
+    static func check(_ tensor: Tensor, against info: ValueInfo) throws {
+        guard case .tensor(let type, let shape) = info.type else { return }
+        guard tensor.elementType == type else {
+            throw EngineError(.invalidInput, "input '\(info.name)' must be \(type), got \(tensor.elementType)")
+        }
+        guard let shape else { return }
+        guard tensor.rank == shape.count else {
+            throw EngineError(
+                .invalidInput,
+                "input '\(info.name)' must have \(shape.count) dimensions \(info.type), got shape \(tensor.shape)")
+        }
+        for (axis, (expected, actual)) in zip(shape, tensor.shape).enumerated()
+        where expected >= 0 && expected != actual {
+            throw EngineError(
+                .invalidInput, "input '\(info.name)' dimension \(axis) must be \(expected), got \(actual)")
+        }
+    }
+}

@@ -109,9 +109,9 @@ public final class AdviceService: Sendable {
     func snapshotAnswers(_ feature: FeatureSpec, store: any BatchStore, keysPerSnapshot: Int = 2_000) async throws
         -> [ShadowAnswer]
     {
-        guard let model = models[feature.model]?.model else { return [] }
+        guard let metadata = models[feature.model]?.metadata else { return [] }
         let extractor = DecisionExtractor(
-            spec: feature.decision, outputs: feature.outputs ?? model.metadata.outputs.map(\.name))
+            spec: feature.decision, outputs: feature.outputs ?? metadata.outputs.map(\.name))
         let retained = try await store.snapshots(feature: feature.name, limit: 8)
             .filter { $0.state == .published || $0.state == .retired }
         guard retained.count >= 2 else { return [] }
@@ -138,8 +138,14 @@ public final class AdviceService: Sendable {
         let batchRows = feature.batch.map { max(1, min(4096, $0.chunkRows / max(1, $0.threads))) } ?? 2048
         let key = "\(feature.model)@\(batchRows)"
         if let known = measured.withLock({ $0[key] }) { return known }
-        guard let model = models[feature.model]?.model else {
+        guard let serving = models[feature.model] else {
             throw AdviceError(message: "feature '\(feature.name)': model '\(feature.model)' is not loaded")
+        }
+        guard let model = serving.local else {
+            // An upstream's cost is its calls and tokens, not engine time on this machine (issue 19: token prices).
+            throw AdviceError(
+                message: "feature '\(feature.name)': model '\(feature.model)' runs upstream; its compute cost is not "
+                    + "measured here")
         }
         // On a thread of its own: the measurement keeps a core busy for about half a second.
         let cost = try await Self.offThread {

@@ -10,8 +10,13 @@ public struct EntityRowMapper: Sendable {
 
     /// A mapper for `batch` over `model`'s inputs.
     public init(batch: BatchSpec, model: Model) {
+        self.init(batch: batch, model: model.metadata)
+    }
+
+    /// A mapper for `batch` over the inputs `model` describes.
+    public init(batch: BatchSpec, model: ModelMetadata) {
         keyColumn = batch.keyColumn
-        inputs = model.metadata.inputs.map { ($0, batch.mapping(forInput: $0.name)) }
+        inputs = model.inputs.map { ($0, batch.mapping(forInput: $0.name)) }
     }
 
     /// Every column the mapping reads (for checking a source's header).

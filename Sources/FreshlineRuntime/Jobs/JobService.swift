@@ -1,5 +1,6 @@
 public import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineUpstream
 internal import Logging
 internal import Synchronization
 
@@ -296,16 +297,16 @@ public final class JobService: Sendable {
             }
         }
         if !tensors.isEmpty {
-            let model = server.model.model
+            let model = server.model
             let selected = server.spec.outputs
-            let tensors = tensors
-            let outputs = try await pool.run {
-                var feeds: [String: Tensor] = [:]
-                for input in model.metadata.inputs {
-                    feeds[input.name] = try Tensor.stacking(tensors.compactMap { $0[input.name] })
-                }
-                return try RowBatch.rows(outputs: try model.run(feeds), count: tensors.count)
+            var feeds: [String: Tensor] = [:]
+            for input in model.metadata.inputs {
+                feeds[input.name] = try Tensor.stacking(tensors.compactMap { $0[input.name] })
             }
+            // A local model on the compute pool; an upstream one at async priority, within its own call timeout.
+            let answer = try await model.run(
+                feeds, rows: tensors.count, pool: pool, priority: .async, deadline: nil)
+            let outputs = try RowBatch.rows(outputs: answer.outputs, count: tensors.count)
             let now = Clock.unixNow
             for (k, position) in positions.enumerated() {
                 var row = outputs[k]
@@ -313,7 +314,7 @@ public final class JobService: Sendable {
                 var object: [String: JSONValue] = [
                     "outputs": .object(row), "source": .string(PredictionSource.async.rawValue),
                     "computed_at": .string(Timestamp.rfc3339(now)), "age_seconds": .number(0),
-                    "model_version": .string(model.metadata.version), "stale": .bool(false),
+                    "model_version": .string(answer.modelVersion), "stale": .bool(false),
                     "feature": .string(server.spec.name),
                 ]
                 if let key = rows[position].key { object["key"] = .string(key) }

@@ -251,8 +251,22 @@ private struct Reader {
             guard let path = string(node, keyPath) else { return nil }
             return ModelSpec(name: name, path: path, location: location(node, keyPath))
         }
+        // `kind: onnx` (the default) takes a path; the upstream kinds take a URL and their own keys.
+        var kind: String?
+        if case .mapping(let mapping) = node, let k = mapping["kind"] {
+            kind = string(k, "\(keyPath).kind")
+            let kinds = ["onnx"] + UpstreamSpec.Kind.allCases.map(\.rawValue)
+            if let given = kind, !kinds.contains(given) {
+                fail(k, "\(keyPath).kind", "must be one of \(kinds.joined(separator: ", "))")
+                return nil
+            }
+        }
+        if let kind, let upstreamKind = UpstreamSpec.Kind(rawValue: kind) {
+            guard let upstream = upstream(upstreamKind, node, keyPath) else { return nil }
+            return ModelSpec(name: name, upstream: upstream, location: location(node, keyPath))
+        }
         var path: String?
-        for (k, v) in entries(node, keyPath, allowed: ["path"]) ?? [] where k == "path" {
+        for (k, v) in entries(node, keyPath, allowed: ["path", "kind"]) ?? [] where k == "path" {
             path = string(v, "\(keyPath).path")
         }
         guard let path else {
@@ -260,6 +274,212 @@ private struct Reader {
             return nil
         }
         return ModelSpec(name: name, path: path, location: location(node, keyPath))
+    }
+
+    /// An upstream model's entry (`kind: oip | openai | http`); see docs/upstreams.md.
+    mutating func upstream(_ kind: UpstreamSpec.Kind, _ node: Node, _ keyPath: String) -> UpstreamSpec? {
+        var allowed: Set<String> = ["kind", "url", "api_key_env", "limits"]
+        switch kind {
+        case .oip: allowed.formUnion(["model", "version"])
+        case .openai:
+            allowed.formUnion([
+                "model", "endpoint", "messages", "input", "response_schema", "max_tokens", "temperature", "inputs",
+            ])
+        case .http: allowed.formUnion(["request", "inputs", "outputs"])
+        }
+        var spec = UpstreamSpec(kind: kind, url: "")
+        var url: String?
+        var declaredInputs: [(name: String, type: UpstreamSpec.ValueType)]?
+        for (key, value) in entries(node, keyPath, allowed: allowed) ?? [] {
+            let path = "\(keyPath).\(key)"
+            switch key {
+            case "url": url = httpURL(value, path)
+            case "model": spec.model = string(value, path)
+            case "version": spec.version = value.string.flatMap { $0.isEmpty ? nil : $0 }
+            // The variable's name, not its value: the key is read when the server connects (and never stored).
+            case "api_key_env":
+                spec.apiKeyEnv = string(value, path)
+                if let name = spec.apiKeyEnv,
+                    !name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) })
+                {
+                    fail(value, path, "must name an environment variable (letters, digits and _)")
+                }
+            case "endpoint": spec.endpoint = choice(value, path, default: UpstreamSpec.Endpoint.chat)
+            case "messages": spec.messages = messages(value, path)
+            case "input": spec.inputTemplate = string(value, path)
+            case "response_schema":
+                guard case .object = json(value) else {
+                    fail(value, path, "must be a JSON schema object (type: object, properties: …)")
+                    continue
+                }
+                spec.responseSchema = json(value)
+            case "max_tokens": spec.maxTokens = int(value, path, range: 1...1_000_000)
+            case "temperature": spec.temperature = double(value, path, range: 0...2)
+            case "request":
+                spec.requestTemplate = string(value, path)
+            case "inputs": declaredInputs = upstreamInputs(value, path)
+            case "outputs": spec.outputs = upstreamOutputs(value, path)
+            case "limits": spec.limits = upstreamLimits(value, path)
+            default: break
+            }
+        }
+        guard let url else {
+            fail(node, "\(keyPath).url", "is required")
+            return nil
+        }
+        spec.url = url
+        // What each kind cannot do without.
+        var placeholders: [String] = []
+        switch kind {
+        case .oip:
+            if spec.model == nil { fail(node, "\(keyPath).model", "is required (the model's name on the OIP server)") }
+        case .openai:
+            if spec.model == nil { fail(node, "\(keyPath).model", "is required (the model sent with each call)") }
+            switch spec.endpoint {
+            case .chat:
+                if spec.messages.isEmpty {
+                    fail(node, "\(keyPath).messages", "is required for a chat model (a list of {role, content})")
+                }
+                if spec.inputTemplate != nil { fail(node, "\(keyPath).input", "is for embeddings; chat uses messages") }
+                placeholders = spec.messages.flatMap { UpstreamSpec.placeholders($0.content) }
+            case .embeddings:
+                if !spec.messages.isEmpty || spec.responseSchema != nil {
+                    fail(node, keyPath, "an embeddings model takes `input`, not messages or response_schema")
+                }
+                placeholders = UpstreamSpec.placeholders(spec.inputTemplate ?? "{{input}}")
+                if spec.inputTemplate == nil { spec.inputTemplate = "{{input}}" }
+            }
+        case .http:
+            guard let template = spec.requestTemplate else {
+                fail(node, "\(keyPath).request", "is required (the JSON body with {{input}} placeholders)")
+                return nil
+            }
+            placeholders = UpstreamSpec.placeholders(template)
+            if spec.outputs.isEmpty {
+                fail(node, "\(keyPath).outputs", "is required (output name: {pointer: /json/pointer, type: float})")
+            }
+        }
+        if let declaredInputs {
+            let names = Set(declaredInputs.map(\.name))
+            for name in placeholders where !names.contains(name) {
+                fail(node, "\(keyPath).inputs", "does not declare '\(name)', which a template uses")
+            }
+            spec.inputs = declaredInputs
+        } else if kind != .oip {
+            spec.inputs = placeholders.map { ($0, UpstreamSpec.ValueType.string) }
+        }
+        if kind != .oip, spec.inputNames.isEmpty {
+            fail(node, keyPath, "has no inputs: its templates use no {{input}} placeholder")
+        }
+        return spec
+    }
+
+    /// An absolute `http://` or `https://` URL with a host, without a trailing slash.
+    mutating func httpURL(_ node: Node, _ keyPath: String) -> String? {
+        guard let text = string(node, keyPath) else { return nil }
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+            scheme == "http" || scheme == "https", let host = components.host, !host.isEmpty,
+            components.user == nil, components.password == nil
+        else {
+            fail(node, keyPath, "must be an http:// or https:// URL with a host and no credentials (use api_key_env)")
+            return nil
+        }
+        return text.hasSuffix("/") ? String(text.dropLast()) : text
+    }
+
+    mutating func messages(_ node: Node, _ keyPath: String) -> [UpstreamSpec.Message] {
+        guard case .sequence(let items) = node else {
+            fail(node, keyPath, "must be a list of {role, content}")
+            return []
+        }
+        var messages: [UpstreamSpec.Message] = []
+        for (i, item) in items.enumerated() {
+            let path = "\(keyPath)[\(i)]"
+            var role: String?
+            var content: String?
+            for (k, v) in entries(item, path, allowed: ["role", "content"]) ?? [] {
+                if k == "role" {
+                    role = string(v, "\(path).role")
+                    if let r = role, !["system", "user", "assistant", "developer"].contains(r) {
+                        fail(v, "\(path).role", "must be system, developer, user or assistant")
+                    }
+                } else {
+                    content = string(v, "\(path).content")
+                }
+            }
+            guard let role, let content else {
+                fail(item, path, "needs a role and a content")
+                continue
+            }
+            messages.append(UpstreamSpec.Message(role: role, content: content))
+        }
+        return messages
+    }
+
+    mutating func upstreamInputs(_ node: Node, _ keyPath: String) -> [(name: String, type: UpstreamSpec.ValueType)] {
+        var inputs: [(name: String, type: UpstreamSpec.ValueType)] = []
+        for (name, value) in entries(node, keyPath, allowed: nil) ?? [] {
+            let type = choice(value, "\(keyPath).\(name)", default: UpstreamSpec.ValueType.string)
+            if type == .floatVector {
+                fail(value, "\(keyPath).\(name)", "an input is one value: string, float, double, int64 or bool")
+                continue
+            }
+            inputs.append((name, type))
+        }
+        return inputs
+    }
+
+    mutating func upstreamOutputs(_ node: Node, _ keyPath: String) -> [UpstreamSpec.Output] {
+        var outputs: [UpstreamSpec.Output] = []
+        for (name, value) in entries(node, keyPath, allowed: nil) ?? [] {
+            let path = "\(keyPath).\(name)"
+            var pointer: String?
+            var type = UpstreamSpec.ValueType.double
+            for (k, v) in entries(value, path, allowed: ["pointer", "type"]) ?? [] {
+                if k == "pointer" {
+                    pointer = v.string
+                    if let p = pointer, !p.isEmpty, !p.hasPrefix("/") {
+                        fail(v, "\(path).pointer", "must be a JSON pointer: empty or starting with /")
+                        pointer = nil
+                    }
+                } else {
+                    type = choice(v, "\(path).type", default: UpstreamSpec.ValueType.double)
+                }
+            }
+            guard let pointer else {
+                fail(value, "\(path).pointer", "is required (where the value is in the answer, e.g. /result/score)")
+                continue
+            }
+            outputs.append(UpstreamSpec.Output(name: name, pointer: pointer, type: type))
+        }
+        return outputs
+    }
+
+    mutating func upstreamLimits(_ node: Node, _ keyPath: String) -> UpstreamLimits {
+        var limits = UpstreamLimits()
+        let allowed: Set<String> = [
+            "max_connections", "timeout", "max_retries", "breaker_failures", "breaker_open_for",
+            "requests_per_minute", "tokens_per_minute", "max_batch_rows",
+        ]
+        for (key, value) in entries(node, keyPath, allowed: allowed) ?? [] {
+            let path = "\(keyPath).\(key)"
+            switch key {
+            case "max_connections": limits.maxConnections = int(value, path, range: 1...1024) ?? limits.maxConnections
+            case "timeout":
+                limits.timeout = durationRange(value, path, .milliseconds(10)...(.seconds(3600))) ?? limits.timeout
+            case "max_retries": limits.maxRetries = int(value, path, range: 0...10) ?? limits.maxRetries
+            case "breaker_failures":
+                limits.breakerFailures = int(value, path, range: 1...10_000) ?? limits.breakerFailures
+            case "breaker_open_for":
+                limits.breakerOpenFor =
+                    durationRange(value, path, .milliseconds(100)...(.seconds(3600))) ?? limits.breakerOpenFor
+            case "requests_per_minute": limits.requestsPerMinute = int(value, path, range: 1...100_000_000)
+            case "tokens_per_minute": limits.tokensPerMinute = int(value, path, range: 1...10_000_000_000)
+            case "max_batch_rows": limits.maxBatchRows = int(value, path, range: 1...100_000) ?? limits.maxBatchRows
+            default: break
+            }
+        }
+        return limits
     }
 
     mutating func feature(_ name: String, _ node: Node, models: [String: ModelSpec]) -> FeatureSpec? {

@@ -8,7 +8,7 @@ public enum ManifestValidator {
     public static func problems(_ manifest: Manifest, models: [String: ServingModel]) -> [ManifestError] {
         var errors: [ManifestError] = []
         for feature in manifest.features.values.sorted(by: { $0.name < $1.name }) {
-            guard let model = models[feature.model]?.model else { continue }  // reported by the loader
+            guard let model = models[feature.model] else { continue }  // reported by the loader
             let metadata = model.metadata
             let path = "features.\(feature.name)"
             if let output = feature.decision.output {
@@ -75,7 +75,7 @@ public enum ManifestValidator {
                         feature.location.with(keyPath: "\(path).compose"),
                         "pattern 'hybrid' composes inputs from other features' snapshots: give a compose section"))
             }
-            errors += compositionProblems(feature, model: model, manifest: manifest, models: models)
+            errors += compositionProblems(feature, model: metadata, manifest: manifest, models: models)
             if let keys = feature.adviceKeys {
                 let at = feature.location.with(keyPath: "\(path).advice.keys")
                 let file = EntitySources.resolve(keys.source.path, manifestPath: manifest.path)
@@ -93,7 +93,16 @@ public enum ManifestValidator {
                 }
             }
             if let batch = feature.batch {
-                errors += batchProblems(batch, feature: feature, model: model, manifestPath: manifest.path)
+                if model.local == nil {
+                    // Row-by-row runs under the rate-limit budget and the provider's Batch API come next (issue 19).
+                    errors.append(
+                        ManifestError(
+                            feature.location.with(keyPath: "\(path).batch"),
+                            "model '\(feature.model)' runs upstream: batch and hybrid features over upstream models "
+                                + "are not supported yet; serve it realtime or async"))
+                } else {
+                    errors += batchProblems(batch, feature: feature, model: metadata, manifestPath: manifest.path)
+                }
             }
         }
         if let cycle = Composition.cycle(in: manifest.features), let first = manifest.features[cycle[0]] {
@@ -108,7 +117,7 @@ public enum ManifestValidator {
     /// A compose section's problems: unknown features or outputs, sources without a snapshot, inputs the model
     /// lacks, and values whose type or per-row shape does not fit the input.
     static func compositionProblems(
-        _ feature: FeatureSpec, model: Model, manifest: Manifest, models: [String: ServingModel]
+        _ feature: FeatureSpec, model: ModelMetadata, manifest: Manifest, models: [String: ServingModel]
     ) -> [ManifestError] {
         var errors: [ManifestError] = []
         let path = "features.\(feature.name).compose"
@@ -120,8 +129,8 @@ public enum ManifestValidator {
         }
         for c in feature.compose {
             let at = c.location.with(keyPath: "\(path).\(c.input)")
-            guard let input = model.metadata.inputs.first(where: { $0.name == c.input }) else {
-                let names = model.metadata.inputs.map(\.name).joined(separator: ", ")
+            guard let input = model.inputs.first(where: { $0.name == c.input }) else {
+                let names = model.inputs.map(\.name).joined(separator: ", ")
                 errors.append(
                     ManifestError(at, "model '\(feature.model)' has no input '\(c.input)' (inputs: \(names))"))
                 continue
@@ -148,7 +157,7 @@ public enum ManifestValidator {
                         at.with(keyPath: "\(at.keyPath).key"),
                         "the feature has no key: name the request input that holds the '\(c.feature)' key"))
             }
-            guard let sourceModel = models[source.model]?.model else { continue }
+            guard let sourceModel = models[source.model] else { continue }
             if let served = source.outputs, !served.contains(c.output) {
                 errors.append(
                     ManifestError(
@@ -190,12 +199,14 @@ public enum ManifestValidator {
 
     /// A batch section's problems: columns for inputs the model lacks, a default cold start without a default,
     /// a source that cannot be opened, and (for CSV) mapped columns missing from the header.
-    static func batchProblems(_ batch: BatchSpec, feature: FeatureSpec, model: Model, manifestPath: String)
+    static func batchProblems(
+        _ batch: BatchSpec, feature: FeatureSpec, model: ModelMetadata, manifestPath: String
+    )
         -> [ManifestError]
     {
         var errors: [ManifestError] = []
         let path = "features.\(feature.name).batch"
-        let inputNames = Set(model.metadata.inputs.map(\.name))
+        let inputNames = Set(model.inputs.map(\.name))
         for input in batch.columns.keys.sorted() where !inputNames.contains(input) {
             errors.append(
                 ManifestError(
@@ -205,7 +216,7 @@ public enum ManifestValidator {
         }
         // A list of columns must fill the input's row exactly: the engine would refuse every row of the run
         // otherwise (the run then fails on its failed-row limit, but `freshline check` should say so first).
-        for input in model.metadata.inputs {
+        for input in model.inputs {
             guard case .columns(let columns) = batch.columns[input.name], let width = rowWidth(input) else { continue }
             guard columns.count != width else { continue }
             let perRow = input.shape.map { "[" + $0.dropFirst().map(String.init).joined(separator: ",") + "]" } ?? ""

@@ -1,20 +1,36 @@
 internal import CoreMetrics
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineUpstream
 internal import Synchronization
 
-/// Drives a feature's `AdaptiveBatcherStateMachine` with real time: requests wait on continuations, batches run
-/// on the compute pool, and a timer loop wakes the state machine when it asked to wait for company.
+/// Drives a feature's `AdaptiveBatcherStateMachine` with real time: requests wait on continuations, batches of a
+/// local model run on the compute pool, batches of an upstream model are one network call each (run as child tasks
+/// of `runTimers`), and a timer loop wakes the state machine when it asked to wait for company.
 final class RealtimeBatcher: Sendable {
     /// One row waiting for its answer.
     struct Pending: Sendable {
         let row: [String: Tensor]
         let enqueuedAt: ContinuousClock.Instant
-        let continuation: CheckedContinuation<[String: JSONValue], any Error>
+        let deadline: ContinuousClock.Instant
+        let continuation: CheckedContinuation<RowAnswer, any Error>
+    }
+
+    /// One row's outputs and the model version that computed them.
+    struct RowAnswer: Sendable {
+        var outputs: [String: JSONValue]
+        var modelVersion: String
+    }
+
+    /// What the `runTimers` loop is asked to do: wake the state machine at an instant, or call the upstream with a
+    /// batch.
+    private enum Work: Sendable {
+        case tick(ContinuousClock.Instant)
+        case call([Pending])
     }
 
     private let feature: String
-    private let model: Model
+    private let model: ServingModel
     private let pool: ComputePool
     private let metrics: ServingMetrics
     /// The feature's batcher metric handles, made once (labels are not rebuilt per row): time queued per row
@@ -26,10 +42,13 @@ final class RealtimeBatcher: Sendable {
     private let state: Mutex<AdaptiveBatcherStateMachine<Pending>>
     /// Keeps one-off stalls (a descheduled compute thread) out of the cost model.
     private let stalls = Mutex(StallFilter())
-    private let wakeups: AsyncStream<ContinuousClock.Instant>
-    private let wakeupContinuation: AsyncStream<ContinuousClock.Instant>.Continuation
+    /// Unbounded: a dropped `call` would leave its rows waiting forever; each element is handled at once.
+    private let work: AsyncStream<Work>
+    private let workContinuation: AsyncStream<Work>.Continuation
 
-    init(feature: FeatureSpec, model: Model, pool: ComputePool, metrics: ServingMetrics, computeSlots: Int) {
+    /// `computeSlots`: batches of a local model computed at once (the compute threads); an upstream model's batches
+    /// in flight at once are its connection pool's size instead.
+    init(feature: FeatureSpec, model: ServingModel, pool: ComputePool, metrics: ServingMetrics, computeSlots: Int) {
         self.feature = feature.name
         self.model = model
         self.pool = pool
@@ -41,12 +60,16 @@ final class RealtimeBatcher: Sendable {
             maxBatchSize: feature.batching.maxBatchSize,
             maxQueueDelay: feature.batching.maxQueueDelay,
             maxQueueLength: feature.batching.maxQueueLength,
-            computeSlots: computeSlots,
-            prior: Self.measuredPrior(model)
+            computeSlots: model.spec.upstream?.limits.maxConnections ?? computeSlots,
+            prior: model.local.map(Self.measuredPrior) ?? Self.upstreamPrior
         )
         state = Mutex(AdaptiveBatcherStateMachine(configuration: configuration))
-        (wakeups, wakeupContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(64))
+        (work, workContinuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
     }
+
+    /// The cost model's starting point for an upstream model, which is not measured at start-up (a call costs
+    /// money and rate-limit budget): a few milliseconds a call. The live fit over real calls takes over at once.
+    static let upstreamPrior = BatchCostModel.Coefficients(perRow: .microseconds(100), perBatch: .milliseconds(5))
 
     /// The cost model's starting point, measured on the model itself at start-up (a few calls at batch 1 and
     /// batch 16 on synthetic inputs, about 20 ms); the live fit over real batches takes over from there.
@@ -72,10 +95,10 @@ final class RealtimeBatcher: Sendable {
     }
 
     /// Queues one validated row (tensors with a leading dimension of 1) and waits for its outputs.
-    func submit(_ row: [String: Tensor], deadline: ContinuousClock.Instant) async throws -> [String: JSONValue] {
+    func submit(_ row: [String: Tensor], deadline: ContinuousClock.Instant) async throws -> RowAnswer {
         try await withCheckedThrowingContinuation { continuation in
             let now = ContinuousClock.now
-            let pending = Pending(row: row, enqueuedAt: now, continuation: continuation)
+            let pending = Pending(row: row, enqueuedAt: now, deadline: deadline, continuation: continuation)
             let actions = state.withLock { $0.enqueue(pending, deadline: deadline, now: now) }
             perform(actions)
         }
@@ -102,13 +125,19 @@ final class RealtimeBatcher: Sendable {
 
     /// The timer loop: each requested wake-up gets its own sleeping child task, so a new, earlier request is
     /// never stuck behind a later one already sleeping (the state machine only asks again when the new time
-    /// is earlier than the pending one, and extra ticks are harmless). Ends when `finish()` is called.
+    /// is earlier than the pending one, and extra ticks are harmless). An upstream model's batches are child tasks
+    /// here too. Ends when `finish()` is called.
     func runTimers() async {
         await withDiscardingTaskGroup { group in
-            for await instant in wakeups {
-                group.addTask { [self] in
-                    guard (try? await Task.sleep(until: instant, clock: .continuous)) != nil else { return }
-                    perform(state.withLock { $0.tick(now: .now) })
+            for await item in work {
+                switch item {
+                case .tick(let instant):
+                    group.addTask { [self] in
+                        guard (try? await Task.sleep(until: instant, clock: .continuous)) != nil else { return }
+                        perform(state.withLock { $0.tick(now: .now) })
+                    }
+                case .call(let items):
+                    group.addTask { [self] in await call(items) }
                 }
             }
             // Finished: the queues are empty, so pending wake-ups (deadline checks far ahead) have nothing to do.
@@ -116,20 +145,24 @@ final class RealtimeBatcher: Sendable {
         }
     }
 
-    func finish() { wakeupContinuation.finish() }
+    func finish() { workContinuation.finish() }
 
     private func perform(_ actions: [AdaptiveBatcherStateMachine<Pending>.Action]) {
         for action in actions {
             switch action {
             case .dispatch(let items):
-                pool.submit { [self] in compute(items) }
+                if model.local != nil {
+                    pool.submit { [self] in compute(items) }
+                } else {
+                    workContinuation.yield(.call(items))
+                }
             case .shed(let items, let reason):
                 for item in items {
                     metrics.shed(feature: feature)
                     item.continuation.resume(throwing: Self.error(for: reason))
                 }
             case .scheduleTick(let instant):
-                wakeupContinuation.yield(instant)
+                workContinuation.yield(.tick(instant))
             }
         }
     }
@@ -143,27 +176,33 @@ final class RealtimeBatcher: Sendable {
         }
     }
 
-    /// Stacks the rows, runs the model once and splits the outputs per row.
-    private func run(_ items: [Pending]) throws -> [[String: JSONValue]] {
+    /// The rows' tensors stacked into one feed per input.
+    private func stack(_ items: [Pending]) throws -> [String: Tensor] {
+        // A batch of one (most batches at low load): the row's tensors are the feeds, nothing to stack.
+        if items.count == 1 { return items[0].row }
         var feeds: [String: Tensor] = [:]
-        if items.count == 1 {
-            // A batch of one (most batches at low load): the row's tensors are the feeds, nothing to stack.
-            feeds = items[0].row
-        } else {
-            for input in model.metadata.inputs {
-                feeds[input.name] = try Tensor.stacking(items.compactMap { $0.row[input.name] })
-            }
+        for input in model.metadata.inputs {
+            feeds[input.name] = try Tensor.stacking(items.compactMap { $0.row[input.name] })
         }
-        return try RowBatch.rows(outputs: try model.run(feeds), count: items.count)
+        return feeds
     }
 
-    /// Runs one batch on the calling (compute) thread and answers every item.
+    /// Stacks the rows, runs the local model once and splits the outputs per row.
+    private func run(_ items: [Pending], _ local: Model) throws -> [RowAnswer] {
+        let version = local.metadata.version
+        return try RowBatch.rows(outputs: try local.run(try stack(items)), count: items.count).map {
+            RowAnswer(outputs: $0, modelVersion: version)
+        }
+    }
+
+    /// Runs one batch of a local model on the calling (compute) thread and answers every item.
     private func compute(_ items: [Pending]) {
+        guard let local = model.local else { return }
         let start = ContinuousClock.now
         for item in items { queueTimer.recordNanoseconds((start - item.enqueuedAt).nanoseconds) }
         var succeeded = false
         do {
-            let rows = try run(items)
+            let rows = try run(items, local)
             for (item, row) in zip(items, rows) { item.continuation.resume(returning: row) }
             succeeded = true
         } catch {
@@ -171,13 +210,41 @@ final class RealtimeBatcher: Sendable {
             // that only the rows that fail get an error — a 400 when the data is at fault, not the model.
             for item in items {
                 do {
-                    let row = try run([item])[0]
+                    let row = try run([item], local)[0]
                     item.continuation.resume(returning: row)
                 } catch {
                     item.continuation.resume(throwing: PredictionError(modelCall: error))
                 }
             }
         }
+        finished(items, started: start, succeeded: succeeded)
+    }
+
+    /// Sends one batch to the upstream model (one call, by the latest deadline among its rows: a row whose own
+    /// deadline passes first is answered as a timeout by the feature) and answers every item.
+    private func call(_ items: [Pending]) async {
+        guard !items.isEmpty else { return }
+        let start = ContinuousClock.now
+        for item in items { queueTimer.recordNanoseconds((start - item.enqueuedAt).nanoseconds) }
+        var succeeded = false
+        do {
+            let deadline = items.map(\.deadline).max() ?? start
+            let answer = try await model.run(
+                try stack(items), rows: items.count, pool: pool, priority: .realtime, deadline: deadline)
+            let rows = try RowBatch.rows(outputs: answer.outputs, count: items.count)
+            for (item, row) in zip(items, rows) {
+                item.continuation.resume(returning: RowAnswer(outputs: row, modelVersion: answer.modelVersion))
+            }
+            succeeded = true
+        } catch {
+            let failure = PredictionError(modelCall: error)
+            for item in items { item.continuation.resume(throwing: failure) }
+        }
+        finished(items, started: start, succeeded: succeeded)
+    }
+
+    /// Records a finished batch in the metrics and the cost model, and performs what the state machine does next.
+    private func finished(_ items: [Pending], started start: ContinuousClock.Instant, succeeded: Bool) {
         let duration = ContinuousClock.now - start
         computeTimer.recordNanoseconds(duration.nanoseconds)
         batchSizes.record(items.count)

@@ -33,7 +33,7 @@ public final class FeatureServer: Sendable {
         self.clock = clock
         self.sources = sources
         decisions = DecisionExtractor(
-            spec: spec.decision, outputs: spec.outputs ?? model.model.metadata.outputs.map(\.name))
+            spec: spec.decision, outputs: spec.outputs ?? model.metadata.outputs.map(\.name))
         self.spec = spec
         self.model = model
         self.metrics = metrics
@@ -41,7 +41,7 @@ public final class FeatureServer: Sendable {
         self.histograms = histograms
         self.requestLog = requestLog
         batcher = RealtimeBatcher(
-            feature: spec, model: model.model, pool: pool, metrics: metrics, computeSlots: computeSlots)
+            feature: spec, model: model, pool: pool, metrics: metrics, computeSlots: computeSlots)
         if case .defaultValue(let value) = spec.onFailure {
             defaultOutputs = value.mapValues(JSONValue.init)
         } else {
@@ -53,7 +53,7 @@ public final class FeatureServer: Sendable {
     static let responseAllowance = Duration.microseconds(100)
 
     /// The model inputs a request must supply (the key fills an input of the same name).
-    public var inputs: [ModelMetadata.ValueInfo] { model.model.metadata.inputs }
+    public var inputs: [ModelMetadata.ValueInfo] { model.metadata.inputs }
 
     /// Answers one row. Throws `PredictionError` when no rung of the ladder can answer.
     ///
@@ -199,7 +199,7 @@ public final class FeatureServer: Sendable {
 
     /// Whether the request carries every model input (besides the key) that a real-time computation needs.
     private func carriesInputs(_ request: PredictRequest) -> Bool {
-        model.model.metadata.inputs.allSatisfy { $0.name == spec.key || request.inputs[$0.name] != nil }
+        model.metadata.inputs.allSatisfy { $0.name == spec.key || request.inputs[$0.name] != nil }
     }
 
     /// The configured default as an answer (counted as the `default` rung), if the feature has one.
@@ -221,7 +221,8 @@ public final class FeatureServer: Sendable {
         let callerDeadline = start + (request.timeout ?? spec.latencyBudget)
         let deadline = callerDeadline - Self.responseAllowance
         do {
-            var outputs = try await batcher.submit(row, deadline: deadline)
+            let answer = try await batcher.submit(row, deadline: deadline)
+            var outputs = answer.outputs
             // Checked again before answering: an answer that comes after the caller's deadline (a descheduled thread,
             // a slow batch) is a timeout, and the next rung of the ladder answers instead.
             if ContinuousClock.now > callerDeadline {
@@ -233,8 +234,7 @@ public final class FeatureServer: Sendable {
             var prediction = Prediction(
                 key: request.key, outputs: outputs,
                 provenance: Provenance(
-                    source: .realtime, computedAt: clock.now, ageSeconds: 0,
-                    modelVersion: model.model.metadata.version))
+                    source: .realtime, computedAt: clock.now, ageSeconds: 0, modelVersion: answer.modelVersion))
             prediction.inputs = composed
             if !composed.isEmpty {
                 prediction.composedValues = Dictionary(
@@ -339,7 +339,7 @@ public final class FeatureServer: Sendable {
                         "input '\(name)' (the key of '\(c.feature)' for '\(c.input)') is required: a string or an integer"
                     )
                 }
-                if !model.model.metadata.inputs.contains(where: { $0.name == name }) { filled.inputs[name] = nil }
+                if !model.metadata.inputs.contains(where: { $0.name == name }) { filled.inputs[name] = nil }
             } else if let requestKey = request.key {
                 key = requestKey
             } else {
@@ -389,14 +389,14 @@ public final class FeatureServer: Sendable {
     private func validate(_ request: PredictRequest) throws -> [String: Tensor] {
         var inputs = request.inputs
         if let keyName = spec.key, let key = request.key, inputs[keyName] == nil,
-            let keyInput = model.model.metadata.inputs.first(where: { $0.name == keyName })
+            let keyInput = model.metadata.inputs.first(where: { $0.name == keyName })
         {
             inputs[keyName] =
                 keyInput.elementType == .string ? .string(key) : (Int64(key).map(JSONValue.integer) ?? .string(key))
         }
         do {
-            let row = try RowBatch.tensors(rows: [inputs], inputs: model.model.metadata.inputs)
-            try model.model.validate(row)
+            let row = try RowBatch.tensors(rows: [inputs], inputs: model.metadata.inputs)
+            try model.metadata.validate(row)
             return row
         } catch let error as EngineError {
             throw PredictionError(.badRequest, error.message.replacingOccurrences(of: "row 1: ", with: ""))

@@ -1,5 +1,6 @@
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineUpstream
 
 /// Why a prediction could not be given. The HTTP layer maps each code to a status; messages name what the
 /// caller sent wrong and never include model internals.
@@ -64,12 +65,29 @@ extension PredictionError {
             self.init(
                 .storeUnavailable, "the store is unavailable; try again later",
                 retryAfter: StoreUnavailableError.retryAfterSeconds(error))
+        } else if let error = error as? UpstreamError {
+            self.init(upstream: error)
         } else if let error = error as? EngineError,
             [.invalidArgument, .invalidInput, .invalidShape, .tooLarge].contains(error.code)
         {
             self.init(.badRequest, "the model cannot use this input: \(error.message)")
         } else {
             self.init(.modelFailed, "the model failed: \(error)")
+        }
+    }
+}
+
+extension PredictionError {
+    /// An upstream model's failure: the caller's row (400), the upstream down or its circuit open (503), its
+    /// budget or its 429 with no room before the deadline (503 overloaded), or the deadline passed (504). The
+    /// message is the upstream module's, which names no credential and quotes no upstream body.
+    init(upstream error: UpstreamError) {
+        let retryAfter = error.retryAfter.map { Int(min(3600, max(1, $0.seconds)).rounded(.up)) }
+        switch error.kind {
+        case .badRequest: self.init(.badRequest, error.message)
+        case .timeout: self.init(.timeout, error.message)
+        case .rateLimited: self.init(.overloaded, error.message, retryAfter: retryAfter ?? 1)
+        case .unavailable, .circuitOpen: self.init(.unavailable, error.message, retryAfter: retryAfter ?? 1)
         }
     }
 }

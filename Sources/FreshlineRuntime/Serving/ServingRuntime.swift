@@ -3,6 +3,7 @@ internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
 internal import FreshlineStore
+public import FreshlineUpstream
 public import Logging
 public import ServiceLifecycle
 internal import Synchronization
@@ -33,8 +34,10 @@ public final class ServingRuntime: Service {
     public let clock: any WallClock
 
     /// Loads and checks the manifest's models and features. Throws `ManifestErrors` listing every problem.
+    /// `remoteModels`: the manifest's upstream models, connected beforehand (`Upstreams.connect`), by name.
     public init(
-        manifest: Manifest, metricsFactory: any MetricsFactory, requestLogStore: (any RequestLogStore)?,
+        manifest: Manifest, metricsFactory: any MetricsFactory, remoteModels: [String: any RemoteModel] = [:],
+        requestLogStore: (any RequestLogStore)?,
         batchStore: (any BatchStore)? = nil, jobStore: (any JobStore)? = nil, jobWorkers: Int? = nil,
         webhookStore: (any WebhookStore)? = nil, storeEvents: (any StoreEventSource)? = nil,
         storeHealth: (any StoreHealthReporting)? = nil, batchWorkers: Int = 1, batchSchedules: Bool = true,
@@ -42,7 +45,7 @@ public final class ServingRuntime: Service {
     ) throws {
         self.clock = clock
         self.storeHealth = storeHealth
-        let (models, loadErrors) = ServingModel.loadAll(manifest)
+        let (models, loadErrors) = ServingModel.loadAll(manifest, remote: remoteModels)
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
         if !problems.isEmpty { throw ManifestErrors(problems) }
         self.manifest = manifest
@@ -74,9 +77,10 @@ public final class ServingRuntime: Service {
         var runners: [String: BatchRunner] = [:]
         if let batchStore {
             for (name, spec) in manifest.features where spec.batch != nil {
-                guard let model = models[spec.model] else { continue }
+                // Batch over an upstream model is refused by the validator (not yet: issue 19, provider batches).
+                guard let model = models[spec.model]?.local else { continue }
                 runners[name] = BatchRunner(
-                    feature: spec, model: model.model, manifestPath: manifest.path, store: batchStore, metrics: metrics,
+                    feature: spec, model: model, manifestPath: manifest.path, store: batchStore, metrics: metrics,
                     clock: clock)
             }
         }
@@ -121,12 +125,14 @@ public final class ServingRuntime: Service {
     /// Makes the runtime over one set of stores (`StoreSet.open`): the request log, batch, jobs and webhooks all
     /// live there.
     public convenience init(
-        manifest: Manifest, metricsFactory: any MetricsFactory, stores: StoreSet, requestLog: Bool = true,
+        manifest: Manifest, metricsFactory: any MetricsFactory, remoteModels: [String: any RemoteModel] = [:],
+        stores: StoreSet, requestLog: Bool = true,
         jobWorkers: Int? = nil, batchWorkers: Int = 1, batchSchedules: Bool = true,
         clock: any WallClock = SystemWallClock(), logger: Logger
     ) throws {
         try self.init(
-            manifest: manifest, metricsFactory: metricsFactory, requestLogStore: requestLog ? stores.requestLog : nil,
+            manifest: manifest, metricsFactory: metricsFactory, remoteModels: remoteModels,
+            requestLogStore: requestLog ? stores.requestLog : nil,
             batchStore: stores.batch, jobStore: stores.jobs, jobWorkers: jobWorkers, webhookStore: stores.webhooks,
             storeEvents: stores.events, storeHealth: stores.health, batchWorkers: batchWorkers,
             batchSchedules: batchSchedules, clock: clock, logger: logger)
@@ -211,11 +217,17 @@ extension ServingRuntime {
     public func infer(model name: String, feeds: [String: Tensor], deadline: ContinuousClock.Instant? = nil)
         async throws -> [String: Value]
     {
-        guard let model = models[name]?.model else { throw PredictionError(.notFound, "no model named '\(name)'") }
+        guard let serving = models[name] else { throw PredictionError(.notFound, "no model named '\(name)'") }
         do {
-            try model.validate(feeds)
+            try serving.metadata.validate(feeds)
         } catch let error as EngineError {
             throw PredictionError(.badRequest, error.message)
+        }
+        guard let model = serving.local else {
+            // An upstream model: one call, which holds no compute thread; its own pool, budget and breaker bound it.
+            let rows = feeds.values.first?.shape.first ?? 1
+            return try await serving.run(feeds, rows: rows, pool: pool, priority: .realtime, deadline: deadline)
+                .outputs
         }
         let limit = Self.directCallsPerThread * manifest.server.computeThreads
         guard directCalls.enter(name, limit: limit) else {
