@@ -150,6 +150,7 @@ let package = Package(
             name: "FreshlineServingTests",
             dependencies: [
                 "FreshlineCore", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore", "FreshlinePostgres",
+                "FreshlineUpstream",
                 "FreshlineTesting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
