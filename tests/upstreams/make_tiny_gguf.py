@@ -7,7 +7,7 @@ fixed seed, so the file is byte-for-byte the same on every run. Its tokenizer is
 (`llama`) vocabulary: <unk> <s> </s>, the 256 byte-fallback tokens <0x00>..<0xFF>, "▁" and the printable
 ASCII characters, plus a few multi-character pieces; any UTF-8 text tokenizes (through byte fallback).
 A Jinja chat template is embedded, so llama-cpp-python's server formats chat messages with it.
-The text it generates is gibberish; that is all the tests need: real tokens, real streaming, real grammar-
+The text it generates is gibberish made of printable ASCII (see the output weights); that is all the tests need: real tokens, real streaming, real grammar-
 constrained JSON, real embeddings.
 """
 import sys
@@ -92,7 +92,14 @@ def main(out_path):
         w.add_tensor(name, np.ones(n, dtype=np.float32))
 
     n_embd_kv = head_dim * N_HEAD_KV
-    t("token_embd.weight", n_vocab, N_EMBD, scale=1.0)   # numpy shape (rows, cols) = GGUF ne reversed
+    # numpy shape (rows, cols) = GGUF ne reversed. Every token embedding carries +4 in dimension 0, which the
+    # residual stream keeps; output.weight reads that dimension with +2 for the printable pieces and -2 for
+    # <unk>, <s>, </s> and the byte tokens: sampling picks printable ASCII (and "▁", a space), so the gibberish
+    # is valid UTF-8 text and every streamed delta carries a character. </s> is practically never sampled:
+    # answers end at max_tokens (finish_reason "length") unless a grammar ends them.
+    embd = rng.standard_normal((n_vocab, N_EMBD)).astype(np.float32)
+    embd[:, 0] = 4.0
+    w.add_tensor("token_embd.weight", embd)
     for i in range(N_LAYER):
         ones(f"blk.{i}.attn_norm.weight", N_EMBD)
         t(f"blk.{i}.attn_q.weight", N_EMBD, N_EMBD)
@@ -104,7 +111,9 @@ def main(out_path):
         t(f"blk.{i}.ffn_up.weight", N_FF, N_EMBD)
         t(f"blk.{i}.ffn_down.weight", N_EMBD, N_FF)
     ones("output_norm.weight", N_EMBD)
-    t("output.weight", n_vocab, N_EMBD, scale=0.5)
+    out = (rng.standard_normal((n_vocab, N_EMBD)) * 0.5).astype(np.float32)
+    out[:, 0] = np.where(np.asarray(types) == gguf.TokenType.NORMAL, 2.0, -2.0)
+    w.add_tensor("output.weight", out)
 
     w.write_header_to_file()
     w.write_kv_data_to_file()
