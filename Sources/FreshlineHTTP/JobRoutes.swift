@@ -19,7 +19,9 @@ struct JobRoutes {
     func register(on routes: ScopedRoutes) {
         routes.predict.post("/v1/features/:name/jobs") { request, context in try await submit(request, context) }
         // A job's id is its capability: whoever submitted it may read, follow or cancel it.
-        routes.client.get("/v1/jobs/:id") { _, context in try await show(context) }
+        routes.client.get("/v1/jobs/:id") { request, context in try await show(request, context) }
+        // Many jobs by id in one request (a client collecting results needs no poll per job).
+        routes.client.post("/v1/jobs/lookup") { request, context in try await lookup(request, context) }
         routes.client.get("/v1/jobs/:id/events") { request, context in try await events(request, context) }
         routes.client.delete("/v1/jobs/:id") { _, context in try await cancel(context) }
         routes.admin.post("/v1/jobs/:id/webhook/redeliver") { _, context in try await redeliver(context) }
@@ -82,17 +84,7 @@ struct JobRoutes {
         }
         var job = submitted.job
         if let wait = Prefer(request.headers[preferHeader]).wait, wait > 0 {
-            // A graceful shutdown ends the wait with the job's state as it is (202 and its Location), so a
-            // SIGTERM is never held up by a client's `wait=N`.
-            let id = job.id
-            do {
-                job =
-                    try await cancelWhenGracefulShutdown {
-                        try await service.wait(for: id, timeout: .seconds(min(wait, 300)))
-                    } ?? job
-            } catch is CancellationError {
-                job = (try? await service.store.job(id: id)) ?? job
-            }
+            job = try await Self.waitUntilFinal([job], seconds: wait, service: service)[0]
         }
         var headers = HTTPFields()
         headers[.location] = "/v1/jobs/\(job.id)"
@@ -113,10 +105,38 @@ struct JobRoutes {
         return JSONResponse.make(json(job), status: job.state.isFinal ? .ok : .accepted, headers: headers)
     }
 
-    private func show(_ context: Context) async throws -> Response {
+    /// Waits up to `seconds` (at most 300) for every job of `jobs` to reach a final state, and returns them as they
+    /// are then. A graceful shutdown ends the wait with the states as they are, so a SIGTERM is never held up by a
+    /// client's `wait=N`.
+    static func waitUntilFinal(_ jobs: [Job], seconds: Double, service: JobService) async throws -> [Job] {
+        let deadline = ContinuousClock.now + .seconds(min(seconds, 300))
+        do {
+            return try await cancelWhenGracefulShutdown {
+                var waited = jobs
+                for index in waited.indices where !waited[index].state.isFinal {
+                    let left = deadline - ContinuousClock.now
+                    guard left > .zero else { break }
+                    waited[index] = try await service.wait(for: waited[index].id, timeout: left) ?? waited[index]
+                }
+                return waited
+            }
+        } catch is CancellationError {
+            var current = jobs
+            for index in current.indices where !current[index].state.isFinal {
+                current[index] = (try? await service.store.job(id: current[index].id)) ?? current[index]
+            }
+            return current
+        }
+    }
+
+    /// `GET /v1/jobs/{id}`; with `Prefer: wait=N`, answered once the job has ended or after N seconds.
+    private func show(_ request: Request, _ context: Context) async throws -> Response {
         let id = context.parameters.get("id") ?? ""
         let service = try service()
-        guard let job = try await service.store.job(id: id) else { throw APIError.notFound("no job with id '\(id)'") }
+        guard var job = try await service.store.job(id: id) else { throw APIError.notFound("no job with id '\(id)'") }
+        if let wait = Prefer(request.headers[preferHeader]).wait, wait > 0, !job.state.isFinal {
+            job = try await Self.waitUntilFinal([job], seconds: wait, service: service)[0]
+        }
         guard case .object(var object) = Self.json(job) else { return JSONResponse.make(Self.json(job)) }
         if let webhooks = service.webhooks, let url = job.webhookURL {
             let log = try await webhooks.store.deliveries(jobID: id)
@@ -142,6 +162,42 @@ struct JobRoutes {
             ])
         }
         return JSONResponse.make(.object(object))
+    }
+
+    /// The most job ids one lookup may name.
+    static let maxLookupIDs = 1000
+
+    /// `POST /v1/jobs/lookup` with `{"ids": ["job_…", …]}` (1 to 1,000 ids): every job that exists, as
+    /// `GET /v1/jobs/{id}` shows it (without the webhook log), and the ids that do not. With `Prefer: wait=N`,
+    /// answered once every job has ended or after N seconds.
+    private func lookup(_ request: Request, _ context: Context) async throws -> Response {
+        let body = try await FeatureRoutes.body(of: request, limit: maxBodyBytes)
+        guard case .object(let object) = body, case .array(let items)? = object["ids"] else {
+            throw APIError.badRequest("expected {\"ids\": [job ids]}")
+        }
+        guard (1...Self.maxLookupIDs).contains(items.count) else {
+            throw APIError.badRequest("ids: 1 to \(Self.maxLookupIDs) job ids")
+        }
+        var ids: [String] = []
+        for item in items {
+            guard case .string(let id) = item, (1...128).contains(id.utf8.count) else {
+                throw APIError.badRequest("ids: each id is a string of 1 to 128 bytes")
+            }
+            if !ids.contains(id) { ids.append(id) }
+        }
+        let service = try service()
+        var jobs: [Job] = []
+        var missing: [String] = []
+        for id in ids {
+            if let job = try await service.store.job(id: id) { jobs.append(job) } else { missing.append(id) }
+        }
+        if let wait = Prefer(request.headers[preferHeader]).wait, wait > 0 {
+            jobs = try await Self.waitUntilFinal(jobs, seconds: wait, service: service)
+        }
+        return JSONResponse.make(
+            JSONValue.object([
+                "jobs": .array(jobs.map { Self.json($0) }), "missing": .array(missing.map(JSONValue.string)),
+            ]))
     }
 
     /// Server-Sent Events: `progress` (rows done, partial results) whenever the job advances, then one final event

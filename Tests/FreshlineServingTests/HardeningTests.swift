@@ -126,7 +126,7 @@ struct HardeningTests {
         "GET /v2/health/live": .open, "GET /v2/health/ready": .open,
         "POST /v1/features/{name}/predict": .predict, "POST /v1/features/{name}/jobs": .predict,
         "POST /v2/models/{model}/infer": .predict, "POST /v2/models/{model}/versions/{version}/infer": .predict,
-        "GET /v1/features": .client, "GET /v1/features/{name}": .client, "GET /v1/jobs/{id}": .client,
+        "GET /v1/features": .client, "GET /v1/features/{name}": .client, "GET /v1/jobs/{id}": .client, "POST /v1/jobs/lookup": .client,
         "GET /v1/jobs/{id}/events": .client, "DELETE /v1/jobs/{id}": .client, "GET /v2": .client,
         "GET /v2/models/{model}": .client, "GET /v2/models/{model}/ready": .client,
         "GET /v2/models/{model}/versions/{version}": .client,

@@ -119,6 +119,47 @@ struct JobsHTTPTests {
         }
     }
 
+    @Test("GET /v1/jobs/{id} and POST /v1/jobs/lookup honour Prefer: wait=N; a lookup names the missing ids")
+    func waitOnReadAndLookup() async throws {
+        try await withServer(workers: 1) { client, _ in
+            let row = #"{"key": "a", "inputs": {"X": \#(Self.x)}}"#
+            let many = #"{"rows": ["# + Array(repeating: row, count: 3000).joined(separator: ",") + "]}"
+            var ids: [String] = []
+            for _ in 0..<3 {
+                let (status, job, _) = try await Self.post(client, "/v1/features/report/jobs", many)
+                #expect(status == .accepted, "\(job)")
+                if case .string(let id)? = job["id"] { ids.append(id) }
+            }
+            try #require(ids.count == 3)
+            var wait = Self.app
+            wait[HTTPField.Name("Prefer")!] = "wait=120"
+            // The first job may still be queued or running: the read waits until it has ended.
+            let (status, first) = try await Self.get(client, "/v1/jobs/\(ids[0])", headers: wait)
+            #expect(status == .ok)
+            #expect(first["state"] == .string("succeeded"), "\(first["state"] ?? .null)")
+            let body = #"{"ids": ["\#(ids[1])", "job_nope", "\#(ids[2])", "\#(ids[1])"]}"#
+            let (lookupStatus, found, _) = try await Self.post(client, "/v1/jobs/lookup", body, headers: wait)
+            #expect(lookupStatus == .ok)
+            guard case .array(let jobs)? = found["jobs"] else {
+                Issue.record("no jobs in \(found)")
+                return
+            }
+            #expect(jobs.count == 2)
+            for job in jobs {
+                guard case .object(let object) = job else { continue }
+                #expect(object["state"] == .string("succeeded"))
+            }
+            #expect(found["missing"] == .array([.string("job_nope")]))
+            // Bounds: no ids, too many, not strings.
+            for bad in [#"{"ids": []}"#, #"{"ids": [1]}"#, #"{"id": "x"}"#] {
+                let (s, _, _) = try await Self.post(client, "/v1/jobs/lookup", bad)
+                #expect(s == .badRequest, "\(bad)")
+            }
+            let tooMany = #"{"ids": ["# + Array(repeating: #""j""#, count: 1001).joined(separator: ",") + "]}"
+            #expect(try await Self.post(client, "/v1/jobs/lookup", tooMany).0 == .badRequest)
+        }
+    }
+
     @Test("Idempotency-Key: the same body returns the same job; another body is a 409")
     func idempotency() async throws {
         try await withServer { client, _ in
