@@ -87,6 +87,9 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),
@@ -144,6 +147,24 @@ let package = Package(
         .testTarget(
             name: "FreshlineCoreTests",
             dependencies: ["FreshlineCore"],
+            swiftSettings: strictSettings
+        ),
+        // The upstream client against pure state machines, a fault-injecting test double, and (suite
+        // UpstreamServerTests) real MLServer and llama-cpp-python servers started by scripts/upstreams.sh.
+        .testTarget(
+            name: "FreshlineUpstreamTests",
+            dependencies: [
+                "FreshlineUpstream", "FreshlineCore", "FreshlineEngine",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
