@@ -52,6 +52,13 @@ public protocol RemoteModel: Sendable {
     func infer(
         _ feeds: [String: Tensor], rows: Int, priority: CallPriority, deadline: ContinuousClock.Instant?
     ) async throws(UpstreamError) -> RemoteAnswer
+    /// Closes the model's connections (its HTTP client); called once at server stop, after the last `infer`.
+    func shutdown() async
+}
+
+extension RemoteModel {
+    /// Nothing to close (test doubles, models without connections of their own).
+    public func shutdown() async {}
 }
 
 /// Why an upstream call failed, in words safe for the caller: never a credential, never the upstream's body.
