@@ -1,0 +1,111 @@
+internal import FreshlineCore
+internal import FreshlineEngine
+internal import NIOHTTP1
+
+/// A model behind an OpenAI-compatible chat completions API: one `POST {url}/chat/completions` per row (the rows of
+/// one call run concurrently, at most `limits.maxConnections` at once), the messages rendered from the templates.
+/// The answer's content is the `text` output, or, with a response schema, parsed as JSON into one output per
+/// property (or per declared output pointer).
+final class OpenAIChatModel: RemoteModel {
+    let spec: ModelSpec
+    let metadata: ModelMetadata
+    let client: UpstreamClient
+    private let upstream: UpstreamSpec
+    private let model: String
+    private let url: String
+    private let schema: JSONValue?
+    /// The typed outputs read from the parsed content; empty: the content is the `text` output.
+    private let fields: [OutputField]
+
+    /// Completion tokens assumed for the budget's estimate when the manifest sets no `max_tokens`.
+    static let assumedCompletionTokens = 256
+
+    init(spec: ModelSpec, upstream: UpstreamSpec, model: String, client: UpstreamClient) throws(UpstreamError) {
+        guard !upstream.messages.isEmpty else { throw client.error(.badRequest, "an openai chat model needs messages") }
+        self.spec = spec
+        self.upstream = upstream
+        self.model = model
+        self.client = client
+        url = Upstreams.trimmed(upstream.url) + "/chat/completions"
+        let schema = upstream.responseSchema.map(OpenAICoding.json)
+        self.schema = schema
+        let inputs = try Upstreams.inputs(
+            upstream, templates: upstream.messages.map(\.content), client: client)
+        if !upstream.outputs.isEmpty {
+            fields = try Upstreams.fields(upstream.outputs, client: client)
+        } else if let schema {
+            switch OpenAICoding.schemaFields(schema) {
+            case .success(let f): fields = f
+            case .failure(let problem): throw client.error(.badRequest, problem.message)
+            }
+        } else {
+            fields = []
+        }
+        let outputs =
+            fields.isEmpty
+            ? [ModelMetadata.ValueInfo(name: "text", type: .tensor(.string, shape: [-1]))] : fields.map(\.info)
+        metadata = ModelMetadata(remoteInputs: inputs, outputs: outputs, producer: "openai chat", version: model)
+    }
+
+    func infer(_ feeds: [String: Tensor], rows: Int, priority: CallPriority, deadline: ContinuousClock.Instant?)
+        async throws(UpstreamError) -> RemoteAnswer
+    {
+        try Upstreams.check(feeds, rows: rows, inputs: metadata.inputs, client: client)
+        let deadline = client.deadline(deadline)
+        let (client, upstream, model, url, schema, fields) = (
+            self.client, self.upstream, self.model, self.url, self.schema, self.fields
+        )
+        return try await client.guarded { () async throws(UpstreamError) -> RemoteAnswer in
+            let answers = try await client.concurrently(rows, width: client.limits.maxConnections) {
+                (row) async throws(UpstreamError) -> (values: [JSONValue], usage: TokenUsage, version: String?) in
+                let values = RowValues.row(feeds, row: row)
+                let messages = upstream.messages.map { ($0.role, Template.text($0.content, values: values)) }
+                let estimate =
+                    messages.reduce(0) { $0 + $1.1.utf8.count } / 4
+                    + (upstream.maxTokens ?? OpenAIChatModel.assumedCompletionTokens)
+                let body = OpenAICoding.chatRequest(
+                    model: model, messages: messages, maxTokens: upstream.maxTokens,
+                    temperature: upstream.temperature, schema: schema)
+                let json = try await client.send(
+                    .POST, url, body: body, priority: priority, tokens: estimate, deadline: deadline)
+                let answer: OpenAICoding.ChatAnswer
+                switch OpenAICoding.chatAnswer(json) {
+                case .success(let a): answer = a
+                case .failure(let problem):
+                    client.settle(estimatedTokens: estimate, actualTokens: estimate)
+                    throw client.error(.unavailable, "malformed answer: \(problem.message)")
+                }
+                let usage = answer.usage ?? TokenUsage(input: 0, output: 0)
+                if let used = answer.usage {
+                    client.settle(estimatedTokens: estimate, actualTokens: used.input + used.output)
+                    client.metrics.tokens(input: used.input, output: used.output)
+                }
+                guard !fields.isEmpty else { return ([.string(answer.content)], usage, answer.modelVersion) }
+                let document: JSONValue
+                do { document = try JSONValue.parse(Array(answer.content.utf8)) } catch {
+                    throw client.error(.unavailable, "malformed answer: expected the message content to be JSON")
+                }
+                var typed: [JSONValue] = []
+                for field in fields {
+                    switch field.value(in: document) {
+                    case .success(let v): typed.append(v)
+                    case .failure(let problem):
+                        throw client.error(.unavailable, "malformed answer: content: \(problem.message)")
+                    }
+                }
+                return (typed, usage, answer.modelVersion)
+            }
+            let columns =
+                fields.isEmpty ? [OutputField(name: "text", pointer: JSONPointer(tokens: []), type: .string)] : fields
+            let outputs: [String: Value]
+            switch OutputColumns.tensors(columns, rows: answers.map(\.values)) {
+            case .success(let o): outputs = o
+            case .failure(let problem): throw client.error(.unavailable, "malformed answer: \(problem.message)")
+            }
+            return RemoteAnswer(
+                outputs: outputs, modelVersion: answers.first?.version ?? model, usage: answers.map(\.usage))
+        }
+    }
+
+    func shutdown() async { await client.shutdown() }
+}
