@@ -77,6 +77,9 @@ final class UpstreamClient: Sendable {
 
     var prefix: String { "upstream model '\(model)' (\(endpoint))" }
 
+    /// Logs a notice about this upstream.
+    func log(_ message: String) { logger.notice("\(prefix): \(message)") }
+
     // MARK: Calls
 
     /// Runs one call through the circuit breaker: refused at once (`.circuitOpen`, no request made) while it is

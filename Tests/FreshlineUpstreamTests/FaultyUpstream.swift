@@ -31,11 +31,15 @@ final class FaultyUpstream: Sendable {
         var faults: [Fault] = []
         var requests: [String: Int] = [:]
         var authorizations: [String] = []
+        var refusesJSONSchema = false
     }
     private let state = Mutex(State())
 
     /// Faults for the next requests (to any endpoint but the metadata ones), in order; afterwards requests succeed.
     func fail(_ faults: [Fault]) { state.withLock { $0.faults.append(contentsOf: faults) } }
+    /// Answers 500 to chat requests with `response_format` `json_schema`, as llama-cpp-python 0.3 does (it only
+    /// takes `{"type": "json_object", "schema": …}`).
+    func refuseJSONSchema() { state.withLock { $0.refusesJSONSchema = true } }
     /// Requests that reached the server, per path.
     func requests(_ path: String) -> Int { state.withLock { $0.requests[path] ?? 0 } }
     var totalRequests: Int { state.withLock { $0.requests.values.reduce(0, +) } }
@@ -161,6 +165,11 @@ final class FaultyUpstream: Sendable {
             break
         }
         let json = (try? JSONValue.parse(Array(body.readableBytesView))) ?? .null
+        if state.withLock({ $0.refusesJSONSchema }), case .object(let o) = json,
+            case .object(let format)? = o["response_format"], format["type"] == .string("json_schema")
+        {
+            return Response(status: .internalServerError)
+        }
         return Self.json(compute(json))
     }
 

@@ -357,6 +357,28 @@ struct UpstreamClientTests {
         }
     }
 
+    @Test("an API that refuses the json_schema form but takes json_object (llama-cpp-python) is switched to it once")
+    func chatStructuredFallback() async throws {
+        let server = FaultyUpstream()
+        server.refuseJSONSchema()
+        let schema = JSONScalarTree.object([
+            "type": .string("object"), "properties": .object(["answer": .object(["type": .string("string")])]),
+        ])
+        try await server.run { url in
+            try await Self.with(Self.chat(url, schema: schema), environment: ["UPSTREAM_KEY": "k"]) { model in
+                let feeds: [String: Tensor] = [
+                    "question": try Tensor(shape: [1], strings: ["a"]), "n": try Tensor(shape: [1], strings: ["1"]),
+                ]
+                for _ in 0..<2 {
+                    let answer = try await model.infer(feeds, rows: 1, priority: .realtime, deadline: nil)
+                    #expect(answer.outputs["answer"]?.tensor?.strings == ["Q: a (1)"])
+                }
+                // The refused form once (no retries in this spec), then json_object twice.
+                #expect(server.requests("/v1/chat/completions") == 3)
+            }
+        }
+    }
+
     @Test("the API key goes as a Bearer header and into no error message; a missing variable is named")
     func apiKeyNeverLeaks() async throws {
         let server = FaultyUpstream()

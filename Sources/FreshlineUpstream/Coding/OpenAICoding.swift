@@ -6,10 +6,19 @@ enum OpenAICoding {
     /// The name Freshline gives its structured-output schema.
     static let schemaName = "freshline_output"
 
+    /// How a response schema is asked for.
+    enum SchemaForm: Sendable, Equatable {
+        /// OpenAI's `{"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`.
+        case jsonSchema
+        /// `{"type": "json_object", "schema": …}`: the only form llama-cpp-python's server takes (0.3.x answers 500
+        /// to `json_schema`; see tests/upstreams/README.md).
+        case jsonObject
+    }
+
     /// The body of `POST {url}/chat/completions` for one row.
     static func chatRequest(
         model: String, messages: [(role: String, content: String)], maxTokens: Int?, temperature: Double?,
-        schema: JSONValue?
+        schema: JSONValue?, form: SchemaForm = .jsonSchema
     ) -> [UInt8] {
         var body: [String: JSONValue] = [
             "model": .string(model),
@@ -17,7 +26,9 @@ enum OpenAICoding {
         ]
         if let maxTokens { body["max_tokens"] = .integer(Int64(maxTokens)) }
         if let temperature { body["temperature"] = .number(temperature) }
-        if let schema {
+        if let schema, form == .jsonObject {
+            body["response_format"] = .object(["type": .string("json_object"), "schema": schema])
+        } else if let schema {
             body["response_format"] = .object([
                 "type": .string("json_schema"),
                 "json_schema": .object(["name": .string(schemaName), "schema": schema, "strict": .bool(true)]),

@@ -1,6 +1,7 @@
 internal import FreshlineCore
 internal import FreshlineEngine
 internal import NIOHTTP1
+internal import Synchronization
 
 /// A model behind an OpenAI-compatible chat completions API: one `POST {url}/chat/completions` per row (the rows of
 /// one call run concurrently, at most `limits.maxConnections` at once), the messages rendered from the templates.
@@ -52,8 +53,8 @@ final class OpenAIChatModel: RemoteModel {
     {
         try Upstreams.check(feeds, rows: rows, inputs: metadata.inputs, client: client)
         let deadline = client.deadline(deadline)
-        let (client, upstream, model, url, schema, fields) = (
-            self.client, self.upstream, self.model, self.url, self.schema, self.fields
+        let (client, upstream, model, url, schema, fields, form) = (
+            self.client, self.upstream, self.model, self.url, self.schema, self.fields, self.schemaForm
         )
         return try await client.guarded { () async throws(UpstreamError) -> RemoteAnswer in
             let answers = try await client.concurrently(rows, width: client.limits.maxConnections) {
@@ -63,11 +64,29 @@ final class OpenAIChatModel: RemoteModel {
                 let estimate =
                     messages.reduce(0) { $0 + $1.1.utf8.count } / 4
                     + (upstream.maxTokens ?? OpenAIChatModel.assumedCompletionTokens)
-                let body = OpenAICoding.chatRequest(
-                    model: model, messages: messages, maxTokens: upstream.maxTokens,
-                    temperature: upstream.temperature, schema: schema)
-                let json = try await client.send(
-                    .POST, url, body: body, priority: priority, tokens: estimate, deadline: deadline)
+                func body(_ form: OpenAICoding.SchemaForm) -> [UInt8] {
+                    OpenAICoding.chatRequest(
+                        model: model, messages: messages, maxTokens: upstream.maxTokens,
+                        temperature: upstream.temperature, schema: schema, form: form)
+                }
+                let current = form.current
+                let json: JSONValue
+                do throws(UpstreamError) {
+                    json = try await client.send(
+                        .POST, url, body: body(current), priority: priority, tokens: estimate, deadline: deadline)
+                } catch {
+                    guard schema != nil, current == .jsonSchema, SchemaFormChoice.mayBeRefusal(error) else {
+                        throw error
+                    }
+                    // An API that refuses OpenAI's json_schema form may take the json_object one; if it does, the
+                    // model keeps that form. If it does not, the first error is the one reported.
+                    do throws(UpstreamError) {
+                        json = try await client.send(
+                            .POST, url, body: body(.jsonObject), priority: priority, tokens: estimate,
+                            deadline: deadline)
+                    } catch _ { throw error }
+                    form.use(.jsonObject, client: client)
+                }
                 let answer: OpenAICoding.ChatAnswer
                 switch OpenAICoding.chatAnswer(json) {
                 case .success(let a): answer = a
@@ -108,4 +127,30 @@ final class OpenAIChatModel: RemoteModel {
     }
 
     func shutdown() async { await client.shutdown() }
+
+    /// The structured-output form this upstream takes: OpenAI's `json_schema` until a refusal of it was followed by
+    /// a success with `json_object` (llama-cpp-python); then `json_object` for the model's life.
+    private let schemaForm = SchemaFormChoice()
+}
+
+/// The structured-output form an OpenAI-compatible upstream was found to take.
+final class SchemaFormChoice: Sendable {
+    private let form = Mutex(OpenAICoding.SchemaForm.jsonSchema)
+
+    var current: OpenAICoding.SchemaForm { form.withLock { $0 } }
+
+    func use(_ newForm: OpenAICoding.SchemaForm, client: UpstreamClient) {
+        let changed = form.withLock { old in
+            defer { old = newForm }
+            return old != newForm
+        }
+        if changed { client.log("the API refused response_format json_schema and took json_object: using that") }
+    }
+
+    /// Whether an error may be the API refusing the request's `response_format`: answered 400, 422 or 500 (the last
+    /// is what llama-cpp-python answers to a request body it does not validate).
+    static func mayBeRefusal(_ error: UpstreamError) -> Bool {
+        error.kind == .badRequest
+            || (error.kind == .unavailable && error.message.contains(": answered 500"))
+    }
 }
