@@ -26,17 +26,19 @@ release: deps
 
 # The whole test suite: engine unit tests, zoo parity with onnxruntime (committed fixtures), ONNX node tests,
 # serving tests, the store behaviour tests on SQLite and on a throwaway PostgreSQL (scripts/with-pg.sh installs and
-# starts Debian's postgresql; FRESHLINE_POSTGRES_URL names your own server instead), then the tests that run the
-# freshline binary as subprocesses (kill -9 during a run or a job, the advise command, SIGTERM) and the store-outage test (a private
-# PostgreSQL it crashes and restarts under load) in a second run, and the
-# multi-process cluster tests in a third: on two cores their processes would slow the timing-sensitive in-process
-# serving tests (deadlines, sheds, webhook timeouts) enough to fail them. Then the HTTP request fuzzer for
-# FUZZ_SECONDS (libFuzzer; its release build takes ~10 minutes the first time), and last the Open Inference
+# starts Debian's postgresql; FRESHLINE_POSTGRES_URL names your own server instead). A second run holds the tests
+# that start processes of their own: the freshline binary (kill -9 during a run or a job, the advise command,
+# SIGTERM), a private PostgreSQL crashed and restarted under load, and real MLServer and llama-cpp-python servers
+# for the upstream models (scripts/upstreams.sh setup installs them; the first time it compiles llama.cpp, ~6 min).
+# The multi-process cluster tests run in a third: on two cores these processes would slow the timing-sensitive
+# in-process serving tests (deadlines, sheds, webhook timeouts) enough to fail them. Then the HTTP request fuzzer
+# for FUZZ_SECONDS (libFuzzer; its release build takes ~10 minutes the first time), and last the Open Inference
 # Protocol interop test with the real tritonclient (Python venv from PyPI).
 FUZZ_SECONDS ?= 60
-SUBPROCESS_TESTS = BatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests|StoreOutageTests
+SUBPROCESS_TESTS = BatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests|StoreOutageTests|UpstreamServerTests|UpstreamEndToEndTests
 test: deps lint
 	$(SWIFT) build --build-tests
+	scripts/upstreams.sh setup
 	scripts/with-pg.sh bash -c '$(SWIFT) test --skip-build --skip "ClusterTests|$(SUBPROCESS_TESTS)" \
 	  && $(SWIFT) test --skip-build --filter "$(SUBPROCESS_TESTS)" && $(SWIFT) test --skip-build --filter ClusterTests' \
 	  2>&1 | tee .build/test-output.txt

@@ -154,7 +154,7 @@ let package = Package(
         .testTarget(
             name: "FreshlineUpstreamTests",
             dependencies: [
-                "FreshlineUpstream", "FreshlineCore", "FreshlineEngine",
+                "FreshlineUpstream", "FreshlineCore", "FreshlineEngine", "FreshlineTesting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -45,12 +45,16 @@ struct ServeCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         let runtime: ServingRuntime
         let stores: StoreSet
+        let upstreams: UpstreamSet
         do {
             stores = try StoreSet.open(for: manifest, logger: logger)
             var factory = PrometheusMetricsFactory(registry: registry)
             factory.valueHistogramBuckets["freshline_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+            // Upstream models are connected before serving: one that cannot work stops the server, naming its entry.
+            upstreams = try await UpstreamSet.connect(manifest, metrics: factory, logger: logger)
             runtime = try ServingRuntime(
-                manifest: manifest, metricsFactory: factory, stores: stores, batchWorkers: batchWorkers,
+                manifest: manifest, metricsFactory: factory, remoteModels: upstreams.models, stores: stores,
+                batchWorkers: batchWorkers,
                 clock: clockSpeed.map { AcceleratedWallClock(speed: $0) } ?? SystemWallClock(), logger: logger)
         } catch let errors as ManifestErrors {
             throw CLIError(errors.description)
@@ -64,10 +68,10 @@ struct ServeCommand: AsyncParsableCommand {
             runtime: runtime, registry: registry, host: host ?? manifest.server.host,
             port: port ?? manifest.server.port, logger: logger)
         // Services shut down in reverse order: the HTTP server stops first and finishes its requests, then the
-        // runtime drains its queues, then the store's connections close.
+        // runtime drains its queues, then the upstreams' and the store's connections close.
         let group = ServiceGroup(
             configuration: Self.serviceGroup(
-                services: stores.services + [runtime, app], shutdownTimeout: manifest.server.shutdownTimeout,
+                services: stores.services + [upstreams, runtime, app], shutdownTimeout: manifest.server.shutdownTimeout,
                 logger: logger))
         try await group.run()
     }

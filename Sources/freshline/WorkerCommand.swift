@@ -34,10 +34,13 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let runtime: ServingRuntime
         let stores: StoreSet
+        let upstreams: UpstreamSet
         do {
             stores = try StoreSet.open(for: manifest, logger: logger)
+            upstreams = try await UpstreamSet.connect(manifest, metrics: NOOPMetricsHandler.instance, logger: logger)
             runtime = try ServingRuntime(
-                manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, stores: stores, requestLog: false,
+                manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, remoteModels: upstreams.models,
+                stores: stores, requestLog: false,
                 jobWorkers: concurrency ?? max(1, manifest.server.jobWorkers), batchWorkers: batchWorkers,
                 batchSchedules: false, logger: logger)
         } catch let errors as ManifestErrors {
@@ -46,7 +49,7 @@ struct WorkerCommand: AsyncParsableCommand {
         logger.info("worker on \(manifest.features.count) features, store \(stores.location)")
         let group = ServiceGroup(
             configuration: ServeCommand.serviceGroup(
-                services: stores.services + [runtime], shutdownTimeout: manifest.server.shutdownTimeout,
+                services: stores.services + [upstreams, runtime], shutdownTimeout: manifest.server.shutdownTimeout,
                 logger: logger))
         try await group.run()
     }

@@ -4,6 +4,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineHTTP
 import FreshlineRuntime
+import FreshlineTesting
 import Hummingbird
 import HummingbirdTesting
 import Logging
@@ -31,8 +32,6 @@ struct StoreOutageTests {
         logger.logLevel = .warning
         return logger
     }()
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
     static let x = "[0.5,-1.2,0.3,2.0,0.0,1.1,-0.4,0.9,0.2,-2.2,1.5,0.7,-0.1,0.05,1.9,-0.6]"
     /// The store's call bound in this test, and the most a failing store call may take on top of it over HTTP on a
     /// busy two-core machine.
@@ -44,36 +43,11 @@ struct StoreOutageTests {
         FileHandle.standardError.write(Data("store outage: \(text)\n".utf8))
     }
 
-    struct OutageError: Error, CustomStringConvertible {
-        var description: String
-        init(_ description: String) { self.description = description }
-    }
-
-    /// Runs `scripts/pg.sh` with `arguments` and returns its standard output; throws with its output when it fails.
+    /// Runs `scripts/pg.sh` with `arguments` (durable commits: a job acknowledged with 202 before the crash must
+    /// survive it) and returns its standard output.
     @discardableResult
     static func pg(_ arguments: [String]) throws -> String {
-        // Output to files, not pipes: the server pg_ctl starts outlives the script and must not hold a pipe open.
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("pg-\(UUID().uuidString)")
-        let (outURL, errURL) = (base.appendingPathExtension("out"), base.appendingPathExtension("err"))
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: outURL)
-            try? FileManager.default.removeItem(at: errURL)
-        }
-        // Through the shell, waited for with waitpid: Foundation's Process.waitUntilExit never returned here once
-        // pg_ctl had left the server running in the background.
-        let script = repository.appendingPathComponent("scripts/pg.sh").path
-        let command = ([script] + arguments).map { "'\($0)'" }.joined(separator: " ")
-        // Durable commits: a job acknowledged (202) before the crash must survive it.
-        let status = system("FRESHLINE_PG_DURABLE=1 \(command) </dev/null >'\(outURL.path)' 2>'\(errURL.path)'")
-        let text = (try? String(contentsOf: outURL, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard status == 0, let text else {
-            throw OutageError(
-                "scripts/pg.sh \(arguments.joined(separator: " ")) failed (status \(status)): "
-                    + ((try? String(contentsOf: errURL, encoding: .utf8)) ?? ""))
-        }
-        return text
+        try ScriptRunner.run("pg.sh", arguments, environment: ["FRESHLINE_PG_DURABLE": "1"])
     }
 
     /// One HTTP answer: status, body, `Retry-After`, and how long the call took.

@@ -1,6 +1,7 @@
 import Foundation
 import FreshlineCore
 import FreshlineEngine
+import FreshlineTesting
 import FreshlineUpstream
 import Logging
 import MetricsTestKit
@@ -23,36 +24,10 @@ struct UpstreamServerTests {
         return logger
     }()
 
-    struct ScriptError: Error, CustomStringConvertible {
-        var description: String
-    }
-
     /// Runs `scripts/upstreams.sh` with `arguments`; its standard output, or an error with its standard error.
     @discardableResult
     static func script(_ arguments: [String]) throws -> String {
-        // Output to files, not pipes: the servers the script starts outlive it and must not hold a pipe open.
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("upstreams-\(UUID().uuidString)")
-        let (outURL, errURL) = (base.appendingPathExtension("out"), base.appendingPathExtension("err"))
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: outURL)
-            try? FileManager.default.removeItem(at: errURL)
-        }
-        let path = repository.appendingPathComponent("scripts/upstreams.sh").path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw ScriptError(description: "\(path) is missing or not executable")
-        }
-        let command = ([path] + arguments).map { "'\($0)'" }.joined(separator: " ")
-        let status = system("\(command) </dev/null >'\(outURL.path)' 2>'\(errURL.path)'")
-        let output = (try? String(contentsOf: outURL, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard status == 0, let output else {
-            let errors = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
-            throw ScriptError(
-                description:
-                    "scripts/upstreams.sh \(arguments.joined(separator: " ")) failed (status \(status)): \(errors)")
-        }
-        return output
+        try ScriptRunner.run("upstreams.sh", arguments)
     }
 
     /// A port nothing listens on right now.

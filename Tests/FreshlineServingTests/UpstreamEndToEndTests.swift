@@ -1,0 +1,146 @@
+import Foundation
+import FreshlineCore
+import FreshlineEngine
+import FreshlineHTTP
+import FreshlineRuntime
+import FreshlineTesting
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Freshline in front of real upstream servers, as a user of the README would put it: MLServer serving an sklearn
+/// model over OIP V2 and llama-cpp-python's OpenAI-compatible server (chat with a JSON schema, embeddings), both
+/// started by `scripts/upstreams.sh` (which installs them; the first run compiles llama.cpp). The manifest is
+/// connected with `UpstreamSet`, as `freshline serve` does. Fails, never skips, when the servers cannot start.
+@Suite("UpstreamEndToEndTests: Freshline in front of MLServer and llama-cpp-python", .serialized)
+struct UpstreamEndToEndTests {
+    static let x = "[0.5,-1.2,0.3,2.0,0.0,1.1,-0.4,0.9,0.2,-2.2,1.5,0.7,-0.1,0.05,1.9,-0.6]"
+
+    static func manifest(mlserver: String, llama: String) -> String {
+        """
+        version: 1
+        models:
+          sk: {kind: oip, url: "\(mlserver)", model: sk_binary, limits: {breaker_failures: 2, breaker_open_for: 1m}}
+          chat:
+            kind: openai
+            url: \(llama)/v1
+            model: tiny-chat
+            messages:
+              - {role: system, content: "You label support messages."}
+              - {role: user, content: "Label this: {{message}}"}
+            response_schema:
+              type: object
+              properties: {label: {type: string, enum: [ok, flag]}, score: {type: number}}
+              required: [label, score]
+            max_tokens: 48
+            temperature: 0
+          embed: {kind: openai, url: "\(llama)/v1", model: tiny-embed, endpoint: embeddings, input: "{{text}}"}
+        features:
+          churn: {model: sk, latency_budget: 60s}
+          churn_guarded: {model: sk, latency_budget: 60s, on_failure: {default: {predict: [0]}}}
+          moderation: {model: chat, pattern: async}
+          similar: {model: embed, latency_budget: 60s}
+        """
+    }
+
+    static func post(_ client: some TestClientProtocol, _ uri: String, _ body: String, prefer: String? = nil)
+        async throws -> (HTTPResponse.Status, [String: JSONValue])
+    {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let prefer { headers[HTTPField.Name("Prefer")!] = prefer }
+        return try await client.execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(string: body)) {
+            response in
+            guard case .object(let object) = try JSONValue.parse(Array(response.body.readableBytesView)) else {
+                return (response.status, [:])
+            }
+            return (response.status, object)
+        }
+    }
+
+    @Test("answers with the upstream's provenance; a job through the LLM; an upstream gone opens the breaker")
+    func endToEnd() async throws {
+        let (mlPort, llamaPort) = (Int.random(in: 20_000...30_000), Int.random(in: 30_001...40_000))
+        let mlserver = try ScriptRunner.run("upstreams.sh", ["start-mlserver", String(mlPort)])
+        let mlserverRunning = Mutex(true)
+        defer {
+            if mlserverRunning.withLock({ $0 }) { _ = try? ScriptRunner.run("upstreams.sh", ["stop", String(mlPort)]) }
+        }
+        let llama = try ScriptRunner.run("upstreams.sh", ["start-llama", String(llamaPort)])
+        defer { _ = try? ScriptRunner.run("upstreams.sh", ["stop", String(llamaPort)]) }
+
+        let manifest = try ManifestLoader.load(
+            path: try TestManifest.write(Self.manifest(mlserver: mlserver, llama: llama)))
+        var logger = Logger(label: "freshline.test.upstream-e2e")
+        logger.logLevel = .warning
+        let registry = PrometheusCollectorRegistry()
+        let factory = PrometheusMetricsFactory(registry: registry)
+        let upstreams = try await UpstreamSet.connect(manifest, metrics: factory, logger: logger)
+        let stores = try StoreSet.open(for: manifest, logger: logger)
+        let runtime = try ServingRuntime(
+            manifest: manifest, metricsFactory: factory, remoteModels: upstreams.models, stores: stores,
+            logger: logger)
+        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for service in stores.services { group.addTask { try? await service.run() } }
+            group.addTask { try await runtime.run() }
+            try await app.test(.router) { client in
+                // OIP: the answer, with the upstream model and version as provenance.
+                var (status, answer) = try await Self.post(
+                    client, "/v1/features/churn/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
+                #expect(status == .ok, "\(answer)")
+                #expect(answer["model_version"] == .string("sk_binary:1"), "\(answer)")
+                guard case .object(let outputs)? = answer["outputs"], case .array(let proba)? = outputs["predict_proba"]
+                else {
+                    Issue.record("no predict_proba in \(answer)")
+                    return
+                }
+                #expect(proba.count == 2)
+
+                // Embeddings: a 64-float vector.
+                (status, answer) = try await Self.post(
+                    client, "/v1/features/similar/predict", #"{"inputs": {"text": "hello world"}}"#)
+                #expect(status == .ok, "\(answer)")
+                if case .object(let o)? = answer["outputs"], case .array(let vector)? = o["embedding"] {
+                    #expect(vector.count == 64)
+                } else {
+                    Issue.record("no embedding in \(answer)")
+                }
+
+                // An async LLM feature: the job's answer is the schema's fields.
+                (status, answer) = try await Self.post(
+                    client, "/v1/features/moderation/predict", #"{"inputs": {"message": "you are great"}}"#,
+                    prefer: "wait=120")
+                #expect(status == .ok, "\(answer)")
+                #expect(answer["source"] == .string("async"), "\(answer)")
+                if case .object(let o)? = answer["outputs"] {
+                    #expect(o["label"] == .string("ok") || o["label"] == .string("flag"), "\(answer)")
+                    #expect(o["score"]?.doubleValue != nil, "\(answer)")
+                } else {
+                    Issue.record("no outputs in \(answer)")
+                }
+
+                // The OIP upstream goes away: 503s until the breaker opens; the guarded feature answers its default.
+                try ScriptRunner.run("upstreams.sh", ["stop", String(mlPort)])
+                mlserverRunning.withLock { $0 = false }
+                for _ in 0..<3 {
+                    (status, answer) = try await Self.post(
+                        client, "/v1/features/churn/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
+                    #expect(status == .serviceUnavailable, "\(answer)")
+                    #expect(!"\(answer)".contains("Traceback"))
+                }
+                (status, answer) = try await Self.post(
+                    client, "/v1/features/churn_guarded/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
+                #expect(status == .ok && answer["source"] == .string("default"), "\(answer)")
+                let metrics = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+                #expect(metrics.contains(#"freshline_upstream_circuit_open{model="sk"} 1"#), "\(metrics)")
+            }
+            group.cancelAll()
+        }
+        await upstreams.close()
+    }
+}
