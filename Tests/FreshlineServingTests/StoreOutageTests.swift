@@ -35,7 +35,9 @@ struct StoreOutageTests {
     static let x = "[0.5,-1.2,0.3,2.0,0.0,1.1,-0.4,0.9,0.2,-2.2,1.5,0.7,-0.1,0.05,1.9,-0.6]"
     /// The store's call bound in this test, and the most a failing store call may take on top of it over HTTP on a
     /// busy two-core machine.
-    static let callTimeout = Duration.seconds(1)
+    /// 3 s: long enough for a 2,000-row submission while the other subprocess tests (servers, builds of snapshots)
+    /// share the two cores; short enough that six rounds of the outage take seconds.
+    static let callTimeout = Duration.seconds(3)
     static let margin = Duration.seconds(2)
 
     /// Progress on standard error (unbuffered: a test that hangs still shows how far it got).
@@ -101,7 +103,7 @@ struct StoreOutageTests {
             async: {max_attempts: 10, visibility_timeout: 3s, deadline: 10m}
         store:
           location: \(store)
-          call_timeout: 1s
+          call_timeout: 3s
         """
     }
 
@@ -135,6 +137,8 @@ struct StoreOutageTests {
         let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
         let service = try #require(stores.service)
         try await withThrowingTaskGroup(of: Void.self) { group in
+            // Cancelled however the body ends (a failed expectation throws): the services stop.
+            defer { group.cancelAll() }
             group.addTask { try await service.run() }
             group.addTask { try await runtime.run() }
             try await app.test(.live) { client in
@@ -142,7 +146,6 @@ struct StoreOutageTests {
                 Self.step("server on port \(port)")
                 try await outage(port: port, folder: folder, pgPort: pgPort)
             }
-            group.cancelAll()
         }
     }
 

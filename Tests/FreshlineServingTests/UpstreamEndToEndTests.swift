@@ -86,6 +86,8 @@ struct UpstreamEndToEndTests {
             logger: logger)
         let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
         try await withThrowingTaskGroup(of: Void.self) { group in
+            // Cancelled however the body ends (a failed expectation throws): the services stop.
+            defer { group.cancelAll() }
             for service in stores.services { group.addTask { try? await service.run() } }
             group.addTask { try await runtime.run() }
             try await app.test(.router) { client in
@@ -139,7 +141,6 @@ struct UpstreamEndToEndTests {
                 let metrics = String(decoding: registry.emitToBuffer(), as: UTF8.self)
                 #expect(metrics.contains(#"freshline_upstream_circuit_open{model="sk"} 1"#), "\(metrics)")
             }
-            group.cancelAll()
         }
         await upstreams.close()
     }

@@ -95,6 +95,8 @@ struct UpstreamServingTests {
             remoteModels: ["remote": model], stores: stores, logger: Logger(label: "test"))
         let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
         try await withThrowingTaskGroup(of: Void.self) { group in
+            // Cancelled however the body ends (a failed expectation throws): the services stop.
+            defer { group.cancelAll() }
             for service in stores.services { group.addTask { try? await service.run() } }
             group.addTask { try await runtime.run() }
             try await app.test(.router) { client in try await body(client, model) }
