@@ -48,4 +48,20 @@ public enum ScriptRunner {
         }
         return output
     }
+
+    /// Starts a server with `scripts/upstreams.sh start-KIND PORT` on a random port, trying other ports while the
+    /// script finds its port taken (servers started by concurrent tests pick their ports, gRPC ones included, from
+    /// the same ranges). Returns its URL and port; stop it with `upstreams.sh stop PORT`.
+    public static func startUpstream(_ kind: String) throws -> (url: String, port: Int) {
+        var lastError: (any Error)?
+        for _ in 0..<6 {
+            let port = Int.random(in: 20_000...32_000)
+            do {
+                return (try run("upstreams.sh", ["start-\(kind)", String(port)]), port)
+            } catch let failure as Failure where failure.description.contains("in use") {
+                lastError = failure
+            }
+        }
+        throw lastError ?? Failure(description: "no free port for \(kind)")
+    }
 }

@@ -17,7 +17,8 @@ import Testing
 /// model over OIP V2 and llama-cpp-python's OpenAI-compatible server (chat with a JSON schema, embeddings), both
 /// started by `scripts/upstreams.sh` (which installs them; the first run compiles llama.cpp). The manifest is
 /// connected with `UpstreamSet`, as `freshline serve` does. Fails, never skips, when the servers cannot start.
-@Suite("UpstreamEndToEndTests: Freshline in front of MLServer and llama-cpp-python", .serialized)
+@Suite(
+    "UpstreamEndToEndTests: Freshline in front of MLServer and llama-cpp-python", .serialized, .timeLimit(.minutes(10)))
 struct UpstreamEndToEndTests {
     static let x = "[0.5,-1.2,0.3,2.0,0.0,1.1,-0.4,0.9,0.2,-2.2,1.5,0.7,-0.1,0.05,1.9,-0.6]"
 
@@ -64,13 +65,12 @@ struct UpstreamEndToEndTests {
 
     @Test("answers with the upstream's provenance; a job through the LLM; an upstream gone opens the breaker")
     func endToEnd() async throws {
-        let (mlPort, llamaPort) = (Int.random(in: 20_000...30_000), Int.random(in: 30_001...40_000))
-        let mlserver = try ScriptRunner.run("upstreams.sh", ["start-mlserver", String(mlPort)])
+        let (mlserver, mlPort) = try ScriptRunner.startUpstream("mlserver")
         let mlserverRunning = Mutex(true)
         defer {
             if mlserverRunning.withLock({ $0 }) { _ = try? ScriptRunner.run("upstreams.sh", ["stop", String(mlPort)]) }
         }
-        let llama = try ScriptRunner.run("upstreams.sh", ["start-llama", String(llamaPort)])
+        let (llama, llamaPort) = try ScriptRunner.startUpstream("llama")
         defer { _ = try? ScriptRunner.run("upstreams.sh", ["stop", String(llamaPort)]) }
 
         let manifest = try ManifestLoader.load(

@@ -14,7 +14,7 @@ import Testing
 /// llama-cpp-python serving a tiny random-weight GGUF as `tiny-chat` and `tiny-embed`, n_embd 64). The script
 /// installs what is missing (the first run compiles llama.cpp: minutes). These tests fail, never skip, when the
 /// servers cannot be started. Run them in a pass of their own: `swift test --filter UpstreamServerTests`.
-@Suite("UpstreamServerTests: real MLServer and llama-cpp-python servers", .serialized)
+@Suite("UpstreamServerTests: real MLServer and llama-cpp-python servers", .serialized, .timeLimit(.minutes(10)))
 struct UpstreamServerTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -30,19 +30,9 @@ struct UpstreamServerTests {
         try ScriptRunner.run("upstreams.sh", arguments)
     }
 
-    /// A port nothing listens on right now.
-    static func freePort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port ?? 0
-        try await channel.close()
-        return port
-    }
-
     /// Starts a server with `start-KIND`, runs `body` with its URL, and stops it however `body` ends.
     static func withServer(_ kind: String, _ body: (String) async throws -> Void) async throws {
-        let port = try await freePort()
-        let url = try script(["start-\(kind)", String(port)])
+        let (url, port) = try ScriptRunner.startUpstream(kind)
         do { try await body(url) } catch {
             _ = try? script(["stop", String(port)])
             throw error
