@@ -3,6 +3,7 @@ import Foundation
 import FreshlineCore
 import FreshlineRuntime
 import Logging
+import Metrics
 
 /// `freshline run FEATURE`: runs a batch feature's precompute now and publishes its snapshot; a server on the same
 /// store picks it up at once (PostgreSQL) or within seconds (SQLite). With a run already in progress it joins it as
@@ -17,8 +18,8 @@ struct RunCommand: AsyncParsableCommand {
     var manifest: String?
 
     func run() async throws {
-        let context = try BatchCLI(manifestOption: manifest, feature: feature)
-        try await context.stores.whileRunning {
+        let context = try await BatchCLI(manifestOption: manifest, feature: feature)
+        try await context.whileRunning {
             let runner = context.runner
             if let claimed = try await runner.claimInterrupted() {
                 print("resuming interrupted run \(claimed.id)")
@@ -60,7 +61,7 @@ struct BackfillCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let context = try BatchCLI(manifestOption: manifest, feature: feature)
+        let context = try await BatchCLI(manifestOption: manifest, feature: feature)
         var subset: [String]?
         if let keys { subset = keys.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
         if let keysFile {
@@ -72,7 +73,7 @@ struct BackfillCommand: AsyncParsableCommand {
         if subset?.isEmpty == true { throw CLIError("no keys given") }
         if let model, !FileManager.default.fileExists(atPath: model) { throw CLIError("\(model): no such file") }
         let modelPath = model.map { URL(fileURLWithPath: $0).path }
-        try await context.stores.whileRunning {
+        try await context.whileRunning {
             try await context.execute(try await context.start(trigger: .backfill, keys: subset, modelPath: modelPath))
         }
     }
@@ -82,8 +83,19 @@ struct BackfillCommand: AsyncParsableCommand {
 struct BatchCLI: Sendable {
     let runner: BatchRunner
     let stores: StoreSet
+    /// The manifest's upstream models, connected; closed by `whileRunning` when the run ends.
+    let upstreams: UpstreamSet
 
-    init(manifestOption: String?, feature: String) throws {
+    /// Runs `body` with the stores running, then closes the upstream models' connections.
+    func whileRunning(_ body: () async throws -> Void) async throws {
+        do { try await stores.whileRunning(body) } catch {
+            await upstreams.close()
+            throw error
+        }
+        await upstreams.close()
+    }
+
+    init(manifestOption: String?, feature: String) async throws {
         let path = manifestOption ?? ProcessInfo.processInfo.environment["FRESHLINE_MANIFEST"] ?? "freshline.yaml"
         let manifest: Manifest
         do { manifest = try ManifestLoader.load(path: path) } catch let errors as ManifestErrors {
@@ -95,15 +107,23 @@ struct BatchCLI: Sendable {
             )
         }
         guard spec.batch != nil else { throw CLIError("\(path): feature '\(feature)' has no batch section") }
-        let (models, loadErrors) = ServingModel.loadAll(manifest)
+        var logger = Logger(label: "freshline-run")
+        logger.logLevel = .warning
+        do {
+            upstreams = try await UpstreamSet.connect(manifest, metrics: NOOPMetricsHandler.instance, logger: logger)
+        } catch let errors as ManifestErrors {
+            throw CLIError(errors.description)
+        }
+        let (models, loadErrors) = ServingModel.loadAll(manifest, remote: upstreams.models)
         let problems = loadErrors + ManifestValidator.problems(manifest, models: models)
-        guard problems.isEmpty else { throw CLIError(problems.map(\.description).joined(separator: "\n")) }
-        guard let model = models[spec.model]?.local else {
-            throw CLIError("\(path): model '\(spec.model)' did not load, or runs upstream (no batch runs yet)")
+        guard problems.isEmpty, let model = models[spec.model] else {
+            await upstreams.close()
+            throw CLIError(problems.map(\.description).joined(separator: "\n"))
         }
         do { stores = try StoreSet.open(for: manifest, logger: Logger(label: "freshline-run")) } catch let errors
             as ManifestErrors
         {
+            await upstreams.close()
             throw CLIError(errors.description)
         }
         runner = BatchRunner(

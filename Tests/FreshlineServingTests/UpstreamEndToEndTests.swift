@@ -46,6 +46,14 @@ struct UpstreamEndToEndTests {
           churn_guarded: {model: sk, latency_budget: 60s, on_failure: {default: {predict: [0]}}}
           moderation: {model: chat, pattern: async}
           similar: {model: embed, latency_budget: 60s}
+          churn_nightly:
+            model: sk
+            key: id
+            pattern: batch
+            batch:
+              source: {csv: accounts.csv}
+              columns: {X: [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15]}
+              chunk_rows: 64
         """
     }
 
@@ -73,8 +81,15 @@ struct UpstreamEndToEndTests {
         let (llama, llamaPort) = try ScriptRunner.startUpstream("llama")
         defer { _ = try? ScriptRunner.run("upstreams.sh", ["stop", String(llamaPort)]) }
 
-        let manifest = try ManifestLoader.load(
-            path: try TestManifest.write(Self.manifest(mlserver: mlserver, llama: llama)))
+        let path = try TestManifest.write(Self.manifest(mlserver: mlserver, llama: llama))
+        var csv = "id," + (0..<16).map { "c\($0)" }.joined(separator: ",") + "\n"
+        for i in 0..<200 {
+            csv += "a\(i)," + (0..<16).map { String(Double(($0 + i) % 7) - 3) }.joined(separator: ",") + "\n"
+        }
+        try csv.write(
+            to: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("accounts.csv"),
+            atomically: true, encoding: .utf8)
+        let manifest = try ManifestLoader.load(path: path)
         var logger = Logger(label: "freshline.test.upstream-e2e")
         logger.logLevel = .warning
         let registry = PrometheusCollectorRegistry()
@@ -125,6 +140,15 @@ struct UpstreamEndToEndTests {
                 } else {
                     Issue.record("no outputs in \(answer)")
                 }
+
+                // A batch run through the OIP upstream (chunks of 64 rows, one inference request each); lookups
+                // answer from the snapshot.
+                let run = try await #require(runtime.batch).trigger(feature: "churn_nightly")
+                let nightly = try #require(runtime.features["churn_nightly"])
+                try await BatchServingTests.waitFor("the run publishes") { nightly.snapshot?.info.runID == run.id }
+                #expect(nightly.snapshot?.info.keyCount == 200)
+                (status, answer) = try await Self.post(client, "/v1/features/churn_nightly/predict", #"{"key": "a7"}"#)
+                #expect(status == .ok && answer["source"] == .string("batch"), "\(answer)")
 
                 // The OIP upstream goes away: 503s until the breaker opens; the guarded feature answers its default.
                 try ScriptRunner.run("upstreams.sh", ["stop", String(mlPort)])

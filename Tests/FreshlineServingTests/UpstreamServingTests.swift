@@ -327,26 +327,47 @@ struct UpstreamManifestTests {
         }
     }
 
-    @Test("a batch feature over an upstream model is refused with its line (not supported yet)")
-    func batchRefused() throws {
-        let manifest = try ManifestLoader.load(
-            path: try TestManifest.write(
-                """
-                version: 1
-                models:
-                  remote: {kind: oip, url: "http://127.0.0.1:9", model: sk}
-                features:
-                  nightly:
-                    model: remote
-                    key: id
-                    pattern: batch
-                    batch: {source: {csv: rows.csv}, key_column: id}
-                """))
-        let spec = try #require(manifest.models["remote"])
-        let double = RecordingUpstreamDouble(spec: spec)
-        let (models, _) = ServingModel.loadAll(manifest, remote: ["remote": double])
-        let problems = ManifestValidator.problems(manifest, models: models).map(\.description).joined()
-        #expect(problems.contains("features.nightly.batch"), "\(problems)")
-        #expect(problems.contains("not supported yet"), "\(problems)")
+    @Test("a batch feature over an upstream model: the run calls it at batch priority, lookups answer the snapshot")
+    func batchRun() async throws {
+        let path = try TestManifest.write(
+            """
+            version: 1
+            models:
+              remote: {kind: oip, url: "http://127.0.0.1:9", model: sk}
+            features:
+              nightly:
+                model: remote
+                key: id
+                pattern: batch
+                latency_budget: 60s
+                batch: {source: {csv: rows.csv}, key_column: id, columns: {X: [a, b, c, d]}, chunk_rows: 40}
+            """)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        var csv = "id,a,b,c,d\n"
+        for i in 0..<100 { csv += "u\(i),\(i),1,1,1\n" }
+        try csv.write(to: folder.appendingPathComponent("rows.csv"), atomically: true, encoding: .utf8)
+        let manifest = try ManifestLoader.load(path: path)
+        let model = RecordingUpstreamDouble(spec: try #require(manifest.models["remote"]), delay: .zero)
+        let stores = try StoreSet.open(for: manifest, logger: Logger(label: "test"))
+        let runtime = try ServingRuntime(
+            manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()),
+            remoteModels: ["remote": model], stores: stores, logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            defer { group.cancelAll() }
+            for service in stores.services { group.addTask { try? await service.run() } }
+            group.addTask { try await runtime.run() }
+            let batch = try #require(runtime.batch)
+            let run = try await batch.trigger(feature: "nightly")
+            let server = try #require(runtime.features["nightly"])
+            try await BatchServingTests.waitFor("the run publishes") { server.snapshot?.info.runID == run.id }
+            #expect(server.snapshot?.info.keyCount == 100)
+            #expect(model.priorities.allSatisfy { $0 == .batch })
+            #expect(model.calls.reduce(0, +) == 100)
+            #expect(model.calls.count >= 3, "chunks of 40 rows: \(model.calls)")
+            let answer = try await server.predict(PredictRequest(key: "u7", inputs: [:]))
+            #expect(answer.provenance.source == .batch)
+            #expect(answer.outputs["score"] == .number(10), "\(answer.outputs)")
+            #expect(answer.provenance.modelVersion == "double:7")
+        }
     }
 }

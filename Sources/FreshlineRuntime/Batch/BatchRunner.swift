@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
+internal import FreshlineUpstream
 public import NIOPosix
 internal import Synchronization
 
@@ -14,7 +15,10 @@ public final class BatchRunner: Sendable {
     /// The feature it runs.
     public let feature: FeatureSpec
     let batch: BatchSpec
-    let model: Model
+    /// The engine's model; `nil` when the feature's model runs upstream (`remote`).
+    let local: Model?
+    /// The upstream model, called at batch priority (after real-time and async callers in its rate-limit budget).
+    let remote: (any RemoteModel)?
     let manifestPath: String
     /// The store it writes runs and snapshots to.
     public let store: any BatchStore
@@ -34,15 +38,38 @@ public final class BatchRunner: Sendable {
     private let parked = Mutex<ParkedReader?>(nil)
 
     /// A runner for `feature` (which must have a batch section) over `model`.
-    public init(
+    public convenience init(
         feature: FeatureSpec, model: Model, manifestPath: String, store: any BatchStore, metrics: ServingMetrics?,
         clock: any WallClock = SystemWallClock()
     ) {
+        self.init(
+            feature: feature, local: model, remote: nil, manifestPath: manifestPath, store: store, metrics: metrics,
+            clock: clock)
+    }
+
+    /// A runner for `feature` over `model`, local or upstream.
+    public convenience init(
+        feature: FeatureSpec, model: ServingModel, manifestPath: String, store: any BatchStore,
+        metrics: ServingMetrics?, clock: any WallClock = SystemWallClock()
+    ) {
+        var remote: (any RemoteModel)?
+        if case .remote(let model) = model.backend { remote = model }
+        self.init(
+            feature: feature, local: model.local, remote: remote, manifestPath: manifestPath, store: store,
+            metrics: metrics, clock: clock)
+    }
+
+    private init(
+        feature: FeatureSpec, local: Model?, remote: (any RemoteModel)?, manifestPath: String, store: any BatchStore,
+        metrics: ServingMetrics?, clock: any WallClock
+    ) {
         self.clock = clock
         precondition(feature.batch != nil, "a batch runner needs a feature with a batch section")
+        precondition(local != nil || remote != nil, "a batch runner needs a model")
         self.feature = feature
         batch = feature.batch!
-        self.model = model
+        self.local = local
+        self.remote = remote
         self.manifestPath = manifestPath
         self.store = store
         self.metrics = metrics
@@ -66,8 +93,13 @@ public final class BatchRunner: Sendable {
         trigger: BatchRun.Trigger, scheduledFor: Double? = nil, keys: [String]? = nil, modelPath: String? = nil
     ) async throws -> BatchRun {
         let now = Clock.unixNow
-        var modelVersion = model.metadata.version
-        if let modelPath { modelVersion = try self.model(at: modelPath).metadata.version }
+        var modelVersion = metadata.version
+        if let modelPath {
+            guard local != nil else {
+                throw BatchRunnerError(message: "a backfill with another model file needs a local (ONNX) model")
+            }
+            modelVersion = try self.model(at: modelPath).metadata.version
+        }
         let copyFrom = keys == nil ? nil : try await store.publishedSnapshot(feature: feature.name)?.id
         let run = BatchRun(
             id: RandomID.make("run_"), feature: feature.name, trigger: trigger, snapshotID: 0,
@@ -301,6 +333,28 @@ public final class BatchRunner: Sendable {
         }
     }
 
+    /// Inputs, outputs and version of the feature's model.
+    var metadata: ModelMetadata {
+        local?.metadata ?? remote?.metadata
+            ?? ModelMetadata(
+                remoteInputs: [], outputs: [], producer: "", version: "")
+    }
+
+    /// How one chunk's rows are run: the engine's model on the runner thread, or one call of the upstream model
+    /// that the runner thread waits for (runner threads are an `NIOThreadPool`'s, not the cooperative pool's, so
+    /// waiting there holds no task executor).
+    static func call(local: Model?, remote: (any RemoteModel)?) -> ChunkCall {
+        if let local {
+            return ChunkCall(metadata: local.metadata) { feeds, _ in try local.run(feeds) }
+        }
+        guard let remote else { preconditionFailure("a batch runner needs a model") }
+        return ChunkCall(metadata: remote.metadata) { feeds, rows in
+            try BlockingWait.result {
+                try await remote.infer(feeds, rows: rows, priority: .batch, deadline: nil).outputs
+            }
+        }
+    }
+
     /// The model at `path` (a backfill with another model file), loaded once.
     private func model(at path: String) throws -> Model {
         if let model = otherModels.withLock({ $0[path] }) { return model }
@@ -319,8 +373,9 @@ public final class BatchRunner: Sendable {
     ) async throws {
         let run = lease.run
         let range = lease.range
-        let model = try run.modelPath.map { try self.model(at: $0) } ?? self.model
-        let mapper = EntityRowMapper(batch: batch, model: model)
+        let model: Model? = try run.modelPath.map { try self.model(at: $0) } ?? local
+        let call = Self.call(local: model, remote: remote)
+        let mapper = EntityRowMapper(batch: batch, model: call.metadata)
         let (source, manifestPath) = (batch.source, manifestPath)
         let start = range.rowStart + range.rowsDone
         guard start < range.rowEnd else { return }
@@ -338,8 +393,9 @@ public final class BatchRunner: Sendable {
         }
         // CSV and SQL sources whose inputs are numeric columns take the columnar path (cells parsed from the
         // mapped bytes, or the query's values, straight into tensors); everything else reads records of named fields.
+        // (Local models only: an upstream model's rows go through records, one call per chunk.)
         let plan: CSVColumnarPlan? =
-            switch reader.reader {
+            switch model == nil ? nil : reader.reader {
             case let csv as CSVEntityReader: CSVColumnarPlan(mapper: mapper, header: csv.header)
             case let sql as SQLEntityReader: CSVColumnarPlan(mapper: mapper, header: sql.columns)
             default: nil
@@ -373,14 +429,14 @@ public final class BatchRunner: Sendable {
                 switch read.rows {
                 case .csv(let raw):
                     part = Self.computeColumnar(
-                        raw, range: 0..<raw.rows, plan: plan!, mapper: mapper, model: model, keys: keySet,
+                        raw, range: 0..<raw.rows, plan: plan!, mapper: mapper, model: model!, keys: keySet,
                         outputs: selected)
                 case .table(let table, let firstOrdinal, let name):
                     part = Self.computeTable(
-                        table, firstOrdinal: firstOrdinal, name: name, plan: plan!, mapper: mapper, model: model,
+                        table, firstOrdinal: firstOrdinal, name: name, plan: plan!, mapper: mapper, model: model!,
                         keys: keySet, outputs: selected)
                 case .records(let records):
-                    part = Self.compute(records, mapper: mapper, model: model, keys: keySet, outputs: selected)
+                    part = Self.compute(records, mapper: mapper, call: call, keys: keySet, outputs: selected)
                 }
                 return ComputedChunk(
                     sequence: read.sequence, position: read.position, rowsRead: read.rowsRead, part: part)
@@ -458,10 +514,18 @@ public final class BatchRunner: Sendable {
         var failures: [RowFailure] = []
     }
 
+    /// `compute` over the engine's `model`.
+    static func compute(
+        _ records: [EntityRecord], mapper: EntityRowMapper, model: Model, keys keySet: Set<String>?,
+        outputs selected: [String]?
+    ) -> ChunkPart {
+        compute(records, mapper: mapper, call: call(local: model, remote: nil), keys: keySet, outputs: selected)
+    }
+
     /// Maps, stacks and runs one slice of rows (on a runner thread). A batch that fails is re-run row by row, so
     /// only the rows at fault are recorded as failures.
     static func compute(
-        _ records: [EntityRecord], mapper: EntityRowMapper, model: Model, keys keySet: Set<String>?,
+        _ records: [EntityRecord], mapper: EntityRowMapper, call: ChunkCall, keys keySet: Set<String>?,
         outputs selected: [String]?
     ) -> ChunkPart {
         var part = ChunkPart()
@@ -494,9 +558,9 @@ public final class BatchRunner: Sendable {
         }
         guard !rows.isEmpty else { return part }
         func run(_ rows: [[String: JSONValue]]) throws -> PackedRows {
-            let feeds = try RowBatch.tensors(rows: rows, inputs: model.metadata.inputs)
-            try model.validate(feeds)
-            return try packed(try model.run(feeds), count: rows.count, selected: selected)
+            let feeds = try RowBatch.tensors(rows: rows, inputs: call.metadata.inputs)
+            try call.metadata.validate(feeds)
+            return try packed(try call.run(feeds, rows.count), count: rows.count, selected: selected)
         }
         if let results = try? run(rows) {
             part.keys = rowKeys
@@ -747,5 +811,39 @@ enum RunOwner {
         else { return false }
         if pid == getpid() { return false }
         return kill(pid, 0) != 0 && errno == ESRCH
+    }
+}
+
+/// One chunk's model call, whichever the backend: the model's description and a blocking run of `rows` rows.
+struct ChunkCall: Sendable {
+    let metadata: ModelMetadata
+    let run: @Sendable ([String: Tensor], Int) throws -> [String: Value]
+}
+
+/// Why a batch runner refused a request.
+struct BatchRunnerError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// Waits on the calling thread for an async operation: for code on dedicated threads (a batch runner's
+/// `NIOThreadPool`) that calls an upstream model. Never call it on the cooperative pool.
+enum BlockingWait {
+    static func result<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<T, any Error>?>(nil)
+        // Unstructured: the thread waiting here cannot be a task's; the operation is bounded by the upstream's own
+        // call timeout (`limits.timeout`), so the wait ends.
+        Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await operation()) } catch { result = .failure(error) }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        guard let result = outcome.withLock({ $0 }) else {
+            throw BatchRunnerError(message: "the model call ended without an outcome")
+        }
+        return try result.get()
     }
 }

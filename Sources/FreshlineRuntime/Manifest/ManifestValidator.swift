@@ -93,16 +93,7 @@ public enum ManifestValidator {
                 }
             }
             if let batch = feature.batch {
-                if model.local == nil {
-                    // Row-by-row runs under the rate-limit budget and the provider's Batch API come next (issue 19).
-                    errors.append(
-                        ManifestError(
-                            feature.location.with(keyPath: "\(path).batch"),
-                            "model '\(feature.model)' runs upstream: batch and hybrid features over upstream models "
-                                + "are not supported yet; serve it realtime or async"))
-                } else {
-                    errors += batchProblems(batch, feature: feature, model: metadata, manifestPath: manifest.path)
-                }
+                errors += batchProblems(batch, feature: feature, model: metadata, manifestPath: manifest.path)
             }
         }
         if let cycle = Composition.cycle(in: manifest.features), let first = manifest.features[cycle[0]] {

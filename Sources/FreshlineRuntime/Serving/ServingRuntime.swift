@@ -77,8 +77,7 @@ public final class ServingRuntime: Service {
         var runners: [String: BatchRunner] = [:]
         if let batchStore {
             for (name, spec) in manifest.features where spec.batch != nil {
-                // Batch over an upstream model is refused by the validator (not yet: issue 19, provider batches).
-                guard let model = models[spec.model]?.local else { continue }
+                guard let model = models[spec.model] else { continue }
                 runners[name] = BatchRunner(
                     feature: spec, model: model, manifestPath: manifest.path, store: batchStore, metrics: metrics,
                     clock: clock)
