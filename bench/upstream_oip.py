@@ -137,8 +137,11 @@ tokens:
                                   stderr=open(f"{work}/server.log", "w"))
         wait_for(port, "/healthz/ready")
         v2 = {"inputs": [{"name": "X", "shape": [1, 16], "datatype": "FP32", "data": ROW}]}
+        # The same work on both sides: Freshline asks the upstream for every output of its metadata, and MLServer
+        # computes predict_proba only when asked.
+        direct = dict(v2, outputs=[{"name": "predict"}, {"name": "predict_proba"}])
         cases = [
-            ("direct", ml_port, "/v2/models/sk_binary/infer", v2),
+            ("direct", ml_port, "/v2/models/sk_binary/infer", direct),
             ("via /v2", port, "/v2/models/sk/infer", v2),
             ("via /v1 (micro-batched)", port, "/v1/features/live/predict", {"inputs": {"X": ROW}}),
         ]
