@@ -202,6 +202,10 @@ struct FeatureRoutes {
         JSONValue.writeString(p.provenance.source.rawValue, into: &out)
         key("stale")
         out.append(contentsOf: (p.provenance.stale ? "true" : "false").utf8)
+        if let usage = p.usage {
+            key("usage")
+            JobService.usage(usage).write(into: &out)
+        }
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -219,6 +223,7 @@ struct FeatureRoutes {
         if let key = p.key { object["key"] = .string(key) }
         if let snapshot = p.provenance.snapshot { object["snapshot"] = .string(snapshot) }
         if !p.inputs.isEmpty { object["inputs_from"] = inputsFrom(p) }
+        if let usage = p.usage { object["usage"] = JobService.usage(usage) }
         return .object(object)
     }
 

@@ -137,6 +137,12 @@ struct UpstreamEndToEndTests {
                 if case .object(let o)? = answer["outputs"] {
                     #expect(o["label"] == .string("ok") || o["label"] == .string("flag"), "\(answer)")
                     #expect(o["score"]?.doubleValue != nil, "\(answer)")
+                    // The tokens the call used, as llama-cpp-python's `usage` reported them.
+                    if case .object(let usage)? = answer["usage"], case .integer(let input)? = usage["input_tokens"] {
+                        #expect(input > 0, "\(answer)")
+                    } else {
+                        Issue.record("no usage in \(answer)")
+                    }
                 } else {
                     Issue.record("no outputs in \(answer)")
                 }

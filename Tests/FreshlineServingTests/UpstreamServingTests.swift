@@ -52,7 +52,10 @@ final class RecordingUpstreamDouble: RemoteModel {
         let scores = (0..<rows).map { r in values[(r * 4)..<(r * 4 + 4)].reduce(0, +) }
         do {
             let tensor = try Tensor(shape: [rows], data: .float(scores))
-            return RemoteAnswer(outputs: ["score": .tensor(tensor)], modelVersion: "double:7 fp_1", usage: [])
+            // Tokens as an LLM upstream would report them: 3 in and 1 out per row.
+            return RemoteAnswer(
+                outputs: ["score": .tensor(tensor)], modelVersion: "double:7 fp_1",
+                usage: Array(repeating: TokenUsage(input: 3, output: 1), count: rows))
         } catch {
             throw UpstreamError(.unavailable, "malformed answer")
         }
@@ -135,6 +138,9 @@ struct UpstreamServingTests {
                 #expect(outputs["score"] != nil)
                 #expect(provenance["model_version"] == .string("double:7 fp_1"), "\(json)")
                 #expect(provenance["source"] == .string("realtime"), "\(json)")
+                #expect(
+                    object["usage"] == .object(["input_tokens": .integer(3), "output_tokens": .integer(1)]),
+                    "\(json)")
             }
             let calls = model.calls
             #expect(calls.reduce(0, +) == 24)

@@ -1,6 +1,6 @@
 public import FreshlineCore
-internal import FreshlineEngine
-internal import FreshlineUpstream
+public import FreshlineEngine
+public import FreshlineUpstream
 internal import Logging
 internal import Synchronization
 
@@ -318,11 +318,17 @@ public final class JobService: Sendable {
                     "feature": .string(server.spec.name),
                 ]
                 if let key = rows[position].key { object["key"] = .string(key) }
+                if answer.usage.count == tensors.count { object["usage"] = Self.usage(answer.usage[k]) }
                 answers[position] = .object(object)
                 server.logAsync(rows[position], outputs: row, latencySeconds: max(0, now - submittedAt))
             }
         }
         return answers.map { $0 ?? .null }
+    }
+
+    /// A row's token usage as answers show it.
+    public static func usage(_ usage: TokenUsage) -> JSONValue {
+        .object(["input_tokens": .integer(Int64(usage.input)), "output_tokens": .integer(Int64(usage.output))])
     }
 
     static func decodeRows(_ input: [UInt8]) throws -> [PredictRequest] {

@@ -20,6 +20,8 @@ final class RealtimeBatcher: Sendable {
     struct RowAnswer: Sendable {
         var outputs: [String: JSONValue]
         var modelVersion: String
+        /// Tokens the row's call used (LLM upstreams).
+        var usage: TokenUsage? = nil
     }
 
     /// What the `runTimers` loop is asked to do: wake the state machine at an instant, or call the upstream with a
@@ -232,8 +234,10 @@ final class RealtimeBatcher: Sendable {
             let answer = try await model.run(
                 try stack(items), rows: items.count, pool: pool, priority: .realtime, deadline: deadline)
             let rows = try RowBatch.rows(outputs: answer.outputs, count: items.count)
-            for (item, row) in zip(items, rows) {
-                item.continuation.resume(returning: RowAnswer(outputs: row, modelVersion: answer.modelVersion))
+            let usage = answer.usage.count == items.count ? answer.usage.map(Optional.some) : nil
+            for (index, (item, row)) in zip(items, rows).enumerated() {
+                item.continuation.resume(
+                    returning: RowAnswer(outputs: row, modelVersion: answer.modelVersion, usage: usage?[index]))
             }
             succeeded = true
         } catch {

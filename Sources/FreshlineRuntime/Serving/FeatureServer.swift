@@ -236,6 +236,7 @@ public final class FeatureServer: Sendable {
                 provenance: Provenance(
                     source: .realtime, computedAt: clock.now, ageSeconds: 0, modelVersion: answer.modelVersion))
             prediction.inputs = composed
+            prediction.usage = answer.usage
             if !composed.isEmpty {
                 prediction.composedValues = Dictionary(
                     uniqueKeysWithValues: spec.compose.compactMap { c in

@@ -1,5 +1,6 @@
 public import FreshlineCore
 public import FreshlineEngine
+public import FreshlineUpstream
 
 /// One row to predict: an entity key and/or named inputs, with an optional freshness contract and deadline.
 public struct PredictRequest: Sendable {
@@ -39,6 +40,8 @@ public struct Prediction: Sendable {
     public var inputs: [String: InputProvenance] = [:]
     /// The composed inputs' values (for the request log's input hashes).
     var composedValues: [String: JSONValue] = [:]
+    /// Tokens the upstream model used for this answer (LLM upstreams), as its `usage` reported them.
+    public var usage: TokenUsage?
 
     /// Makes an answer.
     public init(key: String?, outputs: [String: JSONValue], provenance: Provenance) {
