@@ -197,7 +197,11 @@ struct OpenInferenceRoutes {
         }
         let outputs: [String: Value]
         let deadline = try FeatureRoutes.timeout(request).map { context.arrival + $0 }
-        do { outputs = try await runtime.infer(model: m.spec.name, feeds: feeds, deadline: deadline) } catch {
+        let answeredVersion: String
+        do {
+            (outputs, answeredVersion) = try await runtime.infer(
+                model: m.spec.name, feeds: feeds, deadline: deadline)
+        } catch {
             let e = PredictionError(modelCall: error)
             switch e.code {
             case .badRequest: throw V2Error(.badRequest, e.message)
@@ -238,7 +242,7 @@ struct OpenInferenceRoutes {
             items.append(.object(item))
         }
         var response: [String: JSONValue] = [
-            "model_name": .string(m.spec.name), "model_version": .string(m.metadata.version),
+            "model_name": .string(m.spec.name), "model_version": .string(answeredVersion),
             "outputs": .array(items),
         ]
         response["id"] = .string(body.id ?? "")

@@ -208,6 +208,7 @@ struct UpstreamServingTests {
                         #"{"inputs": [{"name": "X", "shape": [2, 4], "datatype": "FP32", "data": [1,1,1,1,2,2,2,2]}]}"#)
             ) { ($0.status, String(buffer: $0.body)) }
             #expect(infer.0 == .ok, "\(infer.1)")
+            #expect(infer.1.contains("double:7 fp_1"), "the answer's version, not the metadata's: \(infer.1)")
             #expect(infer.1.contains("[4") || infer.1.contains("4.0"), "\(infer.1)")
             #expect(model.calls.last == 2)
         }

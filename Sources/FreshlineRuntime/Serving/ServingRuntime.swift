@@ -212,10 +212,12 @@ extension ServingRuntime {
     ///
     /// Admission: at most `directCallsPerThread` calls per compute thread are queued or running per model; more are
     /// refused at once (`overloaded`, 503 with Retry-After) instead of queueing without bound. A call that reaches a
-    /// compute thread after its `deadline` is refused there (`overloaded`) without running the model.
-    public func infer(model name: String, feeds: [String: Tensor], deadline: ContinuousClock.Instant? = nil)
-        async throws -> [String: Value]
-    {
+    /// compute thread after its `deadline` is refused there (`overloaded`) without running the model. An upstream
+    /// model is called directly (its own pool, budget and breaker bound it). Returns the outputs and the version
+    /// that answered: the file's, or the one the upstream's answer names.
+    public func infer(
+        model name: String, feeds: [String: Tensor], deadline: ContinuousClock.Instant? = nil
+    ) async throws -> (outputs: [String: Value], modelVersion: String) {
         guard let serving = models[name] else { throw PredictionError(.notFound, "no model named '\(name)'") }
         do {
             try serving.metadata.validate(feeds)
@@ -225,8 +227,9 @@ extension ServingRuntime {
         guard let model = serving.local else {
             // An upstream model: one call, which holds no compute thread; its own pool, budget and breaker bound it.
             let rows = feeds.values.first?.shape.first ?? 1
-            return try await serving.run(feeds, rows: rows, pool: pool, priority: .realtime, deadline: deadline)
-                .outputs
+            let answer = try await serving.run(
+                feeds, rows: rows, pool: pool, priority: .realtime, deadline: deadline)
+            return (answer.outputs, answer.modelVersion)
         }
         let limit = Self.directCallsPerThread * manifest.server.computeThreads
         guard directCalls.enter(name, limit: limit) else {
@@ -235,7 +238,7 @@ extension ServingRuntime {
                 .overloaded, "model '\(name)' has \(limit) calls queued or running; try again shortly", retryAfter: 1)
         }
         defer { directCalls.leave(name) }
-        return try await withCheckedThrowingContinuation { continuation in
+        let outputs: [String: Value] = try await withCheckedThrowingContinuation { continuation in
             pool.submit {
                 if let deadline, ContinuousClock.now >= deadline {
                     continuation.resume(
@@ -248,6 +251,7 @@ extension ServingRuntime {
                 }
             }
         }
+        return (outputs, model.metadata.version)
     }
 
     /// Direct (/v2) calls a model may have queued or running per compute thread.
