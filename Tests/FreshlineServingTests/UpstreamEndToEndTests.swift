@@ -174,4 +174,68 @@ struct UpstreamEndToEndTests {
         }
         await upstreams.close()
     }
+
+    @Test("examples/upstreams works as written: MLServer in real time, a nightly LLM summary run, a moderation job")
+    func example() async throws {
+        let (mlserver, mlPort) = try ScriptRunner.startUpstream("mlserver")
+        defer { _ = try? ScriptRunner.run("upstreams.sh", ["stop", String(mlPort)]) }
+        let (llama, llamaPort) = try ScriptRunner.startUpstream("llama")
+        defer { _ = try? ScriptRunner.run("upstreams.sh", ["stop", String(llamaPort)]) }
+        // The example as committed, with its servers' URLs pointed at the ones started here.
+        let example = ScriptRunner.repository.appendingPathComponent("examples/upstreams")
+        let text = try String(contentsOf: example.appendingPathComponent("freshline.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "http://127.0.0.1:8081", with: mlserver)
+            .replacingOccurrences(of: "http://127.0.0.1:8082", with: llama)
+        let path = try TestManifest.write(text)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try FileManager.default.copyItem(
+            at: example.appendingPathComponent("accounts.csv"), to: folder.appendingPathComponent("accounts.csv"))
+        let manifest = try ManifestLoader.load(path: path)
+        var logger = Logger(label: "freshline.test.upstream-example")
+        logger.logLevel = .warning
+        let registry = PrometheusCollectorRegistry()
+        let factory = PrometheusMetricsFactory(registry: registry)
+        let upstreams = try await UpstreamSet.connect(manifest, environment: [:], metrics: factory, logger: logger)
+        let stores = try StoreSet.open(for: manifest, logger: logger)
+        let runtime = try ServingRuntime(
+            manifest: manifest, metricsFactory: factory, remoteModels: upstreams.models, stores: stores,
+            batchSchedules: false, logger: logger)
+        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            defer { group.cancelAll() }
+            for service in stores.services { group.addTask { try? await service.run() } }
+            group.addTask { try await runtime.run() }
+            try await app.test(.router) { client in
+                var (status, answer) = try await Self.post(
+                    client, "/v1/features/churn/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
+                #expect(status == .ok && answer["model_version"] == .string("sk_binary:1"), "\(answer)")
+
+                let run = try await #require(runtime.batch).trigger(feature: "account_summary")
+                let summaries = try #require(runtime.features["account_summary"])
+                try await BatchServingTests.waitFor("the summary run publishes") {
+                    summaries.snapshot?.info.runID == run.id
+                }
+                #expect(summaries.snapshot?.info.keyCount == 3)
+                (status, answer) = try await Self.post(
+                    client, "/v1/features/account_summary/predict", #"{"key": "acct-2"}"#)
+                #expect(status == .ok && answer["source"] == .string("batch"), "\(answer)")
+                if case .object(let outputs)? = answer["outputs"], case .string(let text)? = outputs["text"] {
+                    #expect(!text.isEmpty)
+                } else {
+                    Issue.record("no text in \(answer)")
+                }
+                // Not in the snapshot: summarised on request (cold_start: realtime).
+                (status, answer) = try await Self.post(
+                    client, "/v1/features/account_summary/predict",
+                    #"{"key": "acct-9", "inputs": {"plan": "team", "tickets": "1"}}"#)
+                #expect(status == .ok && answer["source"] == .string("realtime"), "\(answer)")
+
+                (status, answer) = try await Self.post(
+                    client, "/v1/features/moderation/predict", #"{"inputs": {"message": "thanks!"}}"#,
+                    prefer: "wait=120")
+                #expect(status == .ok && answer["source"] == .string("async"), "\(answer)")
+            }
+        }
+        await upstreams.close()
+    }
 }
