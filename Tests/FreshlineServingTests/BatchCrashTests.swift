@@ -117,7 +117,10 @@ struct BatchCrashTests {
         #expect(text.contains("joining run \(interrupted.id), in progress (\(checkpoint) of \(total) rows)"), "\(text)")
         let finished = try #require(try await store.run(id: interrupted.id))
         #expect(finished.state == .succeeded)
-        #expect(finished.resumes == 1)
+        // A worker computes in two lanes: when it was killed it held the range it was reading and, if that one's
+        // last chunk had been read, the next one too. Each range it held is leased again once (2 seen under the load
+        // of the other subprocess tests).
+        #expect((1...2).contains(finished.resumes), "resumes: \(finished.resumes)")
         #expect(finished.rowsDone == total && finished.rowsWritten == total && finished.rowsFailed == 0)
         let v2 = try #require(try await store.publishedSnapshot(feature: "churn"))
         #expect(v2.version == 2 && v2.keyCount == total && v2.runID == interrupted.id)

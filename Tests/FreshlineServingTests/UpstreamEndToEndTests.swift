@@ -175,17 +175,22 @@ struct UpstreamEndToEndTests {
         await upstreams.close()
     }
 
-    @Test("examples/upstreams works as written: MLServer in real time, a nightly LLM summary run, a moderation job")
+    @Test(
+        "examples/upstreams works (its URLs and budgets adjusted): MLServer in real time, a nightly LLM summary run, a moderation job"
+    )
     func example() async throws {
         let (mlserver, mlPort) = try ScriptRunner.startUpstream("mlserver")
         defer { _ = try? ScriptRunner.run("upstreams.sh", ["stop", String(mlPort)]) }
         let (llama, llamaPort) = try ScriptRunner.startUpstream("llama")
         defer { _ = try? ScriptRunner.run("upstreams.sh", ["stop", String(llamaPort)]) }
-        // The example as committed, with its servers' URLs pointed at the ones started here.
+        // The example as committed, with its servers' URLs pointed at the ones started here, and its latency budgets
+        // at 60 s: the other subprocess tests share the 2 cores, and a deadline counts from arrival.
         let example = ScriptRunner.repository.appendingPathComponent("examples/upstreams")
         let text = try String(contentsOf: example.appendingPathComponent("freshline.yaml"), encoding: .utf8)
             .replacingOccurrences(of: "http://127.0.0.1:8081", with: mlserver)
             .replacingOccurrences(of: "http://127.0.0.1:8082", with: llama)
+            .replacingOccurrences(of: "latency_budget: 200ms", with: "latency_budget: 60s")
+            .replacingOccurrences(of: "latency_budget: 10s", with: "latency_budget: 60s")
         let path = try TestManifest.write(text)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         try FileManager.default.copyItem(
