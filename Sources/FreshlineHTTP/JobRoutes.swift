@@ -179,11 +179,12 @@ struct JobRoutes {
             throw APIError.badRequest("ids: 1 to \(Self.maxLookupIDs) job ids")
         }
         var ids: [String] = []
+        var seen: Set<String> = []
         for item in items {
             guard case .string(let id) = item, (1...128).contains(id.utf8.count) else {
                 throw APIError.badRequest("ids: each id is a string of 1 to 128 bytes")
             }
-            if !ids.contains(id) { ids.append(id) }
+            if seen.insert(id).inserted { ids.append(id) }
         }
         let service = try service()
         var jobs: [Job] = []

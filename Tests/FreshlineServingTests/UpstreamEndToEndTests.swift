@@ -71,6 +71,39 @@ struct UpstreamEndToEndTests {
         }
     }
 
+    /// Connects `manifest`'s upstreams as `freshline serve` does, runs the runtime and its stores, and calls `body`
+    /// with a client of the router; everything is stopped however `body` ends.
+    static func serve(
+        _ manifest: Manifest, batchSchedules: Bool = true,
+        _ body:
+            @escaping @Sendable (any TestClientProtocol, ServingRuntime, PrometheusCollectorRegistry) async throws
+            -> Void
+    ) async throws {
+        var logger = Logger(label: "freshline.test.upstream-e2e")
+        logger.logLevel = .warning
+        let registry = PrometheusCollectorRegistry()
+        let factory = PrometheusMetricsFactory(registry: registry)
+        let upstreams = try await UpstreamSet.connect(manifest, environment: [:], metrics: factory, logger: logger)
+        do {
+            let stores = try StoreSet.open(for: manifest, logger: logger)
+            let runtime = try ServingRuntime(
+                manifest: manifest, metricsFactory: factory, remoteModels: upstreams.models, stores: stores,
+                batchSchedules: batchSchedules, logger: logger)
+            let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // Cancelled however the body ends (a failed expectation throws): the services stop.
+                defer { group.cancelAll() }
+                for service in stores.services { group.addTask { try? await service.run() } }
+                group.addTask { try await runtime.run() }
+                try await app.test(.router) { client in try await body(client, runtime, registry) }
+            }
+        } catch {
+            await upstreams.close()
+            throw error
+        }
+        await upstreams.close()
+    }
+
     @Test("answers with the upstream's provenance; a job through the LLM; an upstream gone opens the breaker")
     func endToEnd() async throws {
         let (mlserver, mlPort) = try ScriptRunner.startUpstream("mlserver")
@@ -90,89 +123,72 @@ struct UpstreamEndToEndTests {
             to: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("accounts.csv"),
             atomically: true, encoding: .utf8)
         let manifest = try ManifestLoader.load(path: path)
-        var logger = Logger(label: "freshline.test.upstream-e2e")
-        logger.logLevel = .warning
-        let registry = PrometheusCollectorRegistry()
-        let factory = PrometheusMetricsFactory(registry: registry)
-        let upstreams = try await UpstreamSet.connect(manifest, metrics: factory, logger: logger)
-        let stores = try StoreSet.open(for: manifest, logger: logger)
-        let runtime = try ServingRuntime(
-            manifest: manifest, metricsFactory: factory, remoteModels: upstreams.models, stores: stores,
-            logger: logger)
-        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            // Cancelled however the body ends (a failed expectation throws): the services stop.
-            defer { group.cancelAll() }
-            for service in stores.services { group.addTask { try? await service.run() } }
-            group.addTask { try await runtime.run() }
-            try await app.test(.router) { client in
-                // OIP: the answer, with the upstream model and version as provenance.
-                var (status, answer) = try await Self.post(
-                    client, "/v1/features/churn/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
-                #expect(status == .ok, "\(answer)")
-                #expect(answer["model_version"] == .string("sk_binary:1"), "\(answer)")
-                guard case .object(let outputs)? = answer["outputs"], case .array(let proba)? = outputs["predict_proba"]
-                else {
-                    Issue.record("no predict_proba in \(answer)")
-                    return
-                }
-                #expect(proba.count == 2)
-
-                // Embeddings: a 64-float vector.
-                (status, answer) = try await Self.post(
-                    client, "/v1/features/similar/predict", #"{"inputs": {"text": "hello world"}}"#)
-                #expect(status == .ok, "\(answer)")
-                if case .object(let o)? = answer["outputs"], case .array(let vector)? = o["embedding"] {
-                    #expect(vector.count == 64)
-                } else {
-                    Issue.record("no embedding in \(answer)")
-                }
-
-                // An async LLM feature: the job's answer is the schema's fields.
-                (status, answer) = try await Self.post(
-                    client, "/v1/features/moderation/predict", #"{"inputs": {"message": "you are great"}}"#,
-                    prefer: "wait=120")
-                #expect(status == .ok, "\(answer)")
-                #expect(answer["source"] == .string("async"), "\(answer)")
-                if case .object(let o)? = answer["outputs"] {
-                    #expect(o["label"] == .string("ok") || o["label"] == .string("flag"), "\(answer)")
-                    #expect(o["score"]?.doubleValue != nil, "\(answer)")
-                    // The tokens the call used, as llama-cpp-python's `usage` reported them.
-                    if case .object(let usage)? = answer["usage"], case .integer(let input)? = usage["input_tokens"] {
-                        #expect(input > 0, "\(answer)")
-                    } else {
-                        Issue.record("no usage in \(answer)")
-                    }
-                } else {
-                    Issue.record("no outputs in \(answer)")
-                }
-
-                // A batch run through the OIP upstream (chunks of 64 rows, one inference request each); lookups
-                // answer from the snapshot.
-                let run = try await #require(runtime.batch).trigger(feature: "churn_nightly")
-                let nightly = try #require(runtime.features["churn_nightly"])
-                try await BatchServingTests.waitFor("the run publishes") { nightly.snapshot?.info.runID == run.id }
-                #expect(nightly.snapshot?.info.keyCount == 200)
-                (status, answer) = try await Self.post(client, "/v1/features/churn_nightly/predict", #"{"key": "a7"}"#)
-                #expect(status == .ok && answer["source"] == .string("batch"), "\(answer)")
-
-                // The OIP upstream goes away: 503s until the breaker opens; the guarded feature answers its default.
-                try ScriptRunner.run("upstreams.sh", ["stop", String(mlPort)])
-                mlserverRunning.withLock { $0 = false }
-                for _ in 0..<3 {
-                    (status, answer) = try await Self.post(
-                        client, "/v1/features/churn/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
-                    #expect(status == .serviceUnavailable, "\(answer)")
-                    #expect(!"\(answer)".contains("Traceback"))
-                }
-                (status, answer) = try await Self.post(
-                    client, "/v1/features/churn_guarded/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
-                #expect(status == .ok && answer["source"] == .string("default"), "\(answer)")
-                let metrics = String(decoding: registry.emitToBuffer(), as: UTF8.self)
-                #expect(metrics.contains(#"freshline_upstream_circuit_open{model="sk"} 1"#), "\(metrics)")
+        try await Self.serve(manifest) { client, runtime, registry in
+            // OIP: the answer, with the upstream model and version as provenance.
+            var (status, answer) = try await Self.post(
+                client, "/v1/features/churn/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
+            #expect(status == .ok, "\(answer)")
+            #expect(answer["model_version"] == .string("sk_binary:1"), "\(answer)")
+            guard case .object(let outputs)? = answer["outputs"], case .array(let proba)? = outputs["predict_proba"]
+            else {
+                Issue.record("no predict_proba in \(answer)")
+                return
             }
+            #expect(proba.count == 2)
+
+            // Embeddings: a 64-float vector.
+            (status, answer) = try await Self.post(
+                client, "/v1/features/similar/predict", #"{"inputs": {"text": "hello world"}}"#)
+            #expect(status == .ok, "\(answer)")
+            if case .object(let o)? = answer["outputs"], case .array(let vector)? = o["embedding"] {
+                #expect(vector.count == 64)
+            } else {
+                Issue.record("no embedding in \(answer)")
+            }
+
+            // An async LLM feature: the job's answer is the schema's fields.
+            (status, answer) = try await Self.post(
+                client, "/v1/features/moderation/predict", #"{"inputs": {"message": "you are great"}}"#,
+                prefer: "wait=120")
+            #expect(status == .ok, "\(answer)")
+            #expect(answer["source"] == .string("async"), "\(answer)")
+            if case .object(let o)? = answer["outputs"] {
+                #expect(o["label"] == .string("ok") || o["label"] == .string("flag"), "\(answer)")
+                #expect(o["score"]?.doubleValue != nil, "\(answer)")
+                // The tokens the call used, as llama-cpp-python's `usage` reported them.
+                if case .object(let usage)? = answer["usage"], case .integer(let input)? = usage["input_tokens"] {
+                    #expect(input > 0, "\(answer)")
+                } else {
+                    Issue.record("no usage in \(answer)")
+                }
+            } else {
+                Issue.record("no outputs in \(answer)")
+            }
+
+            // A batch run through the OIP upstream (chunks of 64 rows, one inference request each); lookups
+            // answer from the snapshot.
+            let run = try await #require(runtime.batch).trigger(feature: "churn_nightly")
+            let nightly = try #require(runtime.features["churn_nightly"])
+            try await BatchServingTests.waitFor("the run publishes") { nightly.snapshot?.info.runID == run.id }
+            #expect(nightly.snapshot?.info.keyCount == 200)
+            (status, answer) = try await Self.post(client, "/v1/features/churn_nightly/predict", #"{"key": "a7"}"#)
+            #expect(status == .ok && answer["source"] == .string("batch"), "\(answer)")
+
+            // The OIP upstream goes away: 503s until the breaker opens; the guarded feature answers its default.
+            try ScriptRunner.run("upstreams.sh", ["stop", String(mlPort)])
+            mlserverRunning.withLock { $0 = false }
+            for _ in 0..<3 {
+                (status, answer) = try await Self.post(
+                    client, "/v1/features/churn/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
+                #expect(status == .serviceUnavailable, "\(answer)")
+                #expect(!"\(answer)".contains("Traceback"))
+            }
+            (status, answer) = try await Self.post(
+                client, "/v1/features/churn_guarded/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
+            #expect(status == .ok && answer["source"] == .string("default"), "\(answer)")
+            let metrics = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+            #expect(metrics.contains(#"freshline_upstream_circuit_open{model="sk"} 1"#), "\(metrics)")
         }
-        await upstreams.close()
     }
 
     @Test(
@@ -196,51 +212,35 @@ struct UpstreamEndToEndTests {
         try FileManager.default.copyItem(
             at: example.appendingPathComponent("accounts.csv"), to: folder.appendingPathComponent("accounts.csv"))
         let manifest = try ManifestLoader.load(path: path)
-        var logger = Logger(label: "freshline.test.upstream-example")
-        logger.logLevel = .warning
-        let registry = PrometheusCollectorRegistry()
-        let factory = PrometheusMetricsFactory(registry: registry)
-        let upstreams = try await UpstreamSet.connect(manifest, environment: [:], metrics: factory, logger: logger)
-        let stores = try StoreSet.open(for: manifest, logger: logger)
-        let runtime = try ServingRuntime(
-            manifest: manifest, metricsFactory: factory, remoteModels: upstreams.models, stores: stores,
-            batchSchedules: false, logger: logger)
-        let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            defer { group.cancelAll() }
-            for service in stores.services { group.addTask { try? await service.run() } }
-            group.addTask { try await runtime.run() }
-            try await app.test(.router) { client in
-                var (status, answer) = try await Self.post(
-                    client, "/v1/features/churn/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
-                #expect(status == .ok && answer["model_version"] == .string("sk_binary:1"), "\(answer)")
+        try await Self.serve(manifest, batchSchedules: false) { client, runtime, _ in
+            var (status, answer) = try await Self.post(
+                client, "/v1/features/churn/predict", #"{"inputs": {"X": \#(Self.x)}}"#)
+            #expect(status == .ok && answer["model_version"] == .string("sk_binary:1"), "\(answer)")
 
-                let run = try await #require(runtime.batch).trigger(feature: "account_summary")
-                let summaries = try #require(runtime.features["account_summary"])
-                try await BatchServingTests.waitFor("the summary run publishes") {
-                    summaries.snapshot?.info.runID == run.id
-                }
-                #expect(summaries.snapshot?.info.keyCount == 3)
-                (status, answer) = try await Self.post(
-                    client, "/v1/features/account_summary/predict", #"{"key": "acct-2"}"#)
-                #expect(status == .ok && answer["source"] == .string("batch"), "\(answer)")
-                if case .object(let outputs)? = answer["outputs"], case .string(let text)? = outputs["text"] {
-                    #expect(!text.isEmpty)
-                } else {
-                    Issue.record("no text in \(answer)")
-                }
-                // Not in the snapshot: summarised on request (cold_start: realtime).
-                (status, answer) = try await Self.post(
-                    client, "/v1/features/account_summary/predict",
-                    #"{"key": "acct-9", "inputs": {"plan": "team", "tickets": "1"}}"#)
-                #expect(status == .ok && answer["source"] == .string("realtime"), "\(answer)")
-
-                (status, answer) = try await Self.post(
-                    client, "/v1/features/moderation/predict", #"{"inputs": {"message": "thanks!"}}"#,
-                    prefer: "wait=120")
-                #expect(status == .ok && answer["source"] == .string("async"), "\(answer)")
+            let run = try await #require(runtime.batch).trigger(feature: "account_summary")
+            let summaries = try #require(runtime.features["account_summary"])
+            try await BatchServingTests.waitFor("the summary run publishes") {
+                summaries.snapshot?.info.runID == run.id
             }
+            #expect(summaries.snapshot?.info.keyCount == 3)
+            (status, answer) = try await Self.post(
+                client, "/v1/features/account_summary/predict", #"{"key": "acct-2"}"#)
+            #expect(status == .ok && answer["source"] == .string("batch"), "\(answer)")
+            if case .object(let outputs)? = answer["outputs"], case .string(let text)? = outputs["text"] {
+                #expect(!text.isEmpty)
+            } else {
+                Issue.record("no text in \(answer)")
+            }
+            // Not in the snapshot: summarised on request (cold_start: realtime).
+            (status, answer) = try await Self.post(
+                client, "/v1/features/account_summary/predict",
+                #"{"key": "acct-9", "inputs": {"plan": "team", "tickets": "1"}}"#)
+            #expect(status == .ok && answer["source"] == .string("realtime"), "\(answer)")
+
+            (status, answer) = try await Self.post(
+                client, "/v1/features/moderation/predict", #"{"inputs": {"message": "thanks!"}}"#,
+                prefer: "wait=120")
+            #expect(status == .ok && answer["source"] == .string("async"), "\(answer)")
         }
-        await upstreams.close()
     }
 }
