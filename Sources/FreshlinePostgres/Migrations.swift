@@ -216,6 +216,16 @@ extension PostgresStore {
                 "CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL",
                 "CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at)",
             ]),
+        Migration(
+            name: "v9-provider-batches",
+            statements: [
+                // The provider batch computing a range (`batch.provider_batch`), and the tokens a run's rows used.
+                "ALTER TABLE run_ranges ADD COLUMN provider_batch text",
+                """
+                ALTER TABLE runs ADD COLUMN input_tokens bigint NOT NULL DEFAULT 0,
+                    ADD COLUMN output_tokens bigint NOT NULL DEFAULT 0
+                """,
+            ]),
     ]
 
     /// The session advisory lock migrations run under, so that processes starting at once apply each migration

@@ -189,6 +189,19 @@ extension PostgresStore: BatchStore {
         }
     }
 
+    public func recordProviderBatch(runID: String, index: Int, owner: String, batchID: String) async throws {
+        try await transaction { tx in
+            let recorded = try await tx.rows(
+                """
+                UPDATE run_ranges SET provider_batch = \(batchID)
+                WHERE run_id = \(runID) AND idx = \(index) AND owner = \(owner) AND state = 'leased'
+                AND EXISTS (SELECT 1 FROM runs WHERE id = \(runID) AND state = 'running')
+                RETURNING idx
+                """)
+            guard !recorded.isEmpty else { throw BatchStoreError.rangeLost(runID: runID, index: index) }
+        }
+    }
+
     public func releaseRange(runID: String, index: Int, owner: String) async throws -> Bool {
         try await transaction { tx in
             let released = try await tx.rows(
@@ -250,7 +263,9 @@ extension PostgresStore: BatchStore {
                 UPDATE runs SET rows_done = rows_done + \(progress.rowsRead),
                     rows_written = rows_written + \(progress.rowsWritten),
                     rows_failed = rows_failed + \(progress.rowsFailed),
-                    busy_seconds = busy_seconds + \(progress.busySeconds), heartbeat_at = \(progress.at)
+                    busy_seconds = busy_seconds + \(progress.busySeconds), heartbeat_at = \(progress.at),
+                    input_tokens = input_tokens + \(progress.inputTokens),
+                    output_tokens = output_tokens + \(progress.outputTokens)
                 WHERE id = \(runID) AND state = 'running'
                 RETURNING id
                 """)
@@ -471,12 +486,13 @@ extension PostgresStore: BatchStore {
             owner: try column["owner"].decode(String?.self),
             leaseExpiresAt: try column["lease_expires_at"].decode(Double?.self),
             rowsDone: try column["rows_done"].decode(Int.self), leases: try column["leases"].decode(Int.self),
-            finishedAt: try column["finished_at"].decode(Double?.self))
+            finishedAt: try column["finished_at"].decode(Double?.self),
+            providerBatch: try column["provider_batch"].decode(String?.self))
     }
 
     private static func run(from row: PostgresRow) throws -> BatchRun {
         let column = row.makeRandomAccess()
-        return BatchRun(
+        var run = BatchRun(
             id: try column["id"].decode(String.self), feature: try column["feature"].decode(String.self),
             trigger: BatchRun.Trigger(rawValue: try column["trigger"].decode(String.self)) ?? .manual,
             state: BatchRun.State(rawValue: try column["state"].decode(String.self)) ?? .failed,
@@ -492,6 +508,9 @@ extension PostgresStore: BatchStore {
             resumes: try column["resumes"].decode(Int.self),
             error: try column["error"].decode(String?.self), modelPath: try column["model_path"].decode(String?.self),
             keys: try column["keys"].decode([String]?.self))
+        run.inputTokens = try column["input_tokens"].decode(Int.self)
+        run.outputTokens = try column["output_tokens"].decode(Int.self)
+        return run
     }
 
     private static func snapshot(from row: PostgresRow) throws -> SnapshotInfo {

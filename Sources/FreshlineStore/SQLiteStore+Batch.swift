@@ -92,6 +92,19 @@ extension SQLiteStore {
                     """)
         }
     }
+
+    /// The provider batch computing a range (`batch.provider_batch`), and the tokens a run's rows used
+    /// (`v9-provider-batches`).
+    static func registerProviderBatchesMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v9-provider-batches") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE run_ranges ADD COLUMN provider_batch TEXT;
+                    ALTER TABLE runs ADD COLUMN input_tokens INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE runs ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0;
+                    """)
+        }
+    }
 }
 
 /// A chunk's keys as the store keeps them: `PackedRows`' layout (UInt32 little-endian length, then the bytes), as
@@ -279,6 +292,19 @@ extension SQLiteStore: BatchStore {
         }
     }
 
+    public func recordProviderBatch(runID: String, index: Int, owner: String, batchID: String) async throws {
+        try await writer.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE run_ranges SET provider_batch = ?
+                    WHERE run_id = ? AND idx = ? AND owner = ? AND state = 'leased'
+                    AND EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'running')
+                    """,
+                arguments: [batchID, runID, index, owner, runID])
+            guard db.changesCount == 1 else { throw BatchStoreError.rangeLost(runID: runID, index: index) }
+        }
+    }
+
     public func releaseRange(runID: String, index: Int, owner: String) async throws -> Bool {
         try await writer.write { db in
             try db.execute(
@@ -321,12 +347,13 @@ extension SQLiteStore: BatchStore {
             try db.execute(
                 sql: """
                     UPDATE runs SET rows_done = rows_done + ?, rows_written = rows_written + ?,
-                        rows_failed = rows_failed + ?, busy_seconds = busy_seconds + ?, heartbeat_at = ?
+                        rows_failed = rows_failed + ?, busy_seconds = busy_seconds + ?, heartbeat_at = ?,
+                        input_tokens = input_tokens + ?, output_tokens = output_tokens + ?
                     WHERE id = ?
                     """,
                 arguments: [
                     progress.rowsRead, progress.rowsWritten, progress.rowsFailed, progress.busySeconds, progress.at,
-                    runID,
+                    progress.inputTokens, progress.outputTokens, runID,
                 ])
         }
     }
@@ -532,7 +559,7 @@ extension SQLiteStore: BatchStore {
             runID: row["run_id"], index: row["idx"], rowStart: row["row_start"], rowEnd: row["row_end"],
             state: RunRange.State(rawValue: row["state"]) ?? .pending, owner: row["owner"],
             leaseExpiresAt: row["lease_expires_at"], rowsDone: row["rows_done"], leases: row["leases"],
-            finishedAt: row["finished_at"])
+            finishedAt: row["finished_at"], providerBatch: row["provider_batch"])
     }
 
     private static func fetchSnapshot(_ db: Database, id: Int64) throws -> SnapshotInfo? {
@@ -558,7 +585,7 @@ extension SQLiteStore: BatchStore {
     private static func run(from row: Row) throws -> BatchRun {
         let keysText: String? = row["keys"]
         let keys = try keysText.map { try JSONDecoder().decode([String].self, from: Data($0.utf8)) }
-        return BatchRun(
+        var run = BatchRun(
             id: row["id"], feature: row["feature"],
             trigger: BatchRun.Trigger(rawValue: row["trigger"]) ?? .manual,
             state: BatchRun.State(rawValue: row["state"]) ?? .failed, snapshotID: row["snapshot_id"],
@@ -567,6 +594,9 @@ extension SQLiteStore: BatchStore {
             rowsDone: row["rows_done"], rowsWritten: row["rows_written"], rowsFailed: row["rows_failed"],
             busySeconds: row["busy_seconds"], resumes: row["resumes"], error: row["error"],
             modelPath: row["model_path"], keys: keys)
+        run.inputTokens = row["input_tokens"]
+        run.outputTokens = row["output_tokens"]
+        return run
     }
 
     private static func snapshot(from row: Row) -> SnapshotInfo {

@@ -57,6 +57,7 @@ public final class SQLiteStore: Sendable {
         }
         registerRangesMigration(&migrator)
         registerJobOwnersMigration(&migrator)
+        registerProviderBatchesMigration(&migrator)
         return migrator
     }
 }

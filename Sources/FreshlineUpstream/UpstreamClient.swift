@@ -144,6 +144,29 @@ final class UpstreamClient: Sendable {
         _ method: HTTPMethod, _ url: String, body: [UInt8]? = nil, priority: CallPriority = .realtime,
         tokens: Int = 0, deadline: ContinuousClock.Instant, budgeted: Bool = true
     ) async throws(UpstreamError) -> JSONValue {
+        try await exchange(
+            method, url, body: body, priority: priority, tokens: tokens, deadline: deadline, budgeted: budgeted
+        ) { bytes in
+            (try? JSONValue.parse(bytes)).map { .success($0) } ?? .failure("malformed answer: not JSON")
+        }
+    }
+
+    /// The body of a request that is not JSON (a multipart upload).
+    struct RequestBody: Sendable {
+        var bytes: [UInt8]
+        var contentType: String
+    }
+
+    /// One request, as `send` makes it, whose 2xx answer `decode` reads (a `.failure` is a malformed answer, with
+    /// the message given). A request that is not `idempotent` (creating something upstream) is retried only when
+    /// it cannot have been acted on: a 429 or a 503, or a connection that never opened.
+    func exchange<T>(
+        _ method: HTTPMethod, _ url: String, body: [UInt8]? = nil, rawBody: RequestBody? = nil,
+        accept: String = "application/json", priority: CallPriority = .realtime, tokens: Int = 0,
+        deadline: ContinuousClock.Instant, budgeted: Bool = true, idempotent: Bool = true,
+        maximumBytes: Int = UpstreamClient.maximumAnswerBytes,
+        decode: ([UInt8]) -> Result<T, MalformedAnswer>
+    ) async throws(UpstreamError) -> T {
         let start = ContinuousClock.now
         defer { metrics.duration(.now - start) }
         if budgeted {
@@ -158,12 +181,15 @@ final class UpstreamClient: Sendable {
         }
         var request = HTTPClientRequest(url: url)
         request.method = method
-        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "Accept", value: accept)
         request.headers.add(name: "User-Agent", value: "Freshline-Upstream/1")
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
+        } else if let rawBody {
+            request.headers.add(name: "Content-Type", value: rawBody.contentType)
+            request.body = .bytes(ByteBuffer(bytes: rawBody.bytes))
         }
         var retries = 0
         var random = SystemRandomNumberGenerator()
@@ -175,26 +201,27 @@ final class UpstreamClient: Sendable {
             }
             let failure: UpstreamError
             var honouredRetryAfter: Duration?
-            switch await attempt(request, deadline: deadline) {
+            switch await attempt(request, deadline: deadline, maximumBytes: maximumBytes) {
             case .answered(let status, let retryAfter, let bytes):
                 if (200..<300).contains(status) {
-                    do {
-                        let json = try JSONValue.parse(bytes)
+                    switch decode(bytes) {
+                    case .success(let value):
                         metrics.request(.ok)
-                        return json
-                    } catch {
+                        return value
+                    case .failure(let problem):
                         metrics.request(.failed)
-                        throw self.error(.unavailable, "malformed answer: not JSON")
+                        throw self.error(.unavailable, problem.message)
                     }
                 }
-                guard RetryPolicy.retryableStatuses.contains(status) else {
+                let safeToRepeat = idempotent || status == 429 || status == 503
+                guard RetryPolicy.retryableStatuses.contains(status), safeToRepeat else {
                     metrics.request(.failed)
                     throw Self.statusError(status, self)
                 }
                 if status == 429 || status == 503 { honouredRetryAfter = retryAfter }
                 failure = error(status == 429 ? .rateLimited : .unavailable, "answered \(status)")
-            case .failed(let problem, let retryable):
-                guard retryable else {
+            case .failed(let problem, let retryable, let neverSent):
+                guard retryable, idempotent || neverSent else {
                     metrics.request(problem.kind == .timeout ? .timeout : .failed)
                     throw problem
                 }
@@ -244,14 +271,17 @@ final class UpstreamClient: Sendable {
     enum AttemptResult {
         /// An HTTP answer: its status, `Retry-After` (parsed) and body.
         case answered(status: Int, retryAfter: Duration?, body: [UInt8])
-        /// No answer; whether the failure is worth another attempt.
-        case failed(UpstreamError, retryable: Bool)
+        /// No answer; whether the failure is worth another attempt, and whether the request surely never reached
+        /// the upstream (the connection did not open), so that even a request that creates something may be repeated.
+        case failed(UpstreamError, retryable: Bool, neverSent: Bool = false)
     }
 
     /// One HTTP exchange bounded by `deadline`, body included: AsyncHTTPClient's deadline ends at the answer's head,
     /// so the body is read in a race with a sleep to the deadline, and the read is cancelled (which cancels the
     /// request) if the sleep wins.
-    private func attempt(_ request: HTTPClientRequest, deadline: ContinuousClock.Instant) async -> AttemptResult {
+    private func attempt(_ request: HTTPClientRequest, deadline: ContinuousClock.Instant, maximumBytes: Int) async
+        -> AttemptResult
+    {
         let remaining = deadline - .now
         do {
             let response = try await http.execute(request, deadline: .now() + Self.timeAmount(remaining))
@@ -261,7 +291,7 @@ final class UpstreamClient: Sendable {
             }
             let body = try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
                 group.addTask {
-                    let buffer = try await response.body.collect(upTo: Self.maximumAnswerBytes)
+                    let buffer = try await response.body.collect(upTo: maximumBytes)
                     return Array(buffer.readableBytesView)
                 }
                 group.addTask {
@@ -299,7 +329,7 @@ final class UpstreamClient: Sendable {
         if error is CancellationError { return cancelled(deadline) }
         if error is NIOTooManyBytesError {
             return .failed(
-                self.error(.unavailable, "malformed answer: larger than \(Self.maximumAnswerBytes >> 20) MiB"),
+                self.error(.unavailable, "malformed answer: larger than the most bytes an answer may have"),
                 retryable: false)
         }
         if error is HTTPParserError {
@@ -307,15 +337,18 @@ final class UpstreamClient: Sendable {
         }
         if let error = error as? NIOConnectionError {
             let refused = error.connectionErrors.contains { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }
-            if refused { return .failed(self.error(.unavailable, "connection refused"), retryable: true) }
-            if error.dnsAError != nil || error.dnsAAAAError != nil, error.connectionErrors.isEmpty {
-                return .failed(self.error(.unavailable, "the host does not resolve"), retryable: true)
+            if refused {
+                return .failed(self.error(.unavailable, "connection refused"), retryable: true, neverSent: true)
             }
-            return .failed(self.error(.unavailable, "cannot connect"), retryable: true)
+            if error.dnsAError != nil || error.dnsAAAAError != nil, error.connectionErrors.isEmpty {
+                return .failed(self.error(.unavailable, "the host does not resolve"), retryable: true, neverSent: true)
+            }
+            return .failed(self.error(.unavailable, "cannot connect"), retryable: true, neverSent: true)
         }
         if let error = error as? IOError {
             switch error.errnoCode {
-            case ECONNREFUSED: return .failed(self.error(.unavailable, "connection refused"), retryable: true)
+            case ECONNREFUSED:
+                return .failed(self.error(.unavailable, "connection refused"), retryable: true, neverSent: true)
             case ECONNRESET, EPIPE: return .failed(self.error(.unavailable, "connection reset"), retryable: true)
             default:
                 return .failed(self.error(.unavailable, "connection error (errno \(error.errnoCode))"), retryable: true)

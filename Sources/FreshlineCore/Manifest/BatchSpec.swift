@@ -83,6 +83,8 @@ public struct BatchSpec: Sendable, Equatable {
     public var maxFailedShare: Double = PublishPolicy.defaultMaxFailedShare
     /// Whether a run with no keys may replace a snapshot that has some (default `false`).
     public var allowEmpty = false
+    /// Runs through the upstream's Batch API instead of calling it row by row (`provider_batch`; `openai` models).
+    public var providerBatch: ProviderBatch?
     /// Where each entry of `columns` is written, for problems about one input's mapping.
     public var columnLocations: [String: SourceLocation] = [:]
     /// Where the section starts in the manifest.
@@ -110,6 +112,36 @@ public struct BatchSpec: Sendable, Equatable {
     /// When a finished run may replace the published snapshot.
     public var publishPolicy: PublishPolicy { PublishPolicy(maxFailedShare: maxFailedShare, allowEmpty: allowEmpty) }
 
+    /// The source rows per range a run uses: `range_rows`, else whole chunks, about 16 ranges per run; with a
+    /// provider batch (one per range), `range_rows` or else the most one provider batch takes.
+    public func rangeRows(rowsTotal: Int) -> Int {
+        guard providerBatch != nil else {
+            return rangeRows ?? RunRange.defaultRangeRows(rowsTotal: rowsTotal, chunkRows: chunkRows)
+        }
+        // Each range is one provider batch: as few as the provider's limit allows.
+        return min(rangeRows ?? ProviderBatch.maximumRequests, ProviderBatch.maximumRequests)
+    }
+
     /// The column mapping for one model input (its own name when none is configured).
     public func mapping(forInput name: String) -> ColumnMapping { columns[name] ?? .column(name) }
+}
+
+/// How a batch feature runs through its upstream's Batch API (OpenAI's `/v1/batches`): each range's rows become
+/// one JSONL input file, uploaded and run by the provider within `completionWindow`, at the provider's batch price.
+public struct ProviderBatch: Sendable, Equatable {
+    /// How often a submitted batch is polled (default 60 s).
+    public var pollInterval: Duration
+    /// The window the provider is given (`24h`, the only one OpenAI takes).
+    public var completionWindow: String
+    /// Where the setting is written in the manifest.
+    public var location: SourceLocation
+
+    /// The most requests OpenAI takes in one batch: a range of a provider-batch run never holds more rows.
+    public static let maximumRequests = 50_000
+
+    public init(pollInterval: Duration = .seconds(60), completionWindow: String = "24h", location: SourceLocation) {
+        self.pollInterval = pollInterval
+        self.completionWindow = completionWindow
+        self.location = location
+    }
 }

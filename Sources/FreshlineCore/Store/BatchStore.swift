@@ -195,6 +195,9 @@ public struct BatchRun: Sendable, Equatable {
     public var modelPath: String?
     /// A backfill's key subset (`nil`: every source row).
     public var keys: [String]?
+    /// Tokens the run's rows used, summed over its chunks (upstream LLM models; 0 for others): what the run cost.
+    public var inputTokens = 0
+    public var outputTokens = 0
 
     /// Makes a run record.
     public init(
@@ -315,6 +318,10 @@ public protocol BatchStore: Sendable {
         runID: String, index: Int, owner: String, chunk: SnapshotChunk, failures: [RowFailure],
         progress: RangeProgress
     ) async throws
+    /// Records the provider batch (an upstream's Batch API job) that computes a leased range, so that whoever holds
+    /// the range next polls that batch instead of submitting another; `BatchStoreError.rangeLost` when `owner` no
+    /// longer holds the range.
+    func recordProviderBatch(runID: String, index: Int, owner: String, batchID: String) async throws
     /// Marks a leased range done. When it was the run's last open range, decides with `policy` over the run's final
     /// totals (`PublishPolicy.refusal`) in the same transaction: either publishes the run's snapshot (the previous
     /// one retires), marks the run succeeded and then deletes the rows of published snapshots beyond the newest

@@ -27,12 +27,17 @@ public struct RunRange: Sendable, Equatable {
     /// How many times it was leased (1 for a range no worker lost).
     public var leases: Int
     public var finishedAt: Double?
+    /// The provider batch computing it (`batch.provider_batch`), once submitted: the id the upstream's Batch API
+    /// gave it. A worker that takes the range over polls this batch; it never submits a second one.
+    public var providerBatch: String?
 
     /// Makes a range record.
     public init(
         runID: String, index: Int, rowStart: Int, rowEnd: Int, state: State = .pending, owner: String? = nil,
-        leaseExpiresAt: Double? = nil, rowsDone: Int = 0, leases: Int = 0, finishedAt: Double? = nil
+        leaseExpiresAt: Double? = nil, rowsDone: Int = 0, leases: Int = 0, finishedAt: Double? = nil,
+        providerBatch: String? = nil
     ) {
+        self.providerBatch = providerBatch
         self.runID = runID
         self.index = index
         self.rowStart = rowStart
@@ -91,8 +96,16 @@ public struct RangeProgress: Sendable, Equatable {
     public var busySeconds: Double
     /// When it was written: the run's heartbeat.
     public var at: Double
+    /// Tokens the chunk's rows used (upstream LLM models), added to the run's totals.
+    public var inputTokens = 0
+    public var outputTokens = 0
 
-    public init(rangeRowsDone: Int, rowsRead: Int, rowsWritten: Int, rowsFailed: Int, busySeconds: Double, at: Double) {
+    public init(
+        rangeRowsDone: Int, rowsRead: Int, rowsWritten: Int, rowsFailed: Int, busySeconds: Double, at: Double,
+        inputTokens: Int = 0, outputTokens: Int = 0
+    ) {
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
         self.rangeRowsDone = rangeRowsDone
         self.rowsRead = rowsRead
         self.rowsWritten = rowsWritten

@@ -139,9 +139,8 @@ public final class BatchRunner: Sendable {
             try? await store.endRun(id: run.id, state: .failed, error: "\(error)", at: Clock.unixNow)
             throw error
         }
-        let rangeRows =
-            batch.rangeRows ?? RunRange.defaultRangeRows(rowsTotal: total, chunkRows: batch.chunkRows)
-        _ = try await store.splitRun(runID: run.id, rowsTotal: total, rangeRows: rangeRows, at: Clock.unixNow)
+        _ = try await store.splitRun(
+            runID: run.id, rowsTotal: total, rangeRows: batch.rangeRows(rowsTotal: total), at: Clock.unixNow)
         return try await store.run(id: run.id) ?? run
     }
 
@@ -187,7 +186,7 @@ public final class BatchRunner: Sendable {
             // ranges took 15–20% longer than the same run in one range when ranges were worked one at a time).
             let published = try await withThrowingTaskGroup(of: SnapshotInfo?.self, returning: SnapshotInfo?.self) {
                 group in
-                for _ in 0..<2 {
+                for _ in 0..<lanes {
                     group.addTask {
                         try await self.lane(gate: gate, pool: pool, tally: tally, report: progress?.forward) {
                             lease, snapshot in lease.run.id == runID ? snapshot : nil
@@ -219,6 +218,10 @@ public final class BatchRunner: Sendable {
             }
         }
     }
+
+    /// Ranges one process works on at once: two (one reads while the other computes); with a provider batch,
+    /// where a range waits hours for the provider rather than computing, up to eight batches are in flight.
+    var lanes: Int { batch.providerBatch == nil ? 2 : 8 }
 
     /// One lane of ranges: takes the read turn, leases a range of the feature, computes it (giving the turn up
     /// as soon as the range has been read), and repeats until there is nothing to lease (`nil`) or `done` picks a
@@ -271,7 +274,11 @@ public final class BatchRunner: Sendable {
                     runID: runID, index: index, owner: owner, now: Clock.unixNow, leaseSeconds: Self.rangeLease)
                 if !held { throw BatchStoreError.rangeLost(runID: runID, index: index) }
             } body: {
-                try await self.chunks(lease, pool: pool, tally: tally, report: report, turn: turn)
+                if self.batch.providerBatch != nil {
+                    try await self.providerBatchRange(lease, pool: pool, tally: tally, report: report, turn: turn)
+                } else {
+                    try await self.chunks(lease, pool: pool, tally: tally, report: report, turn: turn)
+                }
                 return try await store.completeRange(
                     runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: self.batch.retention,
                     policy: policy)
@@ -345,13 +352,14 @@ public final class BatchRunner: Sendable {
     /// waiting there holds no task executor).
     static func call(local: Model?, remote: (any RemoteModel)?) -> ChunkCall {
         if let local {
-            return ChunkCall(metadata: local.metadata) { feeds, _ in try local.run(feeds) }
+            return ChunkCall(metadata: local.metadata) { feeds, _ in (try local.run(feeds), []) }
         }
         guard let remote else { preconditionFailure("a batch runner needs a model") }
         return ChunkCall(metadata: remote.metadata) { feeds, rows in
-            try BlockingWait.result {
-                try await remote.infer(feeds, rows: rows, priority: .batch, deadline: nil).outputs
+            let answer = try BlockingWait.result {
+                try await remote.infer(feeds, rows: rows, priority: .batch, deadline: nil)
             }
+            return (answer.outputs, answer.usage)
         }
     }
 
@@ -475,7 +483,7 @@ public final class BatchRunner: Sendable {
                     let progress = RangeProgress(
                         rangeRowsDone: chunk.position + chunk.rowsRead - range.rowStart, rowsRead: chunk.rowsRead,
                         rowsWritten: part.keys.count, rowsFailed: part.failures.count, busySeconds: busy,
-                        at: Clock.unixNow)
+                        at: Clock.unixNow, inputTokens: part.inputTokens, outputTokens: part.outputTokens)
                     // One write at a time, in order; the next chunks compute meanwhile.
                     try await pendingWrite?.value
                     let store = self.store
@@ -512,6 +520,16 @@ public final class BatchRunner: Sendable {
         /// Each key's outputs (JSON object text), packed as the store keeps them.
         var outputs = PackedRows()
         var failures: [RowFailure] = []
+        /// Tokens the rows used (upstream LLM models).
+        var inputTokens = 0
+        var outputTokens = 0
+
+        mutating func add(_ usage: [TokenUsage]) {
+            for u in usage {
+                inputTokens += u.input
+                outputTokens += u.output
+            }
+        }
     }
 
     /// `compute` over the engine's `model`.
@@ -557,21 +575,24 @@ public final class BatchRunner: Sendable {
             }
         }
         guard !rows.isEmpty else { return part }
-        func run(_ rows: [[String: JSONValue]]) throws -> PackedRows {
+        func run(_ rows: [[String: JSONValue]]) throws -> (PackedRows, [TokenUsage]) {
             let feeds = try RowBatch.tensors(rows: rows, inputs: call.metadata.inputs)
             try call.metadata.validate(feeds)
-            return try packed(try call.run(feeds, rows.count), count: rows.count, selected: selected)
+            let answer = try call.run(feeds, rows.count)
+            return (try packed(answer.outputs, count: rows.count, selected: selected), answer.usage)
         }
-        if let results = try? run(rows) {
+        if let (results, usage) = try? run(rows) {
             part.keys = rowKeys
             part.outputs = results
+            part.add(usage)
             return part
         }
         for (index, row) in rows.enumerated() {
             do {
-                let result = try run([row])
+                let (result, usage) = try run([row])
                 part.keys.append(rowKeys[index])
                 part.outputs.append(contentsOf: result)
+                part.add(usage)
             } catch {
                 let message =
                     (error as? EngineError)?.message.replacingOccurrences(of: "row 1: ", with: "") ?? "\(error)"
@@ -794,7 +815,7 @@ private struct ParkedReader {
 }
 
 /// Holds a source reader across the runner's thread hops; only one thread uses it at a time.
-private final class ReaderBox: @unchecked Sendable {
+final class ReaderBox: @unchecked Sendable {
     let reader: any EntityReader
     init(_ reader: any EntityReader) { self.reader = reader }
 }
@@ -817,7 +838,8 @@ enum RunOwner {
 /// One chunk's model call, whichever the backend: the model's description and a blocking run of `rows` rows.
 struct ChunkCall: Sendable {
     let metadata: ModelMetadata
-    let run: @Sendable ([String: Tensor], Int) throws -> [String: Value]
+    /// The outputs, and the tokens each row used (empty for models that do not count tokens).
+    let run: @Sendable ([String: Tensor], Int) throws -> (outputs: [String: Value], usage: [TokenUsage])
 }
 
 /// Why a batch runner refused a request.

@@ -552,6 +552,15 @@ private struct Reader {
             return nil
         }
         if let (value, path) = batchNode { feature.batch = batch(value, path, featureKey: feature.key) }
+        if let provider = feature.batch?.providerBatch, let model = models[feature.model] {
+            if model.upstream?.kind != .openai {
+                let kind = model.upstream?.kind.rawValue ?? "onnx"
+                errors.append(
+                    ManifestError(
+                        provider.location,
+                        "needs a model of kind openai (model '\(feature.model)' is of kind \(kind))"))
+            }
+        }
         if feature.pattern == .batch && feature.batch == nil && batchNode == nil {
             fail(node, "\(keyPath).batch", "is required for pattern: batch (schedule, source, key column)")
         }
@@ -561,7 +570,7 @@ private struct Reader {
     mutating func batch(_ node: Node, _ keyPath: String, featureKey: String?) -> BatchSpec? {
         let allowed: Set<String> = [
             "schedule", "source", "key_column", "columns", "cold_start", "on_stale", "catch_up", "retention",
-            "chunk_rows", "threads", "range_rows", "max_failed_share", "allow_empty",
+            "chunk_rows", "threads", "range_rows", "max_failed_share", "allow_empty", "provider_batch",
         ]
         guard let items = entries(node, keyPath, allowed: allowed) else { return nil }
         var spec = BatchSpec(
@@ -602,6 +611,7 @@ private struct Reader {
             case "range_rows": spec.rangeRows = int(value, path, range: 1...1_000_000_000) ?? spec.rangeRows
             case "max_failed_share": spec.maxFailedShare = double(value, path, range: 0...1) ?? spec.maxFailedShare
             case "allow_empty": spec.allowEmpty = bool(value, path) ?? spec.allowEmpty
+            case "provider_batch": spec.providerBatch = providerBatch(value, path)
             default: break
             }
         }
@@ -614,6 +624,31 @@ private struct Reader {
             return nil
         }
         return spec
+    }
+
+    /// `provider_batch: true`, or `{poll: DURATION, completion_window: 24h}`.
+    mutating func providerBatch(_ node: Node, _ keyPath: String) -> ProviderBatch? {
+        var settings = ProviderBatch(location: location(node, keyPath))
+        if case .scalar = node {
+            return bool(node, keyPath) == true ? settings : nil
+        }
+        for (key, value) in entries(node, keyPath, allowed: ["poll", "completion_window"]) ?? [] {
+            let path = "\(keyPath).\(key)"
+            switch key {
+            case "poll":
+                settings.pollInterval =
+                    durationRange(value, path, .milliseconds(10)...(.seconds(3_600))) ?? settings.pollInterval
+            case "completion_window":
+                guard let window = string(value, path) else { continue }
+                if window == "24h" {
+                    settings.completionWindow = window
+                } else {
+                    fail(value, path, "must be 24h (the only completion window the Batch API takes)")
+                }
+            default: break
+            }
+        }
+        return settings
     }
 
     mutating func jobPolicy(_ node: Node, _ keyPath: String) -> JobPolicy {

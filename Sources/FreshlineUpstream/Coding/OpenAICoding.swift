@@ -20,6 +20,17 @@ enum OpenAICoding {
         model: String, messages: [(role: String, content: String)], maxTokens: Int?, temperature: Double?,
         schema: JSONValue?, form: SchemaForm = .jsonSchema
     ) -> [UInt8] {
+        chatRequestJSON(
+            model: model, messages: messages, maxTokens: maxTokens, temperature: temperature, schema: schema,
+            form: form
+        ).serialized()
+    }
+
+    /// The same body as JSON (a Batch API request line's `body`).
+    static func chatRequestJSON(
+        model: String, messages: [(role: String, content: String)], maxTokens: Int?, temperature: Double?,
+        schema: JSONValue?, form: SchemaForm = .jsonSchema
+    ) -> JSONValue {
         var body: [String: JSONValue] = [
             "model": .string(model),
             "messages": .array(messages.map { .object(["role": .string($0.role), "content": .string($0.content)]) }),
@@ -34,7 +45,7 @@ enum OpenAICoding {
                 "json_schema": .object(["name": .string(schemaName), "schema": schema, "strict": .bool(true)]),
             ])
         }
-        return JSONValue.object(body).serialized()
+        return .object(body)
     }
 
     /// What a chat answer carries: `choices[0].message.content`, `usage` and the model that answered.

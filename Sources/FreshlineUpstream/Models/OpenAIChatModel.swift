@@ -7,10 +7,11 @@ internal import Synchronization
 /// one call run concurrently, at most `limits.maxConnections` at once), the messages rendered from the templates.
 /// The answer's content is the `text` output, or, with a response schema, parsed as JSON into one output per
 /// property (or per declared output pointer).
-final class OpenAIChatModel: RemoteModel {
+final class OpenAIChatModel: ProviderBatchModel {
     let spec: ModelSpec
     let metadata: ModelMetadata
     let client: UpstreamClient
+    let batches: ProviderBatchAPI
     private let upstream: UpstreamSpec
     private let model: String
     private let url: String
@@ -27,6 +28,7 @@ final class OpenAIChatModel: RemoteModel {
         self.upstream = upstream
         self.model = model
         self.client = client
+        batches = ProviderBatchAPI(client: client, baseURL: upstream.url)
         url = Upstreams.trimmed(upstream.url) + "/chat/completions"
         let schema = upstream.responseSchema.map(OpenAICoding.json)
         self.schema = schema
@@ -87,43 +89,93 @@ final class OpenAIChatModel: RemoteModel {
                     } catch _ { throw error }
                     form.use(.jsonObject, client: client)
                 }
-                let answer: OpenAICoding.ChatAnswer
-                switch OpenAICoding.chatAnswer(json) {
+                let answer: BatchRowAnswer
+                switch Self.read(json, fields: fields, client: client) {
                 case .success(let a): answer = a
-                case .failure(let problem):
+                case .failure(let error):
                     client.settle(estimatedTokens: estimate, actualTokens: estimate)
-                    throw client.error(.unavailable, "malformed answer: \(problem.message)")
+                    throw error
                 }
                 let usage = answer.usage ?? TokenUsage(input: 0, output: 0)
                 if let used = answer.usage {
                     client.settle(estimatedTokens: estimate, actualTokens: used.input + used.output)
                     client.metrics.tokens(input: used.input, output: used.output)
                 }
-                guard !fields.isEmpty else { return ([.string(answer.content)], usage, answer.modelVersion) }
-                let document: JSONValue
-                do { document = try JSONValue.parse(Array(answer.content.utf8)) } catch {
-                    throw client.error(.unavailable, "malformed answer: expected the message content to be JSON")
-                }
-                var typed: [JSONValue] = []
-                for field in fields {
-                    switch field.value(in: document) {
-                    case .success(let v): typed.append(v)
-                    case .failure(let problem):
-                        throw client.error(.unavailable, "malformed answer: content: \(problem.message)")
-                    }
-                }
-                return (typed, usage, answer.modelVersion)
+                return (answer.values, usage, answer.modelVersion)
             }
-            let columns =
-                fields.isEmpty ? [OutputField(name: "text", pointer: JSONPointer(tokens: []), type: .string)] : fields
-            let outputs: [String: Value]
-            switch OutputColumns.tensors(columns, rows: answers.map(\.values)) {
-            case .success(let o): outputs = o
-            case .failure(let problem): throw client.error(.unavailable, "malformed answer: \(problem.message)")
-            }
+            let outputs = try Self.stack(answers.map(\.values), fields: fields, client: client).get()
             return RemoteAnswer(
                 outputs: outputs, modelVersion: answers.first?.version ?? model, usage: answers.map(\.usage))
         }
+    }
+
+    /// A chat answer's row values: the content as `text`, or the declared fields of its JSON.
+    private static func read(_ json: JSONValue, fields: [OutputField], client: UpstreamClient) -> Result<
+        BatchRowAnswer, UpstreamError
+    > {
+        let answer: OpenAICoding.ChatAnswer
+        switch OpenAICoding.chatAnswer(json) {
+        case .success(let a): answer = a
+        case .failure(let problem): return .failure(client.error(.unavailable, "malformed answer: \(problem.message)"))
+        }
+        guard !fields.isEmpty else {
+            return .success(
+                BatchRowAnswer(
+                    values: [.string(answer.content)], usage: answer.usage, modelVersion: answer.modelVersion))
+        }
+        let document: JSONValue
+        do { document = try JSONValue.parse(Array(answer.content.utf8)) } catch {
+            return .failure(client.error(.unavailable, "malformed answer: expected the message content to be JSON"))
+        }
+        var typed: [JSONValue] = []
+        for field in fields {
+            switch field.value(in: document) {
+            case .success(let v): typed.append(v)
+            case .failure(let problem):
+                return .failure(client.error(.unavailable, "malformed answer: content: \(problem.message)"))
+            }
+        }
+        return .success(BatchRowAnswer(values: typed, usage: answer.usage, modelVersion: answer.modelVersion))
+    }
+
+    /// Rows' values stacked into the output tensors.
+    private static func stack(_ rows: [[JSONValue]], fields: [OutputField], client: UpstreamClient) -> Result<
+        [String: Value], UpstreamError
+    > {
+        let columns =
+            fields.isEmpty ? [OutputField(name: "text", pointer: JSONPointer(tokens: []), type: .string)] : fields
+        return OutputColumns.tensors(columns, rows: rows).mapError {
+            client.error(.unavailable, "malformed answer: \($0.message)")
+        }
+    }
+
+    // MARK: Provider batches
+
+    var batchEndpoint: String { batches.pathPrefix + "/chat/completions" }
+
+    func batchBodies(_ feeds: [String: Tensor], rows: Int) -> [Result<JSONValue, UpstreamError>] {
+        do throws(UpstreamError) {
+            try Upstreams.check(feeds, rows: rows, inputs: metadata.inputs, client: client)
+        } catch {
+            return Array(repeating: .failure(error), count: max(0, rows))
+        }
+        let form = schemaForm.current
+        return (0..<rows).map { row in
+            let values = RowValues.row(feeds, row: row)
+            let messages = upstream.messages.map { ($0.role, Template.text($0.content, values: values)) }
+            return .success(
+                OpenAICoding.chatRequestJSON(
+                    model: model, messages: messages, maxTokens: upstream.maxTokens, temperature: upstream.temperature,
+                    schema: schema, form: form))
+        }
+    }
+
+    func batchAnswer(_ body: JSONValue) -> Result<BatchRowAnswer, UpstreamError> {
+        Self.read(body, fields: fields, client: client)
+    }
+
+    func batchOutputs(_ rows: [[JSONValue]]) -> Result<[String: Value], UpstreamError> {
+        Self.stack(rows, fields: fields, client: client)
     }
 
     func shutdown() async { await client.shutdown() }
