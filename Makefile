@@ -36,7 +36,7 @@ release: deps
 # Protocol interop test with the real tritonclient (Python venv from PyPI). Each test run is bounded (20 min): a
 # hang fails the run instead of holding CI.
 FUZZ_SECONDS ?= 60
-SUBPROCESS_TESTS = BatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests|StoreOutageTests|UpstreamServerTests|UpstreamEndToEndTests
+SUBPROCESS_TESTS = BatchCrashTests|ProviderBatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests|StoreOutageTests|UpstreamServerTests|UpstreamEndToEndTests
 test: deps lint
 	$(SWIFT) build --build-tests
 	scripts/upstreams.sh setup

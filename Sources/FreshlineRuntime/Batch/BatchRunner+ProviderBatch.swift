@@ -44,11 +44,13 @@ extension BatchRunner {
                 let input = try await requestFile(lease, model: model, pool: pool)
                 turn?.end()
                 if input.lines > 0 {
-                    let fileID = try await api.call {
-                        try await model.batches.upload(input.bytes, filename: "\(run.id)-\(range.index).jsonl")
-                    }
+                    // Retried as a whole: a create that failed without an answer may have made the batch, so each
+                    // attempt looks for it first (an upload repeated leaves an unused file, not a second batch).
                     batchID = try await api.call {
-                        try await model.batches.create(
+                        if let found = try await model.batches.find(metadata: metadata) { return found.id }
+                        let fileID = try await model.batches.upload(
+                            input.bytes, filename: "\(run.id)-\(range.index).jsonl")
+                        return try await model.batches.create(
                             inputFileID: fileID, endpoint: model.batchEndpoint,
                             completionWindow: settings.completionWindow, metadata: metadata
                         ).id
@@ -141,6 +143,17 @@ extension BatchRunner {
         let reader = try await pool.runIfActive { [position] in
             ReaderBox(try EntitySources.open(source, manifestPath: manifestPath, skipping: position))
         }
+        // The batch's tokens, counted once (a key repeated in the range was one request): with the range's first
+        // chunk, in the same transaction as its checkpoint, so a resumed range neither loses nor repeats them.
+        var tokens = (input: 0, output: 0)
+        if range.rowsDone == 0 {
+            for case .success(let body) in results.values {
+                if case .success(let answer) = model.batchAnswer(body), let usage = answer.usage {
+                    tokens.input += usage.input
+                    tokens.output += usage.output
+                }
+            }
+        }
         var totals = run
         while position < range.rowEnd {
             try Task.checkCancellation()
@@ -158,8 +171,9 @@ extension BatchRunner {
             let busy = (ContinuousClock.now - began).seconds
             let progress = RangeProgress(
                 rangeRowsDone: position + read - range.rowStart, rowsRead: read, rowsWritten: part.keys.count,
-                rowsFailed: part.failures.count, busySeconds: busy, at: Clock.unixNow,
-                inputTokens: part.inputTokens, outputTokens: part.outputTokens)
+                rowsFailed: part.failures.count, busySeconds: busy, at: Clock.unixNow, inputTokens: tokens.input,
+                outputTokens: tokens.output)
+            tokens = (0, 0)
             try await store.appendRangeChunk(
                 runID: run.id, index: range.index, owner: RunOwner.current,
                 chunk: SnapshotChunk(index: position, keys: part.keys, packedOutputs: part.outputs),
@@ -216,7 +230,6 @@ extension BatchRunner {
                     keys.append(key)
                     values.append(answer.values)
                     ordinals.append((record.ordinal, record.location))
-                    if let usage = answer.usage { part.add([usage]) }
                 case .failure(let error): fail(record, key, error.message)
                 }
             case .failure(let error)?: fail(record, key, error.message)
