@@ -62,6 +62,7 @@ final class BatchAPITestDouble: Sendable {
         var calls: [Endpoint: Int] = [:]
         var hold = false
         var outcome = Outcome.complete
+        var authorizations: Set<String> = []
         var nextID = 1
     }
     private let state = Mutex(State())
@@ -74,6 +75,8 @@ final class BatchAPITestDouble: Sendable {
     func outcome(_ outcome: Outcome) { state.withLock { $0.outcome = outcome } }
     /// Calls of an endpoint that reached the double (faulted ones included).
     func calls(_ endpoint: Endpoint) -> Int { state.withLock { $0.calls[endpoint] ?? 0 } }
+    /// The `Authorization` headers the Batch API endpoints saw.
+    var authorizations: Set<String> { state.withLock { $0.authorizations } }
     /// Every batch, oldest first.
     var batches: [Batch] { state.withLock { s in s.order.compactMap { s.batches[$0] } } }
     /// An uploaded file's lines.
@@ -100,14 +103,14 @@ final class BatchAPITestDouble: Sendable {
         router.get("/v1/models") { _, _ in Self.json(#"{"object": "list", "data": [{"id": "fake-batch-chat"}]}"#) }
         router.post("/v1/chat/completions") { request, _ in
             let bytes = try await request.body.collect(upTo: 1 << 20)
-            if let fault = self.take(.chat) { return Self.respond(fault) }
+            if let fault = self.take(.chat, request) { return Self.respond(fault) }
             guard let json = try? JSONValue.parse(Array(bytes.readableBytesView)), let answer = Self.answer(json)
             else { return Self.error(400, "invalid_request_error", "bad body") }
             return Self.json(String(decoding: answer.body.serialized(), as: UTF8.self))
         }
         router.post("/v1/files") { request, _ in
             let bytes = try await request.body.collect(upTo: 256 << 20)
-            if let fault = self.take(.upload) { return Self.respond(fault) }
+            if let fault = self.take(.upload, request) { return Self.respond(fault) }
             guard let contentType = request.headers[.contentType],
                 let parts = Self.multipart(Array(bytes.readableBytesView), contentType: contentType),
                 parts["purpose"].map({ String(decoding: $0, as: UTF8.self) }) == "batch", let file = parts["file"]
@@ -119,8 +122,8 @@ final class BatchAPITestDouble: Sendable {
             }
             return Self.json(#"{"id": "\#(id)", "object": "file", "bytes": \#(file.count), "purpose": "batch"}"#)
         }
-        router.get("/v1/files/{id}/content") { _, context in
-            if let fault = self.take(.content) { return Self.respond(fault) }
+        router.get("/v1/files/{id}/content") { request, context in
+            if let fault = self.take(.content, request) { return Self.respond(fault) }
             let id = context.parameters.get("id") ?? ""
             guard let bytes = self.state.withLock({ $0.files[id] }) else {
                 return Self.error(404, "not_found", "no such file")
@@ -131,7 +134,7 @@ final class BatchAPITestDouble: Sendable {
         }
         router.post("/v1/batches") { request, _ in
             let bytes = try await request.body.collect(upTo: 1 << 20)
-            if let fault = self.take(.create) { return Self.respond(fault) }
+            if let fault = self.take(.create, request) { return Self.respond(fault) }
             guard case .object(let o)? = try? JSONValue.parse(Array(bytes.readableBytesView)),
                 case .string(let file)? = o["input_file_id"], case .string(let endpoint)? = o["endpoint"],
                 o["completion_window"] == .string("24h")
@@ -153,15 +156,15 @@ final class BatchAPITestDouble: Sendable {
             guard let batch else { return Self.error(400, "invalid_request_error", "no such input file") }
             return Self.json(Self.object(batch))
         }
-        router.get("/v1/batches/{id}") { _, context in
-            if let fault = self.take(.retrieve) { return Self.respond(fault) }
+        router.get("/v1/batches/{id}") { request, context in
+            if let fault = self.take(.retrieve, request) { return Self.respond(fault) }
             guard let batch = self.advance(context.parameters.get("id") ?? "") else {
                 return Self.error(404, "not_found", "no such batch")
             }
             return Self.json(Self.object(batch))
         }
         router.get("/v1/batches") { request, _ in
-            if let fault = self.take(.list) { return Self.respond(fault) }
+            if let fault = self.take(.list, request) { return Self.respond(fault) }
             let limit = min(100, max(1, request.uri.queryParameters.get("limit", as: Int.self) ?? 20))
             let after = request.uri.queryParameters.get("after")
             let newestFirst = self.state.withLock { s in s.order.reversed().compactMap { s.batches[$0] } }
@@ -326,9 +329,10 @@ final class BatchAPITestDouble: Sendable {
 
     // MARK: Helpers
 
-    private func take(_ endpoint: Endpoint) -> Fault? {
+    private func take(_ endpoint: Endpoint, _ request: Request) -> Fault? {
         state.withLock { s in
             s.calls[endpoint, default: 0] += 1
+            if let value = request.headers[.authorization] { s.authorizations.insert(value) }
             guard var queue = s.faults[endpoint], !queue.isEmpty else { return nil }
             let fault = queue.removeFirst()
             s.faults[endpoint] = queue

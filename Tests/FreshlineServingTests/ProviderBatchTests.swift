@@ -3,6 +3,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTesting
 import FreshlineUpstream
 import Logging
 import Testing
@@ -238,6 +239,37 @@ struct ProviderBatchTests {
             let snapshot = try await next.execute(run)
             #expect(snapshot.keyCount == 4)
             #expect(api.calls(.create) == 1 && api.calls(.upload) == 1)
+        }
+    }
+
+    @Test("examples/upstreams/openai.yaml: the nightly account summary runs as a provider batch, with the API key")
+    func example() async throws {
+        let api = BatchAPITestDouble()
+        try await api.run { url in
+            let example = ScriptRunner.repository.appendingPathComponent("examples/upstreams")
+            let text = try String(contentsOf: example.appendingPathComponent("openai.yaml"), encoding: .utf8)
+                .replacingOccurrences(of: "https://api.openai.com/v1", with: url)
+                .replacingOccurrences(of: "{poll: 5m}", with: "{poll: 20ms}")
+            let path = try TestManifest.write(text)
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+            try FileManager.default.copyItem(
+                at: example.appendingPathComponent("accounts.csv"), to: folder.appendingPathComponent("accounts.csv"))
+            let manifest = try ManifestLoader.load(path: path)
+            let spec = try #require(manifest.models["summarizer"])
+            var logger = Logger(label: "provider-batch-example")
+            logger.logLevel = .critical
+            let remote = try await Upstreams.connect(
+                spec, environment: ["OPENAI_API_KEY": "sk-test-key"], logger: logger)
+            defer { Task { await remote.shutdown() } }
+            let store = try SQLiteStore(path: folder.appendingPathComponent("state.sqlite").path)
+            let runner = BatchRunner(
+                feature: try #require(manifest.features["account_summary"]),
+                model: ServingModel(spec: spec, remote: remote), manifestPath: path, store: store, metrics: nil)
+            let snapshot = try await runner.execute(try await runner.start(trigger: .schedule))
+            #expect(snapshot.keyCount == 3)
+            let rows = try await Self.rows(store, snapshot)
+            #expect(rows["acct-2"] == #"{"text":"summary: Account acct-2: plan enterprise, 0 tickets this month."}"#)
+            #expect(api.authorizations == ["Bearer sk-test-key"])
         }
     }
 
