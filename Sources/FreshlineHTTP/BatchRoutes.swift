@@ -126,6 +126,9 @@ struct BatchRoutes {
             "duration_seconds": run.finishedAt.map { .number($0 - run.startedAt) } ?? .null,
             "resumes": .integer(Int64(run.resumes)), "error": run.error.map(JSONValue.string) ?? .null,
             "keys": run.keys.map { .integer(Int64($0.count)) } ?? .null,
+            "usage": .object([
+                "input_tokens": .integer(Int64(run.inputTokens)), "output_tokens": .integer(Int64(run.outputTokens)),
+            ]),
         ]
         if let total = run.rowsTotal, total > 0 { object["progress"] = .number(Double(run.rowsDone) / Double(total)) }
         if let ranges {
@@ -138,6 +141,7 @@ struct BatchRoutes {
                         "state": .string(r.state.rawValue), "owner": r.owner.map(JSONValue.string) ?? .null,
                         "rows_done": .integer(Int64(r.rowsDone)), "leases": .integer(Int64(r.leases)),
                         "finished_at": time(r.finishedAt),
+                        "provider_batch": r.providerBatch.map(JSONValue.string) ?? .null,
                     ])
                 })
         }

@@ -108,6 +108,16 @@ final class BatchAPITestDouble: Sendable {
             else { return Self.error(400, "invalid_request_error", "bad body") }
             return Self.json(String(decoding: answer.body.serialized(), as: UTF8.self))
         }
+        router.post("/v1/embeddings") { request, _ in
+            let bytes = try await request.body.collect(upTo: 1 << 20)
+            // The connect probe sends a list of texts: answered for the first.
+            guard case .object(var o)? = try? JSONValue.parse(Array(bytes.readableBytesView)) else {
+                return Self.error(400, "invalid_request_error", "bad body")
+            }
+            if case .array(let texts)? = o["input"] { o["input"] = texts.first ?? .string("") }
+            guard let answer = Self.answer(.object(o)) else { return Self.error(400, "invalid_request_error", "bad") }
+            return Self.json(String(decoding: answer.body.serialized(), as: UTF8.self))
+        }
         router.post("/v1/files") { request, _ in
             let bytes = try await request.body.collect(upTo: 256 << 20)
             if let fault = self.take(.upload, request) { return Self.respond(fault) }
@@ -279,6 +289,20 @@ final class BatchAPITestDouble: Sendable {
     /// A chat completion for a request body: `summary: TEXT` (or JSON fields when a schema is asked for); `fails`
     /// when the text holds `FAIL`.
     private static func answer(_ request: JSONValue) -> (body: JSONValue, fails: Bool)? {
+        if case .object(let o) = request, case .string(let text)? = o["input"] {
+            // An embeddings request: `[characters, 1, 0]`.
+            let body = JSONValue.object([
+                "object": .string("list"), "model": .string("fake-batch-embed"),
+                "data": .array([
+                    .object([
+                        "object": .string("embedding"), "index": .integer(0),
+                        "embedding": .array([.number(Double(text.count)), .number(1), .number(0)]),
+                    ])
+                ]),
+                "usage": .object(["prompt_tokens": .integer(3), "total_tokens": .integer(3)]),
+            ])
+            return (body, text.contains("FAIL"))
+        }
         guard case .object(let o) = request, case .array(let messages)? = o["messages"],
             case .object(let last)? = messages.last, case .string(let text)? = last["content"]
         else { return nil }

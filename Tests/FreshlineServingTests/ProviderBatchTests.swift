@@ -273,6 +273,41 @@ struct ProviderBatchTests {
         }
     }
 
+    @Test("an embeddings model runs through the Batch API too: one input text per line, the vector read back")
+    func embeddings() async throws {
+        let api = BatchAPITestDouble()
+        try await api.run { url in
+            let text = Self.manifest(url: url).replacingOccurrences(
+                of: """
+                        messages:
+                          - {role: system, content: "Summarise the account."}
+                          - {role: user, content: "{{notes}}"}
+                    """,
+                with: """
+                        endpoint: embeddings
+                        input: "{{notes}}"
+                    """)
+            let path = try TestManifest.write(text)
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+            try Self.csv.write(to: folder.appendingPathComponent("accounts.csv"), atomically: true, encoding: .utf8)
+            let manifest = try ManifestLoader.load(path: path)
+            let spec = try #require(manifest.models["writer"])
+            let remote = try await Upstreams.connect(spec, environment: [:], logger: Logger(label: "embeddings"))
+            defer { Task { await remote.shutdown() } }
+            let store = try SQLiteStore(path: folder.appendingPathComponent("state.sqlite").path)
+            let runner = BatchRunner(
+                feature: try #require(manifest.features["summary"]), model: ServingModel(spec: spec, remote: remote),
+                manifestPath: path, store: store, metrics: nil)
+            let run = try await runner.start(trigger: .manual)
+            let snapshot = try await runner.execute(run)
+            let lines = api.fileLines(try #require(api.batches.first).inputFileID)
+            #expect(lines.count == 5 && lines.allSatisfy { $0.contains(#""url":"/v1/embeddings""#) })
+            let rows = try await Self.rows(store, snapshot)
+            #expect(rows["acct-2"] == #"{"embedding":[17.0,1.0,0.0]}"#, "\(rows)")
+            #expect(try await store.run(id: run.id)?.inputTokens == 12)
+        }
+    }
+
     @Test("provider_batch is checked with the manifest: openai models only, a poll and a window the API takes")
     func manifestErrors() throws {
         func problems(_ text: String) -> String {

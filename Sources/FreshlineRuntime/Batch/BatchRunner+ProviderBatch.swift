@@ -27,7 +27,7 @@ extension BatchRunner {
         guard let settings = batch.providerBatch else { return }
         guard let model = remote as? any ProviderBatchModel else {
             throw BatchRunnerError(
-                message: "batch.provider_batch needs an openai chat model; model '\(feature.model)' has no Batch API")
+                message: "batch.provider_batch needs an openai model; model '\(feature.model)' has no Batch API")
         }
         let (run, range) = (lease.run, lease.range)
         let start = range.rowStart + range.rowsDone

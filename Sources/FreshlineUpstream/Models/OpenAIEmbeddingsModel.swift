@@ -5,10 +5,11 @@ internal import NIOHTTP1
 /// A model behind an OpenAI-compatible embeddings API: one `POST {url}/embeddings` with every row's text
 /// (`input: [...]`, at most `limits.maxBatchRows` per call), answering `embedding`, a float vector per row whose
 /// length was learned at connect with one probe call.
-final class OpenAIEmbeddingsModel: RemoteModel {
+final class OpenAIEmbeddingsModel: ProviderBatchModel {
     let spec: ModelSpec
     let metadata: ModelMetadata
     let client: UpstreamClient
+    let batches: ProviderBatchAPI
     private let model: String
     private let url: String
     private let template: String
@@ -47,6 +48,7 @@ final class OpenAIEmbeddingsModel: RemoteModel {
         self.template = template
         self.dimension = dimension
         self.client = client
+        batches = ProviderBatchAPI(client: client, baseURL: String(url.dropLast("/embeddings".count)))
         metadata = ModelMetadata(
             remoteInputs: inputs,
             outputs: [ModelMetadata.ValueInfo(name: "embedding", type: .tensor(.float, shape: [-1, dimension]))],
@@ -104,4 +106,48 @@ final class OpenAIEmbeddingsModel: RemoteModel {
     }
 
     func shutdown() async { await client.shutdown() }
+
+    // MARK: Provider batches
+
+    var batchEndpoint: String { batches.pathPrefix + "/embeddings" }
+
+    func batchBodies(_ feeds: [String: Tensor], rows: Int) -> [Result<JSONValue, UpstreamError>] {
+        do throws(UpstreamError) {
+            try Upstreams.check(feeds, rows: rows, inputs: metadata.inputs, client: client)
+        } catch {
+            return Array(repeating: .failure(error), count: max(0, rows))
+        }
+        return (0..<rows).map { row in
+            let text = Template.text(template, values: RowValues.row(feeds, row: row))
+            return .success(.object(["model": .string(model), "input": .string(text)]))
+        }
+    }
+
+    func batchAnswer(_ body: JSONValue) -> Result<BatchRowAnswer, UpstreamError> {
+        switch OpenAICoding.embeddingsAnswer(body, count: 1, dimension: dimension) {
+        case .success(let answer):
+            let vector = answer.vectors.first ?? []
+            return .success(
+                BatchRowAnswer(
+                    values: [.array(vector.map { .number(Double($0)) })],
+                    usage: answer.promptTokens.map { TokenUsage(input: $0, output: 0) },
+                    modelVersion: answer.modelVersion))
+        case .failure(let problem): return .failure(client.error(.unavailable, "malformed answer: \(problem.message)"))
+        }
+    }
+
+    func batchOutputs(_ rows: [[JSONValue]]) -> Result<[String: Value], UpstreamError> {
+        var flat: [Float] = []
+        flat.reserveCapacity(rows.count * dimension)
+        for row in rows {
+            guard case .array(let numbers)? = row.first, numbers.count == dimension else {
+                return .failure(client.error(.unavailable, "malformed answer: an embedding of the wrong length"))
+            }
+            for number in numbers { flat.append(Float(number.doubleValue ?? .nan)) }
+        }
+        guard let tensor = try? Tensor(shape: [rows.count, dimension], floats: flat) else {
+            return .failure(client.error(.unavailable, "malformed answer: the embeddings do not make a tensor"))
+        }
+        return .success(["embedding": .tensor(tensor)])
+    }
 }
