@@ -245,6 +245,41 @@ struct BatchStoreTests {
 
     // MARK: Chunks and checkpoints
 
+    @Test(
+        "a range's provider batch is recorded by its holder only, and chunks add their tokens to the run",
+        arguments: StoreKind.allCases)
+    func providerBatchAndTokens(kind: StoreKind) async throws {
+        let fixture = try await StoreFixture.make(kind)
+        let store = fixture.batch
+        let run = try await Self.start(store, Self.newRun("run_pb", at: 1000))
+        _ = try await store.splitRun(runID: run.id, rowsTotal: 10, rangeRows: 10, at: 1001)
+        try await Self.holdRange(store, run, at: 1002)
+        #expect(try await store.ranges(runID: run.id).first?.providerBatch == nil)
+        await #expect(throws: BatchStoreError.self) {
+            try await store.recordProviderBatch(runID: run.id, index: 0, owner: "someone-else:1", batchID: "batch_x")
+        }
+        try await store.recordProviderBatch(runID: run.id, index: 0, owner: Self.worker, batchID: "batch_abc")
+        #expect(try await store.ranges(runID: run.id).first?.providerBatch == "batch_abc")
+        for (rowsDone, tokens) in [(5, (input: 100, output: 40)), (10, (input: 0, output: 0))] {
+            try await store.appendRangeChunk(
+                runID: run.id, index: 0, owner: Self.worker,
+                chunk: SnapshotChunk(index: rowsDone - 5, keys: ["k\(rowsDone)"], outputs: [Self.output("k")]),
+                failures: [],
+                progress: RangeProgress(
+                    rangeRowsDone: rowsDone, rowsRead: 5, rowsWritten: 1, rowsFailed: 0, busySeconds: 0.1, at: 1003,
+                    inputTokens: tokens.input, outputTokens: tokens.output))
+        }
+        let stored = try #require(try await store.run(id: run.id))
+        #expect(stored.inputTokens == 100 && stored.outputTokens == 40)
+        #expect(try await store.runs(feature: run.feature, limit: 1).first?.inputTokens == 100)
+        // A released range keeps its batch for whoever leases it next.
+        #expect(try await store.releaseRange(runID: run.id, index: 0, owner: Self.worker))
+        let next = try await store.leaseRange(
+            features: [run.feature], owner: "next:2", now: 1004, leaseSeconds: 60, isGone: { _ in false })
+        #expect(next?.range.providerBatch == "batch_abc")
+        await fixture.stop()
+    }
+
     @Test("appendChunk writes the chunk, its failures and the checkpoint together", arguments: StoreKind.allCases)
     func appendChunkWritesProgress(kind: StoreKind) async throws {
         let fixture = try await StoreFixture.make(kind)
