@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "FreshlineStore", targets: ["FreshlineStore"]),
         .library(name: "FreshlinePostgres", targets: ["FreshlinePostgres"]),
         .library(name: "FreshlineUpstream", targets: ["FreshlineUpstream"]),
+        .library(name: "FreshlineSnapshot", targets: ["FreshlineSnapshot"]),
         .library(name: "FreshlineRuntime", targets: ["FreshlineRuntime"]),
         .library(name: "FreshlineHTTP", targets: ["FreshlineHTTP"]),
         .library(name: "FreshlineTesting", targets: ["FreshlineTesting"]),
@@ -94,9 +95,14 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "FreshlineSnapshot",
+            dependencies: ["FreshlineCore", "FreshlineEngine"],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "FreshlineRuntime",
             dependencies: [
-                "FreshlineUpstream",
+                "FreshlineUpstream", "FreshlineSnapshot",
                 "FreshlineCore", "FreshlineEngine", "FreshlineStore", "FreshlinePostgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -145,6 +151,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "FreshlineSnapshotTests",
+            dependencies: ["FreshlineSnapshot", "FreshlineCore", "FreshlineEngine"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "FreshlineCoreTests",
             dependencies: ["FreshlineCore"],
             swiftSettings: strictSettings
@@ -171,7 +182,7 @@ let package = Package(
             name: "FreshlineServingTests",
             dependencies: [
                 "FreshlineCore", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore", "FreshlinePostgres",
-                "FreshlineUpstream",
+                "FreshlineUpstream", "FreshlineSnapshot",
                 "FreshlineTesting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
