@@ -216,6 +216,17 @@ extension PostgresStore {
                 "CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL",
                 "CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at)",
             ]),
+        Migration(
+            name: "v9-request-log-tokens",
+            statements: [
+                // Nullable without a default: a catalog change only (no table rewrite); rows whose answer reported
+                // no token usage store nothing.
+                """
+                ALTER TABLE request_log
+                    ADD COLUMN input_tokens bigint CHECK (input_tokens >= 0),
+                    ADD COLUMN output_tokens bigint CHECK (output_tokens >= 0)
+                """
+            ]),
     ]
 
     /// The session advisory lock migrations run under, so that processes starting at once apply each migration
