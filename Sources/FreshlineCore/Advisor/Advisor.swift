@@ -26,6 +26,12 @@ public struct AdvisorInput: Sendable {
     /// Answers from retained snapshot versions (a sample of keys per version), compared like traffic answers:
     /// what the feature would have answered from a snapshot of each age.
     public var snapshotAnswers: [ShadowAnswer] = []
+    /// Tokens per call measured from the request log (answers of an upstream LLM that reported usage); `nil` when
+    /// nothing was measured.
+    public var tokens: TokenMeasures?
+    /// Tokens per row recorded by the feature's batch runs; `nil` when none were recorded (the mean per call from
+    /// the request log stands in).
+    public var tokensPerBatchRow: TokenCounts?
 
     public init(
         feature: FeatureSpec, samples: [RequestLogSample], now: Double, compute: ComputeCost,
@@ -402,22 +408,37 @@ public enum Advisor {
         let runsPerDay = 86_400 / (batchInterval ?? input.refreshIntervalSeconds ?? 86_400)
         let rows = max(1, input.batchRowsPerRun ?? cardinality.distinctKeysPerDay)
         let coverage = cardinality.predictableShare ?? 0
-        let volume = CostModel.Volume(
+        var volume = CostModel.Volume(
             callsPerDay: callsPerDay, peakToAverage: peak,
             realtimeSecondsPerPrediction: input.compute.realtimeSecondsPerPrediction,
             batchSecondsPerPrediction: input.compute.batchSecondsPerPrediction, batchRowsPerRun: rows,
             runsPerDay: runsPerDay, coverage: coverage)
+        var priced = "compute: \(input.compute.basis)"
+        if let price = pricing.models[input.feature.model] {
+            volume.tokens = CostModel.TokenVolume(
+                model: input.feature.model, price: price, measured: input.tokens, perBatchRow: input.tokensPerBatchRow)
+            let measured =
+                input.tokens.map {
+                    "\(CostModel.tokensText($0.perCall)) per call, the mean of \($0.answers) sampled answers that "
+                        + "reported usage"
+                } ?? "no sampled answer reported token usage"
+            priced =
+                "priced by tokens: model \(input.feature.model) at \(CostModel.priceText(price)), "
+                + "\(CostModel.percent(price.batchDiscount)) off through the batch API; \(measured)"
+        }
         let rowsBasis = input.batchRowsPerRun != nil ? "the entity source's rows" : "distinct keys of a day"
-        return CostAxis(
+        var axis = CostAxis(
             callsPerDay: callsPerDay, peakToAverage: peak, peakBucketSeconds: bucket,
             realtimeSecondsPerPrediction: input.compute.realtimeSecondsPerPrediction,
             batchSecondsPerPrediction: input.compute.batchSecondsPerPrediction, batchSize: input.compute.batchSize,
             batchRowsPerRun: rows, runsPerDay: runsPerDay,
             costs: CostModel.costs(volume, pricing: pricing, settings: settings),
             evidence: "\(window); calls from \(samples.count) samples weighted by their sampling rate; peak over "
-                + "\(CostModel.formatAge(bucket)) intervals; compute: \(input.compute.basis); a batch run computes "
+                + "\(CostModel.formatAge(bucket)) intervals; \(priced); a batch run computes "
                 + "\(rowsBasis), every \(CostModel.formatAge(86_400 / runsPerDay)) (the age its decisions were seen "
                 + "to hold, or the schedule)")
+        axis.tokens = volume.tokens
+        return axis
     }
 
     // MARK: - Axis 4: tail latency

@@ -60,11 +60,12 @@ public enum WhatIf {
         let lookup = axes.latency.sources.first { $0.source == PredictionSource.batch.rawValue }
         var notes: [String] = []
         func monthly(_ pattern: ServingPattern, runsPerDay: Double, coverage: Double) -> Double {
-            let v = CostModel.Volume(
+            var v = CostModel.Volume(
                 callsPerDay: cost.callsPerDay, peakToAverage: cost.peakToAverage,
                 realtimeSecondsPerPrediction: cost.realtimeSecondsPerPrediction,
                 batchSecondsPerPrediction: cost.batchSecondsPerPrediction, batchRowsPerRun: cost.batchRowsPerRun,
                 runsPerDay: runsPerDay, coverage: coverage)
+            v.tokens = cost.tokens
             return CostModel.costs(v, pricing: pricing, settings: settings).first { $0.pattern == pattern }?.monthly
                 ?? 0
         }

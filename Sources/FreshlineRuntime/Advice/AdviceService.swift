@@ -99,6 +99,7 @@ public final class AdviceService: Sendable {
             refreshIntervalSeconds: interval, decision: feature.decision)
         input.snapshotAnswers = answers
         input.keySetLabel = keySetLabel
+        input.tokens = TokenMeasures.measure(samples)
         input.consumers = manifest.features.values.filter { $0.compose.contains { $0.feature == feature.name } }
             .map(\.name).sorted()
         return input
@@ -142,10 +143,16 @@ public final class AdviceService: Sendable {
             throw AdviceError(message: "feature '\(feature.name)': model '\(feature.model)' is not loaded")
         }
         guard let model = serving.local else {
-            // An upstream's cost is its calls and tokens, not engine time on this machine (issue 19: token prices).
+            // An upstream's cost is its calls and tokens, not engine time on this machine: with token prices the
+            // advisor prices its tokens (`pricing.models`); without, there is nothing to price it by.
+            if manifest.pricing.models[feature.model] != nil {
+                return ComputeCost(
+                    realtimeSecondsPerPrediction: 0, batchSecondsPerPrediction: 0, batchSize: batchRows,
+                    basis: "none on this machine (model '\(feature.model)' runs upstream)")
+            }
             throw AdviceError(
                 message: "feature '\(feature.name)': model '\(feature.model)' runs upstream; its compute cost is not "
-                    + "measured here")
+                    + "measured here, and pricing.models gives it no token prices")
         }
         // On a thread of its own: the measurement keeps a core busy for about half a second.
         let cost = try await Self.offThread {

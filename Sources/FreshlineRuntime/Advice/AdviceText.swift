@@ -39,7 +39,7 @@ public enum AdviceText {
             + "\(c.predictableShare.map(CostModel.percent) ?? "—") known"
         let cost =
             "\(CostModel.format(x.cost.callsPerDay))/day, peak \(CostModel.format(x.cost.peakToAverage))×, "
-            + "\(CostModel.formatSeconds(x.cost.realtimeSecondsPerPrediction))/pred"
+            + perPrediction(x.cost)
         let latency =
             "p99 \(CostModel.formatSeconds(x.latency.realtimeP99Seconds)) / \(CostModel.formatSeconds(x.latency.budgetSeconds))"
             + (x.latency.userBlocking ? " blocking" : "")
@@ -128,7 +128,8 @@ public enum AdviceText {
             out +=
                 row([
                     "cost × volume",
-                    "\(CostModel.format(x.cost.callsPerDay)) calls/day, peak \(CostModel.format(x.cost.peakToAverage))×; "
+                    "\(CostModel.format(x.cost.callsPerDay)) calls/day, peak \(CostModel.format(x.cost.peakToAverage))×"
+                        + (x.cost.tokens == nil ? "" : ", \(perPrediction(x.cost))") + "; "
                         + x.cost.costs.map { "\($0.pattern.rawValue) \(CostModel.money($0.monthly))" }.joined(
                             separator: ", ")
                         + " \(report.pricing.currency)/month",
@@ -176,6 +177,13 @@ public enum AdviceText {
         encoder.nonConformingFloatEncodingStrategy = .convertToString(
             positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return String(decoding: try encoder.encode(report), as: UTF8.self) + "\n"
+    }
+
+    /// What one prediction costs: engine time, or for a feature priced by tokens, its tokens per call.
+    static func perPrediction(_ k: CostAxis) -> String {
+        guard let t = k.tokens else { return "\(CostModel.formatSeconds(k.realtimeSecondsPerPrediction))/pred" }
+        return "priced by tokens: \(CostModel.format(t.perCall.input)) in + \(CostModel.format(t.perCall.output)) "
+            + "out/call"
     }
 
     static func notes(_ a: FeatureAdvice) -> [String] {
