@@ -1,3 +1,4 @@
+import Foundation
 import FreshlineCore
 import FreshlineHTTP
 import FreshlineRuntime
@@ -84,10 +85,25 @@ struct TokenUsageLogTests {
                 #expect(cost.evidence.contains("priced by tokens: model remote"), "\(cost.evidence)")
                 let text = try AdviceText.render(report, format: .markdown)
                 #expect(text.contains("priced by tokens: 3 in + 1 out/call"), "\(text)")
+                #expect(
+                    text.contains(
+                        "Token prices: remote 2.50 input / 10.00 output per 1M tokens USD, 50% off through the batch API."
+                    ), "\(text)")
                 let html = try AdviceText.render(report, format: .html)
                 #expect(html.contains("tokens (remote)") && html.contains("tokens per call"))
+                // The JSON report reads back whole: the prices and the cost axis's tokens included.
+                let written = try AdviceText.render(report, format: .json)
+                #expect(try AdviceText.decode(AdviceReport.self, from: Data(written.utf8)) == report)
             }
             group.cancelAll()
         }
+    }
+
+    @Test("a report written before token prices existed reads back with none")
+    func pricingWithoutModels() throws {
+        let old = #"{"core_hour": 0.05, "spot_discount": 0.6, "currency": "EUR"}"#
+        let pricing = try AdviceText.decode(Pricing.self, from: Data(old.utf8))
+        #expect(pricing == Pricing(coreHour: 0.05, spotDiscount: 0.6, currency: "EUR"))
+        #expect(pricing.models.isEmpty)
     }
 }

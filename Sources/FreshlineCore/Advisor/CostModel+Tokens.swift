@@ -72,12 +72,12 @@ extension CostModel {
     }
 
     /// `812 input + 143 output tokens`.
-    static func tokensText(_ t: TokenCounts) -> String {
+    public static func tokensText(_ t: TokenCounts) -> String {
         "\(format(t.input)) input + \(format(t.output)) output tokens"
     }
 
     /// `2.50 input / 10.00 output per 1M tokens`.
-    static func priceText(_ p: TokenPrice) -> String {
+    public static func priceText(_ p: TokenPrice) -> String {
         "\(money(p.inputPerMillion)) input / \(money(p.outputPerMillion)) output per 1M tokens"
     }
 

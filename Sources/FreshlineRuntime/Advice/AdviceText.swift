@@ -210,6 +210,16 @@ public enum AdviceText {
             + "\(CostModel.percent(s.decisionChangeLimit)) changed decisions at \(CostModel.formatAge(s.referenceAgeSeconds)); "
             + "batch from \(CostModel.format(s.minCallsPerDay)) calls/day and \(CostModel.format(s.minCostRatio))× "
             + "cheaper. Prices: \(CostModel.money(report.pricing.coreHour)) \(report.pricing.currency)/core-hour, "
-            + "\(CostModel.percent(report.pricing.spotDiscount)) spot discount."
+            + "\(CostModel.percent(report.pricing.spotDiscount)) spot discount." + tokenPrices(report.pricing)
+    }
+
+    /// ` Token prices: chat 2.50 input / 10.00 output per 1M tokens, 50% off through the batch API.`, or nothing.
+    static func tokenPrices(_ pricing: Pricing) -> String {
+        guard !pricing.models.isEmpty else { return "" }
+        let each = pricing.models.sorted { $0.key < $1.key }.map {
+            "\($0.key) \(CostModel.priceText($0.value)) \(pricing.currency), "
+                + "\(CostModel.percent($0.value.batchDiscount)) off through the batch API"
+        }
+        return " Token prices: \(each.joined(separator: "; "))."
     }
 }
