@@ -152,6 +152,31 @@ struct TokenPricingTests {
         #expect(local.cost.costs.allSatisfy { $0.coreHoursPerMonth > 0 })
     }
 
+    @Test("an upstream model without real-time answers: async answers bound its latency, never a zero engine time")
+    func upstreamLatency() {
+        var input = Self.input(model: "llm", tokens: true)
+        input.compute = .upstream(model: "llm", batchSize: 64)
+        let async = SourceLatency(source: "async", count: 40, p50: 2, p95: 6, p99: 9, p999: 12)
+        input.latency = [async]
+        let pricing = Pricing(models: ["llm": Self.price])
+        let bounded = Advisor.measure(input, settings: AdvisorSettings(), pricing: pricing).latency
+        #expect(bounded.realtimeP99Seconds == 9)
+        #expect(bounded.realtimeP99Basis.contains("the p99 of 40 async answers"), "\(bounded.realtimeP99Basis)")
+        input.latency = []
+        let none = Advisor.measure(input, settings: AdvisorSettings(), pricing: pricing).latency
+        #expect(none.realtimeP99Basis.hasPrefix("not measured"), "\(none.realtimeP99Basis)")
+        // Real-time answers, when there are some, are measured end to end as for any model.
+        input.latency = [async, SourceLatency(source: "realtime", count: 30, p50: 1, p95: 2, p99: 3, p999: 4)]
+        let measured = Advisor.measure(input, settings: AdvisorSettings(), pricing: pricing).latency
+        #expect(measured.realtimeP99Seconds == 3)
+        #expect(measured.realtimeP99Basis.hasPrefix("measured end to end over 30 real-time answers"))
+        // A local model without real-time answers keeps its engine time.
+        var local = Self.input(model: "gbdt", tokens: false)
+        local.latency = [async]
+        let engine = Advisor.measure(local, settings: AdvisorSettings(), pricing: pricing).latency
+        #expect(engine.realtimeP99Seconds == 0.01 && engine.realtimeP99Basis.hasPrefix("engine time at batch 1"))
+    }
+
     @Test("the what-if replay prices its scenarios by tokens too")
     func whatIfByTokens() {
         let pricing = Pricing(models: ["llm": Self.price])

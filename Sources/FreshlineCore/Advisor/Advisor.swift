@@ -72,6 +72,9 @@ public struct ComputeCost: Sendable, Equatable, Codable {
     public var batchSize: Int
     /// How it was measured.
     public var basis: String
+    /// The model runs on another server: there is no engine time here (the times are 0), and a feature without
+    /// real-time answers has no batch-1 time to stand in for its latency.
+    public var upstream = false
 
     public init(realtimeSecondsPerPrediction: Double, batchSecondsPerPrediction: Double, batchSize: Int, basis: String)
     {
@@ -79,6 +82,15 @@ public struct ComputeCost: Sendable, Equatable, Codable {
         self.batchSecondsPerPrediction = batchSecondsPerPrediction
         self.batchSize = batchSize
         self.basis = basis
+    }
+
+    /// An upstream model's: no engine time on this machine.
+    public static func upstream(model: String, batchSize: Int) -> ComputeCost {
+        var cost = ComputeCost(
+            realtimeSecondsPerPrediction: 0, batchSecondsPerPrediction: 0, batchSize: batchSize,
+            basis: "none on this machine (model '\(model)' runs upstream)")
+        cost.upstream = true
+        return cost
     }
 }
 
@@ -446,12 +458,25 @@ public enum Advisor {
     static func measureLatency(_ input: AdvisorInput, settings: AdvisorSettings) -> LatencyAxis {
         let budget = input.feature.latencyBudget.seconds
         let realtime = input.latency.first { $0.source == PredictionSource.realtime.rawValue && $0.count > 0 }
-        let p99 = realtime?.p99 ?? input.compute.realtimeSecondsPerPrediction
-        let basis =
+        var p99 = realtime?.p99 ?? input.compute.realtimeSecondsPerPrediction
+        var basis =
             realtime.map {
                 "measured end to end over \($0.count) real-time answers" + ($0.count < 100 ? " (few: a rough p99)" : "")
             }
             ?? "engine time at batch 1 (no real-time answers in the log)"
+        // An upstream model has no engine time here: its async answers (submission to result, queueing included)
+        // bound a real-time call's latency from above.
+        if realtime == nil, input.compute.upstream {
+            if let async = input.latency.first(where: { $0.source == PredictionSource.async.rawValue && $0.count > 0 })
+            {
+                p99 = async.p99
+                basis =
+                    "no real-time answers in the log: the p99 of \(async.count) async answers, submission to result "
+                    + "(queueing included), bounds it from above"
+            } else {
+                basis = "not measured: no real-time or async answers in the log, and the model runs upstream"
+            }
+        }
         let blocking = input.feature.userBlocking
         return LatencyAxis(
             sources: input.latency, budgetSeconds: budget, userBlocking: blocking, realtimeP99Seconds: p99,

@@ -146,9 +146,7 @@ public final class AdviceService: Sendable {
             // An upstream's cost is its calls and tokens, not engine time on this machine: with token prices the
             // advisor prices its tokens (`pricing.models`); without, there is nothing to price it by.
             if manifest.pricing.models[feature.model] != nil {
-                return ComputeCost(
-                    realtimeSecondsPerPrediction: 0, batchSecondsPerPrediction: 0, batchSize: batchRows,
-                    basis: "none on this machine (model '\(feature.model)' runs upstream)")
+                return .upstream(model: feature.model, batchSize: batchRows)
             }
             throw AdviceError(
                 message: "feature '\(feature.name)': model '\(feature.model)' runs upstream; its compute cost is not "
