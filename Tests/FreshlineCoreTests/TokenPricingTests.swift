@@ -162,6 +162,13 @@ struct TokenPricingTests {
         let bounded = Advisor.measure(input, settings: AdvisorSettings(), pricing: pricing).latency
         #expect(bounded.realtimeP99Seconds == 9)
         #expect(bounded.realtimeP99Basis.contains("the p99 of 40 async answers"), "\(bounded.realtimeP99Basis)")
+        // The what-if replay of real time says the same.
+        let axes = Advisor.measure(input, settings: AdvisorSettings(), pricing: pricing)
+        let replay = WhatIf.replay(
+            input, axes: axes, scenario: WhatIfScenario(pattern: .realtime), settings: AdvisorSettings(),
+            pricing: pricing)
+        #expect(replay.latencyP99 == 9 && replay.latencyP50 == 9)
+        #expect(replay.notes.contains { $0.contains("the p99 of 40 async answers") }, "\(replay.notes)")
         input.latency = []
         let none = Advisor.measure(input, settings: AdvisorSettings(), pricing: pricing).latency
         #expect(none.realtimeP99Basis.hasPrefix("not measured"), "\(none.realtimeP99Basis)")
