@@ -414,6 +414,12 @@ struct StoreBehaviourTests {
             #expect(read.map(\.inputTokens) == [812, 3_000_000_000, nil, nil])
             #expect(read.map(\.outputTokens) == [143, 0, nil, nil])
             #expect(TokenMeasures.measure(read)?.answers == 2)
+            // The schema refuses negative counts; the append is one transaction, so nothing of it is kept.
+            var negative = realtime
+            negative.at = Self.t0 + 4
+            negative.outputTokens = -1
+            await #expect(throws: (any Error).self) { try await store.append([snapshot, negative]) }
+            #expect(try await store.samples(feature: "summary", since: 0, until: .infinity, limit: 10) == read)
         }
     }
 
