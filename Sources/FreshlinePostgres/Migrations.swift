@@ -226,6 +226,20 @@ extension PostgresStore {
                     ADD COLUMN output_tokens bigint NOT NULL DEFAULT 0
                 """,
             ]),
+        Migration(
+            name: "v9-request-log-tokens",
+            statements: [
+                // Nullable without a default, and the check NOT VALID: a catalog change only, with neither a table
+                // rewrite nor a scan of the existing rows (all NULL) under the lock; new rows are checked. Rows whose
+                // answer reported no token usage store nothing.
+                """
+                ALTER TABLE request_log
+                    ADD COLUMN input_tokens bigint,
+                    ADD COLUMN output_tokens bigint,
+                    ADD CONSTRAINT request_log_tokens_not_negative
+                        CHECK (input_tokens >= 0 AND output_tokens >= 0) NOT VALID
+                """
+            ]),
     ]
 
     /// The session advisory lock migrations run under, so that processes starting at once apply each migration

@@ -8,13 +8,15 @@ extension PostgresStore: RequestLogStore {
         try await rows(
             """
             INSERT INTO request_log (feature, key_hash, has_request_inputs, source, outcome, latency_seconds,
-                age_seconds, at, sample_rate, computed_at, decision, input_hashes)
+                age_seconds, at, sample_rate, computed_at, decision, input_hashes, input_tokens, output_tokens)
             SELECT * FROM UNNEST(
                 \(samples.map(\.feature)), \(NullableArray(samples.map(\.keyHash))),
                 \(samples.map(\.hasRequestInputs)), \(NullableArray(samples.map { $0.source?.rawValue })),
                 \(samples.map(\.outcome)), \(samples.map(\.latencySeconds)), \(samples.map(\.ageSeconds)),
                 \(samples.map(\.at)), \(samples.map(\.sampleRate)), \(NullableArray(samples.map(\.computedAt))),
-                \(NullableArray(samples.map { $0.decision?.encoded })), \(NullableArray(samples.map(\.encodedInputHashes))))
+                \(NullableArray(samples.map { $0.decision?.encoded })), \(NullableArray(samples.map(\.encodedInputHashes))),
+                \(NullableArray(samples.map { $0.inputTokens.map(Int64.init) })),
+                \(NullableArray(samples.map { $0.outputTokens.map(Int64.init) })))
             """)
     }
 
@@ -24,7 +26,7 @@ extension PostgresStore: RequestLogStore {
         try await rows(
             """
             SELECT feature, key_hash, has_request_inputs, source, outcome, latency_seconds, age_seconds, at,
-                sample_rate, computed_at, decision, input_hashes
+                sample_rate, computed_at, decision, input_hashes, input_tokens, output_tokens
             FROM request_log WHERE feature = \(feature) AND at >= \(since) AND at < \(until)
             ORDER BY at DESC, id DESC LIMIT \(limit)
             """
@@ -43,14 +45,18 @@ extension PostgresStore: RequestLogStore {
     private static func sample(from row: PostgresRow) throws -> RequestLogSample {
         let (
             feature, keyHash, hasRequestInputs, source, outcome, latency, age, at, sampleRate, computedAt, decision,
-            inputHashes
+            inputHashes, inputTokens, outputTokens
         ) = try row.decode(
-            (String, String?, Bool, String?, String, Double, Double, Double, Double, Double?, String?, String?).self)
+            (
+                String, String?, Bool, String?, String, Double, Double, Double, Double, Double?, String?, String?,
+                Int64?, Int64?
+            ).self)
         return RequestLogSample(
             feature: feature, keyHash: keyHash, hasRequestInputs: hasRequestInputs,
             source: source.flatMap(PredictionSource.init(rawValue:)), outcome: outcome, latencySeconds: latency,
             ageSeconds: age, at: at, sampleRate: sampleRate, computedAt: computedAt,
             decision: decision.flatMap(DecisionValue.init(encoded:)),
-            inputHashes: RequestLogSample.decodeInputHashes(inputHashes))
+            inputHashes: RequestLogSample.decodeInputHashes(inputHashes), inputTokens: inputTokens.map(Int.init),
+            outputTokens: outputTokens.map(Int.init))
     }
 }

@@ -58,6 +58,14 @@ public final class SQLiteStore: Sendable {
         registerRangesMigration(&migrator)
         registerJobOwnersMigration(&migrator)
         registerProviderBatchesMigration(&migrator)
+        migrator.registerMigration("v9-request-log-tokens") { db in
+            // Nullable without a default: existing rows stay as they are (no table rewrite), and rows whose answer
+            // reported no token usage store nothing.
+            try db.alter(table: "request_log") { t in
+                t.add(column: "input_tokens", .integer).check { $0 >= 0 }
+                t.add(column: "output_tokens", .integer).check { $0 >= 0 }
+            }
+        }
         return migrator
     }
 }
@@ -82,6 +90,8 @@ struct RequestLogRecord: Codable, FetchableRecord, PersistableRecord {
     var computed_at: Double?
     var decision: String?
     var input_hashes: String?
+    var input_tokens: Int?
+    var output_tokens: Int?
 
     init(_ s: RequestLogSample) {
         feature = s.feature
@@ -96,6 +106,8 @@ struct RequestLogRecord: Codable, FetchableRecord, PersistableRecord {
         computed_at = s.computedAt
         decision = s.decision?.encoded
         input_hashes = s.encodedInputHashes
+        input_tokens = s.inputTokens
+        output_tokens = s.outputTokens
     }
 
     var sample: RequestLogSample {
@@ -104,7 +116,8 @@ struct RequestLogRecord: Codable, FetchableRecord, PersistableRecord {
             source: source.flatMap(PredictionSource.init(rawValue:)), outcome: outcome,
             latencySeconds: latency_seconds, ageSeconds: age_seconds, at: at, sampleRate: sample_rate,
             computedAt: computed_at, decision: decision.flatMap(DecisionValue.init(encoded:)),
-            inputHashes: RequestLogSample.decodeInputHashes(input_hashes))
+            inputHashes: RequestLogSample.decodeInputHashes(input_hashes), inputTokens: input_tokens,
+            outputTokens: output_tokens)
     }
 }
 

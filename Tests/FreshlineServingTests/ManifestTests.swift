@@ -104,6 +104,79 @@ struct ManifestTests {
         }
     }
 
+    @Test("pricing.models: token prices per upstream model, the batch discount defaulting to half price")
+    func tokenPrices() throws {
+        let manifest = try ManifestLoader.load(
+            path: try TestManifest.write(
+                """
+                pricing:
+                  currency: EUR
+                  models:
+                    chat: {input_per_million: 2.5, output_per_million: 10}
+                    embed:
+                      input_per_million: 0.02
+                      output_per_million: 0
+                      batch_discount: 0.25
+                models:
+                  chat: {kind: oip, url: "http://127.0.0.1:9/", model: sk}
+                  embed: {kind: oip, url: "http://127.0.0.1:9/", model: em}
+                  m: ZOO/gbc_binary.onnx
+                features:
+                  a: {model: chat}
+                """))
+        #expect(manifest.pricing.currency == "EUR")
+        #expect(manifest.pricing.coreHour == Pricing().coreHour)
+        #expect(
+            manifest.pricing.models == [
+                "chat": TokenPrice(inputPerMillion: 2.5, outputPerMillion: 10, batchDiscount: 0.5),
+                "embed": TokenPrice(inputPerMillion: 0.02, outputPerMillion: 0, batchDiscount: 0.25),
+            ])
+        let plain = try ManifestLoader.load(
+            path: try TestManifest.write("models:\n  m: ZOO/gbc_binary.onnx\nfeatures:\n  a: {model: m}\n"))
+        #expect(plain.pricing.models.isEmpty)
+    }
+
+    @Test("pricing.models mistakes are errors at their line: ranges, unknown keys and models, local models")
+    func tokenPriceErrors() throws {
+        let found = try errors(
+            """
+            models:
+              llm: {kind: oip, url: "http://127.0.0.1:9/", model: sk}
+              m: ZOO/gbc_binary.onnx
+            features:
+              a: {model: llm}
+            pricing:
+              models:
+                llm: {input_per_million: -1, output_per_million: 10, batch_discount: 1.5, cached: 1}
+                gpt: {input_per_million: 1, output_per_million: 2}
+                m: {input_per_million: 1, output_per_million: 2}
+                other:
+                  input_per_million: 1
+              colour: blue
+            """)
+        let byKey = Dictionary(found.map { ($0.location.keyPath, $0) }) { a, _ in a }
+        #expect(found.count == 8, "\(found.map(\.description))")
+        #expect(byKey["pricing.models.llm.input_per_million"]?.location.line == 8)
+        #expect(byKey["pricing.models.llm.input_per_million"]?.message.contains("must be a number from 0") == true)
+        #expect(byKey["pricing.models.llm.batch_discount"]?.message == "must be a number from 0.0 to 1.0")
+        #expect(
+            byKey["pricing.models.llm.cached"]?.description.hasSuffix(
+                "freshline.yaml:8: pricing.models.llm.cached: unknown key (expected one of: batch_discount, "
+                    + "input_per_million, output_per_million)") == true)
+        #expect(
+            byKey["pricing.models.gpt"]?.description.hasSuffix(
+                "freshline.yaml:9: pricing.models.gpt: unknown model 'gpt' (models: llm, m)") == true)
+        #expect(byKey["pricing.models.m"]?.location.line == 10)
+        #expect(byKey["pricing.models.m"]?.message.contains("apply to upstream models") == true)
+        #expect(byKey["pricing.models.other"]?.location.line == 11)
+        #expect(byKey["pricing.models.other.output_per_million"]?.message == "is required")
+        #expect(byKey["pricing.models.other.output_per_million"]?.location.line == 12)
+        #expect(
+            byKey["pricing.colour"]?.description.hasSuffix(
+                "freshline.yaml:13: pricing.colour: unknown key (expected one of: core_hour, currency, models, "
+                    + "spot_discount)") == true)
+    }
+
     @Test("YAML syntax errors name the line")
     func syntax() throws {
         let found = try errors("features:\n  a: [unclosed\n")

@@ -387,6 +387,42 @@ struct StoreBehaviourTests {
         }
     }
 
+    @Test(
+        "token counts come back as recorded, and rows whose answer reported none keep none",
+        arguments: StoreKind.allCases)
+    func requestLogTokens(kind: StoreKind) async throws {
+        try await StoreFixture.with(kind) { fixture in
+            let store = fixture.store
+            let realtime = RequestLogSample(
+                feature: "summary", keyHash: "0a", hasRequestInputs: true, source: .realtime, outcome: "ok",
+                latencySeconds: 0.8, ageSeconds: 0, at: Self.t0, computedAt: Self.t0, decision: .label("ok"),
+                inputTokens: 812, outputTokens: 143)
+            // An async answer: a large prompt (beyond 32 bits would not fit an LLM's context, but the column is
+            // 64-bit), and an answer with no output tokens (an embedding).
+            let async = RequestLogSample(
+                feature: "summary", keyHash: "0b", hasRequestInputs: true, source: .async, outcome: "ok",
+                latencySeconds: 12, ageSeconds: 0, at: Self.t0 + 1, inputTokens: 3_000_000_000, outputTokens: 0)
+            let snapshot = RequestLogSample(
+                feature: "summary", keyHash: "0c", hasRequestInputs: false, source: .batch, outcome: "ok",
+                latencySeconds: 0.001, ageSeconds: 60, at: Self.t0 + 2)
+            let failed = RequestLogSample(
+                feature: "summary", keyHash: nil, hasRequestInputs: true, source: nil, outcome: "timeout",
+                latencySeconds: 1, ageSeconds: 0, at: Self.t0 + 3)
+            try await store.append([realtime, async, snapshot, failed])
+            let read = try await store.samples(feature: "summary", since: 0, until: .infinity, limit: 10)
+            #expect(read == [realtime, async, snapshot, failed])
+            #expect(read.map(\.inputTokens) == [812, 3_000_000_000, nil, nil])
+            #expect(read.map(\.outputTokens) == [143, 0, nil, nil])
+            #expect(TokenMeasures.measure(read)?.answers == 2)
+            // The schema refuses negative counts; the append is one transaction, so nothing of it is kept.
+            var negative = realtime
+            negative.at = Self.t0 + 4
+            negative.outputTokens = -1
+            await #expect(throws: (any Error).self) { try await store.append([snapshot, negative]) }
+            #expect(try await store.samples(feature: "summary", since: 0, until: .infinity, limit: 10) == read)
+        }
+    }
+
     // MARK: PostgreSQL: several processes on one database
 
     @Test("two stores on one database: 8 concurrent leasers lease each of 200 jobs exactly once")

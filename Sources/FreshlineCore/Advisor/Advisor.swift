@@ -26,6 +26,12 @@ public struct AdvisorInput: Sendable {
     /// Answers from retained snapshot versions (a sample of keys per version), compared like traffic answers:
     /// what the feature would have answered from a snapshot of each age.
     public var snapshotAnswers: [ShadowAnswer] = []
+    /// Tokens per call measured from the request log (answers of an upstream LLM that reported usage); `nil` when
+    /// nothing was measured.
+    public var tokens: TokenMeasures?
+    /// Tokens per row recorded by the feature's batch runs; `nil` when none were recorded (the mean per call from
+    /// the request log stands in).
+    public var tokensPerBatchRow: TokenCounts?
 
     public init(
         feature: FeatureSpec, samples: [RequestLogSample], now: Double, compute: ComputeCost,
@@ -66,6 +72,9 @@ public struct ComputeCost: Sendable, Equatable, Codable {
     public var batchSize: Int
     /// How it was measured.
     public var basis: String
+    /// The model runs on another server: there is no engine time here (the times are 0), and a feature without
+    /// real-time answers has no batch-1 time to stand in for its latency.
+    public var upstream = false
 
     public init(realtimeSecondsPerPrediction: Double, batchSecondsPerPrediction: Double, batchSize: Int, basis: String)
     {
@@ -73,6 +82,15 @@ public struct ComputeCost: Sendable, Equatable, Codable {
         self.batchSecondsPerPrediction = batchSecondsPerPrediction
         self.batchSize = batchSize
         self.basis = basis
+    }
+
+    /// An upstream model's: no engine time on this machine.
+    public static func upstream(model: String, batchSize: Int) -> ComputeCost {
+        var cost = ComputeCost(
+            realtimeSecondsPerPrediction: 0, batchSecondsPerPrediction: 0, batchSize: batchSize,
+            basis: "none on this machine (model '\(model)' runs upstream)")
+        cost.upstream = true
+        return cost
     }
 }
 
@@ -402,22 +420,37 @@ public enum Advisor {
         let runsPerDay = 86_400 / (batchInterval ?? input.refreshIntervalSeconds ?? 86_400)
         let rows = max(1, input.batchRowsPerRun ?? cardinality.distinctKeysPerDay)
         let coverage = cardinality.predictableShare ?? 0
-        let volume = CostModel.Volume(
+        var volume = CostModel.Volume(
             callsPerDay: callsPerDay, peakToAverage: peak,
             realtimeSecondsPerPrediction: input.compute.realtimeSecondsPerPrediction,
             batchSecondsPerPrediction: input.compute.batchSecondsPerPrediction, batchRowsPerRun: rows,
             runsPerDay: runsPerDay, coverage: coverage)
+        var priced = "compute: \(input.compute.basis)"
+        if let price = pricing.models[input.feature.model] {
+            volume.tokens = CostModel.TokenVolume(
+                model: input.feature.model, price: price, measured: input.tokens, perBatchRow: input.tokensPerBatchRow)
+            let measured =
+                input.tokens.map {
+                    "\(CostModel.tokensText($0.perCall)) per call, the mean of \($0.answers) sampled answers that "
+                        + "reported usage"
+                } ?? "no sampled answer reported token usage"
+            priced =
+                "priced by tokens: model \(input.feature.model) at \(CostModel.priceText(price)), "
+                + "\(CostModel.percent(price.batchDiscount)) off through the batch API; \(measured)"
+        }
         let rowsBasis = input.batchRowsPerRun != nil ? "the entity source's rows" : "distinct keys of a day"
-        return CostAxis(
+        var axis = CostAxis(
             callsPerDay: callsPerDay, peakToAverage: peak, peakBucketSeconds: bucket,
             realtimeSecondsPerPrediction: input.compute.realtimeSecondsPerPrediction,
             batchSecondsPerPrediction: input.compute.batchSecondsPerPrediction, batchSize: input.compute.batchSize,
             batchRowsPerRun: rows, runsPerDay: runsPerDay,
             costs: CostModel.costs(volume, pricing: pricing, settings: settings),
             evidence: "\(window); calls from \(samples.count) samples weighted by their sampling rate; peak over "
-                + "\(CostModel.formatAge(bucket)) intervals; compute: \(input.compute.basis); a batch run computes "
+                + "\(CostModel.formatAge(bucket)) intervals; \(priced); a batch run computes "
                 + "\(rowsBasis), every \(CostModel.formatAge(86_400 / runsPerDay)) (the age its decisions were seen "
                 + "to hold, or the schedule)")
+        axis.tokens = volume.tokens
+        return axis
     }
 
     // MARK: - Axis 4: tail latency
@@ -425,12 +458,25 @@ public enum Advisor {
     static func measureLatency(_ input: AdvisorInput, settings: AdvisorSettings) -> LatencyAxis {
         let budget = input.feature.latencyBudget.seconds
         let realtime = input.latency.first { $0.source == PredictionSource.realtime.rawValue && $0.count > 0 }
-        let p99 = realtime?.p99 ?? input.compute.realtimeSecondsPerPrediction
-        let basis =
+        var p99 = realtime?.p99 ?? input.compute.realtimeSecondsPerPrediction
+        var basis =
             realtime.map {
                 "measured end to end over \($0.count) real-time answers" + ($0.count < 100 ? " (few: a rough p99)" : "")
             }
             ?? "engine time at batch 1 (no real-time answers in the log)"
+        // An upstream model has no engine time here: its async answers (submission to result, queueing included)
+        // bound a real-time call's latency from above.
+        if realtime == nil, input.compute.upstream {
+            if let async = input.latency.first(where: { $0.source == PredictionSource.async.rawValue && $0.count > 0 })
+            {
+                p99 = async.p99
+                basis =
+                    "no real-time answers in the log: the p99 of \(async.count) async answers, submission to result "
+                    + "(queueing included), bounds it from above"
+            } else {
+                basis = "not measured: no real-time or async answers in the log, and the model runs upstream"
+            }
+        }
         let blocking = input.feature.userBlocking
         return LatencyAxis(
             sources: input.latency, budgetSeconds: budget, userBlocking: blocking, realtimeP99Seconds: p99,

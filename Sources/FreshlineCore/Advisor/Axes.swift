@@ -123,6 +123,9 @@ public struct CostAxis: Sendable, Equatable, Codable {
     /// Monthly cost of each pattern.
     public var costs: [PatternCost]
     public var evidence: String
+    /// For a feature priced by tokens (its model has `pricing.models` prices): the tokens and prices the costs
+    /// come from; `nil` when they come from engine time.
+    public var tokens: CostModel.TokenVolume?
 
     public init(
         callsPerDay: Double, peakToAverage: Double, peakBucketSeconds: Double, realtimeSecondsPerPrediction: Double,

@@ -19,6 +19,9 @@ public enum CostModel {
         public var runsPerDay: Double
         /// Share of calls a batch snapshot would answer (the rest are computed in real time).
         public var coverage: Double
+        /// For a feature priced by tokens (its model has `pricing.models` prices): the tokens and prices; `nil`
+        /// prices engine time.
+        public var tokens: TokenVolume?
 
         public init(
             callsPerDay: Double, peakToAverage: Double, realtimeSecondsPerPrediction: Double,
@@ -34,8 +37,10 @@ public enum CostModel {
         }
     }
 
-    /// The cost of every pattern, in the order realtime, async, batch, hybrid.
+    /// The cost of every pattern, in the order realtime, async, batch, hybrid: by tokens when `v.tokens` is set,
+    /// else by engine time.
     public static func costs(_ v: Volume, pricing: Pricing, settings: AdvisorSettings) -> [PatternCost] {
+        if let tokens = v.tokens { return tokenCosts(v, tokens) }
         let price = pricing.coreHour
         let utilization = max(0.05, min(1, settings.targetUtilization))
         let realtimeCores =

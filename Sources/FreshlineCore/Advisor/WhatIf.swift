@@ -60,22 +60,31 @@ public enum WhatIf {
         let lookup = axes.latency.sources.first { $0.source == PredictionSource.batch.rawValue }
         var notes: [String] = []
         func monthly(_ pattern: ServingPattern, runsPerDay: Double, coverage: Double) -> Double {
-            let v = CostModel.Volume(
+            var v = CostModel.Volume(
                 callsPerDay: cost.callsPerDay, peakToAverage: cost.peakToAverage,
                 realtimeSecondsPerPrediction: cost.realtimeSecondsPerPrediction,
                 batchSecondsPerPrediction: cost.batchSecondsPerPrediction, batchRowsPerRun: cost.batchRowsPerRun,
                 runsPerDay: runsPerDay, coverage: coverage)
+            v.tokens = cost.tokens
             return CostModel.costs(v, pricing: pricing, settings: settings).first { $0.pattern == pattern }?.monthly
                 ?? 0
         }
         guard let every = scenario.everySeconds, scenario.pattern == .batch || scenario.pattern == .hybrid else {
             let weight = samples.reduce(0) { $0 + 1 / max($1.sampleRate, 1e-9) }
-            if realtime == nil { notes.append("no real-time latency measured; the engine's batch-1 time stands in") }
+            // Without real-time answers, what the latency axis stands in with: the engine's batch-1 time, or for an
+            // upstream model priced by tokens, its async answers' p99.
+            let standIn = cost.tokens == nil ? cost.realtimeSecondsPerPrediction : axes.latency.realtimeP99Seconds
+            if realtime == nil {
+                notes.append(
+                    cost.tokens == nil
+                        ? "no real-time latency measured; the engine's batch-1 time stands in"
+                        : "no real-time latency measured; \(axes.latency.realtimeP99Basis)")
+            }
             return WhatIfResult(
                 scenario: scenario, label: scenario.label, requests: weight, hitRate: nil, servedAgeP50: 0,
                 servedAgeP95: 0, servedAgeMax: 0, decisionChangeRate: 0,
-                latencyP50: scenario.pattern == .async ? nil : realtime?.p50 ?? cost.realtimeSecondsPerPrediction,
-                latencyP99: scenario.pattern == .async ? nil : realtime?.p99 ?? cost.realtimeSecondsPerPrediction,
+                latencyP50: scenario.pattern == .async ? nil : realtime?.p50 ?? standIn,
+                latencyP99: scenario.pattern == .async ? nil : realtime?.p99 ?? standIn,
                 monthlyCost: monthly(scenario.pattern, runsPerDay: cost.runsPerDay, coverage: 0), notes: notes)
         }
         guard let first = samples.first?.at else {

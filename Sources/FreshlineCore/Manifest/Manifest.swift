@@ -191,11 +191,56 @@ public struct Pricing: Sendable, Equatable, Codable {
     public var spotDiscount: Double
     /// The currency label (default USD).
     public var currency: String
+    /// Token prices per model, by the manifest's model name (`pricing.models`): features on these models are priced
+    /// by their recorded tokens instead of engine time.
+    public var models: [String: TokenPrice] = [:]
 
-    public init(coreHour: Double = 0.048, spotDiscount: Double = 0.7, currency: String = "USD") {
+    public init(
+        coreHour: Double = 0.048, spotDiscount: Double = 0.7, currency: String = "USD",
+        models: [String: TokenPrice] = [:]
+    ) {
         self.coreHour = coreHour
         self.spotDiscount = spotDiscount
         self.currency = currency
+        self.models = models
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case coreHour, spotDiscount, currency, models
+    }
+
+    /// Reads what `encode(to:)` wrote; reports written before token prices existed have no `models`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        coreHour = try c.decode(Double.self, forKey: .coreHour)
+        spotDiscount = try c.decode(Double.self, forKey: .spotDiscount)
+        currency = try c.decode(String.self, forKey: .currency)
+        models = try c.decodeIfPresent([String: TokenPrice].self, forKey: .models) ?? [:]
+    }
+}
+
+/// What a model's provider charges per token (`pricing.models.<model>`), in the pricing's currency.
+public struct TokenPrice: Sendable, Equatable, Codable {
+    /// Price of one million input (prompt) tokens.
+    public var inputPerMillion: Double
+    /// Price of one million output (completion) tokens.
+    public var outputPerMillion: Double
+    /// The fraction the provider's batch API takes off both prices (default 0.5, OpenAI's Batch API discount).
+    public var batchDiscount: Double
+
+    /// The default batch discount: OpenAI's Batch API halves the price of both input and output tokens.
+    public static let defaultBatchDiscount = 0.5
+
+    public init(inputPerMillion: Double, outputPerMillion: Double, batchDiscount: Double = defaultBatchDiscount) {
+        self.inputPerMillion = inputPerMillion
+        self.outputPerMillion = outputPerMillion
+        self.batchDiscount = batchDiscount
+    }
+
+    /// The price of `tokens` at full price, or at the batch price when `batch`.
+    public func cost(_ tokens: TokenCounts, batch: Bool = false) -> Double {
+        let full = (tokens.input * inputPerMillion + tokens.output * outputPerMillion) / 1_000_000
+        return batch ? full * (1 - max(0, min(1, batchDiscount))) : full
     }
 }
 

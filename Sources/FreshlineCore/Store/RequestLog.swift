@@ -23,12 +23,20 @@ public struct RequestLogSample: Sendable, Equatable {
     public var decision: DecisionValue?
     /// A 64-bit hash of each request input's value, to tell which inputs change per key.
     public var inputHashes: [String: UInt64] = [:]
+    /// Input (prompt) tokens the upstream model reported for this answer; `nil` when it reported none (local
+    /// models, snapshot answers, failures).
+    public var inputTokens: Int?
+    /// Output (completion) tokens the upstream model reported for this answer; `nil` when it reported none.
+    public var outputTokens: Int?
 
     public init(
         feature: String, keyHash: String?, hasRequestInputs: Bool, source: PredictionSource?, outcome: String,
         latencySeconds: Double, ageSeconds: Double, at: Double, sampleRate: Double = 1, computedAt: Double? = nil,
-        decision: DecisionValue? = nil, inputHashes: [String: UInt64] = [:]
+        decision: DecisionValue? = nil, inputHashes: [String: UInt64] = [:], inputTokens: Int? = nil,
+        outputTokens: Int? = nil
     ) {
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
         self.sampleRate = sampleRate
         self.computedAt = computedAt
         self.decision = decision

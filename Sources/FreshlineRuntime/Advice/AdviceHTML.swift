@@ -218,19 +218,29 @@ extension AdviceHTML {
     private static func costCard(_ k: CostAxis, currency: String) -> String {
         let rows = k.costs.map { [esc($0.pattern.rawValue), money($0.monthly), num($0.coreHoursPerMonth)] }
         let bases = k.costs.map { "<li>\(esc($0.pattern.rawValue)): \(esc($0.basis))</li>" }.joined()
-        return card(
-            "3 · Cost × volume",
-            [
-                ("calls/day", num(k.callsPerDay)),
-                (
-                    "peak-to-average",
-                    "\(times(k.peakToAverage)) <span class=\"small\">over \(esc(age(k.peakBucketSeconds)))"
-                        + " intervals</span>"
-                ),
+        var figures = [
+            ("calls/day", num(k.callsPerDay)),
+            (
+                "peak-to-average",
+                "\(times(k.peakToAverage)) <span class=\"small\">over \(esc(age(k.peakBucketSeconds)))"
+                    + " intervals</span>"
+            ),
+        ]
+        if let t = k.tokens {
+            figures += [
+                ("priced by", "tokens (\(esc(t.model)))"),
+                ("tokens per call", "\(num(t.perCall.input)) in + \(num(t.perCall.output)) out"),
+                ("tokens per batch row", "\(num(t.perRow.input)) in + \(num(t.perRow.output)) out"),
+            ]
+        } else {
+            figures += [
                 ("real time, per prediction", esc(sec(k.realtimeSecondsPerPrediction)) + " at batch 1"),
                 ("batch, per prediction", "\(esc(sec(k.batchSecondsPerPrediction))) at batch \(k.batchSize)"),
-                ("batch rows/run × runs/day", "\(num(k.batchRowsPerRun)) × \(num(k.runsPerDay))"),
-            ],
+            ]
+        }
+        figures.append(("batch rows/run × runs/day", "\(num(k.batchRowsPerRun)) × \(num(k.runsPerDay))"))
+        return card(
+            "3 · Cost × volume", figures,
             extra: table(["pattern", "\(esc(currency))/month", "core-h/month"], rows, numeric: [1, 2])
                 + (bases.isEmpty ? "" : "<ul class=\"small\">\(bases)</ul>"), evidence: k.evidence)
     }

@@ -99,6 +99,18 @@ public final class AdviceService: Sendable {
             refreshIntervalSeconds: interval, decision: feature.decision)
         input.snapshotAnswers = answers
         input.keySetLabel = keySetLabel
+        input.tokens = TokenMeasures.measure(samples)
+        // Tokens per row of the newest succeeded run that counted any (an LLM upstream's run, row by row or through
+        // the provider's Batch API).
+        if feature.batch != nil, let batchStore,
+            let run = try await batchStore.runs(feature: feature.name, limit: 20).first(where: {
+                $0.state == .succeeded && $0.rowsWritten > 0 && $0.inputTokens + $0.outputTokens > 0
+            })
+        {
+            input.tokensPerBatchRow = TokenCounts(
+                input: Double(run.inputTokens) / Double(run.rowsWritten),
+                output: Double(run.outputTokens) / Double(run.rowsWritten))
+        }
         input.consumers = manifest.features.values.filter { $0.compose.contains { $0.feature == feature.name } }
             .map(\.name).sorted()
         return input
@@ -142,10 +154,14 @@ public final class AdviceService: Sendable {
             throw AdviceError(message: "feature '\(feature.name)': model '\(feature.model)' is not loaded")
         }
         guard let model = serving.local else {
-            // An upstream's cost is its calls and tokens, not engine time on this machine (issue 19: token prices).
-            throw AdviceError(
-                message: "feature '\(feature.name)': model '\(feature.model)' runs upstream; its compute cost is not "
-                    + "measured here")
+            // An upstream's cost is its calls and tokens, not engine time on this machine: with token prices the
+            // advisor prices its tokens (`pricing.models`); without, its calls are not priced (said in the evidence),
+            // and the other features' advice goes on.
+            var cost = ComputeCost.upstream(model: feature.model, batchSize: batchRows)
+            if manifest.pricing.models[feature.model] == nil {
+                cost.basis += "; not priced: pricing.models gives it no token prices"
+            }
+            return cost
         }
         // On a thread of its own: the measurement keeps a core busy for about half a second.
         let cost = try await Self.offThread {

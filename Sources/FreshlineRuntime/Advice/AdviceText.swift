@@ -39,7 +39,7 @@ public enum AdviceText {
             + "\(c.predictableShare.map(CostModel.percent) ?? "—") known"
         let cost =
             "\(CostModel.format(x.cost.callsPerDay))/day, peak \(CostModel.format(x.cost.peakToAverage))×, "
-            + "\(CostModel.formatSeconds(x.cost.realtimeSecondsPerPrediction))/pred"
+            + perPrediction(x.cost)
         let latency =
             "p99 \(CostModel.formatSeconds(x.latency.realtimeP99Seconds)) / \(CostModel.formatSeconds(x.latency.budgetSeconds))"
             + (x.latency.userBlocking ? " blocking" : "")
@@ -128,7 +128,8 @@ public enum AdviceText {
             out +=
                 row([
                     "cost × volume",
-                    "\(CostModel.format(x.cost.callsPerDay)) calls/day, peak \(CostModel.format(x.cost.peakToAverage))×; "
+                    "\(CostModel.format(x.cost.callsPerDay)) calls/day, peak \(CostModel.format(x.cost.peakToAverage))×"
+                        + (x.cost.tokens == nil ? "" : ", \(perPrediction(x.cost))") + "; "
                         + x.cost.costs.map { "\($0.pattern.rawValue) \(CostModel.money($0.monthly))" }.joined(
                             separator: ", ")
                         + " \(report.pricing.currency)/month",
@@ -178,6 +179,13 @@ public enum AdviceText {
         return String(decoding: try encoder.encode(report), as: UTF8.self) + "\n"
     }
 
+    /// What one prediction costs: engine time, or for a feature priced by tokens, its tokens per call.
+    static func perPrediction(_ k: CostAxis) -> String {
+        guard let t = k.tokens else { return "\(CostModel.formatSeconds(k.realtimeSecondsPerPrediction))/pred" }
+        return "priced by tokens: \(CostModel.format(t.perCall.input)) in + \(CostModel.format(t.perCall.output)) "
+            + "out/call"
+    }
+
     static func notes(_ a: FeatureAdvice) -> [String] {
         [a.axes.freshness.note].compactMap { $0 }
     }
@@ -202,6 +210,16 @@ public enum AdviceText {
             + "\(CostModel.percent(s.decisionChangeLimit)) changed decisions at \(CostModel.formatAge(s.referenceAgeSeconds)); "
             + "batch from \(CostModel.format(s.minCallsPerDay)) calls/day and \(CostModel.format(s.minCostRatio))× "
             + "cheaper. Prices: \(CostModel.money(report.pricing.coreHour)) \(report.pricing.currency)/core-hour, "
-            + "\(CostModel.percent(report.pricing.spotDiscount)) spot discount."
+            + "\(CostModel.percent(report.pricing.spotDiscount)) spot discount." + tokenPrices(report.pricing)
+    }
+
+    /// ` Token prices: chat 2.50 input / 10.00 output per 1M tokens, 50% off through the batch API.`, or nothing.
+    static func tokenPrices(_ pricing: Pricing) -> String {
+        guard !pricing.models.isEmpty else { return "" }
+        let each = pricing.models.sorted { $0.key < $1.key }.map {
+            "\($0.key) \(CostModel.priceText($0.value)) \(pricing.currency), "
+                + "\(CostModel.percent($0.value.batchDiscount)) off through the batch API"
+        }
+        return " Token prices: \(each.joined(separator: "; "))."
     }
 }

@@ -318,9 +318,10 @@ public final class JobService: Sendable {
                     "feature": .string(server.spec.name),
                 ]
                 if let key = rows[position].key { object["key"] = .string(key) }
-                if answer.usage.count == tensors.count { object["usage"] = Self.usage(answer.usage[k]) }
+                let usage = answer.usage.count == tensors.count ? answer.usage[k] : nil
+                if let usage { object["usage"] = Self.usage(usage) }
                 answers[position] = .object(object)
-                server.logAsync(rows[position], outputs: row, latencySeconds: max(0, now - submittedAt))
+                server.logAsync(rows[position], outputs: row, latencySeconds: max(0, now - submittedAt), usage: usage)
             }
         }
         return answers.map { $0 ?? .null }

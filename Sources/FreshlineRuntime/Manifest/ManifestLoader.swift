@@ -204,6 +204,7 @@ private struct Reader {
         guard let top = entries(root, "", allowed: allowed) else { return nil }
         var manifest = Manifest(path: file, models: [:], features: [:])
         var featureNodes: [(String, Node)] = []
+        var pricedModels: [(name: String, node: Node)] = []
         for (key, value) in top {
             switch key {
             case "version":
@@ -215,7 +216,7 @@ private struct Reader {
             case "features":
                 featureNodes = (entries(value, "features", allowed: nil) ?? []).map { ($0.key, $0.value) }
             case "tokens": manifest.tokens = tokens(value)
-            case "pricing": manifest.pricing = pricing(value)
+            case "pricing": (manifest.pricing, pricedModels) = pricing(value)
             case "server": manifest.server = server(value)
             case "advisor": manifest.advisor = advisor(value)
             case "store":
@@ -240,6 +241,21 @@ private struct Reader {
         }
         for (name, node) in featureNodes {
             if let feature = feature(name, node, models: manifest.models) { manifest.features[name] = feature }
+        }
+        // Checked once every model is read: `pricing` may come before `models` in the file.
+        for (name, node) in pricedModels {
+            let path = "pricing.models.\(name)"
+            guard let model = manifest.models[name] else {
+                fail(
+                    node, path,
+                    "unknown model '\(name)' (models: \(manifest.models.keys.sorted().joined(separator: ", ")))")
+                continue
+            }
+            if model.upstream == nil {
+                fail(
+                    node, path,
+                    "token prices apply to upstream models; '\(name)' runs here and is priced by engine time")
+            }
         }
         return manifest
     }
@@ -982,18 +998,65 @@ private struct Reader {
         return AdviceKeys(source: source, keyColumn: column)
     }
 
-    mutating func pricing(_ node: Node) -> Pricing {
+    /// The `pricing` section, and the names of the models it prices per token with their nodes (checked against
+    /// `models` once those are read).
+    mutating func pricing(_ node: Node) -> (Pricing, [(name: String, node: Node)]) {
         var pricing = Pricing()
-        for (key, value) in entries(node, "pricing", allowed: ["core_hour", "spot_discount", "currency"]) ?? [] {
+        var priced: [(name: String, node: Node)] = []
+        let allowed: Set<String> = ["core_hour", "spot_discount", "currency", "models"]
+        for (key, value) in entries(node, "pricing", allowed: allowed) ?? [] {
             switch key {
             case "core_hour": pricing.coreHour = double(value, "pricing.core_hour", range: 0...1000) ?? pricing.coreHour
             case "spot_discount":
                 pricing.spotDiscount = double(value, "pricing.spot_discount", range: 0...1) ?? pricing.spotDiscount
             case "currency": pricing.currency = string(value, "pricing.currency") ?? pricing.currency
+            case "models":
+                for (name, entry) in entries(value, "pricing.models", allowed: nil) ?? [] {
+                    // The name's own line (a block mapping's value starts on the next one).
+                    var keyNode = entry
+                    if case .mapping(let m) = value, let k = m.first(where: { $0.key.string == name })?.key {
+                        keyNode = k
+                    }
+                    priced.append((name, keyNode))
+                    if let price = tokenPrice(entry, "pricing.models.\(name)") { pricing.models[name] = price }
+                }
             default: break
             }
         }
-        return pricing
+        return (pricing, priced)
+    }
+
+    /// `{input_per_million: X, output_per_million: Y, batch_discount: 0.5}`: prices per million tokens, both
+    /// required; the batch discount defaults to OpenAI's Batch API's (half price).
+    mutating func tokenPrice(_ node: Node, _ keyPath: String) -> TokenPrice? {
+        let allowed: Set<String> = ["input_per_million", "output_per_million", "batch_discount"]
+        guard let fields = entries(node, keyPath, allowed: allowed) else { return nil }
+        var input: Double?
+        var output: Double?
+        var discount = TokenPrice.defaultBatchDiscount
+        var valid = true
+        for (key, value) in fields {
+            let path = "\(keyPath).\(key)"
+            switch key {
+            case "input_per_million":
+                input = double(value, path, range: 0...100_000)
+                valid = valid && input != nil
+            case "output_per_million":
+                output = double(value, path, range: 0...100_000)
+                valid = valid && output != nil
+            case "batch_discount":
+                if let d = double(value, path, range: 0...1) { discount = d } else { valid = false }
+            default: break
+            }
+        }
+        if input == nil, !fields.contains(where: { $0.key == "input_per_million" }) {
+            fail(node, "\(keyPath).input_per_million", "is required")
+        }
+        if output == nil, !fields.contains(where: { $0.key == "output_per_million" }) {
+            fail(node, "\(keyPath).output_per_million", "is required")
+        }
+        guard valid, let input, let output else { return nil }
+        return TokenPrice(inputPerMillion: input, outputPerMillion: output, batchDiscount: discount)
     }
 
     mutating func server(_ node: Node) -> ServerSettings {

@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
+internal import FreshlineUpstream
 internal import Synchronization
 
 /// Answers predictions for one feature: validates the row, applies the freshness contract, sends the row
@@ -167,12 +168,14 @@ public final class FeatureServer: Sendable {
         }
     }
 
-    /// Records one row of an async job in the request log: `source: async`, latency from submission to result.
-    func logAsync(_ request: PredictRequest, outputs: [String: JSONValue], latencySeconds: Double) {
+    /// Records one row of an async job in the request log: `source: async`, latency from submission to result, and
+    /// the tokens an upstream model reported for the row.
+    func logAsync(_ request: PredictRequest, outputs: [String: JSONValue], latencySeconds: Double, usage: TokenUsage?) {
         let now = clock.now
-        let answer = Prediction(
+        var answer = Prediction(
             key: request.key, outputs: outputs,
             provenance: Provenance(source: .async, computedAt: now, ageSeconds: 0, modelVersion: nil))
+        answer.usage = usage
         log(
             request, source: .async, outcome: "ok", latencySeconds: latencySeconds, ageSeconds: 0,
             at: now - latencySeconds, answer: answer)
@@ -193,7 +196,8 @@ public final class FeatureServer: Sendable {
                 outcome: outcome, latencySeconds: latencySeconds, ageSeconds: ageSeconds, at: at,
                 computedAt: answer?.provenance.computedAt, decision: answer.flatMap { decisions.decision($0.outputs) },
                 inputHashes: DecisionExtractor.inputHashes(
-                    request.inputs.merging(answer?.composedValues ?? [:]) { a, _ in a }, excluding: spec.key))
+                    request.inputs.merging(answer?.composedValues ?? [:]) { a, _ in a }, excluding: spec.key),
+                inputTokens: answer?.usage?.input, outputTokens: answer?.usage?.output)
         }
     }
 
