@@ -22,6 +22,7 @@ public final class SnapshotFile: @unchecked Sendable {
     /// Why a file cannot be opened.
     public struct OpenError: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     public init(path: String) throws {

@@ -134,7 +134,7 @@ struct BatchCrashTests {
             let feeds = try RowBatch.tensors(
                 rows: [["X": .array(Self.features(i).map { .number(Double($0)) })]], inputs: model.metadata.inputs)
             let expected = try RowBatch.rows(outputs: try model.run(feeds), count: 1)[0]
-            #expect(table.rows["u\(i)"] == expected, "row u\(i)")
+            #expect(table.outputs(for: "u\(i)") == expected, "row u\(i)")
         }
     }
 }

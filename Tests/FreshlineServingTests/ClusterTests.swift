@@ -383,7 +383,7 @@ struct ClusterTests {
                     rows: [["X": .array(BatchCrashTests.features(i).map { .number(Double($0)) })]],
                     inputs: model.metadata.inputs)
                 let expected = try RowBatch.rows(outputs: try model.run(feeds), count: 1)[0]
-                #expect(table.rows["u\(i)"] == expected, "row u\(i)")
+                #expect(table.outputs(for: "u\(i)") == expected, "row u\(i)")
             }
             // Both servers serve it. Until a server has swapped the snapshot in (on the store's announcement or its
             // next poll) it answers 404, as for a key it does not have: keep asking until the deadline.

@@ -109,7 +109,7 @@ struct CompositionTests {
             #expect(x["key"] == .string("u3"))
             #expect(x["age_seconds"] == .number(600) || x["age_seconds"] == .integer(600))
             // The answer equals the engine's on the snapshot's value joined with the request's signals.
-            let stored = try #require(runtime.features["user_vec"]?.snapshot?.rows["u3"]?["norm_max"])
+            let stored = try #require(runtime.features["user_vec"]?.snapshot?.outputs(for: "u3")?["norm_max"])
             let model = try #require(runtime.models["afe"]?.local)
             let tensors = try RowBatch.tensors(
                 rows: [["X": stored, "Xi": .array([.integer(4), .integer(1), .integer(7)])]],

@@ -62,13 +62,14 @@ enum TestManifest {
         try runtime(path: try write(yaml), factory: factory)
     }
 
-    /// A runtime over the manifest at `path`, with an SQLite store beside it (runs and snapshots, request log).
+    /// A runtime over the manifest at `path`, with an SQLite store beside it (runs and snapshots, request log) and
+    /// its snapshots served from files mapped from `snapshots/` beside it, as a server does.
     static func runtime(path: String, factory: any MetricsFactory) throws -> ServingRuntime {
         let manifest = try ManifestLoader.load(path: path)
-        let store = try SQLiteStore(
-            path: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("state.sqlite").path)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let store = try SQLiteStore(path: folder.appendingPathComponent("state.sqlite").path)
         return try ServingRuntime(
             manifest: manifest, metricsFactory: factory, requestLogStore: store, batchStore: store,
-            logger: Logger(label: "test"))
+            snapshotDirectory: folder.appendingPathComponent("snapshots").path, logger: Logger(label: "test"))
     }
 }

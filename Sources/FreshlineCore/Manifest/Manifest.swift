@@ -306,6 +306,10 @@ public struct StoreSettings: Sendable, Equatable {
     /// 100 ms to 10 min, default 5 s): past it the call fails as "store unavailable" (HTTP 503) instead of waiting
     /// for a database that is down. Also the server's `statement_timeout`.
     public var callTimeout: Duration
+    /// The folder snapshot files are kept in (`store.snapshots`, relative to the manifest's folder); by default
+    /// beside an SQLite store (`freshline.sqlite` → `freshline.snapshots/`), or `.freshline/snapshots` beside the
+    /// manifest for PostgreSQL (each host keeps its own copy there).
+    public var snapshots: String?
 
     /// The range `call_timeout` must be in, in seconds.
     public static let callTimeoutRange: ClosedRange<Double> = 0.1...600

@@ -1,4 +1,5 @@
 public import FreshlineCore
+internal import FreshlineSnapshot
 internal import Logging
 internal import NIOPosix
 internal import Synchronization
@@ -33,11 +34,15 @@ public final class BatchService: Sendable {
     /// Whether the published snapshots were loaded once at start-up (readiness waits for it).
     public var snapshotsLoaded: Bool { loaded.withLock { $0 } }
 
+    /// Where snapshot files are kept for serving by memory map; `nil`: snapshots are decoded into memory.
+    let snapshotDirectory: String?
+
     init(
         runners: [String: BatchRunner], servers: [String: FeatureServer], store: any BatchStore,
-        workers: Int, schedules: Bool, logger: Logger,
+        workers: Int, schedules: Bool, snapshotDirectory: String? = nil, logger: Logger,
         pollInterval: Duration = .seconds(2)
     ) {
+        self.snapshotDirectory = snapshotDirectory
         self.runners = runners
         self.servers = servers
         self.store = store
@@ -95,8 +100,24 @@ public final class BatchService: Sendable {
             server.recordLastRun(ended)
             guard let info = try await store.publishedSnapshot(feature: feature) else { return }
             if server.snapshot?.info.id != info.id {
-                server.install(try await SnapshotTable.load(info, from: store))
-                logger.info("serving \(feature) snapshot v\(info.version) (\(info.keyCount) keys)")
+                if let directory = snapshotDirectory {
+                    let started = ContinuousClock.now
+                    let table = try await SnapshotTable.load(info, from: store, directory: directory)
+                    server.install(table)
+                    let mappedFrom = table.file?.path ?? directory
+                    logger.info(
+                        "serving \(feature) snapshot v\(info.version) (\(info.keyCount) keys) mapped from \(mappedFrom) in \(ContinuousClock.now - started)"
+                    )
+                    // The files of snapshots the store no longer keeps go; the one served before stays mapped by
+                    // the readers still holding it.
+                    let kept = try await store.snapshots(feature: feature, limit: 50).filter {
+                        $0.state == .published || $0.state == .retired
+                    }
+                    SnapshotFiles.prune(feature: feature, keep: kept, in: directory)
+                } else {
+                    server.install(try await SnapshotTable.load(info, from: store))
+                    logger.info("serving \(feature) snapshot v\(info.version) (\(info.keyCount) keys)")
+                }
             } else {
                 server.refreshSnapshotFigures()
             }

@@ -221,10 +221,12 @@ private struct Reader {
             case "advisor": manifest.advisor = advisor(value)
             case "store":
                 if case .mapping = value {
-                    for (k, v) in entries(value, "store", allowed: ["location", "call_timeout"]) ?? [] {
+                    for (k, v) in entries(value, "store", allowed: ["location", "call_timeout", "snapshots"]) ?? [] {
                         switch k {
                         case "location":
                             if let s = string(v, "store.location") { manifest.store.location = s }
+                        case "snapshots":
+                            if let s = string(v, "store.snapshots") { manifest.store.snapshots = s }
                         case "call_timeout":
                             if let d = callTimeout(v, "store.call_timeout") { manifest.store.callTimeout = d }
                         default: break

@@ -102,7 +102,7 @@ public final class FeatureServer: Sendable {
     private func answer(_ request: PredictRequest, start: ContinuousClock.Instant) async throws -> Prediction {
         guard let batch = spec.batch, let key = request.key else { return try await realtime(request, start: start) }
         let table = snapshot
-        guard let table, let outputs = table.rows[key] else {
+        guard let table, let outputs = table.outputs(for: key) else {
             meters.lookup(hit: false)
             lookups.withLock { $0.misses += 1 }
             // With no snapshot loaded yet every key is missing; the cold-start policy still answers what it can,
@@ -278,7 +278,7 @@ public final class FeatureServer: Sendable {
     func refreshSnapshotFigures() {
         guard let table = snapshot else { return }
         metrics.snapshot(
-            feature: spec.name, keys: table.rows.count, ageSeconds: max(0, clock.now - table.info.inputTime))
+            feature: spec.name, keys: table.keyCount, ageSeconds: max(0, clock.now - table.info.inputTime))
     }
 
     /// Why the feature's snapshot fails its readiness check: none loaded yet, or older than `max_staleness`.
@@ -312,7 +312,7 @@ public final class FeatureServer: Sendable {
     public func install(_ table: SnapshotTable) {
         snapshotSlot.withLock { $0 = table }
         metrics.snapshot(
-            feature: spec.name, keys: table.rows.count, ageSeconds: max(0, clock.now - table.info.inputTime))
+            feature: spec.name, keys: table.keyCount, ageSeconds: max(0, clock.now - table.info.inputTime))
     }
 
     /// Checks a row as `predict` would, without computing it (async submissions are refused at once when a row
@@ -353,7 +353,7 @@ public final class FeatureServer: Sendable {
             }
             let source = sources[c.feature]
             var stale = false
-            if let table = source?.snapshot, let value = table.rows[key]?[c.output] {
+            if let table = source?.snapshot, let value = table.outputs(for: key)?[c.output] {
                 let age = max(0, now - table.info.inputTime)
                 let limit = c.maxStaleness ?? source?.spec.maxStaleness
                 if limit.map({ age <= $0.seconds }) ?? true {

@@ -41,7 +41,7 @@ public final class ServingRuntime: Service {
         batchStore: (any BatchStore)? = nil, jobStore: (any JobStore)? = nil, jobWorkers: Int? = nil,
         webhookStore: (any WebhookStore)? = nil, storeEvents: (any StoreEventSource)? = nil,
         storeHealth: (any StoreHealthReporting)? = nil, batchWorkers: Int = 1, batchSchedules: Bool = true,
-        clock: any WallClock = SystemWallClock(), logger: Logger
+        snapshotDirectory: String? = nil, clock: any WallClock = SystemWallClock(), logger: Logger
     ) throws {
         self.clock = clock
         self.storeHealth = storeHealth
@@ -88,7 +88,7 @@ public final class ServingRuntime: Service {
             ? nil
             : BatchService(
                 runners: runners, servers: features, store: batchStore!, workers: batchWorkers,
-                schedules: batchSchedules, logger: logger)
+                schedules: batchSchedules, snapshotDirectory: snapshotDirectory, logger: logger)
         let (pool, metrics) = (self.pool, self.metrics)
         jobs = jobStore.map { jobStore in
             JobService(
@@ -134,7 +134,7 @@ public final class ServingRuntime: Service {
             requestLogStore: requestLog ? stores.requestLog : nil,
             batchStore: stores.batch, jobStore: stores.jobs, jobWorkers: jobWorkers, webhookStore: stores.webhooks,
             storeEvents: stores.events, storeHealth: stores.health, batchWorkers: batchWorkers,
-            batchSchedules: batchSchedules, clock: clock, logger: logger)
+            batchSchedules: batchSchedules, snapshotDirectory: stores.snapshotDirectory, clock: clock, logger: logger)
     }
 
     /// Whether the runtime is accepting work (readiness).

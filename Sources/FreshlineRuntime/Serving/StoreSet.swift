@@ -20,9 +20,14 @@ public struct StoreSet: Sendable {
     public let health: (any StoreHealthReporting)?
     /// Where the store is, for logs (passwords redacted).
     public let location: String
+    /// The folder this process keeps snapshot files in (mapped for serving); `nil`: snapshots are decoded into memory.
+    public let snapshotDirectory: String?
 
-    /// The embedded SQLite store.
-    public init(sqlite store: SQLiteStore, location: String) {
+    /// The embedded SQLite store; snapshot files beside it (`freshline.sqlite` → `freshline.snapshots/`) unless
+    /// `snapshotDirectory` says otherwise.
+    public init(sqlite store: SQLiteStore, location: String, snapshotDirectory: String? = nil) {
+        self.snapshotDirectory =
+            snapshotDirectory ?? URL(fileURLWithPath: location).deletingPathExtension().path + ".snapshots"
         batch = store
         jobs = store
         webhooks = store
@@ -37,8 +42,9 @@ public struct StoreSet: Sendable {
     public init(
         shared store: some BatchStore & JobStore & WebhookStore & RequestLogStore & StoreEventSource & Service
             & StoreHealthReporting,
-        location: String
+        location: String, snapshotDirectory: String? = nil
     ) {
+        self.snapshotDirectory = snapshotDirectory
         batch = store
         jobs = store
         webhooks = store
@@ -61,6 +67,10 @@ public struct StoreSet: Sendable {
         let environment = environment ?? ProcessInfo.processInfo.environment
         let override = environment["FRESHLINE_STORE"].flatMap { $0.isEmpty ? nil : $0 }
         let location = override ?? manifest.store.location
+        let base = URL(fileURLWithPath: manifest.path).deletingLastPathComponent()
+        let snapshots = manifest.store.snapshots.map {
+            $0.hasPrefix("/") ? $0 : base.appendingPathComponent($0).path
+        }
         if isPostgres(location) {
             let store: PostgresStore
             do {
@@ -73,11 +83,12 @@ public struct StoreSet: Sendable {
                         "\(error)")
                 ])
             }
-            return StoreSet(shared: store, location: store.url)
+            return StoreSet(
+                shared: store, location: store.url,
+                snapshotDirectory: snapshots ?? base.appendingPathComponent(".freshline/snapshots").path)
         }
-        let base = URL(fileURLWithPath: manifest.path).deletingLastPathComponent()
         let path = location.hasPrefix("/") ? location : base.appendingPathComponent(location).path
-        return StoreSet(sqlite: try SQLiteStore(path: path), location: path)
+        return StoreSet(sqlite: try SQLiteStore(path: path), location: path, snapshotDirectory: snapshots)
     }
 }
 
