@@ -130,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "freshline",
             dependencies: [
-                "FreshlineCore", "FreshlineEngine", "FreshlineRuntime", "FreshlineHTTP",
+                "FreshlineCore", "FreshlineEngine", "FreshlineRuntime", "FreshlineHTTP", "FreshlineSnapshot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
