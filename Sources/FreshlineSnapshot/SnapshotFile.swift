@@ -189,8 +189,37 @@ public final class SnapshotFile: @unchecked Sendable {
 
     /// A key's outputs, decoded; `nil` when the snapshot has no such key (or its row is damaged).
     public func outputs(for key: String) -> [String: JSONValue]? {
-        guard let row = row(for: key), case .object(let outputs)? = try? JSONValue.parse(json(row: row)) else {
-            return nil
+        guard let row = row(for: key) else { return nil }
+        return outputs(row: row)
+    }
+
+    /// A row's outputs, decoded: typed columns straight into values (the same values their text parses to: the
+    /// writer checked that the text written back is the run's), JSON columns parsed.
+    public func outputs(row: Int) -> [String: JSONValue]? {
+        let columns = metadata.columns
+        if metadata.layout == "rows" {
+            guard case .object(let outputs)? = try? JSONValue.parse(jsonValue(columns[0], row: row)) else {
+                return nil
+            }
+            return outputs
+        }
+        var outputs: [String: JSONValue] = [:]
+        outputs.reserveCapacity(columns.count)
+        for column in columns {
+            if column.kind == .json {
+                guard let value = try? JSONValue.parse(jsonValue(column, row: row)) else { return nil }
+                outputs[column.name] = value
+                continue
+            }
+            let width = column.elements * column.kind.width
+            let values = UnsafeRawBufferPointer(
+                rebasing: bytes[(column.offset + row * width)..<(column.offset + (row + 1) * width)])
+            if column.scalar {
+                outputs[column.name] = SnapshotRender.value(column.kind, values, at: 0)
+            } else {
+                outputs[column.name] = .array(
+                    (0..<column.elements).map { SnapshotRender.value(column.kind, values, at: $0) })
+            }
         }
         return outputs
     }
@@ -222,6 +251,23 @@ public final class SnapshotFile: @unchecked Sendable {
 
 /// Writes fixed-width values as the run wrote them (`JSONValue.writeNumber`/`writeInteger`: the same text).
 enum SnapshotRender {
+    /// Element `e` of a fixed-width row, as the JSON value its text parses to.
+    static func value(_ kind: SnapshotLayout.ColumnKind, _ values: UnsafeRawBufferPointer, at e: Int) -> JSONValue {
+        switch kind {
+        case .f32:
+            .number(
+                Double(
+                    Float(
+                        bitPattern: UInt32(littleEndian: values.loadUnaligned(fromByteOffset: e * 4, as: UInt32.self))))
+            )
+        case .f64:
+            .number(
+                Double(bitPattern: UInt64(littleEndian: values.loadUnaligned(fromByteOffset: e * 8, as: UInt64.self))))
+        case .i64: .integer(Int64(littleEndian: values.loadUnaligned(fromByteOffset: e * 8, as: Int64.self)))
+        case .json: .null
+        }
+    }
+
     static func typed(_ column: SnapshotLayout.Column, _ values: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         if !column.scalar { out.append(UInt8(ascii: "[")) }
         for e in 0..<column.elements {

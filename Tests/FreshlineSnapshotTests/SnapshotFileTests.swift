@@ -53,6 +53,8 @@ struct SnapshotFileTests {
                 let row = try #require(file.row(for: key), "\(key)")
                 #expect(file.key(row: row) == key)
                 #expect(file.json(row: row) == stored, "\(key)")
+                // Decoded from the typed columns: the values the stored text parses to.
+                #expect(file.outputs(row: row).map { JSONValue.object($0) } == (try JSONValue.parse(stored)))
             }
         }
         #expect(file.row(for: "u5000") == nil && file.row(for: "") == nil)
