@@ -24,7 +24,7 @@ final class UpstreamClient: Sendable {
     let endpoint: String
     let limits: UpstreamLimits
     let metrics: UpstreamMetrics
-    private let http: HTTPClient
+    let http: HTTPClient
     private let authorization: String?
     private let breaker: Mutex<CircuitBreaker>
     private let budget: RateLimiter
@@ -146,25 +146,65 @@ final class UpstreamClient: Sendable {
     ) async throws(UpstreamError) -> JSONValue {
         let start = ContinuousClock.now
         defer { metrics.duration(.now - start) }
-        if budgeted {
-            do {
-                let waited = try await budget.acquire(
-                    priority: priority, tokens: tokens, deadline: deadline, upstream: prefix)
-                metrics.rateLimitWait(waited)
-            } catch {
-                metrics.request(error.kind == .rateLimited ? .rateLimited : .failed)
-                throw error
+        if budgeted { try await waitForBudget(priority: priority, tokens: tokens, deadline: deadline) }
+        let request = self.request(method, url, body: body, accept: "application/json")
+        return try await retrying(deadline: deadline) { () async -> Attempt<JSONValue> in
+            switch await attempt(request, deadline: deadline) {
+            case .answered(let status, let retryAfter, let bytes):
+                guard (200..<300).contains(status) else { return .refused(status: status, retryAfter: retryAfter) }
+                do { return .done(try JSONValue.parse(bytes)) } catch {
+                    return .failed(self.error(.unavailable, "malformed answer: not JSON"), retryable: false)
+                }
+            case .failed(let problem, let retryable):
+                return .failed(problem, retryable: retryable)
             }
         }
+    }
+
+    /// Waits for room in the rate budget for one request of `tokens` estimated tokens.
+    func waitForBudget(priority: CallPriority, tokens: Int, deadline: ContinuousClock.Instant)
+        async throws(UpstreamError)
+    {
+        do {
+            let waited = try await budget.acquire(
+                priority: priority, tokens: tokens, deadline: deadline, upstream: prefix)
+            metrics.rateLimitWait(waited)
+        } catch {
+            metrics.request(error.kind == .rateLimited ? .rateLimited : .failed)
+            throw error
+        }
+    }
+
+    /// A request to the upstream with Freshline's headers and the API key.
+    func request(_ method: HTTPMethod, _ url: String, body: [UInt8]?, accept: String) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
         request.method = method
-        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "Accept", value: accept)
         request.headers.add(name: "User-Agent", value: "Freshline-Upstream/1")
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
+        return request
+    }
+
+    /// How one attempt of a request ended, as `retrying` acts on it.
+    enum Attempt<Answer> {
+        /// The answer.
+        case done(Answer)
+        /// The upstream answered a status other than 2xx (and `Retry-After`, parsed).
+        case refused(status: Int, retryAfter: Duration?)
+        /// No usable answer; whether the failure is worth another attempt.
+        case failed(UpstreamError, retryable: Bool)
+    }
+
+    /// Runs `attempt` until it gives an answer, retrying retryable failures (connection errors, 429, 500, 502, 503,
+    /// 504) with jittered backoff or the upstream's `Retry-After` while the deadline and `maxRetries` allow; counts
+    /// each request's outcome in the metrics.
+    func retrying<Answer>(
+        deadline: ContinuousClock.Instant, _ attempt: () async -> Attempt<Answer>
+    ) async throws(UpstreamError) -> Answer {
         var retries = 0
         var random = SystemRandomNumberGenerator()
         while true {
@@ -175,18 +215,11 @@ final class UpstreamClient: Sendable {
             }
             let failure: UpstreamError
             var honouredRetryAfter: Duration?
-            switch await attempt(request, deadline: deadline) {
-            case .answered(let status, let retryAfter, let bytes):
-                if (200..<300).contains(status) {
-                    do {
-                        let json = try JSONValue.parse(bytes)
-                        metrics.request(.ok)
-                        return json
-                    } catch {
-                        metrics.request(.failed)
-                        throw self.error(.unavailable, "malformed answer: not JSON")
-                    }
-                }
+            switch await attempt() {
+            case .done(let answer):
+                metrics.request(.ok)
+                return answer
+            case .refused(let status, let retryAfter):
                 guard RetryPolicy.retryableStatuses.contains(status) else {
                     metrics.request(.failed)
                     throw Self.statusError(status, self)
@@ -240,7 +273,7 @@ final class UpstreamClient: Sendable {
         }
     }
 
-    /// How one attempt ended.
+    /// How one HTTP exchange ended.
     enum AttemptResult {
         /// An HTTP answer: its status, `Retry-After` (parsed) and body.
         case answered(status: Int, retryAfter: Duration?, body: [UInt8])
@@ -249,39 +282,49 @@ final class UpstreamClient: Sendable {
     }
 
     /// One HTTP exchange bounded by `deadline`, body included: AsyncHTTPClient's deadline ends at the answer's head,
-    /// so the body is read in a race with a sleep to the deadline, and the read is cancelled (which cancels the
-    /// request) if the sleep wins.
+    /// so the body is read in a race with a sleep to the deadline (`collect`).
     private func attempt(_ request: HTTPClientRequest, deadline: ContinuousClock.Instant) async -> AttemptResult {
         let remaining = deadline - .now
         do {
             let response = try await http.execute(request, deadline: .now() + Self.timeAmount(remaining))
             let status = Int(response.status.code)
-            let retryAfter = response.headers.first(name: "Retry-After").flatMap {
-                RetryAfter.parse($0, unixNow: Date().timeIntervalSince1970)
-            }
-            let body = try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
-                group.addTask {
-                    let buffer = try await response.body.collect(upTo: Self.maximumAnswerBytes)
-                    return Array(buffer.readableBytesView)
-                }
-                group.addTask {
-                    try await Task.sleep(until: deadline, clock: .continuous)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let bytes = first else {
-                    throw HTTPClientError.deadlineExceeded
-                }
-                return bytes
-            }
+            let retryAfter = Self.retryAfter(response)
+            let body = try await collect(response, deadline: deadline)
             return .answered(status: status, retryAfter: retryAfter, body: body)
         } catch {
             return classify(error, deadline: deadline)
         }
     }
 
+    /// An answer's `Retry-After`, parsed.
+    static func retryAfter(_ response: HTTPClientResponse) -> Duration? {
+        response.headers.first(name: "Retry-After").flatMap {
+            RetryAfter.parse($0, unixNow: Date().timeIntervalSince1970)
+        }
+    }
+
+    /// Reads a whole answer's body (at most `maximumAnswerBytes`) in a race with a sleep to `deadline`; the read is
+    /// cancelled (which cancels the request) if the sleep wins, and `HTTPClientError.deadlineExceeded` thrown.
+    func collect(_ response: HTTPClientResponse, deadline: ContinuousClock.Instant) async throws -> [UInt8] {
+        try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
+            group.addTask {
+                let buffer = try await response.body.collect(upTo: Self.maximumAnswerBytes)
+                return Array(buffer.readableBytesView)
+            }
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let bytes = first else {
+                throw HTTPClientError.deadlineExceeded
+            }
+            return bytes
+        }
+    }
+
     /// A transport error in safe words, and whether it is retryable.
-    private func classify(_ error: any Error, deadline: ContinuousClock.Instant) -> AttemptResult {
+    func classify(_ error: any Error, deadline: ContinuousClock.Instant) -> AttemptResult {
         if let error = error as? HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout:
