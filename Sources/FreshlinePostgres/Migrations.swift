@@ -216,6 +216,18 @@ extension PostgresStore {
                 "CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL",
                 "CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at)",
             ]),
+        Migration(
+            name: "v9-upstream-budgets",
+            statements: [
+                """
+                CREATE TABLE upstream_budgets (
+                    upstream text PRIMARY KEY,
+                    requests double precision NOT NULL,
+                    tokens double precision NOT NULL,
+                    updated_at double precision NOT NULL
+                )
+                """
+            ]),
     ]
 
     /// The session advisory lock migrations run under, so that processes starting at once apply each migration
