@@ -28,6 +28,8 @@ final class UpstreamClient: Sendable {
     private let authorization: String?
     private let breaker: Mutex<CircuitBreaker>
     private let budget: RateLimiter
+    /// The budget shared with the other servers of a cluster, when the store is PostgreSQL.
+    private let shared: SharedBudget?
     private let retry: RetryPolicy
     private let logger: Logger
 
@@ -35,7 +37,9 @@ final class UpstreamClient: Sendable {
     static let maximumAnswerBytes = 64 << 20
 
     init(
-        model: String, url: String, limits: UpstreamLimits, apiKey: String?, metrics: any MetricsFactory, logger: Logger
+        model: String, url: String, limits: UpstreamLimits, apiKey: String?, metrics: any MetricsFactory,
+        logger: Logger,
+        budgetStore: (any UpstreamBudgetStore)? = nil
     ) {
         self.model = model
         self.endpoint = Self.display(url)
@@ -54,6 +58,11 @@ final class UpstreamClient: Sendable {
         authorization = apiKey.map { "Bearer \($0)" }
         breaker = Mutex(CircuitBreaker(failureThreshold: limits.breakerFailures, openFor: limits.breakerOpenFor))
         budget = RateLimiter(requestsPerMinute: limits.requestsPerMinute, tokensPerMinute: limits.tokensPerMinute)
+        shared = budgetStore.map {
+            SharedBudget(
+                store: $0, upstream: model, requestsPerMinute: limits.requestsPerMinute,
+                tokensPerMinute: limits.tokensPerMinute, logger: logger)
+        }
         retry = RetryPolicy(maxRetries: max(0, limits.maxRetries))
         self.logger = logger
     }
@@ -135,6 +144,7 @@ final class UpstreamClient: Sendable {
     /// Corrects the token budget once a request's real usage is known.
     func settle(estimatedTokens: Int, actualTokens: Int) {
         budget.settle(estimatedTokens: estimatedTokens, actualTokens: actualTokens)
+        shared?.settle(estimatedTokens: estimatedTokens, actualTokens: actualTokens)
     }
 
     /// One JSON request: waits for the rate budget (`tokens` estimated; skipped when `budgeted` is false, for the
@@ -165,10 +175,12 @@ final class UpstreamClient: Sendable {
     func waitForBudget(priority: CallPriority, tokens: Int, deadline: ContinuousClock.Instant)
         async throws(UpstreamError)
     {
+        let start = ContinuousClock.now
         do {
-            let waited = try await budget.acquire(
-                priority: priority, tokens: tokens, deadline: deadline, upstream: prefix)
-            metrics.rateLimitWait(waited)
+            // This server's budget orders its callers by priority; the shared one (a cluster) comes after it.
+            _ = try await budget.acquire(priority: priority, tokens: tokens, deadline: deadline, upstream: prefix)
+            try await shared?.acquire(priority: priority, tokens: tokens, deadline: deadline, prefix: prefix)
+            metrics.rateLimitWait(.now - start)
         } catch {
             metrics.request(error.kind == .rateLimited ? .rateLimited : .failed)
             throw error
