@@ -21,11 +21,15 @@ final class StreamingUpstreamDouble: RemoteModel {
     let every: Duration
     let words: Int
     private let cancelled = Mutex(0)
+    /// Calls left that fail after `failAfter` words (an upstream that breaks mid-stream).
+    private let failures: Mutex<Int>
+    private let failAfter = 5
 
-    init(spec: ModelSpec, every: Duration = .milliseconds(60), words: Int = 20) {
+    init(spec: ModelSpec, every: Duration = .milliseconds(60), words: Int = 20, failing: Int = 0) {
         self.spec = spec
         self.every = every
         self.words = words
+        failures = Mutex(failing)
         metadata = ModelMetadata(
             remoteInputs: [.init(name: "message", type: .tensor(.string, shape: [-1]))],
             outputs: [.init(name: "text", type: .tensor(.string, shape: [-1]))], producer: "test double",
@@ -64,6 +68,16 @@ final class StreamingUpstreamDouble: RemoteModel {
                 }
                 text += " w\(word)"
                 partial?(row, text)
+                let breaks =
+                    word == failAfter
+                    && failures.withLock { left in
+                        guard left > 0 else { return false }
+                        left -= 1
+                        return true
+                    }
+                if breaks {
+                    throw UpstreamError(.unavailable, "the stream was cut before [DONE] (after \(word + 1) chunks)")
+                }
             }
             answers.append(text)
         }
@@ -96,10 +110,11 @@ struct StreamingJobTests {
         """
 
     static func withServer(
+        manifest yaml: String = Self.manifest, failing: Int = 0,
         _ body: @escaping @Sendable (any TestClientProtocol, StreamingUpstreamDouble) async throws -> Void
     ) async throws {
-        let manifest = try ManifestLoader.load(path: try TestManifest.write(Self.manifest))
-        let model = StreamingUpstreamDouble(spec: try #require(manifest.models["writer"]))
+        let manifest = try ManifestLoader.load(path: try TestManifest.write(yaml))
+        let model = StreamingUpstreamDouble(spec: try #require(manifest.models["writer"]), failing: failing)
         let stores = try StoreSet.open(for: manifest, logger: Logger(label: "test"))
         let registry = PrometheusCollectorRegistry()
         let runtime = try ServingRuntime(
@@ -198,6 +213,30 @@ struct StreamingJobTests {
             #expect(zip(texts, texts.dropFirst()).allSatisfy { $1.hasPrefix($0) && $1.count > $0.count }, "\(texts)")
             #expect(texts.allSatisfy { final.hasPrefix($0) }, "\(texts)")
             #expect(events.last?.contains(final) == true)
+        }
+    }
+
+    @Test("a stream that breaks fails the attempt; the queued job keeps no stale text, and the retry answers")
+    func brokenStreamIsRetried() async throws {
+        let yaml = Self.manifest.replacingOccurrences(
+            of: "draft: {model: writer, pattern: async}",
+            with: "draft: {model: writer, pattern: async, async: {max_attempts: 2, backoff: 1s}}")
+        try await Self.withServer(manifest: yaml, failing: 1) { client, model in
+            let id = try await Self.submit(client, "again")
+            var queued: [String: JSONValue]?
+            var job: [String: JSONValue] = [:]
+            for _ in 0..<600 {
+                job = try await Self.job(client, id)
+                if job["state"] == .string("queued"), job["attempts"] == .integer(1) { queued = job }
+                if job["state"] == .string("succeeded") || job["state"] == .string("failed") { break }
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            let waiting = try #require(queued, "the job was never seen queued for its retry: \(job)")
+            #expect(Self.streamedText(waiting["partial"]) == nil, "\(waiting)")
+            #expect("\(waiting["error"] ?? .null)".contains("cut before [DONE]"), "\(waiting)")
+            #expect(job["state"] == .string("succeeded"), "\(job)")
+            #expect(job["attempts"] == .integer(2))
+            #expect("\(job["result"] ?? .null)".contains(model.answer("again")))
         }
     }
 

@@ -255,6 +255,12 @@ public final class JobService: Sendable {
                 }
             } catch {
                 metrics.jobAttemptFailed(feature: job.feature)
+                if server.model.streams {
+                    // The failed call's text so far is not an answer: the partial result keeps the finished rows.
+                    _ = try? await store.progress(
+                        id: job.id, owner: owner, rowsDone: index, partial: JSONValue.array(results).serialized(),
+                        now: Clock.unixNow)
+                }
                 let failed = try? await store.fail(
                     id: job.id, owner: owner, error: "\(error)", retryable: true, now: Clock.unixNow, policy: policy)
                 if let failed, failed.state.isFinal {
