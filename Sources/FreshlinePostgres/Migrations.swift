@@ -217,7 +217,7 @@ extension PostgresStore {
                 "CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at)",
             ]),
         Migration(
-            name: "v9-upstream-budgets",
+            name: "v10-upstream-budgets",
             statements: [
                 """
                 CREATE TABLE upstream_budgets (
