@@ -201,8 +201,9 @@ struct JobRoutes {
             ]))
     }
 
-    /// Server-Sent Events: `progress` (rows done, partial results) whenever the job advances, then one final event
-    /// named after its end state (`succeeded` with the result, or `failed`/`canceled`/`expired` with the error),
+    /// Server-Sent Events: `progress` (rows done, partial results) whenever the job advances, `partial` whenever only
+    /// the text of its streaming rows grew (`stream: true` models; at most every 100 ms), then one final event named
+    /// after its end state (`succeeded` with the result, or `failed`/`canceled`/`expired` with the error),
     /// after which the stream ends. Event ids are the job's `updated_at`, so a client can tell repeats apart.
     ///
     /// The job is polled once per 100 ms for all its streams together (`JobFollowers`); a comment line is sent when
@@ -256,8 +257,9 @@ struct JobRoutes {
         var lastWrite = ContinuousClock.now
         for await job in updates.cancelOnGracefulShutdown() {
             if job.updatedAt != last.updatedAt || job.state != last.state {
+                let previous = last
                 last = job
-                try await write(event(job))
+                try await write(event(job, previous: previous))
                 lastWrite = .now
                 if job.state.isFinal { return }
             } else if ContinuousClock.now - lastWrite >= heartbeat {
@@ -271,9 +273,15 @@ struct JobRoutes {
         }
     }
 
-    /// One Server-Sent Event for a job's state: `progress`, or the final state's name.
-    static func event(_ job: Job) -> String {
-        let event = job.state.isFinal ? job.state.rawValue : "progress"
+    /// One Server-Sent Event for a job's state: the final state's name; `partial` when, since `previous`, only the
+    /// text of rows still streaming grew (a feature whose model has `stream: true`); otherwise `progress`.
+    static func event(_ job: Job, previous: Job? = nil) -> String {
+        let onlyText =
+            previous.map {
+                $0.state == job.state && $0.rowsDone == job.rowsDone && $0.attempts == job.attempts
+                    && $0.partial != job.partial
+            } ?? false
+        let event = job.state.isFinal ? job.state.rawValue : onlyText ? "partial" : "progress"
         var data: [String: JSONValue] = [
             "id": .string(job.id), "state": .string(job.state.rawValue),
             "rows_done": .integer(Int64(job.rowsDone)), "rows_total": .integer(Int64(job.rowsTotal)),

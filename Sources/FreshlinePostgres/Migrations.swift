@@ -240,6 +240,18 @@ extension PostgresStore {
                         CHECK (input_tokens >= 0 AND output_tokens >= 0) NOT VALID
                 """
             ]),
+        Migration(
+            name: "v10-upstream-budgets",
+            statements: [
+                """
+                CREATE TABLE upstream_budgets (
+                    upstream text PRIMARY KEY,
+                    requests double precision NOT NULL,
+                    tokens double precision NOT NULL,
+                    updated_at double precision NOT NULL
+                )
+                """
+            ]),
     ]
 
     /// The session advisory lock migrations run under, so that processes starting at once apply each migration

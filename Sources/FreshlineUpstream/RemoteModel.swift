@@ -52,13 +52,37 @@ public protocol RemoteModel: Sendable {
     func infer(
         _ feeds: [String: Tensor], rows: Int, priority: CallPriority, deadline: ContinuousClock.Instant?
     ) async throws(UpstreamError) -> RemoteAnswer
+    /// Whether the model streams its answers (an `openai` chat model with `stream: true`): `infer(…, partial:)`
+    /// then reports each row's text as it is generated.
+    var streams: Bool { get }
+    /// `infer`, reporting each row's answer text so far to `partial` as it grows (a streaming model; others answer
+    /// as `infer` does and never call it). The answer is the same as `infer`'s.
+    func infer(
+        _ feeds: [String: Tensor], rows: Int, priority: CallPriority, deadline: ContinuousClock.Instant?,
+        partial: PartialText?
+    ) async throws(UpstreamError) -> RemoteAnswer
     /// Closes the model's connections (its HTTP client); called once at server stop, after the last `infer`.
     func shutdown() async
 }
 
+/// Receives a streamed row's text so far: the row's index in the call, and the text. Called from the task reading
+/// the stream, at each chunk that adds text: it should only record the text (a job writes it out on its own beat).
+public typealias PartialText = @Sendable (_ row: Int, _ text: String) -> Void
+
 extension RemoteModel {
     /// Nothing to close (test doubles, models without connections of their own).
     public func shutdown() async {}
+
+    /// Not streaming.
+    public var streams: Bool { false }
+
+    /// A model that does not stream answers as `infer` does.
+    public func infer(
+        _ feeds: [String: Tensor], rows: Int, priority: CallPriority, deadline: ContinuousClock.Instant?,
+        partial: PartialText?
+    ) async throws(UpstreamError) -> RemoteAnswer {
+        try await infer(feeds, rows: rows, priority: priority, deadline: deadline)
+    }
 }
 
 /// Why an upstream call failed, in words safe for the caller: never a credential, never the upstream's body.

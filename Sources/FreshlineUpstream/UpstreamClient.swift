@@ -24,10 +24,12 @@ final class UpstreamClient: Sendable {
     let endpoint: String
     let limits: UpstreamLimits
     let metrics: UpstreamMetrics
-    private let http: HTTPClient
+    let http: HTTPClient
     private let authorization: String?
     private let breaker: Mutex<CircuitBreaker>
     private let budget: RateLimiter
+    /// The budget shared with the other servers of a cluster, when the store is PostgreSQL.
+    private let shared: SharedBudget?
     private let retry: RetryPolicy
     private let logger: Logger
 
@@ -35,7 +37,9 @@ final class UpstreamClient: Sendable {
     static let maximumAnswerBytes = 64 << 20
 
     init(
-        model: String, url: String, limits: UpstreamLimits, apiKey: String?, metrics: any MetricsFactory, logger: Logger
+        model: String, url: String, limits: UpstreamLimits, apiKey: String?, metrics: any MetricsFactory,
+        logger: Logger,
+        budgetStore: (any UpstreamBudgetStore)? = nil
     ) {
         self.model = model
         self.endpoint = Self.display(url)
@@ -54,6 +58,11 @@ final class UpstreamClient: Sendable {
         authorization = apiKey.map { "Bearer \($0)" }
         breaker = Mutex(CircuitBreaker(failureThreshold: limits.breakerFailures, openFor: limits.breakerOpenFor))
         budget = RateLimiter(requestsPerMinute: limits.requestsPerMinute, tokensPerMinute: limits.tokensPerMinute)
+        shared = budgetStore.map {
+            SharedBudget(
+                store: $0, upstream: model, requestsPerMinute: limits.requestsPerMinute,
+                tokensPerMinute: limits.tokensPerMinute, logger: logger)
+        }
         retry = RetryPolicy(maxRetries: max(0, limits.maxRetries))
         self.logger = logger
     }
@@ -135,6 +144,7 @@ final class UpstreamClient: Sendable {
     /// Corrects the token budget once a request's real usage is known.
     func settle(estimatedTokens: Int, actualTokens: Int) {
         budget.settle(estimatedTokens: estimatedTokens, actualTokens: actualTokens)
+        shared?.settle(estimatedTokens: estimatedTokens, actualTokens: actualTokens)
     }
 
     /// One JSON request: waits for the rate budget (`tokens` estimated; skipped when `budgeted` is false, for the
@@ -169,16 +179,44 @@ final class UpstreamClient: Sendable {
     ) async throws(UpstreamError) -> T {
         let start = ContinuousClock.now
         defer { metrics.duration(.now - start) }
-        if budgeted {
-            do {
-                let waited = try await budget.acquire(
-                    priority: priority, tokens: tokens, deadline: deadline, upstream: prefix)
-                metrics.rateLimitWait(waited)
-            } catch {
-                metrics.request(error.kind == .rateLimited ? .rateLimited : .failed)
-                throw error
+        if budgeted { try await waitForBudget(priority: priority, tokens: tokens, deadline: deadline) }
+        var request = self.request(method, url, body: body, accept: accept)
+        if body == nil, let rawBody {
+            request.headers.add(name: "Content-Type", value: rawBody.contentType)
+            request.body = .bytes(ByteBuffer(bytes: rawBody.bytes))
+        }
+        return try await retrying(deadline: deadline, idempotent: idempotent) { () async -> Attempt<T> in
+            switch await attempt(request, deadline: deadline, maximumBytes: maximumBytes) {
+            case .answered(let status, let retryAfter, let bytes):
+                guard (200..<300).contains(status) else { return .refused(status: status, retryAfter: retryAfter) }
+                switch decode(bytes) {
+                case .success(let value): return .done(value)
+                case .failure(let problem): return .failed(self.error(.unavailable, problem.message), retryable: false)
+                }
+            case .failed(let problem, let retryable, let neverSent):
+                return .failed(problem, retryable: retryable, neverSent: neverSent)
             }
         }
+    }
+
+    /// Waits for room in the rate budget for one request of `tokens` estimated tokens.
+    func waitForBudget(priority: CallPriority, tokens: Int, deadline: ContinuousClock.Instant)
+        async throws(UpstreamError)
+    {
+        let start = ContinuousClock.now
+        do {
+            // This server's budget orders its callers by priority; the shared one (a cluster) comes after it.
+            _ = try await budget.acquire(priority: priority, tokens: tokens, deadline: deadline, upstream: prefix)
+            try await shared?.acquire(priority: priority, tokens: tokens, deadline: deadline, prefix: prefix)
+            metrics.rateLimitWait(.now - start)
+        } catch {
+            metrics.request(error.kind == .rateLimited ? .rateLimited : .failed)
+            throw error
+        }
+    }
+
+    /// A request to the upstream with Freshline's headers and the API key.
+    func request(_ method: HTTPMethod, _ url: String, body: [UInt8]?, accept: String) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "Accept", value: accept)
@@ -187,10 +225,29 @@ final class UpstreamClient: Sendable {
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
-        } else if let rawBody {
-            request.headers.add(name: "Content-Type", value: rawBody.contentType)
-            request.body = .bytes(ByteBuffer(bytes: rawBody.bytes))
         }
+        return request
+    }
+
+    /// How one attempt of a request ended, as `retrying` acts on it.
+    enum Attempt<Answer> {
+        /// The answer.
+        case done(Answer)
+        /// The upstream answered a status other than 2xx (and `Retry-After`, parsed).
+        case refused(status: Int, retryAfter: Duration?)
+        /// No usable answer; whether the failure is worth another attempt, and whether the request surely never
+        /// reached the upstream (the connection did not open), so that even a request that creates something may be
+        /// repeated.
+        case failed(UpstreamError, retryable: Bool, neverSent: Bool = false)
+    }
+
+    /// Runs `attempt` until it gives an answer, retrying retryable failures (connection errors, 429, 500, 502, 503,
+    /// 504) with jittered backoff or the upstream's `Retry-After` while the deadline and `maxRetries` allow; counts
+    /// each request's outcome in the metrics. A request that is not `idempotent` is repeated only when it cannot
+    /// have been acted on: answered 429 or 503, or never sent.
+    func retrying<Answer>(
+        deadline: ContinuousClock.Instant, idempotent: Bool = true, _ attempt: () async -> Attempt<Answer>
+    ) async throws(UpstreamError) -> Answer {
         var retries = 0
         var random = SystemRandomNumberGenerator()
         while true {
@@ -201,18 +258,11 @@ final class UpstreamClient: Sendable {
             }
             let failure: UpstreamError
             var honouredRetryAfter: Duration?
-            switch await attempt(request, deadline: deadline, maximumBytes: maximumBytes) {
-            case .answered(let status, let retryAfter, let bytes):
-                if (200..<300).contains(status) {
-                    switch decode(bytes) {
-                    case .success(let value):
-                        metrics.request(.ok)
-                        return value
-                    case .failure(let problem):
-                        metrics.request(.failed)
-                        throw self.error(.unavailable, problem.message)
-                    }
-                }
+            switch await attempt() {
+            case .done(let answer):
+                metrics.request(.ok)
+                return answer
+            case .refused(let status, let retryAfter):
                 let safeToRepeat = idempotent || status == 429 || status == 503
                 guard RetryPolicy.retryableStatuses.contains(status), safeToRepeat else {
                     metrics.request(.failed)
@@ -267,51 +317,63 @@ final class UpstreamClient: Sendable {
         }
     }
 
-    /// How one attempt ended.
+    /// How one HTTP exchange ended.
     enum AttemptResult {
         /// An HTTP answer: its status, `Retry-After` (parsed) and body.
         case answered(status: Int, retryAfter: Duration?, body: [UInt8])
         /// No answer; whether the failure is worth another attempt, and whether the request surely never reached
-        /// the upstream (the connection did not open), so that even a request that creates something may be repeated.
+        /// the upstream.
         case failed(UpstreamError, retryable: Bool, neverSent: Bool = false)
     }
 
     /// One HTTP exchange bounded by `deadline`, body included: AsyncHTTPClient's deadline ends at the answer's head,
-    /// so the body is read in a race with a sleep to the deadline, and the read is cancelled (which cancels the
-    /// request) if the sleep wins.
-    private func attempt(_ request: HTTPClientRequest, deadline: ContinuousClock.Instant, maximumBytes: Int) async
-        -> AttemptResult
-    {
+    /// so the body is read in a race with a sleep to the deadline (`collect`).
+    private func attempt(
+        _ request: HTTPClientRequest, deadline: ContinuousClock.Instant, maximumBytes: Int = maximumAnswerBytes
+    ) async -> AttemptResult {
         let remaining = deadline - .now
         do {
             let response = try await http.execute(request, deadline: .now() + Self.timeAmount(remaining))
             let status = Int(response.status.code)
-            let retryAfter = response.headers.first(name: "Retry-After").flatMap {
-                RetryAfter.parse($0, unixNow: Date().timeIntervalSince1970)
-            }
-            let body = try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
-                group.addTask {
-                    let buffer = try await response.body.collect(upTo: maximumBytes)
-                    return Array(buffer.readableBytesView)
-                }
-                group.addTask {
-                    try await Task.sleep(until: deadline, clock: .continuous)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let bytes = first else {
-                    throw HTTPClientError.deadlineExceeded
-                }
-                return bytes
-            }
+            let retryAfter = Self.retryAfter(response)
+            let body = try await collect(response, deadline: deadline, maximumBytes: maximumBytes)
             return .answered(status: status, retryAfter: retryAfter, body: body)
         } catch {
             return classify(error, deadline: deadline)
         }
     }
 
+    /// An answer's `Retry-After`, parsed.
+    static func retryAfter(_ response: HTTPClientResponse) -> Duration? {
+        response.headers.first(name: "Retry-After").flatMap {
+            RetryAfter.parse($0, unixNow: Date().timeIntervalSince1970)
+        }
+    }
+
+    /// Reads a whole answer's body (at most `maximumAnswerBytes`) in a race with a sleep to `deadline`; the read is
+    /// cancelled (which cancels the request) if the sleep wins, and `HTTPClientError.deadlineExceeded` thrown.
+    func collect(
+        _ response: HTTPClientResponse, deadline: ContinuousClock.Instant, maximumBytes: Int = maximumAnswerBytes
+    ) async throws -> [UInt8] {
+        try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
+            group.addTask {
+                let buffer = try await response.body.collect(upTo: maximumBytes)
+                return Array(buffer.readableBytesView)
+            }
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let bytes = first else {
+                throw HTTPClientError.deadlineExceeded
+            }
+            return bytes
+        }
+    }
+
     /// A transport error in safe words, and whether it is retryable.
-    private func classify(_ error: any Error, deadline: ContinuousClock.Instant) -> AttemptResult {
+    func classify(_ error: any Error, deadline: ContinuousClock.Instant) -> AttemptResult {
         if let error = error as? HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout:

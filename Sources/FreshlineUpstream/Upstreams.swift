@@ -14,12 +14,15 @@ public enum Upstreams {
     /// - Parameters:
     ///   - environment: where `apiKeyEnv` is looked up (the process environment in production).
     ///   - metrics: the factory the upstream's metrics are made with (default: the bootstrapped `MetricsSystem`).
+    ///   - budgetStore: where the rate-limit budget is shared with the other servers of a cluster (PostgreSQL);
+    ///     `nil`: the budget is this server's own.
     /// - Throws: `UpstreamError`, its message naming the model and the URL (never the API key): `.badRequest` when
     ///   the entry cannot work as written (a missing variable, a template that does not make JSON), `.unavailable`
     ///   when the server cannot be reached or answers something else than expected.
     /// - Returns: the model; call its `shutdown()` at server stop.
     public static func connect(
-        _ spec: ModelSpec, environment: [String: String], logger: Logger, metrics: (any MetricsFactory)? = nil
+        _ spec: ModelSpec, environment: [String: String], logger: Logger, metrics: (any MetricsFactory)? = nil,
+        budgetStore: (any UpstreamBudgetStore)? = nil
     ) async throws -> any RemoteModel {
         guard let upstream = spec.upstream else {
             preconditionFailure("Upstreams.connect(\(spec.name)): the model has no upstream")
@@ -44,7 +47,7 @@ public enum Upstreams {
         }
         let client = UpstreamClient(
             model: spec.name, url: upstream.url, limits: upstream.limits, apiKey: apiKey,
-            metrics: metrics ?? MetricsSystem.factory, logger: logger)
+            metrics: metrics ?? MetricsSystem.factory, logger: logger, budgetStore: budgetStore)
         do {
             let model: any RemoteModel
             switch upstream.kind {

@@ -51,7 +51,8 @@ struct ServeCommand: AsyncParsableCommand {
             var factory = PrometheusMetricsFactory(registry: registry)
             factory.valueHistogramBuckets["freshline_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
             // Upstream models are connected before serving: one that cannot work stops the server, naming its entry.
-            upstreams = try await UpstreamSet.connect(manifest, metrics: factory, logger: logger)
+            upstreams = try await UpstreamSet.connect(
+                manifest, metrics: factory, logger: logger, budgets: stores.budgets)
             runtime = try ServingRuntime(
                 manifest: manifest, metricsFactory: factory, remoteModels: upstreams.models, stores: stores,
                 batchWorkers: batchWorkers,

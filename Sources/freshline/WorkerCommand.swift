@@ -37,7 +37,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let upstreams: UpstreamSet
         do {
             stores = try StoreSet.open(for: manifest, logger: logger)
-            upstreams = try await UpstreamSet.connect(manifest, metrics: NOOPMetricsHandler.instance, logger: logger)
+            upstreams = try await UpstreamSet.connect(
+                manifest, metrics: NOOPMetricsHandler.instance, logger: logger, budgets: stores.budgets)
             runtime = try ServingRuntime(
                 manifest: manifest, metricsFactory: NOOPMetricsHandler.instance, remoteModels: upstreams.models,
                 stores: stores, requestLog: false,

@@ -191,6 +191,58 @@ struct UpstreamEndToEndTests {
         }
     }
 
+    @Test("a streamed LLM job (stream: true) answers what the same call without streaming does")
+    func streaming() async throws {
+        let (llama, llamaPort) = try ScriptRunner.startUpstream("llama")
+        defer { _ = try? ScriptRunner.run("upstreams.sh", ["stop", String(llamaPort)]) }
+        let writer = """
+                kind: openai
+                url: \(llama)/v1
+                model: tiny-chat
+                messages:
+                  - {role: user, content: "Write one sentence about {{topic}}."}
+                max_tokens: 32
+                temperature: 0
+            """
+        let path = try TestManifest.write(
+            """
+            version: 1
+            models:
+              streamed:
+                stream: true
+            \(writer)
+              plain:
+            \(writer)
+            features:
+              draft: {model: streamed, pattern: async}
+              draft_now: {model: plain, latency_budget: 60s}
+            """)
+        let manifest = try ManifestLoader.load(path: path)
+        #expect(manifest.models["streamed"]?.upstream?.stream == true)
+        try await Self.serve(manifest) { client, _, registry in
+            let (status, streamed) = try await Self.post(
+                client, "/v1/features/draft/predict", #"{"inputs": {"topic": "rivers"}}"#, prefer: "wait=120")
+            #expect(status == .ok && streamed["source"] == .string("async"), "\(streamed)")
+            let (plainStatus, plain) = try await Self.post(
+                client, "/v1/features/draft_now/predict", #"{"inputs": {"topic": "rivers"}}"#)
+            #expect(plainStatus == .ok, "\(plain)")
+            guard case .object(let a)? = streamed["outputs"], case .string(let text)? = a["text"],
+                case .object(let b)? = plain["outputs"]
+            else {
+                Issue.record("no text in \(streamed) or \(plain)")
+                return
+            }
+            #expect(!text.isEmpty)
+            #expect(b["text"] == .string(text), "greedy decoding: the same text streamed or not")
+            // The usage of the last chunk (stream_options.include_usage), as the non-streamed answer reports it; but
+            // llama-cpp-python 0.3 sends no usage in a stream (it ignores stream_options): then it is unknown (0).
+            let unknown = JSONValue.object(["input_tokens": .integer(0), "output_tokens": .integer(0)])
+            #expect(streamed["usage"] == plain["usage"] || streamed["usage"] == unknown, "\(streamed) \(plain)")
+            let metrics = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+            #expect(metrics.contains(#"freshline_upstream_requests_total{model="streamed",outcome="ok"} 2"#))
+        }
+    }
+
     @Test(
         "examples/upstreams works (its URLs and budgets adjusted): MLServer in real time, a nightly LLM summary run, a moderation job"
     )

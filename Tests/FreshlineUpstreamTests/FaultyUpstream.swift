@@ -15,6 +15,10 @@ import Synchronization
 /// row of `X` (FP32 [rows, 1]) and `label` is `row-N` (BYTES [rows]); chat echoes the last message, as JSON fields
 /// when a schema is asked for; embeddings are `[length of the text, index, 0, 1]`, listed in reverse order; the
 /// plain endpoint answers `{"result": {"double": 2·x, "label": text}}`.
+///
+/// A chat request with `"stream": true` is answered as OpenAI streams: server-sent events, one chunk per three
+/// characters of the same content (`choices[0].delta.content`), a last chunk with `usage`, then `data: [DONE]`; the
+/// `.stream` fault spaces the chunks out and ends the stream early, stalled, or with a chunk that is not JSON.
 final class FaultyUpstream: Sendable {
     /// What to do with one request.
     enum Fault: Sendable {
@@ -25,6 +29,20 @@ final class FaultyUpstream: Sendable {
         case notJSON
         /// 200 with JSON of the wrong shape.
         case wrongShape
+        /// A streamed chat answer whose chunks come `every` apart; after `after` content chunks, `then`.
+        case stream(every: Duration, after: Int = .max, then: StreamEnd = .done)
+    }
+
+    /// How a streamed answer ends.
+    enum StreamEnd: Sendable {
+        /// The usage chunk and `[DONE]`.
+        case done
+        /// The body ends without `[DONE]`.
+        case cut
+        /// Nothing more for this long, then the body ends without `[DONE]`.
+        case stall(Duration)
+        /// A chunk that is not JSON, then `[DONE]`.
+        case malformed
     }
 
     private struct State {
@@ -32,6 +50,7 @@ final class FaultyUpstream: Sendable {
         var requests: [String: Int] = [:]
         var authorizations: [String] = []
         var refusesJSONSchema = false
+        var streams = 0
     }
     private let state = Mutex(State())
 
@@ -44,6 +63,8 @@ final class FaultyUpstream: Sendable {
     func requests(_ path: String) -> Int { state.withLock { $0.requests[path] ?? 0 } }
     var totalRequests: Int { state.withLock { $0.requests.values.reduce(0, +) } }
     var authorizations: [String] { state.withLock { $0.authorizations } }
+    /// Chat requests answered as a stream (they asked for `stream: true` with `stream_options.include_usage`).
+    var streams: Int { state.withLock { $0.streams } }
 
     /// Runs the server for the length of `body`, which gets its base URL (`http://127.0.0.1:PORT`).
     func run(_ body: @escaping @Sendable (String) async throws -> Void) async throws {
@@ -161,7 +182,7 @@ final class FaultyUpstream: Sendable {
             return Self.json("<html>secret upstream detail</html>")
         case .wrongShape?:
             return Self.json(#"{"unexpected": "secret upstream detail"}"#)
-        case nil:
+        case .stream?, nil:
             break
         }
         let json = (try? JSONValue.parse(Array(body.readableBytesView))) ?? .null
@@ -170,7 +191,71 @@ final class FaultyUpstream: Sendable {
         {
             return Response(status: .internalServerError)
         }
+        if case .object(let o) = json, o["stream"] == .bool(true),
+            case .object(let options)? = o["stream_options"], options["include_usage"] == .bool(true)
+        {
+            state.withLock { $0.streams += 1 }
+            if case .stream(let every, let after, let end)? = fault {
+                return Self.streamed(compute(json), every: every, after: after, then: end)
+            }
+            return Self.streamed(compute(json), every: .zero, after: .max, then: .done)
+        }
         return Self.json(compute(json))
+    }
+
+    /// A chat answer (`choices[0].message.content`) as OpenAI streams it: a chunk per three characters, each
+    /// `every` apart; after `after` of them, the `end`.
+    private static func streamed(_ answer: String, every: Duration, after: Int, then end: StreamEnd) -> Response {
+        var content = ""
+        if case .object(let o)? = try? JSONValue.parse(Array(answer.utf8)), case .array(let choices)? = o["choices"],
+            case .object(let choice)? = choices.first, case .object(let message)? = choice["message"],
+            case .string(let text)? = message["content"]
+        {
+            content = text
+        }
+        var pieces: [String] = []
+        var rest = Substring(content)
+        while !rest.isEmpty {
+            pieces.append(String(rest.prefix(3)))
+            rest = rest.dropFirst(3)
+        }
+        let chunks = pieces
+        let body = ResponseBody { writer in
+            for (index, piece) in chunks.enumerated() {
+                guard index < after else { break }
+                if every > .zero { try await Task.sleep(for: every) }
+                try await writer.write(
+                    Self.event(
+                        .object([
+                            "model": .string("fake-chat"), "system_fingerprint": .string("fp_1"),
+                            "choices": .array([
+                                .object(["index": .integer(0), "delta": .object(["content": .string(piece)])])
+                            ]),
+                        ])))
+            }
+            switch end {
+            case .done, .malformed:
+                if case .malformed = end { try await writer.write(ByteBuffer(string: "data: {\"choices\": [\n\n")) }
+                try await writer.write(
+                    Self.event(
+                        .object([
+                            "model": .string("fake-chat"), "choices": .array([]),
+                            "usage": .object(["prompt_tokens": .integer(10), "completion_tokens": .integer(5)]),
+                        ])))
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            case .cut:
+                break
+            case .stall(let pause):
+                try? await Task.sleep(for: pause)
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: body)
+    }
+
+    /// One server-sent event carrying `chunk`.
+    private static func event(_ chunk: JSONValue) -> ByteBuffer {
+        ByteBuffer(string: "data: " + String(decoding: chunk.serialized(), as: UTF8.self) + "\n\n")
     }
 
     private static func json(_ text: String) -> Response {

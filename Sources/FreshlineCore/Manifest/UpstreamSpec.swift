@@ -71,6 +71,9 @@ public struct UpstreamSpec: Sendable, Equatable {
     /// `openai` chat: `max_tokens` and `temperature` sent with each call.
     public var maxTokens: Int?
     public var temperature: Double?
+    /// `openai` chat: call with `"stream": true` and read the answer as it is generated, so an async job's partial
+    /// result grows as tokens arrive (default false). The final answer is the same as without streaming.
+    public var stream: Bool
     /// `http`: the request body, JSON text with `{{input}}` placeholders replaced by each input's JSON value.
     public var requestTemplate: String?
     /// `openai` and `http`: the named inputs and their types, in the order declared (by default every placeholder
@@ -94,6 +97,7 @@ public struct UpstreamSpec: Sendable, Equatable {
         self.url = url
         endpoint = .chat
         messages = []
+        stream = false
         inputNames = []
         inputTypes = [:]
         outputs = []

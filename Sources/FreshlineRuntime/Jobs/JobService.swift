@@ -243,9 +243,24 @@ public final class JobService: Sendable {
             }
             let slice = Array(rows[index..<min(rows.count, index + chunk)])
             do {
-                results += try await compute(slice, server: server, submittedAt: job.createdAt)
+                if server.model.streams {
+                    // The chunk's rows stream: their text so far is written out while they run.
+                    guard
+                        let answers = try await computeStreaming(
+                            slice, first: index, finished: results, job: job, owner: owner, server: server)
+                    else { return }
+                    results += answers
+                } else {
+                    results += try await compute(slice, server: server, submittedAt: job.createdAt)
+                }
             } catch {
                 metrics.jobAttemptFailed(feature: job.feature)
+                if server.model.streams {
+                    // The failed call's text so far is not an answer: the partial result keeps the finished rows.
+                    _ = try? await store.progress(
+                        id: job.id, owner: owner, rowsDone: index, partial: JSONValue.array(results).serialized(),
+                        now: Clock.unixNow)
+                }
                 let failed = try? await store.fail(
                     id: job.id, owner: owner, error: "\(error)", retryable: true, now: Clock.unixNow, policy: policy)
                 if let failed, failed.state.isFinal {
@@ -278,11 +293,111 @@ public final class JobService: Sendable {
         }
     }
 
+    /// How often a streaming job's text so far is written to the store (at most), and so how often its event
+    /// streams can show it: a store write per token would cost more than the generation.
+    static let partialInterval = Duration.milliseconds(100)
+
+    /// What ended a streaming chunk.
+    private enum StreamingChunk: Sendable {
+        /// The chunk's answers.
+        case answered([JSONValue])
+        /// The worker lost the job (canceled, or its lease expired and was taken): the call was stopped.
+        case lost
+        /// The writer of the text so far stopped because the chunk ended.
+        case stopped
+    }
+
+    /// Computes a chunk of a streaming model's rows (`first` is the index of its first row in the job, `finished`
+    /// the answers of the rows before it) while writing their text so far to the store as the job's partial result,
+    /// at most every `partialInterval`, and extending the lease on the way (a long generation outlives the
+    /// visibility timeout). `nil` when the worker lost the job: the model call is cancelled, nothing is recorded.
+    private func computeStreaming(
+        _ rows: [PredictRequest], first: Int, finished: [JSONValue], job: Job, owner: String, server: FeatureServer
+    ) async throws -> [JSONValue]? {
+        let texts = StreamedTexts()
+        let outcome = try await withThrowingTaskGroup(of: StreamingChunk.self) { group in
+            group.addTask {
+                .answered(
+                    try await self.compute(rows, server: server, submittedAt: job.createdAt) { row, text in
+                        texts.update(row: row, text: text)
+                    })
+            }
+            group.addTask {
+                await self.writePartials(texts, rows: rows, first: first, finished: finished, job: job, owner: owner)
+            }
+            defer { group.cancelAll() }
+            while let next = try await group.next() {
+                switch next {
+                case .answered, .lost: return next
+                case .stopped: continue
+                }
+            }
+            return StreamingChunk.stopped
+        }
+        if case .answered(let answers) = outcome { return answers }
+        return nil
+    }
+
+    /// Writes the streamed text so far of a chunk's rows as the job's partial result whenever it changed, at most
+    /// every `partialInterval`, until cancelled (`.stopped`) or the job is lost (`.lost`); heart-beats the lease
+    /// every third of the visibility timeout. A store error skips one write; the next one catches up.
+    private func writePartials(
+        _ texts: StreamedTexts, rows: [PredictRequest], first: Int, finished: [JSONValue], job: Job, owner: String
+    ) async -> StreamingChunk {
+        let policy = servers[job.feature]?.spec.jobs ?? JobPolicy()
+        let clock = ContinuousClock()
+        var written = 0
+        var lastHeartbeat = clock.now
+        while true {
+            do { try await Task.sleep(for: Self.partialInterval) } catch { return .stopped }
+            let (current, version) = texts.current
+            if version != written {
+                written = version
+                var partial = finished
+                for (row, request) in rows.enumerated() {
+                    guard let text = current[row] else {
+                        partial.append(.null)
+                        continue
+                    }
+                    partial.append(
+                        .object([
+                            "key": request.key.map(JSONValue.string) ?? .null, "state": .string("streaming"),
+                            "text": .string(text),
+                        ]))
+                }
+                while partial.count > finished.count, partial.last == .null { partial.removeLast() }
+                do {
+                    let recorded = try await store.progress(
+                        id: job.id, owner: owner, rowsDone: first, partial: JSONValue.array(partial).serialized(),
+                        now: Clock.unixNow)
+                    if recorded == nil { return .lost }
+                } catch {
+                    // Cancelled mid-write: the chunk has ended, and its answers are recorded next.
+                    if Task.isCancelled { return .stopped }
+                    logger.warning("job \(job.id): cannot record its streamed text: \(error)")
+                }
+            }
+            if clock.now - lastHeartbeat >= policy.visibilityTimeout / 3 {
+                lastHeartbeat = clock.now
+                do {
+                    let extended = try await store.heartbeat(
+                        id: job.id, owner: owner, now: Clock.unixNow, policy: policy)
+                    if extended == nil { return .lost }
+                } catch {
+                    if Task.isCancelled { return .stopped }
+                    logger.warning("job \(job.id): cannot extend its lease: \(error)")
+                }
+            }
+        }
+    }
+
     /// Answers a chunk of rows on the compute pool: one model call for the rows that convert, an error object for
-    /// each row that does not. Throws when the model fails on valid rows (the attempt is retried).
-    private func compute(_ rows: [PredictRequest], server: FeatureServer, submittedAt: Double) async throws
-        -> [JSONValue]
-    {
+    /// each row that does not. Throws when the model fails on valid rows (the attempt is retried). A streaming
+    /// model reports each row's text so far to `partial` (by the row's index in `rows`).
+    private func compute(
+        _ rows: [PredictRequest], server: FeatureServer, submittedAt: Double,
+        partial: (@Sendable (_ row: Int, _ text: String) -> Void)? = nil
+    ) async throws -> [JSONValue] {
         var answers = [JSONValue?](repeating: nil, count: rows.count)
         var tensors: [[String: Tensor]] = []
         var positions: [Int] = []
@@ -304,8 +419,11 @@ public final class JobService: Sendable {
                 feeds[input.name] = try Tensor.stacking(tensors.compactMap { $0[input.name] })
             }
             // A local model on the compute pool; an upstream one at async priority, within its own call timeout.
+            // The model numbers the rows it was given; `partial` numbers the chunk's.
+            let called = positions
             let answer = try await model.run(
-                feeds, rows: tensors.count, pool: pool, priority: .async, deadline: nil)
+                feeds, rows: tensors.count, pool: pool, priority: .async, deadline: nil,
+                partial: partial.map { report -> PartialText in { row, text in report(called[row], text) } })
             let outputs = try RowBatch.rows(outputs: answer.outputs, count: tensors.count)
             let now = Clock.unixNow
             for (k, position) in positions.enumerated() {
@@ -345,4 +463,19 @@ public final class JobService: Sendable {
             return PredictRequest(key: key, inputs: inputs)
         }
     }
+}
+
+/// The text so far of a streaming chunk's rows (by the row's index in the chunk), recorded as the model reports it
+/// and read by the job's partial writer; `version` counts the updates, so the writer knows when there is news.
+final class StreamedTexts: Sendable {
+    private let state = Mutex<(texts: [Int: String], version: Int)>(([:], 0))
+
+    func update(row: Int, text: String) {
+        state.withLock { state in
+            state.texts[row] = text
+            state.version += 1
+        }
+    }
+
+    var current: (texts: [Int: String], version: Int) { state.withLock { $0 } }
 }

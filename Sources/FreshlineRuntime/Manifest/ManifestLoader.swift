@@ -296,7 +296,8 @@ private struct Reader {
 
     /// An upstream model's entry (`kind: oip | openai | http`); see docs/upstreams.md.
     mutating func upstream(_ kind: UpstreamSpec.Kind, _ node: Node, _ keyPath: String) -> UpstreamSpec? {
-        var allowed: Set<String> = ["kind", "url", "api_key_env", "limits"]
+        // `stream` is taken from every kind so that its misuse is named below, not reported as an unknown key.
+        var allowed: Set<String> = ["kind", "url", "api_key_env", "limits", "stream"]
         switch kind {
         case .oip: allowed.formUnion(["model", "version"])
         case .openai:
@@ -308,6 +309,7 @@ private struct Reader {
         var spec = UpstreamSpec(kind: kind, url: "")
         var url: String?
         var declaredInputs: [(name: String, type: UpstreamSpec.ValueType)]?
+        var streamNode: Node?
         for (key, value) in entries(node, keyPath, allowed: allowed) ?? [] {
             let path = "\(keyPath).\(key)"
             switch key {
@@ -333,6 +335,9 @@ private struct Reader {
                 spec.responseSchema = json(value)
             case "max_tokens": spec.maxTokens = int(value, path, range: 1...1_000_000)
             case "temperature": spec.temperature = double(value, path, range: 0...2)
+            case "stream":
+                spec.stream = bool(value, path) ?? false
+                streamNode = value
             case "request":
                 spec.requestTemplate = string(value, path)
             case "inputs": declaredInputs = upstreamInputs(value, path)
@@ -346,6 +351,9 @@ private struct Reader {
             return nil
         }
         spec.url = url
+        if spec.stream, let streamNode, kind != .openai || spec.endpoint != .chat {
+            fail(streamNode, "\(keyPath).stream", "only an openai chat model can stream (kind: openai, endpoint: chat)")
+        }
         // What each kind cannot do without.
         var placeholders: [String] = []
         switch kind {

@@ -44,11 +44,17 @@ public struct ServingModel: Sendable {
         path = spec.upstream?.url ?? ""
     }
 
+    /// Whether the model streams its answers as they are generated (an upstream chat model with `stream: true`).
+    public var streams: Bool {
+        if case .remote(let model) = backend { model.streams } else { false }
+    }
+
     /// Runs one batch of `rows` rows (each feed's first dimension): a local model on `pool`, a remote one over the
-    /// network within `deadline` at `priority`. Errors are `PredictionError`s.
+    /// network within `deadline` at `priority`; a streaming model reports each row's text so far to `partial`.
+    /// Errors are `PredictionError`s.
     func run(
         _ feeds: [String: Tensor], rows: Int, pool: ComputePool, priority: CallPriority,
-        deadline: ContinuousClock.Instant?
+        deadline: ContinuousClock.Instant?, partial: PartialText? = nil
     ) async throws -> ModelAnswer {
         switch backend {
         case .local(let model):
@@ -60,7 +66,8 @@ public struct ServingModel: Sendable {
             }
         case .remote(let model):
             do {
-                let answer = try await model.infer(feeds, rows: rows, priority: priority, deadline: deadline)
+                let answer = try await model.infer(
+                    feeds, rows: rows, priority: priority, deadline: deadline, partial: partial)
                 return ModelAnswer(outputs: answer.outputs, modelVersion: answer.modelVersion, usage: answer.usage)
             } catch {
                 throw PredictionError(upstream: error)

@@ -17,9 +17,11 @@ public final class UpstreamSet: Service {
     /// Connects every upstream model of `manifest` at once. Throws `ManifestErrors` naming each entry that cannot
     /// work (its line in the manifest; `environment`: where API keys are looked up, the process's by default), the model, the URL and why — never an API key); the models that did connect
     /// are closed first.
+    /// `budgets`: where rate-limit budgets are shared with the other servers of a cluster (`StoreSet.budgets`, set
+    /// for PostgreSQL); `nil`: each server keeps its own.
     public static func connect(
         _ manifest: Manifest, environment: [String: String]? = nil,
-        metrics: any MetricsFactory, logger: Logger
+        metrics: any MetricsFactory, logger: Logger, budgets: (any UpstreamBudgetStore)? = nil
     ) async throws -> UpstreamSet {
         let environment = environment ?? ProcessInfo.processInfo.environment
         let specs = manifest.models.values.filter { $0.upstream != nil }.sorted { $0.name < $1.name }
@@ -31,7 +33,8 @@ public final class UpstreamSet: Service {
                             spec,
                             .success(
                                 try await Upstreams.connect(
-                                    spec, environment: environment, logger: logger, metrics: metrics))
+                                    spec, environment: environment, logger: logger, metrics: metrics,
+                                    budgetStore: budgets))
                         )
                     } catch {
                         return (spec, .failure(error))

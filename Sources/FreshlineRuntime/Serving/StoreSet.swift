@@ -18,6 +18,9 @@ public struct StoreSet: Sendable {
     public let service: (any Service)?
     /// Whether the store can be reached, from its calls' outcomes (PostgreSQL); `nil` for SQLite (a local file).
     public let health: (any StoreHealthReporting)?
+    /// Where upstream rate-limit budgets are shared by the servers of a cluster (PostgreSQL); `nil` for SQLite (one
+    /// server: each budget stays in the process).
+    public let budgets: (any UpstreamBudgetStore)?
     /// Where the store is, for logs (passwords redacted).
     public let location: String
     /// The folder this process keeps snapshot files in (mapped for serving); `nil`: snapshots are decoded into memory.
@@ -35,13 +38,14 @@ public struct StoreSet: Sendable {
         events = nil
         service = nil
         health = nil
+        budgets = nil
         self.location = location
     }
 
     /// A shared store that announces changes and runs as a service (PostgreSQL).
     public init(
         shared store: some BatchStore & JobStore & WebhookStore & RequestLogStore & StoreEventSource & Service
-            & StoreHealthReporting,
+            & StoreHealthReporting & UpstreamBudgetStore,
         location: String, snapshotDirectory: String? = nil
     ) {
         self.snapshotDirectory = snapshotDirectory
@@ -52,6 +56,7 @@ public struct StoreSet: Sendable {
         events = store
         service = store
         health = store
+        budgets = store
         self.location = location
     }
 

@@ -15,21 +15,22 @@ enum OpenAICoding {
         case jsonObject
     }
 
-    /// The body of `POST {url}/chat/completions` for one row.
+    /// The body of `POST {url}/chat/completions` for one row; with `stream`, the answer is asked for as server-sent
+    /// events, the last chunk carrying the usage (`stream_options.include_usage`).
     static func chatRequest(
         model: String, messages: [(role: String, content: String)], maxTokens: Int?, temperature: Double?,
-        schema: JSONValue?, form: SchemaForm = .jsonSchema
+        schema: JSONValue?, form: SchemaForm = .jsonSchema, stream: Bool = false
     ) -> [UInt8] {
         chatRequestJSON(
             model: model, messages: messages, maxTokens: maxTokens, temperature: temperature, schema: schema,
-            form: form
+            form: form, stream: stream
         ).serialized()
     }
 
-    /// The same body as JSON (a Batch API request line's `body`).
+    /// The same body as JSON (a Batch API request line's `body`, never streamed).
     static func chatRequestJSON(
         model: String, messages: [(role: String, content: String)], maxTokens: Int?, temperature: Double?,
-        schema: JSONValue?, form: SchemaForm = .jsonSchema
+        schema: JSONValue?, form: SchemaForm = .jsonSchema, stream: Bool = false
     ) -> JSONValue {
         var body: [String: JSONValue] = [
             "model": .string(model),
@@ -37,6 +38,10 @@ enum OpenAICoding {
         ]
         if let maxTokens { body["max_tokens"] = .integer(Int64(maxTokens)) }
         if let temperature { body["temperature"] = .number(temperature) }
+        if stream {
+            body["stream"] = .bool(true)
+            body["stream_options"] = .object(["include_usage": .bool(true)])
+        }
         if let schema, form == .jsonObject {
             body["response_format"] = .object(["type": .string("json_object"), "schema": schema])
         } else if let schema {
@@ -119,7 +124,7 @@ enum OpenAICoding {
     }
 
     /// `usage.prompt_tokens` and `usage.completion_tokens`, when present and sane.
-    private static func usage(_ object: [String: JSONValue]) -> TokenUsage? {
+    static func usage(_ object: [String: JSONValue]) -> TokenUsage? {
         guard case .object(let usage)? = object["usage"] else { return nil }
         func count(_ key: String) -> Int? {
             guard case .integer(let n)? = usage[key], n >= 0, n <= Int64(Int32.max) else { return nil }
@@ -129,7 +134,8 @@ enum OpenAICoding {
         return TokenUsage(input: prompt, output: count("completion_tokens") ?? 0)
     }
 
-    private static func modelVersion(_ object: [String: JSONValue]) -> String? {
+    /// `model`, then ` ` and `system_fingerprint` when present.
+    static func modelVersion(_ object: [String: JSONValue]) -> String? {
         guard case .string(let model)? = object["model"], !model.isEmpty else { return nil }
         if case .string(let fingerprint)? = object["system_fingerprint"], !fingerprint.isEmpty {
             return "\(model) \(fingerprint)"

@@ -50,9 +50,18 @@ final class OpenAIChatModel: ProviderBatchModel {
         metadata = ModelMetadata(remoteInputs: inputs, outputs: outputs, producer: "openai chat", version: model)
     }
 
+    var streams: Bool { upstream.stream }
+
     func infer(_ feeds: [String: Tensor], rows: Int, priority: CallPriority, deadline: ContinuousClock.Instant?)
         async throws(UpstreamError) -> RemoteAnswer
     {
+        try await infer(feeds, rows: rows, priority: priority, deadline: deadline, partial: nil)
+    }
+
+    func infer(
+        _ feeds: [String: Tensor], rows: Int, priority: CallPriority, deadline: ContinuousClock.Instant?,
+        partial: PartialText?
+    ) async throws(UpstreamError) -> RemoteAnswer {
         try Upstreams.check(feeds, rows: rows, inputs: metadata.inputs, client: client)
         let deadline = client.deadline(deadline)
         let (client, upstream, model, url, schema, fields, form) = (
@@ -66,31 +75,40 @@ final class OpenAIChatModel: ProviderBatchModel {
                 let estimate =
                     messages.reduce(0) { $0 + $1.1.utf8.count } / 4
                     + (upstream.maxTokens ?? OpenAIChatModel.assumedCompletionTokens)
-                func body(_ form: OpenAICoding.SchemaForm) -> [UInt8] {
-                    OpenAICoding.chatRequest(
+                // One request in `form`: streamed (`stream: true`) or not, the answer is the same.
+                func call(_ form: OpenAICoding.SchemaForm) async throws(UpstreamError) -> OpenAICoding.ChatAnswer {
+                    let body = OpenAICoding.chatRequest(
                         model: model, messages: messages, maxTokens: upstream.maxTokens,
-                        temperature: upstream.temperature, schema: schema, form: form)
+                        temperature: upstream.temperature, schema: schema, form: form, stream: upstream.stream)
+                    if upstream.stream {
+                        return try await client.stream(
+                            url, body: body, priority: priority, tokens: estimate, deadline: deadline
+                        ) { text in partial?(row, text) }
+                    }
+                    let json = try await client.send(
+                        .POST, url, body: body, priority: priority, tokens: estimate, deadline: deadline)
+                    switch OpenAICoding.chatAnswer(json) {
+                    case .success(let answer): return answer
+                    case .failure(let problem):
+                        client.settle(estimatedTokens: estimate, actualTokens: estimate)
+                        throw client.error(.unavailable, "malformed answer: \(problem.message)")
+                    }
                 }
                 let current = form.current
-                let json: JSONValue
+                let chat: OpenAICoding.ChatAnswer
                 do throws(UpstreamError) {
-                    json = try await client.send(
-                        .POST, url, body: body(current), priority: priority, tokens: estimate, deadline: deadline)
+                    chat = try await call(current)
                 } catch {
                     guard schema != nil, current == .jsonSchema, SchemaFormChoice.mayBeRefusal(error) else {
                         throw error
                     }
                     // An API that refuses OpenAI's json_schema form may take the json_object one; if it does, the
                     // model keeps that form. If it does not, the first error is the one reported.
-                    do throws(UpstreamError) {
-                        json = try await client.send(
-                            .POST, url, body: body(.jsonObject), priority: priority, tokens: estimate,
-                            deadline: deadline)
-                    } catch _ { throw error }
+                    do throws(UpstreamError) { chat = try await call(.jsonObject) } catch _ { throw error }
                     form.use(.jsonObject, client: client)
                 }
                 let answer: BatchRowAnswer
-                switch Self.read(json, fields: fields, client: client) {
+                switch Self.values(of: chat, fields: fields, client: client) {
                 case .success(let a): answer = a
                 case .failure(let error):
                     client.settle(estimatedTokens: estimate, actualTokens: estimate)
@@ -113,11 +131,16 @@ final class OpenAIChatModel: ProviderBatchModel {
     private static func read(_ json: JSONValue, fields: [OutputField], client: UpstreamClient) -> Result<
         BatchRowAnswer, UpstreamError
     > {
-        let answer: OpenAICoding.ChatAnswer
         switch OpenAICoding.chatAnswer(json) {
-        case .success(let a): answer = a
+        case .success(let answer): return values(of: answer, fields: fields, client: client)
         case .failure(let problem): return .failure(client.error(.unavailable, "malformed answer: \(problem.message)"))
         }
+    }
+
+    /// A parsed chat answer's row values.
+    private static func values(of answer: OpenAICoding.ChatAnswer, fields: [OutputField], client: UpstreamClient)
+        -> Result<BatchRowAnswer, UpstreamError>
+    {
         guard !fields.isEmpty else {
             return .success(
                 BatchRowAnswer(

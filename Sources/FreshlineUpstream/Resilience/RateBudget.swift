@@ -8,8 +8,8 @@
 /// that real-time requests need. A caller whose expected wait would pass its deadline is refused at once, with the
 /// expected wait as `retryAfter`, rather than queued to fail later.
 ///
-/// The budget is per server process. Sharing it across servers (through the store) would replace the buckets with
-/// a shared counter; this type is the seam: the queue and priorities stay local either way.
+/// The budget is per server process. With a PostgreSQL store, `SharedBudget` comes after it: the queue and the
+/// priorities stay here, and the servers of a cluster share the allowance in slices taken from the store.
 struct RateBudget: Sendable {
     /// The share of each bucket that batch callers may not take.
     static let batchReserve = 0.2
