@@ -142,7 +142,11 @@ let package = Package(
         ),
         .target(
             name: "FreshlineTesting",
-            dependencies: ["FreshlineCore", "FreshlineEngine"],
+            dependencies: [
+                "FreshlineCore", "FreshlineEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import Foundation
 import FreshlineEngine
+import FreshlineTesting
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -199,12 +200,12 @@ final class BatchAPITestDouble: Sendable {
         }
         var logger = Logger(label: "batch-api-double")
         logger.logLevel = .critical
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
-        try await app.test(.live) { client in
-            guard let port = client.port else { throw DoubleFailure("the test double has no port") }
-            try await body("http://127.0.0.1:\(port)/v1")
+        let port = try await ResidentServer.start { running in
+            Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: running, logger: logger)
         }
+        try await body("http://127.0.0.1:\(port)/v1")
     }
 
     // MARK: Batches

@@ -1,6 +1,7 @@
 import FreshlineCore
 import FreshlineEngine
 import FreshlinePostgres
+import FreshlineTesting
 import FreshlineUpstream
 import Hummingbird
 import HummingbirdTesting
@@ -31,11 +32,12 @@ struct SharedBudgetTests {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: #"{"y": 1}"#)))
         }
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            try await body("http://127.0.0.1:\(port)/score") { calls.withLock { $0 } }
+        let port = try await ResidentServer.start { running in
+            Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: running)
         }
+        try await body("http://127.0.0.1:\(port)/score") { calls.withLock { $0 } }
     }
 
     static func spec(_ url: String, requestsPerMinute: Int) -> ModelSpec {

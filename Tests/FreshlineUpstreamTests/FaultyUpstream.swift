@@ -1,4 +1,5 @@
 import FreshlineEngine
+import FreshlineTesting
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -51,6 +52,8 @@ final class FaultyUpstream: Sendable {
         var authorizations: [String] = []
         var refusesJSONSchema = false
         var streams = 0
+        /// Requests whose handler (or streamed body) has not finished yet.
+        var active = 0
     }
     private let state = Mutex(State())
 
@@ -148,13 +151,30 @@ final class FaultyUpstream: Sendable {
         }
         var logger = Logger(label: "faulty-upstream")
         logger.logLevel = .critical
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
-        try await app.test(.live) { client in
-            guard let port = client.port else { throw TestFailure("the test server has no port") }
-            try await body("http://127.0.0.1:\(port)")
+        let port = try await ResidentServer.start { running in
+            Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: running, logger: logger)
+        }
+        do { try await body("http://127.0.0.1:\(port)") } catch {
+            await handlersFinished()
+            throw error
+        }
+        await handlersFinished()
+    }
+
+    /// Waits (at most 15 s) until no handler or streamed body is still running, so that a slow or stalled answer
+    /// to a client that gave up does not run on into the next test's time (the server itself stays up: see
+    /// `ResidentServer`).
+    private func handlersFinished() async {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while state.withLock({ $0.active }) > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
         }
     }
+
+    private func begin() { state.withLock { $0.active += 1 } }
+    private func end() { state.withLock { $0.active -= 1 } }
 
     private func count(_ request: Request) {
         state.withLock { state in
@@ -167,6 +187,9 @@ final class FaultyUpstream: Sendable {
         async throws -> Response
     {
         count(request)
+        begin()
+        var streaming = false
+        defer { if !streaming { end() } }
         let fault = state.withLock { $0.faults.isEmpty ? nil : $0.faults.removeFirst() }
         let body = try await request.body.collect(upTo: 1 << 20)
         switch fault {
@@ -195,17 +218,20 @@ final class FaultyUpstream: Sendable {
             case .object(let options)? = o["stream_options"], options["include_usage"] == .bool(true)
         {
             state.withLock { $0.streams += 1 }
+            streaming = true  // the body's writer ends the request's activity
             if case .stream(let every, let after, let end)? = fault {
-                return Self.streamed(compute(json), every: every, after: after, then: end)
+                return Self.streamed(compute(json), every: every, after: after, then: end) { self.end() }
             }
-            return Self.streamed(compute(json), every: .zero, after: .max, then: .done)
+            return Self.streamed(compute(json), every: .zero, after: .max, then: .done) { self.end() }
         }
         return Self.json(compute(json))
     }
 
     /// A chat answer (`choices[0].message.content`) as OpenAI streams it: a chunk per three characters, each
     /// `every` apart; after `after` of them, the `end`.
-    private static func streamed(_ answer: String, every: Duration, after: Int, then end: StreamEnd) -> Response {
+    private static func streamed(
+        _ answer: String, every: Duration, after: Int, then end: StreamEnd, finished: @escaping @Sendable () -> Void
+    ) -> Response {
         var content = ""
         if case .object(let o)? = try? JSONValue.parse(Array(answer.utf8)), case .array(let choices)? = o["choices"],
             case .object(let choice)? = choices.first, case .object(let message)? = choice["message"],
@@ -220,7 +246,7 @@ final class FaultyUpstream: Sendable {
             rest = rest.dropFirst(3)
         }
         let chunks = pieces
-        let body = ResponseBody { writer in
+        @Sendable func produce(_ writer: inout any ResponseBodyWriter) async throws {
             for (index, piece) in chunks.enumerated() {
                 guard index < after else { break }
                 if every > .zero { try await Task.sleep(for: every) }
@@ -248,7 +274,12 @@ final class FaultyUpstream: Sendable {
             case .stall(let pause):
                 try? await Task.sleep(for: pause)
             }
-            try await writer.finish(nil)
+        }
+        let body = ResponseBody { writer in
+            defer { finished() }
+            // Whatever happens to the connection (a client that gave up), the writer is finished.
+            do { try await produce(&writer) } catch {}
+            try? await writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: body)
     }
