@@ -9,7 +9,9 @@ internal import FreshlineEngine
 /// as JSON text (the `rows` layout). Either way a lookup answers the same bytes the run stored.
 ///
 /// The file is written under a temporary name in the same folder, flushed to disk, then renamed: a reader never
-/// maps a torn file, and a process killed while writing leaves only a temporary file (removed by the next write).
+/// maps a torn file, and a process killed while writing leaves only a temporary file (removed by the next prune).
+/// Sections go to the file as they are, one after the other (no copy of the whole file in memory): besides the
+/// chunks, the writer holds the index, the keys and the columns, about the file's size.
 public enum SnapshotFileWriter {
     /// Why a file could not be written.
     public struct WriteError: Error, CustomStringConvertible {
@@ -18,14 +20,11 @@ public enum SnapshotFileWriter {
 
     /// Writes `chunks` (in order: a later row of a key wins) of snapshot `info` to `path`.
     public static func write(to path: String, info: SnapshotInfo, chunks: [SnapshotChunk]) throws {
-        var rows: [(key: [UInt8], json: [UInt8])] = []
-        rows.reserveCapacity(chunks.reduce(0) { $0 + $1.keys.count })
-        for chunk in chunks {
-            for (key, json) in zip(chunk.keys, chunk.packedOutputs.rows) { rows.append((Array(key.utf8), json)) }
-        }
-        let body = try build(rows)
-        let bytes = try assemble(body, info: info)
-        try persist(bytes, to: path)
+        // The sections are written from memory as they are: the format is little-endian, and so is every
+        // platform this builds for (x86-64, arm64).
+        guard UInt64(1).littleEndian == 1 else { throw WriteError(description: "a big-endian host cannot write") }
+        let body = try build(chunks)
+        try persist(body, info: info, to: path)
     }
 
     // MARK: Building
@@ -49,17 +48,33 @@ public enum SnapshotFileWriter {
         var scalar: Bool
     }
 
-    static func build(_ rows: [(key: [UInt8], json: [UInt8])]) throws -> Body {
-        let slots = SnapshotLayout.slots(rows: rows.count)
+    /// Every row in order: its key and its outputs' text.
+    private static func forEachRow(_ chunks: [SnapshotChunk], _ body: (String, [UInt8]) throws -> Bool) rethrows
+        -> Bool
+    {
+        for chunk in chunks {
+            for (key, json) in zip(chunk.keys, chunk.packedOutputs.rows) where try !body(key, json) { return false }
+        }
+        return true
+    }
+
+    static func build(_ chunks: [SnapshotChunk]) throws -> Body {
+        let rowCount = chunks.reduce(0) { $0 + $1.keys.count }
+        guard rowCount < Int(UInt32.max) else {
+            throw WriteError(description: "a snapshot file holds fewer than 2³² rows; this one has \(rowCount)")
+        }
+        let slots = SnapshotLayout.slots(rows: rowCount)
         var index = [UInt64](repeating: 0, count: slots)
         var keyOffsets: [UInt64] = [0]
-        keyOffsets.reserveCapacity(rows.count + 1)
+        keyOffsets.reserveCapacity(rowCount + 1)
         var keyBytes: [UInt8] = []
         var keyCount = 0
-        for (row, item) in rows.enumerated() {
-            keyBytes += item.key
+        var row = 0
+        _ = forEachRow(chunks) { key, _ in
+            let start = keyBytes.count
+            keyBytes.append(contentsOf: key.utf8)
             keyOffsets.append(UInt64(keyBytes.count))
-            let hash = KeyHash.value(bytes: item.key)
+            let hash = keyBytes.withUnsafeBytes { KeyHash.value(bytes: UnsafeRawBufferPointer(rebasing: $0[start...])) }
             var slot = Int(truncatingIfNeeded: hash) & (slots - 1)
             while true {
                 let entry = index[slot]
@@ -70,56 +85,63 @@ public enum SnapshotFileWriter {
                 }
                 let other = Int(entry & 0xFFFF_FFFF) - 1
                 if entry >> 32 == hash >> 32,
-                    keyBytes[Int(keyOffsets[other])..<Int(keyOffsets[other + 1])].elementsEqual(item.key)
+                    keyBytes[Int(keyOffsets[other])..<Int(keyOffsets[other + 1])].elementsEqual(keyBytes[start...])
                 {
                     index[slot] = SnapshotLayout.entry(hash: hash, row: row)  // the later row wins
                     break
                 }
                 slot = (slot + 1) & (slots - 1)
             }
+            row += 1
+            return true
         }
-        let columns = try typedColumns(rows) ?? [wholeRows(rows)]
+        let columns = try typedColumns(chunks, rows: rowCount) ?? [wholeRows(chunks, rows: rowCount)]
         return Body(
-            layout: columns.first?.column.name == "" ? "rows" : "columns", keyCount: keyCount, rows: rows.count,
+            layout: columns.first?.column.name == "" ? "rows" : "columns", keyCount: keyCount, rows: rowCount,
             slots: slots, index: index, keyOffsets: keyOffsets, keyBytes: keyBytes, columns: columns)
     }
 
     /// The `rows` layout's one column: each row's JSON text.
-    private static func wholeRows(_ rows: [(key: [UInt8], json: [UInt8])]) -> (
+    private static func wholeRows(_ chunks: [SnapshotChunk], rows: Int) -> (
         column: SnapshotLayout.Column, bytes: [UInt8], offsets: [UInt64]
     ) {
         var bytes: [UInt8] = []
         var offsets: [UInt64] = [0]
-        offsets.reserveCapacity(rows.count + 1)
-        for row in rows {
-            bytes += row.json
+        offsets.reserveCapacity(rows + 1)
+        _ = forEachRow(chunks) { _, json in
+            bytes += json
             offsets.append(UInt64(bytes.count))
+            return true
         }
         return (.init(name: "", kind: .json, elements: 0, scalar: true, offset: 0, length: 0), bytes, offsets)
     }
 
     /// One column per output, or `nil` when the rows do not all have the same outputs or one would not write back
     /// to its text.
-    private static func typedColumns(_ rows: [(key: [UInt8], json: [UInt8])]) throws -> [(
+    private static func typedColumns(_ chunks: [SnapshotChunk], rows: Int) throws -> [(
         column: SnapshotLayout.Column, bytes: [UInt8], offsets: [UInt64]
     )]? {
-        guard !rows.isEmpty else { return nil }
+        guard rows > 0 else { return nil }
         // Pass 1: the schema.
         var names: [String] = []
         var candidates: [String: Candidate] = [:]
-        for (r, row) in rows.enumerated() {
-            guard case .object(let object) = try? JSONValue.parse(row.json) else { return nil }
-            if r == 0 {
+        var first = true
+        let consistent = forEachRow(chunks) { _, json in
+            guard case .object(let object) = try? JSONValue.parse(json) else { return false }
+            if first {
+                first = false
                 names = object.keys.sorted()
                 for name in names { candidates[name] = candidate(object[name]!) }
-            } else {
-                guard object.count == names.count else { return nil }
-                for name in names {
-                    guard let value = object[name] else { return nil }
-                    candidates[name] = merge(candidates[name]!, candidate(value))
-                }
+                return true
             }
+            guard object.count == names.count else { return false }
+            for name in names {
+                guard let value = object[name] else { return false }
+                candidates[name] = merge(candidates[name]!, candidate(value))
+            }
+            return true
         }
+        guard consistent else { return nil }
         // Pass 2: the values, each row checked against its text.
         let specs = names.map { name -> SnapshotLayout.Column in
             let c = candidates[name]!
@@ -127,13 +149,13 @@ public enum SnapshotFileWriter {
         }
         var stored: [[UInt8]] = specs.map { c in
             var bytes: [UInt8] = []
-            bytes.reserveCapacity(c.kind == .json ? rows.count * 16 : rows.count * c.elements * c.kind.width)
+            bytes.reserveCapacity(c.kind == .json ? rows * 16 : rows * c.elements * c.kind.width)
             return bytes
         }
         var offsets: [[UInt64]] = specs.map { $0.kind == .json ? [0] : [] }
         var rendered: [UInt8] = []
-        for row in rows {
-            guard case .object(let object) = try? JSONValue.parse(row.json) else { return nil }
+        let exact = forEachRow(chunks) { _, json in
+            guard case .object(let object) = try? JSONValue.parse(json) else { return false }
             rendered.removeAll(keepingCapacity: true)
             rendered.append(UInt8(ascii: "{"))
             for (i, column) in specs.enumerated() {
@@ -141,7 +163,7 @@ public enum SnapshotFileWriter {
                 JSONValue.writeString(column.name, into: &rendered)
                 rendered.append(UInt8(ascii: ":"))
                 let before = stored[i].count
-                guard append(object[column.name]!, column, to: &stored[i], offsets: &offsets[i]) else { return nil }
+                guard append(object[column.name]!, column, to: &stored[i], offsets: &offsets[i]) else { return false }
                 // Written back from what was just stored.
                 stored[i].withUnsafeBytes { bytes in
                     let value = UnsafeRawBufferPointer(rebasing: bytes[before...])
@@ -153,8 +175,9 @@ public enum SnapshotFileWriter {
                 }
             }
             rendered.append(UInt8(ascii: "}"))
-            guard rendered == row.json else { return nil }
+            return rendered == json
         }
+        guard exact else { return nil }
         return specs.indices.map { (specs[$0], stored[$0], offsets[$0]) }
     }
 
@@ -226,39 +249,53 @@ public enum SnapshotFileWriter {
         return true
     }
 
-    // MARK: Assembling
+    // MARK: Writing
 
-    /// The file's bytes: header, metadata, sections at their offsets, checksums.
-    static func assemble(_ body: Body, info: SnapshotInfo) throws -> [UInt8] {
-        // Offsets depend on the metadata's length, which depends on the offsets' digits: lay out twice.
+    /// One section's bytes, written from the buffer it lives in.
+    private enum Piece {
+        case words([UInt64])
+        case bytes([UInt8])
+
+        var count: Int {
+            switch self {
+            case .words(let w): w.count * 8
+            case .bytes(let b): b.count
+            }
+        }
+
+        func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+            switch self {
+            case .words(let w): try w.withUnsafeBytes(body)
+            case .bytes(let b): try b.withUnsafeBytes(body)
+            }
+        }
+    }
+
+    /// The metadata and where each section's pieces go, the metadata's length settled (offsets depend on it, and
+    /// it on their digits).
+    private static func layout(_ body: Body, info: SnapshotInfo) throws -> (
+        metadata: [UInt8], sections: [(offset: Int, pieces: [Piece])], total: Int
+    ) {
         var metadataLength = 0
-        var layout: (metadata: [UInt8], sections: [(offset: Int, bytes: [UInt8])], total: Int) = ([], [], 0)
         for _ in 0..<5 {
             var at = SnapshotLayout.aligned(SnapshotLayout.headerBytes + metadataLength)
-            var sections: [(offset: Int, bytes: [UInt8])] = []
-            func place(_ bytes: [UInt8]) -> SnapshotLayout.Section {
-                let section = SnapshotLayout.Section(offset: at, length: bytes.count)
-                sections.append((at, bytes))
-                at = SnapshotLayout.aligned(at + bytes.count)
+            var sections: [(offset: Int, pieces: [Piece])] = []
+            func place(_ pieces: [Piece]) -> SnapshotLayout.Section {
+                let length = pieces.reduce(0) { $0 + $1.count }
+                let section = SnapshotLayout.Section(offset: at, length: length)
+                sections.append((at, pieces))
+                at = SnapshotLayout.aligned(at + length)
                 return section
             }
-            let index = place(littleEndian(body.index))
-            let keyOffsets = place(littleEndian(body.keyOffsets))
-            let keyBytes = place(body.keyBytes)
+            let index = place([.words(body.index)])
+            let keyOffsets = place([.words(body.keyOffsets)])
+            let keyBytes = place([.bytes(body.keyBytes)])
             var columns: [SnapshotLayout.Column] = []
             for (column, bytes, offsets) in body.columns {
                 var c = column
-                if column.kind == .json {
-                    let offsetBytes = littleEndian(offsets)
-                    let start = at
-                    _ = place(offsetBytes + bytes)
-                    c.offset = start
-                    c.length = offsetBytes.count + bytes.count
-                } else {
-                    let section = place(bytes)
-                    c.offset = section.offset
-                    c.length = section.length
-                }
+                let section = place(column.kind == .json ? [.words(offsets), .bytes(bytes)] : [.bytes(bytes)])
+                c.offset = section.offset
+                c.length = section.length
                 columns.append(c)
             }
             let metadata = SnapshotLayout.Metadata(
@@ -267,48 +304,18 @@ public enum SnapshotFileWriter {
                 keyCount: body.keyCount, rows: body.rows, layout: body.layout, indexSlots: body.slots, index: index,
                 keyOffsets: keyOffsets, keyBytes: keyBytes, columns: columns, fileBytes: at
             ).json().serialized()
-            layout = (metadata, sections, at)
-            if metadata.count == metadataLength { break }
+            if metadata.count == metadataLength { return (metadata, sections, at) }
             metadataLength = metadata.count
         }
-        guard layout.metadata.count == metadataLength else {
-            throw WriteError(description: "the snapshot metadata's length did not settle")
-        }
-        var out = [UInt8](repeating: 0, count: layout.total)
-        out.replaceSubrange(0..<8, with: SnapshotLayout.magic)
-        put(UInt32(SnapshotLayout.formatVersion), at: 8, in: &out)
-        put(UInt32(layout.metadata.count), at: 12, in: &out)
-        out.replaceSubrange(
-            SnapshotLayout.headerBytes..<(SnapshotLayout.headerBytes + layout.metadata.count), with: layout.metadata)
-        for (offset, bytes) in layout.sections { out.replaceSubrange(offset..<(offset + bytes.count), with: bytes) }
-        var metadataSum = Checksum()
-        metadataSum.add(layout.metadata)
-        put(metadataSum.value, at: 16, in: &out)
-        let dataStart = SnapshotLayout.aligned(SnapshotLayout.headerBytes + layout.metadata.count)
-        var dataSum = Checksum()
-        out.withUnsafeBytes { dataSum.add(UnsafeRawBufferPointer(rebasing: $0[dataStart...])) }
-        put(dataSum.value, at: 24, in: &out)
-        return out
+        throw WriteError(description: "the snapshot metadata's length did not settle")
     }
 
-    private static func littleEndian(_ values: [UInt64]) -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(values.count * 8)
-        for v in values { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
-        return out
-    }
-
-    private static func put<T: FixedWidthInteger>(_ value: T, at offset: Int, in out: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { raw in
-            for (i, byte) in raw.enumerated() { out[offset + i] = byte }
-        }
-    }
-
-    /// Writes `bytes` to a temporary file beside `path`, flushes it, and renames it into place.
-    static func persist(_ bytes: [UInt8], to path: String) throws {
+    /// Writes the file under a temporary name beside `path`, section after section, flushes it, and renames it
+    /// into place.
+    static func persist(_ body: Body, info: SnapshotInfo, to path: String) throws {
+        let (metadata, sections, total) = try layout(body, info: info)
         let url = URL(fileURLWithPath: path)
-        try FileManager.default.createDirectory(
-            at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let temporary = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
             throw WriteError(description: "cannot create \(temporary)")
@@ -316,7 +323,40 @@ public enum SnapshotFileWriter {
         do {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
             defer { try? handle.close() }
-            try handle.write(contentsOf: bytes)
+            var header = [UInt8](repeating: 0, count: SnapshotLayout.headerBytes)
+            header.replaceSubrange(0..<8, with: SnapshotLayout.magic)
+            put(UInt32(SnapshotLayout.formatVersion), at: 8, in: &header)
+            put(UInt32(metadata.count), at: 12, in: &header)
+            var metadataSum = Checksum()
+            metadataSum.add(metadata)
+            put(metadataSum.value, at: 16, in: &header)
+            var dataSum = Checksum()
+            var position = SnapshotLayout.headerBytes + metadata.count
+            var head = header + metadata
+            let dataStart = SnapshotLayout.aligned(position)
+            head += [UInt8](repeating: 0, count: dataStart - position)
+            position = dataStart
+            try handle.write(contentsOf: head)  // the data checksum goes in once the data is written
+            for (offset, pieces) in sections {
+                let padding = [UInt8](repeating: 0, count: offset - position)
+                dataSum.add(padding)
+                try handle.write(contentsOf: padding)
+                position = offset
+                for piece in pieces {
+                    try piece.withBytes { bytes in
+                        dataSum.add(bytes)
+                        if !bytes.isEmpty { try handle.write(contentsOf: bytes) }
+                    }
+                    position += piece.count
+                }
+            }
+            let tail = [UInt8](repeating: 0, count: total - position)
+            dataSum.add(tail)
+            try handle.write(contentsOf: tail)
+            var sum = [UInt8](repeating: 0, count: 8)
+            put(dataSum.value, at: 0, in: &sum)
+            try handle.seek(toOffset: 24)
+            try handle.write(contentsOf: sum)
             try handle.synchronize()
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
@@ -326,6 +366,12 @@ public enum SnapshotFileWriter {
             let reason = String(cString: strerror(errno))
             try? FileManager.default.removeItem(atPath: temporary)
             throw WriteError(description: "cannot rename \(temporary) to \(path): \(reason)")
+        }
+    }
+
+    private static func put<T: FixedWidthInteger>(_ value: T, at offset: Int, in out: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { raw in
+            for (i, byte) in raw.enumerated() { out[offset + i] = byte }
         }
     }
 }

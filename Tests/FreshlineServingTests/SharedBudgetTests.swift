@@ -61,7 +61,7 @@ struct SharedBudgetTests {
             do {
                 _ = try await model.infer(
                     ["x": try! Tensor(shape: [1], doubles: [1])], rows: 1, priority: priority,
-                    deadline: .now + .seconds(4))
+                    deadline: .now + .seconds(10))
                 answered += 1
             } catch {
                 if error.kind == .rateLimited { refusals.append(error.message) } else { refusals.append("\(error)") }
