@@ -4,6 +4,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineHTTP
 import FreshlineStore
+import FreshlineTesting
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -105,10 +106,12 @@ struct WebhookTests {
                     }
                     return .ok
                 }
-                let receiver = Application(
-                    router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)))
-                let receiverTask = Task { try await receiver.runService() }
-                defer { receiverTask.cancel() }
+                // Resident (never stopped): see ResidentServer.
+                _ = try await ResidentServer.start { running in
+                    Application(
+                        router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+                        onServerRunning: running)
+                }
                 try await BatchServingTests.waitFor("the delivery") {
                     try await store.deliveries(jobID: id).first?.delivery.state == .delivered
                 }
@@ -276,15 +279,20 @@ struct WebhookTests {
                 return .ok
             }
         }
-        let target = Application(
-            router: targetRouter, configuration: .init(address: .hostname("127.0.0.1", port: targetPort)))
-        let other = Application(
-            router: otherRouter, configuration: .init(address: .hostname("127.0.0.1", port: otherPort)))
+        // Resident (never stopped): the dispatcher's retries may still connect as the test ends (see ResidentServer).
+        _ = try await ResidentServer.start { running in
+            Application(
+                router: targetRouter, configuration: .init(address: .hostname("127.0.0.1", port: targetPort)),
+                onServerRunning: running)
+        }
+        _ = try await ResidentServer.start { running in
+            Application(
+                router: otherRouter, configuration: .init(address: .hostname("127.0.0.1", port: otherPort)),
+                onServerRunning: running)
+        }
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await runtime.run() }
-            group.addTask { try await target.runService() }
-            group.addTask { try await other.runService() }
             try await app.test(.router) { client in
                 let x = "[0.5,-1.2,0.3,2.0,0.0,1.1,-0.4,0.9,0.2,-2.2,1.5,0.7,-0.1,0.05,1.9,-0.6]"
                 let body =
@@ -345,22 +353,22 @@ struct WebhookTests {
             hosts.withLock { $0.append(request.head.authority ?? "") }
             return .noContent
         }
-        let receiver = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await receiver.runService() }
-            // `.invalid` never resolves (RFC 6761): the request can only arrive through the vetted address.
-            var request = HTTPClientRequest(url: "http://webhook.invalid:\(port)/hook")
-            request.method = .POST
-            let target = WebhookDispatcher.VettedTarget(host: "webhook.invalid", address: "127.0.0.1", isLiteral: false)
-            try await BatchServingTests.waitFor("the receiver to listen") {
-                let probe = HTTPClientRequest(url: "http://127.0.0.1:\(port)/")
-                return (try? await HTTPClient.shared.execute(probe, timeout: .seconds(5))) != nil
-            }
-            let status = try await WebhookDispatcher.post(request, to: target, timeout: .seconds(5))
-            #expect(status == 204)
-            #expect(hosts.withLock { $0.first } == "webhook.invalid:\(port)")
-            group.cancelAll()
+        _ = try await ResidentServer.start { running in
+            Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+                onServerRunning: running)
         }
+        // `.invalid` never resolves (RFC 6761): the request can only arrive through the vetted address.
+        var request = HTTPClientRequest(url: "http://webhook.invalid:\(port)/hook")
+        request.method = .POST
+        let target = WebhookDispatcher.VettedTarget(host: "webhook.invalid", address: "127.0.0.1", isLiteral: false)
+        try await BatchServingTests.waitFor("the receiver to listen") {
+            let probe = HTTPClientRequest(url: "http://127.0.0.1:\(port)/")
+            return (try? await HTTPClient.shared.execute(probe, timeout: .seconds(5))) != nil
+        }
+        let status = try await WebhookDispatcher.post(request, to: target, timeout: .seconds(5))
+        #expect(status == 204)
+        #expect(hosts.withLock { $0.first } == "webhook.invalid:\(port)")
     }
 
     @Test("vetting hands over a checked address of the name; a literal is its own address")
