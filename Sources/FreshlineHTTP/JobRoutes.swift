@@ -276,18 +276,28 @@ struct JobRoutes {
     /// One Server-Sent Event for a job's state: the final state's name; `partial` when, since `previous`, only the
     /// text of rows still streaming grew (a feature whose model has `stream: true`); otherwise `progress`.
     static func event(_ job: Job, previous: Job? = nil) -> String {
+        let partial = job.partial.flatMap { try? JSONValue.parse($0) }
+        // A row still streaming is the partial result's last entry, `{"key", "state": "streaming", "text"}`; a
+        // partial result that changed otherwise (a retry dropping a half-written text, say) is progress.
+        var streaming = false
+        if case .array(let rows)? = partial, case .object(let last)? = rows.last,
+            last["state"] == .string("streaming")
+        {
+            streaming = true
+        }
         let onlyText =
-            previous.map {
+            streaming
+            && (previous.map {
                 $0.state == job.state && $0.rowsDone == job.rowsDone && $0.attempts == job.attempts
                     && $0.partial != job.partial
-            } ?? false
+            } ?? false)
         let event = job.state.isFinal ? job.state.rawValue : onlyText ? "partial" : "progress"
         var data: [String: JSONValue] = [
             "id": .string(job.id), "state": .string(job.state.rawValue),
             "rows_done": .integer(Int64(job.rowsDone)), "rows_total": .integer(Int64(job.rowsTotal)),
             "attempts": .integer(Int64(job.attempts)),
         ]
-        if let partial = job.partial, let value = try? JSONValue.parse(partial) { data["partial"] = value }
+        if let partial { data["partial"] = partial }
         if let result = job.result, let value = try? JSONValue.parse(result) { data["result"] = value }
         if job.state.isFinal, job.state != .succeeded, let error = job.lastError {
             data["error"] = .string(error)
