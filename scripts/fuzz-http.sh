@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../Fuzz"
 seconds=${1:-60}
+# The build plan is planned again each time: a cached one (.build/release.yaml) can miss source files added to the
+# main package since (a path dependency), and the build then fails on names those files define.
+rm -f .build/release.yaml
 swift build -c release --sanitize=fuzzer --product RequestFuzzer
 mkdir -p corpus-http artifacts-http
 x16='[0.5,-1.2,0.3,2.0,0.0,1.1,-0.4,0.9,0.2,-2.2,1.5,0.7,-0.1,0.05,1.9,-0.6]'
