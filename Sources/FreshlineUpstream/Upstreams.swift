@@ -138,6 +138,18 @@ public enum Upstreams {
         return fields
     }
 
+    /// One Batch API request body per row of `feeds`, made by `body` from the row's values; every row fails with the
+    /// reason when the feeds do not fit `inputs`.
+    static func batchBodies(
+        _ feeds: [String: Tensor], rows: Int, inputs: [ModelMetadata.ValueInfo], client: UpstreamClient,
+        _ body: ([String: JSONValue]) -> JSONValue
+    ) -> [Result<JSONValue, UpstreamError>] {
+        do throws(UpstreamError) { try check(feeds, rows: rows, inputs: inputs, client: client) } catch {
+            return Array(repeating: .failure(error), count: max(0, rows))
+        }
+        return (0..<rows).map { .success(body(RowValues.row(feeds, row: $0))) }
+    }
+
     /// Checks that every input is fed with `rows` rows: a missing input or a wrong row count is the caller's fault.
     static func check(_ feeds: [String: Tensor], rows: Int, inputs: [ModelMetadata.ValueInfo], client: UpstreamClient)
         throws(UpstreamError)

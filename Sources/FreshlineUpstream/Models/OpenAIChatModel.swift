@@ -177,19 +177,12 @@ final class OpenAIChatModel: ProviderBatchModel {
     var batchEndpoint: String { batches.pathPrefix + "/chat/completions" }
 
     func batchBodies(_ feeds: [String: Tensor], rows: Int) -> [Result<JSONValue, UpstreamError>] {
-        do throws(UpstreamError) {
-            try Upstreams.check(feeds, rows: rows, inputs: metadata.inputs, client: client)
-        } catch {
-            return Array(repeating: .failure(error), count: max(0, rows))
-        }
         let form = schemaForm.current
-        return (0..<rows).map { row in
-            let values = RowValues.row(feeds, row: row)
+        return Upstreams.batchBodies(feeds, rows: rows, inputs: metadata.inputs, client: client) { values in
             let messages = upstream.messages.map { ($0.role, Template.text($0.content, values: values)) }
-            return .success(
-                OpenAICoding.chatRequestJSON(
-                    model: model, messages: messages, maxTokens: upstream.maxTokens, temperature: upstream.temperature,
-                    schema: schema, form: form))
+            return OpenAICoding.chatRequestJSON(
+                model: model, messages: messages, maxTokens: upstream.maxTokens, temperature: upstream.temperature,
+                schema: schema, form: form)
         }
     }
 

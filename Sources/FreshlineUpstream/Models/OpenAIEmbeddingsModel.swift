@@ -112,14 +112,8 @@ final class OpenAIEmbeddingsModel: ProviderBatchModel {
     var batchEndpoint: String { batches.pathPrefix + "/embeddings" }
 
     func batchBodies(_ feeds: [String: Tensor], rows: Int) -> [Result<JSONValue, UpstreamError>] {
-        do throws(UpstreamError) {
-            try Upstreams.check(feeds, rows: rows, inputs: metadata.inputs, client: client)
-        } catch {
-            return Array(repeating: .failure(error), count: max(0, rows))
-        }
-        return (0..<rows).map { row in
-            let text = Template.text(template, values: RowValues.row(feeds, row: row))
-            return .success(.object(["model": .string(model), "input": .string(text)]))
+        Upstreams.batchBodies(feeds, rows: rows, inputs: metadata.inputs, client: client) { values in
+            .object(["model": .string(model), "input": .string(Template.text(template, values: values))])
         }
     }
 
