@@ -30,22 +30,23 @@ release: deps
 # that start processes of their own: the freshline binary (kill -9 during a run or a job, the advise command,
 # SIGTERM), a private PostgreSQL crashed and restarted under load, and real MLServer and llama-cpp-python servers
 # for the upstream models (scripts/upstreams.sh setup installs them; the first time it compiles llama.cpp, ~6 min).
-# The multi-process cluster tests run in a third (QUIET_TESTS), with the shared rate-budget tests: on two cores
-# these processes would slow the timing-sensitive in-process serving tests (deadlines, sheds, webhook timeouts)
-# enough to fail them, and the budget tests count refills within seconds. Then the HTTP request fuzzer
-# for FUZZ_SECONDS (libFuzzer; its release build takes ~10 minutes the first time), and last the Open Inference
+# Then QUIET_TESTS, on their own. The multi-process cluster tests run last: on two cores these processes would slow
+# the timing-sensitive in-process serving tests (deadlines, sheds, webhook timeouts) enough to fail them. Then the
+# HTTP request fuzzer for FUZZ_SECONDS (libFuzzer; its release build takes ~10 minutes the first time), and last the Open Inference
 # Protocol interop test with the real tritonclient (Python venv from PyPI). Each test run is bounded (20 min): a
 # hang fails the run instead of holding CI.
 FUZZ_SECONDS ?= 60
 SUBPROCESS_TESTS = BatchCrashTests|ProviderBatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests|StoreOutageTests|UpstreamServerTests|UpstreamEndToEndTests
-# Tests that count what happens within seconds (the shared rate budget's refills): run on a quiet machine.
-QUIET_TESTS = ClusterTests|SharedBudgetTests
+# Tests that count what happens within seconds (the shared rate budget's refills, retries and connects within a
+# deadline): run on their own, on a quiet machine (under the first run's start-up load they missed their deadlines).
+QUIET_TESTS = SharedBudgetTests|UpstreamClientTests
 test: deps lint
 	$(SWIFT) build --build-tests
 	scripts/upstreams.sh setup
-	scripts/with-pg.sh bash -c 'timeout 1200 $(SWIFT) test --skip-build --skip "$(QUIET_TESTS)|$(SUBPROCESS_TESTS)" \
+	scripts/with-pg.sh bash -c 'timeout 1200 $(SWIFT) test --skip-build --skip "ClusterTests|$(QUIET_TESTS)|$(SUBPROCESS_TESTS)" \
 	  && timeout 1200 $(SWIFT) test --skip-build --filter "$(SUBPROCESS_TESTS)" \
-	  && timeout 1200 $(SWIFT) test --skip-build --filter "$(QUIET_TESTS)"' \
+	  && timeout 1200 $(SWIFT) test --skip-build --filter "$(QUIET_TESTS)" \
+	  && timeout 1200 $(SWIFT) test --skip-build --filter ClusterTests' \
 	  2>&1 | tee .build/test-output.txt
 	@scripts/test-summary.sh .build/test-output.txt
 	scripts/fuzz-http.sh $(FUZZ_SECONDS)
