@@ -92,7 +92,8 @@ struct AdviseCommand: AsyncParsableCommand {
         if !problems.isEmpty { throw CLIError(ManifestErrors(problems).description) }
         let stores = try StoreSet.open(for: manifest, logger: Logger(label: "freshline-advise"))
         let service = AdviceService(
-            manifest: manifest, models: models, requestLog: stores.requestLog, batchStore: stores.batch)
+            manifest: manifest, models: models, requestLog: stores.requestLog, batchStore: stores.batch,
+            snapshotDirectory: stores.snapshotDirectory)
         let features = feature.map { [$0] }
         return try await stores.whileRunning {
             try await service.report(features: features, whatIf: scenarios)

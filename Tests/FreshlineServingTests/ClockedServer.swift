@@ -17,13 +17,15 @@ enum ClockedServer {
         _ body: @Sendable @escaping (any TestClientProtocol, ServingRuntime, ManualWallClock) async throws -> Void
     ) async throws {
         let manifest = try ManifestLoader.load(path: path)
-        let store = try SQLiteStore(
-            path: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("state.sqlite").path)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let store = try SQLiteStore(path: folder.appendingPathComponent("state.sqlite").path)
         let clock = ManualWallClock(start: 1_800_000_000)
         let registry = PrometheusCollectorRegistry()
+        // Snapshots served from files, as a server does (the advisor reads retained versions from them too).
         let runtime = try ServingRuntime(
             manifest: manifest, metricsFactory: PrometheusMetricsFactory(registry: registry), requestLogStore: store,
-            batchStore: store, clock: clock, logger: Logger(label: "test"))
+            batchStore: store, snapshotDirectory: folder.appendingPathComponent("snapshots").path, clock: clock,
+            logger: Logger(label: "test"))
         let app = Application(router: FreshlineServer.router(runtime: runtime, registry: registry))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await runtime.run() }

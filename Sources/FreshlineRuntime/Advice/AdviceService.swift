@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineSnapshot
 internal import Histogram
 internal import Synchronization
 
@@ -14,6 +15,9 @@ public final class AdviceService: Sendable {
     let requestLog: any RequestLogStore
     let batchStore: (any BatchStore)?
     let clock: any WallClock
+    /// Where the servers on this host keep snapshot files: retained versions are read from there when their file
+    /// is (no store read, no JSON parse); `nil`: from the store's chunks.
+    let snapshotDirectory: String?
     /// Engine measurements per model (measured once: a fraction of a second each).
     private let measured = Mutex<[String: ComputeCost]>([:])
     /// Hashed keys of each feature's published snapshot (the latest one read).
@@ -25,8 +29,10 @@ public final class AdviceService: Sendable {
 
     public init(
         manifest: Manifest, models: [String: ServingModel], requestLog: any RequestLogStore,
-        batchStore: (any BatchStore)?, clock: any WallClock = SystemWallClock(), sampleLimit: Int = 500_000
+        batchStore: (any BatchStore)?, clock: any WallClock = SystemWallClock(), sampleLimit: Int = 500_000,
+        snapshotDirectory: String? = nil
     ) {
+        self.snapshotDirectory = snapshotDirectory
         self.manifest = manifest
         self.models = models
         self.requestLog = requestLog
@@ -130,6 +136,21 @@ public final class AdviceService: Sendable {
         let rate = Double(keysPerSnapshot) / Double(max(1, retained.map(\.keyCount).max() ?? 1))
         var answers: [ShadowAnswer] = []
         for info in retained {
+            if let directory = snapshotDirectory,
+                let file = try? SnapshotFile(path: SnapshotFiles.path(for: info, in: directory)),
+                file.metadata.snapshotID == info.id
+            {
+                // The version's file: each key's live row (a key written twice answers its later row, as served).
+                for row in 0..<file.metadata.rows where file.isLive(row: row) {
+                    let key = file.key(row: row)
+                    guard KeyHash.isSampled(KeyHash.value(key), rate: rate), let outputs = file.outputs(row: row),
+                        let decision = extractor.decision(outputs)
+                    else { continue }
+                    answers.append(
+                        ShadowAnswer(keyHash: KeyHash.hex(key), computedAt: info.inputTime, decision: decision))
+                }
+                continue
+            }
             for chunk in try await store.chunks(snapshotID: info.id) {
                 for (key, bytes) in zip(chunk.keys, chunk.outputs) {
                     let hash = KeyHash.value(key)

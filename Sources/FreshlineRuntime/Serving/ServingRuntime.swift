@@ -60,7 +60,9 @@ public final class ServingRuntime: Service {
         }
         pool = ComputePool(threads: manifest.server.computeThreads)
         advice = requestLogStore.map {
-            AdviceService(manifest: manifest, models: models, requestLog: $0, batchStore: batchStore, clock: clock)
+            AdviceService(
+                manifest: manifest, models: models, requestLog: $0, batchStore: batchStore, clock: clock,
+                snapshotDirectory: snapshotDirectory)
         }
         var features: [String: FeatureServer] = [:]
         // Sources before the features that compose from them (the validator has excluded cycles).
