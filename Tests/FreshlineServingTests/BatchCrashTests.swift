@@ -3,6 +3,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTesting
 import Testing
 
 /// `kill -9` during a batch run, with the real `freshline` binary: the previous snapshot keeps serving, the next
@@ -78,7 +79,7 @@ struct BatchCrashTests {
         // v1: a small source, run to the end.
         try Self.writeCSV(csv, rows: 50)
         let first = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
-        first.waitUntilExit()
+        await first.exited()
         #expect(first.terminationStatus == 0, "first run: \(Self.output(first))")
         let store = try SQLiteStore(path: storePath)
         let v1 = try #require(try await store.publishedSnapshot(feature: "churn"))
@@ -99,7 +100,7 @@ struct BatchCrashTests {
             }
             try await Task.sleep(for: .milliseconds(5))
         }
-        victim.waitUntilExit()
+        await victim.exited()
         #expect(victim.terminationReason == .uncaughtSignal, "the run ended before it could be killed")
         let interrupted = try #require(try await store.runs(feature: "churn", limit: 1).first)
         checkpoint = interrupted.rowsDone
@@ -111,7 +112,7 @@ struct BatchCrashTests {
         // `freshline run` again joins the interrupted run: the killed worker's range is leased again (its process is
         // gone) and resumes from its checkpoint; the other ranges follow; the run publishes once.
         let resumed = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
-        resumed.waitUntilExit()
+        await resumed.exited()
         let text = Self.output(resumed)
         #expect(resumed.terminationStatus == 0, "resumed run: \(text)")
         #expect(text.contains("joining run \(interrupted.id), in progress (\(checkpoint) of \(total) rows)"), "\(text)")

@@ -3,6 +3,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTesting
 import Logging
 import Metrics
 import Testing
@@ -56,7 +57,7 @@ struct JobCrashTests {
             }
             try await Task.sleep(for: .milliseconds(5))
         }
-        first.waitUntilExit()
+        await first.exited()
         #expect(killed, "the worker never reported progress: \(BatchCrashTests.output(first))")
         let interrupted = try #require(try await store.job(id: job.id))
         #expect(interrupted.state == .running, "the job finished before the worker was killed")
@@ -91,7 +92,7 @@ struct JobCrashTests {
         #expect(answers.count == total)
         // Graceful shutdown of the second worker.
         kill(second.processIdentifier, SIGTERM)
-        second.waitUntilExit()
+        await second.exited()
         #expect(second.terminationStatus == 0, "\(BatchCrashTests.output(second))")
     }
 }

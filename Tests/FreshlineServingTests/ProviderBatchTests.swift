@@ -363,7 +363,7 @@ struct ProviderBatchCrashTests {
             }
             try #require(recorded.count == 2, "both ranges' batches recorded: \(BatchCrashTests.output(victim))")
             kill(victim.processIdentifier, SIGKILL)
-            victim.waitUntilExit()
+            await victim.exited()
             #expect(victim.terminationReason == .uncaughtSignal)
             let interrupted = try #require(try await store.runs(feature: "summary", limit: 1).first)
             #expect(interrupted.state == .running)
@@ -371,7 +371,7 @@ struct ProviderBatchCrashTests {
 
             api.hold(false)
             let resumed = try BatchCrashTests.freshline(["run", "summary", "-m", manifest], in: folder)
-            resumed.waitUntilExit()
+            await resumed.exited()
             let text = BatchCrashTests.output(resumed)
             #expect(resumed.terminationStatus == 0, "resumed run: \(text)")
             let finished = try #require(try await store.run(id: interrupted.id))
