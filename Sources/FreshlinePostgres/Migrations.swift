@@ -252,6 +252,25 @@ extension PostgresStore {
                 )
                 """
             ]),
+        Migration(
+            name: "v11-sealed-snapshots",
+            statements: [
+                // A sealed snapshot's file: its checksum and size, and the uploader whose parts are the file (parts
+                // of an upload that lost the race, or died, are dropped at the seal). A backfill's base snapshot.
+                """
+                ALTER TABLE snapshots ADD COLUMN file_checksum bigint, ADD COLUMN file_size bigint,
+                    ADD COLUMN file_uploader text, ADD COLUMN base_id bigint
+                """,
+                """
+                CREATE TABLE snapshot_file_parts (
+                    snapshot_id bigint NOT NULL REFERENCES snapshots (id) ON DELETE CASCADE,
+                    uploader text NOT NULL,
+                    idx integer NOT NULL,
+                    bytes bytea NOT NULL,
+                    PRIMARY KEY (snapshot_id, uploader, idx)
+                )
+                """,
+            ]),
     ]
 
     /// The session advisory lock migrations run under, so that processes starting at once apply each migration

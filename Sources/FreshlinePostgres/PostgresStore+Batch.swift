@@ -36,9 +36,10 @@ extension PostgresStore: BatchStore {
             var started = run
             started.snapshotID = try await tx.rows(
                 """
-                INSERT INTO snapshots (feature, version, run_id, model_version, input_time, created_at, state)
+                INSERT INTO snapshots (feature, version, run_id, model_version, input_time, created_at, state,
+                    base_id)
                 SELECT \(run.feature), COALESCE(MAX(version), 0) + 1, \(run.id), \(modelVersion), \(inputTime),
-                    \(run.startedAt), 'building'
+                    \(run.startedAt), 'building', \(copyFrom)
                 FROM snapshots WHERE feature = \(run.feature)
                 RETURNING id
                 """
@@ -384,6 +385,114 @@ extension PostgresStore: BatchStore {
         }
     }
 
+    // MARK: Sealed files
+
+    public func snapshot(id: Int64) async throws -> SnapshotInfo? {
+        try await rows("SELECT * FROM snapshots WHERE id = \(id)").first.map(Self.snapshot(from:))
+    }
+
+    public func replaceBaseRows(snapshotID: Int64, chunk: SnapshotChunk, first: Bool) async throws {
+        let keys = ChunkCodec.encode(chunk.keys.lazy.map(\.utf8))
+        let outputs = ByteBuffer(bytes: chunk.packedOutputs.bytes)
+        try await transaction { tx in
+            let state = try await tx.rows("SELECT state FROM snapshots WHERE id = \(snapshotID) FOR UPDATE")
+                .first?.decode(String.self)
+            guard state == SnapshotInfo.State.building.rawValue else {
+                throw BatchStoreError.snapshotState(id: snapshotID, state: state ?? "unknown")
+            }
+            if first {
+                try await tx.rows("DELETE FROM snapshot_chunks WHERE snapshot_id = \(snapshotID) AND chunk_index = -1")
+            }
+            try await tx.rows(
+                """
+                INSERT INTO snapshot_chunks (snapshot_id, chunk_index, row_count, keys, outputs)
+                VALUES (\(snapshotID), -1, \(chunk.keys.count), \(keys), \(outputs))
+                """)
+        }
+    }
+
+    /// PostgreSQL keeps each sealed file, in parts: a server on any host materialises it from here.
+    public var holdsSnapshotFiles: Bool { true }
+
+    public func putSnapshotFilePart(snapshotID: Int64, uploader: String, index: Int, bytes: [UInt8]) async throws {
+        let buffer = ByteBuffer(bytes: bytes)
+        try await transaction(bulk: true) { tx in
+            _ = try await tx.rows(
+                """
+                INSERT INTO snapshot_file_parts (snapshot_id, uploader, idx, bytes)
+                VALUES (\(snapshotID), \(uploader), \(index), \(buffer))
+                ON CONFLICT (snapshot_id, uploader, idx) DO UPDATE SET bytes = EXCLUDED.bytes
+                """)
+        }
+    }
+
+    public func sealSnapshot(id: Int64, file: SnapshotInfo.SealedFile, uploader: String) async throws
+        -> SnapshotInfo
+    {
+        try await transaction(bulk: true) { tx in
+            guard let row = try await tx.rows("SELECT * FROM snapshots WHERE id = \(id) FOR UPDATE").first else {
+                throw BatchStoreError.snapshotState(id: id, state: "unknown")
+            }
+            let info = try Self.snapshot(from: row)
+            if info.file != nil {
+                try await tx.rows(
+                    """
+                    DELETE FROM snapshot_file_parts WHERE snapshot_id = \(id) AND uploader = \(uploader)
+                        AND uploader IS DISTINCT FROM (SELECT file_uploader FROM snapshots WHERE id = \(id))
+                    """)
+                return info
+            }
+            guard info.state == .published || info.state == .retired else {
+                throw BatchStoreError.snapshotState(id: id, state: info.state.rawValue)
+            }
+            let parts = try await tx.rows(
+                """
+                SELECT COALESCE(SUM(length(bytes)), 0)::bigint FROM snapshot_file_parts
+                WHERE snapshot_id = \(id) AND uploader = \(uploader)
+                """
+            ).one().decode(Int.self)
+            guard parts == file.size else {
+                throw PostgresStoreError.database(
+                    operation: "sealSnapshot",
+                    message: "the uploaded parts hold \(parts) bytes, the file \(file.size)")
+            }
+            try await tx.rows(
+                """
+                UPDATE snapshots SET file_checksum = \(Int64(bitPattern: file.checksum)), file_size = \(file.size),
+                    file_uploader = \(uploader)
+                WHERE id = \(id)
+                """)
+            try await tx.rows("DELETE FROM snapshot_chunks WHERE snapshot_id = \(id)")
+            try await tx.rows("DELETE FROM snapshot_file_parts WHERE snapshot_id = \(id) AND uploader <> \(uploader)")
+            guard let sealed = try await tx.rows("SELECT * FROM snapshots WHERE id = \(id)").first else {
+                throw BatchStoreError.snapshotState(id: id, state: "unknown")
+            }
+            return try Self.snapshot(from: sealed)
+        }
+    }
+
+    public func snapshotFilePartCount(snapshotID: Int64) async throws -> Int {
+        try await rows(
+            """
+            SELECT COUNT(*)::bigint FROM snapshot_file_parts p JOIN snapshots s ON s.id = p.snapshot_id
+            WHERE p.snapshot_id = \(snapshotID) AND p.uploader = s.file_uploader
+            """
+        ).one().decode(Int.self)
+    }
+
+    public func snapshotFilePart(snapshotID: Int64, index: Int) async throws -> [UInt8] {
+        let found = try await transaction(bulk: true) { tx in
+            try await tx.rows(
+                """
+                SELECT p.bytes FROM snapshot_file_parts p JOIN snapshots s ON s.id = p.snapshot_id
+                WHERE p.snapshot_id = \(snapshotID) AND p.uploader = s.file_uploader AND p.idx = \(index)
+                """
+            ).first?.decode(ByteBuffer.self)
+        }
+        guard let found else { throw BatchStoreError.missingFilePart(snapshotID: snapshotID, index: index) }
+        return Array(buffer: found)
+    }
+
     // MARK: Publishing
 
     /// Publishes `run`'s snapshot (the previous one retires), marks the run succeeded and tells listeners; or, when
@@ -523,7 +632,13 @@ extension PostgresStore: BatchStore {
             createdAt: try column["created_at"].decode(Double.self),
             publishedAt: try column["published_at"].decode(Double?.self),
             keyCount: try column["key_count"].decode(Int.self),
-            state: SnapshotInfo.State(rawValue: try column["state"].decode(String.self)) ?? .abandoned)
+            state: SnapshotInfo.State(rawValue: try column["state"].decode(String.self)) ?? .abandoned,
+            file: try column["file_checksum"].decode(Int64?.self).flatMap { checksum in
+                try column["file_size"].decode(Int?.self).map {
+                    SnapshotInfo.SealedFile(checksum: UInt64(bitPattern: checksum), size: $0)
+                }
+            },
+            baseID: try column["base_id"].decode(Int64?.self))
     }
 }
 

@@ -247,6 +247,15 @@ public final class SnapshotFile: @unchecked Sendable {
 
     /// The file's size in bytes.
     public var fileBytes: Int { size }
+
+    /// The data checksum the header records (what `verify()` checks, and what a store records of a sealed file).
+    public var checksum: UInt64 { dataChecksum }
+
+    /// A copy of the file's bytes in `range` (clamped to the file): a part to upload.
+    public func copyBytes(_ range: Range<Int>) -> [UInt8] {
+        let clamped = range.clamped(to: 0..<size)
+        return Array(UnsafeRawBufferPointer(rebasing: bytes[clamped]))
+    }
 }
 
 /// Writes fixed-width values as the run wrote them (`JSONValue.writeNumber`/`writeInteger`: the same text).

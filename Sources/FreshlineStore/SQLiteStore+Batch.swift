@@ -107,6 +107,21 @@ extension SQLiteStore {
     }
 }
 
+extension SQLiteStore {
+    /// A sealed snapshot's file (its checksum and size; the file itself lives in the snapshot folder) and a
+    /// backfill's base snapshot (`v11-sealed-snapshots`).
+    static func registerSealedSnapshotsMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v11-sealed-snapshots") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE snapshots ADD COLUMN file_checksum INTEGER;
+                    ALTER TABLE snapshots ADD COLUMN file_size INTEGER;
+                    ALTER TABLE snapshots ADD COLUMN base_id INTEGER;
+                    """)
+        }
+    }
+}
+
 /// A chunk's keys as the store keeps them: `PackedRows`' layout (UInt32 little-endian length, then the bytes), as
 /// the outputs are kept.
 enum ChunkCodec {
@@ -156,10 +171,11 @@ extension SQLiteStore: BatchStore {
                     arguments: [run.feature]) ?? 1
             try db.execute(
                 sql: """
-                    INSERT INTO snapshots (feature, version, run_id, model_version, input_time, created_at, state)
-                    VALUES (?, ?, ?, ?, ?, ?, 'building')
+                    INSERT INTO snapshots (feature, version, run_id, model_version, input_time, created_at, state,
+                        base_id)
+                    VALUES (?, ?, ?, ?, ?, ?, 'building', ?)
                     """,
-                arguments: [run.feature, version, run.id, modelVersion, inputTime, run.startedAt])
+                arguments: [run.feature, version, run.id, modelVersion, inputTime, run.startedAt, copyFrom])
             var started = run
             started.snapshotID = db.lastInsertedRowID
             if let copyFrom {
@@ -532,6 +548,71 @@ extension SQLiteStore: BatchStore {
         }
     }
 
+    // MARK: Sealed files
+
+    public func snapshot(id: Int64) async throws -> SnapshotInfo? {
+        try await writer.read { db in try Self.fetchSnapshot(db, id: id) }
+    }
+
+    public func replaceBaseRows(snapshotID: Int64, chunk: SnapshotChunk, first: Bool) async throws {
+        try await writer.write { db in
+            let state = try String.fetchOne(
+                db, sql: "SELECT state FROM snapshots WHERE id = ?", arguments: [snapshotID])
+            guard state == SnapshotInfo.State.building.rawValue else {
+                throw BatchStoreError.snapshotState(id: snapshotID, state: state ?? "unknown")
+            }
+            if first {
+                try db.execute(
+                    sql: "DELETE FROM snapshot_chunks WHERE snapshot_id = ? AND chunk_index = -1",
+                    arguments: [snapshotID])
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO snapshot_chunks (snapshot_id, chunk_index, row_count, keys, outputs)
+                    VALUES (?, -1, ?, ?, ?)
+                    """,
+                arguments: [
+                    snapshotID, chunk.keys.count, ChunkCodec.encode(chunk.keys.map { Array($0.utf8) }),
+                    Data(chunk.packedOutputs.bytes),
+                ])
+        }
+    }
+
+    /// SQLite records a sealed file; the file is the one in the snapshot folder beside the database.
+    public var holdsSnapshotFiles: Bool { false }
+
+    public func putSnapshotFilePart(snapshotID: Int64, uploader: String, index: Int, bytes: [UInt8]) async throws {
+        throw BatchStoreError.filesNotHeld
+    }
+
+    public func sealSnapshot(id: Int64, file: SnapshotInfo.SealedFile, uploader: String) async throws
+        -> SnapshotInfo
+    {
+        try await writer.write { db in
+            guard let info = try Self.fetchSnapshot(db, id: id) else {
+                throw BatchStoreError.snapshotState(id: id, state: "unknown")
+            }
+            if info.file != nil { return info }
+            guard info.state == .published || info.state == .retired else {
+                throw BatchStoreError.snapshotState(id: id, state: info.state.rawValue)
+            }
+            try db.execute(
+                sql: "UPDATE snapshots SET file_checksum = ?, file_size = ? WHERE id = ?",
+                arguments: [Int64(bitPattern: file.checksum), file.size, id])
+            try db.execute(sql: "DELETE FROM snapshot_chunks WHERE snapshot_id = ?", arguments: [id])
+            guard let sealed = try Self.fetchSnapshot(db, id: id) else {
+                throw BatchStoreError.snapshotState(id: id, state: "unknown")
+            }
+            return sealed
+        }
+    }
+
+    public func snapshotFilePartCount(snapshotID: Int64) async throws -> Int { 0 }
+
+    public func snapshotFilePart(snapshotID: Int64, index: Int) async throws -> [UInt8] {
+        throw BatchStoreError.filesNotHeld
+    }
+
     // MARK: Rows
 
     private static func runningRuns(_ db: Database, feature: String) throws -> [BatchRun] {
@@ -604,6 +685,12 @@ extension SQLiteStore: BatchStore {
             id: row["id"], feature: row["feature"], version: row["version"], runID: row["run_id"],
             modelVersion: row["model_version"], inputTime: row["input_time"], createdAt: row["created_at"],
             publishedAt: row["published_at"], keyCount: row["key_count"],
-            state: SnapshotInfo.State(rawValue: row["state"]) ?? .abandoned)
+            state: SnapshotInfo.State(rawValue: row["state"]) ?? .abandoned,
+            file: (row["file_checksum"] as Int64?).flatMap { checksum in
+                (row["file_size"] as Int?).map {
+                    SnapshotInfo.SealedFile(checksum: UInt64(bitPattern: checksum), size: $0)
+                }
+            },
+            baseID: row["base_id"])
     }
 }

@@ -66,6 +66,7 @@ public final class SQLiteStore: Sendable {
                 t.add(column: "output_tokens", .integer).check { $0 >= 0 }
             }
         }
+        registerSealedSnapshotsMigration(&migrator)
         return migrator
     }
 }

@@ -127,7 +127,8 @@ struct BatchCLI: Sendable {
             throw CLIError(errors.description)
         }
         runner = BatchRunner(
-            feature: spec, model: model, manifestPath: manifest.path, store: stores.batch, metrics: nil)
+            feature: spec, model: model, manifestPath: manifest.path, store: stores.batch, metrics: nil,
+            snapshotDirectory: stores.snapshotDirectory)
     }
 
     func start(trigger: BatchRun.Trigger, keys: [String]?, modelPath: String?) async throws -> BatchRun {

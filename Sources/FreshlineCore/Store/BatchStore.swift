@@ -29,12 +29,32 @@ public struct SnapshotInfo: Sendable, Equatable {
     /// Keys it holds (counted at publish).
     public var keyCount: Int
     public var state: State
+    /// The sealed file, once a process has written the snapshot as one file and the store recorded it (its chunks
+    /// are then dropped: the file is the snapshot). `nil` while the snapshot is only chunks.
+    public var file: SealedFile?
+    /// The snapshot a backfill started from (its rows copied in as the snapshot's first rows).
+    public var baseID: Int64?
+
+    /// A sealed snapshot file as the store records it.
+    public struct SealedFile: Sendable, Equatable {
+        /// The file's data checksum (the format's 64-bit FNV-1a over every byte after the metadata).
+        public var checksum: UInt64
+        /// The file's size in bytes.
+        public var size: Int
+        public init(checksum: UInt64, size: Int) {
+            self.checksum = checksum
+            self.size = size
+        }
+    }
 
     /// Makes a snapshot record.
     public init(
         id: Int64, feature: String, version: Int, runID: String, modelVersion: String, inputTime: Double,
-        createdAt: Double, publishedAt: Double?, keyCount: Int, state: State
+        createdAt: Double, publishedAt: Double?, keyCount: Int, state: State, file: SealedFile? = nil,
+        baseID: Int64? = nil
     ) {
+        self.file = file
+        self.baseID = baseID
         self.id = id
         self.feature = feature
         self.version = version
@@ -259,6 +279,13 @@ public enum BatchStoreError: Error, Sendable, Equatable, CustomStringConvertible
     case slotTaken(runID: String)
     /// The worker no longer holds the range (its lease ran out and another worker took it): stop writing.
     case rangeLost(runID: String, index: Int)
+    /// The snapshot cannot change this way in its state: base rows go only into a building snapshot, and only a
+    /// published or retired one is sealed.
+    case snapshotState(id: Int64, state: String)
+    /// The store does not keep snapshot files (SQLite: they live beside the database).
+    case filesNotHeld
+    /// The stored file of a sealed snapshot is missing a part.
+    case missingFilePart(snapshotID: Int64, index: Int)
 
     public var description: String {
         switch self {
@@ -267,6 +294,9 @@ public enum BatchStoreError: Error, Sendable, Equatable, CustomStringConvertible
         case .runNotRunning(let id): "run \(id) has ended and cannot write or publish"
         case .slotTaken(let id): "this schedule slot already has a run (\(id))"
         case .rangeLost(let id, let index): "range \(index) of run \(id) was leased by another worker"
+        case .snapshotState(let id, let state): "snapshot \(id) is \(state): it cannot change this way"
+        case .filesNotHeld: "this store does not keep snapshot files (they live in the snapshot folder)"
+        case .missingFilePart(let id, let index): "part \(index) of snapshot \(id)'s file is missing from the store"
         }
     }
 }
@@ -343,6 +373,27 @@ public protocol BatchStore: Sendable {
     func publishedSnapshot(feature: String) async throws -> SnapshotInfo?
     /// A feature's snapshots (every state), newest first.
     func snapshots(feature: String, limit: Int) async throws -> [SnapshotInfo]
-    /// Reads a snapshot's chunks in order (by chunk index, then by write order).
+    /// Reads a snapshot's chunks in order (by chunk index, then by write order); none once it is sealed.
     func chunks(snapshotID: Int64) async throws -> [SnapshotChunk]
+
+    // MARK: Sealed files (docs/snapshots.md)
+
+    /// One snapshot, whatever its state.
+    func snapshot(id: Int64) async throws -> SnapshotInfo?
+    /// Replaces the base rows (chunk -1) of a building snapshot: with `first`, the ones already there are deleted
+    /// before `chunk` is added. A backfill copies a sealed base's rows this way, in several calls.
+    func replaceBaseRows(snapshotID: Int64, chunk: SnapshotChunk, first: Bool) async throws
+    /// Whether the store keeps sealed files itself (PostgreSQL: servers on other hosts materialise them from it) or
+    /// only records them (SQLite: the file in the folder beside the database is the snapshot).
+    var holdsSnapshotFiles: Bool { get }
+    /// Writes part `index` of a snapshot's file as `uploader` uploads it (stores that hold files).
+    func putSnapshotFilePart(snapshotID: Int64, uploader: String, index: Int, bytes: [UInt8]) async throws
+    /// Seals a published or retired snapshot in one transaction: records its file, drops its chunks and, in a store
+    /// that holds files, keeps `uploader`'s parts as the file. A snapshot already sealed keeps its first file (this
+    /// uploader's parts are dropped); either way the call returns the snapshot as sealed.
+    func sealSnapshot(id: Int64, file: SnapshotInfo.SealedFile, uploader: String) async throws -> SnapshotInfo
+    /// How many parts a sealed snapshot's stored file has (0 when the store does not hold files).
+    func snapshotFilePartCount(snapshotID: Int64) async throws -> Int
+    /// One part of a sealed snapshot's stored file.
+    func snapshotFilePart(snapshotID: Int64, index: Int) async throws -> [UInt8]
 }

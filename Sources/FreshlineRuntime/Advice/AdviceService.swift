@@ -137,8 +137,7 @@ public final class AdviceService: Sendable {
         var answers: [ShadowAnswer] = []
         for info in retained {
             if let directory = snapshotDirectory,
-                let file = try? SnapshotFile(path: SnapshotFiles.path(for: info, in: directory)),
-                file.metadata.snapshotID == info.id
+                let file = try? await SnapshotStorage(store: store, directory: directory).open(info)
             {
                 // The version's file: each key's live row (a key written twice answers its later row, as served).
                 for row in 0..<file.metadata.rows where file.isLive(row: row) {

@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
+internal import FreshlineSnapshot
 internal import FreshlineUpstream
 public import NIOPosix
 internal import Synchronization
@@ -24,6 +25,10 @@ public final class BatchRunner: Sendable {
     public let store: any BatchStore
     let metrics: ServingMetrics?
 
+    /// Where this process keeps snapshot files: with one, the worker that publishes a run seals its snapshot
+    /// (`SnapshotStorage.seal`). `nil`: snapshots stay as chunks in the store.
+    let snapshotDirectory: String?
+
     /// The wall clock a run's input time (its answers' `computed_at`) is read from; leases use the system clock.
     let clock: any WallClock
     /// How long a run may go without a heartbeat (while it is counted and split) before another process takes it
@@ -40,30 +45,31 @@ public final class BatchRunner: Sendable {
     /// A runner for `feature` (which must have a batch section) over `model`.
     public convenience init(
         feature: FeatureSpec, model: Model, manifestPath: String, store: any BatchStore, metrics: ServingMetrics?,
-        clock: any WallClock = SystemWallClock()
+        clock: any WallClock = SystemWallClock(), snapshotDirectory: String? = nil
     ) {
         self.init(
             feature: feature, local: model, remote: nil, manifestPath: manifestPath, store: store, metrics: metrics,
-            clock: clock)
+            clock: clock, snapshotDirectory: snapshotDirectory)
     }
 
     /// A runner for `feature` over `model`, local or upstream.
     public convenience init(
         feature: FeatureSpec, model: ServingModel, manifestPath: String, store: any BatchStore,
-        metrics: ServingMetrics?, clock: any WallClock = SystemWallClock()
+        metrics: ServingMetrics?, clock: any WallClock = SystemWallClock(), snapshotDirectory: String? = nil
     ) {
         var remote: (any RemoteModel)?
         if case .remote(let model) = model.backend { remote = model }
         self.init(
             feature: feature, local: model.local, remote: remote, manifestPath: manifestPath, store: store,
-            metrics: metrics, clock: clock)
+            metrics: metrics, clock: clock, snapshotDirectory: snapshotDirectory)
     }
 
     private init(
         feature: FeatureSpec, local: Model?, remote: (any RemoteModel)?, manifestPath: String, store: any BatchStore,
-        metrics: ServingMetrics?, clock: any WallClock
+        metrics: ServingMetrics?, clock: any WallClock, snapshotDirectory: String?
     ) {
         self.clock = clock
+        self.snapshotDirectory = snapshotDirectory
         precondition(feature.batch != nil, "a batch runner needs a feature with a batch section")
         precondition(local != nil || remote != nil, "a batch runner needs a model")
         self.feature = feature
@@ -139,6 +145,7 @@ public final class BatchRunner: Sendable {
             try? await store.endRun(id: run.id, state: .failed, error: "\(error)", at: Clock.unixNow)
             throw error
         }
+        if run.keys != nil { try await copySealedBase(of: run) }
         _ = try await store.splitRun(
             runID: run.id, rowsTotal: total, rangeRows: batch.rangeRows(rowsTotal: total), at: Clock.unixNow)
         return try await store.run(id: run.id) ?? run
@@ -217,6 +224,41 @@ public final class BatchRunner: Sendable {
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
+    }
+
+    /// Copies the rows of a backfill's base snapshot into its snapshot when the base is sealed (its chunks gone, so
+    /// the store could not copy them when the run started): read from the base's file, written as the snapshot's
+    /// base rows in parts. Done before the run is split, so a starter that dies meanwhile leaves a run that is
+    /// claimed and copied again from the start (the first part replaces what was copied).
+    func copySealedBase(of run: BatchRun) async throws {
+        guard let building = try await store.snapshot(id: run.snapshotID), let baseID = building.baseID,
+            let base = try await store.snapshot(id: baseID), base.file != nil
+        else { return }
+        guard let directory = snapshotDirectory else {
+            throw BatchRunnerError(
+                message:
+                    "the backfill's base snapshot v\(base.version) is sealed; this process has no snapshot folder to read it from"
+            )
+        }
+        let file = try await SnapshotStorage(store: store, directory: directory).open(base)
+        let partRows = 20_000
+        var first = true
+        var start = 0
+        repeat {
+            let end = min(file.metadata.rows, start + partRows)
+            var keys: [String] = []
+            var outputs = PackedRows()
+            for row in start..<end where file.isLive(row: row) {
+                keys.append(file.key(row: row))
+                outputs.append(file.json(row: row))
+            }
+            try await store.replaceBaseRows(
+                snapshotID: run.snapshotID, chunk: SnapshotChunk(index: -1, keys: keys, packedOutputs: outputs),
+                first: first)
+            try? await store.heartbeat(runID: run.id, at: Clock.unixNow)
+            first = false
+            start = end
+        } while start < file.metadata.rows
     }
 
     /// Ranges one process works on at once: two (one reads while the other computes); with a provider batch,
@@ -305,9 +347,15 @@ public final class BatchRunner: Sendable {
         // Outside the `do` above: a refused run is already ended by the store, with its reason; ending it again
         // there would overwrite the reason.
         switch completion {
-        case .published:
+        case .published(let info):
             metrics?.runFinished(feature: feature.name, outcome: "succeeded")
             dropParkedReader(runID: runID)
+            if let directory = snapshotDirectory {
+                // Published already: a seal that fails leaves the snapshot as chunks, and a server seals it later.
+                if let sealed = try? await SnapshotStorage(store: store, directory: directory).seal(info) {
+                    return .published(sealed)
+                }
+            }
         case .refused(let reason):
             metrics?.runFinished(feature: feature.name, outcome: "failed")
             dropParkedReader(runID: runID)

@@ -52,6 +52,24 @@ public final class BatchService: Sendable {
         self.pollInterval = pollInterval
     }
 
+    /// How long a published snapshot may stay unsealed before a server seals it: its run's worker seals it right after
+    /// publishing, so one still unsealed after this had its worker die in between.
+    static let sealGrace: Double = 120
+
+    /// Seals `info` when its run's worker did not (it died between publishing and sealing): the chunks stay the
+    /// snapshot until some process seals it, so it is never lost, only kept in the larger form.
+    private func sealLeftBehind(_ info: SnapshotInfo, directory: String) async {
+        guard info.file == nil, let published = info.publishedAt, Clock.unixNow - published > Self.sealGrace else {
+            return
+        }
+        do {
+            try await SnapshotStorage(store: store, directory: directory).seal(info)
+            logger.info("sealed \(info.feature) snapshot v\(info.version), left unsealed by its run's worker")
+        } catch {
+            logger.warning("cannot seal \(info.feature) snapshot v\(info.version): \(error)")
+        }
+    }
+
     /// The store runs and snapshots live in.
     public var batchStore: any BatchStore { store }
 
@@ -114,6 +132,7 @@ public final class BatchService: Sendable {
                         $0.state == .published || $0.state == .retired
                     }
                     SnapshotFiles.prune(feature: feature, keep: kept, in: directory)
+                    await sealLeftBehind(info, directory: directory)
                 } else {
                     server.install(try await SnapshotTable.load(info, from: store))
                     logger.info("serving \(feature) snapshot v\(info.version) (\(info.keyCount) keys)")

@@ -2,7 +2,6 @@ internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
 public import FreshlineSnapshot
-internal import NIOPosix
 
 /// A published snapshot held for serving: key → outputs. Immutable once made; a feature swaps the whole table when
 /// a newer snapshot is published, so a lookup never touches the database.
@@ -73,25 +72,12 @@ public final class SnapshotTable: Sendable {
         return SnapshotTable(info: info, rows: rows)
     }
 
-    /// The snapshot's file in `directory`, mapped: the file already there (written by this or another process on
-    /// the host), or else written once from the store's chunks — checked whole after writing — then mapped.
+    /// The snapshot's file in `directory`, mapped (`SnapshotStorage.open`: the file already there, else
+    /// materialised from the store, or written from the chunks of a snapshot not yet sealed).
     public static func load(_ info: SnapshotInfo, from store: any BatchStore, directory: String) async throws
         -> SnapshotTable
     {
-        let path = SnapshotFiles.path(for: info, in: directory)
-        if let file = try? SnapshotFile(path: path), file.metadata.snapshotID == info.id {
-            return SnapshotTable(info: info, file: file)
-        }
-        let chunks = try await store.chunks(snapshotID: info.id)
-        // Writing and checking a large file is blocking work: on the shared blocking pool, not the cooperative one.
-        let file = try await NIOThreadPool.singleton.runIfActive {
-            try SnapshotFileWriter.write(to: path, info: info, chunks: chunks)
-            let file = try SnapshotFile(path: path)
-            guard file.verify() else {
-                throw SnapshotFile.OpenError(description: "\(path): its checksum does not match right after writing")
-            }
-            return file
-        }
+        let file = try await SnapshotStorage(store: store, directory: directory).open(info)
         return SnapshotTable(info: info, file: file)
     }
 }

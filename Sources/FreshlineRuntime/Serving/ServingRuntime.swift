@@ -82,7 +82,7 @@ public final class ServingRuntime: Service {
                 guard let model = models[spec.model] else { continue }
                 runners[name] = BatchRunner(
                     feature: spec, model: model, manifestPath: manifest.path, store: batchStore, metrics: metrics,
-                    clock: clock)
+                    clock: clock, snapshotDirectory: snapshotDirectory)
             }
         }
         batch =

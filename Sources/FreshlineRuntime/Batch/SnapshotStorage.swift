@@ -1,0 +1,141 @@
+internal import Foundation
+public import FreshlineCore
+public import FreshlineSnapshot
+internal import NIOPosix
+
+/// A snapshot's file on this host, and the store's record of it (docs/snapshots.md, "Sealing").
+///
+/// A run writes its rows to the store in chunks, with its range checkpoints, and publishes in one transaction. Then
+/// the publishing worker seals the snapshot: it writes the file, uploads it (PostgreSQL keeps the file in parts;
+/// SQLite keeps only its checksum and size, the file in the folder beside the database being the snapshot) and records
+/// it, which drops the chunks. A server opens the snapshot's file from its folder, or materialises it from the store
+/// (PostgreSQL), or, while the snapshot is not yet sealed, writes it from the chunks.
+public struct SnapshotStorage: Sendable {
+    /// The store the snapshots are recorded in.
+    public let store: any BatchStore
+    /// This host's snapshot folder.
+    public let directory: String
+
+    /// A sealed file is uploaded in parts of this size: one statement each, well under PostgreSQL's 1 GB limit of a
+    /// value, and a memory use that does not grow with the file.
+    static let partBytes = 8 << 20
+
+    public init(store: any BatchStore, directory: String) {
+        self.store = store
+        self.directory = directory
+    }
+
+    /// Why a snapshot's file cannot be had.
+    public struct Missing: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The snapshot's file, mapped, from the first place that has it:
+    /// - the folder, when a file there has the snapshot's id (and, once sealed, the recorded checksum and size);
+    /// - for a snapshot not yet sealed, its chunks: written to the folder and checked whole;
+    /// - for a sealed one, the store's copy (PostgreSQL), downloaded part by part, checked whole, then renamed into
+    ///   place. With SQLite a sealed snapshot whose file is gone cannot be had again: the file was the snapshot.
+    public func open(_ info: SnapshotInfo) async throws -> SnapshotFile {
+        let path = SnapshotFiles.path(for: info, in: directory)
+        if let file = try? SnapshotFile(path: path), Self.matches(file, info) { return file }
+        var current = info
+        if current.file == nil {
+            let chunks = try await store.chunks(snapshotID: info.id)
+            if !chunks.isEmpty || info.keyCount == 0 {
+                return try await Self.blocking {
+                    try SnapshotFileWriter.write(to: path, info: info, chunks: chunks)
+                    return try Self.checked(path, info)
+                }
+            }
+            // Sealed since the caller read the record: the seal dropped the chunks.
+            guard let fresh = try await store.snapshot(id: info.id), fresh.file != nil else {
+                throw Missing(description: "snapshot \(info.id) of \(info.feature) has neither chunks nor a file")
+            }
+            current = fresh
+            if let file = try? SnapshotFile(path: path), Self.matches(file, current) { return file }
+        }
+        guard store.holdsSnapshotFiles else {
+            throw Missing(
+                description:
+                    "\(path) is missing: snapshot v\(info.version) of \(info.feature) is sealed, and with SQLite its file in the snapshot folder is the snapshot; run the feature again"
+            )
+        }
+        return try await materialise(current, to: path)
+    }
+
+    /// Seals a published (or retired) snapshot: its file opened as `open` does, uploaded to a store that holds files,
+    /// then recorded, which drops its chunks. Returns the snapshot as the store has it now. Idempotent: a snapshot
+    /// already sealed stays as it is, and two processes sealing at once leave one file.
+    @discardableResult
+    public func seal(_ info: SnapshotInfo) async throws -> SnapshotInfo {
+        if info.file != nil { return info }
+        let file = try await open(info)
+        let uploader = "\(RunOwner.current)-\(RandomID.make("u"))"
+        if store.holdsSnapshotFiles {
+            let parts = (file.fileBytes + Self.partBytes - 1) / Self.partBytes
+            for index in 0..<parts {
+                let start = index * Self.partBytes
+                try await store.putSnapshotFilePart(
+                    snapshotID: info.id, uploader: uploader, index: index,
+                    bytes: file.copyBytes(start..<(start + Self.partBytes)))
+            }
+        }
+        return try await store.sealSnapshot(
+            id: info.id, file: SnapshotInfo.SealedFile(checksum: file.checksum, size: file.fileBytes),
+            uploader: uploader)
+    }
+
+    /// Writes the store's copy of a sealed snapshot's file under a temporary name, checks it whole, then renames it
+    /// into place: a process killed meanwhile leaves no torn file under the snapshot's name.
+    private func materialise(_ info: SnapshotInfo, to path: String) async throws -> SnapshotFile {
+        let parts = try await store.snapshotFilePartCount(snapshotID: info.id)
+        let temporary = "\(path).tmp-\(getpid())"
+        try await Self.blocking {
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
+                throw Missing(description: "\(temporary): cannot create it")
+            }
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+            defer { try? handle.close() }
+            for index in 0..<parts {
+                let bytes = try await store.snapshotFilePart(snapshotID: info.id, index: index)
+                try await Self.blocking { try handle.write(contentsOf: bytes) }
+            }
+            try await Self.blocking { try handle.synchronize() }
+            return try await Self.blocking {
+                _ = try Self.checked(temporary, info)
+                guard rename(temporary, path) == 0 else {
+                    throw Missing(description: "\(path): cannot rename the downloaded file into place")
+                }
+                return try SnapshotFile(path: path)
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
+    }
+
+    /// Whether `file` is the snapshot `info` names (and, once sealed, the file the store recorded).
+    static func matches(_ file: SnapshotFile, _ info: SnapshotInfo) -> Bool {
+        guard file.metadata.snapshotID == info.id else { return false }
+        guard let sealed = info.file else { return true }
+        return sealed.checksum == file.checksum && sealed.size == file.fileBytes
+    }
+
+    /// Opens the file at `path` and reads it whole against its checksum (and the store's record, once sealed).
+    private static func checked(_ path: String, _ info: SnapshotInfo) throws -> SnapshotFile {
+        let file = try SnapshotFile(path: path)
+        guard matches(file, info), file.verify() else {
+            throw SnapshotFile.OpenError(description: "\(path): its checksum does not match the snapshot's")
+        }
+        return file
+    }
+
+    /// Blocking file work: on the shared blocking pool, not the cooperative one.
+    private static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(work)
+    }
+}
