@@ -246,6 +246,28 @@ struct BatchServingTests {
         }
     }
 
+    @Test(
+        "the worker that publishes seals the snapshot; a backfill over a sealed snapshot copies its rows from the file")
+    func backfillOverSealedSnapshot() async throws {
+        let (manifest, rows) = try Self.fixture(features: Self.batchFeature("churn"))
+        try await withServer(manifest) { _, runtime in
+            let store = try #require(runtime.batch).batchStore
+            let v1run = try await Self.publish(runtime, "churn")
+            let v1 = try #require(try await store.snapshots(feature: "churn", limit: 1).first)
+            #expect(v1.runID == v1run.id)
+            try await Self.waitFor("v1 is sealed") { try await store.snapshot(id: v1.id)?.file != nil }
+            #expect(try await store.chunks(snapshotID: v1.id).isEmpty)
+            let before = try #require(runtime.features["churn"]?.snapshot)
+            let backfill = try await Self.publish(runtime, "churn", keys: ["u1", "u2"])
+            let v2 = try #require(runtime.features["churn"]?.snapshot)
+            #expect(v2.info.runID == backfill.id && v2.keyCount == rows.count)
+            for key in ["u0", "u1", "u5", "u\(rows.count - 1)"] {
+                #expect(v2.outputs(for: key) != nil && v2.outputs(for: key) == before.outputs(for: key), "\(key)")
+            }
+            try await Self.waitFor("v2 is sealed") { try await store.snapshot(id: v2.info.id)?.file != nil }
+        }
+    }
+
     @Test("runs API: start, watch, failures, backfill, snapshots; admin only")
     func runsAPI() async throws {
         let features = Self.batchFeature("churn") + "\n  live:\n    model: gbdt\n"

@@ -4,6 +4,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlinePostgres
 import FreshlineRuntime
+import FreshlineSnapshot
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -373,9 +374,16 @@ struct ClusterTests {
             let snapshot = try #require(published.first)
             #expect(snapshot.state == .published && snapshot.keyCount == total)
             // Every row exactly once, with the model's answer (rows around the killed range's checkpoint included).
-            let chunks = try await store.chunks(snapshotID: snapshot.id)
-            #expect(chunks.reduce(0) { $0 + $1.keys.count } == total)
-            let table = try await SnapshotTable.load(snapshot, from: store)
+            // The worker that published sealed it: the file, in parts in PostgreSQL, materialised here as a new
+            // host would, holds each row once.
+            let sealed = try #require(try await store.snapshot(id: snapshot.id))
+            #expect(sealed.file != nil)
+            #expect(try await store.chunks(snapshotID: snapshot.id).isEmpty)
+            let host = FileManager.default.temporaryDirectory.appendingPathComponent("host-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: host) }
+            let file = try await SnapshotRows.file(store, sealed, directory: host)
+            #expect(file.metadata.rows == total && file.metadata.keyCount == total)
+            let table = SnapshotTable(info: sealed, file: file)
             let model = try Model(contentsOf: TestManifest.zoo.appendingPathComponent("gbc_binary.onnx"))
             let checkpoint = killed.rowStart + killed.rowsDone
             for i in [0, checkpoint - 1, checkpoint, killed.rowEnd - 1, total - 1] {

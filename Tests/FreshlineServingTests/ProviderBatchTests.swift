@@ -75,14 +75,10 @@ struct ProviderBatchTests {
     }
 
     /// The published snapshot's rows: key → outputs (JSON object text).
-    static func rows(_ store: SQLiteStore, _ snapshot: SnapshotInfo) async throws -> [String: String] {
-        var rows: [String: String] = [:]
-        for chunk in try await store.chunks(snapshotID: snapshot.id) {
-            for (key, output) in zip(chunk.keys, chunk.packedOutputs.rows) {
-                rows[key] = String(decoding: output, as: UTF8.self)
-            }
-        }
-        return rows
+    static func rows(_ store: SQLiteStore, _ snapshot: SnapshotInfo, directory: String? = nil) async throws
+        -> [String: String]
+    {
+        try await SnapshotRows.read(store, snapshot, directory: directory)
     }
 
     @Test("a run becomes one provider batch: JSONL with custom_id = key, answers and refusals read back, tokens kept")
@@ -385,7 +381,13 @@ struct ProviderBatchCrashTests {
             #expect(api.batches.map(\.id).sorted() == recorded.sorted())
             let snapshot = try #require(try await store.publishedSnapshot(feature: "summary"))
             #expect(snapshot.keyCount == 200 && snapshot.runID == interrupted.id)
-            let rows = try await ProviderBatchTests.rows(store, snapshot)
+            // `freshline run` sealed the snapshot: its rows are in its file now.
+            #expect(try await store.snapshot(id: snapshot.id)?.file != nil)
+            #expect(try await store.chunks(snapshotID: snapshot.id).isEmpty)
+            let rows = try await ProviderBatchTests.rows(
+                store, snapshot,
+                directory: SnapshotRows.directory(forSQLite: folder.appendingPathComponent("state.sqlite").path))
+            #expect(rows.count == 200)
             #expect(rows["acct-137"] == #"{"text":"summary: note 137"}"#)
         }
     }

@@ -11,7 +11,7 @@ import Testing
 struct SnapshotServingTests {
     /// A store with one feature's published snapshots v1…v`versions` of `keys` keys each (`u0`…; the value of key
     /// `uN` in version V is `{"score": N + V/10}`).
-    static func store(versions: Int, keys: Int, retention: Int = 2) async throws -> (
+    static func store(versions: Int, keys: Int, retention: Int = 2, serve: Bool = false) async throws -> (
         SQLiteStore, String, [SnapshotInfo]
     ) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("snapserve-\(UUID().uuidString)")
@@ -41,6 +41,11 @@ struct SnapshotServingTests {
                     runID: run.id, index: 0, owner: "test:1", at: t, retention: retention, policy: .unguarded)
             else { throw DoubleFailure("v\(version) did not publish") }
             published.append(info)
+            // As a server would, before the next publish's retention drops this one.
+            if serve {
+                _ = try await SnapshotTable.load(
+                    info, from: store, directory: folder.appendingPathComponent("snapshots").path)
+            }
         }
         return (store, folder.appendingPathComponent("snapshots").path, published)
     }
@@ -81,8 +86,7 @@ struct SnapshotServingTests {
 
     @Test("pruning keeps the retained snapshots' files, removes the rest and dead writers' temporary files only")
     func prune() async throws {
-        let (store, directory, published) = try await Self.store(versions: 3, keys: 50, retention: 2)
-        for info in published { _ = try await SnapshotTable.load(info, from: store, directory: directory) }
+        let (store, directory, published) = try await Self.store(versions: 3, keys: 50, retention: 2, serve: true)
         let other = SnapshotInfo(
             id: 99, feature: "churn-v2", version: 1, runID: "r", modelVersion: "m", inputTime: 0, createdAt: 0,
             publishedAt: nil, keyCount: 0, state: .published)

@@ -136,30 +136,11 @@ public final class AdviceService: Sendable {
         let rate = Double(keysPerSnapshot) / Double(max(1, retained.map(\.keyCount).max() ?? 1))
         var answers: [ShadowAnswer] = []
         for info in retained {
-            if let directory = snapshotDirectory,
-                let file = try? await SnapshotStorage(store: store, directory: directory).open(info)
-            {
-                // The version's file: each key's live row (a key written twice answers its later row, as served).
-                for row in 0..<file.metadata.rows where file.isLive(row: row) {
-                    let key = file.key(row: row)
-                    guard KeyHash.isSampled(KeyHash.value(key), rate: rate), let outputs = file.outputs(row: row),
-                        let decision = extractor.decision(outputs)
-                    else { continue }
-                    answers.append(
-                        ShadowAnswer(keyHash: KeyHash.hex(key), computedAt: info.inputTime, decision: decision))
-                }
-                continue
-            }
-            for chunk in try await store.chunks(snapshotID: info.id) {
-                for (key, bytes) in zip(chunk.keys, chunk.outputs) {
-                    let hash = KeyHash.value(key)
-                    guard KeyHash.isSampled(hash, rate: rate),
-                        case .object(let outputs) = try JSONValue.parse(bytes),
-                        let decision = extractor.decision(outputs)
-                    else { continue }
-                    answers.append(
-                        ShadowAnswer(keyHash: KeyHash.hex(key), computedAt: info.inputTime, decision: decision))
-                }
+            try await forEachKey(of: info, store: store) { key, outputs in
+                guard KeyHash.isSampled(KeyHash.value(key), rate: rate), let outputs = try outputs(),
+                    let decision = extractor.decision(outputs)
+                else { return }
+                answers.append(ShadowAnswer(keyHash: KeyHash.hex(key), computedAt: info.inputTime, decision: decision))
             }
         }
         return answers
@@ -219,12 +200,34 @@ public final class AdviceService: Sendable {
         return hashes
     }
 
+    /// Each key of a snapshot with its outputs (decoded when asked), from the version's file when this process has
+    /// a snapshot folder (each key's live row: a key written twice gives its later row, as served), else from the
+    /// store's chunks (a snapshot not sealed, in a process without a folder).
+    func forEachKey(
+        of info: SnapshotInfo, store: any BatchStore,
+        _ body: (String, () throws -> [String: JSONValue]?) throws -> Void
+    ) async throws {
+        if let directory = snapshotDirectory {
+            let file = try await SnapshotStorage(store: store, directory: directory).open(info)
+            for row in 0..<file.metadata.rows where file.isLive(row: row) {
+                try body(file.key(row: row)) { file.outputs(row: row) }
+            }
+            return
+        }
+        for chunk in try await store.chunks(snapshotID: info.id) {
+            for (key, bytes) in zip(chunk.keys, chunk.outputs) {
+                try body(key) {
+                    guard case .object(let outputs) = try JSONValue.parse(bytes) else { return nil }
+                    return outputs
+                }
+            }
+        }
+    }
+
     func hashedKeys(_ info: SnapshotInfo, store: any BatchStore) async throws -> Set<String> {
         if let known = snapshotKeys.withLock({ $0[info.feature] }), known.id == info.id { return known.hashes }
         var hashes = Set<String>()
-        for chunk in try await store.chunks(snapshotID: info.id) {
-            for key in chunk.keys { hashes.insert(KeyHash.hex(key)) }
-        }
+        try await forEachKey(of: info, store: store) { key, _ in hashes.insert(KeyHash.hex(key)) }
         snapshotKeys.withLock { $0[info.feature] = (info.id, hashes) }
         return hashes
     }

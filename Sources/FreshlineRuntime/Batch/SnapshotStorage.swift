@@ -16,13 +16,14 @@ public struct SnapshotStorage: Sendable {
     /// This host's snapshot folder.
     public let directory: String
 
-    /// A sealed file is uploaded in parts of this size: one statement each, well under PostgreSQL's 1 GB limit of a
-    /// value, and a memory use that does not grow with the file.
-    static let partBytes = 8 << 20
+    /// A sealed file is uploaded in parts of this size (8 MiB by default): one statement each, well under
+    /// PostgreSQL's 1 GB limit of a value, and a memory use that does not grow with the file.
+    let partBytes: Int
 
-    public init(store: any BatchStore, directory: String) {
+    public init(store: any BatchStore, directory: String, partBytes: Int = 8 << 20) {
         self.store = store
         self.directory = directory
+        self.partBytes = max(4096, partBytes)
     }
 
     /// Why a snapshot's file cannot be had.
@@ -72,12 +73,12 @@ public struct SnapshotStorage: Sendable {
         let file = try await open(info)
         let uploader = "\(RunOwner.current)-\(RandomID.make("u"))"
         if store.holdsSnapshotFiles {
-            let parts = (file.fileBytes + Self.partBytes - 1) / Self.partBytes
+            let parts = (file.fileBytes + partBytes - 1) / partBytes
             for index in 0..<parts {
-                let start = index * Self.partBytes
+                let start = index * partBytes
                 try await store.putSnapshotFilePart(
                     snapshotID: info.id, uploader: uploader, index: index,
-                    bytes: file.copyBytes(start..<(start + Self.partBytes)))
+                    bytes: file.copyBytes(start..<(start + partBytes)))
             }
         }
         return try await store.sealSnapshot(
