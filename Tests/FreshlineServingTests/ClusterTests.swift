@@ -376,8 +376,10 @@ struct ClusterTests {
             // Every row exactly once, with the model's answer (rows around the killed range's checkpoint included).
             // The worker that published sealed it: the file, in parts in PostgreSQL, materialised here as a new
             // host would, holds each row once.
+            try await BatchServingTests.waitFor("the publishing worker seals v\(snapshot.version)") {
+                try await store.snapshot(id: snapshot.id)?.file != nil
+            }
             let sealed = try #require(try await store.snapshot(id: snapshot.id))
-            #expect(sealed.file != nil)
             #expect(try await store.chunks(snapshotID: snapshot.id).isEmpty)
             let host = FileManager.default.temporaryDirectory.appendingPathComponent("host-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: host) }
