@@ -84,25 +84,19 @@ public final class SnapshotFile: @unchecked Sendable {
                 throw fail("\(what) lies outside the file")
             }
         }
-        guard m.indexSlots >= 8, m.indexSlots & (m.indexSlots - 1) == 0, m.keyCount <= m.rows,
-            m.rows < Int(UInt32.max), m.indexSlots >= m.rows
+        guard m.indexSlots >= 8, m.keyCount <= m.rows, m.indexSlots > m.keyCount,
+            m.rows <= SnapshotLayout.recordLimit
         else { throw fail("the index's counts are inconsistent") }
         try inside(m.index.offset, m.index.length, "the index")
         guard m.index.length == m.indexSlots * 8 else { throw fail("the index has the wrong size") }
-        try inside(m.keyOffsets.offset, m.keyOffsets.length, "the key offsets")
-        guard m.keyOffsets.length == (m.rows + 1) * 8 else { throw fail("the key offsets have the wrong size") }
-        try inside(m.keyBytes.offset, m.keyBytes.length, "the keys")
+        try inside(m.records.offset, m.records.length, "the records")
+        guard m.records.length <= SnapshotLayout.recordLimit else { throw fail("the records section is too large") }
         guard !m.columns.isEmpty, m.layout == "columns" || (m.layout == "rows" && m.columns.count == 1) else {
             throw fail("the columns are inconsistent with the layout")
         }
-        for column in m.columns {
-            try inside(column.offset, column.length, "column '\(column.name)'")
-            if column.kind == .json {
-                guard column.length >= (m.rows + 1) * 8 else { throw fail("column '\(column.name)' is too short") }
-            } else {
-                guard column.elements >= 1, column.elements < 1 << 20,
-                    column.length == m.rows * column.elements * column.kind.width
-                else { throw fail("column '\(column.name)' has the wrong size") }
+        for column in m.columns where column.kind != .json {
+            guard column.elements >= 1, column.elements < 1 << 20 else {
+                throw fail("column '\(column.name)' has the wrong size")
             }
         }
     }
@@ -113,78 +107,148 @@ public final class SnapshotFile: @unchecked Sendable {
         UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
+    /// A row: where its record starts in the records section.
+    public struct Row: Hashable, Sendable {
+        let offset: Int
+        /// Where the record starts in the records section (tests that damage a file on purpose).
+        public var offsetForTesting: Int { offset }
+    }
+
+    /// A record's parts, as absolute offsets in the file.
+    private struct Extent {
+        var key: Range<Int>
+        /// Where the outputs start.
+        var values: Int
+        /// Where the next record starts.
+        var end: Int
+    }
+
+    /// Reads the record at `row` within the records section; `nil` when any length in it runs past the section (a
+    /// damaged file answers no key; it never reads past).
+    private func extent(_ row: Row) -> Extent? {
+        let sectionEnd = metadata.records.offset + metadata.records.length
+        let start = metadata.records.offset + row.offset
+        guard row.offset >= 0, start < sectionEnd,
+            let (keyLength, keyStart) = SnapshotLayout.varint(bytes, at: start, end: sectionEnd),
+            keyLength <= sectionEnd - keyStart
+        else { return nil }
+        let values = keyStart + keyLength
+        var at = values
+        for column in metadata.columns {
+            if column.kind == .json {
+                guard let (length, text) = SnapshotLayout.varint(bytes, at: at, end: sectionEnd),
+                    length <= sectionEnd - text
+                else { return nil }
+                at = text + length
+            } else {
+                guard column.width <= sectionEnd - at else { return nil }
+                at += column.width
+            }
+        }
+        return Extent(key: keyStart..<values, values: values, end: at)
+    }
+
     /// The row a key's lookup finds (its latest), or `nil`.
-    public func row(for key: String) -> Int? {
+    public func row(for key: String) -> Row? {
         var key = key
         return key.withUTF8 { row(forBytes: UnsafeRawBufferPointer($0)) }
     }
 
-    func row(forBytes key: UnsafeRawBufferPointer) -> Int? {
+    func row(forBytes key: UnsafeRawBufferPointer) -> Row? {
         let hash = KeyHash.value(bytes: key)
-        let mask = metadata.indexSlots - 1
-        var slot = Int(truncatingIfNeeded: hash) & mask
-        for _ in 0..<metadata.indexSlots {
+        let slots = metadata.indexSlots
+        var slot = SnapshotLayout.home(hash, slots: slots)
+        for _ in 0..<slots {
             let entry = u64(metadata.index.offset + slot * 8)
             if entry == 0 { return nil }
-            if entry >> 32 == hash >> 32 {
-                let row = Int(entry & 0xFFFF_FFFF) - 1
-                if row < metadata.rows, keyBytes(row).elementsEqual(key) { return row }
+            if SnapshotLayout.tagMatches(entry, hash) {
+                let row = Row(offset: SnapshotLayout.record(entry))
+                if let extent = extent(row), UnsafeRawBufferPointer(rebasing: bytes[extent.key]).elementsEqual(key) {
+                    return row
+                }
             }
-            slot = (slot + 1) & mask
+            slot += 1
+            if slot == slots { slot = 0 }
         }
         return nil
     }
 
-    /// A row's key bytes (empty when its offsets are out of bounds: a damaged file answers no key, never reads past).
-    private func keyBytes(_ row: Int) -> UnsafeRawBufferPointer {
-        let start = Int(truncatingIfNeeded: u64(metadata.keyOffsets.offset + row * 8))
-        let end = Int(truncatingIfNeeded: u64(metadata.keyOffsets.offset + row * 8 + 8))
-        guard start >= 0, start <= end, end <= metadata.keyBytes.length else {
-            return UnsafeRawBufferPointer(start: nil, count: 0)
+    /// Every row, in the order the run wrote them (a key written twice appears twice: `isLive` tells which one a
+    /// lookup finds). Stops early at a damaged record.
+    public var rows: Rows { Rows(file: self) }
+
+    /// The rows of a file, in order.
+    public struct Rows: Sequence {
+        let file: SnapshotFile
+
+        public struct Iterator: IteratorProtocol {
+            let file: SnapshotFile
+            var at: Int = 0
+            var left: Int
+
+            public mutating func next() -> Row? {
+                guard left > 0 else { return nil }
+                let row = Row(offset: at)
+                guard let extent = file.extent(row) else {
+                    left = 0
+                    return nil
+                }
+                left -= 1
+                at = extent.end - file.metadata.records.offset
+                return row
+            }
         }
-        return UnsafeRawBufferPointer(
-            rebasing: bytes[(metadata.keyBytes.offset + start)..<(metadata.keyBytes.offset + end)])
+
+        public func makeIterator() -> Iterator { Iterator(file: file, left: file.metadata.rows) }
+    }
+
+    /// A row's key bytes (empty for a damaged record).
+    private func keyBytes(_ row: Row) -> UnsafeRawBufferPointer {
+        guard let extent = extent(row) else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(rebasing: bytes[extent.key])
     }
 
     /// A row's key.
-    public func key(row: Int) -> String { String(decoding: keyBytes(row), as: UTF8.self) }
+    public func key(row: Row) -> String { String(decoding: keyBytes(row), as: UTF8.self) }
 
-    /// A row's outputs as the JSON text the run stored (`{"name":value,...}`, names sorted).
-    public func json(row: Int) -> [UInt8] {
+    /// Each output's bytes in a record: fixed-width values, or JSON text.
+    private func values(_ extent: Extent, _ body: (SnapshotLayout.Column, UnsafeRawBufferPointer) -> Void) {
+        let sectionEnd = metadata.records.offset + metadata.records.length
+        var at = extent.values
+        for column in metadata.columns {
+            if column.kind == .json {
+                // Checked by `extent`.
+                let (length, text) = SnapshotLayout.varint(bytes, at: at, end: sectionEnd)!
+                body(column, UnsafeRawBufferPointer(rebasing: bytes[text..<(text + length)]))
+                at = text + length
+            } else {
+                body(column, UnsafeRawBufferPointer(rebasing: bytes[at..<(at + column.width)]))
+                at += column.width
+            }
+        }
+    }
+
+    /// A row's outputs as the JSON text the run stored (`{"name":value,...}`, names sorted); empty for a damaged
+    /// record.
+    public func json(row: Row) -> [UInt8] {
+        guard let extent = extent(row) else { return [] }
         var out: [UInt8] = []
         out.reserveCapacity(64)
-        let columns = metadata.columns
         if metadata.layout == "rows" {
-            out += jsonValue(columns[0], row: row)
+            values(extent) { _, text in out += text }
             return out
         }
         out.append(UInt8(ascii: "{"))
-        for (i, column) in columns.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
+        var first = true
+        values(extent) { column, value in
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
             JSONValue.writeString(column.name, into: &out)
             out.append(UInt8(ascii: ":"))
-            if column.kind == .json {
-                out += jsonValue(column, row: row)
-            } else {
-                let width = column.elements * column.kind.width
-                SnapshotRender.typed(
-                    column,
-                    UnsafeRawBufferPointer(
-                        rebasing: bytes[(column.offset + row * width)..<(column.offset + (row + 1) * width)]),
-                    into: &out)
-            }
+            if column.kind == .json { out += value } else { SnapshotRender.typed(column, value, into: &out) }
         }
         out.append(UInt8(ascii: "}"))
         return out
-    }
-
-    private func jsonValue(_ column: SnapshotLayout.Column, row: Int) -> UnsafeRawBufferPointer {
-        let textStart = column.offset + (metadata.rows + 1) * 8
-        let textLength = column.length - (metadata.rows + 1) * 8
-        let start = Int(truncatingIfNeeded: u64(column.offset + row * 8))
-        let end = Int(truncatingIfNeeded: u64(column.offset + row * 8 + 8))
-        guard start >= 0, start <= end, end <= textLength else { return UnsafeRawBufferPointer(start: nil, count: 0) }
-        return UnsafeRawBufferPointer(rebasing: bytes[(textStart + start)..<(textStart + end)])
     }
 
     /// A key's outputs, decoded; `nil` when the snapshot has no such key (or its row is damaged).
@@ -193,39 +257,39 @@ public final class SnapshotFile: @unchecked Sendable {
         return outputs(row: row)
     }
 
-    /// A row's outputs, decoded: typed columns straight into values (the same values their text parses to: the
-    /// writer checked that the text written back is the run's), JSON columns parsed.
-    public func outputs(row: Int) -> [String: JSONValue]? {
-        let columns = metadata.columns
+    /// A row's outputs, decoded: typed values straight into values (the same values their text parses to: the
+    /// writer checked that the text written back is the run's), JSON outputs parsed.
+    public func outputs(row: Row) -> [String: JSONValue]? {
+        guard let extent = extent(row) else { return nil }
         if metadata.layout == "rows" {
-            guard case .object(let outputs)? = try? JSONValue.parse(jsonValue(columns[0], row: row)) else {
-                return nil
+            var result: [String: JSONValue]?
+            values(extent) { _, text in
+                if case .object(let outputs)? = try? JSONValue.parse(text) { result = outputs }
             }
-            return outputs
+            return result
         }
         var outputs: [String: JSONValue] = [:]
-        outputs.reserveCapacity(columns.count)
-        for column in columns {
+        outputs.reserveCapacity(metadata.columns.count)
+        var damaged = false
+        values(extent) { column, value in
             if column.kind == .json {
-                guard let value = try? JSONValue.parse(jsonValue(column, row: row)) else { return nil }
-                outputs[column.name] = value
-                continue
-            }
-            let width = column.elements * column.kind.width
-            let values = UnsafeRawBufferPointer(
-                rebasing: bytes[(column.offset + row * width)..<(column.offset + (row + 1) * width)])
-            if column.scalar {
-                outputs[column.name] = SnapshotRender.value(column.kind, values, at: 0)
+                guard let parsed = try? JSONValue.parse(value) else {
+                    damaged = true
+                    return
+                }
+                outputs[column.name] = parsed
+            } else if column.scalar {
+                outputs[column.name] = SnapshotRender.value(column.kind, value, at: 0)
             } else {
                 outputs[column.name] = .array(
-                    (0..<column.elements).map { SnapshotRender.value(column.kind, values, at: $0) })
+                    (0..<column.elements).map { SnapshotRender.value(column.kind, value, at: $0) })
             }
         }
-        return outputs
+        return damaged ? nil : outputs
     }
 
     /// Whether `row` is the one its key's lookup finds (not an earlier row of a key written twice).
-    public func isLive(row: Int) -> Bool {
+    public func isLive(row: Row) -> Bool {
         let key = keyBytes(row)
         return self.row(forBytes: key) == row
     }

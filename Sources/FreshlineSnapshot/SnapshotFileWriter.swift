@@ -36,16 +36,19 @@ public enum SnapshotFileWriter {
         var rows: Int
         var slots: Int
         var index: [UInt64]
-        var keyOffsets: [UInt64]
-        var keyBytes: [UInt8]
-        var columns: [(column: SnapshotLayout.Column, bytes: [UInt8], offsets: [UInt64])]
+        var records: [UInt8]
+        var columns: [SnapshotLayout.Column]
     }
 
-    /// A column's shape while the schema is inferred.
-    private struct Candidate {
-        var kind: SnapshotLayout.ColumnKind
-        var elements: Int
-        var scalar: Bool
+    /// One output's values over every row, before records are written: the array its column's kind uses.
+    struct Values {
+        /// `i64`: `elements` per row.
+        var integers: [Int64] = []
+        /// `f32` and `f64`: `elements` per row.
+        var doubles: [Double] = []
+        /// `json`: the text of every row, one after the other; `ends[r]` is where row r's ends.
+        var text: [UInt8] = []
+        var ends: [Int] = []
     }
 
     /// Every row in order: its key and its outputs' text.
@@ -60,67 +63,122 @@ public enum SnapshotFileWriter {
 
     static func build(_ chunks: [SnapshotChunk]) throws -> Body {
         let rowCount = chunks.reduce(0) { $0 + $1.keys.count }
-        guard rowCount < Int(UInt32.max) else {
-            throw WriteError(description: "a snapshot file holds fewer than 2³² rows; this one has \(rowCount)")
+        let (columns, values): ([SnapshotLayout.Column], [Values])
+        if let typed = FlatRows.columns(chunks, rows: rowCount) ?? typedColumns(chunks, rows: rowCount) {
+            (columns, values) = typed
+        } else {
+            (columns, values) = wholeRows(chunks, rows: rowCount)
         }
+        let layout = columns.first?.name == "" ? "rows" : "columns"
         let slots = SnapshotLayout.slots(rows: rowCount)
         var index = [UInt64](repeating: 0, count: slots)
-        var keyOffsets: [UInt64] = [0]
-        keyOffsets.reserveCapacity(rowCount + 1)
-        var keyBytes: [UInt8] = []
+        var records: [UInt8] = []
+        records.reserveCapacity(rowCount * (16 + columns.reduce(0) { $0 + max(8, $1.width) }))
         var keyCount = 0
         var row = 0
-        _ = forEachRow(chunks) { key, _ in
-            let start = keyBytes.count
-            keyBytes.append(contentsOf: key.utf8)
-            keyOffsets.append(UInt64(keyBytes.count))
-            let hash = keyBytes.withUnsafeBytes { KeyHash.value(bytes: UnsafeRawBufferPointer(rebasing: $0[start...])) }
-            var slot = Int(truncatingIfNeeded: hash) & (slots - 1)
+        // Offsets into each JSON output's text, advanced row by row.
+        var jsonStarts = [Int](repeating: 0, count: columns.count)
+        _ = try forEachRow(chunks) { key, _ in
+            let record = records.count
+            guard record < SnapshotLayout.recordLimit else {
+                throw WriteError(description: "a snapshot file's records are at most 1 TiB")
+            }
+            var key = key
+            let hash = key.withUTF8 { utf8 in
+                SnapshotLayout.appendVarint(utf8.count, to: &records)
+                records.append(contentsOf: utf8)
+                return KeyHash.value(bytes: UnsafeRawBufferPointer(utf8))
+            }
+            let keyEnd = records.count
+            for (c, column) in columns.enumerated() {
+                let first = row * column.elements
+                switch column.kind {
+                case .i64:
+                    for e in 0..<column.elements {
+                        withUnsafeBytes(of: values[c].integers[first + e].littleEndian) { records += $0 }
+                    }
+                case .f32:
+                    for e in 0..<column.elements {
+                        withUnsafeBytes(of: Float(values[c].doubles[first + e]).bitPattern.littleEndian) {
+                            records += $0
+                        }
+                    }
+                case .f64:
+                    for e in 0..<column.elements {
+                        withUnsafeBytes(of: values[c].doubles[first + e].bitPattern.littleEndian) { records += $0 }
+                    }
+                case .json:
+                    let (start, end) = (jsonStarts[c], values[c].ends[row])
+                    SnapshotLayout.appendVarint(end - start, to: &records)
+                    records += values[c].text[start..<end]
+                    jsonStarts[c] = end
+                }
+            }
+            // Index the record; a key already indexed points at this later row instead.
+            var slot = SnapshotLayout.home(hash, slots: slots)
             while true {
                 let entry = index[slot]
                 if entry == 0 {
-                    index[slot] = SnapshotLayout.entry(hash: hash, row: row)
+                    index[slot] = SnapshotLayout.entry(hash: hash, record: record)
                     keyCount += 1
                     break
                 }
-                let other = Int(entry & 0xFFFF_FFFF) - 1
-                if entry >> 32 == hash >> 32,
-                    keyBytes[Int(keyOffsets[other])..<Int(keyOffsets[other + 1])].elementsEqual(keyBytes[start...])
+                if SnapshotLayout.tagMatches(entry, hash),
+                    Self.key(in: records, at: SnapshotLayout.record(entry)).elementsEqual(
+                        records[(keyEnd - key.utf8.count)..<keyEnd])
                 {
-                    index[slot] = SnapshotLayout.entry(hash: hash, row: row)  // the later row wins
+                    index[slot] = SnapshotLayout.entry(hash: hash, record: record)  // the later row wins
                     break
                 }
-                slot = (slot + 1) & (slots - 1)
+                slot += 1
+                if slot == slots { slot = 0 }
             }
             row += 1
             return true
         }
-        let columns = try typedColumns(chunks, rows: rowCount) ?? [wholeRows(chunks, rows: rowCount)]
         return Body(
-            layout: columns.first?.column.name == "" ? "rows" : "columns", keyCount: keyCount, rows: rowCount,
-            slots: slots, index: index, keyOffsets: keyOffsets, keyBytes: keyBytes, columns: columns)
+            layout: layout, keyCount: keyCount, rows: rowCount, slots: slots, index: index, records: records,
+            columns: columns)
     }
 
-    /// The `rows` layout's one column: each row's JSON text.
-    private static func wholeRows(_ chunks: [SnapshotChunk], rows: Int) -> (
-        column: SnapshotLayout.Column, bytes: [UInt8], offsets: [UInt64]
-    ) {
-        var bytes: [UInt8] = []
-        var offsets: [UInt64] = [0]
-        offsets.reserveCapacity(rows + 1)
+    /// The key bytes of the record at `offset` of a records buffer being written.
+    private static func key(in records: [UInt8], at offset: Int) -> ArraySlice<UInt8> {
+        var length = 0
+        var shift = 0
+        var i = offset
+        while true {
+            let byte = records[i]
+            length |= Int(byte & 0x7F) << shift
+            i += 1
+            if byte < 0x80 { break }
+            shift += 7
+        }
+        return records[i..<(i + length)]
+    }
+
+    /// The `rows` layout's one output: each row's JSON text.
+    private static func wholeRows(_ chunks: [SnapshotChunk], rows: Int) -> ([SnapshotLayout.Column], [Values]) {
+        var values = Values()
+        values.ends.reserveCapacity(rows)
         _ = forEachRow(chunks) { _, json in
-            bytes += json
-            offsets.append(UInt64(bytes.count))
+            values.text += json
+            values.ends.append(values.text.count)
             return true
         }
-        return (.init(name: "", kind: .json, elements: 0, scalar: true, offset: 0, length: 0), bytes, offsets)
+        return ([SnapshotLayout.Column(name: "", kind: .json, elements: 0, scalar: true)], [values])
+    }
+
+    /// A column's shape while the schema is inferred.
+    private struct Candidate {
+        var kind: SnapshotLayout.ColumnKind
+        var elements: Int
+        var scalar: Bool
     }
 
     /// One column per output, or `nil` when the rows do not all have the same outputs or one would not write back
-    /// to its text.
-    private static func typedColumns(_ chunks: [SnapshotChunk], rows: Int) throws -> [(
-        column: SnapshotLayout.Column, bytes: [UInt8], offsets: [UInt64]
-    )]? {
+    /// to its text. The general path, for any JSON values (`FlatRows` is the fast one, for numbers only): each row
+    /// parsed twice, once for the schema and once for the values.
+    private static func typedColumns(_ chunks: [SnapshotChunk], rows: Int) -> ([SnapshotLayout.Column], [Values])? {
         guard rows > 0 else { return nil }
         // Pass 1: the schema.
         var names: [String] = []
@@ -143,42 +201,27 @@ public enum SnapshotFileWriter {
         }
         guard consistent else { return nil }
         // Pass 2: the values, each row checked against its text.
-        let specs = names.map { name -> SnapshotLayout.Column in
+        let columns = names.map { name -> SnapshotLayout.Column in
             let c = candidates[name]!
-            return .init(name: name, kind: c.kind, elements: c.elements, scalar: c.scalar, offset: 0, length: 0)
+            return .init(name: name, kind: c.kind, elements: c.elements, scalar: c.scalar)
         }
-        var stored: [[UInt8]] = specs.map { c in
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(c.kind == .json ? rows * 16 : rows * c.elements * c.kind.width)
-            return bytes
-        }
-        var offsets: [[UInt64]] = specs.map { $0.kind == .json ? [0] : [] }
+        var values = [Values](repeating: Values(), count: columns.count)
         var rendered: [UInt8] = []
         let exact = forEachRow(chunks) { _, json in
             guard case .object(let object) = try? JSONValue.parse(json) else { return false }
             rendered.removeAll(keepingCapacity: true)
             rendered.append(UInt8(ascii: "{"))
-            for (i, column) in specs.enumerated() {
+            for (i, column) in columns.enumerated() {
                 if i > 0 { rendered.append(UInt8(ascii: ",")) }
                 JSONValue.writeString(column.name, into: &rendered)
                 rendered.append(UInt8(ascii: ":"))
-                let before = stored[i].count
-                guard append(object[column.name]!, column, to: &stored[i], offsets: &offsets[i]) else { return false }
-                // Written back from what was just stored.
-                stored[i].withUnsafeBytes { bytes in
-                    let value = UnsafeRawBufferPointer(rebasing: bytes[before...])
-                    if column.kind == .json {
-                        rendered += value
-                    } else {
-                        SnapshotRender.typed(column, value, into: &rendered)
-                    }
-                }
+                guard append(object[column.name]!, column, to: &values[i], rendered: &rendered) else { return false }
             }
             rendered.append(UInt8(ascii: "}"))
             return rendered == json
         }
         guard exact else { return nil }
-        return specs.indices.map { (specs[$0], stored[$0], offsets[$0]) }
+        return (columns, values)
     }
 
     private static func candidate(_ value: JSONValue) -> Candidate {
@@ -218,13 +261,16 @@ public enum SnapshotFileWriter {
         return Candidate(kind: widen(a.kind, b.kind), elements: a.elements, scalar: a.scalar)
     }
 
-    /// Appends one row's value to its column; `false` when it does not fit the column's kind.
+    /// Appends one row's value to its output's values and its text, as a lookup will write it back, to `rendered`;
+    /// `false` when it does not fit the column's kind.
     private static func append(
-        _ value: JSONValue, _ column: SnapshotLayout.Column, to bytes: inout [UInt8], offsets: inout [UInt64]
+        _ value: JSONValue, _ column: SnapshotLayout.Column, to values: inout Values, rendered: inout [UInt8]
     ) -> Bool {
         if column.kind == .json {
-            value.write(into: &bytes)
-            offsets.append(UInt64(bytes.count))
+            let start = values.text.count
+            value.write(into: &values.text)
+            values.ends.append(values.text.count)
+            rendered += values.text[start...]
             return true
         }
         let items: [JSONValue]
@@ -235,17 +281,24 @@ public enum SnapshotFileWriter {
         } else {
             return false
         }
-        for item in items {
+        if !column.scalar { rendered.append(UInt8(ascii: "[")) }
+        for (e, item) in items.enumerated() {
+            if e > 0 { rendered.append(UInt8(ascii: ",")) }
             switch (column.kind, item) {
-            case (.i64, .integer(let i)): withUnsafeBytes(of: i.littleEndian) { bytes += $0 }
-            case (.f64, .number(let d)): withUnsafeBytes(of: d.bitPattern.littleEndian) { bytes += $0 }
+            case (.i64, .integer(let i)):
+                values.integers.append(i)
+                JSONValue.writeInteger(i, into: &rendered)
+            case (.f64, .number(let d)):
+                values.doubles.append(d)
+                JSONValue.writeNumber(d, into: &rendered)
             case (.f32, .number(let d)):
-                let f = Float(d)
-                guard Double(f) == d else { return false }
-                withUnsafeBytes(of: f.bitPattern.littleEndian) { bytes += $0 }
+                guard Double(Float(d)) == d else { return false }
+                values.doubles.append(d)
+                JSONValue.writeNumber(d, into: &rendered)
             default: return false
             }
         }
+        if !column.scalar { rendered.append(UInt8(ascii: "]")) }
         return true
     }
 
@@ -288,21 +341,12 @@ public enum SnapshotFileWriter {
                 return section
             }
             let index = place([.words(body.index)])
-            let keyOffsets = place([.words(body.keyOffsets)])
-            let keyBytes = place([.bytes(body.keyBytes)])
-            var columns: [SnapshotLayout.Column] = []
-            for (column, bytes, offsets) in body.columns {
-                var c = column
-                let section = place(column.kind == .json ? [.words(offsets), .bytes(bytes)] : [.bytes(bytes)])
-                c.offset = section.offset
-                c.length = section.length
-                columns.append(c)
-            }
+            let records = place([.bytes(body.records)])
             let metadata = SnapshotLayout.Metadata(
                 feature: info.feature, snapshotID: info.id, version: info.version, runID: info.runID,
                 modelVersion: info.modelVersion, inputTime: info.inputTime, createdAt: info.createdAt,
                 keyCount: body.keyCount, rows: body.rows, layout: body.layout, indexSlots: body.slots, index: index,
-                keyOffsets: keyOffsets, keyBytes: keyBytes, columns: columns, fileBytes: at
+                records: records, columns: body.columns, fileBytes: at
             ).json().serialized()
             if metadata.count == metadataLength { return (metadata, sections, at) }
             metadataLength = metadata.count

@@ -4,25 +4,29 @@ internal import FreshlineEngine
 ///
 /// ```
 /// 0   magic "FLSNAP1\n"
-/// 8   u32 format version (1)          12  u32 metadata length M
+/// 8   u32 format version (2)          12  u32 metadata length M
 /// 16  u64 metadata checksum (FNV-1a)  24  u64 data checksum (FNV-1a of every byte after the metadata's padding)
 /// 32  metadata: JSON, M bytes, then zero padding to a multiple of 8
 ///     sections, each starting at a multiple of 8, as the metadata places them:
-///     index        slots × u64: (u32 tag = hash >> 32) << 32 | (row + 1); 0 = empty; open addressing, linear probe
-///     key offsets  (rows + 1) × u64 into key bytes
-///     key bytes
-///     columns      per output: fixed-width rows (f32, f64, i64: rows × elements × width) or JSON text
-///                  (offsets (rows + 1) × u64, then bytes); or, in the `rows` layout, one JSON column of whole rows
+///     index    slots × u64: (hash & 0xFFFFFF) << 40 | (record offset + 1); 0 = empty; open addressing, linear
+///              probing from slot ⌊hash × slots / 2⁶⁴⌋, at most 75% full
+///     records  one per row, in row order: varint key length, key bytes, then each output in name order —
+///              fixed-width elements (f32, f64, i64), or varint length and JSON text; in the `rows` layout, one
+///              JSON output: the whole row
 /// ```
-/// Numbers are little-endian. A row is a source row of the run; a key written twice has two rows and the index
-/// points at the later (the later row wins, as in every run). Keys hash with FNV-1a 64 (`KeyHash`).
+/// Numbers are little-endian; varints are LEB128. A row is a source row of the run; a key written twice has two
+/// records and the index points at the later (the later row wins, as in every run). Keys hash with FNV-1a 64
+/// (`KeyHash`). A cold lookup reads two pages: the index slot's, then the record's (which holds the key and every
+/// output).
 public enum SnapshotLayout {
     public static let magic: [UInt8] = Array("FLSNAP1\n".utf8)
-    public static let formatVersion: UInt32 = 1
+    public static let formatVersion: UInt32 = 2
     /// Bytes before the metadata.
     public static let headerBytes = 32
-    /// The index is at most this full (slots = the next power of two ≥ rows / load).
-    public static let maximumLoad = 0.7
+    /// The index is at most this full (slots = rows / load, at least 8).
+    public static let maximumLoad = 0.75
+    /// Record offsets an index entry can hold (40 bits): a records section up to 1 TiB.
+    static let recordLimit = (1 << 40) - 1
 
     /// How one output's values are kept.
     public enum ColumnKind: String, Sendable, Equatable {
@@ -54,10 +58,16 @@ public enum SnapshotLayout {
         public var elements: Int
         /// Whether a row holds one value (written bare) rather than a vector (written as an array).
         public var scalar: Bool
-        /// Where its bytes start: the values (fixed width), or the offsets (JSON; the text follows them).
-        public var offset: Int
-        /// Its bytes in all.
-        public var length: Int
+
+        public init(name: String, kind: ColumnKind, elements: Int, scalar: Bool) {
+            self.name = name
+            self.kind = kind
+            self.elements = elements
+            self.scalar = scalar
+        }
+
+        /// Bytes per record of a fixed-width column (0 for JSON).
+        var width: Int { elements * kind.width }
     }
 
     /// A section: where it starts and how many bytes it has.
@@ -83,8 +93,7 @@ public enum SnapshotLayout {
         public var layout: String
         public var indexSlots: Int
         public var index: Section
-        public var keyOffsets: Section
-        public var keyBytes: Section
+        public var records: Section
         public var columns: [Column]
         /// The file's size in bytes, checked at open against the file.
         public var fileBytes: Int
@@ -98,14 +107,13 @@ public enum SnapshotLayout {
                 "run_id": .string(runID), "model_version": .string(modelVersion), "input_time": .number(inputTime),
                 "created_at": .number(createdAt), "key_count": .integer(Int64(keyCount)),
                 "rows": .integer(Int64(rows)), "layout": .string(layout), "index_slots": .integer(Int64(indexSlots)),
-                "index": section(index), "key_offsets": section(keyOffsets), "key_bytes": section(keyBytes),
+                "index": section(index), "records": section(records),
                 "file_bytes": .integer(Int64(fileBytes)),
                 "columns": .array(
                     columns.map { c in
                         .object([
                             "name": .string(c.name), "kind": .string(c.kind.rawValue),
                             "elements": .integer(Int64(c.elements)), "scalar": .bool(c.scalar),
-                            "offset": .integer(Int64(c.offset)), "length": .integer(Int64(c.length)),
                         ])
                     }),
             ])
@@ -114,7 +122,7 @@ public enum SnapshotLayout {
         init(
             feature: String, snapshotID: Int64, version: Int, runID: String, modelVersion: String, inputTime: Double,
             createdAt: Double, keyCount: Int, rows: Int, layout: String, indexSlots: Int, index: Section,
-            keyOffsets: Section, keyBytes: Section, columns: [Column], fileBytes: Int
+            records: Section, columns: [Column], fileBytes: Int
         ) {
             self.feature = feature
             self.snapshotID = snapshotID
@@ -128,8 +136,7 @@ public enum SnapshotLayout {
             self.layout = layout
             self.indexSlots = indexSlots
             self.index = index
-            self.keyOffsets = keyOffsets
-            self.keyBytes = keyBytes
+            self.records = records
             self.columns = columns
             self.fileBytes = fileBytes
         }
@@ -155,37 +162,75 @@ public enum SnapshotLayout {
                 let modelVersion = string("model_version"), let inputTime = o["input_time"]?.doubleValue,
                 let createdAt = o["created_at"]?.doubleValue, let keyCount = int(o["key_count"]),
                 let rows = int(o["rows"]), let layout = string("layout"), let slots = int(o["index_slots"]),
-                let index = section("index"), let keyOffsets = section("key_offsets"),
-                let keyBytes = section("key_bytes"), let fileBytes = int(o["file_bytes"]),
+                let index = section("index"), let records = section("records"),
+                let fileBytes = int(o["file_bytes"]),
                 case .array(let items)? = o["columns"]
             else { return nil }
             var columns: [Column] = []
             for item in items {
                 guard case .object(let c) = item, case .string(let name)? = c["name"],
                     case .string(let kindText)? = c["kind"], let kind = ColumnKind(rawValue: kindText),
-                    let elements = int(c["elements"]), case .bool(let scalar)? = c["scalar"],
-                    let offset = int(c["offset"]), let length = int(c["length"])
+                    let elements = int(c["elements"]), case .bool(let scalar)? = c["scalar"]
                 else { return nil }
-                columns.append(
-                    Column(name: name, kind: kind, elements: elements, scalar: scalar, offset: offset, length: length))
+                columns.append(Column(name: name, kind: kind, elements: elements, scalar: scalar))
             }
             self.init(
                 feature: feature, snapshotID: id, version: version, runID: runID, modelVersion: modelVersion,
                 inputTime: inputTime, createdAt: createdAt, keyCount: keyCount, rows: rows, layout: layout,
-                indexSlots: slots, index: index, keyOffsets: keyOffsets, keyBytes: keyBytes, columns: columns,
-                fileBytes: fileBytes)
+                indexSlots: slots, index: index, records: records, columns: columns, fileBytes: fileBytes)
         }
     }
 
-    /// Index slots for `rows` rows: a power of two, at most `maximumLoad` full (at least 8).
+    /// Index slots for `rows` rows: at most `maximumLoad` full, at least 8.
     static func slots(rows: Int) -> Int {
-        var slots = 8
-        while Double(rows) > Double(slots) * maximumLoad { slots <<= 1 }
-        return slots
+        max(8, Int((Double(rows) / maximumLoad).rounded(.up)))
     }
 
-    /// The index entry for a row: the hash's high half as a tag, the row + 1.
-    static func entry(hash: UInt64, row: Int) -> UInt64 { (hash >> 32) << 32 | UInt64(row + 1) }
+    /// The slot a hash's probe starts at: ⌊hash × slots / 2⁶⁴⌋ (the hash's high bits pick it; no power of two
+    /// needed).
+    @inline(__always)
+    static func home(_ hash: UInt64, slots: Int) -> Int {
+        Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(slots)).high)
+    }
+
+    /// The index entry for a record: the hash's low 24 bits as a tag, the record's offset + 1.
+    @inline(__always)
+    static func entry(hash: UInt64, record: Int) -> UInt64 { (hash & 0xFF_FFFF) << 40 | UInt64(record + 1) }
+
+    /// Whether an entry's tag matches a hash's.
+    @inline(__always)
+    static func tagMatches(_ entry: UInt64, _ hash: UInt64) -> Bool { entry >> 40 == hash & 0xFF_FFFF }
+
+    /// The record offset an entry holds.
+    @inline(__always)
+    static func record(_ entry: UInt64) -> Int { Int(truncatingIfNeeded: entry & UInt64(recordLimit)) - 1 }
+
+    /// Appends `value` as an LEB128 varint.
+    static func appendVarint(_ value: Int, to out: inout [UInt8]) {
+        var v = UInt64(value)
+        while v >= 0x80 {
+            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        out.append(UInt8(v))
+    }
+
+    /// Reads an LEB128 varint at `offset` of `bytes`, up to `end`: the value and the offset after it, or `nil` when
+    /// it runs past `end` or past 2⁴⁸ (no length in a file is larger).
+    @inline(__always)
+    static func varint(_ bytes: UnsafeRawBufferPointer, at offset: Int, end: Int) -> (Int, Int)? {
+        var value = 0
+        var shift = 0
+        var i = offset
+        while i < end, shift < 49 {
+            let byte = bytes[i]
+            value |= Int(byte & 0x7F) << shift
+            i += 1
+            if byte < 0x80 { return (value, i) }
+            shift += 7
+        }
+        return nil
+    }
 
     /// `n` rounded up to a multiple of 8.
     static func aligned(_ n: Int) -> Int { (n + 7) & ~7 }

@@ -30,11 +30,12 @@ struct SnapshotCommand: ParsableCommand {
                     "model_version": .string(m.modelVersion), "key_count": .integer(Int64(m.keyCount)),
                     "rows": .integer(Int64(m.rows)), "layout": .string(m.layout),
                     "file_bytes": .integer(Int64(snapshot.fileBytes)),
+                    "index_bytes": .integer(Int64(m.index.length)), "record_bytes": .integer(Int64(m.records.length)),
                     "columns": .array(
                         m.columns.map {
                             .object([
                                 "name": .string($0.name), "kind": .string($0.kind.rawValue),
-                                "elements": .integer(Int64($0.elements)), "bytes": .integer(Int64($0.length)),
+                                "elements": .integer(Int64($0.elements)),
                             ])
                         }),
                 ]
@@ -45,11 +46,13 @@ struct SnapshotCommand: ParsableCommand {
                 print("feature    \(m.feature), snapshot v\(m.version) (id \(m.snapshotID)), run \(m.runID)")
                 print("model      \(m.modelVersion)")
                 print("keys       \(m.keyCount) (\(m.rows) rows), index of \(m.indexSlots) slots")
-                print("size       \(snapshot.fileBytes) bytes, layout \(m.layout)")
+                print(
+                    "size       \(snapshot.fileBytes) bytes (index \(m.index.length), records \(m.records.length)), layout \(m.layout)"
+                )
                 for c in m.columns {
                     let shape = c.kind == .json ? "JSON text" : c.scalar ? "scalar" : "\(c.elements) per row"
                     print(
-                        "  column \(c.name.isEmpty ? "(whole rows)" : c.name): \(c.kind.rawValue), \(shape), \(c.length) bytes"
+                        "  column \(c.name.isEmpty ? "(whole rows)" : c.name): \(c.kind.rawValue), \(shape)"
                     )
                 }
                 if let checked { print("checksum   \(checked ? "ok" : "MISMATCH")") }
@@ -85,7 +88,7 @@ struct SnapshotCommand: ParsableCommand {
             let out = FileHandle.standardOutput
             var buffer: [UInt8] = []
             buffer.reserveCapacity(1 << 16)
-            for row in 0..<snapshot.metadata.rows where snapshot.isLive(row: row) {
+            for row in snapshot.rows where snapshot.isLive(row: row) {
                 line.removeAll(keepingCapacity: true)
                 line += Array(#"{"key":"#.utf8)
                 JSONValue.writeString(snapshot.key(row: row), into: &line)

@@ -24,7 +24,7 @@ enum SnapshotRows {
         let current = try await store.snapshot(id: info.id) ?? info
         if current.file != nil, let directory {
             let file = try await Self.file(store, current, directory: directory)
-            for row in 0..<file.metadata.rows where file.isLive(row: row) {
+            for row in file.rows where file.isLive(row: row) {
                 rows[file.key(row: row)] = String(decoding: file.json(row: row), as: UTF8.self)
             }
             return rows

@@ -78,7 +78,64 @@ struct SnapshotFileTests {
         let file = try SnapshotFile(path: path)
         #expect(file.metadata.keyCount == 3 && file.metadata.rows == 4)
         #expect(file.json(row: try #require(file.row(for: "a"))) == Array(#"{"score":3.5}"#.utf8))
-        #expect((0..<4).map(file.isLive) == [false, true, true, true])
+        #expect(file.rows.map(file.isLive) == [false, true, true, true])
+        #expect(file.rows.map(file.key) == ["a", "b", "a", "c"])
+    }
+
+    @Test(
+        "the fast path (numbers only) and the general path give the same answers: kinds, widening, order, doubles")
+    func fastAndGeneralPaths() throws {
+        func write(_ texts: [String]) throws -> SnapshotFile {
+            let path = Self.path()
+            try SnapshotFileWriter.write(
+                to: path, info: Self.info(keys: texts.count),
+                chunks: [
+                    SnapshotChunk(
+                        index: 0, keys: texts.indices.map { "k\($0)" },
+                        packedOutputs: PackedRows(texts.map { Array($0.utf8) }))
+                ])
+            let file = try SnapshotFile(path: path)
+            for (i, text) in texts.enumerated() {
+                #expect(file.json(row: try #require(file.row(for: "k\(i)"))) == Array(text.utf8), "\(text)")
+                #expect(
+                    file.outputs(for: "k\(i)").map { JSONValue.object($0) } == (try JSONValue.parse(Array(text.utf8))))
+            }
+            return file
+        }
+        // Names in the run's order (not sorted), a double that is not a float32, negative and large integers.
+        let flat = try write([#"{"z":-3,"a":[0.1,2.5e-07]}"#, #"{"z":9007199254740993,"a":[-0.0,1]}"#])
+        #expect(flat.metadata.columns.map(\.kind) == [.json])  // `1` among doubles: the general path, one JSON row
+        let typed = try write([#"{"z":-3,"a":[0.1,2.5e-07]}"#, #"{"z":9007199254740993,"a":[-0.5,1.5]}"#])
+        #expect(typed.metadata.layout == "columns")
+        #expect(typed.metadata.columns.map(\.name) == ["z", "a"])
+        #expect(typed.metadata.columns.map(\.kind) == [.i64, .f64])
+        // An integer in one row and a number in another: widened by the general path to JSON text.
+        let mixed = try write([#"{"a":1,"b":0.5}"#, #"{"a":1.5,"b":0.25}"#])
+        #expect(mixed.metadata.columns.map(\.kind) == [.json, .f32])
+        // Whitespace, escapes and other values never reach typed columns with a different text.
+        _ = try write([#"{"a": 1}"#, #"{"a":2}"#])
+        _ = try write([#"{"a\"b":1}"#, #"{"a\"b":2}"#])
+        _ = try write([#"{"a":null}"#, #"{"a":true}"#, #"{"a":"1"}"#])
+    }
+
+    @Test("damaged records answer no key and end iteration; nothing reads past the records")
+    func damagedRecords() throws {
+        let path = Self.path()
+        try SnapshotFileWriter.write(to: path, info: Self.info(keys: 200), chunks: try Self.gbdtChunks(keys: 200))
+        let good = try SnapshotFile(path: path)
+        let records = good.metadata.records
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        // Every key length in the records made huge: each record then claims to run past the section.
+        for row in good.rows {
+            let varint = records.offset + row.offsetForTesting
+            bytes[varint] = 0xFF
+        }
+        let damaged = Self.path()
+        _ = FileManager.default.createFile(atPath: damaged, contents: bytes)
+        let file = try SnapshotFile(path: damaged)  // the metadata is intact: it opens; verify finds the damage
+        #expect(!file.verify())
+        for i in 0..<200 { #expect(file.row(for: "u\(i)") == nil) }
+        #expect(Array(file.rows).isEmpty)
     }
 
     @Test("outputs that are not plain numbers keep their JSON text, byte for byte")

@@ -209,7 +209,7 @@ public final class AdviceService: Sendable {
     ) async throws {
         if let directory = snapshotDirectory {
             let file = try await SnapshotStorage(store: store, directory: directory).open(info)
-            for row in 0..<file.metadata.rows where file.isLive(row: row) {
+            for row in file.rows where file.isLive(row: row) {
                 try body(file.key(row: row)) { file.outputs(row: row) }
             }
             return

@@ -243,22 +243,21 @@ public final class BatchRunner: Sendable {
         let file = try await SnapshotStorage(store: store, directory: directory).open(base)
         let partRows = 20_000
         var first = true
-        var start = 0
-        repeat {
-            let end = min(file.metadata.rows, start + partRows)
-            var keys: [String] = []
-            var outputs = PackedRows()
-            for row in start..<end where file.isLive(row: row) {
-                keys.append(file.key(row: row))
-                outputs.append(file.json(row: row))
-            }
+        var keys: [String] = []
+        var outputs = PackedRows()
+        func flush() async throws {
             try await store.replaceBaseRows(
                 snapshotID: run.snapshotID, chunk: SnapshotChunk(index: -1, keys: keys, packedOutputs: outputs),
                 first: first)
             try? await store.heartbeat(runID: run.id, at: Clock.unixNow)
-            first = false
-            start = end
-        } while start < file.metadata.rows
+            (first, keys, outputs) = (false, [], PackedRows())
+        }
+        for row in file.rows where file.isLive(row: row) {
+            keys.append(file.key(row: row))
+            outputs.append(file.json(row: row))
+            if keys.count == partRows { try await flush() }
+        }
+        if first || !keys.isEmpty { try await flush() }
     }
 
     /// Ranges one process works on at once: two (one reads while the other computes); with a provider batch,
