@@ -1,3 +1,4 @@
+internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
 
@@ -159,7 +160,8 @@ enum FlatRows {
             }
         }
         rendered.append(UInt8(ascii: "}"))
-        return rendered.elementsEqual(row)
+        guard rendered.count == row.count else { return false }
+        return rendered.withUnsafeBytes { memcmp($0.baseAddress!, row.baseAddress!, row.count) == 0 }
     }
 
     /// A name without escapes (`"…"`) followed by `:`, and the offset after the `:`.

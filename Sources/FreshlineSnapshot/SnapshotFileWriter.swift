@@ -72,88 +72,126 @@ public enum SnapshotFileWriter {
         let layout = columns.first?.name == "" ? "rows" : "columns"
         let slots = SnapshotLayout.slots(rows: rowCount)
         var index = [UInt64](repeating: 0, count: slots)
-        var records: [UInt8] = []
-        records.reserveCapacity(rowCount * (16 + columns.reduce(0) { $0 + max(8, $1.width) }))
+        // The records' exact size first, then one buffer written in place (measured: appending element by element
+        // took about a third of the writer's time at 2M rows).
+        let fixedWidth = columns.reduce(0) { $0 + $1.width }
+        var size = rowCount * fixedWidth
+        for chunk in chunks {
+            for key in chunk.keys { size += varintSize(key.utf8.count) + key.utf8.count }
+        }
+        for (c, column) in columns.enumerated() where column.kind == .json {
+            var start = 0
+            for end in values[c].ends {
+                size += varintSize(end - start) + end - start
+                start = end
+            }
+        }
+        guard size < SnapshotLayout.recordLimit else {
+            throw WriteError(description: "a snapshot file's records are at most 1 TiB; these need \(size) bytes")
+        }
         var keyCount = 0
-        var row = 0
-        // Offsets into each JSON output's text, advanced row by row.
-        var jsonStarts = [Int](repeating: 0, count: columns.count)
-        _ = try forEachRow(chunks) { key, _ in
-            let record = records.count
-            guard record < SnapshotLayout.recordLimit else {
-                throw WriteError(description: "a snapshot file's records are at most 1 TiB")
+        let records = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            let base = UnsafeMutableRawPointer(buffer.baseAddress!)
+            var at = 0
+            func varint(_ value: Int) {
+                var v = UInt64(value)
+                while v >= 0x80 {
+                    base.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: at, as: UInt8.self)
+                    at += 1
+                    v >>= 7
+                }
+                base.storeBytes(of: UInt8(v), toByteOffset: at, as: UInt8.self)
+                at += 1
             }
-            var key = key
-            let hash = key.withUTF8 { utf8 in
-                SnapshotLayout.appendVarint(utf8.count, to: &records)
-                records.append(contentsOf: utf8)
-                return KeyHash.value(bytes: UnsafeRawBufferPointer(utf8))
+            /// The key bytes of the record at `offset` (already written).
+            func recordKey(at offset: Int) -> UnsafeRawBufferPointer {
+                let (length, start) = SnapshotLayout.varint(
+                    UnsafeRawBufferPointer(start: base, count: at), at: offset, end: at)!
+                return UnsafeRawBufferPointer(start: base + start, count: length)
             }
-            let keyEnd = records.count
-            for (c, column) in columns.enumerated() {
-                let first = row * column.elements
-                switch column.kind {
-                case .i64:
-                    for e in 0..<column.elements {
-                        withUnsafeBytes(of: values[c].integers[first + e].littleEndian) { records += $0 }
+            var row = 0
+            // Offsets into each JSON output's text, advanced row by row.
+            var jsonStarts = [Int](repeating: 0, count: columns.count)
+            for chunk in chunks {
+                for var key in chunk.keys {
+                    let record = at
+                    let hash = key.withUTF8 { utf8 in
+                        varint(utf8.count)
+                        if let source = utf8.baseAddress { (base + at).copyMemory(from: source, byteCount: utf8.count) }
+                        at += utf8.count
+                        return KeyHash.value(bytes: UnsafeRawBufferPointer(utf8))
                     }
-                case .f32:
-                    for e in 0..<column.elements {
-                        withUnsafeBytes(of: Float(values[c].doubles[first + e]).bitPattern.littleEndian) {
-                            records += $0
+                    let written = UnsafeRawBufferPointer(start: base + (at - key.utf8.count), count: key.utf8.count)
+                    for (c, column) in columns.enumerated() {
+                        let first = row * column.elements
+                        switch column.kind {
+                        case .i64:
+                            for e in 0..<column.elements {
+                                base.storeBytes(
+                                    of: values[c].integers[first + e].littleEndian, toByteOffset: at, as: Int64.self)
+                                at += 8
+                            }
+                        case .f32:
+                            for e in 0..<column.elements {
+                                base.storeBytes(
+                                    of: Float(values[c].doubles[first + e]).bitPattern.littleEndian, toByteOffset: at,
+                                    as: UInt32.self)
+                                at += 4
+                            }
+                        case .f64:
+                            for e in 0..<column.elements {
+                                base.storeBytes(
+                                    of: values[c].doubles[first + e].bitPattern.littleEndian, toByteOffset: at,
+                                    as: UInt64.self)
+                                at += 8
+                            }
+                        case .json:
+                            let (start, end) = (jsonStarts[c], values[c].ends[row])
+                            varint(end - start)
+                            values[c].text.withUnsafeBytes { text in
+                                (base + at).copyMemory(from: text.baseAddress! + start, byteCount: end - start)
+                            }
+                            at += end - start
+                            jsonStarts[c] = end
                         }
                     }
-                case .f64:
-                    for e in 0..<column.elements {
-                        withUnsafeBytes(of: values[c].doubles[first + e].bitPattern.littleEndian) { records += $0 }
+                    // Index the record; a key already indexed points at this later row instead.
+                    var slot = SnapshotLayout.home(hash, slots: slots)
+                    while true {
+                        let entry = index[slot]
+                        if entry == 0 {
+                            index[slot] = SnapshotLayout.entry(hash: hash, record: record)
+                            keyCount += 1
+                            break
+                        }
+                        if SnapshotLayout.tagMatches(entry, hash),
+                            recordKey(at: SnapshotLayout.record(entry)).elementsEqual(written)
+                        {
+                            index[slot] = SnapshotLayout.entry(hash: hash, record: record)  // the later row wins
+                            break
+                        }
+                        slot += 1
+                        if slot == slots { slot = 0 }
                     }
-                case .json:
-                    let (start, end) = (jsonStarts[c], values[c].ends[row])
-                    SnapshotLayout.appendVarint(end - start, to: &records)
-                    records += values[c].text[start..<end]
-                    jsonStarts[c] = end
+                    row += 1
                 }
             }
-            // Index the record; a key already indexed points at this later row instead.
-            var slot = SnapshotLayout.home(hash, slots: slots)
-            while true {
-                let entry = index[slot]
-                if entry == 0 {
-                    index[slot] = SnapshotLayout.entry(hash: hash, record: record)
-                    keyCount += 1
-                    break
-                }
-                if SnapshotLayout.tagMatches(entry, hash),
-                    Self.key(in: records, at: SnapshotLayout.record(entry)).elementsEqual(
-                        records[(keyEnd - key.utf8.count)..<keyEnd])
-                {
-                    index[slot] = SnapshotLayout.entry(hash: hash, record: record)  // the later row wins
-                    break
-                }
-                slot += 1
-                if slot == slots { slot = 0 }
-            }
-            row += 1
-            return true
+            initialized = at
         }
         return Body(
             layout: layout, keyCount: keyCount, rows: rowCount, slots: slots, index: index, records: records,
             columns: columns)
     }
 
-    /// The key bytes of the record at `offset` of a records buffer being written.
-    private static func key(in records: [UInt8], at offset: Int) -> ArraySlice<UInt8> {
-        var length = 0
-        var shift = 0
-        var i = offset
-        while true {
-            let byte = records[i]
-            length |= Int(byte & 0x7F) << shift
-            i += 1
-            if byte < 0x80 { break }
-            shift += 7
+    /// Bytes of `value` as an LEB128 varint.
+    private static func varintSize(_ value: Int) -> Int {
+        var size = 1
+        var v = UInt64(value) >> 7
+        while v > 0 {
+            size += 1
+            v >>= 7
         }
-        return records[i..<(i + length)]
+        return size
     }
 
     /// The `rows` layout's one output: each row's JSON text.

@@ -2,6 +2,7 @@ internal import Foundation
 public import FreshlineCore
 public import FreshlineSnapshot
 internal import NIOPosix
+internal import Synchronization
 
 /// A snapshot's file on this host, and the store's record of it (docs/snapshots.md, "Sealing").
 ///
@@ -38,6 +39,24 @@ public struct SnapshotStorage: Sendable {
     ///   place. With SQLite a sealed snapshot whose file is gone cannot be had again: the file was the snapshot.
     public func open(_ info: SnapshotInfo) async throws -> SnapshotFile {
         let path = SnapshotFiles.path(for: info, in: directory)
+        if let file = try? SnapshotFile(path: path), Self.matches(file, info) { return file }
+        // One writer per file in this process: a server's refresh and its own worker's seal both open a snapshot
+        // the moment it is published.
+        let (task, owner) = Self.inFlight.withLock { tasks in
+            if let task = tasks[path] { return (task, false) }
+            let task = Task { try await self.fetch(info, path: path) }
+            tasks[path] = task
+            return (task, true)
+        }
+        defer { if owner { _ = Self.inFlight.withLock { $0.removeValue(forKey: path) } } }
+        return try await task.value
+    }
+
+    /// Files being written or downloaded in this process, by path.
+    private static let inFlight = Mutex<[String: Task<SnapshotFile, any Error>]>([:])
+
+    /// `open` once the folder has no usable file: from the chunks, or from the store's copy.
+    private func fetch(_ info: SnapshotInfo, path: String) async throws -> SnapshotFile {
         if let file = try? SnapshotFile(path: path), Self.matches(file, info) { return file }
         var current = info
         if current.file == nil {
