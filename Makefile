@@ -36,7 +36,7 @@ release: deps
 # Protocol interop test with the real tritonclient (Python venv from PyPI). Each test run is bounded (20 min): a
 # hang fails the run instead of holding CI.
 FUZZ_SECONDS ?= 60
-SUBPROCESS_TESTS = BatchCrashTests|ProviderBatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests|StoreOutageTests|UpstreamServerTests|UpstreamEndToEndTests
+SUBPROCESS_TESTS = BatchCrashTests|SnapshotCommandTests|ProviderBatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests|StoreOutageTests|UpstreamServerTests|UpstreamEndToEndTests
 # Tests that count what happens within seconds (the shared rate budget's refills, retries and connects within a
 # deadline): run on their own, on a quiet machine (under the first run's start-up load they missed their deadlines).
 QUIET_TESTS = SharedBudgetTests|UpstreamClientTests

@@ -38,6 +38,9 @@ public final class SnapshotFile: @unchecked Sendable {
         guard let mapped = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
             throw fail("cannot map it: \(String(cString: strerror(errno)))")
         }
+        // Lookups touch pages at random: no read-ahead, so a cold lookup reads its two pages and not the 128 KB
+        // around each (measured in bench/RESULTS.md, "Snapshot files").
+        _ = madvise(mapped, size, MADV_RANDOM)
         let base = UnsafeRawPointer(mapped)
         do {
             let header = UnsafeRawBufferPointer(start: base, count: size)
