@@ -385,6 +385,33 @@ extension PostgresStore: BatchStore {
         }
     }
 
+    public func chunks(snapshotID: Int64, after cursor: ChunkCursor?, limit: Int) async throws -> (
+        chunks: [SnapshotChunk], next: ChunkCursor?
+    ) {
+        let (index, id) = cursor.map { ($0.index, $0.id) } ?? (Int(Int32.min), Int64.min)
+        return try await transaction(bulk: true) { tx in
+            var result: [SnapshotChunk] = []
+            var next: ChunkCursor?
+            let rows = try await tx.stream(
+                """
+                SELECT id, chunk_index, keys, outputs FROM snapshot_chunks
+                WHERE snapshot_id = \(snapshotID) AND (chunk_index, id) > (\(index), \(id))
+                ORDER BY chunk_index, id LIMIT \(max(1, limit))
+                """)
+            for try await (rowID, chunkIndex, keyBytes, outputBytes) in rows.decode(
+                (Int64, Int, ByteBuffer, ByteBuffer).self)
+            {
+                let keys = try ChunkCodec.decode(keyBytes).map { String(decoding: $0, as: UTF8.self) }
+                guard let outputs = PackedRows(packed: Array(buffer: outputBytes)), keys.count == outputs.count else {
+                    throw PostgresStoreError.corruptChunk
+                }
+                result.append(SnapshotChunk(index: chunkIndex, keys: keys, packedOutputs: outputs))
+                next = ChunkCursor(index: chunkIndex, id: rowID)
+            }
+            return (result, next)
+        }
+    }
+
     // MARK: Sealed files
 
     public func snapshot(id: Int64) async throws -> SnapshotInfo? {

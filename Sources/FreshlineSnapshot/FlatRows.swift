@@ -12,7 +12,7 @@ internal import FreshlineEngine
 /// the first row's) returns `nil`, and the general path decides.
 enum FlatRows {
     /// One output as the first row shows it.
-    private struct Member {
+    struct Member {
         /// `"name":` as the row writes it, with the `,` before it for every member but the first.
         var prefix: [UInt8]
         var name: String
@@ -74,7 +74,7 @@ enum FlatRows {
     }
 
     /// The outputs the first row has, their shapes and number kinds; `nil` when it is not a flat row of numbers.
-    private static func shape(of row: UnsafeRawBufferPointer) -> [Member]? {
+    static func shape(of row: UnsafeRawBufferPointer) -> [Member]? {
         var members: [Member] = []
         var names = Set<String>()
         var i = 1
@@ -162,6 +162,68 @@ enum FlatRows {
         rendered.append(UInt8(ascii: "}"))
         guard rendered.count == row.count else { return false }
         return rendered.withUnsafeBytes { memcmp($0.baseAddress!, row.baseAddress!, row.count) == 0 }
+    }
+
+    /// Why a row could not be encoded.
+    enum Refusal: Error {
+        /// Not a flat row of the members' shapes, or its text is not what writing its numbers back gives.
+        case notFlat
+        /// A value of member `index`, written as `f32`, is not exactly a 32-bit float.
+        case notFloat32(Int)
+    }
+
+    /// Appends one row's values to a record (`kinds`: each member's column kind), checking that writing them back
+    /// gives the row's text.
+    static func encode(
+        _ row: UnsafeRawBufferPointer, _ members: [Member], kinds: [SnapshotLayout.ColumnKind], into out: inout [UInt8],
+        rendered: inout [UInt8]
+    ) throws(Refusal) {
+        rendered.removeAll(keepingCapacity: true)
+        rendered.append(UInt8(ascii: "{"))
+        var i = 1
+        for m in members.indices {
+            let member = members[m]
+            guard i + member.prefix.count <= row.count else { throw .notFlat }
+            rendered += member.prefix
+            i += member.prefix.count
+            if !member.scalar {
+                guard i < row.count, row[i] == UInt8(ascii: "[") else { throw .notFlat }
+                rendered.append(UInt8(ascii: "["))
+                i += 1
+            }
+            for e in 0..<member.elements {
+                if e > 0 {
+                    guard i < row.count, row[i] == UInt8(ascii: ",") else { throw .notFlat }
+                    rendered.append(UInt8(ascii: ","))
+                    i += 1
+                }
+                guard let (number, after) = number(row, at: i) else { throw .notFlat }
+                i = after
+                switch (number, kinds[m]) {
+                case (.integer(let v), .i64):
+                    withUnsafeBytes(of: v.littleEndian) { out += $0 }
+                    JSONValue.writeInteger(v, into: &rendered)
+                case (.double(let d), .f32):
+                    let f = Float(d)
+                    guard Double(f) == d else { throw .notFloat32(m) }
+                    withUnsafeBytes(of: f.bitPattern.littleEndian) { out += $0 }
+                    JSONValue.writeNumber(d, into: &rendered)
+                case (.double(let d), .f64):
+                    withUnsafeBytes(of: d.bitPattern.littleEndian) { out += $0 }
+                    JSONValue.writeNumber(d, into: &rendered)
+                default: throw .notFlat
+                }
+            }
+            if !member.scalar {
+                guard i < row.count, row[i] == UInt8(ascii: "]") else { throw .notFlat }
+                rendered.append(UInt8(ascii: "]"))
+                i += 1
+            }
+        }
+        rendered.append(UInt8(ascii: "}"))
+        guard rendered.count == row.count,
+            rendered.withUnsafeBytes({ memcmp($0.baseAddress!, row.baseAddress!, row.count) == 0 })
+        else { throw .notFlat }
     }
 
     /// A name without escapes (`"…"`) followed by `:`, and the offset after the `:`.

@@ -64,9 +64,10 @@ public final class SnapshotFile: @unchecked Sendable {
             guard metadata.fileBytes == size else {
                 throw fail("the file has \(size) bytes, its metadata says \(metadata.fileBytes) (a torn file)")
             }
-            try Self.check(metadata, size: size, fail: fail)
+            try Self.check(metadata, size: size, after: SnapshotLayout.headerBytes + length, fail: fail)
             self.metadata = metadata
-            dataStart = SnapshotLayout.aligned(SnapshotLayout.headerBytes + length)
+            // The data checksum covers every byte from the first section to the end.
+            dataStart = min(metadata.index.offset, metadata.records.offset)
             dataChecksum = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
         } catch {
             munmap(mapped, size)
@@ -80,13 +81,16 @@ public final class SnapshotFile: @unchecked Sendable {
 
     /// Every section inside the file, with the sizes its counts imply.
     private static func check(
-        _ m: SnapshotLayout.Metadata, size: Int, fail: (String) -> OpenError
+        _ m: SnapshotLayout.Metadata, size: Int, after metadataEnd: Int, fail: (String) -> OpenError
     ) throws {
         func inside(_ offset: Int, _ length: Int, _ what: String) throws {
-            guard offset >= SnapshotLayout.headerBytes, offset % 8 == 0, length >= 0, offset <= size - length else {
+            guard offset >= metadataEnd, offset % 8 == 0, length >= 0, offset <= size - length else {
                 throw fail("\(what) lies outside the file")
             }
         }
+        guard
+            m.index.offset + m.index.length <= m.records.offset || m.records.offset + m.records.length <= m.index.offset
+        else { throw fail("the index and the records overlap") }
         guard m.indexSlots >= 8, m.keyCount <= m.rows, m.indexSlots > m.keyCount,
             m.rows <= SnapshotLayout.recordLimit
         else { throw fail("the index's counts are inconsistent") }
@@ -297,7 +301,7 @@ public final class SnapshotFile: @unchecked Sendable {
         return self.row(forBytes: key) == row
     }
 
-    /// Reads every byte after the metadata and compares its checksum with the header's.
+    /// Reads every byte from the first section to the end and compares its checksum with the header's.
     public func verify() -> Bool {
         var sum = Checksum()
         sum.add(UnsafeRawBufferPointer(rebasing: bytes[dataStart...]))

@@ -117,6 +117,7 @@ extension SQLiteStore {
                     ALTER TABLE snapshots ADD COLUMN file_checksum INTEGER;
                     ALTER TABLE snapshots ADD COLUMN file_size INTEGER;
                     ALTER TABLE snapshots ADD COLUMN base_id INTEGER;
+                    CREATE INDEX snapshot_chunks_order ON snapshot_chunks (snapshot_id, chunk_index, id);
                     """)
         }
     }
@@ -545,6 +546,34 @@ extension SQLiteStore: BatchStore {
                 result.append(SnapshotChunk(index: row["chunk_index"], keys: keys, packedOutputs: outputs))
             }
             return result
+        }
+    }
+
+    public func chunks(snapshotID: Int64, after cursor: ChunkCursor?, limit: Int) async throws -> (
+        chunks: [SnapshotChunk], next: ChunkCursor?
+    ) {
+        let (index, id) = cursor.map { ($0.index, $0.id) } ?? (Int(Int32.min), Int64.min)
+        return try await writer.read { db in
+            var result: [SnapshotChunk] = []
+            var next: ChunkCursor?
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT id, chunk_index, keys, outputs FROM snapshot_chunks
+                    WHERE snapshot_id = ? AND (chunk_index > ? OR (chunk_index = ? AND id > ?))
+                    ORDER BY chunk_index, id LIMIT ?
+                    """,
+                arguments: [snapshotID, index, index, id, max(1, limit)])
+            while let row = try rows.next() {
+                let keys = try ChunkCodec.decode(row["keys"]).map { String(decoding: $0, as: UTF8.self) }
+                let blob: Data = row["outputs"]
+                guard let outputs = PackedRows(packed: Array(blob)), keys.count == outputs.count else {
+                    throw ChunkCodec.CorruptChunk()
+                }
+                result.append(SnapshotChunk(index: row["chunk_index"], keys: keys, packedOutputs: outputs))
+                next = ChunkCursor(index: row["chunk_index"], id: row["id"])
+            }
+            return (result, next)
         }
     }
 

@@ -89,6 +89,56 @@ struct SnapshotSealingTests {
         }
     }
 
+    @Test("chunks read a page at a time come in the order of the whole read", arguments: StoreKind.allCases)
+    func chunkPages(kind: StoreKind) async throws {
+        try await StoreFixture.with(kind) { fixture in
+            let store = fixture.store
+            let info = try await Self.publish(store, version: 1, keys: 10)
+            // A backfill's snapshot: base rows (chunk -1) and ranges' chunks written out of order.
+            let t = 5_000.0
+            let run = try await store.startRun(
+                BatchRun(
+                    id: "run_p", feature: "churn", trigger: .backfill, snapshotID: 0, startedAt: t, heartbeatAt: t,
+                    owner: "test:1", keys: ["u1"]),
+                modelVersion: "m:1", inputTime: t, copyFrom: info.id, liveAfter: t - 60, isGone: { _ in false })
+            _ = try await store.splitRun(runID: run.id, rowsTotal: 30, rangeRows: 10, at: t)
+            for _ in 0..<3 {
+                let lease = try #require(
+                    try await store.leaseRange(
+                        features: ["churn"], owner: "test:1", now: t, leaseSeconds: 60, isGone: { _ in false }))
+                for part in [1, 0] {  // the later part of the range first
+                    let start = lease.range.rowStart + part * 5
+                    try await store.appendRangeChunk(
+                        runID: run.id, index: lease.range.index, owner: "test:1",
+                        chunk: SnapshotChunk(
+                            index: start, keys: (start..<(start + 5)).map { "k\($0)" },
+                            outputs: (start..<(start + 5)).map { Array(#"{"v":\#($0)}"#.utf8) }),
+                        failures: [],
+                        progress: RangeProgress(
+                            rangeRowsDone: 0, rowsRead: 5, rowsWritten: 5, rowsFailed: 0, busySeconds: 0, at: t))
+                }
+            }
+            let whole = try await store.chunks(snapshotID: run.snapshotID)
+            #expect(whole.count == 7 && whole.first?.index == -1)
+            #expect(whole.map(\.index) == whole.map(\.index).sorted())
+            for limit in [1, 2, 3, 100] {
+                var paged: [SnapshotChunk] = []
+                var cursor: ChunkCursor?
+                while true {
+                    let (page, next) = try await store.chunks(snapshotID: run.snapshotID, after: cursor, limit: limit)
+                    #expect(page.count <= limit)
+                    if page.isEmpty {
+                        #expect(next == nil)
+                        break
+                    }
+                    paged += page
+                    cursor = next
+                }
+                #expect(paged == whole, "limit \(limit)")
+            }
+        }
+    }
+
     @Test("a damaged copy in the folder is not served: the store's file replaces it", arguments: [StoreKind.postgres])
     func damagedCopyReplaced(kind: StoreKind) async throws {
         try await StoreFixture.with(kind) { fixture in

@@ -172,6 +172,65 @@ struct SnapshotFileTests {
         #expect(["x", "y", "z"].map { rows.row(for: $0).map(rows.json) } == odd.map { Array($0.utf8) })
     }
 
+    @Test("the streaming writer gives the answers the in-memory writer gives, with later rows winning across chunks")
+    func streamingWriter() throws {
+        var chunks = try Self.gbdtChunks(keys: 5_000, chunkRows: 700)
+        // u3 and u4000 again, in a last chunk: the later rows win.
+        chunks.append(
+            SnapshotChunk(
+                index: 9_999, keys: ["u3", "u4000"],
+                outputs: [
+                    Array(#"{"label":7,"probabilities":[0.5,0.5]}"#.utf8),
+                    Array(#"{"label":8,"probabilities":[0.25,0.75]}"#.utf8),
+                ]))
+        let memory = Self.path()
+        try SnapshotFileWriter.write(to: memory, info: Self.info(keys: 5_000), chunks: chunks)
+        let streamed = Self.path()
+        let writer = try SnapshotStreamWriter(path: streamed, info: Self.info(keys: 5_000))
+        for chunk in chunks { #expect(try writer.add(chunk)) }
+        try writer.finish()
+        let (a, b) = (try SnapshotFile(path: memory), try SnapshotFile(path: streamed))
+        #expect(b.verify())
+        #expect(b.metadata.keyCount == 5_000 && b.metadata.rows == 5_002)
+        #expect(b.metadata.columns == a.metadata.columns)
+        for i in 0..<5_000 {
+            let key = "u\(i)"
+            #expect(b.row(for: key).map(b.json) == a.row(for: key).map(a.json), "\(key)")
+        }
+        #expect(b.outputs(for: "u3")?["label"] == .integer(7))
+        #expect(b.rows.filter(b.isLive).count == 5_000)
+        #expect(b.row(for: "u5000") == nil)
+    }
+
+    @Test("the streaming writer asks for a retry with doubles when a float32 output is not, and refuses other rows")
+    func streamingRetriesAndRefusals() throws {
+        func rows(_ texts: [String]) -> SnapshotChunk {
+            SnapshotChunk(index: 0, keys: texts.indices.map { "k\($0)" }, outputs: texts.map { Array($0.utf8) })
+        }
+        let path = Self.path()
+        let floats = rows([#"{"p":0.5}"#, #"{"p":0.1}"#])  // 0.1 is not a float32
+        let first = try SnapshotStreamWriter(path: path, info: Self.info(keys: 2))
+        #expect(try !first.add(floats))
+        #expect(first.retryWithDoubles == ["p"])
+        let second = try SnapshotStreamWriter(path: path, info: Self.info(keys: 2), doubles: ["p"])
+        #expect(try second.add(floats))
+        try second.finish()
+        let file = try SnapshotFile(path: path)
+        #expect(file.metadata.columns.map(\.kind) == [.f64])
+        #expect(file.outputs(for: "k1") == ["p": .number(0.1)])
+        // Strings, and a row with other outputs: the general writer's job.
+        for texts in [[#"{"t":"a"}"#], [#"{"p":1}"#, #"{"q":1}"#]] {
+            let writer = try SnapshotStreamWriter(path: Self.path(), info: Self.info(keys: texts.count))
+            #expect(try !writer.add(rows(texts)))
+            #expect(writer.retryWithDoubles.isEmpty)
+        }
+        // No temporary file stays behind a writer that was dropped.
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix(name + ".tmp") }.isEmpty)
+    }
+
     @Test("an empty snapshot opens and answers no key")
     func empty() throws {
         let path = Self.path()
@@ -179,6 +238,10 @@ struct SnapshotFileTests {
         let file = try SnapshotFile(path: path)
         #expect(file.metadata.keyCount == 0)
         #expect(file.row(for: "anything") == nil)
+        let streamed = Self.path()
+        try SnapshotStreamWriter(path: streamed, info: Self.info(keys: 0)).finish()
+        let empty = try SnapshotFile(path: streamed)
+        #expect(empty.metadata.keyCount == 0 && empty.verify() && empty.row(for: "anything") == nil)
     }
 
     @Test("a damaged file is refused at open (header, metadata, size) or by verify (data)")

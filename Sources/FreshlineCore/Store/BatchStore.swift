@@ -99,6 +99,16 @@ public struct SnapshotChunk: Sendable, Equatable {
     }
 }
 
+/// Where a page of a snapshot's chunks ends: a chunk's index and its row id in the store.
+public struct ChunkCursor: Sendable, Equatable {
+    public var index: Int
+    public var id: Int64
+    public init(index: Int, id: Int64) {
+        self.index = index
+        self.id = id
+    }
+}
+
 /// Rows of bytes in one buffer, as the stores keep a snapshot chunk's outputs: each row is its length as four
 /// little-endian bytes, then its bytes.
 public struct PackedRows: Sendable, Equatable {
@@ -375,6 +385,11 @@ public protocol BatchStore: Sendable {
     func snapshots(feature: String, limit: Int) async throws -> [SnapshotInfo]
     /// Reads a snapshot's chunks in order (by chunk index, then by write order); none once it is sealed.
     func chunks(snapshotID: Int64) async throws -> [SnapshotChunk]
+    /// Reads up to `limit` chunks after `cursor` (from the first when `nil`), in `chunks(snapshotID:)`'s order, and
+    /// the cursor of the last one read (`nil` when none was): a large snapshot read a page at a time.
+    func chunks(snapshotID: Int64, after cursor: ChunkCursor?, limit: Int) async throws -> (
+        chunks: [SnapshotChunk], next: ChunkCursor?
+    )
 
     // MARK: Sealed files (docs/snapshots.md)
 

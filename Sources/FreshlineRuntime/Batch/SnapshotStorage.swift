@@ -60,13 +60,7 @@ public struct SnapshotStorage: Sendable {
         if let file = try? SnapshotFile(path: path), Self.matches(file, info) { return file }
         var current = info
         if current.file == nil {
-            let chunks = try await store.chunks(snapshotID: info.id)
-            if !chunks.isEmpty || info.keyCount == 0 {
-                return try await Self.blocking {
-                    try SnapshotFileWriter.write(to: path, info: info, chunks: chunks)
-                    return try Self.checked(path, info)
-                }
-            }
+            if let file = try await write(info, path: path) { return file }
             // Sealed since the caller read the record: the seal dropped the chunks.
             guard let fresh = try await store.snapshot(id: info.id), fresh.file != nil else {
                 throw Missing(description: "snapshot \(info.id) of \(info.feature) has neither chunks nor a file")
@@ -103,6 +97,66 @@ public struct SnapshotStorage: Sendable {
         return try await store.sealSnapshot(
             id: info.id, file: SnapshotInfo.SealedFile(checksum: file.checksum, size: file.fileBytes),
             uploader: uploader)
+    }
+
+    /// Chunks read from the store at once while a file is written from them.
+    static let pageChunks = 16
+
+    /// Writes a snapshot's file from its chunks: a page of chunks at a time through `SnapshotStreamWriter` (memory:
+    /// the index and one page), or, for rows it cannot take, every chunk at once through the general writer.
+    /// `nil` when the chunks are gone (the snapshot was sealed meanwhile); a file with fewer keys than the
+    /// snapshot's (chunks deleted while they were read) is never returned.
+    private func write(_ info: SnapshotInfo, path: String) async throws -> SnapshotFile? {
+        var doubles: Set<String> = []
+        attempts: while true {
+            let writer = try SnapshotStreamWriter(path: path, info: info, doubles: doubles)
+            var cursor: ChunkCursor?
+            var rows = 0
+            while true {
+                let (chunks, next) = try await store.chunks(snapshotID: info.id, after: cursor, limit: Self.pageChunks)
+                if chunks.isEmpty { break }
+                rows += chunks.reduce(0) { $0 + $1.keys.count }
+                let taken = try await Self.blocking {
+                    for chunk in chunks where try !writer.add(chunk) { return false }
+                    return true
+                }
+                if !taken {
+                    if !writer.retryWithDoubles.isEmpty, writer.retryWithDoubles != doubles {
+                        doubles = writer.retryWithDoubles  // an output is not float32 after all: again, as f64
+                        continue attempts
+                    }
+                    return try await writeInMemory(info, path: path)
+                }
+                cursor = next
+            }
+            if rows == 0 && info.keyCount > 0 { return nil }
+            return try await Self.blocking {
+                try writer.finish()
+                return try Self.complete(try Self.checked(path, info), info)
+            }
+        }
+    }
+
+    /// The general writer: every chunk in memory at once (rows with strings, maps, nested values).
+    private func writeInMemory(_ info: SnapshotInfo, path: String) async throws -> SnapshotFile? {
+        let chunks = try await store.chunks(snapshotID: info.id)
+        if chunks.isEmpty && info.keyCount > 0 { return nil }
+        return try await Self.blocking {
+            try SnapshotFileWriter.write(to: path, info: info, chunks: chunks)
+            return try Self.complete(try Self.checked(path, info), info)
+        }
+    }
+
+    /// `file`, when it has every key of the snapshot (a seal dropping the chunks while they were read leaves fewer).
+    private static func complete(_ file: SnapshotFile, _ info: SnapshotInfo) throws -> SnapshotFile {
+        guard file.metadata.keyCount >= info.keyCount else {
+            unlink(file.path)
+            throw Missing(
+                description:
+                    "snapshot v\(info.version) of \(info.feature): its chunks changed while they were read (\(file.metadata.keyCount) of \(info.keyCount) keys); read it again"
+            )
+        }
+        return file
     }
 
     /// Writes the store's copy of a sealed snapshot's file under a temporary name, checks it whole, then renames it
