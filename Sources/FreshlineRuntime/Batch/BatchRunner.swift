@@ -310,7 +310,7 @@ public final class BatchRunner: Sendable {
         defer { turn?.end() }
         let completion: RangeCompletion
         do {
-            completion = try await Self.withTicks(every: .seconds(Self.rangeLease / 3)) {
+            _ = try await Self.withTicks(every: .seconds(Self.rangeLease / 3)) {
                 let held = try await store.renewRange(
                     runID: runID, index: index, owner: owner, now: Clock.unixNow, leaseSeconds: Self.rangeLease)
                 if !held { throw BatchStoreError.rangeLost(runID: runID, index: index) }
@@ -320,10 +320,14 @@ public final class BatchRunner: Sendable {
                 } else {
                     try await self.chunks(lease, pool: pool, tally: tally, report: report, turn: turn)
                 }
-                return try await store.completeRange(
-                    runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: self.batch.retention,
-                    policy: policy)
+                return true
             }
+            // After the renewals stop (the lease was renewed within the last third of its time): a renewal racing
+            // the completion found the range done and failed a run that had published — seen at 50M rows, whose
+            // publish held SQLite's writer for seconds while it counted the keys.
+            completion = try await store.completeRange(
+                runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: batch.retention,
+                policy: policy)
         } catch is CancellationError {
             dropParkedReader(runID: runID)
             // Shutdown: give the range back (its checkpoint stays) so another worker takes it now, not after the
