@@ -142,4 +142,81 @@ struct BatchCrashTests {
             #expect(table.outputs(for: "u\(i)") == expected, "row u\(i)")
         }
     }
+
+    @Test(
+        "kill -9 while the run seals its snapshot: it stays published as chunks, no torn file is ever mapped, the next process seals it"
+    )
+    func killDuringSeal() async throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            Issue.record("no freshline binary at \(Self.binary): build it (swift build --build-tests) first")
+            return
+        }
+        let manifest = try TestManifest.write(
+            """
+            version: 1
+            models:
+              gbdt: ZOO/gbc_binary.onnx
+            features:
+              churn:
+                model: gbdt
+                pattern: batch
+                key: user_id
+                batch:
+                  source: {csv: users.csv}
+                  columns:
+                    X: [\((0..<16).map { "f\($0)" }.joined(separator: ", "))]
+                  chunk_rows: 2000
+            store: state.sqlite
+            """)
+        let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
+        let storePath = folder.appendingPathComponent("state.sqlite").path
+        let directory = SnapshotRows.directory(forSQLite: storePath)
+        let total = 150_000
+        try Self.writeCSV(folder.appendingPathComponent("users.csv").path, rows: total)
+        let store = try SQLiteStore(path: storePath)
+        let victim = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
+        // Killed once the run has published and before the seal's transaction: the whole seal is that window.
+        let deadline = ContinuousClock.now + .seconds(180)
+        var killedUnsealed = false
+        while ContinuousClock.now < deadline && victim.isRunning {
+            if let published = try await store.publishedSnapshot(feature: "churn") {
+                if published.file == nil {
+                    kill(victim.processIdentifier, SIGKILL)
+                    killedUnsealed = true
+                }
+                break
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        await victim.exited()
+        try #require(killedUnsealed, "the run sealed before it could be killed: \(Self.output(victim))")
+        #expect(victim.terminationReason == .uncaughtSignal)
+
+        // Published as chunks: every row still in the store, nothing sealed.
+        let info = try #require(try await store.publishedSnapshot(feature: "churn"))
+        #expect(info.file == nil && info.keyCount == total)
+        #expect(try await store.chunks(snapshotID: info.id).reduce(0) { $0 + $1.keys.count } == total)
+        // Whatever the kill left in the folder, a file under the snapshot's own name is whole.
+        let path = SnapshotFiles.path(for: info, in: directory)
+        if let file = try? SnapshotFile(path: path) { #expect(file.verify() && file.metadata.keyCount == total) }
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        #expect(leftovers.allSatisfy { $0.hasSuffix(".snap") || $0.contains(".snap.tmp-\(victim.processIdentifier)") })
+
+        // The next process to serve it writes (or finds) the file and seals it; the dead writer's temporary goes.
+        let sealed = try await SnapshotStorage(store: store, directory: directory).seal(info)
+        #expect(sealed.file != nil)
+        #expect(try await store.chunks(snapshotID: info.id).isEmpty)
+        SnapshotFiles.prune(feature: "churn", keep: [sealed], in: directory)
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: directory) == [
+                URL(fileURLWithPath: path).lastPathComponent
+            ])
+        let table = SnapshotTable(info: sealed, file: try await SnapshotRows.file(store, sealed, directory: directory))
+        let model = try Model(contentsOf: TestManifest.zoo.appendingPathComponent("gbc_binary.onnx"))
+        for i in [0, total / 2, total - 1] {
+            let feeds = try RowBatch.tensors(
+                rows: [["X": .array(Self.features(i).map { .number(Double($0)) })]], inputs: model.metadata.inputs)
+            #expect(table.outputs(for: "u\(i)") == (try RowBatch.rows(outputs: try model.run(feeds), count: 1)[0]))
+        }
+    }
 }
