@@ -538,12 +538,7 @@ extension SQLiteStore: BatchStore {
                     """,
                 arguments: [snapshotID])
             while let row = try rows.next() {
-                let keys = try ChunkCodec.decode(row["keys"]).map { String(decoding: $0, as: UTF8.self) }
-                let blob: Data = row["outputs"]
-                guard let outputs = PackedRows(packed: Array(blob)), keys.count == outputs.count else {
-                    throw ChunkCodec.CorruptChunk()
-                }
-                result.append(SnapshotChunk(index: row["chunk_index"], keys: keys, packedOutputs: outputs))
+                result.append(try Self.chunk(from: row))
             }
             return result
         }
@@ -565,16 +560,21 @@ extension SQLiteStore: BatchStore {
                     """,
                 arguments: [snapshotID, index, index, id, max(1, limit)])
             while let row = try rows.next() {
-                let keys = try ChunkCodec.decode(row["keys"]).map { String(decoding: $0, as: UTF8.self) }
-                let blob: Data = row["outputs"]
-                guard let outputs = PackedRows(packed: Array(blob)), keys.count == outputs.count else {
-                    throw ChunkCodec.CorruptChunk()
-                }
-                result.append(SnapshotChunk(index: row["chunk_index"], keys: keys, packedOutputs: outputs))
+                result.append(try Self.chunk(from: row))
                 next = ChunkCursor(index: row["chunk_index"], id: row["id"])
             }
             return (result, next)
         }
+    }
+
+    /// A `snapshot_chunks` row (`chunk_index`, `keys`, `outputs`) as a chunk.
+    private static func chunk(from row: Row) throws -> SnapshotChunk {
+        let keys = try ChunkCodec.decode(row["keys"]).map { String(decoding: $0, as: UTF8.self) }
+        let blob: Data = row["outputs"]
+        guard let outputs = PackedRows(packed: Array(blob)), keys.count == outputs.count else {
+            throw ChunkCodec.CorruptChunk()
+        }
+        return SnapshotChunk(index: row["chunk_index"], keys: keys, packedOutputs: outputs)
     }
 
     // MARK: Sealed files

@@ -43,19 +43,9 @@ struct BatchCrashTests {
         return process
     }
 
-    static func output(_ process: Process) -> String {
-        let out = (process.standardOutput as? Pipe)?.fileHandleForReading.readDataToEndOfFile() ?? Data()
-        let err = (process.standardError as? Pipe)?.fileHandleForReading.readDataToEndOfFile() ?? Data()
-        return String(decoding: out, as: UTF8.self) + String(decoding: err, as: UTF8.self)
-    }
-
-    @Test("kill -9 mid-run: the old snapshot stays published, the next run joins it and publishes every row once")
-    func killDuringRun() async throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
-            Issue.record("no freshline binary at \(Self.binary): build it (swift build --build-tests) first")
-            return
-        }
-        let manifest = try TestManifest.write(
+    /// A manifest (in a folder of its own) of feature `churn`: the zoo's GBDT over `users.csv`, into `state.sqlite`.
+    static func manifest(chunkRows: Int, threads: Int? = nil) throws -> String {
+        try TestManifest.write(
             """
             version: 1
             models:
@@ -69,10 +59,24 @@ struct BatchCrashTests {
                   source: {csv: users.csv}
                   columns:
                     X: [\((0..<16).map { "f\($0)" }.joined(separator: ", "))]
-                  chunk_rows: 500
-                  threads: 1
+                  chunk_rows: \(chunkRows)\(threads.map { "\n      threads: \($0)" } ?? "")
             store: state.sqlite
             """)
+    }
+
+    static func output(_ process: Process) -> String {
+        let out = (process.standardOutput as? Pipe)?.fileHandleForReading.readDataToEndOfFile() ?? Data()
+        let err = (process.standardError as? Pipe)?.fileHandleForReading.readDataToEndOfFile() ?? Data()
+        return String(decoding: out, as: UTF8.self) + String(decoding: err, as: UTF8.self)
+    }
+
+    @Test("kill -9 mid-run: the old snapshot stays published, the next run joins it and publishes every row once")
+    func killDuringRun() async throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            Issue.record("no freshline binary at \(Self.binary): build it (swift build --build-tests) first")
+            return
+        }
+        let manifest = try Self.manifest(chunkRows: 500, threads: 1)
         let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
         let csv = folder.appendingPathComponent("users.csv").path
         let storePath = folder.appendingPathComponent("state.sqlite").path
@@ -151,23 +155,7 @@ struct BatchCrashTests {
             Issue.record("no freshline binary at \(Self.binary): build it (swift build --build-tests) first")
             return
         }
-        let manifest = try TestManifest.write(
-            """
-            version: 1
-            models:
-              gbdt: ZOO/gbc_binary.onnx
-            features:
-              churn:
-                model: gbdt
-                pattern: batch
-                key: user_id
-                batch:
-                  source: {csv: users.csv}
-                  columns:
-                    X: [\((0..<16).map { "f\($0)" }.joined(separator: ", "))]
-                  chunk_rows: 2000
-            store: state.sqlite
-            """)
+        let manifest = try Self.manifest(chunkRows: 2000)
         let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
         let storePath = folder.appendingPathComponent("state.sqlite").path
         let directory = SnapshotRows.directory(forSQLite: storePath)
