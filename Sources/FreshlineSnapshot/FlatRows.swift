@@ -2,14 +2,14 @@ internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
 
-/// The writer's fast path, for rows whose every output is a number or a flat array of numbers (what a local model's
-/// tensors give): one pass over each row's text that parses its numbers without building JSON values, and checks
-/// that writing them back gives the text byte for byte.
+/// How `SnapshotStreamWriter` reads rows whose every output is a number or a flat array of numbers (what a local
+/// model's tensors give): each row's text in one pass that parses its numbers without building JSON values, checked
+/// against writing them back byte for byte.
 ///
 /// Measured on 2M rows of a GBDT's outputs (`{"label":1,"probabilities":[0.1,0.9]}`): the general path, which parses
 /// each row into a dictionary twice (schema, then values), took about 5 s of the seal's 10 s; see bench/RESULTS.md.
 /// Any other shape (strings, booleans, nested values, escapes in names, whitespace, a row whose outputs differ from
-/// the first row's) returns `nil`, and the general path decides.
+/// the first row's) is refused, and the general path decides.
 enum FlatRows {
     /// One output as the first row shows it.
     struct Member {
@@ -19,58 +19,12 @@ enum FlatRows {
         var scalar: Bool
         var elements: Int
         var integer: Bool
-        /// Whether every value so far is exactly a 32-bit float.
-        var f32 = true
     }
 
     /// A number token.
     private enum Number {
         case integer(Int64)
         case double(Double)
-    }
-
-    static func columns(_ chunks: [SnapshotChunk], rows: Int) -> (
-        [SnapshotLayout.Column], [SnapshotFileWriter.Values]
-    )? {
-        guard rows > 0 else { return nil }
-        var members: [Member] = []
-        var values: [SnapshotFileWriter.Values] = []
-        var rendered: [UInt8] = []
-        rendered.reserveCapacity(256)
-        var first = true
-        for chunk in chunks {
-            let ok = chunk.packedOutputs.bytes.withUnsafeBytes { packed -> Bool in
-                var offset = 0
-                while offset + 4 <= packed.count {
-                    let length = Int(
-                        UInt32(littleEndian: packed.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-                    let row = UnsafeRawBufferPointer(rebasing: packed[(offset + 4)..<(offset + 4 + length)])
-                    offset += 4 + length
-                    if first {
-                        guard let shape = shape(of: row) else { return false }
-                        members = shape
-                        values = [SnapshotFileWriter.Values](repeating: .init(), count: members.count)
-                        for (m, member) in members.enumerated() {
-                            if member.integer {
-                                values[m].integers.reserveCapacity(rows * member.elements)
-                            } else {
-                                values[m].doubles.reserveCapacity(rows * member.elements)
-                            }
-                        }
-                        first = false
-                    }
-                    guard read(row, &members, &values, &rendered) else { return false }
-                }
-                return true
-            }
-            guard ok else { return nil }
-        }
-        let columns = members.map { member in
-            SnapshotLayout.Column(
-                name: member.name, kind: member.integer ? .i64 : (member.f32 ? .f32 : .f64), elements: member.elements,
-                scalar: member.scalar)
-        }
-        return (columns, values)
     }
 
     /// The outputs the first row has, their shapes and number kinds; `nil` when it is not a flat row of numbers.
@@ -111,57 +65,6 @@ enum FlatRows {
         }
         guard !members.isEmpty, i == row.count - 1, row[i] == UInt8(ascii: "}") else { return nil }
         return members
-    }
-
-    /// Reads one row against the members' shapes into `values`, and checks that writing its numbers back gives the
-    /// row's text.
-    private static func read(
-        _ row: UnsafeRawBufferPointer, _ members: inout [Member], _ values: inout [SnapshotFileWriter.Values],
-        _ rendered: inout [UInt8]
-    ) -> Bool {
-        rendered.removeAll(keepingCapacity: true)
-        rendered.append(UInt8(ascii: "{"))
-        var i = 1
-        for m in members.indices {
-            // The member's name: compared by the rendering below, skipped here.
-            let prefixLength = members[m].prefix.count
-            guard i + prefixLength <= row.count else { return false }
-            rendered += members[m].prefix
-            i += prefixLength
-            if !members[m].scalar {
-                guard i < row.count, row[i] == UInt8(ascii: "[") else { return false }
-                rendered.append(UInt8(ascii: "["))
-                i += 1
-            }
-            for e in 0..<members[m].elements {
-                if e > 0 {
-                    guard i < row.count, row[i] == UInt8(ascii: ",") else { return false }
-                    rendered.append(UInt8(ascii: ","))
-                    i += 1
-                }
-                guard let (number, after) = number(row, at: i) else { return false }
-                i = after
-                switch number {
-                case .integer(let v):
-                    guard members[m].integer else { return false }
-                    values[m].integers.append(v)
-                    JSONValue.writeInteger(v, into: &rendered)
-                case .double(let d):
-                    guard !members[m].integer else { return false }
-                    if members[m].f32 && Double(Float(d)) != d { members[m].f32 = false }
-                    values[m].doubles.append(d)
-                    JSONValue.writeNumber(d, into: &rendered)
-                }
-            }
-            if !members[m].scalar {
-                guard i < row.count, row[i] == UInt8(ascii: "]") else { return false }
-                rendered.append(UInt8(ascii: "]"))
-                i += 1
-            }
-        }
-        rendered.append(UInt8(ascii: "}"))
-        guard rendered.count == row.count else { return false }
-        return rendered.withUnsafeBytes { memcmp($0.baseAddress!, row.baseAddress!, row.count) == 0 }
     }
 
     /// Why a row could not be encoded.

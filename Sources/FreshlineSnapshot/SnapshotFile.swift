@@ -91,7 +91,8 @@ public final class SnapshotFile: @unchecked Sendable {
         guard
             m.index.offset + m.index.length <= m.records.offset || m.records.offset + m.records.length <= m.index.offset
         else { throw fail("the index and the records overlap") }
-        guard m.indexSlots >= 8, m.keyCount <= m.rows, m.indexSlots > m.keyCount,
+        // Counts are range-checked before any arithmetic on them: the metadata comes from a file.
+        guard m.indexSlots >= 8, m.indexSlots <= size / 8, m.keyCount <= m.rows, m.indexSlots > m.keyCount,
             m.rows <= SnapshotLayout.recordLimit
         else { throw fail("the index's counts are inconsistent") }
         try inside(m.index.offset, m.index.length, "the index")
@@ -161,7 +162,10 @@ public final class SnapshotFile: @unchecked Sendable {
         return key.withUTF8 { row(forBytes: UnsafeRawBufferPointer($0)) }
     }
 
-    func row(forBytes key: UnsafeRawBufferPointer) -> Row? {
+    func row(forBytes key: UnsafeRawBufferPointer) -> Row? { lookup(key)?.row }
+
+    /// The row a key's lookup finds, with its record's parts (read once for the key check and the outputs).
+    private func lookup(_ key: UnsafeRawBufferPointer) -> (row: Row, extent: Extent)? {
         let hash = KeyHash.value(bytes: key)
         let slots = metadata.indexSlots
         var slot = SnapshotLayout.home(hash, slots: slots)
@@ -171,7 +175,7 @@ public final class SnapshotFile: @unchecked Sendable {
             if SnapshotLayout.tagMatches(entry, hash) {
                 let row = Row(offset: SnapshotLayout.record(entry))
                 if let extent = extent(row), UnsafeRawBufferPointer(rebasing: bytes[extent.key]).elementsEqual(key) {
-                    return row
+                    return (row, extent)
                 }
             }
             slot += 1
@@ -260,14 +264,19 @@ public final class SnapshotFile: @unchecked Sendable {
 
     /// A key's outputs, decoded; `nil` when the snapshot has no such key (or its row is damaged).
     public func outputs(for key: String) -> [String: JSONValue]? {
-        guard let row = row(for: key) else { return nil }
-        return outputs(row: row)
+        var key = key
+        guard let found = key.withUTF8({ lookup(UnsafeRawBufferPointer($0)) }) else { return nil }
+        return outputs(found.extent)
     }
 
     /// A row's outputs, decoded: typed values straight into values (the same values their text parses to: the
     /// writer checked that the text written back is the run's), JSON outputs parsed.
     public func outputs(row: Row) -> [String: JSONValue]? {
         guard let extent = extent(row) else { return nil }
+        return outputs(extent)
+    }
+
+    private func outputs(_ extent: Extent) -> [String: JSONValue]? {
         if metadata.layout == "rows" {
             var result: [String: JSONValue]?
             values(extent) { _, text in

@@ -18,11 +18,25 @@ public enum SnapshotFileWriter {
         public var description: String
     }
 
-    /// Writes `chunks` (in order: a later row of a key wins) of snapshot `info` to `path`.
-    public static func write(to path: String, info: SnapshotInfo, chunks: [SnapshotChunk]) throws {
+    /// Writes `chunks` (in order: a later row of a key wins) of snapshot `info` to `path`: rows of numbers through
+    /// `SnapshotStreamWriter` (unless `streaming` is false: the caller already knows it refuses them), any other rows
+    /// through the general path here.
+    public static func write(
+        to path: String, info: SnapshotInfo, chunks: [SnapshotChunk], streaming: Bool = true
+    ) throws {
         // The sections are written from memory as they are: the format is little-endian, and so is every
         // platform this builds for (x86-64, arm64).
         guard UInt64(1).littleEndian == 1 else { throw WriteError(description: "a big-endian host cannot write") }
+        var doubles: Set<String> = []
+        while streaming {
+            let writer = try SnapshotStreamWriter(path: path, info: info, doubles: doubles)
+            if try chunks.allSatisfy({ try writer.add($0) }) {
+                try writer.finish()
+                return
+            }
+            guard !writer.retryWithDoubles.isEmpty, writer.retryWithDoubles != doubles else { break }
+            doubles = writer.retryWithDoubles
+        }
         let body = try build(chunks)
         try persist(body, info: info, to: path)
     }
@@ -64,7 +78,7 @@ public enum SnapshotFileWriter {
     static func build(_ chunks: [SnapshotChunk]) throws -> Body {
         let rowCount = chunks.reduce(0) { $0 + $1.keys.count }
         let (columns, values): ([SnapshotLayout.Column], [Values])
-        if let typed = FlatRows.columns(chunks, rows: rowCount) ?? typedColumns(chunks, rows: rowCount) {
+        if let typed = typedColumns(chunks, rows: rowCount) {
             (columns, values) = typed
         } else {
             (columns, values) = wholeRows(chunks, rows: rowCount)
@@ -214,7 +228,7 @@ public enum SnapshotFileWriter {
     }
 
     /// One column per output, or `nil` when the rows do not all have the same outputs or one would not write back
-    /// to its text. The general path, for any JSON values (`FlatRows` is the fast one, for numbers only): each row
+    /// to its text. The general path, for any JSON values (`SnapshotStreamWriter` takes rows of numbers): each row
     /// parsed twice, once for the schema and once for the values.
     private static func typedColumns(_ chunks: [SnapshotChunk], rows: Int) -> ([SnapshotLayout.Column], [Values])? {
         guard rows > 0 else { return nil }

@@ -9,10 +9,13 @@ import Testing
 /// second host materialising the file, a second sealer changing nothing, retention taking the parts.
 @Suite("Sealed snapshots")
 struct SnapshotSealingTests {
-    /// Publishes one snapshot of `keys` keys (`u0`…; `{"score": N + version/10, "tag": "tN"}`) of feature `churn`.
-    static func publish(_ store: any BatchStore, version: Int, keys: Int, retention: Int = 5) async throws
-        -> SnapshotInfo
-    {
+    /// Publishes one snapshot of `keys` keys (`u0`…; by default `{"score": N + version/10, "tag": "tN"}`) of
+    /// feature `churn`.
+    static func publish(
+        _ store: any BatchStore, version: Int, keys: Int, retention: Int = 5,
+        row: ((Int) -> String)? = nil
+    ) async throws -> SnapshotInfo {
+        let row = row ?? { #"{"score":\#(Double($0) + Double(version) / 10),"tag":"t\#($0)"}"# }
         let t = Double(1000 * version)
         let run = try await store.startRun(
             BatchRun(
@@ -23,7 +26,7 @@ struct SnapshotSealingTests {
         _ = try #require(
             try await store.leaseRange(
                 features: ["churn"], owner: "test:1", now: t, leaseSeconds: 60, isGone: { _ in false }))
-        let rows = (0..<keys).map { Array(#"{"score":\#(Double($0) + Double(version) / 10),"tag":"t\#($0)"}"#.utf8) }
+        let rows = (0..<keys).map { Array(row($0).utf8) }
         try await store.appendRangeChunk(
             runID: run.id, index: 0, owner: "test:1",
             chunk: SnapshotChunk(index: 0, keys: (0..<keys).map { "u\($0)" }, packedOutputs: PackedRows(rows)),

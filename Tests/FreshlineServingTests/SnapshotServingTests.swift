@@ -19,27 +19,9 @@ struct SnapshotServingTests {
         let store = try SQLiteStore(path: folder.appendingPathComponent("state.sqlite").path)
         var published: [SnapshotInfo] = []
         for version in 1...versions {
-            let t = Double(1000 * version)
-            let run = try await store.startRun(
-                BatchRun(
-                    id: "run_\(version)", feature: "churn", trigger: .manual, snapshotID: 0, startedAt: t,
-                    heartbeatAt: t, owner: "test:1"),
-                modelVersion: "m:1", inputTime: t, copyFrom: nil, liveAfter: t - 60, isGone: { _ in false })
-            _ = try await store.splitRun(runID: run.id, rowsTotal: keys, rangeRows: keys, at: t)
-            _ = try #require(
-                try await store.leaseRange(
-                    features: ["churn"], owner: "test:1", now: t, leaseSeconds: 60, isGone: { _ in false }))
-            let rows = (0..<keys).map { Array(#"{"score":\#(Double($0) + Double(version) / 10)}"#.utf8) }
-            try await store.appendRangeChunk(
-                runID: run.id, index: 0, owner: "test:1",
-                chunk: SnapshotChunk(index: 0, keys: (0..<keys).map { "u\($0)" }, packedOutputs: PackedRows(rows)),
-                failures: [],
-                progress: RangeProgress(
-                    rangeRowsDone: keys, rowsRead: keys, rowsWritten: keys, rowsFailed: 0, busySeconds: 0, at: t))
-            guard
-                case .published(let info) = try await store.completeRange(
-                    runID: run.id, index: 0, owner: "test:1", at: t, retention: retention, policy: .unguarded)
-            else { throw DoubleFailure("v\(version) did not publish") }
+            let info = try await SnapshotSealingTests.publish(
+                store, version: version, keys: keys, retention: retention,
+                row: { #"{"score":\#(Double($0) + Double(version) / 10)}"# })
             published.append(info)
             // As a server would, before the next publish's retention drops this one.
             if serve {

@@ -142,7 +142,7 @@ public struct SnapshotStorage: Sendable {
         let chunks = try await store.chunks(snapshotID: info.id)
         if chunks.isEmpty && info.keyCount > 0 { return nil }
         return try await Self.blocking {
-            try SnapshotFileWriter.write(to: path, info: info, chunks: chunks)
+            try SnapshotFileWriter.write(to: path, info: info, chunks: chunks, streaming: false)
             return try Self.complete(try Self.checked(path, info), info)
         }
     }

@@ -58,6 +58,13 @@ public final class SnapshotTable: Sendable {
 
     /// Reads a snapshot's chunks from the store and decodes them; later chunks win for repeated keys.
     public static func load(_ info: SnapshotInfo, from store: any BatchStore) async throws -> SnapshotTable {
+        // A sealed snapshot has no chunks left: decoding them would serve an empty table.
+        guard info.file == nil else {
+            throw EntitySourceError(
+                message:
+                    "snapshot v\(info.version) of \(info.feature) is sealed: it is served from its file, which needs a snapshot folder"
+            )
+        }
         let chunks = try await store.chunks(snapshotID: info.id)
         var rows: [String: [String: JSONValue]] = [:]
         rows.reserveCapacity(chunks.reduce(0) { $0 + $1.keys.count })
