@@ -157,15 +157,17 @@ struct BatchCLI: Sendable {
         progress.finish()
         let elapsed = (clock.now - started).seconds
         let final = try await runner.store.run(id: run.id) ?? run
-        // Until the publish (the store's times: the run may have started in another process), then the seal.
-        let toPublish = max(0, min(elapsed, (final.finishedAt ?? final.startedAt) - run.startedAt))
+        // Until the publish, then the seal: the publish was `now - finishedAt` ago (the store's wall-clock times; a
+        // joined run started before this process did).
+        let sealing = final.finishedAt.map { max(0, min(elapsed, Date().timeIntervalSince1970 - $0)) } ?? 0
+        let toPublish = elapsed - sealing
         // Rows per second of wall time, from counting the source to publishing (other workers' rows included).
         let rate = toPublish > 0 ? Double(final.rowsDone) / toPublish : 0
         var line =
             "run \(run.id): \(final.rowsWritten) rows written, \(final.rowsFailed) failed, \(String(format: "%.2f", toPublish)) s (\(Int(rate)) rows/s); published \(runner.feature.name) v\(snapshot.version) with \(snapshot.keyCount) keys"
         if let file = snapshot.file {
             line +=
-                "; sealed as one file of \(String(format: "%.1f", Double(file.size) / 1e6)) MB in \(String(format: "%.2f", elapsed - toPublish)) s"
+                "; sealed as one file of \(String(format: "%.1f", Double(file.size) / 1e6)) MB in \(String(format: "%.2f", sealing)) s"
         }
         print(line)
         if final.rowsFailed > 0 {

@@ -65,8 +65,17 @@ struct BatchCrashTests {
     }
 
     static func output(_ process: Process) -> String {
-        let out = (process.standardOutput as? Pipe)?.fileHandleForReading.readDataToEndOfFile() ?? Data()
-        let err = (process.standardError as? Pipe)?.fileHandleForReading.readDataToEndOfFile() ?? Data()
+        // Each handle closed explicitly once read: left to deallocation, corelibs Foundation can close a pipe's
+        // descriptor after its number was reused by another test's file (swiftlang/swift#57827); a snapshot writer
+        // in a concurrent test then failed with "Bad file descriptor".
+        func read(_ pipe: Any?) -> Data {
+            guard let handle = (pipe as? Pipe)?.fileHandleForReading else { return Data() }
+            let data = handle.readDataToEndOfFile()
+            try? handle.close()
+            return data
+        }
+        let out = read(process.standardOutput)
+        let err = read(process.standardError)
         return String(decoding: out, as: UTF8.self) + String(decoding: err, as: UTF8.self)
     }
 
