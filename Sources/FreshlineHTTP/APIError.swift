@@ -41,6 +41,7 @@ public struct APIError: HTTPResponseError, Sendable {
             self.init(.serviceUnavailable, code: "unavailable", error.message, retryAfter: error.retryAfter ?? 1)
         case .storeUnavailable:
             self.init(.serviceUnavailable, code: "store_unavailable", error.message, retryAfter: error.retryAfter ?? 1)
+        case .internalError: self.init(.internalServerError, code: "internal_error", error.message)
         default: self.init(.internalServerError, code: "model_failed", error.message)
         }
     }

@@ -300,7 +300,7 @@ struct FeatureRoutes {
                         "version": .integer(Int64(s.version)), "label": .string("v\(s.version)"),
                         "key_count": .integer(Int64(s.keyCount)),
                         "computed_at": .string(Timestamp.rfc3339(s.inputTime)),
-                        "age_seconds": .number(max(0, Date().timeIntervalSince1970 - s.inputTime)),
+                        "age_seconds": .number(live.snapshotAgeSeconds ?? 0),
                         "model_version": .string(s.modelVersion),
                     ])
                 } ?? .null

@@ -66,7 +66,7 @@ struct AdviseCommand: AsyncParsableCommand {
         do {
             return try AdviceSheet.advise(
                 csv: String(decoding: data, as: UTF8.self), file: path, settings: settings, pricing: pricing,
-                now: Date().timeIntervalSince1970)
+                now: SystemWallClock().now)
         } catch {
             throw CLIError(error.description)
         }

@@ -159,7 +159,7 @@ struct BatchCLI: Sendable {
         let final = try await runner.store.run(id: run.id) ?? run
         // Until the publish, then the seal: the publish was `now - finishedAt` ago (the store's wall-clock times; a
         // joined run started before this process did).
-        let sealing = final.finishedAt.map { max(0, min(elapsed, Date().timeIntervalSince1970 - $0)) } ?? 0
+        let sealing = final.finishedAt.map { max(0, min(elapsed, SystemWallClock().now - $0)) } ?? 0
         let toPublish = elapsed - sealing
         // Rows per second of wall time, from counting the source to publishing (other workers' rows included).
         let rate = toPublish > 0 ? Double(final.rowsDone) / toPublish : 0
@@ -191,7 +191,7 @@ final class ProgressLine: @unchecked Sendable {
     func update(_ report: BatchRunner.Report) {
         lock.lock()
         defer { lock.unlock() }
-        let now = Date().timeIntervalSince1970
+        let now = SystemWallClock().now
         guard terminal || now - lastPrint >= 1 else { return }
         lastPrint = now
         let run = report.run

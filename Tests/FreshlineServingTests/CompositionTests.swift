@@ -92,6 +92,29 @@ struct CompositionTests {
         return result
     }
 
+    @Test("the feature detail and the answers report the same snapshot age, by the runtime's clock")
+    func featureDetailAgeUsesTheRuntimeClock() async throws {
+        try await withServer(Self.manifest()) { client, _, clock in
+            clock.advance(by: 600)
+            let (_, answer) = try await Self.predict(client, #"{"key": "u3", "inputs": {"Xi": [4, 1, 7]}}"#)
+            guard case .object(let from)? = answer["inputs_from"], case .object(let x)? = from["X"] else {
+                Issue.record("no inputs_from.X in \(answer)")
+                return
+            }
+            try await client.execute(uri: "/v1/features/user_vec", method: .get, headers: Self.ops) { response in
+                #expect(response.status == .ok)
+                let json = try HTTPAPITests.json(response.body)
+                guard case .object(let live)? = json["live"], case .object(let snapshot)? = live["snapshot"] else {
+                    Issue.record("no live.snapshot in \(json)")
+                    return
+                }
+                // The manual clock starts weeks ahead of the system's: an age read from `Date()` would be 0.
+                #expect(snapshot["age_seconds"] == x["age_seconds"])
+                #expect(snapshot["age_seconds"] == .number(600) || snapshot["age_seconds"] == .integer(600))
+            }
+        }
+    }
+
     @Test("a composed input comes from the source's snapshot; the answer reports its source and age")
     func composesFromSnapshot() async throws {
         try await withServer(Self.manifest()) { client, runtime, clock in

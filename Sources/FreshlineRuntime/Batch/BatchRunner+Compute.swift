@@ -146,7 +146,7 @@ extension BatchRunner {
                     let progress = RangeProgress(
                         rangeRowsDone: chunk.position + chunk.rowsRead - range.rowStart, rowsRead: chunk.rowsRead,
                         rowsWritten: part.keys.count, rowsFailed: part.failures.count, busySeconds: busy,
-                        at: Clock.unixNow, inputTokens: part.inputTokens, outputTokens: part.outputTokens)
+                        at: systemClock.now, inputTokens: part.inputTokens, outputTokens: part.outputTokens)
                     // One write at a time, in order; the next chunks compute meanwhile.
                     try await pendingWrite?.value
                     let store = self.store

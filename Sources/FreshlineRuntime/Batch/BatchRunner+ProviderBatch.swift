@@ -171,7 +171,7 @@ extension BatchRunner {
             let busy = (ContinuousClock.now - began).seconds
             let progress = RangeProgress(
                 rangeRowsDone: position + read - range.rowStart, rowsRead: read, rowsWritten: part.keys.count,
-                rowsFailed: part.failures.count, busySeconds: busy, at: Clock.unixNow, inputTokens: tokens.input,
+                rowsFailed: part.failures.count, busySeconds: busy, at: systemClock.now, inputTokens: tokens.input,
                 outputTokens: tokens.output)
             tokens = (0, 0)
             try await store.appendRangeChunk(

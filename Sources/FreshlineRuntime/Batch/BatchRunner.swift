@@ -29,8 +29,11 @@ public final class BatchRunner: Sendable {
     /// (`SnapshotStorage.seal`). `nil`: snapshots stay as chunks in the store.
     let snapshotDirectory: String?
 
-    /// The wall clock a run's input time (its answers' `computed_at`) is read from; leases use the system clock.
+    /// The wall clock a run's input time (its answers' `computed_at`) is read from.
     let clock: any WallClock
+    /// Real time, for leases, heartbeats and the stamps other processes compare: never accelerated by
+    /// `--clock-speed`, which moves only the stamps the advisor reads.
+    let systemClock: any WallClock = SystemWallClock()
     /// How long a run may go without a heartbeat (while it is counted and split) before another process takes it
     /// over.
     public static let lease: Double = 60
@@ -98,7 +101,7 @@ public final class BatchRunner: Sendable {
     public func start(
         trigger: BatchRun.Trigger, scheduledFor: Double? = nil, keys: [String]? = nil, modelPath: String? = nil
     ) async throws -> BatchRun {
-        let now = Clock.unixNow
+        let now = systemClock.now
         var modelVersion = metadata.version
         if let modelPath {
             guard local != nil else {
@@ -118,7 +121,7 @@ public final class BatchRunner: Sendable {
 
     /// Claims the feature's interrupted run (started, never split, its owner gone), if there is one, for `split`.
     public func claimInterrupted() async throws -> BatchRun? {
-        let now = Clock.unixNow
+        let now = systemClock.now
         guard
             let run = try await store.interruptedRun(
                 feature: feature.name, liveAfter: now - Self.lease, isGone: RunOwner.isGone)
@@ -133,8 +136,8 @@ public final class BatchRunner: Sendable {
         let total: Int
         do {
             // Counting a large source can take a while: keep the run's heartbeat fresh meanwhile.
-            total = try await Self.withTicks(every: .seconds(10)) { [store] in
-                try? await store.heartbeat(runID: run.id, at: Clock.unixNow)
+            total = try await Self.withTicks(every: .seconds(10)) { [store, systemClock] in
+                try? await store.heartbeat(runID: run.id, at: systemClock.now)
             } body: {
                 try await Task.detached { try EntitySources.count(source, manifestPath: manifestPath) }.value
             }
@@ -142,12 +145,12 @@ public final class BatchRunner: Sendable {
             throw CancellationError()
         } catch {
             metrics?.runFinished(feature: feature.name, outcome: "failed")
-            try? await store.endRun(id: run.id, state: .failed, error: "\(error)", at: Clock.unixNow)
+            try? await store.endRun(id: run.id, state: .failed, error: "\(error)", at: systemClock.now)
             throw error
         }
         if run.keys != nil { try await copySealedBase(of: run) }
         _ = try await store.splitRun(
-            runID: run.id, rowsTotal: total, rangeRows: batch.rangeRows(rowsTotal: total), at: Clock.unixNow)
+            runID: run.id, rowsTotal: total, rangeRows: batch.rangeRows(rowsTotal: total), at: systemClock.now)
         return try await store.run(id: run.id) ?? run
     }
 
@@ -249,7 +252,7 @@ public final class BatchRunner: Sendable {
             try await store.replaceBaseRows(
                 snapshotID: run.snapshotID, chunk: SnapshotChunk(index: -1, keys: keys, packedOutputs: outputs),
                 first: first)
-            try? await store.heartbeat(runID: run.id, at: Clock.unixNow)
+            try? await store.heartbeat(runID: run.id, at: systemClock.now)
             (first, keys, outputs) = (false, [], PackedRows())
         }
         for row in file.rows where file.isLive(row: row) {
@@ -276,7 +279,7 @@ public final class BatchRunner: Sendable {
                 let (lease, turn) = try await gate.leasing({
                     try Task.checkCancellation()
                     return try await self.store.leaseRange(
-                        features: [self.feature.name], owner: RunOwner.current, now: Clock.unixNow,
+                        features: [self.feature.name], owner: RunOwner.current, now: systemClock.now,
                         leaseSeconds: Self.rangeLease, isGone: RunOwner.isGone)
                 })
             else { return nil }
@@ -312,7 +315,7 @@ public final class BatchRunner: Sendable {
         do {
             _ = try await Self.withTicks(every: .seconds(Self.rangeLease / 3)) {
                 let held = try await store.renewRange(
-                    runID: runID, index: index, owner: owner, now: Clock.unixNow, leaseSeconds: Self.rangeLease)
+                    runID: runID, index: index, owner: owner, now: self.systemClock.now, leaseSeconds: Self.rangeLease)
                 if !held { throw BatchStoreError.rangeLost(runID: runID, index: index) }
             } body: {
                 if self.batch.providerBatch != nil {
@@ -326,7 +329,7 @@ public final class BatchRunner: Sendable {
             // the completion found the range done and failed a run that had published — seen at 50M rows, whose
             // publish held SQLite's writer for seconds while it counted the keys.
             completion = try await store.completeRange(
-                runID: runID, index: index, owner: owner, at: Clock.unixNow, retention: batch.retention,
+                runID: runID, index: index, owner: owner, at: systemClock.now, retention: batch.retention,
                 policy: policy)
         } catch is CancellationError {
             dropParkedReader(runID: runID)
@@ -342,7 +345,7 @@ public final class BatchRunner: Sendable {
                 // Another worker holds the range now, or the run has ended: nothing of this worker's to fail.
                 throw error
             default:
-                try? await store.endRun(id: runID, state: .failed, error: "\(error)", at: Clock.unixNow)
+                try? await store.endRun(id: runID, state: .failed, error: "\(error)", at: systemClock.now)
                 metrics?.runFinished(feature: feature.name, outcome: "failed")
                 throw error
             }

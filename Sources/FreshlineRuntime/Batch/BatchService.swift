@@ -36,6 +36,9 @@ public final class BatchService: Sendable {
 
     /// Where snapshot files are kept for serving by memory map; `nil`: snapshots are decoded into memory.
     let snapshotDirectory: String?
+    /// Real time, for leases, heartbeats and the stamps other processes compare: never accelerated by
+    /// `--clock-speed`, which moves only the stamps the advisor reads.
+    let systemClock: any WallClock = SystemWallClock()
 
     init(
         runners: [String: BatchRunner], servers: [String: FeatureServer], store: any BatchStore,
@@ -59,7 +62,7 @@ public final class BatchService: Sendable {
     /// Seals `info` when its run's worker did not (it died between publishing and sealing): the chunks stay the
     /// snapshot until some process seals it, so it is never lost, only kept in the larger form.
     private func sealLeftBehind(_ info: SnapshotInfo, directory: String) async {
-        guard info.file == nil, let published = info.publishedAt, Clock.unixNow - published > Self.sealGrace else {
+        guard info.file == nil, let published = info.publishedAt, systemClock.now - published > Self.sealGrace else {
             return
         }
         do {
@@ -199,7 +202,7 @@ public final class BatchService: Sendable {
             do {
                 if let (lease, turn) = try await gate.leasing({
                     try await self.store.leaseRange(
-                        features: features, owner: RunOwner.current, now: Clock.unixNow,
+                        features: features, owner: RunOwner.current, now: systemClock.now,
                         leaseSeconds: BatchRunner.rangeLease, isGone: RunOwner.isGone)
                 }) {
                     defer { turn.end() }
@@ -259,8 +262,8 @@ public final class BatchService: Sendable {
 
     private func schedule(_ runner: BatchRunner, _ schedule: CronSchedule) async {
         let feature = runner.feature.name
-        var lastSlot = Clock.unixNow
-        if runner.feature.batch?.catchUp == .once, let slot = schedule.previous(atOrBefore: Clock.unixNow) {
+        var lastSlot = systemClock.now
+        if runner.feature.batch?.catchUp == .once, let slot = schedule.previous(atOrBefore: systemClock.now) {
             let latestStart = (try? await store.runs(feature: feature, limit: 1).first?.startedAt) ?? nil
             if latestStart.map({ $0 < slot }) ?? true {
                 logger.info("\(feature): the slot at \(Timestamp.rfc3339(slot)) was missed; catching up once now")
@@ -273,8 +276,8 @@ public final class BatchService: Sendable {
                 return
             }
             // Sleep in steps of at most a minute, so wall-clock changes are noticed.
-            while Clock.unixNow < next && !Task.isCancelled {
-                let wait = min(60, next - Clock.unixNow)
+            while systemClock.now < next && !Task.isCancelled {
+                let wait = min(60, next - systemClock.now)
                 try? await Task.sleep(for: .milliseconds(Int64(max(1, wait * 1000))))
             }
             if Task.isCancelled { return }

@@ -32,6 +32,10 @@ public final class JobService: Sendable {
     private let signals = Signals()
     private static let queueSignal = "queue"
 
+    /// Real time, for leases, heartbeats and the stamps other processes compare: never accelerated by
+    /// `--clock-speed`, which moves only the stamps the advisor reads.
+    let systemClock: any WallClock = SystemWallClock()
+
     /// Idle workers poll every `idlePoll` (default 50 ms); on a store that announces submissions (PostgreSQL
     /// `NOTIFY`, see `handle`) the runtime passes a longer one, a backstop.
     init(
@@ -80,7 +84,7 @@ public final class JobService: Sendable {
                 .object(["key": row.key.map(JSONValue.string) ?? .null, "inputs": .object(row.inputs)])
             }
         ).serialized()
-        let now = Clock.unixNow
+        let now = systemClock.now
         let policy = server.spec.jobs
         let job = Job(
             id: RandomID.make("job_"), feature: feature,
@@ -97,7 +101,7 @@ public final class JobService: Sendable {
 
     /// Cancels a job and reports the event to its webhook; `nil` when it already ended or does not exist.
     public func cancel(id: String) async throws -> Job? {
-        guard let canceled = try await store.cancel(id: id, now: Clock.unixNow) else { return nil }
+        guard let canceled = try await store.cancel(id: id, now: systemClock.now) else { return nil }
         signals.fire(id)
         await webhooks?.jobEnded(canceled)
         return canceled
@@ -143,7 +147,7 @@ public final class JobService: Sendable {
                     await self.expireOverdue()
                     await self.updateQueueFigures()
                     if clock.now >= nextRetention {
-                        let backlog = await self.applyRetention(now: Clock.unixNow)
+                        let backlog = await self.applyRetention(now: self.systemClock.now)
                         nextRetention = clock.now + (backlog ? .zero : self.retentionInterval)
                     }
                     try? await Task.sleep(for: self.sweepInterval)
@@ -163,7 +167,7 @@ public final class JobService: Sendable {
     }
 
     private func expireOverdue() async {
-        guard let expired = try? await store.expireOverdue(now: Clock.unixNow, limit: 1000) else { return }
+        guard let expired = try? await store.expireOverdue(now: systemClock.now, limit: 1000) else { return }
         for job in expired {
             signals.fire(job.id)
             await webhooks?.jobEnded(job)
@@ -195,7 +199,7 @@ public final class JobService: Sendable {
         for feature in servers.keys {
             guard let (counts, oldest) = try? await store.queueFigures(feature: feature) else { continue }
             metrics.jobQueue(
-                feature: feature, counts: counts, oldestQueuedSeconds: oldest.map { max(0, Clock.unixNow - $0) } ?? 0)
+                feature: feature, counts: counts, oldestQueuedSeconds: oldest.map { max(0, systemClock.now - $0) } ?? 0)
         }
     }
 
@@ -205,7 +209,7 @@ public final class JobService: Sendable {
             let ticket = signals.register(Self.queueSignal)
             let leased: Job?
             do {
-                leased = try await store.lease(features: features, owner: owner, now: Clock.unixNow, policies: policies)
+                leased = try await store.lease(features: features, owner: owner, now: systemClock.now, policies: policies)
             } catch {
                 signals.discard(ticket)
                 logger.error("job queue: cannot lease: \(error)")
@@ -229,7 +233,7 @@ public final class JobService: Sendable {
         do { rows = try Self.decodeRows(job.input) } catch {
             _ = try? await store.fail(
                 id: job.id, owner: owner, error: "the stored input cannot be read: \(error)", retryable: false,
-                now: Clock.unixNow, policy: policy)
+                now: systemClock.now, policy: policy)
             return
         }
         var results: [JSONValue] = []
@@ -238,7 +242,7 @@ public final class JobService: Sendable {
         var index = 0
         while index < rows.count {
             if Task.isCancelled {
-                _ = try? await store.release(id: job.id, owner: owner, now: Clock.unixNow)
+                _ = try? await store.release(id: job.id, owner: owner, now: systemClock.now)
                 return
             }
             let slice = Array(rows[index..<min(rows.count, index + chunk)])
@@ -259,10 +263,10 @@ public final class JobService: Sendable {
                     // The failed call's text so far is not an answer: the partial result keeps the finished rows.
                     _ = try? await store.progress(
                         id: job.id, owner: owner, rowsDone: index, partial: JSONValue.array(results).serialized(),
-                        now: Clock.unixNow)
+                        now: systemClock.now)
                 }
                 let failed = try? await store.fail(
-                    id: job.id, owner: owner, error: "\(error)", retryable: true, now: Clock.unixNow, policy: policy)
+                    id: job.id, owner: owner, error: "\(error)", retryable: true, now: systemClock.now, policy: policy)
                 if let failed, failed.state.isFinal {
                     signals.fire(job.id)
                     await webhooks?.jobEnded(failed)
@@ -272,7 +276,7 @@ public final class JobService: Sendable {
             index += slice.count
             if index < rows.count {
                 let partial = JSONValue.array(results).serialized()
-                let now = Clock.unixNow
+                let now = systemClock.now
                 // Losing the lease (expired and taken, or the job canceled) stops this worker's attempt.
                 let progressed = try? await store.progress(
                     id: job.id, owner: owner, rowsDone: index, partial: partial, now: now)
@@ -284,10 +288,10 @@ public final class JobService: Sendable {
         let result = JSONValue.object([
             "feature": .string(job.feature), "worker": .string(owner), "results": .array(results),
         ]).serialized()
-        if case .recorded(let done)? = try? await store.complete(id: job.id, result: result, now: Clock.unixNow) {
+        if case .recorded(let done)? = try? await store.complete(id: job.id, result: result, now: systemClock.now) {
             // Time to completion: from submission to the recorded result (queueing and retries included).
             metrics.jobFinished(
-                feature: job.feature, duration: .milliseconds(Int64(max(0, Clock.unixNow - job.createdAt) * 1000)))
+                feature: job.feature, duration: .milliseconds(Int64(max(0, systemClock.now - job.createdAt) * 1000)))
             signals.fire(job.id)
             await webhooks?.jobEnded(done)
         }
@@ -369,7 +373,7 @@ public final class JobService: Sendable {
                 do {
                     let recorded = try await store.progress(
                         id: job.id, owner: owner, rowsDone: first, partial: JSONValue.array(partial).serialized(),
-                        now: Clock.unixNow)
+                        now: systemClock.now)
                     if recorded == nil { return .lost }
                 } catch {
                     // Cancelled mid-write: the chunk has ended, and its answers are recorded next.
@@ -381,7 +385,7 @@ public final class JobService: Sendable {
                 lastHeartbeat = clock.now
                 do {
                     let extended = try await store.heartbeat(
-                        id: job.id, owner: owner, now: Clock.unixNow, policy: policy)
+                        id: job.id, owner: owner, now: systemClock.now, policy: policy)
                     if extended == nil { return .lost }
                 } catch {
                     if Task.isCancelled { return .stopped }
@@ -425,7 +429,7 @@ public final class JobService: Sendable {
                 feeds, rows: tensors.count, pool: pool, priority: .async, deadline: nil,
                 partial: partial.map { report -> PartialText in { row, text in report(called[row], text) } })
             let outputs = try RowBatch.rows(outputs: answer.outputs, count: tensors.count)
-            let now = Clock.unixNow
+            let now = systemClock.now
             for (k, position) in positions.enumerated() {
                 var row = outputs[k]
                 if let selected { row = row.filter { selected.contains($0.key) } }

@@ -21,6 +21,9 @@ public final class WebhookDispatcher: Sendable {
     private let metrics: ServingMetrics
     private let logger: Logger
     private let poll: Duration
+    /// Real time, for leases, heartbeats and the stamps other processes compare: never accelerated by
+    /// `--clock-speed`, which moves only the stamps the advisor reads.
+    let systemClock: any WallClock = SystemWallClock()
 
     init(
         store: any WebhookStore, jobs: any JobStore, settings: WebhookSettings, metrics: ServingMetrics,
@@ -70,7 +73,7 @@ public final class WebhookDispatcher: Sendable {
         }
         let delivery = WebhookDelivery(
             id: RandomID.make("whd_"), jobID: job.id, eventID: "evt_" + job.id.dropFirst(4) + "_\(job.state)",
-            eventType: "job.\(job.state.rawValue)", url: url, createdAt: Clock.unixNow)
+            eventType: "job.\(job.state.rawValue)", url: url, createdAt: systemClock.now)
         do { try await store.enqueue(delivery) } catch {
             logger.error("job \(job.id): cannot queue its webhook: \(error)")
         }
@@ -81,7 +84,7 @@ public final class WebhookDispatcher: Sendable {
         guard let last = try await store.deliveries(jobID: jobID).last?.delivery else { return nil }
         let delivery = WebhookDelivery(
             id: RandomID.make("whd_"), jobID: jobID, eventID: last.eventID, eventType: last.eventType,
-            url: last.url, createdAt: Clock.unixNow)
+            url: last.url, createdAt: systemClock.now)
         try await store.enqueue(delivery)
         return delivery
     }
@@ -94,7 +97,7 @@ public final class WebhookDispatcher: Sendable {
             let limit = 8
             let claim = Double(limit) * settings.timeout.seconds + 30
             let due =
-                (try? await store.claimDueDeliveries(now: Clock.unixNow, limit: limit, claimSeconds: claim)) ?? []
+                (try? await store.claimDueDeliveries(now: systemClock.now, limit: limit, claimSeconds: claim)) ?? []
             for delivery in due { await attempt(delivery) }
             if due.isEmpty { try? await Task.sleep(for: poll) }
         }
@@ -103,7 +106,7 @@ public final class WebhookDispatcher: Sendable {
     private func attempt(_ delivery: WebhookDelivery) async {
         var delivery = delivery
         delivery.attempts += 1
-        let now = Clock.unixNow
+        let now = systemClock.now
         var status: Int?
         var problem: String?
         switch vet(delivery.url) {

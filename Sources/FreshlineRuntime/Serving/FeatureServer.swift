@@ -99,70 +99,79 @@ public final class FeatureServer: Sendable {
         }
     }
 
+    /// Looks the key up, asks the ladder which step answers, and performs it.
     private func answer(_ request: PredictRequest, start: ContinuousClock.Instant) async throws -> Prediction {
         guard let batch = spec.batch, let key = request.key else { return try await realtime(request, start: start) }
         let table = snapshot
-        guard let table, let outputs = table.outputs(for: key) else {
+        let found = table?.outputs(for: key)
+        let age = table.map { max(0, clock.now - $0.info.inputTime) } ?? 0
+        let lookup: FallbackLadder.Lookup =
+            table == nil ? .noSnapshot : found == nil ? .missing : .found(ageSeconds: age)
+        if found == nil {
             meters.lookup(hit: false)
             lookups.withLock { $0.misses += 1 }
-            // With no snapshot loaded yet every key is missing; the cold-start policy still answers what it can,
-            // but what it cannot is the server's state, not the caller's key: 503, not 404.
-            let missing =
-                table == nil
-                ? PredictionError(
-                    .unavailable,
-                    "feature '\(spec.name)' has no published snapshot yet (run it: `freshline run \(spec.name)` or "
-                        + "POST /v1/features/\(spec.name)/runs)", retryAfter: 30)
-                : PredictionError(.unknownKey, "key '\(key)' is not in the feature's snapshot")
-            switch batch.coldStart {
-            case .realtime:
-                guard carriesInputs(request) else {
-                    guard table != nil else { throw missing }
-                    throw PredictionError(
-                        .unknownKey,
-                        "key '\(key)' is not in the feature's snapshot, and the request carries no inputs to compute it"
-                    )
-                }
-                return try await realtime(request, start: start)
-            case .default:
-                if let fallback = defaultAnswer(request) { return fallback }
-                throw missing
-            case .error:
-                throw missing
-            }
+        } else {
+            meters.lookup(hit: true)
+            lookups.withLock { $0.hits += 1 }
         }
-        meters.lookup(hit: true)
-        lookups.withLock { $0.hits += 1 }
-        let now = clock.now
-        let age = max(0, now - table.info.inputTime)
         let contract = FreshnessContract.effective(feature: spec.maxStaleness, request: request.maxStaleness)
-        func fromSnapshot(stale: Bool) -> Prediction {
-            Prediction(
-                key: key, outputs: outputs,
+        let step = FallbackLadder.step(
+            lookup: lookup, contract: contract,
+            policies: .init(coldStart: batch.coldStart, onStale: batch.onStale, hasDefault: defaultOutputs != nil),
+            carriesInputs: carriesInputs(request))
+        func fromSnapshot(stale: Bool) -> Prediction? {
+            guard let table, let found else { return nil }
+            if stale { metrics.fallback(feature: spec.name, rung: "stale_snapshot") }
+            return Prediction(
+                key: key, outputs: found,
                 provenance: Provenance(
                     source: stale ? .fallback : .batch, computedAt: table.info.inputTime, ageSeconds: age,
                     modelVersion: table.info.modelVersion, snapshot: table.label, stale: stale))
         }
-        if contract.accepts(age: .milliseconds(Int64(age * 1000))) { return fromSnapshot(stale: false) }
-        switch batch.onStale {
-        case .realtime:
-            if carriesInputs(request) {
-                do {
-                    return try await realtime(request, start: start, allowDefault: false)
-                } catch let error as PredictionError where error.code != .badRequest {
-                    // The real-time path cannot answer now: the stale value is the next rung.
-                }
+        switch step {
+        case .snapshot:
+            if let answer = fromSnapshot(stale: false) { return answer }
+        case .compute(.defaultElseError):
+            return try await realtime(request, start: start)
+        case .compute(.staleSnapshot):
+            do {
+                return try await realtime(request, start: start, allowDefault: false)
+            } catch let error as PredictionError where error.code != .badRequest {
+                // The real-time path cannot answer now: the stale value is the next rung.
             }
-            metrics.fallback(feature: spec.name, rung: "stale_snapshot")
-            return fromSnapshot(stale: true)
-        case .fallback:
-            metrics.fallback(feature: spec.name, rung: "stale_snapshot")
-            return fromSnapshot(stale: true)
-        case .error:
-            if let fallback = defaultAnswer(request) { return fallback }
-            metrics.fallback(feature: spec.name, rung: "error")
+            if let answer = fromSnapshot(stale: true) { return answer }
+        case .staleSnapshot:
+            if let answer = fromSnapshot(stale: true) { return answer }
+        case .defaultValue:
+            if let answer = defaultAnswer(request) { return answer }
+        case .refuse(let refusal):
+            if refusal == .stale { metrics.fallback(feature: spec.name, rung: "error") }
+            throw refusalError(refusal, key: key, age: age, contract: contract)
+        }
+        // Only reachable if the ladder chose a rung this feature lacks: a bug, reported as one, not a crash.
+        throw PredictionError(.internalError, "the fallback ladder chose \(step) for feature '\(spec.name)'")
+    }
+
+    /// The error for a refusal of the ladder.
+    private func refusalError(
+        _ refusal: FallbackLadder.Refusal, key: String, age: Double, contract: FreshnessContract
+    ) -> PredictionError {
+        switch refusal {
+        case .noSnapshot:
+            // With no snapshot loaded every key is missing: the server's state, not the caller's key (503, not 404).
+            return PredictionError(
+                .unavailable,
+                "feature '\(spec.name)' has no published snapshot yet (run it: `freshline run \(spec.name)` or "
+                    + "POST /v1/features/\(spec.name)/runs)", retryAfter: 30)
+        case .unknownKey:
+            return PredictionError(.unknownKey, "key '\(key)' is not in the feature's snapshot")
+        case .unknownKeyWithoutInputs:
+            return PredictionError(
+                .unknownKey,
+                "key '\(key)' is not in the feature's snapshot, and the request carries no inputs to compute it")
+        case .stale:
             let limit = contract.maxStaleness.map { " (max_staleness \(DurationText.format($0)))" } ?? ""
-            throw PredictionError(
+            return PredictionError(
                 .stale, "the feature's snapshot is \(Int(age)) s old, older than the request accepts\(limit)",
                 retryAfter: 60)
         }
@@ -352,40 +361,48 @@ public final class FeatureServer: Sendable {
                     .badRequest, "a key is required: input '\(c.input)' is looked up in '\(c.feature)' by key")
             }
             let source = sources[c.feature]
-            var stale = false
-            if let table = source?.snapshot, let value = table.outputs(for: key)?[c.output] {
-                let age = max(0, now - table.info.inputTime)
-                let limit = c.maxStaleness ?? source?.spec.maxStaleness
-                if limit.map({ age <= $0.seconds }) ?? true {
+            let table = source?.snapshot
+            let value = table?.outputs(for: key)?[c.output]
+            let age = table.map { max(0, now - $0.info.inputTime) } ?? 0
+            // A source feature the manifest does not declare has nothing loaded: the key is missing.
+            let lookup: FallbackLadder.Lookup =
+                value != nil ? .found(ageSeconds: age) : (source != nil && table == nil ? .noSnapshot : .missing)
+            var fallbackValue: JSONScalarTree?
+            if case .defaultValue(let v) = c.onMissing { fallbackValue = v }
+            switch FallbackLadder.composedStep(
+                lookup: lookup, maxStaleness: c.maxStaleness ?? source?.spec.maxStaleness,
+                hasDefault: fallbackValue != nil)
+            {
+            case .value:
+                if let table, let value {
                     filled.inputs[c.input] = value
                     provenance[c.input] = InputProvenance(
                         feature: c.feature, key: key, source: .batch, snapshot: table.label,
                         computedAt: table.info.inputTime, ageSeconds: age)
                     continue
                 }
-                stale = true
-            }
-            switch c.onMissing {
-            case .defaultValue(let value):
-                filled.inputs[c.input] = JSONValue(value)
-                provenance[c.input] = InputProvenance(feature: c.feature, key: key, source: .default, stale: stale)
-                metrics.fallback(feature: spec.name, rung: "composed_default")
-            case .error:
-                if stale {
-                    throw PredictionError(
-                        .stale,
-                        "the snapshot of '\(c.feature)' holds key '\(key)' but older than input '\(c.input)' accepts",
-                        retryAfter: 60)
+            case .defaultValue(let stale):
+                if let fallbackValue {
+                    filled.inputs[c.input] = JSONValue(fallbackValue)
+                    provenance[c.input] = InputProvenance(feature: c.feature, key: key, source: .default, stale: stale)
+                    metrics.fallback(feature: spec.name, rung: "composed_default")
+                    continue
                 }
-                if let source, source.snapshot == nil {
-                    throw PredictionError(
-                        .unavailable,
-                        "'\(c.feature)' (looked up for input '\(c.input)') has no published snapshot yet",
-                        retryAfter: 30)
-                }
+            case .refuse(.stale):
+                throw PredictionError(
+                    .stale,
+                    "the snapshot of '\(c.feature)' holds key '\(key)' but older than input '\(c.input)' accepts",
+                    retryAfter: 60)
+            case .refuse(.noSnapshot):
+                throw PredictionError(
+                    .unavailable, "'\(c.feature)' (looked up for input '\(c.input)') has no published snapshot yet",
+                    retryAfter: 30)
+            case .refuse(.unknownKey), .refuse(.unknownKeyWithoutInputs):
                 throw PredictionError(
                     .unknownKey, "key '\(key)' is not in the snapshot of '\(c.feature)' (input '\(c.input)')")
             }
+            // Only reachable if the ladder chose a rung this input lacks: a bug, reported as one, not a crash.
+            throw PredictionError(.internalError, "the fallback ladder has no value for composed input '\(c.input)'")
         }
         return (filled, provenance)
     }
@@ -431,6 +448,8 @@ extension FeatureServer {
         public var latency: [String: LatencyHistograms.Summary]
         /// The serving snapshot, for features with a batch section.
         public var snapshot: SnapshotInfo?
+        /// The serving snapshot's age by the runtime's clock (the age its answers report).
+        public var snapshotAgeSeconds: Double?
         /// Snapshot lookups since start: keys found and not found (coverage = hits / (hits + misses)).
         public var snapshotHits: Int
         public var snapshotMisses: Int
@@ -442,6 +461,7 @@ extension FeatureServer {
         let (hits, misses) = lookups.withLock { $0 }
         return LiveFigures(
             queued: queued, estimatedRowCost: cost, latency: histograms.summaries(feature: spec.name),
-            snapshot: snapshot?.info, snapshotHits: hits, snapshotMisses: misses)
+            snapshot: snapshot?.info, snapshotAgeSeconds: snapshot.map { max(0, clock.now - $0.info.inputTime) },
+            snapshotHits: hits, snapshotMisses: misses)
     }
 }

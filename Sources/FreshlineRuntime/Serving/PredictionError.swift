@@ -15,6 +15,7 @@ public struct PredictionError: Error, Sendable, CustomStringConvertible {
             case unknownKey = "unknown_key"
             case stale
             case storeUnavailable = "store_unavailable"
+            case internalError = "internal_error"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -37,6 +38,8 @@ public struct PredictionError: Error, Sendable, CustomStringConvertible {
         public static let stale = Code(.stale)
         /// The store cannot be reached right now (503 + Retry-After).
         public static let storeUnavailable = Code(.storeUnavailable)
+        /// A bug in the server, reported instead of crashing it (500).
+        public static let internalError = Code(.internalError)
         public var description: String { base.rawValue }
     }
     public var code: Code
