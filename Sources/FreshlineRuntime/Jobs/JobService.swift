@@ -209,7 +209,8 @@ public final class JobService: Sendable {
             let ticket = signals.register(Self.queueSignal)
             let leased: Job?
             do {
-                leased = try await store.lease(features: features, owner: owner, now: systemClock.now, policies: policies)
+                leased = try await store.lease(
+                    features: features, owner: owner, now: systemClock.now, policies: policies)
             } catch {
                 signals.discard(ticket)
                 logger.error("job queue: cannot lease: \(error)")
