@@ -84,68 +84,81 @@ struct DemoCommand: AsyncParsableCommand {
             runtime: runtime, registry: registry, host: "127.0.0.1", port: port, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [runtime, app], gracefulShutdownSignals: [.sigint], logger: logger))
-        let server = Task { try await group.run() }
+        // The server runs as a child task for as long as the steps below take; on their end or their error it is
+        // shut down gracefully and awaited.
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
 
-        step("3/5 The nightly batch: user risk scores and 200 candidates per user (two-tower retrieval)")
-        guard let batch = runtime.batch else { throw CLIError("the demo manifest has no batch features") }
-        for feature in ["user_risk", "candidates"] {
-            // The scheduler may already have started the night's run (catch-up at start-up): wait for that one.
-            let run: BatchRun
-            do { run = try await batch.trigger(feature: feature) } catch let error as BatchStoreError {
-                guard let live = try await batch.batchStore.runs(feature: feature, limit: 1).first else { throw error }
-                run = live
-            }
-            let started = ContinuousClock.now
-            while runtime.features[feature]?.snapshot?.info.runID != run.id {
-                if let done = try await batch.batchStore.run(id: run.id), done.state == .failed {
-                    throw CLIError("the \(feature) run failed: \(done.error ?? "unknown error")")
+                step("3/5 The nightly batch: user risk scores and 200 candidates per user (two-tower retrieval)")
+                guard let batch = runtime.batch else { throw CLIError("the demo manifest has no batch features") }
+                for feature in ["user_risk", "candidates"] {
+                    // The scheduler may already have started the night's run (catch-up at start-up): wait for that one.
+                    let run: BatchRun
+                    do { run = try await batch.trigger(feature: feature) } catch let error as BatchStoreError {
+                        guard let live = try await batch.batchStore.runs(feature: feature, limit: 1).first else {
+                            throw error
+                        }
+                        run = live
+                    }
+                    let started = ContinuousClock.now
+                    while runtime.features[feature]?.snapshot?.info.runID != run.id {
+                        if let done = try await batch.batchStore.run(id: run.id), done.state == .failed {
+                            throw CLIError("the \(feature) run failed: \(done.error ?? "unknown error")")
+                        }
+                        guard ContinuousClock.now - started < .seconds(300) else {
+                            throw CLIError("the \(feature) run did not publish within 5 minutes")
+                        }
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    let finished = try await batch.batchStore.run(id: run.id)
+                    let rows = finished?.rowsWritten ?? 0
+                    let seconds = max(1e-3, (finished?.finishedAt ?? 0) - (finished?.startedAt ?? 0))
+                    print(
+                        "  \(feature): \(rows) rows published as \(runtime.features[feature]?.snapshot?.label ?? "?") "
+                            + "in \(String(format: "%.2f", seconds)) s")
                 }
-                guard ContinuousClock.now - started < .seconds(300) else {
-                    throw CLIError("the \(feature) run did not publish within 5 minutes")
+
+                let rates = DemoDriver.Rates(
+                    fraud: fraudRate, recommendations: recommendationRate, reportRows: reportRate,
+                    sessionDrift: sessionDrift)
+                let simulated = minutes * 60 * speed / 3_600
+                step(
+                    "4/5 Traffic for \(Self.clock(minutes * 60)) (≈ \(String(format: "%.0f", simulated)) simulated hours): "
+                        + "\(Int(fraudRate)) transactions/s, \(Int(recommendationRate)) recommendations/s, "
+                        + "\(Int(reportRate)) report rows/s, session drift \(sessionDrift)")
+                let driver = DemoDriver(world: world, port: port, token: "demo-admin", rates: rates, seed: seed)
+                guard await driver.waitUntilLive() else {
+                    throw CLIError("the demo server did not answer on 127.0.0.1:\(port)")
                 }
-                try await Task.sleep(for: .milliseconds(50))
+                let begin = ContinuousClock.now
+                await driver.run(for: .seconds(minutes * 60)) { sent in
+                    let elapsed = (ContinuousClock.now - begin).seconds
+                    var line =
+                        "  [\(Self.clock(elapsed))] fraud_check \(sent.fraud) · recommendations \(sent.recommendations) · "
+                        + "account_report \(sent.reportRows) rows · failures \(sent.failures)"
+                    if let last = sent.lastFailure { line += " (last: \(last))" }
+                    print(line)
+                }
+
+                step("5/5 The advisor: five axes per feature, from the traffic just recorded")
+                await runtime.requestLogger?.flush()
+                guard let advice = runtime.advice else { throw CLIError("the advisor needs the request log") }
+                let report = try await advice.report()
+                print(try AdviceText.render(report, format: .table))
+                let html = folder.appendingPathComponent("advice.html")
+                try AdviceText.render(report, format: .html).write(to: html, atomically: true, encoding: .utf8)
+                try AdviceText.render(report, format: .markdown).write(
+                    to: folder.appendingPathComponent("advice.md"), atomically: true, encoding: .utf8)
+                print("The report with its charts: \(html.path) (and advice.md beside it)")
+            } catch {
+                await group.triggerGracefulShutdown()
+                _ = try? await tasks.next()
+                throw error
             }
-            let finished = try await batch.batchStore.run(id: run.id)
-            let rows = finished?.rowsWritten ?? 0
-            let seconds = max(1e-3, (finished?.finishedAt ?? 0) - (finished?.startedAt ?? 0))
-            print(
-                "  \(feature): \(rows) rows published as \(runtime.features[feature]?.snapshot?.label ?? "?") "
-                    + "in \(String(format: "%.2f", seconds)) s")
+            await group.triggerGracefulShutdown()
+            _ = try? await tasks.next()
         }
-
-        let rates = DemoDriver.Rates(
-            fraud: fraudRate, recommendations: recommendationRate, reportRows: reportRate, sessionDrift: sessionDrift)
-        let simulated = minutes * 60 * speed / 3_600
-        step(
-            "4/5 Traffic for \(Self.clock(minutes * 60)) (≈ \(String(format: "%.0f", simulated)) simulated hours): "
-                + "\(Int(fraudRate)) transactions/s, \(Int(recommendationRate)) recommendations/s, "
-                + "\(Int(reportRate)) report rows/s, session drift \(sessionDrift)")
-        let driver = DemoDriver(world: world, port: port, token: "demo-admin", rates: rates, seed: seed)
-        guard await driver.waitUntilLive() else {
-            throw CLIError("the demo server did not answer on 127.0.0.1:\(port)")
-        }
-        let begin = ContinuousClock.now
-        await driver.run(for: .seconds(minutes * 60)) { sent in
-            let elapsed = (ContinuousClock.now - begin).seconds
-            var line =
-                "  [\(Self.clock(elapsed))] fraud_check \(sent.fraud) · recommendations \(sent.recommendations) · "
-                + "account_report \(sent.reportRows) rows · failures \(sent.failures)"
-            if let last = sent.lastFailure { line += " (last: \(last))" }
-            print(line)
-        }
-
-        step("5/5 The advisor: five axes per feature, from the traffic just recorded")
-        await runtime.requestLogger?.flush()
-        guard let advice = runtime.advice else { throw CLIError("the advisor needs the request log") }
-        let report = try await advice.report()
-        print(try AdviceText.render(report, format: .table))
-        let html = folder.appendingPathComponent("advice.html")
-        try AdviceText.render(report, format: .html).write(to: html, atomically: true, encoding: .utf8)
-        try AdviceText.render(report, format: .markdown).write(
-            to: folder.appendingPathComponent("advice.md"), atomically: true, encoding: .utf8)
-        print("The report with its charts: \(html.path) (and advice.md beside it)")
-        await group.triggerGracefulShutdown()
-        try? await server.value
     }
 
     private func step(_ text: String) { print("\n== \(text)") }

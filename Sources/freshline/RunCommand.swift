@@ -4,6 +4,7 @@ import FreshlineCore
 import FreshlineRuntime
 import Logging
 import Metrics
+import Synchronization
 
 /// `freshline run FEATURE`: runs a batch feature's precompute now and publishes its snapshot; a server on the same
 /// store picks it up at once (PostgreSQL) or within seconds (SQLite). With a run already in progress it joins it as
@@ -180,20 +181,21 @@ struct BatchCLI: Sendable {
 }
 
 /// A progress bar on a terminal (rewritten in place), plain lines at most once a second otherwise.
-final class ProgressLine: @unchecked Sendable {
+final class ProgressLine: Sendable {
     private let terminal: Bool
-    private let lock = NSLock()
-    private var lastPrint = 0.0
-    private var drawn = false
+    /// When a line was last printed, and whether a bar is on screen to end with a line feed.
+    private let state = Mutex((lastPrint: 0.0, drawn: false))
 
     init(terminal: Bool) { self.terminal = terminal }
 
     func update(_ report: BatchRunner.Report) {
-        lock.lock()
-        defer { lock.unlock() }
+        state.withLock { state in draw(report, state: &state) }
+    }
+
+    private func draw(_ report: BatchRunner.Report, state: inout (lastPrint: Double, drawn: Bool)) {
         let now = SystemWallClock().now
-        guard terminal || now - lastPrint >= 1 else { return }
-        lastPrint = now
+        guard terminal || now - state.lastPrint >= 1 else { return }
+        state.lastPrint = now
         let run = report.run
         let rate = "\(Int(report.rowsPerSecond)) rows/s"
         let eta = report.secondsLeft.map { "ETA \(Self.format($0))" } ?? ""
@@ -210,17 +212,17 @@ final class ProgressLine: @unchecked Sendable {
         if run.rowsFailed > 0 { line += "  (\(run.rowsFailed) failed)" }
         if terminal {
             FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
-            drawn = true
+            state.drawn = true
         } else {
             FileHandle.standardError.write(Data((run.id + ": " + line + "\n").utf8))
         }
     }
 
     func finish() {
-        lock.lock()
-        defer { lock.unlock() }
-        if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
-        drawn = false
+        state.withLock { state in
+            if state.drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+            state.drawn = false
+        }
     }
 
     static func format(_ seconds: Double) -> String {

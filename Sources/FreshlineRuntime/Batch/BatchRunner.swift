@@ -139,7 +139,9 @@ public final class BatchRunner: Sendable {
             total = try await Self.withTicks(every: .seconds(10)) { [store, systemClock] in
                 try? await store.heartbeat(runID: run.id, at: systemClock.now)
             } body: {
-                try await Task.detached { try EntitySources.count(source, manifestPath: manifestPath) }.value
+                try await NIOThreadPool.singleton.runIfActive {
+                    try EntitySources.count(source, manifestPath: manifestPath)
+                }
             }
         } catch is CancellationError {
             throw CancellationError()
@@ -165,14 +167,14 @@ public final class BatchRunner: Sendable {
                 // An SQL source's reader fetches its first page on a thread of its own: open it while the query's
                 // rows are counted (its own pass over the query), and park it for the lane that leases range 0.
                 let (source, manifestPath) = (batch.source, manifestPath)
-                let opening = Task.detached {
-                    try? ReaderBox(EntitySources.open(source, manifestPath: manifestPath, skipping: 0))
+                async let opening = try? NIOThreadPool.singleton.runIfActive {
+                    try ReaderBox(EntitySources.open(source, manifestPath: manifestPath, skipping: 0))
                 }
                 do { run = try await split(run) } catch {
-                    _ = await opening.value  // dropped here: its thread stops
+                    _ = await opening  // dropped here: its thread stops
                     throw error
                 }
-                if let reader = await opening.value {
+                if let reader = await opening {
                     let id = run.id
                     parked.withLock { $0 = ParkedReader(runID: id, position: 0, reader: reader) }
                 }
@@ -181,52 +183,64 @@ public final class BatchRunner: Sendable {
             }
         }
         defer { dropParkedReader(runID: run.id) }
-        let pool = NIOThreadPool(numberOfThreads: max(1, batch.threads))
-        pool.start()
-        defer { Task { try? await pool.shutdownGracefully() } }
-        let tally = WorkerTally()
-        let gate = ReadGate()
-        let progress = report.map { MonotonicReport($0) }
-        let runID = run.id
-        while true {
-            try Task.checkCancellation()
-            // Any open range of the feature (this run's own, or one whose worker died), in two lanes that take
-            // ranges in turn: while one range's last chunks compute and write, the next range is leased and read
-            // (ReadGate), so the runner threads do not idle at every range's end (measured: a 300k-row run in 16
-            // ranges took 15–20% longer than the same run in one range when ranges were worked one at a time).
-            let published = try await withThrowingTaskGroup(of: SnapshotInfo?.self, returning: SnapshotInfo?.self) {
-                group in
-                for _ in 0..<lanes {
-                    group.addTask {
-                        try await self.lane(gate: gate, pool: pool, tally: tally, report: progress?.forward) {
-                            lease, snapshot in lease.run.id == runID ? snapshot : nil
+        return try await Self.withThreadPool(threads: max(1, batch.threads)) { pool in
+            let tally = WorkerTally()
+            let gate = ReadGate()
+            let progress = report.map { MonotonicReport($0) }
+            let runID = run.id
+            while true {
+                try Task.checkCancellation()
+                // Any open range of the feature (this run's own, or one whose worker died), in two lanes that take
+                // ranges in turn: while one range's last chunks compute and write, the next range is leased and read
+                // (ReadGate), so the runner threads do not idle at every range's end (measured: a 300k-row run in 16
+                // ranges took 15–20% longer than the same run in one range when ranges were worked one at a time).
+                let published = try await withThrowingTaskGroup(of: SnapshotInfo?.self, returning: SnapshotInfo?.self) {
+                    group in
+                    for _ in 0..<lanes {
+                        group.addTask {
+                            try await self.lane(gate: gate, pool: pool, tally: tally, report: progress?.forward) {
+                                lease, snapshot in lease.run.id == runID ? snapshot : nil
+                            }
                         }
                     }
+                    defer { group.cancelAll() }
+                    while let result = try await group.next() {
+                        if let snapshot = result { return snapshot }
+                    }
+                    return nil
                 }
-                defer { group.cancelAll() }
-                while let result = try await group.next() {
-                    if let snapshot = result { return snapshot }
+                if let published { return published }
+                // Nothing to lease: other workers hold the rest of this run's ranges. Wait for them.
+                guard let current = try await store.run(id: run.id) else { throw BatchStoreError.unknownRun(run.id) }
+                switch current.state {
+                case .succeeded:
+                    guard
+                        let snapshot = try await store.snapshots(feature: feature.name, limit: 50).first(where: {
+                            $0.id == current.snapshotID
+                        })
+                    else { throw BatchStoreError.unknownRun(run.id) }
+                    return snapshot
+                case .failed, .canceled:
+                    throw BatchRunFailed(
+                        runID: run.id, feature: feature.name, reason: current.error ?? current.state.rawValue)
+                case .running:
+                    try await Task.sleep(for: .milliseconds(200))
                 }
-                return nil
-            }
-            if let published { return published }
-            // Nothing to lease: other workers hold the rest of this run's ranges. Wait for them.
-            guard let current = try await store.run(id: run.id) else { throw BatchStoreError.unknownRun(run.id) }
-            switch current.state {
-            case .succeeded:
-                guard
-                    let snapshot = try await store.snapshots(feature: feature.name, limit: 50).first(where: {
-                        $0.id == current.snapshotID
-                    })
-                else { throw BatchStoreError.unknownRun(run.id) }
-                return snapshot
-            case .failed, .canceled:
-                throw BatchRunFailed(
-                    runID: run.id, feature: feature.name, reason: current.error ?? current.state.rawValue)
-            case .running:
-                try await Task.sleep(for: .milliseconds(200))
             }
         }
+    }
+
+    /// Runs `body` with a pool of `threads` dedicated threads (the runner's compute threads), shut down before it
+    /// returns or throws.
+    static func withThreadPool<T: Sendable>(
+        threads: Int, _ body: (NIOThreadPool) async throws -> T
+    ) async throws -> T {
+        let pool = NIOThreadPool(numberOfThreads: threads)
+        pool.start()
+        let result: Result<T, any Error>
+        do { result = .success(try await body(pool)) } catch { result = .failure(error) }
+        try? await pool.shutdownGracefully()
+        return try result.get()
     }
 
     /// Copies the rows of a backfill's base snapshot into its snapshot when the base is sealed (its chunks gone, so

@@ -2,6 +2,7 @@ public import FreshlineCore
 internal import FreshlineSnapshot
 internal import Logging
 internal import NIOPosix
+public import ServiceLifecycle
 internal import Synchronization
 
 /// The batch pattern inside a process: keeps each batch feature's published snapshot loaded (swapped at once when
@@ -14,7 +15,7 @@ internal import Synchronization
 /// store refuses a second). Catch-up after downtime: with `catch_up: once` (default), when the latest slot at or
 /// before start-up has no run started at or after it, one run starts at once for all the slots missed; with
 /// `skip`, the next slot is waited for.
-public final class BatchService: Sendable {
+public final class BatchService: Service {
     /// The runners, by feature name.
     public let runners: [String: BatchRunner]
     private let servers: [String: FeatureServer]
@@ -27,7 +28,9 @@ public final class BatchService: Sendable {
     let schedules: Bool
     private let signals = Signals()
     private static let rangesSignal = "ranges"
-    private let splits = Mutex<[String: Task<Void, Never>]>([:])
+    /// Runs started here, waiting to be counted and split by `run()`'s splitter.
+    private let splitRequests: AsyncStream<(BatchRun, BatchRunner)>
+    private let splitContinuation: AsyncStream<(BatchRun, BatchRunner)>.Continuation
     private let loaded = Mutex(false)
     private let refreshing = Mutex<Set<String>>([])
 
@@ -53,6 +56,7 @@ public final class BatchService: Sendable {
         self.schedules = schedules
         self.logger = logger
         self.pollInterval = pollInterval
+        (splitRequests, splitContinuation) = AsyncStream.makeStream(of: (BatchRun, BatchRunner).self)
     }
 
     /// How long a published snapshot may stay unsealed before a server seals it: its run's worker seals it right after
@@ -89,20 +93,22 @@ public final class BatchService: Sendable {
         return run
     }
 
+    /// Hands the run to `run()`'s splitter: a split outlives the request that started the run.
     private func split(_ run: BatchRun, _ runner: BatchRunner) {
-        let task = Task { [logger, signals] in
-            do {
-                let split = try await runner.split(run)
-                logger.info("batch run \(run.id): \(split.rowsTotal ?? 0) rows to compute")
-                signals.fire(Self.rangesSignal)
-            } catch is CancellationError {
-                logger.info("batch run \(run.id) stopped by shutdown before its split; the next start resumes it")
-            } catch {
-                logger.error("batch run \(run.id) for \(run.feature) failed: \(error)")
-            }
-            _ = splits.withLock { $0.removeValue(forKey: run.id) }
+        splitContinuation.yield((run, runner))
+    }
+
+    /// Counts and splits one run; wakes the range workers.
+    private func performSplit(_ run: BatchRun, _ runner: BatchRunner) async {
+        do {
+            let split = try await runner.split(run)
+            logger.info("batch run \(run.id): \(split.rowsTotal ?? 0) rows to compute")
+            signals.fire(Self.rangesSignal)
+        } catch is CancellationError {
+            logger.info("batch run \(run.id) stopped by shutdown before its split; the next start resumes it")
+        } catch {
+            logger.error("batch run \(run.id) for \(run.feature) failed: \(error)")
         }
-        splits.withLock { $0[run.id] = task }
     }
 
     /// Loads the feature's published snapshot if it is not the one being served. One load per feature at a time:
@@ -150,8 +156,13 @@ public final class BatchService: Sendable {
         }
     }
 
-    /// Runs until cancelled: loads snapshots, works on ranges, runs schedules, follows publishes.
-    func run() async {
+    /// Runs until graceful shutdown or cancellation: loads snapshots, works on ranges, runs schedules, follows
+    /// publishes (the serving runtime's step 1 of shutdown).
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.runUntilCancelled() }
+    }
+
+    private func runUntilCancelled() async {
         for feature in runners.keys.sorted() { await refresh(feature: feature) }
         loaded.withLock { $0 = true }
         await withDiscardingTaskGroup { group in
@@ -165,17 +176,23 @@ public final class BatchService: Sendable {
                 }
             }
             group.addTask {
+                // The splitter: each run started here is split in a child task of its own; on shutdown the
+                // splits in hand stop (a run left unsplit is resumed by the next start, `claimInterrupted`).
+                await withDiscardingTaskGroup { splits in
+                    for await (run, runner) in self.splitRequests {
+                        splits.addTask { await self.performSplit(run, runner) }
+                    }
+                }
+            }
+            group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: self.pollInterval)
                     for feature in self.runners.keys { await self.refresh(feature: feature) }
                 }
             }
         }
-        // Cancelled (shutdown): splits in hand stop; ranges in hand stopped after their current chunk (their lease
-        // runs out and any worker resumes them from the checkpoint).
-        let tasks = splits.withLock { Array($0.values) }
-        for task in tasks { task.cancel() }
-        for task in tasks { await task.value }
+        // Cancelled (shutdown): splits in hand stopped; ranges in hand stopped after their current chunk (their
+        // lease runs out and any worker resumes them from the checkpoint).
     }
 
     /// One range worker: leases a range of any running run of this process's features, computes it, repeats;

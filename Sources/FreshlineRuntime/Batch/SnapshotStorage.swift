@@ -41,19 +41,44 @@ public struct SnapshotStorage: Sendable {
         let path = SnapshotFiles.path(for: info, in: directory)
         if let file = try? SnapshotFile(path: path), Self.matches(file, info) { return file }
         // One writer per file in this process: a server's refresh and its own worker's seal both open a snapshot
-        // the moment it is published.
-        let (task, owner) = Self.inFlight.withLock { tasks in
-            if let task = tasks[path] { return (task, false) }
-            let task = Task { try await self.fetch(info, path: path) }
-            tasks[path] = task
-            return (task, true)
+        // the moment it is published. The first caller writes it; the others wait for its outcome.
+        while true {
+            let writer = Self.inFlight.withLock { waiting in
+                guard waiting[path] == nil else { return false }
+                waiting[path] = []
+                return true
+            }
+            if writer {
+                let outcome: Result<SnapshotFile, any Error>
+                do { outcome = .success(try await fetch(info, path: path)) } catch { outcome = .failure(error) }
+                let waiters = Self.inFlight.withLock { $0.removeValue(forKey: path) } ?? []
+                for waiter in waiters { waiter.resume(with: outcome) }
+                return try outcome.get()
+            }
+            do {
+                return try await withCheckedThrowingContinuation { waiter in
+                    let queued = Self.inFlight.withLock { waiting in
+                        guard waiting[path] != nil else { return false }
+                        waiting[path]?.append(waiter)
+                        return true
+                    }
+                    // The writer finished between the two looks: try again (the file is most likely there now).
+                    if !queued { waiter.resume(throwing: WriterGone()) }
+                }
+            } catch is WriterGone {
+                continue
+            } catch is CancellationError where !Task.isCancelled {
+                // The writer was cancelled, this caller is not: it writes the file itself.
+                continue
+            }
         }
-        defer { if owner { _ = Self.inFlight.withLock { $0.removeValue(forKey: path) } } }
-        return try await task.value
     }
 
-    /// Files being written or downloaded in this process, by path.
-    private static let inFlight = Mutex<[String: Task<SnapshotFile, any Error>]>([:])
+    /// Callers waiting for the file being written at a path in this process, by path (an entry exists while one is
+    /// written).
+    private static let inFlight = Mutex<[String: [CheckedContinuation<SnapshotFile, any Error>]]>([:])
+
+    private struct WriterGone: Error {}
 
     /// `open` once the folder has no usable file: from the chunks, or from the store's copy.
     private func fetch(_ info: SnapshotInfo, path: String) async throws -> SnapshotFile {

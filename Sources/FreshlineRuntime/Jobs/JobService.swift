@@ -2,12 +2,13 @@ public import FreshlineCore
 public import FreshlineEngine
 public import FreshlineUpstream
 internal import Logging
+public import ServiceLifecycle
 internal import Synchronization
 
 /// The async pattern: submissions go to the durable queue in the store; workers (inside `freshline serve`, or
 /// `freshline worker` processes on the same store) lease jobs, compute their rows on the compute pool in chunks,
 /// record progress and partial results as rows finish, and record exactly one result per job.
-public final class JobService: Sendable {
+public final class JobService: Service {
     private let servers: [String: FeatureServer]
     /// The store jobs live in.
     public let store: any JobStore
@@ -129,8 +130,13 @@ public final class JobService: Sendable {
         }
     }
 
-    /// Runs `workers` worker loops until cancelled; on cancellation each gives its job back to the queue.
-    public func run() async {
+    /// Runs `workers` worker loops until graceful shutdown or cancellation; then each gives its job back to the
+    /// queue (the serving runtime's step 2 of shutdown).
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.runUntilCancelled() }
+    }
+
+    private func runUntilCancelled() async {
         await withDiscardingTaskGroup { group in
             if let webhooks { group.addTask { await webhooks.run() } }
             group.addTask { await self.followers.run() }

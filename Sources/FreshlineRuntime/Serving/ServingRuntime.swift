@@ -145,57 +145,90 @@ public final class ServingRuntime: Service {
     /// Direct model calls (/v2) in flight, per model.
     let directCalls = InFlightCounter()
 
+    /// Runs the runtime's parts as one `ServiceGroup`, in their shutdown order (docs/architecture.md, "Lifecycle"):
+    /// on graceful shutdown the group stops them in reverse of the order below, each after the one before it
+    /// has returned.
+    /// 1. the batch service stops leasing ranges and splitting runs (a range in hand stops after its chunk and is
+    ///    resumed from its checkpoint by any worker),
+    /// 2. the job workers give their jobs back to the queue, webhooks and followers stop,
+    /// 3. the store's announcements are no longer followed,
+    /// 4. the feature batchers refuse new rows (readiness turns false), finish the queued ones (up to 30 s) and stop
+    ///    their timers,
+    /// 5. the request log writes what it holds.
+    /// Then the compute threads stop. Cancelling the task that runs this stops every part at once.
     public func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            for feature in features.values {
-                group.addTask { await feature.batcher.runTimers() }
-            }
-            if let requestLogger {
-                group.addTask { try? await requestLogger.run() }
-            }
-            let batchTask = batch.map { batch in Task { await batch.run() } }
-            let jobTask = jobs.map { jobs in Task { await jobs.run() } }
-            let eventTask = storeEvents.map { events in Task { await follow(events) } }
-            // Wait for the shutdown signal, then drain: stop accepting, let queued rows finish.
-            try? await gracefulShutdown()
-            logger.info("draining \(features.count) features")
-            batchTask?.cancel()
-            await batchTask?.value
-            jobTask?.cancel()
-            await jobTask?.value
-            eventTask?.cancel()
-            await eventTask?.value
-            for feature in features.values { feature.batcher.beginShutdown() }
-            shuttingDown.store(true)  // after the batchers refuse new rows, so "not ready" means exactly that
-            let clock = ContinuousClock()
-            let giveUp = clock.now + .seconds(30)
-            while features.values.contains(where: { !$0.batcher.isIdle }) && clock.now < giveUp {
-                try? await Task.sleep(for: .milliseconds(5))
-            }
-            for feature in features.values { feature.batcher.finish() }
-            await group.waitForAll()
+        var services: [any Service] = []
+        if let requestLogger { services.append(requestLogger) }
+        services.append(BatcherDrain(runtime: self))
+        if let storeEvents {
+            services.append(StoreEventFollower(events: storeEvents, batch: batch, jobs: jobs, logger: logger))
         }
+        if let jobs { services.append(jobs) }
+        if let batch { services.append(batch) }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map {
+                    // A part that ends early (a store that stopped) or fails leaves the others serving, as each
+                    // logs its own failures.
+                    ServiceGroupConfiguration.ServiceConfiguration(
+                        service: $0, successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore)
+                },
+                logger: logger))
+        try? await group.run()
         await pool.shutdown()
         logger.info("runtime stopped")
     }
-}
 
-extension ServingRuntime {
-    /// Listens to the store's announcements until cancelled (the store reconnects by itself; this loop only outlives
-    /// a store that stopped or failed to start) and hands each to the services it concerns.
-    private func follow(_ events: any StoreEventSource) async {
-        let (batch, jobs, logger) = (batch, jobs, logger)
-        while !Task.isCancelled {
-            do {
-                try await events.listen { event in
-                    await batch?.handle(event)
-                    jobs?.handle(event)
+    /// Step 4 of the shutdown order: runs the feature batchers' timers; on graceful shutdown makes them refuse new
+    /// rows, lets the queued ones finish, then stops the timers.
+    private struct BatcherDrain: Service {
+        let runtime: ServingRuntime
+
+        func run() async throws {
+            let features = runtime.features.values
+            await withDiscardingTaskGroup { group in
+                for feature in features {
+                    group.addTask { await feature.batcher.runTimers() }
                 }
-            } catch is CancellationError {
-                return
-            } catch {
-                logger.warning("store events: \(error); listening again")
-                try? await Task.sleep(for: .seconds(1))
+                try? await gracefulShutdown()
+                runtime.logger.info("draining \(features.count) features")
+                for feature in features { feature.batcher.beginShutdown() }
+                // After the batchers refuse new rows, so "not ready" means exactly that.
+                runtime.shuttingDown.store(true)
+                let clock = ContinuousClock()
+                let giveUp = clock.now + .seconds(30)
+                while features.contains(where: { !$0.batcher.isIdle }) && clock.now < giveUp {
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+                for feature in features { feature.batcher.finish() }
+            }
+        }
+    }
+
+    /// Step 3 of the shutdown order: listens to a shared store's announcements (the store reconnects by itself;
+    /// this loop only outlives a store that stopped or failed to start) and hands each to the services it concerns.
+    private struct StoreEventFollower: Service {
+        let events: any StoreEventSource
+        let batch: BatchService?
+        let jobs: JobService?
+        let logger: Logger
+
+        func run() async throws {
+            let (events, batch, jobs, logger) = (events, batch, jobs, logger)
+            await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    do {
+                        try await events.listen { event in
+                            await batch?.handle(event)
+                            jobs?.handle(event)
+                        }
+                    } catch is CancellationError {
+                        return
+                    } catch {
+                        logger.warning("store events: \(error); listening again")
+                        try? await Task.sleep(for: .seconds(1))
+                    }
+                }
             }
         }
     }

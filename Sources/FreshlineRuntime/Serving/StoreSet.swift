@@ -104,8 +104,10 @@ extension StoreSet {
     /// Runs `body` with the store's service running (for commands that are not services themselves).
     public func whileRunning<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         guard let service else { return try await body() }
-        let task = Task { try await service.run() }
-        defer { task.cancel() }
-        return try await body()
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await service.run() }
+            defer { group.cancelAll() }
+            return try await body()
+        }
     }
 }

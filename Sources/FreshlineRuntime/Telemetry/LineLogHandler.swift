@@ -1,5 +1,6 @@
 internal import Foundation
 public import Logging
+internal import Synchronization
 
 /// Log lines on standard error, in the layout of swift-log's `StreamLogHandler`
 /// (`2026-11-29T18:00:00+0000 info freshline : key=value [module] message`), except that metadata is turned into
@@ -34,13 +35,11 @@ public struct LineLogHandler: LogHandler {
         let pretty =
             all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0)=\($1)" }.joined(separator: " ")
         let text = "\(Self.timestamp()) \(event.level) \(label) :\(pretty) [\(event.source)] \(event.message)\n"
-        Self.output.lock()
-        defer { Self.output.unlock() }
-        FileHandle.standardError.write(Data(text.utf8))
+        Self.output.withLock { _ in FileHandle.standardError.write(Data(text.utf8)) }
     }
 
     /// One writer at a time, so that lines from several threads do not interleave.
-    private static let output = NSLock()
+    private static let output = Mutex(())
 
     private static func timestamp() -> String {
         var now = time(nil)
