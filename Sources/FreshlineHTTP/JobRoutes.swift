@@ -61,7 +61,7 @@ struct JobRoutes {
             // id of someone else's job. The caller's name is length-prefixed so no (name, key) pair can spell another.
             idempotencyKey = "\(context.caller.utf8.count):\(context.caller):\(key)"
         }
-        let hash = SHA256.hex(body.serialized() + Array(feature.spec.name.utf8))
+        let hash = Digests.sha256Hex(body.serialized() + Array(feature.spec.name.utf8))
         var webhookURL: String?
         if case .object(let object) = body, let value = object["webhook_url"] {
             guard case .string(let url) = value else { throw APIError.badRequest("webhook_url must be a URL string") }

@@ -92,7 +92,7 @@ public final class Model: Sendable {
             irVersion: Int(clamping: proto.irVersion),
             producer: producer,
             sizeBytes: data.count,
-            sha256: SHA256.hex(data)
+            sha256: Digests.sha256Hex(data)
         )
     }
 

@@ -122,14 +122,14 @@ public final class WebhookDispatcher: Sendable {
                 "created": .string(Timestamp.rfc3339(delivery.createdAt)), "data": JobJSON.value(job),
             ]).serialized()
             let timestamp = Int(now)
-            let signature = SHA256.hmac(key: Array(secret.utf8), message: Array("\(timestamp).".utf8) + body)
+            let signature = Digests.hmacSHA256Hex(key: Array(secret.utf8), message: Array("\(timestamp).".utf8) + body)
             var request = HTTPClientRequest(url: delivery.url)
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "application/json")
             request.headers.add(name: "User-Agent", value: "Freshline-Webhooks/1")
             request.headers.add(name: "Freshline-Event-Id", value: delivery.eventID)
             request.headers.add(
-                name: "Freshline-Signature", value: "t=\(timestamp),v1=\(SHA256.hexString(signature))")
+                name: "Freshline-Signature", value: "t=\(timestamp),v1=\(signature)")
             request.body = .bytes(ByteBuffer(bytes: body))
             do {
                 let code = try await Self.post(request, to: target, timeout: settings.timeout)
