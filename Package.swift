@@ -117,6 +117,17 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The worked example (`freshline demo`): its synthetic world and the traffic driver. Not part of serving.
+        .target(
+            name: "FreshlineDemo",
+            dependencies: [
+                "FreshlineEngine",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "FreshlineHTTP",
             dependencies: [
@@ -133,6 +144,7 @@ let package = Package(
             name: "freshline",
             dependencies: [
                 "FreshlineCore", "FreshlineEngine", "FreshlineRuntime", "FreshlineHTTP", "FreshlineSnapshot",
+                "FreshlineDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -159,6 +171,11 @@ let package = Package(
         .testTarget(
             name: "FreshlineSnapshotTests",
             dependencies: ["FreshlineSnapshot", "FreshlineCore", "FreshlineEngine"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FreshlineDemoTests",
+            dependencies: ["FreshlineDemo"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FreshlineCore
+import FreshlineDemo
 import FreshlineHTTP
 import FreshlineRuntime
 import Logging

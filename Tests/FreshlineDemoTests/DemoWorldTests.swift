@@ -1,5 +1,5 @@
 import Foundation
-import FreshlineRuntime
+import FreshlineDemo
 import Testing
 
 /// The worked example's data set: deterministic, the documented sizes and shares, and traffic with the shapes
