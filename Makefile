@@ -28,7 +28,8 @@ release: deps
 # serving tests, the store behaviour tests on SQLite and on a throwaway PostgreSQL (scripts/with-pg.sh installs and
 # starts Debian's postgresql; FRESHLINE_POSTGRES_URL names your own server instead). A second run holds the tests
 # that start processes of their own: the freshline binary (kill -9 during a run or a job, the advise command,
-# SIGTERM), a private PostgreSQL crashed and restarted under load, and real MLServer and llama-cpp-python servers
+# SIGTERM, the manifest argument's spellings, check's warnings), a private PostgreSQL crashed and restarted under
+# load, and real MLServer and llama-cpp-python servers
 # for the upstream models (scripts/upstreams.sh setup installs them; the first time it compiles llama.cpp, ~6 min).
 # Then QUIET_TESTS, on their own. The multi-process cluster tests run last: on two cores these processes would slow
 # the timing-sensitive in-process serving tests (deadlines, sheds, webhook timeouts) enough to fail them. Then the
@@ -36,7 +37,7 @@ release: deps
 # Protocol interop test with the real tritonclient (Python venv from PyPI). Each test run is bounded (20 min): a
 # hang fails the run instead of holding CI.
 FUZZ_SECONDS ?= 60
-SUBPROCESS_TESTS = BatchCrashTests|SnapshotCommandTests|ProviderBatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests|StoreOutageTests|UpstreamServerTests|UpstreamEndToEndTests
+SUBPROCESS_TESTS = BatchCrashTests|SnapshotCommandTests|CLIConventionTests|ProviderBatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests|StoreOutageTests|UpstreamServerTests|UpstreamEndToEndTests
 # Tests that count what happens within seconds (the shared rate budget's refills, retries and connects within a
 # deadline): run on their own, on a quiet machine (under the first run's start-up load they missed their deadlines).
 QUIET_TESTS = SharedBudgetTests|UpstreamClientTests

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # `make cluster-demo`: Freshline as several processes over one PostgreSQL database — two servers and two workers —
 # with nothing else in between. Starts a throwaway PostgreSQL (scripts/pg.sh), writes a manifest and 200,000 users
-# under .freshline-cluster/, starts the four processes, then:
+# into $FRESHLINE_CLUSTER_DIR (default: ${TMPDIR:-/tmp}/freshline-cluster, outside the checkout), starts the four
+# processes, then:
 #   1. triggers the nightly batch run through server 1; its 20 ranges are leased by both workers;
 #   2. while it runs, sends real-time traffic across both servers and submits async jobs to both;
 #   3. shows which worker computed which ranges and jobs, and that server 2 serves the snapshot server 1's run
 #      published (swapped within milliseconds of the publish, by LISTEN/NOTIFY).
 # Everything stops at the end (or on Ctrl-C).
 #
-#   scripts/cluster-demo.sh [FRESHLINE_BINARY]
+#   [FRESHLINE_CLUSTER_DIR=DIR] scripts/cluster-demo.sh [FRESHLINE_BINARY]
 set -euo pipefail
+# Generated: the manifest (machine-specific paths), a 200,000-row CSV and the processes' logs. Outside the checkout by
+# default; the files of an earlier demo there are replaced, nothing else in the folder is touched.
+dir=$(realpath -m "${FRESHLINE_CLUSTER_DIR:-${TMPDIR:-/tmp}/freshline-cluster}")
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-.build/release/freshline}")
-dir=$PWD/.freshline-cluster
 port_pg=${FRESHLINE_CLUSTER_PG_PORT:-55439}
 s1=18091
 s2=18092
@@ -39,7 +42,8 @@ url=$(scripts/pg.sh start "" "$port_pg")
 echo "$url"
 
 step "2/5 Data and manifest in $dir: $users users (16 features each), one batch, one real-time, one async feature"
-rm -rf "$dir" && mkdir -p "$dir"
+mkdir -p "$dir"
+rm -f "$dir/users.csv" "$dir/freshline.yaml" "$dir"/server-*.log "$dir"/worker-*.log
 awk -v n="$users" 'BEGIN {
   printf "user_id"; for (j = 0; j < 16; j++) printf ",f%d", j; printf "\n";
   for (i = 0; i < n; i++) {

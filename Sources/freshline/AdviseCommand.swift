@@ -73,7 +73,7 @@ struct AdviseCommand: AsyncParsableCommand {
     }
 
     private func liveReport() async throws -> AdviceReport {
-        let path = manifest ?? ProcessInfo.processInfo.environment["FRESHLINE_MANIFEST"] ?? "freshline.yaml"
+        let path = ManifestArgument.path(manifest, deprecatedOption: nil) { $0 }
         let manifest = try loadManifest(path)
         if let feature, manifest.features[feature] == nil {
             throw CLIError(

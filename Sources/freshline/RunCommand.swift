@@ -6,20 +6,27 @@ import Logging
 import Metrics
 import Synchronization
 
-/// `freshline run FEATURE`: runs a batch feature's precompute now and publishes its snapshot; a server on the same
-/// store picks it up at once (PostgreSQL) or within seconds (SQLite). With a run already in progress it joins it as
-/// one more worker (and takes over an interrupted one).
+/// `freshline run FEATURE [MANIFEST]`: runs a batch feature's precompute now and publishes its snapshot; a server on
+/// the same store picks it up at once (PostgreSQL) or within seconds (SQLite). With a run already in progress it joins
+/// it as one more worker (and takes over an interrupted one).
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run a batch feature's precompute now and publish its snapshot (resumes an interrupted run).")
 
     @Argument(help: "The batch feature.") var feature: String
-    @Option(name: .shortAndLong, help: "The manifest (default: $FRESHLINE_MANIFEST, else freshline.yaml).")
-    var manifest: String?
+    @Argument(help: "The manifest (default: $FRESHLINE_MANIFEST, else freshline.yaml).") var manifest: String?
+    @Option(
+        name: [.customShort("m"), .customLong("manifest")], help: "Deprecated: give the manifest after the feature.")
+    var manifestOption: String?
+
+    func validate() throws { try ManifestArgument.validate(manifest, deprecatedOption: manifestOption) }
 
     func run() async throws {
-        let context = try await BatchCLI(manifestOption: manifest, feature: feature)
+        let path = ManifestArgument.path(manifest, deprecatedOption: manifestOption) {
+            "freshline run \(feature) \($0)"
+        }
+        let context = try await BatchCLI(manifest: path, feature: feature)
         try await context.whileRunning {
             let runner = context.runner
             if let claimed = try await runner.claimInterrupted() {
@@ -40,29 +47,35 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// `freshline backfill FEATURE`: re-runs a batch feature for a subset of keys (the other keys keep their
-/// values) or with another model file.
+/// `freshline backfill FEATURE [MANIFEST]`: re-runs a batch feature for a subset of keys (the other keys keep
+/// their values) or with another model file.
 struct BackfillCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backfill",
         abstract: "Re-run a batch feature for chosen keys and/or another model version, and publish the result.")
 
     @Argument(help: "The batch feature.") var feature: String
-    @Option(name: .shortAndLong, help: "The manifest (default: $FRESHLINE_MANIFEST, else freshline.yaml).")
-    var manifest: String?
+    @Argument(help: "The manifest (default: $FRESHLINE_MANIFEST, else freshline.yaml).") var manifest: String?
+    @Option(
+        name: [.customShort("m"), .customLong("manifest")], help: "Deprecated: give the manifest after the feature.")
+    var manifestOption: String?
     @Option(help: "Keys to recompute, comma-separated.") var keys: String?
     @Option(help: "A file of keys to recompute, one per line.") var keysFile: String?
     @Option(help: "An ONNX file to compute with instead of the feature's model (a new model version).")
     var model: String?
 
     func validate() throws {
+        try ManifestArgument.validate(manifest, deprecatedOption: manifestOption)
         if keys == nil && keysFile == nil && model == nil {
             throw ValidationError("give --keys, --keys-file and/or --model: a backfill needs a subset or a model")
         }
     }
 
     func run() async throws {
-        let context = try await BatchCLI(manifestOption: manifest, feature: feature)
+        let path = ManifestArgument.path(manifest, deprecatedOption: manifestOption) {
+            "freshline backfill \(feature) \($0)"
+        }
+        let context = try await BatchCLI(manifest: path, feature: feature)
         var subset: [String]?
         if let keys { subset = keys.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
         if let keysFile {
@@ -96,8 +109,7 @@ struct BatchCLI: Sendable {
         await upstreams.close()
     }
 
-    init(manifestOption: String?, feature: String) async throws {
-        let path = manifestOption ?? ProcessInfo.processInfo.environment["FRESHLINE_MANIFEST"] ?? "freshline.yaml"
+    init(manifest path: String, feature: String) async throws {
         let manifest: Manifest
         do { manifest = try ManifestLoader.load(path: path) } catch let errors as ManifestErrors {
             throw CLIError(errors.description)

@@ -92,7 +92,7 @@ struct BatchCrashTests {
 
         // v1: a small source, run to the end.
         try Self.writeCSV(csv, rows: 50)
-        let first = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
+        let first = try Self.freshline(["run", "churn", manifest], in: folder)
         await first.exited()
         #expect(first.terminationStatus == 0, "first run: \(Self.output(first))")
         let store = try SQLiteStore(path: storePath)
@@ -102,7 +102,7 @@ struct BatchCrashTests {
         // v2: a large source; kill -9 once a few chunks are checkpointed.
         let total = 120_000
         try Self.writeCSV(csv, rows: total)
-        let victim = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
+        let victim = try Self.freshline(["run", "churn", manifest], in: folder)
         var checkpoint = 0
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline && victim.isRunning {
@@ -125,7 +125,7 @@ struct BatchCrashTests {
 
         // `freshline run` again joins the interrupted run: the killed worker's range is leased again (its process is
         // gone) and resumes from its checkpoint; the other ranges follow; the run publishes once.
-        let resumed = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
+        let resumed = try Self.freshline(["run", "churn", manifest], in: folder)
         await resumed.exited()
         let text = Self.output(resumed)
         #expect(resumed.terminationStatus == 0, "resumed run: \(text)")
@@ -171,7 +171,7 @@ struct BatchCrashTests {
         let total = 150_000
         try Self.writeCSV(folder.appendingPathComponent("users.csv").path, rows: total)
         let store = try SQLiteStore(path: storePath)
-        let victim = try Self.freshline(["run", "churn", "-m", manifest], in: folder)
+        let victim = try Self.freshline(["run", "churn", manifest], in: folder)
         // Killed once the run has published and before the seal's transaction: the whole seal is that window.
         let deadline = ContinuousClock.now + .seconds(180)
         var killedUnsealed = false

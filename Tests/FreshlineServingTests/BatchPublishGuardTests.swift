@@ -417,9 +417,8 @@ struct BatchPublishGuardTests {
             """.write(toFile: manifest, atomically: true, encoding: .utf8)
         }
         func freshline(_ arguments: [String]) throws -> (status: Int32, output: String) {
-            // `check FILE`; `run FEATURE -m FILE`.
-            let process = try BatchCrashTests.freshline(
-                arguments + (arguments == ["check"] ? [manifest] : ["-m", manifest]), in: folder)
+            // `check FILE`; `run FEATURE FILE`.
+            let process = try BatchCrashTests.freshline(arguments + [manifest], in: folder)
             let output = BatchCrashTests.output(process)
             process.waitUntilExit()
             return (process.terminationStatus, output)

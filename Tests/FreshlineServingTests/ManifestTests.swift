@@ -237,6 +237,56 @@ struct ManifestTests {
         #expect(loadErrors.first?.message.contains("cannot load /nonexistent/model.onnx") == true)
     }
 
+    @Test(
+        "an unset secret variable fails the load for serving, but is only a warning for checking (token and webhook)")
+    func unsetSecrets() throws {
+        let yaml = """
+            models:
+              m: ZOO/gbc_binary.onnx
+            features:
+              a: {model: m, pattern: async}
+            tokens:
+              - {name: app, token_env: EXAMPLE_APP_TOKEN, scopes: [predict]}
+              - {name: ops, token: ops-secret, scopes: [admin]}
+            server:
+              webhooks:
+                secret_env: EXAMPLE_WEBHOOK_SECRET
+            """
+        let path = try TestManifest.write(yaml)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        // Serving: each unset variable is an error at its line.
+        do {
+            _ = try ManifestLoader.parse(text, path: path, environment: [:])
+            Issue.record("a manifest whose secrets are unset loaded for serving")
+        } catch let errors as ManifestErrors {
+            #expect(
+                errors.errors.map(\.description) == [
+                    "\(path):6: tokens[0].token_env: environment variable EXAMPLE_APP_TOKEN is not set",
+                    "\(path):10: server.webhooks.secret_env: environment variable EXAMPLE_WEBHOOK_SECRET is not set",
+                ])
+        }
+        // Checking: the same manifest loads; the unset variables come back as warnings, named and located.
+        let (manifest, unset) = try ManifestLoader.loadWithoutSecrets(path: path, environment: [:])
+        #expect(
+            unset.map(\.description) == [
+                "\(path):6: tokens[0].token_env: environment variable EXAMPLE_APP_TOKEN is not set (serving refuses to start without it)",
+                "\(path):10: server.webhooks.secret_env: environment variable EXAMPLE_WEBHOOK_SECRET is not set (serving refuses to start without it)",
+            ])
+        #expect(manifest.tokens.map(\.name) == ["ops"])
+        #expect(manifest.server.webhooks.secret == nil)
+        // Set: no warning, and the same manifest as serving loads.
+        let environment = ["EXAMPLE_APP_TOKEN": "app-secret", "EXAMPLE_WEBHOOK_SECRET": "whsec"]
+        let (set, none) = try ManifestLoader.loadWithoutSecrets(path: path, environment: environment)
+        #expect(none.isEmpty)
+        #expect(set == (try ManifestLoader.parse(text, path: path, environment: environment)))
+        #expect(set.tokens.map(\.name) == ["app", "ops"] && set.server.webhooks.secret == "whsec")
+        // Other problems still fail the check.
+        let broken = try TestManifest.write(yaml.replacingOccurrences(of: "pattern: async", with: "pattern: sometimes"))
+        #expect(throws: ManifestErrors.self) {
+            _ = try ManifestLoader.loadWithoutSecrets(path: broken, environment: [:])
+        }
+    }
+
     @Test("durations parse and print")
     func durations() {
         #expect(DurationText.parse("250ms") == .milliseconds(250))

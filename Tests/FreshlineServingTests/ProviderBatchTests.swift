@@ -347,7 +347,7 @@ struct ProviderBatchCrashTests {
             let store = try SQLiteStore(path: folder.appendingPathComponent("state.sqlite").path)
 
             api.hold(true)
-            let victim = try BatchCrashTests.freshline(["run", "summary", "-m", manifest], in: folder)
+            let victim = try BatchCrashTests.freshline(["run", "summary", manifest], in: folder)
             let deadline = ContinuousClock.now + .seconds(120)
             var recorded: [String] = []
             while ContinuousClock.now < deadline, victim.isRunning {
@@ -366,7 +366,7 @@ struct ProviderBatchCrashTests {
             #expect(try await store.publishedSnapshot(feature: "summary") == nil)
 
             api.hold(false)
-            let resumed = try BatchCrashTests.freshline(["run", "summary", "-m", manifest], in: folder)
+            let resumed = try BatchCrashTests.freshline(["run", "summary", manifest], in: folder)
             await resumed.exited()
             let text = BatchCrashTests.output(resumed)
             #expect(resumed.terminationStatus == 0, "resumed run: \(text)")

@@ -7,19 +7,46 @@ internal import Yams
 /// The keys, their types and defaults are documented in `docs/manifest.md`; unknown keys are errors, so a
 /// typo never silently falls back to a default.
 public enum ManifestLoader {
-    /// Parses the manifest at `path`. Throws `ManifestErrors` listing every problem found.
+    /// Parses the manifest at `path`. Throws `ManifestErrors` listing every problem found, among them every secret
+    /// (`token_env`, `server.webhooks.secret_env`) whose environment variable is unset: what serves needs them.
     public static func load(path: String) throws -> Manifest {
+        try parse(try contents(path), path: path)
+    }
+
+    /// Parses the manifest at `path` as `freshline check` does, without needing production secrets: a secret whose
+    /// environment variable is unset (`token_env`, `server.webhooks.secret_env`) is returned among `unsetSecrets`
+    /// instead of failing the load (its token is left out, the webhooks have no secret). Every other problem throws
+    /// `ManifestErrors` as `load(path:)` does.
+    ///
+    /// - Parameter environment: where the variables are looked up (the process's by default).
+    public static func loadWithoutSecrets(path: String, environment: [String: String]? = nil) throws -> (
+        manifest: Manifest, unsetSecrets: [ManifestError]
+    ) {
+        try read(try contents(path), path: path, environment: environment, defersSecrets: true)
+    }
+
+    private static func contents(_ path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ManifestErrors([
                 ManifestError(SourceLocation(file: path, line: 0, keyPath: "(file)"), "cannot read the file")
             ])
         }
-        return try parse(String(decoding: data, as: UTF8.self), path: path)
+        return String(decoding: data, as: UTF8.self)
     }
 
-    /// Parses manifest text; `path` is used in messages.
-    public static func parse(_ text: String, path: String) throws -> Manifest {
-        var reader = Reader(file: path)
+    /// Parses manifest text; `path` is used in messages. A secret whose environment variable (looked up in
+    /// `environment`, the process's by default) is unset is an error.
+    public static func parse(_ text: String, path: String, environment: [String: String]? = nil) throws -> Manifest {
+        try read(text, path: path, environment: environment, defersSecrets: false).manifest
+    }
+
+    /// Parses manifest text. With `defersSecrets`, a secret whose variable is unset is returned among
+    /// `unsetSecrets` instead of failing the parse.
+    private static func read(_ text: String, path: String, environment: [String: String]?, defersSecrets: Bool) throws
+        -> (manifest: Manifest, unsetSecrets: [ManifestError])
+    {
+        var reader = Reader(
+            file: path, environment: environment ?? ProcessInfo.processInfo.environment, defersSecrets: defersSecrets)
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else {
@@ -46,7 +73,7 @@ public enum ManifestLoader {
         guard let manifest else {
             throw ManifestErrors([ManifestError(reader.location(root, ""), "cannot read the manifest")])
         }
-        return manifest
+        return (manifest, reader.unsetSecrets)
     }
 
     private static func line(of error: YamlError) -> Int {
@@ -68,9 +95,18 @@ public enum ManifestLoader {
 /// Walks the YAML tree, converting values and recording errors instead of stopping at the first.
 private struct Reader {
     let file: String
+    /// The environment `token_env` and `server.webhooks.secret_env` are looked up in.
+    let variables: [String: String]
+    /// Whether an unset secret variable goes to `unsetSecrets` (`freshline check`) instead of `errors`.
+    let defersSecrets: Bool
     var errors: [ManifestError] = []
+    var unsetSecrets: [ManifestError] = []
 
-    init(file: String) { self.file = file }
+    init(file: String, environment: [String: String], defersSecrets: Bool) {
+        self.file = file
+        self.variables = environment
+        self.defersSecrets = defersSecrets
+    }
 
     func location(_ node: Node, _ keyPath: String) -> SourceLocation {
         SourceLocation(file: file, line: node.mark?.line ?? 0, keyPath: keyPath.isEmpty ? "(root)" : keyPath)
@@ -726,11 +762,19 @@ private struct Reader {
         return settings
     }
 
-    /// The value of the environment variable the node names (a secret kept out of the manifest).
+    /// The value of the environment variable the node names (a secret kept out of the manifest). An unset one is an
+    /// error, or with `defersSecrets` an entry of `unsetSecrets`.
     mutating func environment(_ node: Node, _ keyPath: String) -> String? {
         guard let variable = string(node, keyPath) else { return nil }
-        guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else {
-            fail(node, keyPath, "environment variable \(variable) is not set")
+        guard let value = variables[variable], !value.isEmpty else {
+            if defersSecrets {
+                unsetSecrets.append(
+                    ManifestError(
+                        location(node, keyPath),
+                        "environment variable \(variable) is not set (serving refuses to start without it)"))
+            } else {
+                fail(node, keyPath, "environment variable \(variable) is not set")
+            }
             return nil
         }
         return value
@@ -842,6 +886,7 @@ private struct Reader {
             var name = "token\(index)"
             var secret: String?
             var scopes: Set<TokenSpec.Scope> = [.predict]
+            let unsetBefore = unsetSecrets.count
             for (key, value) in entries(item, path, allowed: ["name", "token", "token_env", "scopes"]) ?? [] {
                 switch key {
                 case "name": name = string(value, "\(path).name") ?? name
@@ -865,7 +910,7 @@ private struct Reader {
             }
             if let secret {
                 result.append(TokenSpec(name: name, secret: secret, scopes: scopes))
-            } else if errors.isEmpty {
+            } else if errors.isEmpty && unsetSecrets.count == unsetBefore {  // an unset token_env is reported already
                 fail(item, path, "needs 'token' or 'token_env'")
             }
         }
