@@ -133,7 +133,7 @@ extension PostgresStore: BatchStore {
                 ORDER BY runs.started_at, runs.id COLLATE "C", r.state = 'leased', r.idx
                 """
             ).map(Self.range(from:))
-            for candidate in open where Self.isAvailable(candidate, now: now, isGone: isGone) {
+            for candidate in open where RangeLeaseRules.isAvailable(candidate, now: now, isGone: isGone) {
                 // Lock this one range only (not every candidate, which would hide them all from other workers until
                 // this transaction ends); a range another worker is leasing right now is skipped. The locked row is
                 // the latest committed version, so check it again.
@@ -146,14 +146,14 @@ extension PostgresStore: BatchStore {
                         FOR UPDATE OF r SKIP LOCKED
                         """
                     ).first.map(Self.range(from:)),
-                    Self.isAvailable(range, now: now, isGone: isGone)
+                    let (next, takenOver) = RangeLeaseRules.lease(
+                        range, owner: owner, now: now, leaseSeconds: leaseSeconds, isGone: isGone)
                 else { continue }
-                let taken = range.state == .leased || range.leases > 0
                 // The run row is not locked by the candidate query: it may have ended since (then try the next).
                 guard
                     let run = try await tx.rows(
                         """
-                        UPDATE runs SET heartbeat_at = \(now), resumes = resumes + \(taken ? 1 : 0)
+                        UPDATE runs SET heartbeat_at = \(now), resumes = resumes + \(takenOver ? 1 : 0)
                         WHERE id = \(range.runID) AND state = 'running'
                         RETURNING *
                         """
@@ -161,9 +161,9 @@ extension PostgresStore: BatchStore {
                 else { continue }
                 let leased = try await tx.rows(
                     """
-                    UPDATE run_ranges SET state = 'leased', owner = \(owner), lease_expires_at = \(now + leaseSeconds),
-                        leases = leases + 1
-                    WHERE run_id = \(range.runID) AND idx = \(range.index)
+                    UPDATE run_ranges SET state = \(next.state.rawValue), owner = \(next.owner),
+                        lease_expires_at = \(next.leaseExpiresAt), leases = \(next.leases)
+                    WHERE run_id = \(next.runID) AND idx = \(next.index)
                     RETURNING *
                     """
                 ).one()
@@ -234,7 +234,7 @@ extension PostgresStore: BatchStore {
                 throw BatchStoreError.unknownRun(runID)
             }
             guard run.state == .running else { throw BatchStoreError.runNotRunning(runID) }
-            guard let holder, holder.state == .leased, holder.owner == owner else {
+            guard RangeLeaseRules.holds(holder, owner: owner) else {
                 throw BatchStoreError.rangeLost(runID: runID, index: index)
             }
             if !chunk.keys.isEmpty {
@@ -286,7 +286,7 @@ extension PostgresStore: BatchStore {
                 throw BatchStoreError.unknownRun(runID)
             }
             guard run.state == .running else { throw BatchStoreError.runNotRunning(runID) }
-            guard let holder, holder.state == .leased, holder.owner == owner else {
+            guard RangeLeaseRules.holds(holder, owner: owner) else {
                 throw BatchStoreError.rangeLost(runID: runID, index: index)
             }
             try await tx.rows(
@@ -584,14 +584,6 @@ extension PostgresStore: BatchStore {
                 ORDER BY version DESC OFFSET \(max(1, retention))
             )
             """)
-    }
-
-    private static func isAvailable(_ range: RunRange, now: Double, isGone: (String) -> Bool) -> Bool {
-        switch range.state {
-        case .pending: true
-        case .leased: range.owner.map { (range.leaseExpiresAt ?? 0) <= now || isGone($0) } ?? true
-        case .done: false
-        }
     }
 
     // MARK: Rows

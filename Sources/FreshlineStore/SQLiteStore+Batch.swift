@@ -267,26 +267,26 @@ extension SQLiteStore: BatchStore {
                     """,
                 arguments: arguments)
             for row in rows {
-                let range = Self.range(from: row)
-                if range.state == .leased, let owner = range.owner,
-                    (range.leaseExpiresAt ?? 0) > now && !isGone(owner)
-                {
-                    continue
-                }
-                let taken = range.state == .leased || range.leases > 0
+                guard
+                    let (leased, takenOver) = RangeLeaseRules.lease(
+                        Self.range(from: row), owner: owner, now: now, leaseSeconds: leaseSeconds, isGone: isGone)
+                else { continue }
                 try db.execute(
                     sql: """
-                        UPDATE run_ranges SET state = 'leased', owner = ?, lease_expires_at = ?, leases = leases + 1
+                        UPDATE run_ranges SET state = ?, owner = ?, lease_expires_at = ?, leases = ?
                         WHERE run_id = ? AND idx = ?
                         """,
-                    arguments: [owner, now + leaseSeconds, range.runID, range.index])
+                    arguments: [
+                        leased.state.rawValue, leased.owner, leased.leaseExpiresAt, leased.leases, leased.runID,
+                        leased.index,
+                    ])
                 try db.execute(
                     sql: "UPDATE runs SET heartbeat_at = ?, resumes = resumes + ? WHERE id = ?",
-                    arguments: [now, taken ? 1 : 0, range.runID])
-                guard let run = try Self.fetchRun(db, id: range.runID),
-                    let leased = try Self.fetchRange(db, runID: range.runID, index: range.index)
+                    arguments: [now, takenOver ? 1 : 0, leased.runID])
+                guard let run = try Self.fetchRun(db, id: leased.runID),
+                    let stored = try Self.fetchRange(db, runID: leased.runID, index: leased.index)
                 else { continue }
-                return RangeLease(run: run, range: leased)
+                return RangeLease(run: run, range: stored)
             }
             return nil
         }
@@ -381,11 +381,14 @@ extension SQLiteStore: BatchStore {
         let completion = try await writer.write { db -> RangeCompletion in
             guard let run = try Self.fetchRun(db, id: runID) else { throw BatchStoreError.unknownRun(runID) }
             guard run.state == .running else { throw BatchStoreError.runNotRunning(runID) }
-            try Self.requireLease(db, runID: runID, index: index, owner: owner)
+            guard
+                let done = RangeLeaseRules.complete(
+                    try Self.fetchRange(db, runID: runID, index: index), owner: owner, at: at)
+            else { throw BatchStoreError.rangeLost(runID: runID, index: index) }
             try db.execute(
                 sql:
-                    "UPDATE run_ranges SET state = 'done', finished_at = ?, lease_expires_at = NULL WHERE run_id = ? AND idx = ?",
-                arguments: [at, runID, index])
+                    "UPDATE run_ranges SET state = ?, finished_at = ?, lease_expires_at = ? WHERE run_id = ? AND idx = ?",
+                arguments: [done.state.rawValue, done.finishedAt, done.leaseExpiresAt, runID, index])
             let open =
                 try Int.fetchOne(
                     db, sql: "SELECT COUNT(*) FROM run_ranges WHERE run_id = ? AND state <> 'done'",
@@ -462,10 +465,9 @@ extension SQLiteStore: BatchStore {
     }
 
     private static func requireLease(_ db: Database, runID: String, index: Int, owner: String) throws {
-        let holder = try Row.fetchOne(
-            db, sql: "SELECT state, owner FROM run_ranges WHERE run_id = ? AND idx = ?", arguments: [runID, index])
-        guard let holder, holder["state"] == RunRange.State.leased.rawValue, (holder["owner"] as String?) == owner
-        else { throw BatchStoreError.rangeLost(runID: runID, index: index) }
+        guard RangeLeaseRules.holds(try fetchRange(db, runID: runID, index: index), owner: owner) else {
+            throw BatchStoreError.rangeLost(runID: runID, index: index)
+        }
     }
 
     public func endRun(id: String, state: BatchRun.State, error: String, at: Double) async throws {
