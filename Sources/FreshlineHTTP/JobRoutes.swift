@@ -72,10 +72,10 @@ struct JobRoutes {
             submitted = try await service.submit(
                 feature: feature.spec.name, rows: rows, owner: context.caller, idempotencyKey: idempotencyKey,
                 requestHash: hash, webhookURL: webhookURL)
-        } catch JobStoreError.tooManyJobs(let limit) {
+        } catch let error as JobStoreError where error.code == .tooManyJobs {
             throw APIError(
                 .tooManyRequests, code: "too_many_jobs",
-                "this token already has \(limit) unfinished jobs, its limit (server.max_queued_jobs_per_token); "
+                "this token already has \(error.limit ?? 0) unfinished jobs, its limit (server.max_queued_jobs_per_token); "
                     + "wait for some to finish or cancel them", retryAfter: 10)
         } catch let error as JobStoreError {
             throw APIError(.conflict, code: "idempotency_conflict", error.description)

@@ -92,17 +92,20 @@ extension PostgresStore {
                 // Named with the URL (not as a store call's `StoreUnavailableError`): this ends `run()`, and the
                 // operator needs to know which server did not answer.
                 let failure =
-                    (error as? PSQLError).map {
-                        PostgresStoreError.database(operation: "connecting to \(url)", message: Self.describe($0))
-                    } ?? Self.storeError(error, "connecting to \(url)")
+                    (error as? PSQLError).map { Self.failure($0, "connecting to \(url)") }
+                    ?? Self.storeError(error, "connecting to \(url)")
                 // The server answered (bad credentials, no such database): waiting will not help, unless it is
                 // starting up (SQLSTATE 57P03).
-                if let state = (error as? PSQLError)?.serverInfo?[.sqlState], state != "57P03" { throw failure }
-                guard ContinuousClock.now < deadline, !Task.isCancelled else { throw failure }
+                let fatal = (error as? PSQLError)?.serverInfo?[.sqlState].map { $0 != "57P03" } ?? false
+                if fatal || ContinuousClock.now >= deadline || Task.isCancelled {
+                    // The operator's log gets the server's own words; the error itself keeps them out.
+                    logger.error("cannot connect to PostgreSQL", metadata: ["error": "\(String(reflecting: failure))"])
+                    throw failure
+                }
                 if attempts == 0 {
                     logger.warning(
                         "waiting for PostgreSQL to accept connections",
-                        metadata: ["url": "\(url)", "error": "\(failure)"])
+                        metadata: ["url": "\(url)", "error": "\(String(reflecting: failure))"])
                 }
                 attempts += 1
                 try await Task.sleep(for: .seconds(1))
@@ -159,17 +162,29 @@ extension PostgresStore {
         case let error as PostgresTransactionError:
             let cause = error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError
             return cause.map { storeError($0, operation) }
-                ?? PostgresStoreError.database(operation: operation, message: "\(error)")
+                ?? PostgresStoreError(
+                    .database, operation: operation, message: "the transaction failed", cause: error)
         case let error as PSQLError:
             if let reason = unavailability(error) { return StoreUnavailableError(reason: reason) }
-            return PostgresStoreError.database(operation: operation, message: describe(error))
+            return failure(error, operation)
         case let error as PostgresDecodingError:
-            return PostgresStoreError.database(
-                operation: operation,
-                message: "column \(error.columnName) is not a \(error.targetType) (\(error.postgresType))")
+            return PostgresStoreError(
+                .database, operation: operation,
+                message: "column \(error.columnName) is not a \(error.targetType) (\(error.postgresType))",
+                cause: error)
         default:
             return error
         }
+    }
+
+    /// A `PSQLError` as the store's error: the SQLSTATE and the client-side code in its description, the server's
+    /// message and detail kept for logs (`serverMessage`).
+    static func failure(_ error: PSQLError, _ operation: String) -> PostgresStoreError {
+        let server = error.serverInfo
+        return PostgresStoreError(
+            .database, operation: operation,
+            message: server == nil ? "\(error.code)" : "the server refused the statement",
+            sqlState: server?[.sqlState], serverMessage: server == nil ? nil : describe(error), cause: error)
     }
 
     /// What a `PSQLError` says: the server's message, detail and SQLSTATE when the server answered, else the
@@ -239,22 +254,73 @@ struct Transaction {
 }
 
 /// Why the PostgreSQL store failed.
-public enum PostgresStoreError: Error, Sendable, CustomStringConvertible {
-    /// The database URL cannot be used; says what is wrong.
-    case invalidURL(String)
-    /// A statement failed: the store method and the server's (or the client's) message.
-    case database(operation: String, message: String)
-    /// The store's `run()` ended (or was never started and the store was shut down).
-    case stopped(url: String)
-    /// A snapshot chunk in the database does not decode.
-    case corruptChunk
+public struct PostgresStoreError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// The kind of failure; new kinds can be added without breaking callers that switch on the known ones.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        public let description: String
+        private init(_ name: String) { description = name }
+        /// The database URL cannot be used.
+        public static let invalidURL = Code("invalid_url")
+        /// A statement failed, or returned what the store did not expect.
+        public static let database = Code("database")
+        /// The store's `run()` ended (or was never started and the store was shut down).
+        public static let stopped = Code("stopped")
+        /// A snapshot chunk in the database does not decode.
+        public static let corruptChunk = Code("corrupt_chunk")
+    }
+
+    public var code: Code
+    /// What the store was doing: the store method, or "connecting to URL".
+    public var operation: String?
+    /// What went wrong, in the store's own words: never text from the server, which can hold row values.
+    public var message: String
+    /// The server's SQLSTATE, when the server answered.
+    public var sqlState: String?
+    /// The server's message and detail, for operators' logs (`debugDescription`), never in `description`.
+    public var serverMessage: String?
+    /// The error underneath (a `PSQLError`, a decoding error), for debugging.
+    public var cause: (any Error & Sendable)?
+
+    public init(
+        _ code: Code, operation: String? = nil, message: String, sqlState: String? = nil,
+        serverMessage: String? = nil, cause: (any Error & Sendable)? = nil
+    ) {
+        self.code = code
+        self.operation = operation
+        self.message = message
+        self.sqlState = sqlState
+        self.serverMessage = serverMessage
+        self.cause = cause
+    }
+
+    /// The database URL cannot be used; `problem` says what is wrong.
+    public static func invalidURL(_ problem: String) -> PostgresStoreError {
+        PostgresStoreError(.invalidURL, message: problem)
+    }
+    /// A statement did something the store did not expect.
+    public static func database(operation: String, message: String) -> PostgresStoreError {
+        PostgresStoreError(.database, operation: operation, message: message)
+    }
+    /// The store is not running.
+    public static func stopped(url: String) -> PostgresStoreError {
+        PostgresStoreError(.stopped, message: "the PostgreSQL store (\(url)) is not running")
+    }
+    /// A snapshot chunk does not decode.
+    public static let corruptChunk = PostgresStoreError(
+        .corruptChunk, message: "a snapshot chunk in the PostgreSQL store is corrupt")
 
     public var description: String {
-        switch self {
-        case .invalidURL(let problem): "invalid PostgreSQL URL: \(problem)"
-        case .database(let operation, let message): "PostgreSQL store: \(operation) failed: \(message)"
-        case .stopped(let url): "the PostgreSQL store (\(url)) is not running"
-        case .corruptChunk: "a snapshot chunk in the PostgreSQL store is corrupt"
+        var text: String
+        switch code {
+        case .invalidURL: text = "invalid PostgreSQL URL: \(message)"
+        case .database: text = "PostgreSQL store: \(operation ?? "a call") failed: \(message)"
+        default: text = message
         }
+        if let sqlState { text += " [SQLSTATE \(sqlState)]" }
+        return text
+    }
+
+    public var debugDescription: String {
+        serverMessage.map { "\(description) — server: \($0)" } ?? description
     }
 }

@@ -36,7 +36,8 @@ struct RunCommand: AsyncParsableCommand {
             }
             do {
                 try await context.execute(try await runner.start(trigger: .manual))
-            } catch BatchStoreError.runInProgress(let id) {
+            } catch let error as BatchStoreError where error.code == .runInProgress {
+                let id = error.runID ?? ""
                 guard let live = try await runner.store.run(id: id) else { throw CLIError("run \(id) vanished") }
                 print(
                     "joining run \(id), in progress (\(live.rowsDone) of \(live.rowsTotal.map(String.init) ?? "?") rows)"

@@ -1,17 +1,39 @@
-/// Why the job store refused a submission.
-public enum JobStoreError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The `Idempotency-Key` was used before with a different body (Stripe's rule); the first job's id.
-    case idempotencyConflict(jobID: String)
-    /// The job's owner already has `limit` unfinished (queued or running) jobs.
-    case tooManyJobs(limit: Int)
+/// Why the job store refused a submission: a code with what it concerns; new codes can be added without breaking
+/// callers.
+public struct JobStoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        public let description: String
+        private init(_ name: String) { description = name }
+        /// The `Idempotency-Key` was used before with a different body (Stripe's rule): `jobID` is the first job.
+        public static let idempotencyConflict = Code("idempotency_conflict")
+        /// The job's owner already has `limit` unfinished (queued or running) jobs.
+        public static let tooManyJobs = Code("too_many_jobs")
+    }
 
-    public var description: String {
-        switch self {
-        case .idempotencyConflict(let id):
-            "this Idempotency-Key was used with a different request (job \(id))"
-        case .tooManyJobs(let limit):
-            "this token already has \(limit) unfinished jobs (the limit); wait for some to finish or cancel them"
-        }
+    public var code: Code
+    /// The existing job (`idempotencyConflict`).
+    public var jobID: String?
+    /// The owner's limit of unfinished jobs (`tooManyJobs`).
+    public var limit: Int?
+    public let description: String
+
+    public init(_ code: Code, _ description: String, jobID: String? = nil, limit: Int? = nil) {
+        self.code = code
+        self.description = description
+        self.jobID = jobID
+        self.limit = limit
+    }
+
+    public static func idempotencyConflict(jobID: String) -> JobStoreError {
+        JobStoreError(
+            .idempotencyConflict, "this Idempotency-Key was used with a different request (job \(jobID))",
+            jobID: jobID)
+    }
+    public static func tooManyJobs(limit: Int) -> JobStoreError {
+        JobStoreError(
+            .tooManyJobs,
+            "this token already has \(limit) unfinished jobs (the limit); wait for some to finish or cancel them",
+            limit: limit)
     }
 }
 

@@ -277,37 +277,74 @@ public struct RowFailure: Sendable, Equatable {
     }
 }
 
-/// Why the store refused a run.
-public enum BatchStoreError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The feature already has a live run (another process is heart-beating it).
-    case runInProgress(runID: String)
-    /// No run with this id.
-    case unknownRun(String)
-    /// The run has ended (succeeded, failed or canceled): it can no longer write or publish.
-    case runNotRunning(String)
-    /// The schedule slot already has a run (another server's scheduler started it).
-    case slotTaken(runID: String)
-    /// The worker no longer holds the range (its lease ran out and another worker took it): stop writing.
-    case rangeLost(runID: String, index: Int)
-    /// The snapshot cannot change this way in its state: base rows go only into a building snapshot, and only a
-    /// published or retired one is sealed.
-    case snapshotState(id: Int64, state: String)
-    /// The store does not keep snapshot files (SQLite: they live beside the database).
-    case filesNotHeld
-    /// The stored file of a sealed snapshot is missing a part.
-    case missingFilePart(snapshotID: Int64, index: Int)
+/// Why the store refused a run. A code (which callers test) with the ids it concerns; new codes can be added
+/// without breaking callers.
+public struct BatchStoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        public let description: String
+        private init(_ name: String) { description = name }
+        /// The feature already has a live run (another process is heart-beating it): `runID` names it.
+        public static let runInProgress = Code("run_in_progress")
+        /// No run with this id.
+        public static let unknownRun = Code("unknown_run")
+        /// The run has ended (succeeded, failed or canceled): it can no longer write or publish.
+        public static let runNotRunning = Code("run_not_running")
+        /// The schedule slot already has a run (another server's scheduler started it): `runID` names it.
+        public static let slotTaken = Code("slot_taken")
+        /// The worker no longer holds the range (its lease ran out and another worker took it): stop writing.
+        public static let rangeLost = Code("range_lost")
+        /// The snapshot cannot change this way in its state: base rows go only into a building snapshot, and only
+        /// a published or retired one is sealed.
+        public static let snapshotState = Code("snapshot_state")
+        /// The store does not keep snapshot files (SQLite: they live beside the database).
+        public static let filesNotHeld = Code("files_not_held")
+        /// The stored file of a sealed snapshot is missing a part.
+        public static let missingFilePart = Code("missing_file_part")
+    }
 
-    public var description: String {
-        switch self {
-        case .runInProgress(let id): "a run is already in progress (\(id))"
-        case .unknownRun(let id): "no run with id \(id)"
-        case .runNotRunning(let id): "run \(id) has ended and cannot write or publish"
-        case .slotTaken(let id): "this schedule slot already has a run (\(id))"
-        case .rangeLost(let id, let index): "range \(index) of run \(id) was leased by another worker"
-        case .snapshotState(let id, let state): "snapshot \(id) is \(state): it cannot change this way"
-        case .filesNotHeld: "this store does not keep snapshot files (they live in the snapshot folder)"
-        case .missingFilePart(let id, let index): "part \(index) of snapshot \(id)'s file is missing from the store"
-        }
+    public var code: Code
+    /// The run it concerns, if any.
+    public var runID: String?
+    /// The range it concerns (`rangeLost`), or the file part (`missingFilePart`).
+    public var index: Int?
+    /// The snapshot it concerns, if any.
+    public var snapshotID: Int64?
+    public let description: String
+
+    public init(_ code: Code, _ description: String, runID: String? = nil, index: Int? = nil, snapshotID: Int64? = nil)
+    {
+        self.code = code
+        self.description = description
+        self.runID = runID
+        self.index = index
+        self.snapshotID = snapshotID
+    }
+
+    public static func runInProgress(runID: String) -> BatchStoreError {
+        BatchStoreError(.runInProgress, "a run is already in progress (\(runID))", runID: runID)
+    }
+    public static func unknownRun(_ runID: String) -> BatchStoreError {
+        BatchStoreError(.unknownRun, "no run with id \(runID)", runID: runID)
+    }
+    public static func runNotRunning(_ runID: String) -> BatchStoreError {
+        BatchStoreError(.runNotRunning, "run \(runID) has ended and cannot write or publish", runID: runID)
+    }
+    public static func slotTaken(runID: String) -> BatchStoreError {
+        BatchStoreError(.slotTaken, "this schedule slot already has a run (\(runID))", runID: runID)
+    }
+    public static func rangeLost(runID: String, index: Int) -> BatchStoreError {
+        BatchStoreError(
+            .rangeLost, "range \(index) of run \(runID) was leased by another worker", runID: runID, index: index)
+    }
+    public static func snapshotState(id: Int64, state: String) -> BatchStoreError {
+        BatchStoreError(.snapshotState, "snapshot \(id) is \(state): it cannot change this way", snapshotID: id)
+    }
+    public static let filesNotHeld = BatchStoreError(
+        .filesNotHeld, "this store does not keep snapshot files (they live in the snapshot folder)")
+    public static func missingFilePart(snapshotID: Int64, index: Int) -> BatchStoreError {
+        BatchStoreError(
+            .missingFilePart, "part \(index) of snapshot \(snapshotID)'s file is missing from the store",
+            index: index, snapshotID: snapshotID)
     }
 }
 

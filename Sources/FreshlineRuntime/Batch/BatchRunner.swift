@@ -354,7 +354,7 @@ public final class BatchRunner: Sendable {
             throw CancellationError()
         } catch {
             dropParkedReader(runID: runID)
-            switch error as? BatchStoreError {
+            switch (error as? BatchStoreError)?.code {
             case .rangeLost?, .runNotRunning?:
                 // Another worker holds the range now, or the run has ended: nothing of this worker's to fail.
                 throw error
