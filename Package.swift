@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "FreshlineUpstream", targets: ["FreshlineUpstream"]),
         .library(name: "FreshlineSnapshot", targets: ["FreshlineSnapshot"]),
         .library(name: "FreshlineRuntime", targets: ["FreshlineRuntime"]),
+        .library(name: "FreshlineStores", targets: ["FreshlineStores"]),
         .library(name: "FreshlineHTTP", targets: ["FreshlineHTTP"]),
         .library(name: "FreshlineTesting", targets: ["FreshlineTesting"]),
     ],
@@ -105,7 +106,7 @@ let package = Package(
             name: "FreshlineRuntime",
             dependencies: [
                 "FreshlineUpstream", "FreshlineSnapshot",
-                "FreshlineCore", "FreshlineEngine", "FreshlineStore", "FreshlinePostgres",
+                "FreshlineCore", "FreshlineEngine", "FreshlineStore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -114,6 +115,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The store a manifest names, opened: SQLite or PostgreSQL. The executable's choice, out of the runtime.
+        .target(
+            name: "FreshlineStores",
+            dependencies: [
+                "FreshlineCore", "FreshlineRuntime", "FreshlineStore", "FreshlinePostgres",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -144,7 +154,7 @@ let package = Package(
             name: "freshline",
             dependencies: [
                 "FreshlineCore", "FreshlineEngine", "FreshlineRuntime", "FreshlineHTTP", "FreshlineSnapshot",
-                "FreshlineDemo",
+                "FreshlineDemo", "FreshlineStores",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -205,7 +215,7 @@ let package = Package(
             name: "FreshlineServingTests",
             dependencies: [
                 "FreshlineCore", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore", "FreshlinePostgres",
-                "FreshlineUpstream", "FreshlineSnapshot",
+                "FreshlineUpstream", "FreshlineSnapshot", "FreshlineStores",
                 "FreshlineTesting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

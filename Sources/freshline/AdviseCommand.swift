@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FreshlineCore
 import FreshlineRuntime
+import FreshlineStores
 import Logging
 
 /// `freshline advise FILE`: the five axes of every feature measured from the store's request log, the decision

@@ -4,6 +4,7 @@ import FreshlineCore
 import FreshlineDemo
 import FreshlineHTTP
 import FreshlineRuntime
+import FreshlineStores
 import Logging
 import Prometheus
 import ServiceLifecycle

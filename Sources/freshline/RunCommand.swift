@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FreshlineCore
 import FreshlineRuntime
+import FreshlineStores
 import Logging
 import Metrics
 import Synchronization

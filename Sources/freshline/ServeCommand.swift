@@ -2,6 +2,7 @@ import ArgumentParser
 import FreshlineCore
 import FreshlineHTTP
 import FreshlineRuntime
+import FreshlineStores
 import Logging
 import Prometheus
 import ServiceLifecycle

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FreshlineCore
 import FreshlineRuntime
+import FreshlineStores
 import Logging
 import Metrics
 import ServiceLifecycle

@@ -3,6 +3,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineStores
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting

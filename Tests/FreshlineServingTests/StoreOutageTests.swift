@@ -4,6 +4,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineHTTP
 import FreshlineRuntime
+import FreshlineStores
 import FreshlineTesting
 import Hummingbird
 import HummingbirdTesting

@@ -2,6 +2,7 @@ import Foundation
 import FreshlineCore
 import FreshlineHTTP
 import FreshlineRuntime
+import FreshlineStores
 import FreshlineUpstream
 import Hummingbird
 import HummingbirdTesting

@@ -2,7 +2,6 @@ public import CoreMetrics
 internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
-internal import FreshlineStore
 public import FreshlineUpstream
 public import Logging
 public import ServiceLifecycle

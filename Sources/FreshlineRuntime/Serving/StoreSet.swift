@@ -1,12 +1,10 @@
 internal import Foundation
 public import FreshlineCore
-internal import FreshlinePostgres
-public import FreshlineStore
-public import Logging
 public import ServiceLifecycle
 
-/// The stores a process works with, chosen by the manifest's `store:` — an SQLite file (the embedded default,
-/// relative to the manifest's folder) or a `postgres://` URL — or by `FRESHLINE_STORE`, which overrides it.
+/// The stores a process works with: one embedded store (SQLite) or one shared store (PostgreSQL) behind the store
+/// protocols. Which one is the executable's choice (`StoreSet.open` in `FreshlineStores`, from the manifest's
+/// `store:` or `FRESHLINE_STORE`): the runtime links neither.
 public struct StoreSet: Sendable {
     public let batch: any BatchStore
     public let jobs: any JobStore
@@ -26,9 +24,12 @@ public struct StoreSet: Sendable {
     /// The folder this process keeps snapshot files in (mapped for serving); `nil`: snapshots are decoded into memory.
     public let snapshotDirectory: String?
 
-    /// The embedded SQLite store; snapshot files beside it (`freshline.sqlite` → `freshline.snapshots/`) unless
-    /// `snapshotDirectory` says otherwise.
-    public init(sqlite store: SQLiteStore, location: String, snapshotDirectory: String? = nil) {
+    /// An embedded store (SQLite) at the file `location`; snapshot files beside it (`freshline.sqlite` →
+    /// `freshline.snapshots/`) unless `snapshotDirectory` says otherwise.
+    public init(
+        embedded store: some BatchStore & JobStore & WebhookStore & RequestLogStore, location: String,
+        snapshotDirectory: String? = nil
+    ) {
         self.snapshotDirectory =
             snapshotDirectory ?? URL(fileURLWithPath: location).deletingPathExtension().path + ".snapshots"
         batch = store
@@ -63,37 +64,6 @@ public struct StoreSet: Sendable {
     /// Whether `location` names a PostgreSQL database.
     public static func isPostgres(_ location: String) -> Bool {
         location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
-    }
-
-    /// Opens the store `FRESHLINE_STORE` or else the manifest names (`environment`: the process's by default).
-    public static func open(
-        for manifest: Manifest, environment: [String: String]? = nil, logger: Logger
-    ) throws -> StoreSet {
-        let environment = environment ?? ProcessInfo.processInfo.environment
-        let override = environment["FRESHLINE_STORE"].flatMap { $0.isEmpty ? nil : $0 }
-        let location = override ?? manifest.store.location
-        let base = URL(fileURLWithPath: manifest.path).deletingLastPathComponent()
-        let snapshots = manifest.store.snapshots.map {
-            $0.hasPrefix("/") ? $0 : base.appendingPathComponent($0).path
-        }
-        if isPostgres(location) {
-            let store: PostgresStore
-            do {
-                store = try PostgresStore(url: location, logger: logger, callTimeout: manifest.store.callTimeout)
-            } catch {
-                throw ManifestErrors([
-                    ManifestError(
-                        SourceLocation(
-                            file: override == nil ? manifest.path : "FRESHLINE_STORE", line: 0, keyPath: "store"),
-                        "\(error)")
-                ])
-            }
-            return StoreSet(
-                shared: store, location: store.url,
-                snapshotDirectory: snapshots ?? base.appendingPathComponent(".freshline/snapshots").path)
-        }
-        let path = location.hasPrefix("/") ? location : base.appendingPathComponent(location).path
-        return StoreSet(sqlite: try SQLiteStore(path: path), location: path, snapshotDirectory: snapshots)
     }
 }
 
