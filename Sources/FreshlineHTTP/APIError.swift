@@ -1,5 +1,6 @@
 internal import Foundation
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import FreshlineRuntime
 public import Hummingbird
 

@@ -1,6 +1,7 @@
 internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import FreshlineRuntime
 internal import HTTPTypes
 internal import Hummingbird
@@ -271,7 +272,7 @@ struct FeatureRoutes {
         }
         var failure: JSONValue = .string("error")
         if case .defaultValue(let value) = f.spec.onFailure {
-            failure = .object(["default": .object(value.mapValues(JSONValue.init))])
+            failure = .object(["default": .object(value)])
         }
         var spec: [String: JSONValue] = [
             "pattern": .string(f.spec.pattern.rawValue), "model": .string(f.spec.model),

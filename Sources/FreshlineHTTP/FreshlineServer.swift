@@ -1,5 +1,6 @@
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 public import FreshlineRuntime
 public import Hummingbird
 public import Logging

@@ -1,6 +1,7 @@
 internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import FreshlineRuntime
 internal import HTTPTypes
 internal import Hummingbird

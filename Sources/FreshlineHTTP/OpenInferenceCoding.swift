@@ -1,6 +1,7 @@
 internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import HTTPTypes
 
 /// Conversions between the Open Inference Protocol's tensors (JSON and binary) and the engine's.

@@ -1,6 +1,7 @@
 internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// How `SnapshotStreamWriter` reads rows whose every output is a number or a flat array of numbers (what a local
 /// model's tensors give): each row's text in one pass that parses its numbers without building JSON values, checked

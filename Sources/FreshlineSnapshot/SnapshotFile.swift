@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
-public import FreshlineEngine
+internal import FreshlineEngine
+public import FreshlineJSON
 
 /// A snapshot file mapped into memory (`mmap`, read-only, shared): lookups read the mapped bytes, so a process holds
 /// only the pages its lookups touch, the page cache is shared by every process on the host, and opening costs the

@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// Writes a snapshot file from the rows a run stored (`SnapshotChunk`s: keys and each key's outputs as JSON text).
 ///

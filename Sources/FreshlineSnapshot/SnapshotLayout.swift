@@ -1,4 +1,5 @@
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// The binary snapshot format (docs/snapshots.md): one file per published snapshot, served by memory map.
 ///

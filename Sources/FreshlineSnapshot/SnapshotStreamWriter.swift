@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// Writes a snapshot file from chunks handed over one at a time — the seal of a large snapshot, read from the store
 /// page by page — holding only the index and one buffer in memory: each row's record goes to the file as it is read.

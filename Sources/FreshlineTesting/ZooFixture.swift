@@ -1,5 +1,6 @@
 public import Foundation
-public import FreshlineEngine
+internal import FreshlineEngine
+public import FreshlineJSON
 
 /// A model of the zoo (`Tests/Fixtures/zoo`, made by `scripts/make_zoo.py`) with its input rows and
 /// onnxruntime's outputs for them.

@@ -1,5 +1,6 @@
 internal import AsyncHTTPClient
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import NIOCore
 internal import NIOHTTP1
 internal import Synchronization

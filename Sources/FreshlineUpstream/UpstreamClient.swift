@@ -3,6 +3,7 @@ internal import CoreMetrics
 internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import Logging
 internal import NIOCore
 internal import NIOHTTP1

@@ -2,6 +2,7 @@ public import CoreMetrics
 internal import Foundation
 public import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 public import Logging
 internal import NIOHTTP1
 

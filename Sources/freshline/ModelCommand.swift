@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FreshlineEngine
+import FreshlineJSON
 
 /// `freshline model …`: look at a model file and try it.
 struct ModelCommand: AsyncParsableCommand {

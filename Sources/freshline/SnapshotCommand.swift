@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FreshlineEngine
+import FreshlineJSON
 import FreshlineSnapshot
 
 /// `freshline snapshot …`: look into a snapshot file (docs/snapshots.md).

@@ -1,4 +1,5 @@
 import FreshlineCore
+import FreshlineJSON
 import Testing
 
 /// Durations from outside are bounded before they become nanoseconds (an `Int64` of them overflows past ~292 years,

@@ -1,4 +1,5 @@
 import Foundation
+import FreshlineJSON
 import Testing
 
 @testable import FreshlineEngine

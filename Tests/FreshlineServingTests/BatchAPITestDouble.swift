@@ -1,5 +1,6 @@
 import Foundation
 import FreshlineEngine
+import FreshlineJSON
 import FreshlineTesting
 import HTTPTypes
 import Hummingbird

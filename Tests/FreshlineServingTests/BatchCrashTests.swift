@@ -1,6 +1,7 @@
 import Foundation
 import FreshlineCore
 import FreshlineEngine
+import FreshlineJSON
 import FreshlineRuntime
 import FreshlineSnapshot
 import FreshlineStore

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import FreshlineCore
 import FreshlineEngine
+import FreshlineJSON
 import FreshlinePostgres
 import FreshlineRuntime
 import FreshlineSnapshot

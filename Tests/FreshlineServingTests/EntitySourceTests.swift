@@ -1,6 +1,7 @@
 import Foundation
 import FreshlineCore
 import FreshlineEngine
+import FreshlineJSON
 import Testing
 
 @testable import FreshlineRuntime

@@ -2,6 +2,7 @@ import Foundation
 import FreshlineCore
 import FreshlineEngine
 import FreshlineHTTP
+import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStore
 import HTTPTypes

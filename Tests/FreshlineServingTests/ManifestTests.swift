@@ -1,5 +1,6 @@
 import Foundation
 import FreshlineCore
+import FreshlineJSON
 import FreshlineRuntime
 import Testing
 
@@ -15,7 +16,7 @@ struct ManifestTests {
         #expect(churn.latencyBudget == .seconds(60))
         #expect(churn.maxStaleness == .seconds(86_400))
         #expect(churn.batching == BatchingSettings())
-        #expect(manifest.features["fraud"]?.onFailure == .defaultValue(["label": .number(0)]))
+        #expect(manifest.features["fraud"]?.onFailure == .defaultValue(["label": .integer(0)]))
         #expect(manifest.features["recs"]?.batching.maxBatchSize == 32)
         #expect(manifest.tokens.map(\.name) == ["app", "ops"])
         #expect(manifest.server.port == 8080)
@@ -219,6 +220,32 @@ struct ManifestTests {
                 $0.contains(":13: features.b.inputs.X: model input 'X' has per-row shape [\"16\"], declared [15]")
             })
         #expect(messages.contains { $0.contains("features.b.on_failure.default.nothing: is not an output") })
+    }
+
+    @Test("configuration JSON: whole numbers become integers (1 and 1.0 alike), others stay numbers")
+    func configurationNumbers() throws {
+        let manifest = try ManifestLoader.parse(
+            """
+            version: 1
+            models:
+              m: m.onnx
+            features:
+              f:
+                model: m
+                on_failure:
+                  default: {a: 1, b: 1.0, c: 0.25, d: "1", e: [2, 2.5], f: null, g: true}
+            """, path: "/tmp/freshline.yaml", environment: [:])
+        guard case .defaultValue(let value)? = manifest.features["f"]?.onFailure else {
+            Issue.record("no default")
+            return
+        }
+        #expect(value["a"] == .integer(1))
+        #expect(value["b"] == .integer(1))
+        #expect(value["c"] == .number(0.25))
+        #expect(value["d"] == .string("1"))
+        #expect(value["e"] == .array([.integer(2), .number(2.5)]))
+        #expect(value["f"] == .null)
+        #expect(value["g"] == .bool(true))
     }
 
     @Test("a missing model file is reported at its entry")

@@ -1,6 +1,7 @@
 import Foundation
 import FreshlineCore
 import FreshlineEngine
+import FreshlineJSON
 import FreshlineSnapshot
 import FreshlineTesting
 import Testing

@@ -3,6 +3,7 @@ import Foundation
 import FreshlineCore
 import FreshlineEngine
 import FreshlineHTTP
+import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStores
 import FreshlineTesting

@@ -3,6 +3,7 @@ import Foundation
 import FreshlineCore
 import FreshlineEngine
 import FreshlineHTTP
+import FreshlineJSON
 import FreshlineStore
 import FreshlineTesting
 import HTTPTypes

@@ -1,5 +1,6 @@
 import FreshlineCore
 import FreshlineEngine
+import FreshlineJSON
 import Metrics
 import MetricsTestKit
 import Synchronization

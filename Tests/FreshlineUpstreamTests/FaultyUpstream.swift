@@ -1,4 +1,5 @@
 import FreshlineEngine
+import FreshlineJSON
 import FreshlineTesting
 import HTTPTypes
 import Hummingbird

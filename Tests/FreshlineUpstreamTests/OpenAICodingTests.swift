@@ -1,5 +1,6 @@
 import FreshlineCore
 import FreshlineEngine
+import FreshlineJSON
 import Testing
 
 @testable import FreshlineUpstream
@@ -8,11 +9,10 @@ import Testing
 struct OpenAICodingTests {
     @Test("chat request: model, messages, max_tokens, temperature and a strict json_schema response format")
     func chatRequest() throws {
-        let schema = OpenAICoding.json(
-            .object([
-                "type": .string("object"),
-                "properties": .object(["a": .object(["type": .string("integer"), "minimum": .number(0)])]),
-            ]))
+        let schema = JSONValue.object([
+            "type": .string("object"),
+            "properties": .object(["a": .object(["type": .string("integer"), "minimum": .integer(0)])]),
+        ])
         let body = try JSONValue.parse(
             OpenAICoding.chatRequest(
                 model: "gpt", messages: [("system", "be brief"), ("user", "hi")], maxTokens: 32, temperature: 0.2,
@@ -65,15 +65,14 @@ struct OpenAICodingTests {
 
     @Test("schema: one output per top-level property, typed; fields checked against the content")
     func schemaFields() throws {
-        let schema = OpenAICoding.json(
-            .object([
-                "type": .string("object"),
-                "properties": .object([
-                    "label": .object(["type": .string("string")]), "score": .object(["type": .string("number")]),
-                    "count": .object(["type": .string("integer")]), "ok": .object(["type": .string("boolean")]),
-                    "tags": .object(["type": .string("array")]),
-                ]),
-            ]))
+        let schema = JSONValue.object([
+            "type": .string("object"),
+            "properties": .object([
+                "label": .object(["type": .string("string")]), "score": .object(["type": .string("number")]),
+                "count": .object(["type": .string("integer")]), "ok": .object(["type": .string("boolean")]),
+                "tags": .object(["type": .string("array")]),
+            ]),
+        ])
         guard case .success(let fields) = OpenAICoding.schemaFields(schema) else {
             Issue.record("schema should give fields")
             return

@@ -1,3 +1,4 @@
+import FreshlineJSON
 import Testing
 
 @testable import FreshlineUpstream

@@ -1,4 +1,5 @@
 import FreshlineEngine
+import FreshlineJSON
 import Testing
 
 @testable import FreshlineUpstream

@@ -1,5 +1,6 @@
 import FreshlineCore
 import FreshlineEngine
+import FreshlineJSON
 import Logging
 import Metrics
 import MetricsTestKit
@@ -298,7 +299,7 @@ struct UpstreamClientTests {
         }
     }
 
-    static func chat(_ url: String, schema: JSONScalarTree? = nil, key: String? = "UPSTREAM_KEY") -> ModelSpec {
+    static func chat(_ url: String, schema: JSONValue? = nil, key: String? = "UPSTREAM_KEY") -> ModelSpec {
         var upstream = UpstreamSpec(kind: .openai, url: url + "/v1")
         upstream.model = "fake-chat"
         upstream.apiKeyEnv = key
@@ -337,7 +338,7 @@ struct UpstreamClientTests {
     @Test("openai chat with a response schema: one typed output per property")
     func chatStructured() async throws {
         let server = FaultyUpstream()
-        let schema = JSONScalarTree.object([
+        let schema = JSONValue.object([
             "type": .string("object"),
             "properties": .object([
                 "answer": .object(["type": .string("string")]), "score": .object(["type": .string("number")]),
@@ -365,7 +366,7 @@ struct UpstreamClientTests {
     func chatStructuredFallback() async throws {
         let server = FaultyUpstream()
         server.refuseJSONSchema()
-        let schema = JSONScalarTree.object([
+        let schema = JSONValue.object([
             "type": .string("object"), "properties": .object(["answer": .object(["type": .string("string")])]),
         ])
         try await server.run { url in

@@ -1,3 +1,5 @@
+public import FreshlineJSON
+
 /// A model input that a feature takes from another feature's published snapshot instead of from the request —
 /// a candidate set, an embedding, a precomputed entity feature such as a user's risk score — with its own
 /// freshness limit and missing-key policy (`compose:` in the manifest). This is the hybrid pattern: batch
@@ -8,7 +10,7 @@ public struct ComposedInput: Sendable, Equatable {
         /// Refuse the request: 404 `unknown_key` (missing) or 503 `stale` (too old).
         case error
         /// Use this value (reported with `source: default`).
-        case defaultValue(JSONScalarTree)
+        case defaultValue(JSONValue)
     }
 
     /// The model input it fills.

@@ -1,3 +1,5 @@
+public import FreshlineJSON
+
 /// A Freshline deployment as declared in its YAML manifest: models, features, tokens, pricing and server
 /// settings. Built by the runtime's manifest loader; every field has the default documented in
 /// `docs/manifest.md`.
@@ -130,17 +132,7 @@ public enum FailurePolicy: Sendable, Equatable {
     /// Fail: 503 with `Retry-After` on overload, 504 on timeout, 500 on model failure.
     case error
     /// Answer this value with `source: default`. Keys are output names.
-    case defaultValue([String: JSONScalarTree])
-}
-
-/// A JSON value in configuration (default outputs), independent of any JSON library.
-public indirect enum JSONScalarTree: Sendable, Equatable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONScalarTree])
-    case object([String: JSONScalarTree])
+    case defaultValue([String: JSONValue])
 }
 
 /// Micro-batching settings for a feature's real-time path.

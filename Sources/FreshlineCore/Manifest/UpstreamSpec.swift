@@ -1,3 +1,5 @@
+public import FreshlineJSON
+
 /// A model that runs outside Freshline, behind a network API (`models.NAME.kind: oip | openai | http`): an Open
 /// Inference Protocol V2 server (Triton, KServe, MLServer), an OpenAI-compatible API (chat completions or
 /// embeddings), or a plain JSON endpoint. Freshline serves it like a local model: micro-batching (OIP), the freshness
@@ -67,7 +69,7 @@ public struct UpstreamSpec: Sendable, Equatable {
     public var inputTemplate: String?
     /// `openai` chat: a JSON schema for structured output (`response_format: json_schema`); its top-level
     /// properties become the outputs. Without it the output is `text`.
-    public var responseSchema: JSONScalarTree?
+    public var responseSchema: JSONValue?
     /// `openai` chat: `max_tokens` and `temperature` sent with each call.
     public var maxTokens: Int?
     public var temperature: Double?

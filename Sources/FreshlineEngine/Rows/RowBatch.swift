@@ -1,3 +1,5 @@
+public import FreshlineJSON
+
 /// Converts between rows (one JSON object of named values per row, without the batch dimension) and the
 /// batch tensors a model runs on (batch dimension first).
 public enum RowBatch {

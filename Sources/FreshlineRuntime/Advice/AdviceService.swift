@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import FreshlineSnapshot
 internal import Histogram
 internal import Synchronization

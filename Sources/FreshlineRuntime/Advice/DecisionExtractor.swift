@@ -1,5 +1,6 @@
 public import FreshlineCore
-public import FreshlineEngine
+internal import FreshlineEngine
+public import FreshlineJSON
 
 /// Reduces a feature's answer to its decision (`DecisionValue`) for the advisor's shadow comparisons, following
 /// the feature's `advice.decision` settings, and hashes request inputs so that the advisor can tell which of

@@ -1,6 +1,7 @@
 internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import FreshlineUpstream
 internal import NIOPosix
 internal import Synchronization

@@ -1,6 +1,7 @@
 internal import Foundation
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// A chunk of CSV rows as byte ranges into the mapped file: the batch runner's columnar path parses the cells a
 /// model needs straight into input tensors, with no per-cell strings or dictionaries. The reader only finds where

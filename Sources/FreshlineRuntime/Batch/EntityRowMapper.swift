@@ -1,5 +1,6 @@
 public import FreshlineCore
 public import FreshlineEngine
+public import FreshlineJSON
 
 /// Turns a source row into the entity key and the model's inputs, following the batch section's column
 /// mapping. Text cells (CSV, SQL text) are converted to the input's element type here, so that one bad cell

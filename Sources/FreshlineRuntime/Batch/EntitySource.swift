@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
-public import FreshlineEngine
+internal import FreshlineEngine
+public import FreshlineJSON
 internal import FreshlineStore
 internal import Synchronization
 

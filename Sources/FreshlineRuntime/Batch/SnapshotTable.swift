@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
-public import FreshlineEngine
+internal import FreshlineEngine
+public import FreshlineJSON
 public import FreshlineSnapshot
 
 /// A published snapshot held for serving: key → outputs. Immutable once made; a feature swaps the whole table when

@@ -1,5 +1,6 @@
 public import FreshlineCore
-public import FreshlineEngine
+internal import FreshlineEngine
+public import FreshlineJSON
 
 /// A job as the API shows it (and as webhook events carry it).
 public enum JobJSON {

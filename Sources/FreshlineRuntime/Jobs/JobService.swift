@@ -1,5 +1,6 @@
 public import FreshlineCore
-public import FreshlineEngine
+internal import FreshlineEngine
+public import FreshlineJSON
 public import FreshlineUpstream
 internal import Logging
 public import ServiceLifecycle

@@ -2,6 +2,7 @@ internal import AsyncHTTPClient
 internal import Foundation
 public import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import Logging
 internal import NIOCore
 internal import NIOHTTP1

@@ -1,5 +1,6 @@
 internal import Foundation
 public import FreshlineCore
+internal import FreshlineJSON
 internal import Yams
 
 /// Reads a manifest file (YAML) into a `Manifest`, collecting every problem with its file, line and key.
@@ -216,17 +217,21 @@ private struct Reader {
         return value
     }
 
-    func json(_ node: Node) -> JSONScalarTree {
+    /// A YAML value as JSON. Whole numbers become integers (`1` and `1.0` alike, below 10^15), so a default output
+    /// or a schema's `minimum: 0` is written as `0`, not `0.0`.
+    func json(_ node: Node) -> JSONValue {
         switch node {
         case .scalar(let s):
             if node.null != nil { return .null }
             if let b = node.bool, s.style == .plain { return .bool(b) }
-            if let i = node.int, s.style == .plain { return .number(Double(i)) }
-            if let d = node.float, s.style == .plain { return .number(d) }
+            if let i = node.int, s.style == .plain { return .integer(Int64(i)) }
+            if let d = node.float, s.style == .plain {
+                return d == d.rounded() && abs(d) < 1e15 ? .integer(Int64(d)) : .number(d)
+            }
             return .string(s.string)
         case .sequence(let seq): return .array(seq.map(json))
         case .mapping(let map):
-            var object: [String: JSONScalarTree] = [:]
+            var object: [String: JSONValue] = [:]
             for (k, v) in map { object[k.string ?? ""] = json(v) }
             return .object(object)
         case .alias: return .null

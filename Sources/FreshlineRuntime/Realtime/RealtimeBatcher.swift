@@ -1,6 +1,7 @@
 internal import CoreMetrics
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import FreshlineUpstream
 internal import Synchronization
 

@@ -1,6 +1,7 @@
 internal import Foundation
 public import FreshlineCore
 public import FreshlineEngine
+internal import FreshlineJSON
 internal import FreshlineUpstream
 internal import Synchronization
 
@@ -44,7 +45,7 @@ public final class FeatureServer: Sendable {
         batcher = RealtimeBatcher(
             feature: spec, model: model, pool: pool, metrics: metrics, computeSlots: computeSlots)
         if case .defaultValue(let value) = spec.onFailure {
-            defaultOutputs = value.mapValues(JSONValue.init)
+            defaultOutputs = value
         } else {
             defaultOutputs = nil
         }
@@ -367,7 +368,7 @@ public final class FeatureServer: Sendable {
             // A source feature the manifest does not declare has nothing loaded: the key is missing.
             let lookup: FallbackLadder.Lookup =
                 value != nil ? .found(ageSeconds: age) : (source != nil && table == nil ? .noSnapshot : .missing)
-            var fallbackValue: JSONScalarTree?
+            var fallbackValue: JSONValue?
             if case .defaultValue(let v) = c.onMissing { fallbackValue = v }
             switch FallbackLadder.composedStep(
                 lookup: lookup, maxStaleness: c.maxStaleness ?? source?.spec.maxStaleness,
@@ -383,7 +384,7 @@ public final class FeatureServer: Sendable {
                 }
             case .defaultValue(let stale):
                 if let fallbackValue {
-                    filled.inputs[c.input] = JSONValue(fallbackValue)
+                    filled.inputs[c.input] = fallbackValue
                     provenance[c.input] = InputProvenance(feature: c.feature, key: key, source: .default, stale: stale)
                     metrics.fallback(feature: spec.name, rung: "composed_default")
                     continue
@@ -422,20 +423,6 @@ public final class FeatureServer: Sendable {
             return row
         } catch let error as EngineError {
             throw PredictionError(.badRequest, error.message.replacingOccurrences(of: "row 1: ", with: ""))
-        }
-    }
-}
-
-extension JSONValue {
-    /// Converts configuration JSON (Core) to the engine's JSON value.
-    public init(_ tree: JSONScalarTree) {
-        switch tree {
-        case .null: self = .null
-        case .bool(let b): self = .bool(b)
-        case .number(let d): self = d == d.rounded() && abs(d) < 1e15 ? .integer(Int64(d)) : .number(d)
-        case .string(let s): self = .string(s)
-        case .array(let a): self = .array(a.map(JSONValue.init))
-        case .object(let o): self = .object(o.mapValues(JSONValue.init))
         }
     }
 }

@@ -1,5 +1,6 @@
 public import FreshlineCore
-public import FreshlineEngine
+internal import FreshlineEngine
+public import FreshlineJSON
 public import FreshlineUpstream
 
 /// One row to predict: an entity key and/or named inputs, with an optional freshness contract and deadline.

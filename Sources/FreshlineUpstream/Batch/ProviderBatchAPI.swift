@@ -1,6 +1,7 @@
 internal import Foundation
 internal import FreshlineCore
 public import FreshlineEngine
+public import FreshlineJSON
 internal import NIOHTTP1
 
 /// A model whose rows can also run through its provider's Batch API (OpenAI's `/v1/files` and `/v1/batches`): a

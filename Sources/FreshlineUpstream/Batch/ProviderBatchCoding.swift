@@ -1,5 +1,6 @@
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// The file formats and objects of OpenAI's Batch API: request lines, batch objects, output and error lines, and the
 /// multipart body of a file upload.

@@ -1,4 +1,5 @@
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// A chat answer streamed by an OpenAI-compatible API (`"stream": true`), read as it arrives: server-sent events
 /// whose `data:` lines each carry one chunk (`choices[0].delta.content`; with `stream_options.include_usage` the last

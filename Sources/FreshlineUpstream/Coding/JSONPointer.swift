@@ -1,4 +1,5 @@
-public import FreshlineEngine
+internal import FreshlineEngine
+public import FreshlineJSON
 
 /// An RFC 6901 JSON pointer (`/choices/0/message/content`): where an `http` model's output is in its answer.
 public struct JSONPointer: Sendable, Equatable, CustomStringConvertible {

@@ -1,4 +1,5 @@
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// The JSON of the Open Inference Protocol V2 (KServe V2): model metadata, inference requests and answers.
 enum OIPCoding {

@@ -1,5 +1,6 @@
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// The JSON of the OpenAI-compatible API: chat completions and embeddings, requests and answers.
 enum OpenAICoding {
@@ -141,18 +142,6 @@ enum OpenAICoding {
             return "\(model) \(fingerprint)"
         }
         return model
-    }
-
-    /// The configuration's schema as JSON; whole numbers become integers (`"minimum": 0`, not `0.0`).
-    static func json(_ tree: JSONScalarTree) -> JSONValue {
-        switch tree {
-        case .null: .null
-        case .bool(let b): .bool(b)
-        case .number(let d): d == d.rounded() && abs(d) < 9e15 ? .integer(Int64(d)) : .number(d)
-        case .string(let s): .string(s)
-        case .array(let items): .array(items.map(json))
-        case .object(let object): .object(object.mapValues(json))
-        }
     }
 
     /// One output per top-level property of an object schema, sorted by name: `string`, `number` (double),

@@ -1,5 +1,6 @@
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// A named output read from each row's JSON answer (`http`) or structured content (`openai`).
 struct OutputField: Sendable, Equatable {

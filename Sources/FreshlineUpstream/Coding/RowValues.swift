@@ -1,4 +1,5 @@
 internal import FreshlineEngine
+internal import FreshlineJSON
 
 /// A row's slice of the batch tensors, as JSON: what a template renders and a per-row call sends.
 enum RowValues {

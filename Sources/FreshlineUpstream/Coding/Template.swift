@@ -1,4 +1,5 @@
-public import FreshlineEngine
+internal import FreshlineEngine
+public import FreshlineJSON
 
 /// Renders the `{{name}}` placeholders of a template with a row's values (`UpstreamSpec.placeholders` finds the
 /// same names: spaces inside the braces are ignored).

@@ -1,5 +1,6 @@
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import NIOHTTP1
 
 /// A model behind a plain JSON endpoint: one `POST {url}` per row with the request template rendered (each

@@ -1,5 +1,6 @@
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import NIOHTTP1
 internal import Synchronization
 
@@ -30,7 +31,7 @@ final class OpenAIChatModel: ProviderBatchModel {
         self.client = client
         batches = ProviderBatchAPI(client: client, baseURL: upstream.url)
         url = Upstreams.trimmed(upstream.url) + "/chat/completions"
-        let schema = upstream.responseSchema.map(OpenAICoding.json)
+        let schema = upstream.responseSchema
         self.schema = schema
         let inputs = try Upstreams.inputs(
             upstream, templates: upstream.messages.map(\.content), client: client)

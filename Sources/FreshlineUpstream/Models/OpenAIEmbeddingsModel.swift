@@ -1,5 +1,6 @@
 internal import FreshlineCore
 internal import FreshlineEngine
+internal import FreshlineJSON
 internal import NIOHTTP1
 
 /// A model behind an OpenAI-compatible embeddings API: one `POST {url}/embeddings` with every row's text

@@ -1,5 +1,5 @@
 import Foundation
-import FreshlineEngine
+import FreshlineJSON
 import Testing
 
 @Suite("JSON reader and writer")
@@ -151,13 +151,13 @@ struct JSONBytesTests {
         "rejects malformed text with a position",
         arguments: ["{", "[1,]", "{\"a\" 1}", "\"abc", "tru", "1 2", "[1e]", "{\"a\":1,}", "\"\\x\""])
     func malformed(_ text: String) {
-        #expect(throws: EngineError.self) { try JSONValue.parse(Array(text.utf8)) }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(Array(text.utf8)) }
     }
 
     @Test("deep nesting is refused, not a stack overflow")
     func depth() {
         let text = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
-        #expect(throws: EngineError.self) { try JSONValue.parse(Array(text.utf8)) }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(Array(text.utf8)) }
     }
 
     @Test("written text reads back to the same value")

@@ -4,9 +4,9 @@
 extension JSONValue {
     /// Parses one JSON document. Also accepts the bare `NaN`, `Infinity` and `-Infinity` literals that Python's
     /// json module writes. Integers that fit `Int64` stay integers.
-    public static func parse(_ bytes: some Collection<UInt8>) throws(EngineError) -> JSONValue {
+    public static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
         let array = Array(bytes)
-        return try array.withUnsafeBufferPointer { (buffer) throws(EngineError) -> JSONValue in
+        return try array.withUnsafeBufferPointer { (buffer) throws(JSONParseError) -> JSONValue in
             var reader = JSONByteReader(bytes: buffer)
             let value = try reader.value(depth: 0)
             reader.skipWhitespace()
@@ -37,7 +37,7 @@ extension JSONValue {
 
     /// `writeInteger` into any byte output.
     @inline(__always)
-    static func appendInteger<Output: JSONByteOutput & ~Copyable>(_ value: Int64, to out: inout Output) {
+    public static func appendInteger<Output: JSONByteOutput & ~Copyable>(_ value: Int64, to out: inout Output) {
         // Digits from the right into 20 bytes on the stack (an Int64 has at most 19, and a sign), then one copy.
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
             var first = buffer.count
@@ -57,7 +57,7 @@ extension JSONValue {
 
     /// `writeNumber` into any byte output.
     @inline(__always)
-    static func appendNumber<Output: JSONByteOutput & ~Copyable>(_ d: Double, to out: inout Output) {
+    public static func appendNumber<Output: JSONByteOutput & ~Copyable>(_ d: Double, to out: inout Output) {
         if !d.isFinite {
             var text = d.isNaN ? "\"NaN\"" : d < 0 ? "\"-Infinity\"" : "\"Infinity\""
             text.withUTF8 { out.append(bytes: $0) }
@@ -124,6 +124,22 @@ extension JSONValue {
     }
 }
 
+/// Why bytes are not a JSON document: the message names the byte where reading stopped.
+public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// "not valid JSON at byte N: what was expected".
+    public var message: String
+    /// The byte offset where reading stopped.
+    public var position: Int
+
+    public init(message: String, position: Int) {
+        self.message = message
+        self.position = position
+    }
+
+    /// The same words the engine's errors use for bad input: `invalid_input: not valid JSON at byte N: …`.
+    public var description: String { "invalid_input: \(message)" }
+}
+
 /// The reader behind `JSONValue.parse`: recursive descent over the bytes, depth-limited.
 struct JSONByteReader {
     let bytes: UnsafeBufferPointer<UInt8>
@@ -132,8 +148,8 @@ struct JSONByteReader {
 
     init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
-    func error(_ message: String) -> EngineError {
-        EngineError(.invalidInput, "not valid JSON at byte \(position): \(message)")
+    func error(_ message: String) -> JSONParseError {
+        JSONParseError(message: "not valid JSON at byte \(position): \(message)", position: position)
     }
 
     mutating func skipWhitespace() {
@@ -145,14 +161,14 @@ struct JSONByteReader {
         }
     }
 
-    private mutating func expect(_ literal: String) throws(EngineError) {
+    private mutating func expect(_ literal: String) throws(JSONParseError) {
         for byte in literal.utf8 {
             guard position < bytes.count, bytes[position] == byte else { throw error("expected '\(literal)'") }
             position += 1
         }
     }
 
-    mutating func value(depth: Int) throws(EngineError) -> JSONValue {
+    mutating func value(depth: Int) throws(JSONParseError) -> JSONValue {
         guard depth < Self.maximumDepth else { throw error("nested too deeply") }
         skipWhitespace()
         guard position < bytes.count else { throw error("unexpected end") }
@@ -179,7 +195,7 @@ struct JSONByteReader {
         }
     }
 
-    private mutating func object(depth: Int) throws(EngineError) -> JSONValue {
+    private mutating func object(depth: Int) throws(JSONParseError) -> JSONValue {
         position += 1
         var result: [String: JSONValue] = [:]
         skipWhitespace()
@@ -207,7 +223,7 @@ struct JSONByteReader {
         }
     }
 
-    private mutating func array(depth: Int) throws(EngineError) -> JSONValue {
+    private mutating func array(depth: Int) throws(JSONParseError) -> JSONValue {
         position += 1
         var result: [JSONValue] = []
         skipWhitespace()
@@ -229,7 +245,7 @@ struct JSONByteReader {
         }
     }
 
-    private mutating func number() throws(EngineError) -> JSONValue {
+    private mutating func number() throws(JSONParseError) -> JSONValue {
         let start = position
         var isInteger = true
         if position < bytes.count, bytes[position] == UInt8(ascii: "-") {
@@ -266,7 +282,7 @@ struct JSONByteReader {
         return .number(d)
     }
 
-    private mutating func string() throws(EngineError) -> String {
+    private mutating func string() throws(JSONParseError) -> String {
         position += 1
         var utf8: [UInt8] = []
         while position < bytes.count {
@@ -308,7 +324,7 @@ struct JSONByteReader {
         throw error("unterminated string")
     }
 
-    private mutating func hex4() throws(EngineError) -> UInt32 {
+    private mutating func hex4() throws(JSONParseError) -> UInt32 {
         guard position + 4 <= bytes.count else { throw error("short \\u escape") }
         var v: UInt32 = 0
         for _ in 0..<4 {
@@ -328,24 +344,24 @@ struct JSONByteReader {
 }
 
 /// Where JSON text is written: a byte array, or a run's `ByteWriter`.
-protocol JSONByteOutput: ~Copyable {
+public protocol JSONByteOutput: ~Copyable {
     mutating func append(_ byte: UInt8)
     mutating func append(bytes: UnsafeBufferPointer<UInt8>)
 }
 
 extension Array: JSONByteOutput where Element == UInt8 {
-    mutating func append(bytes: UnsafeBufferPointer<UInt8>) { append(contentsOf: bytes) }
+    public mutating func append(bytes: UnsafeBufferPointer<UInt8>) { append(contentsOf: bytes) }
 }
 
 /// Bytes appended at a cursor into memory this owns, grown by doubling: a chunk's output text is written with one
 /// capacity check per append and none of an array's uniqueness and exclusivity checks. Not copyable: it owns its
 /// memory and frees it when it goes.
-struct ByteWriter: ~Copyable, JSONByteOutput {
+public struct ByteWriter: ~Copyable, JSONByteOutput {
     private var base: UnsafeMutablePointer<UInt8>
     private var capacity: Int
-    private(set) var count = 0
+    public private(set) var count = 0
 
-    init(capacity: Int) {
+    public init(capacity: Int) {
         self.capacity = max(64, capacity)
         base = .allocate(capacity: self.capacity)
     }
@@ -368,14 +384,14 @@ struct ByteWriter: ~Copyable, JSONByteOutput {
     }
 
     @inline(__always)
-    mutating func append(_ byte: UInt8) {
+    public mutating func append(_ byte: UInt8) {
         reserve(1)
         base[count] = byte
         count &+= 1
     }
 
     @inline(__always)
-    mutating func append(bytes: UnsafeBufferPointer<UInt8>) {
+    public mutating func append(bytes: UnsafeBufferPointer<UInt8>) {
         guard let source = bytes.baseAddress else { return }
         reserve(bytes.count)
         (base + count).initialize(from: source, count: bytes.count)
@@ -383,12 +399,12 @@ struct ByteWriter: ~Copyable, JSONByteOutput {
     }
 
     /// Stores `length` as four little-endian bytes at `offset` (already written).
-    mutating func storeLength(_ length: UInt32, at offset: Int) {
+    public mutating func storeLength(_ length: UInt32, at offset: Int) {
         for i in 0..<4 { base[offset + i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))) }
     }
 
     /// The bytes written, as an array.
-    func array() -> [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+    public func array() -> [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
 }
 
 /// Appends text to a byte output. `Double.write(to:)` hands a stream its shortest digits as ASCII bytes through
