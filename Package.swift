@@ -163,6 +163,23 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Helpers the test targets share (test targets cannot depend on one another): manifests over the zoo, the
+        // snapshot rows a test reads, waiting for a condition, the `freshline` binary as a process, the OpenAI Batch API
+        // test double. Not a test target, and not Swift Testing: a failure here is a thrown error.
+        .target(
+            name: "FreshlineTestSupport",
+            dependencies: [
+                "FreshlineCore", "FreshlineEngine", "FreshlineRuntime", "FreshlineStore", "FreshlineSnapshot",
+                "FreshlineTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/FreshlineTestSupport",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "FreshlineEngineTests",
             dependencies: ["FreshlineEngine", "FreshlineTesting"],
@@ -183,8 +200,8 @@ let package = Package(
             dependencies: ["FreshlineCore"],
             swiftSettings: strictSettings
         ),
-        // The upstream client against pure state machines, a fault-injecting test double, and (suite
-        // UpstreamServerTests) real MLServer and llama-cpp-python servers started by scripts/upstreams.sh.
+        // The upstream client against pure state machines and a fault-injecting test double (the real servers:
+        // FreshlineIntegrationTests).
         .testTarget(
             name: "FreshlineUpstreamTests",
             dependencies: [
@@ -206,7 +223,7 @@ let package = Package(
             dependencies: [
                 "FreshlineCore", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore", "FreshlinePostgres",
                 "FreshlineUpstream", "FreshlineSnapshot",
-                "FreshlineTesting",
+                "FreshlineTesting", "FreshlineTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -216,6 +233,29 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Every test that starts processes of its own: the `freshline` binary (crashes, signals, the command line,
+        // the cluster), a private PostgreSQL (scripts/pg.sh), MLServer and llama-cpp-python (scripts/upstreams.sh).
+        // `make test` runs this target in passes of its own, selected by the target's name.
+        .testTarget(
+            name: "FreshlineIntegrationTests",
+            dependencies: [
+                "FreshlineCore", "FreshlineEngine", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore",
+                "FreshlinePostgres", "FreshlineUpstream", "FreshlineSnapshot", "FreshlineTesting",
+                "FreshlineTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: strictSettings
         ),

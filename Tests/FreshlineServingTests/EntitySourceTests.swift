@@ -1,6 +1,7 @@
 import Foundation
 import FreshlineCore
 import FreshlineEngine
+import FreshlineTestSupport
 import Testing
 
 @testable import FreshlineRuntime

@@ -3,6 +3,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineHTTP
 import FreshlineRuntime
+import FreshlineTestSupport
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting

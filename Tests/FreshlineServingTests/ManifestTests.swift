@@ -1,6 +1,7 @@
 import Foundation
 import FreshlineCore
 import FreshlineRuntime
+import FreshlineTestSupport
 import Testing
 
 @Suite("Manifest")

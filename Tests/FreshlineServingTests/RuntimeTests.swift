@@ -3,6 +3,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTestSupport
 import Logging
 import Metrics
 import ServiceLifecycleTestKit

@@ -2,6 +2,7 @@ import Foundation
 import FreshlineCore
 import FreshlineHTTP
 import FreshlineRuntime
+import FreshlineTestSupport
 import FreshlineUpstream
 import Hummingbird
 import HummingbirdTesting

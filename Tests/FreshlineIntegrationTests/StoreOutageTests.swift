@@ -4,6 +4,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineHTTP
 import FreshlineRuntime
+import FreshlineTestSupport
 import FreshlineTesting
 import Hummingbird
 import HummingbirdTesting
