@@ -24,30 +24,34 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product freshline
 
-# The whole test suite: engine unit tests, zoo parity with onnxruntime (committed fixtures), ONNX node tests,
-# serving tests, the store behaviour tests on SQLite and on a throwaway PostgreSQL (scripts/with-pg.sh installs and
-# starts Debian's postgresql; FRESHLINE_POSTGRES_URL names your own server instead). A second run holds the tests
-# that start processes of their own: the freshline binary (kill -9 during a run or a job, the advise command,
-# SIGTERM, the manifest argument's spellings, check's warnings), a private PostgreSQL crashed and restarted under
-# load, and real MLServer and llama-cpp-python servers
-# for the upstream models (scripts/upstreams.sh setup installs them; the first time it compiles llama.cpp, ~6 min).
-# Then QUIET_TESTS, on their own. The multi-process cluster tests run last: on two cores these processes would slow
-# the timing-sensitive in-process serving tests (deadlines, sheds, webhook timeouts) enough to fail them. Then the
-# HTTP request fuzzer for FUZZ_SECONDS (libFuzzer; its release build takes ~10 minutes the first time), and last the Open Inference
-# Protocol interop test with the real tritonclient (Python venv from PyPI). Each test run is bounded (20 min): a
-# hang fails the run instead of holding CI.
+# The whole test suite, in four `swift test` runs, each selected by test target (module-qualified test IDs), never
+# by a list of suite names a new test could escape: first every in-process target (engine unit tests, zoo parity
+# with onnxruntime on committed fixtures, ONNX node tests, serving tests, the store behaviour tests on SQLite and on
+# a throwaway PostgreSQL: scripts/with-pg.sh installs and starts Debian's postgresql; FRESHLINE_POSTGRES_URL names
+# your own server instead). Second, FreshlineIntegrationTests: every test that starts processes of its own, the
+# freshline binary (kill -9 during a run or a job, the advise command, SIGTERM, the manifest argument's spellings,
+# check's warnings), a private PostgreSQL crashed and restarted under load, and real MLServer and llama-cpp-python
+# servers for the upstream models (scripts/upstreams.sh setup installs them; the first time it compiles llama.cpp,
+# ~6 min). A test that starts a process belongs in that target. Then QUIET_TESTS, on their own. The multi-process
+# cluster tests (FreshlineIntegrationTests.ClusterTests) run last: on two cores these processes would slow the
+# timing-sensitive in-process serving tests (deadlines, sheds, webhook timeouts) enough to fail them. Then the HTTP
+# request fuzzer for FUZZ_SECONDS (libFuzzer; its release build takes ~10 minutes the first time), and last the Open
+# Inference Protocol interop test with the real tritonclient (Python venv from PyPI). Each test run is bounded
+# (20 min): a hang fails the run instead of holding CI.
 FUZZ_SECONDS ?= 60
-SUBPROCESS_TESTS = BatchCrashTests|SnapshotCommandTests|CLIConventionTests|ProviderBatchCrashTests|JobCrashTests|AdviceSurfaceTests|ShutdownTests|StoreOutageTests|UpstreamServerTests|UpstreamEndToEndTests
-# Tests that count what happens within seconds (the shared rate budget's refills, retries and connects within a
-# deadline): run on their own, on a quiet machine (under the first run's start-up load they missed their deadlines).
-QUIET_TESTS = SharedBudgetTests|UpstreamClientTests
+INTEGRATION_TESTS = FreshlineIntegrationTests
+CLUSTER_TESTS = FreshlineIntegrationTests.ClusterTests
+# In-process tests that count what happens within seconds (the shared rate budget's refills, retries and connects
+# within a deadline): run on their own, on a quiet machine (under the first run's start-up load they missed their
+# deadlines).
+QUIET_TESTS = FreshlineServingTests.SharedBudgetTests|FreshlineUpstreamTests.UpstreamClientTests
 test: deps lint
 	$(SWIFT) build --build-tests
 	scripts/upstreams.sh setup
-	scripts/with-pg.sh bash -c 'timeout 1200 $(SWIFT) test --skip-build --skip "ClusterTests|$(QUIET_TESTS)|$(SUBPROCESS_TESTS)" \
-	  && timeout 1200 $(SWIFT) test --skip-build --filter "$(SUBPROCESS_TESTS)" \
+	scripts/with-pg.sh bash -c 'timeout 1200 $(SWIFT) test --skip-build --skip "$(INTEGRATION_TESTS)|$(QUIET_TESTS)" \
+	  && timeout 1200 $(SWIFT) test --skip-build --filter $(INTEGRATION_TESTS) --skip $(CLUSTER_TESTS) \
 	  && timeout 1200 $(SWIFT) test --skip-build --filter "$(QUIET_TESTS)" \
-	  && timeout 1200 $(SWIFT) test --skip-build --filter ClusterTests' \
+	  && timeout 1200 $(SWIFT) test --skip-build --filter $(CLUSTER_TESTS)' \
 	  2>&1 | tee .build/test-output.txt
 	@scripts/test-summary.sh .build/test-output.txt
 	scripts/fuzz-http.sh $(FUZZ_SECONDS)

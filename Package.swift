@@ -160,6 +160,24 @@ let libraryTargets: [Target] = [
         ],
         swiftSettings: strictSettings
     ),
+    // Helpers the test targets share (test targets cannot depend on one another): manifests over the zoo, the
+    // snapshot rows a test reads, waiting for a condition, the `freshline` binary as a process, the OpenAI Batch API
+    // test double. Not a test target, and not Swift Testing: a failure here is a thrown error.
+    .target(
+        name: "FreshlineTestSupport",
+        dependencies: [
+            "FreshlineJSON", "FreshlineCore", "FreshlineEngine", "FreshlineRuntime", "FreshlineStore",
+            "FreshlineSnapshot",
+            "FreshlineTesting",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ],
+        path: "Tests/FreshlineTestSupport",
+        swiftSettings: strictSettings
+    ),
 ]
 
 let testTargets: [Target] = [
@@ -219,7 +237,7 @@ let testTargets: [Target] = [
             "FreshlineJSON",
             "FreshlineCore", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore", "FreshlinePostgres",
             "FreshlineUpstream", "FreshlineSnapshot", "FreshlineStores",
-            "FreshlineTesting",
+            "FreshlineTesting", "FreshlineTestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -229,6 +247,31 @@ let testTargets: [Target] = [
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
+        ],
+        swiftSettings: strictSettings
+    ),
+    // Every test that starts processes of its own: the `freshline` binary (crashes, signals, the command line,
+    // the cluster), a private PostgreSQL (scripts/pg.sh), MLServer and llama-cpp-python (scripts/upstreams.sh).
+    // `make test` runs this target in passes of its own, selected by the target's name.
+    .testTarget(
+        name: "FreshlineIntegrationTests",
+        dependencies: [
+            "FreshlineJSON", "FreshlineCore", "FreshlineEngine", "FreshlineRuntime", "FreshlineHTTP", "FreshlineStore",
+            "FreshlineStores",
+            "FreshlinePostgres", "FreshlineUpstream", "FreshlineSnapshot", "FreshlineTesting",
+            "FreshlineTestSupport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "MetricsTestKit", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ],
         swiftSettings: strictSettings
     ),

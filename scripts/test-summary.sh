@@ -11,7 +11,7 @@ if grep -qE '^✔ Test run with 0 tests' "$out"; then
   echo "a test run ran no tests: its --filter matched nothing"
   exit 1
 fi
-# Every run that started (make test has three) must have finished with its passing summary.
+# Every run that started (make test has four) must have finished with its passing summary.
 started=$(grep -cE '^◇ Test run started' "$out" || true)
 finished=$(grep -cE '^✔ Test run with [0-9]+ tests? .*passed after' "$out" || true)
 if [ "$started" -gt 0 ] && [ "$finished" = "$started" ] && [ "$failed" = 0 ] && [ "$passed" -gt 0 ]; then

@@ -4,6 +4,7 @@ import FreshlineEngine
 import FreshlineHTTP
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTestSupport
 import FreshlineTesting
 import HTTPTypes
 import Hummingbird
@@ -226,7 +227,7 @@ struct AdvisorTests {
 
     @Test("a batch feature's retained snapshot versions are compared as answers of their age")
     func snapshotVersionsAreShadowAnswers() async throws {
-        let (fixture, _) = try BatchServingTests.fixture(features: "")
+        let (fixture, _) = try BatchFixture.write(features: "")
         let yaml = """
             version: 1
             models:
@@ -243,7 +244,7 @@ struct AdvisorTests {
             let batch = try #require(runtime.batch)
             for _ in 0..<2 {
                 let run = try await batch.trigger(feature: "scores")
-                try await BatchServingTests.waitFor("the snapshot of \(run.id)") {
+                try await Wait.until("the snapshot of \(run.id)") {
                     runtime.features["scores"]?.snapshot?.info.runID == run.id
                 }
                 let rows = (0..<36).map { #"{"key": "u\#($0)"}"# }

@@ -1,6 +1,7 @@
 import Foundation
 import FreshlineCore
 import FreshlineRuntime
+import FreshlineTestSupport
 import Testing
 
 /// The manifest's `batch:` section: defaults, located errors, and checks against the model and the source.

@@ -4,6 +4,7 @@ import FreshlineEngine
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTestSupport
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -11,8 +12,8 @@ import Testing
 
 /// A bad batch run never replaces a good snapshot: `batch.max_failed_share` and `batch.allow_empty` decide, where
 /// the run's last range completes, whether it publishes; a refused run ends failed, the previous snapshot serves on,
-/// and readiness, metrics, the run record and `freshline run` say why. `freshline check` catches a column list that
-/// cannot fill its input before any run.
+/// and readiness, metrics and the run record say why. `freshline check` and `freshline run` on the binary:
+/// `BatchPublishGuardCommandLineTests` (FreshlineIntegrationTests).
 @Suite("Batch publish guard")
 struct BatchPublishGuardTests {
     // MARK: The policy alone
@@ -145,9 +146,9 @@ struct BatchPublishGuardTests {
                 batch:
                   source: {csv: users.csv}
                   columns:
-                    X: [\(BatchServingTests.columns.joined(separator: ", "))]
+                    X: [\(BatchFixture.columns.joined(separator: ", "))]
             """)
-        try ("user_id," + BatchServingTests.columns.joined(separator: ",") + "\n").write(
+        try ("user_id," + BatchFixture.columns.joined(separator: ",") + "\n").write(
             to: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("users.csv"),
             atomically: true, encoding: .utf8)
         let manifest = try ManifestLoader.load(path: path)
@@ -261,15 +262,6 @@ struct BatchPublishGuardTests {
 
     // MARK: Through the server
 
-    /// `users.csv` with the fixture's keys but every cell unreadable.
-    static func brokenCSV(rows: Int) -> String {
-        var csv = "user_id," + BatchServingTests.columns.joined(separator: ",") + "\n"
-        for index in 0..<rows {
-            csv += "u\(index)," + Array(repeating: "oops", count: 16).joined(separator: ",") + "\n"
-        }
-        return csv
-    }
-
     static func get(_ client: any TestClientProtocol, _ uri: String) async throws -> (HTTPResponse.Status, String) {
         try await client.execute(uri: uri, method: .get, headers: BatchServingTests.ops) { response in
             (response.status, String(buffer: response.body))
@@ -280,17 +272,17 @@ struct BatchPublishGuardTests {
         "a run over max_failed_share started through the API does not publish: the old snapshot answers, the run says why, readiness and metrics show it until a good run"
     )
     func refusedRunKeepsServing() async throws {
-        let (manifest, rows) = try BatchServingTests.fixture(features: BatchServingTests.batchFeature("churn"))
+        let (manifest, rows) = try BatchFixture.write(features: BatchServingTests.batchFeature("churn"))
         let csv = URL(fileURLWithPath: manifest).deletingLastPathComponent().appendingPathComponent("users.csv")
         let good = try String(contentsOf: csv, encoding: .utf8)
         try await BatchServingTests().withServer(manifest) { client, runtime in
             // Under the limit (1 bad row of 37, 2.7% ≤ 5%): published.
             let v1 = try await BatchServingTests.publish(runtime, "churn")
             #expect(v1.state == .succeeded && v1.rowsFailed == 1 && v1.rowsWritten == rows.count)
-            try await BatchServingTests.waitFor("ready after v1") { runtime.readinessProblems.isEmpty }
+            try await Wait.until("ready after v1") { runtime.readinessProblems.isEmpty }
 
             // Every row fails: the run started through the API ends failed, with the counts and the first reason.
-            try Self.brokenCSV(rows: rows.count + 1).write(to: csv, atomically: true, encoding: .utf8)
+            try BatchFixture.brokenCSV(rows: rows.count + 1).write(to: csv, atomically: true, encoding: .utf8)
             let location = try await client.execute(
                 uri: "/v1/features/churn/runs", method: .post, headers: BatchServingTests.ops
             ) { response -> String in
@@ -298,7 +290,7 @@ struct BatchPublishGuardTests {
                 return try #require(response.headers[.location])
             }
             var record: [String: JSONValue] = [:]
-            try await BatchServingTests.waitFor("the run ends") {
+            try await Wait.until("the run ends") {
                 record = try await client.execute(uri: location, method: .get, headers: BatchServingTests.ops) {
                     try HTTPAPITests.json($0.body)
                 }
@@ -322,7 +314,7 @@ struct BatchPublishGuardTests {
             #expect(try await store.publishedSnapshot(feature: "churn")?.keyCount == rows.count)
 
             // Readiness and metrics say the last run failed.
-            try await BatchServingTests.waitFor("readiness shows the failed run") {
+            try await Wait.until("readiness shows the failed run") {
                 runtime.readinessWarnings.contains { $0.contains("the last batch run") }
             }
             // A warning, not a problem: the server still answers from v1, so it stays in rotation.
@@ -339,7 +331,7 @@ struct BatchPublishGuardTests {
             try good.write(to: csv, atomically: true, encoding: .utf8)
             let v3 = try await BatchServingTests.publish(runtime, "churn")
             #expect(v3.state == .succeeded)
-            try await BatchServingTests.waitFor("warning cleared") { runtime.readinessWarnings.isEmpty }
+            try await Wait.until("warning cleared") { runtime.readinessWarnings.isEmpty }
             (readyStatus, body) = try await Self.get(client, "/healthz/ready")
             #expect(readyStatus == .ok && !body.contains("warnings"), "\(body)")
             (_, metrics) = try await Self.get(client, "/metrics")
@@ -354,18 +346,18 @@ struct BatchPublishGuardTests {
             BatchServingTests.batchFeature("open").replacingOccurrences(
                 of: "chunk_rows: 10", with: "chunk_rows: 10\n      allow_empty: true"),
         ].joined(separator: "\n")
-        let (manifest, rows) = try BatchServingTests.fixture(features: features)
+        let (manifest, rows) = try BatchFixture.write(features: features)
         let csv = URL(fileURLWithPath: manifest).deletingLastPathComponent().appendingPathComponent("users.csv")
         try await BatchServingTests().withServer(manifest) { client, runtime in
             let batch = try #require(runtime.batch)
             let churn1 = try await BatchServingTests.publish(runtime, "churn")
             try await BatchServingTests.publish(runtime, "open")
-            try ("user_id," + BatchServingTests.columns.joined(separator: ",") + "\n").write(
+            try ("user_id," + BatchFixture.columns.joined(separator: ",") + "\n").write(
                 to: csv, atomically: true, encoding: .utf8)
 
             let refused = try await batch.trigger(feature: "churn")
             var ended: BatchRun?
-            try await BatchServingTests.waitFor("the empty run ends") {
+            try await Wait.until("the empty run ends") {
                 ended = try await batch.batchStore.run(id: refused.id)
                 return ended?.state != .running
             }
@@ -384,80 +376,5 @@ struct BatchPublishGuardTests {
             #expect(runtime.features["open"]?.snapshot?.keyCount == 0)
             #expect(runtime.features["open"]?.snapshot?.info.version == 2)
         }
-    }
-
-    // MARK: The command line
-
-    @Test(
-        "freshline check: a column list that does not fill its input is an error at its line; freshline run over the limit exits non-zero and publishes nothing"
-    )
-    func commandLine() async throws {
-        guard FileManager.default.isExecutableFile(atPath: BatchCrashTests.binary) else {
-            Issue.record("no freshline binary at \(BatchCrashTests.binary): build it (swift build --build-tests) first")
-            return
-        }
-        let columns = BatchServingTests.columns
-        let (manifest, rows) = try BatchServingTests.fixture(features: "")
-        let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
-        func write(_ mapped: [String], share: String) throws {
-            try """
-            version: 1
-            models:
-              gbdt: \(TestManifest.zoo.path)/gbc_binary.onnx
-            features:
-              churn:
-                model: gbdt
-                pattern: batch
-                key: user_id
-                batch:
-                  source: {csv: users.csv}
-                  columns:
-                    X: [\(mapped.joined(separator: ", "))]
-                  max_failed_share: \(share)
-            store: state.sqlite
-            """.write(toFile: manifest, atomically: true, encoding: .utf8)
-        }
-        func freshline(_ arguments: [String]) throws -> (status: Int32, output: String) {
-            // `check FILE`; `run FEATURE FILE`.
-            let process = try BatchCrashTests.freshline(arguments + [manifest], in: folder)
-            let output = BatchCrashTests.output(process)
-            process.waitUntilExit()
-            return (process.terminationStatus, output)
-        }
-
-        // 15 columns onto the model's 16-wide X: check names the line of the mapping, the input, its width, the
-        // columns given.
-        try write(Array(columns.prefix(15)), share: "0.05")
-        let check = try freshline(["check"])
-        #expect(check.status != 0)
-        #expect(
-            check.output.contains(
-                "\(manifest):12: features.churn.batch.columns.X: input 'X' of model 'gbdt' takes 16 value(s) per row (per-row shape [16]"
-            ), "\(check.output)")
-        #expect(check.output.contains("but 15 column(s) are mapped: f0, f1, f2"))
-        // A share out of range is located too.
-        try write(columns, share: "1.5")
-        let range = try freshline(["check"])
-        #expect(range.status != 0)
-        #expect(
-            range.output.contains("\(manifest):13: features.churn.batch.max_failed_share: must be a number from 0"),
-            "\(range.output)")
-
-        // A good run publishes; then a source where every row fails: exit non-zero, v1 stays published.
-        try write(columns, share: "0.05")
-        #expect(try freshline(["check"]).status == 0)
-        let first = try freshline(["run", "churn"])
-        #expect(first.status == 0, "\(first.output)")
-        try Self.brokenCSV(rows: 500).write(
-            to: folder.appendingPathComponent("users.csv"), atomically: true, encoding: .utf8)
-        let bad = try freshline(["run", "churn"])
-        #expect(bad.status != 0)
-        #expect(bad.output.contains("500 of 500 rows failed (100%)"), "\(bad.output)")
-        #expect(bad.output.contains("batch.max_failed_share 0.05 (5%)"))
-        #expect(bad.output.contains("first failure: users.csv:2: column 'f0' (input 'X')"))
-        let store = try SQLiteStore(path: folder.appendingPathComponent("state.sqlite").path)
-        let published = try #require(try await store.publishedSnapshot(feature: "churn"))
-        #expect(published.version == 1 && published.keyCount == rows.count)
-        #expect(try await store.runs(feature: "churn", limit: 1).first?.state == .failed)
     }
 }

@@ -5,6 +5,7 @@ import FreshlineHTTP
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTestSupport
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -17,39 +18,6 @@ import Testing
 /// freshness contract, and the stale and cold-start rungs behave as configured.
 @Suite("Batch serving")
 struct BatchServingTests {
-    static let columns = (0..<16).map { "f\($0)" }
-
-    /// A folder with `users.csv` (the zoo's 36 gbc_binary rows as users u0…u35, then one bad row) and a manifest.
-    static func fixture(features: String, extraRows: String = "") throws -> (manifest: String, rows: [[Double]]) {
-        let inputs = try String(
-            contentsOf: TestManifest.zoo.appendingPathComponent("gbc_binary.inputs.jsonl"), encoding: .utf8)
-        var rows: [[Double]] = []
-        for line in inputs.split(separator: "\n") {
-            guard case .object(let object) = try JSONValue.parse(Array(line.utf8)), case .array(let x)? = object["X"]
-            else { continue }
-            rows.append(x.compactMap(\.doubleValue))
-        }
-        var csv = "user_id," + columns.joined(separator: ",") + "\n"
-        for (index, row) in rows.enumerated() {
-            csv += "u\(index)," + row.map { String($0) }.joined(separator: ",") + "\n"
-        }
-        csv += "bad," + Array(repeating: "oops", count: 16).joined(separator: ",") + "\n" + extraRows
-        let manifest = try TestManifest.write(
-            """
-            version: 1
-            models:
-              gbdt: ZOO/gbc_binary.onnx
-            features:
-            \(features)
-            tokens:
-              - {name: app, token: app-secret, scopes: [predict]}
-              - {name: ops, token: ops-secret, scopes: [admin]}
-            """)
-        let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
-        try csv.write(to: folder.appendingPathComponent("users.csv"), atomically: true, encoding: .utf8)
-        return (manifest, rows)
-    }
-
     /// A batch feature over the fixture's `users.csv`. Its one bad row in 37 (2.7%) is over the default
     /// `max_failed_share` (1%), so the section allows 5%.
     static func batchFeature(_ name: String, _ extra: String = "", staleness: String = "1h") -> String {
@@ -63,7 +31,7 @@ struct BatchServingTests {
         \(extra.isEmpty ? "" : extra + "\n")    batch:
               source: {csv: users.csv}
               columns:
-                X: [\(columns.joined(separator: ", "))]
+                X: [\(BatchFixture.columns.joined(separator: ", "))]
               max_failed_share: 0.05
               chunk_rows: 10
         """
@@ -93,23 +61,10 @@ struct BatchServingTests {
     {
         let batch = try #require(runtime.batch)
         let run = try await batch.trigger(feature: feature, keys: keys)
-        try await waitFor("\(feature) serves the snapshot of \(run.id)") {
+        try await Wait.until("\(feature) serves the snapshot of \(run.id)") {
             runtime.features[feature]?.snapshot?.info.runID == run.id
         }
         return try #require(try await batch.batchStore.run(id: run.id))
-    }
-
-    static func waitFor(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool)
-        async throws
-    {
-        let deadline = ContinuousClock.now + timeout
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting until \(what)")
-                throw CancellationError()
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
     }
 
     static func predict(_ client: any TestClientProtocol, _ feature: String, _ body: String) async throws -> (
@@ -124,7 +79,7 @@ struct BatchServingTests {
 
     @Test("a batch feature answers from its published snapshot, with provenance, equal to the engine")
     func answersFromSnapshot() async throws {
-        let (manifest, rows) = try Self.fixture(features: Self.batchFeature("churn"))
+        let (manifest, rows) = try BatchFixture.write(features: Self.batchFeature("churn"))
         try await withServer(manifest) { client, runtime in
             let run = try await Self.publish(runtime, "churn")
             #expect(run.state == .succeeded)
@@ -157,7 +112,7 @@ struct BatchServingTests {
             Self.batchFeature("lenient").replacingOccurrences(
                 of: "chunk_rows: 10", with: "chunk_rows: 10\n      on_stale: fallback"),
         ].joined(separator: "\n")
-        let (manifest, rows) = try Self.fixture(features: features)
+        let (manifest, rows) = try BatchFixture.write(features: features)
         try await withServer(manifest) { client, runtime in
             for feature in ["churn", "strict", "lenient"] { try await Self.publish(runtime, feature) }
             let x = "[" + rows[3].map { String($0) }.joined(separator: ",") + "]"
@@ -197,7 +152,7 @@ struct BatchServingTests {
             Self.batchFeature("defaulted", "    on_failure: {default: {label: 0}}\n    outputs: [label]")
                 .replacingOccurrences(of: "chunk_rows: 10", with: "chunk_rows: 10\n      cold_start: default"),
         ].joined(separator: "\n")
-        let (manifest, rows) = try Self.fixture(features: features)
+        let (manifest, rows) = try BatchFixture.write(features: features)
         try await withServer(manifest) { client, runtime in
             let x = "[" + rows[0].map { String($0) }.joined(separator: ",") + "]"
             func code(_ json: [String: JSONValue]) -> JSONValue? {
@@ -250,13 +205,13 @@ struct BatchServingTests {
     @Test(
         "the worker that publishes seals the snapshot; a backfill over a sealed snapshot copies its rows from the file")
     func backfillOverSealedSnapshot() async throws {
-        let (manifest, rows) = try Self.fixture(features: Self.batchFeature("churn"))
+        let (manifest, rows) = try BatchFixture.write(features: Self.batchFeature("churn"))
         try await withServer(manifest) { _, runtime in
             let store = try #require(runtime.batch).batchStore
             let v1run = try await Self.publish(runtime, "churn")
             let v1 = try #require(try await store.snapshots(feature: "churn", limit: 1).first)
             #expect(v1.runID == v1run.id)
-            try await Self.waitFor("v1 is sealed") { try await store.snapshot(id: v1.id)?.file != nil }
+            try await Wait.until("v1 is sealed") { try await store.snapshot(id: v1.id)?.file != nil }
             #expect(try await store.chunks(snapshotID: v1.id).isEmpty)
             let before = try #require(runtime.features["churn"]?.snapshot)
             let backfill = try await Self.publish(runtime, "churn", keys: ["u1", "u2"])
@@ -265,14 +220,14 @@ struct BatchServingTests {
             for key in ["u0", "u1", "u5", "u\(rows.count - 1)"] {
                 #expect(v2.outputs(for: key) != nil && v2.outputs(for: key) == before.outputs(for: key), "\(key)")
             }
-            try await Self.waitFor("v2 is sealed") { try await store.snapshot(id: v2.info.id)?.file != nil }
+            try await Wait.until("v2 is sealed") { try await store.snapshot(id: v2.info.id)?.file != nil }
         }
     }
 
     @Test("runs API: start, watch, failures, backfill, snapshots; admin only")
     func runsAPI() async throws {
         let features = Self.batchFeature("churn") + "\n  live:\n    model: gbdt\n"
-        let (manifest, rows) = try Self.fixture(features: features)
+        let (manifest, rows) = try BatchFixture.write(features: features)
         try await withServer(manifest) { client, runtime in
             // Predict tokens may not start runs.
             try await client.execute(uri: "/v1/features/churn/runs", method: .post, headers: Self.app) { response in
@@ -288,7 +243,7 @@ struct BatchServingTests {
             }
             #expect(location.hasPrefix("/v1/runs/run_"))
             var run: [String: JSONValue] = [:]
-            try await Self.waitFor("the run succeeds") {
+            try await Wait.until("the run succeeds") {
                 run = try await client.execute(uri: location, method: .get, headers: Self.ops) { response in
                     try HTTPAPITests.json(response.body)
                 }
@@ -310,7 +265,7 @@ struct BatchServingTests {
                 uri: "/v1/features/churn/runs", method: .post, headers: Self.ops,
                 body: ByteBuffer(string: #"{"keys": ["u1", "u2"]}"#)
             ) { response in #expect(response.status == .accepted) }
-            try await Self.waitFor("v2 serves") { runtime.features["churn"]?.snapshot?.info.version == 2 }
+            try await Wait.until("v2 serves") { runtime.features["churn"]?.snapshot?.info.version == 2 }
             #expect(runtime.features["churn"]?.snapshot?.keyCount == rows.count)
             try await client.execute(uri: "/v1/features/churn/snapshots", method: .get, headers: Self.ops) {
                 response in
@@ -344,9 +299,9 @@ struct BatchServingTests {
 
     @Test("readiness fails while a snapshot is missing or older than max_staleness")
     func readiness() async throws {
-        let (manifest, _) = try Self.fixture(features: Self.batchFeature("churn"))
+        let (manifest, _) = try BatchFixture.write(features: Self.batchFeature("churn"))
         try await withServer(manifest) { client, runtime in
-            try await Self.waitFor("the start-up snapshot load") { runtime.batch?.snapshotsLoaded == true }
+            try await Wait.until("the start-up snapshot load") { runtime.batch?.snapshotsLoaded == true }
             try await client.execute(uri: "/healthz/ready", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
                 #expect(String(buffer: response.body).contains("no published snapshot"))
@@ -360,7 +315,7 @@ struct BatchServingTests {
 
     @Test("a snapshot published by another process is served within the poll interval")
     func publishedElsewhere() async throws {
-        let (manifest, _) = try Self.fixture(features: Self.batchFeature("churn"))
+        let (manifest, _) = try BatchFixture.write(features: Self.batchFeature("churn"))
         try await withServer(manifest) { _, runtime in
             // A second runner on the same store file stands in for `freshline run` in another process.
             let loaded = try ManifestLoader.load(path: manifest)
@@ -374,7 +329,7 @@ struct BatchServingTests {
             let run = try await runner.start(trigger: .manual)
             let snapshot = try await runner.execute(run)
             // The poll interval is two seconds; the bound is generous because the whole suite shares two cores.
-            try await Self.waitFor("the server swaps in v\(snapshot.version)", timeout: .seconds(60)) {
+            try await Wait.until("the server swaps in v\(snapshot.version)", timeout: .seconds(60)) {
                 runtime.features["churn"]?.snapshot?.info.id == snapshot.id
             }
         }
@@ -388,7 +343,7 @@ struct BatchServingTests {
         // with the reader the previous one left, and one that opens the source and skips, both meet them.
         let feature = Self.batchFeature("churn").replacingOccurrences(
             of: "chunk_rows: 10", with: "chunk_rows: 16\n      range_rows: 48\n      threads: 2")
-        let rows = try Self.fixture(features: feature).rows
+        let rows = try BatchFixture.write(features: feature).rows
         var extra = ""
         for copy in 0..<20 {
             for (index, row) in rows.enumerated() {
@@ -397,7 +352,7 @@ struct BatchServingTests {
                 extra += "c\(copy)_\(index)," + cells.joined(separator: ",") + "\n"
             }
         }
-        let (manifest, _) = try Self.fixture(features: feature, extraRows: extra)
+        let (manifest, _) = try BatchFixture.write(features: feature, extraRows: extra)
         let loaded = try ManifestLoader.load(path: manifest)
         let store = try SQLiteStore(
             path: URL(fileURLWithPath: manifest).deletingLastPathComponent().appendingPathComponent("state.sqlite").path
@@ -481,9 +436,9 @@ struct BatchServingTests {
             Self.batchFeature("skipper").replacingOccurrences(
                 of: "chunk_rows: 10", with: "chunk_rows: 10\n      schedule: \"0 0 1 1 *\"\n      catch_up: skip"),
         ].joined(separator: "\n")
-        let (manifest, _) = try Self.fixture(features: features)
+        let (manifest, _) = try BatchFixture.write(features: features)
         try await withServer(manifest) { _, runtime in
-            try await Self.waitFor("the catch-up run publishes") { runtime.features["yearly"]?.snapshot != nil }
+            try await Wait.until("the catch-up run publishes") { runtime.features["yearly"]?.snapshot != nil }
             let store = try #require(runtime.batch).batchStore
             let runs = try await store.runs(feature: "yearly", limit: 10)
             #expect(runs.count == 1)

@@ -5,6 +5,7 @@ import FreshlineHTTP
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTestSupport
 import FreshlineTesting
 import HTTPTypes
 import Hummingbird
@@ -74,7 +75,7 @@ struct CompositionTests {
         try await ClockedServer.run(manifest: path) { client, runtime, clock in
             guard publish else { return try await body(client, runtime, clock) }
             let run = try await #require(runtime.batch).trigger(feature: "user_vec")
-            try await BatchServingTests.waitFor("user_vec serves \(run.id)") {
+            try await Wait.until("user_vec serves \(run.id)") {
                 runtime.features["user_vec"]?.snapshot?.info.runID == run.id
             }
             try await body(client, runtime, clock)

@@ -2,6 +2,7 @@ import Foundation
 import FreshlineCore
 import FreshlineEngine
 import FreshlineJSON
+import FreshlineTestSupport
 import Testing
 
 @testable import FreshlineRuntime

@@ -4,6 +4,7 @@ import FreshlineEngine
 import FreshlineHTTP
 import FreshlineJSON
 import FreshlineRuntime
+import FreshlineTestSupport
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting

@@ -5,6 +5,7 @@ import FreshlineHTTP
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTestSupport
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -84,7 +85,7 @@ struct JobsHTTPTests {
             #expect(
                 location == "/v1/jobs/" + (job["id"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""))
             var latest: [String: JSONValue] = [:]
-            try await BatchServingTests.waitFor("the job succeeds") {
+            try await Wait.until("the job succeeds") {
                 latest = try await Self.get(client, location).1
                 return latest["state"] == .string("succeeded")
             }
@@ -191,7 +192,7 @@ struct JobsHTTPTests {
             #expect(job["rows_total"] == .integer(100))
             let id = try #require(job["id"].flatMap { if case .string(let s) = $0 { s } else { nil } })
             var latest: [String: JSONValue] = [:]
-            try await BatchServingTests.waitFor("the job succeeds") {
+            try await Wait.until("the job succeeds") {
                 latest = try await Self.get(client, "/v1/jobs/\(id)").1
                 return latest["state"] == .string("succeeded")
             }

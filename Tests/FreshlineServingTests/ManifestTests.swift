@@ -2,6 +2,7 @@ import Foundation
 import FreshlineCore
 import FreshlineJSON
 import FreshlineRuntime
+import FreshlineTestSupport
 import Testing
 
 @Suite("Manifest")

@@ -4,6 +4,7 @@ import FreshlineEngine
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTestSupport
 import FreshlineTesting
 import FreshlineUpstream
 import Logging
@@ -24,31 +25,6 @@ struct ProviderBatchTests {
 
         """
 
-    static func manifest(url: String, extra: String = "") -> String {
-        """
-        version: 1
-        models:
-          writer:
-            kind: openai
-            url: \(url)
-            model: fake-batch-chat
-            messages:
-              - {role: system, content: "Summarise the account."}
-              - {role: user, content: "{{notes}}"}
-            limits: {max_retries: 2}
-        features:
-          summary:
-            model: writer
-            pattern: batch
-            key: account_id
-            batch:
-              source: {csv: accounts.csv}
-              chunk_rows: 2
-              max_failed_share: 0.9
-              provider_batch: {poll: 20ms}\(extra)
-        """
-    }
-
     /// A folder with the manifest and the CSV, the runner over a fresh SQLite store, and the upstream model.
     struct World {
         let folder: URL
@@ -61,7 +37,7 @@ struct ProviderBatchTests {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pb-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let path = folder.appendingPathComponent("freshline.yaml").path
-        try manifest(url: url, extra: extra).write(toFile: path, atomically: true, encoding: .utf8)
+        try BatchAPITestDouble.manifest(url: url, extra: extra).write(toFile: path, atomically: true, encoding: .utf8)
         try csv.write(to: folder.appendingPathComponent("accounts.csv"), atomically: true, encoding: .utf8)
         let manifest = try ManifestLoader.load(path: path)
         let spec = try #require(manifest.models["writer"])
@@ -274,7 +250,7 @@ struct ProviderBatchTests {
     func embeddings() async throws {
         let api = BatchAPITestDouble()
         try await api.run { url in
-            let text = Self.manifest(url: url).replacingOccurrences(
+            let text = BatchAPITestDouble.manifest(url: url).replacingOccurrences(
                 of: """
                         messages:
                           - {role: system, content: "Summarise the account."}
@@ -313,7 +289,7 @@ struct ProviderBatchTests {
                 return ""
             } catch { return "\(error)" }
         }
-        let base = Self.manifest(url: "http://127.0.0.1:9/v1")
+        let base = BatchAPITestDouble.manifest(url: "http://127.0.0.1:9/v1")
         let onnxModel = base.replacingOccurrences(of: "model: writer\n", with: "model: tree\n")
             .replacingOccurrences(of: "models:\n", with: "models:\n  tree: tree.onnx\n")
         #expect(problems(onnxModel).contains("/tmp/m.yaml:"))
@@ -323,73 +299,5 @@ struct ProviderBatchTests {
         let window = base.replacingOccurrences(of: "{poll: 20ms}", with: "{completion_window: 48h}")
         #expect(problems(window).contains("must be 24h"))
         #expect(problems(base.replacingOccurrences(of: "{poll: 20ms}", with: "true")) == "")
-    }
-}
-
-/// `kill -9` of `freshline run` while the provider works on its batches, with the real binary: the next run polls
-/// the batches the killed one recorded and publishes, and the provider saw each range submitted once.
-@Suite("Provider batch crash safety")
-struct ProviderBatchCrashTests {
-    @Test("kill -9 while the provider holds the batches: the next run resumes polling them, none is submitted twice")
-    func killWhileProviderWorks() async throws {
-        guard FileManager.default.isExecutableFile(atPath: BatchCrashTests.binary) else {
-            Issue.record("no freshline binary at \(BatchCrashTests.binary): build it (swift build --build-tests) first")
-            return
-        }
-        let api = BatchAPITestDouble()
-        try await api.run { url in
-            var csv = "account_id,notes\n"
-            for i in 0..<200 { csv += "acct-\(i),note \(i)\n" }
-            let manifest = try TestManifest.write(
-                ProviderBatchTests.manifest(url: url, extra: "\n      range_rows: 100")
-                    .replacingOccurrences(of: "{poll: 20ms}", with: "{poll: 50ms}") + "\nstore: state.sqlite\n")
-            let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
-            try csv.write(to: folder.appendingPathComponent("accounts.csv"), atomically: true, encoding: .utf8)
-            let store = try SQLiteStore(path: folder.appendingPathComponent("state.sqlite").path)
-
-            api.hold(true)
-            let victim = try BatchCrashTests.freshline(["run", "summary", manifest], in: folder)
-            let deadline = ContinuousClock.now + .seconds(120)
-            var recorded: [String] = []
-            while ContinuousClock.now < deadline, victim.isRunning {
-                if let run = try await store.runs(feature: "summary", limit: 1).first {
-                    recorded = try await store.ranges(runID: run.id).compactMap(\.providerBatch)
-                    if recorded.count == 2 { break }
-                }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            try #require(recorded.count == 2, "both ranges' batches recorded: \(BatchCrashTests.output(victim))")
-            kill(victim.processIdentifier, SIGKILL)
-            await victim.exited()
-            #expect(victim.terminationReason == .uncaughtSignal)
-            let interrupted = try #require(try await store.runs(feature: "summary", limit: 1).first)
-            #expect(interrupted.state == .running)
-            #expect(try await store.publishedSnapshot(feature: "summary") == nil)
-
-            api.hold(false)
-            let resumed = try BatchCrashTests.freshline(["run", "summary", manifest], in: folder)
-            await resumed.exited()
-            let text = BatchCrashTests.output(resumed)
-            #expect(resumed.terminationStatus == 0, "resumed run: \(text)")
-            let finished = try #require(try await store.run(id: interrupted.id))
-            #expect(finished.state == .succeeded)
-            #expect(finished.resumes >= 1)
-            #expect(finished.rowsWritten == 200 && finished.rowsFailed == 0)
-            #expect(finished.inputTokens == 2_000 && finished.outputTokens == 1_000)
-            #expect(try await store.ranges(runID: interrupted.id).compactMap(\.providerBatch) == recorded)
-            // One upload and one batch per range, whatever the kill interrupted.
-            #expect(api.calls(.create) == 2 && api.calls(.upload) == 2)
-            #expect(api.batches.map(\.id).sorted() == recorded.sorted())
-            let snapshot = try #require(try await store.publishedSnapshot(feature: "summary"))
-            #expect(snapshot.keyCount == 200 && snapshot.runID == interrupted.id)
-            // `freshline run` sealed the snapshot: its rows are in its file now.
-            #expect(try await store.snapshot(id: snapshot.id)?.file != nil)
-            #expect(try await store.chunks(snapshotID: snapshot.id).isEmpty)
-            let rows = try await ProviderBatchTests.rows(
-                store, snapshot,
-                directory: SnapshotRows.directory(forSQLite: folder.appendingPathComponent("state.sqlite").path))
-            #expect(rows.count == 200)
-            #expect(rows["acct-137"] == #"{"text":"summary: note 137"}"#)
-        }
     }
 }

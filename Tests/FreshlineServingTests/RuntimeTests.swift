@@ -4,6 +4,7 @@ import FreshlineEngine
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTestSupport
 import Logging
 import Metrics
 import ServiceLifecycleTestKit

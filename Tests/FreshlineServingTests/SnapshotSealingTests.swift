@@ -203,3 +203,8 @@ struct SnapshotSealingTests {
         }
     }
 }
+
+struct DoubleFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -5,6 +5,7 @@ import FreshlineHTTP
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStores
+import FreshlineTestSupport
 import FreshlineUpstream
 import Hummingbird
 import HummingbirdTesting

@@ -3,6 +3,7 @@ import FreshlineCore
 import FreshlineHTTP
 import FreshlineRuntime
 import FreshlineStores
+import FreshlineTestSupport
 import FreshlineUpstream
 import Hummingbird
 import HummingbirdTesting

@@ -5,6 +5,7 @@ import FreshlineHTTP
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStores
+import FreshlineTestSupport
 import FreshlineUpstream
 import Hummingbird
 import HummingbirdTesting
@@ -368,7 +369,7 @@ struct UpstreamManifestTests {
             let batch = try #require(runtime.batch)
             let run = try await batch.trigger(feature: "nightly")
             let server = try #require(runtime.features["nightly"])
-            try await BatchServingTests.waitFor("the run publishes") { server.snapshot?.info.runID == run.id }
+            try await Wait.until("the run publishes") { server.snapshot?.info.runID == run.id }
             #expect(server.snapshot?.info.keyCount == 100)
             #expect(model.priorities.allSatisfy { $0 == .batch })
             #expect(model.calls.reduce(0, +) == 100)

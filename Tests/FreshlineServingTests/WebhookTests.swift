@@ -5,6 +5,7 @@ import FreshlineEngine
 import FreshlineHTTP
 import FreshlineJSON
 import FreshlineStore
+import FreshlineTestSupport
 import FreshlineTesting
 import HTTPTypes
 import Hummingbird
@@ -93,7 +94,7 @@ struct WebhookTests {
                     return id
                 }
                 // Down: attempts fail and are retried.
-                try await BatchServingTests.waitFor("two failed attempts") {
+                try await Wait.until("two failed attempts") {
                     let log = try await store.deliveries(jobID: id)
                     return (log.first?.attempts.count ?? 0) >= 2
                 }
@@ -113,7 +114,7 @@ struct WebhookTests {
                         router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
                         onServerRunning: running)
                 }
-                try await BatchServingTests.waitFor("the delivery") {
+                try await Wait.until("the delivery") {
                     try await store.deliveries(jobID: id).first?.delivery.state == .delivered
                 }
                 try await Task.sleep(for: .milliseconds(700))
@@ -170,7 +171,7 @@ struct WebhookTests {
                 try await client.execute(uri: "/v1/jobs/\(id)/webhook/redeliver", method: .post) { response in
                     #expect(response.status == .accepted)
                 }
-                try await BatchServingTests.waitFor("the redelivery") { received.withLock { $0.count } == 2 }
+                try await Wait.until("the redelivery") { received.withLock { $0.count } == 2 }
                 let again = received.withLock { $0[1] }
                 #expect(again.headers[HTTPField.Name("Freshline-Event-Id")!] == eventID)
 
@@ -305,7 +306,7 @@ struct WebhookTests {
                     return id
                 }
                 // Two answered attempts (the listeners may still be starting at the first), or an end.
-                try await BatchServingTests.waitFor("two answered attempts") {
+                try await Wait.until("two answered attempts") {
                     guard let log = try await store.deliveries(jobID: id).first else { return false }
                     return log.delivery.state != .pending || log.attempts.filter { $0.status != nil }.count >= 2
                 }
@@ -362,7 +363,7 @@ struct WebhookTests {
         var request = HTTPClientRequest(url: "http://webhook.invalid:\(port)/hook")
         request.method = .POST
         let target = WebhookDispatcher.VettedTarget(host: "webhook.invalid", address: "127.0.0.1", isLiteral: false)
-        try await BatchServingTests.waitFor("the receiver to listen") {
+        try await Wait.until("the receiver to listen") {
             let probe = HTTPClientRequest(url: "http://127.0.0.1:\(port)/")
             return (try? await HTTPClient.shared.execute(probe, timeout: .seconds(5))) != nil
         }

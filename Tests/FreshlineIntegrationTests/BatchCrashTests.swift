@@ -5,6 +5,7 @@ import FreshlineJSON
 import FreshlineRuntime
 import FreshlineSnapshot
 import FreshlineStore
+import FreshlineTestSupport
 import FreshlineTesting
 import Testing
 
@@ -12,98 +13,31 @@ import Testing
 /// `freshline run` resumes from the checkpoint, and the published snapshot holds every row exactly once.
 @Suite("Batch crash safety")
 struct BatchCrashTests {
-    /// The `freshline` executable the test build produced (`swift build --build-tests` builds it), or
-    /// `$FRESHLINE_BINARY`.
-    static var binary: String {
-        if let path = ProcessInfo.processInfo.environment["FRESHLINE_BINARY"] { return path }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/freshline").path
-    }
-
-    static func writeCSV(_ path: String, rows: Int) throws {
-        var text = "user_id," + (0..<16).map { "f\($0)" }.joined(separator: ",") + "\n"
-        text.reserveCapacity(rows * 120)
-        for i in 0..<rows { text += "u\(i)," + features(i).map { String($0) }.joined(separator: ",") + "\n" }
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-    }
-
-    /// Deterministic inputs for row `i`.
-    static func features(_ i: Int) -> [Float] {
-        (0..<16).map { j in Float((i * 31 + j * 17) % 97) / 24 - 2 }
-    }
-
-    static func freshline(_ arguments: [String], in folder: URL) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.currentDirectoryURL = folder
-        process.standardOutput = Pipe()
-        process.standardError = Pipe()
-        try process.run()
-        return process
-    }
-
-    /// A manifest (in a folder of its own) of feature `churn`: the zoo's GBDT over `users.csv`, into `state.sqlite`.
-    static func manifest(chunkRows: Int, threads: Int? = nil) throws -> String {
-        try TestManifest.write(
-            """
-            version: 1
-            models:
-              gbdt: ZOO/gbc_binary.onnx
-            features:
-              churn:
-                model: gbdt
-                pattern: batch
-                key: user_id
-                batch:
-                  source: {csv: users.csv}
-                  columns:
-                    X: [\((0..<16).map { "f\($0)" }.joined(separator: ", "))]
-                  chunk_rows: \(chunkRows)\(threads.map { "\n      threads: \($0)" } ?? "")
-            store: state.sqlite
-            """)
-    }
-
-    static func output(_ process: Process) -> String {
-        // Each handle closed explicitly once read: left to deallocation, corelibs Foundation can close a pipe's
-        // descriptor after its number was reused by another test's file (swiftlang/swift#57827); a snapshot writer
-        // in a concurrent test then failed with "Bad file descriptor".
-        func read(_ pipe: Any?) -> Data {
-            guard let handle = (pipe as? Pipe)?.fileHandleForReading else { return Data() }
-            let data = handle.readDataToEndOfFile()
-            try? handle.close()
-            return data
-        }
-        let out = read(process.standardOutput)
-        let err = read(process.standardError)
-        return String(decoding: out, as: UTF8.self) + String(decoding: err, as: UTF8.self)
-    }
-
     @Test("kill -9 mid-run: the old snapshot stays published, the next run joins it and publishes every row once")
     func killDuringRun() async throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
-            Issue.record("no freshline binary at \(Self.binary): build it (swift build --build-tests) first")
+        guard FileManager.default.isExecutableFile(atPath: FreshlineProcess.binary) else {
+            Issue.record(
+                "no freshline binary at \(FreshlineProcess.binary): build it (swift build --build-tests) first")
             return
         }
-        let manifest = try Self.manifest(chunkRows: 500, threads: 1)
+        let manifest = try FreshlineProcess.manifest(chunkRows: 500, threads: 1)
         let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
         let csv = folder.appendingPathComponent("users.csv").path
         let storePath = folder.appendingPathComponent("state.sqlite").path
 
         // v1: a small source, run to the end.
-        try Self.writeCSV(csv, rows: 50)
-        let first = try Self.freshline(["run", "churn", manifest], in: folder)
+        try FreshlineProcess.writeCSV(csv, rows: 50)
+        let first = try FreshlineProcess.start(["run", "churn", manifest], in: folder)
         await first.exited()
-        #expect(first.terminationStatus == 0, "first run: \(Self.output(first))")
+        #expect(first.terminationStatus == 0, "first run: \(FreshlineProcess.output(first))")
         let store = try SQLiteStore(path: storePath)
         let v1 = try #require(try await store.publishedSnapshot(feature: "churn"))
         #expect(v1.version == 1 && v1.keyCount == 50)
 
         // v2: a large source; kill -9 once a few chunks are checkpointed.
         let total = 120_000
-        try Self.writeCSV(csv, rows: total)
-        let victim = try Self.freshline(["run", "churn", manifest], in: folder)
+        try FreshlineProcess.writeCSV(csv, rows: total)
+        let victim = try FreshlineProcess.start(["run", "churn", manifest], in: folder)
         var checkpoint = 0
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline && victim.isRunning {
@@ -126,9 +60,9 @@ struct BatchCrashTests {
 
         // `freshline run` again joins the interrupted run: the killed worker's range is leased again (its process is
         // gone) and resumes from its checkpoint; the other ranges follow; the run publishes once.
-        let resumed = try Self.freshline(["run", "churn", manifest], in: folder)
+        let resumed = try FreshlineProcess.start(["run", "churn", manifest], in: folder)
         await resumed.exited()
-        let text = Self.output(resumed)
+        let text = FreshlineProcess.output(resumed)
         #expect(resumed.terminationStatus == 0, "resumed run: \(text)")
         #expect(text.contains("joining run \(interrupted.id), in progress (\(checkpoint) of \(total) rows)"), "\(text)")
         let finished = try #require(try await store.run(id: interrupted.id))
@@ -151,7 +85,8 @@ struct BatchCrashTests {
         let model = try Model(contentsOf: TestManifest.zoo.appendingPathComponent("gbc_binary.onnx"))
         for i in [0, checkpoint - 1, checkpoint, checkpoint + 1, total - 1] {
             let feeds = try RowBatch.tensors(
-                rows: [["X": .array(Self.features(i).map { .number(Double($0)) })]], inputs: model.metadata.inputs)
+                rows: [["X": .array(FreshlineProcess.features(i).map { .number(Double($0)) })]],
+                inputs: model.metadata.inputs)
             let expected = try RowBatch.rows(outputs: try model.run(feeds), count: 1)[0]
             #expect(table.outputs(for: "u\(i)") == expected, "row u\(i)")
         }
@@ -161,18 +96,19 @@ struct BatchCrashTests {
         "kill -9 while the run seals its snapshot: it stays published as chunks, no torn file is ever mapped, the next process seals it"
     )
     func killDuringSeal() async throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
-            Issue.record("no freshline binary at \(Self.binary): build it (swift build --build-tests) first")
+        guard FileManager.default.isExecutableFile(atPath: FreshlineProcess.binary) else {
+            Issue.record(
+                "no freshline binary at \(FreshlineProcess.binary): build it (swift build --build-tests) first")
             return
         }
-        let manifest = try Self.manifest(chunkRows: 2000)
+        let manifest = try FreshlineProcess.manifest(chunkRows: 2000)
         let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
         let storePath = folder.appendingPathComponent("state.sqlite").path
         let directory = SnapshotRows.directory(forSQLite: storePath)
         let total = 150_000
-        try Self.writeCSV(folder.appendingPathComponent("users.csv").path, rows: total)
+        try FreshlineProcess.writeCSV(folder.appendingPathComponent("users.csv").path, rows: total)
         let store = try SQLiteStore(path: storePath)
-        let victim = try Self.freshline(["run", "churn", manifest], in: folder)
+        let victim = try FreshlineProcess.start(["run", "churn", manifest], in: folder)
         // Killed once the run has published and before the seal's transaction: the whole seal is that window.
         let deadline = ContinuousClock.now + .seconds(180)
         var killedUnsealed = false
@@ -187,7 +123,7 @@ struct BatchCrashTests {
             try await Task.sleep(for: .milliseconds(2))
         }
         await victim.exited()
-        try #require(killedUnsealed, "the run sealed before it could be killed: \(Self.output(victim))")
+        try #require(killedUnsealed, "the run sealed before it could be killed: \(FreshlineProcess.output(victim))")
         #expect(victim.terminationReason == .uncaughtSignal)
 
         // Published as chunks: every row still in the store, nothing sealed.
@@ -213,7 +149,8 @@ struct BatchCrashTests {
         let model = try Model(contentsOf: TestManifest.zoo.appendingPathComponent("gbc_binary.onnx"))
         for i in [0, total / 2, total - 1] {
             let feeds = try RowBatch.tensors(
-                rows: [["X": .array(Self.features(i).map { .number(Double($0)) })]], inputs: model.metadata.inputs)
+                rows: [["X": .array(FreshlineProcess.features(i).map { .number(Double($0)) })]],
+                inputs: model.metadata.inputs)
             #expect(table.outputs(for: "u\(i)") == (try RowBatch.rows(outputs: try model.run(feeds), count: 1)[0]))
         }
     }

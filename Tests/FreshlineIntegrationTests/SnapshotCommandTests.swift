@@ -3,6 +3,7 @@ import FreshlineCore
 import FreshlineEngine
 import FreshlineJSON
 import FreshlineSnapshot
+import FreshlineTestSupport
 import FreshlineTesting
 import Testing
 
@@ -11,17 +12,18 @@ import Testing
 struct SnapshotCommandTests {
     /// Runs the binary and returns its exit status and output (stdout, then stderr).
     static func run(_ arguments: [String], in folder: URL) async throws -> (Int32, String) {
-        let process = try BatchCrashTests.freshline(arguments, in: folder)
+        let process = try FreshlineProcess.start(arguments, in: folder)
         // Read while it runs: an export larger than a pipe's buffer would otherwise block the process.
-        let output = BatchCrashTests.output(process)
+        let output = FreshlineProcess.output(process)
         await process.exited()
         return (process.terminationStatus, output)
     }
 
     @Test("inspect, get and export read a file as lookups do; a damaged file and a missing key are clear errors")
     func commands() async throws {
-        guard FileManager.default.isExecutableFile(atPath: BatchCrashTests.binary) else {
-            Issue.record("no freshline binary at \(BatchCrashTests.binary): build it (swift build --build-tests) first")
+        guard FileManager.default.isExecutableFile(atPath: FreshlineProcess.binary) else {
+            Issue.record(
+                "no freshline binary at \(FreshlineProcess.binary): build it (swift build --build-tests) first")
             return
         }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("snapcli-\(UUID().uuidString)")

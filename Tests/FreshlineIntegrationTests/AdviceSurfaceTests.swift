@@ -5,6 +5,7 @@ import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStore
 import FreshlineStores
+import FreshlineTestSupport
 import FreshlineTesting
 import Logging
 import Metrics
@@ -122,16 +123,17 @@ struct AdviceSurfaceTests {
     }
 
     static func advise(_ arguments: [String], in folder: URL) throws -> (status: Int32, output: String) {
-        let process = try BatchCrashTests.freshline(["advise"] + arguments, in: folder)
-        let output = BatchCrashTests.output(process)
+        let process = try FreshlineProcess.start(["advise"] + arguments, in: folder)
+        let output = FreshlineProcess.output(process)
         process.waitUntilExit()
         return (process.terminationStatus, output)
     }
 
     @Test("freshline advise --sheet: verdicts for features that do not run here, and errors with file and line")
     func sheetCommand() throws {
-        guard FileManager.default.isExecutableFile(atPath: BatchCrashTests.binary) else {
-            Issue.record("no freshline binary at \(BatchCrashTests.binary): build it (swift build --build-tests) first")
+        guard FileManager.default.isExecutableFile(atPath: FreshlineProcess.binary) else {
+            Issue.record(
+                "no freshline binary at \(FreshlineProcess.binary): build it (swift build --build-tests) first")
             return
         }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("advise-\(UUID().uuidString)")
@@ -154,8 +156,9 @@ struct AdviceSurfaceTests {
 
     @Test("freshline advise FILE reads the request log a server wrote and writes the HTML report")
     func liveCommand() async throws {
-        guard FileManager.default.isExecutableFile(atPath: BatchCrashTests.binary) else {
-            Issue.record("no freshline binary at \(BatchCrashTests.binary): build it (swift build --build-tests) first")
+        guard FileManager.default.isExecutableFile(atPath: FreshlineProcess.binary) else {
+            Issue.record(
+                "no freshline binary at \(FreshlineProcess.binary): build it (swift build --build-tests) first")
             return
         }
         let path = try TestManifest.write(

@@ -6,6 +6,7 @@ import FreshlineJSON
 import FreshlinePostgres
 import FreshlineRuntime
 import FreshlineSnapshot
+import FreshlineTestSupport
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -67,7 +68,7 @@ struct ClusterTests {
             log = folder.appendingPathComponent("\(name).log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             process = Process()
-            process.executableURL = URL(fileURLWithPath: BatchCrashTests.binary)
+            process.executableURL = URL(fileURLWithPath: FreshlineProcess.binary)
             process.arguments = arguments
             process.currentDirectoryURL = folder
             var environment = ProcessInfo.processInfo.environment
@@ -194,7 +195,7 @@ struct ClusterTests {
             store: state.sqlite
             """)
         let here = URL(fileURLWithPath: path).deletingLastPathComponent()
-        try BatchCrashTests.writeCSV(here.appendingPathComponent("users.csv").path, rows: rows)
+        try FreshlineProcess.writeCSV(here.appendingPathComponent("users.csv").path, rows: rows)
         return path
     }
 
@@ -377,7 +378,7 @@ struct ClusterTests {
             // Every row exactly once, with the model's answer (rows around the killed range's checkpoint included).
             // The worker that published sealed it: the file, in parts in PostgreSQL, materialised here as a new
             // host would, holds each row once.
-            try await BatchServingTests.waitFor("the publishing worker seals v\(snapshot.version)") {
+            try await Wait.until("the publishing worker seals v\(snapshot.version)") {
                 try await store.snapshot(id: snapshot.id)?.file != nil
             }
             let sealed = try #require(try await store.snapshot(id: snapshot.id))
@@ -391,7 +392,7 @@ struct ClusterTests {
             let checkpoint = killed.rowStart + killed.rowsDone
             for i in [0, checkpoint - 1, checkpoint, killed.rowEnd - 1, total - 1] {
                 let feeds = try RowBatch.tensors(
-                    rows: [["X": .array(BatchCrashTests.features(i).map { .number(Double($0)) })]],
+                    rows: [["X": .array(FreshlineProcess.features(i).map { .number(Double($0)) })]],
                     inputs: model.metadata.inputs)
                 let expected = try RowBatch.rows(outputs: try model.run(feeds), count: 1)[0]
                 #expect(table.outputs(for: "u\(i)") == expected, "row u\(i)")
@@ -419,7 +420,7 @@ struct ClusterTests {
             let store = cluster.store
             func rows(_ range: Range<Int>) -> String {
                 let items = range.map { i in
-                    #"{"key":"u\#(i)","inputs":{"X":[\#(BatchCrashTests.features(i).map { String($0) }.joined(separator: ","))]}}"#
+                    #"{"key":"u\#(i)","inputs":{"X":[\#(FreshlineProcess.features(i).map { String($0) }.joined(separator: ","))]}}"#
                 }
                 return #"{"rows":[\#(items.joined(separator: ","))]}"#
             }

@@ -1,23 +1,25 @@
 import Foundation
-import FreshlineCore
+public import FreshlineCore
 import FreshlineRuntime
-import FreshlineSnapshot
+public import FreshlineSnapshot
 
 /// A published snapshot's rows as tests read them: from its file once sealed (the seal drops the chunks), else from
 /// the store's chunks.
-enum SnapshotRows {
+public enum SnapshotRows {
     /// The snapshot folder `StoreSet` uses for an SQLite store at `path`: `state.sqlite` → `state.snapshots`.
-    static func directory(forSQLite path: String) -> String {
+    public static func directory(forSQLite path: String) -> String {
         URL(fileURLWithPath: path).deletingPathExtension().path + ".snapshots"
     }
 
     /// The snapshot's file in `directory` (its own, or materialised from the store), read as a server would.
-    static func file(_ store: any BatchStore, _ info: SnapshotInfo, directory: String) async throws -> SnapshotFile {
+    public static func file(_ store: any BatchStore, _ info: SnapshotInfo, directory: String) async throws
+        -> SnapshotFile
+    {
         try await SnapshotStorage(store: store, directory: directory).open(info)
     }
 
     /// Key → outputs JSON text, as served (a key written twice: its later row).
-    static func read(_ store: any BatchStore, _ info: SnapshotInfo, directory: String?) async throws
+    public static func read(_ store: any BatchStore, _ info: SnapshotInfo, directory: String?) async throws
         -> [String: String]
     {
         var rows: [String: String] = [:]

@@ -1,4 +1,5 @@
 import Foundation
+import FreshlineTestSupport
 import FreshlineTesting
 import Testing
 
@@ -18,7 +19,7 @@ struct CLIConventionTests {
         _ arguments: [String], in folder: URL, environment: [String: String] = [:], limit: Duration = .seconds(300)
     ) async throws -> Outcome {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: BatchCrashTests.binary)
+        process.executableURL = URL(fileURLWithPath: FreshlineProcess.binary)
         process.arguments = arguments
         process.currentDirectoryURL = folder
         var variables = ProcessInfo.processInfo.environment
@@ -36,7 +37,7 @@ struct CLIConventionTests {
             process.terminate()
         }
         await process.exited()
-        // Each handle closed once read (see BatchCrashTests.output).
+        // Each handle closed once read (see FreshlineProcess.output).
         func read(_ pipe: Pipe) -> String {
             let data = pipe.fileHandleForReading.readDataToEndOfFile()
             try? pipe.fileHandleForReading.close()
@@ -46,8 +47,9 @@ struct CLIConventionTests {
     }
 
     static func binaryBuilt() -> Bool {
-        guard FileManager.default.isExecutableFile(atPath: BatchCrashTests.binary) else {
-            Issue.record("no freshline binary at \(BatchCrashTests.binary): build it (swift build --build-tests) first")
+        guard FileManager.default.isExecutableFile(atPath: FreshlineProcess.binary) else {
+            Issue.record(
+                "no freshline binary at \(FreshlineProcess.binary): build it (swift build --build-tests) first")
             return false
         }
         return true
@@ -56,9 +58,9 @@ struct CLIConventionTests {
     @Test("run and backfill take the manifest after the feature; -m/--manifest still works, with a notice on stderr")
     func manifestArgument() async throws {
         guard Self.binaryBuilt() else { return }
-        let manifest = try BatchCrashTests.manifest(chunkRows: 100)
+        let manifest = try FreshlineProcess.manifest(chunkRows: 100)
         let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
-        try BatchCrashTests.writeCSV(folder.appendingPathComponent("users.csv").path, rows: 200)
+        try FreshlineProcess.writeCSV(folder.appendingPathComponent("users.csv").path, rows: 200)
         let notice = "notice: -m/--manifest is deprecated; give the manifest after the feature: "
 
         var version = 0

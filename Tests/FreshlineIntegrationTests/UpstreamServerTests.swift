@@ -14,7 +14,7 @@ import Testing
 /// model `sk_binary`: input `X` FP32 [-1, 16], outputs `predict` INT64 [-1, 1] and `predict_proba` FP32 [-1, 2];
 /// llama-cpp-python serving a tiny random-weight GGUF as `tiny-chat` and `tiny-embed`, n_embd 64). The script
 /// installs what is missing (the first run compiles llama.cpp: minutes). These tests fail, never skip, when the
-/// servers cannot be started. Run them in a pass of their own: `swift test --filter UpstreamServerTests`.
+/// servers cannot be started. Alone: `swift test --filter FreshlineIntegrationTests.UpstreamServerTests`.
 @Suite("UpstreamServerTests: real MLServer and llama-cpp-python servers", .serialized, .timeLimit(.minutes(10)))
 struct UpstreamServerTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -1,4 +1,5 @@
 import Foundation
+import FreshlineTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,8 +13,9 @@ import Testing
 struct ShutdownTests {
     @Test("SIGTERM ends event streams and Prefer: wait with the current state, and the server exits promptly")
     func sigtermWithOpenStreams() async throws {
-        guard FileManager.default.isExecutableFile(atPath: BatchCrashTests.binary) else {
-            Issue.record("no freshline binary at \(BatchCrashTests.binary): build it (swift build --build-tests) first")
+        guard FileManager.default.isExecutableFile(atPath: FreshlineProcess.binary) else {
+            Issue.record(
+                "no freshline binary at \(FreshlineProcess.binary): build it (swift build --build-tests) first")
             return
         }
         let port = Int.random(in: 20_000..<60_000)
@@ -34,7 +36,7 @@ struct ShutdownTests {
             store: state.sqlite
             """)
         let folder = URL(fileURLWithPath: manifestPath).deletingLastPathComponent()
-        let server = try BatchCrashTests.freshline(["serve", manifestPath], in: folder)
+        let server = try FreshlineProcess.start(["serve", manifestPath], in: folder)
         defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
         let start = ContinuousClock.now
         var up = false
@@ -46,7 +48,7 @@ struct ShutdownTests {
             }
             if !up { try await Task.sleep(for: .milliseconds(200)) }
         }
-        try #require(up, "the server did not start: \(BatchCrashTests.output(server))")
+        try #require(up, "the server did not start: \(FreshlineProcess.output(server))")
 
         let x = "[0.5,-1.2,0.3,2.0,0.0,1.1,-0.4,0.9,0.2,-2.2,1.5,0.7,-0.1,0.05,1.9,-0.6]"
         let body = #"{"inputs": {"X": \#(x)}}"#
@@ -87,7 +89,7 @@ struct ShutdownTests {
         let took = ContinuousClock.now - term
         #expect(!server.isRunning, "still running \(took) after SIGTERM")
         #expect(took < .seconds(10), "SIGTERM took \(took)")
-        #expect(server.terminationStatus == 0, "\(BatchCrashTests.output(server))")
+        #expect(server.terminationStatus == 0, "\(FreshlineProcess.output(server))")
         waiting.close()
         stream.close()
     }

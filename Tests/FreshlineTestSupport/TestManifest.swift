@@ -1,17 +1,17 @@
-import Foundation
+public import Foundation
 import FreshlineCore
-import FreshlineRuntime
+public import FreshlineRuntime
 import FreshlineStore
 import Logging
-import Metrics
+public import Metrics
 
 /// Manifests over the committed zoo, written to a temporary folder.
-enum TestManifest {
-    static let zoo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+public enum TestManifest {
+    public static let zoo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/zoo")
 
     /// Writes `yaml` (with `ZOO` replaced by the zoo's path) to a temporary file and returns its path.
-    static func write(_ yaml: String) throws -> String {
+    public static func write(_ yaml: String) throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "freshline-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -20,7 +20,7 @@ enum TestManifest {
         return path
     }
 
-    static let standard = """
+    public static let standard = """
         version: 1
         models:
           gbdt: ZOO/gbc_binary.onnx
@@ -58,13 +58,13 @@ enum TestManifest {
         """
 
     /// A runtime over a manifest, with an in-memory store and a metrics factory of the caller's choice.
-    static func runtime(_ yaml: String = standard, factory: any MetricsFactory) throws -> ServingRuntime {
+    public static func runtime(_ yaml: String = standard, factory: any MetricsFactory) throws -> ServingRuntime {
         try runtime(path: try write(yaml), factory: factory)
     }
 
     /// A runtime over the manifest at `path`, with an SQLite store beside it (runs and snapshots, request log) and
     /// its snapshots served from files mapped from `snapshots/` beside it, as a server does.
-    static func runtime(path: String, factory: any MetricsFactory) throws -> ServingRuntime {
+    public static func runtime(path: String, factory: any MetricsFactory) throws -> ServingRuntime {
         let manifest = try ManifestLoader.load(path: path)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         let store = try SQLiteStore(path: folder.appendingPathComponent("state.sqlite").path)

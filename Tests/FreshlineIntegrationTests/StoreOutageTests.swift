@@ -6,6 +6,7 @@ import FreshlineHTTP
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStores
+import FreshlineTestSupport
 import FreshlineTesting
 import Hummingbird
 import HummingbirdTesting

@@ -5,6 +5,7 @@ import FreshlineHTTP
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStores
+import FreshlineTestSupport
 import FreshlineTesting
 import HTTPTypes
 import Hummingbird
@@ -171,7 +172,7 @@ struct UpstreamEndToEndTests {
             // answer from the snapshot.
             let run = try await #require(runtime.batch).trigger(feature: "churn_nightly")
             let nightly = try #require(runtime.features["churn_nightly"])
-            try await BatchServingTests.waitFor("the run publishes") { nightly.snapshot?.info.runID == run.id }
+            try await Wait.until("the run publishes") { nightly.snapshot?.info.runID == run.id }
             #expect(nightly.snapshot?.info.keyCount == 200)
             (status, answer) = try await Self.post(client, "/v1/features/churn_nightly/predict", #"{"key": "a7"}"#)
             #expect(status == .ok && answer["source"] == .string("batch"), "\(answer)")
@@ -273,7 +274,7 @@ struct UpstreamEndToEndTests {
 
             let run = try await #require(runtime.batch).trigger(feature: "account_summary")
             let summaries = try #require(runtime.features["account_summary"])
-            try await BatchServingTests.waitFor("the summary run publishes") {
+            try await Wait.until("the summary run publishes") {
                 summaries.snapshot?.info.runID == run.id
             }
             #expect(summaries.snapshot?.info.keyCount == 3)

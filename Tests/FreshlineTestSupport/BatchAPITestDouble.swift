@@ -4,7 +4,6 @@ import FreshlineJSON
 import FreshlineTesting
 import HTTPTypes
 import Hummingbird
-import HummingbirdTesting
 import Logging
 import NIOCore
 import Synchronization
@@ -22,14 +21,14 @@ import Synchronization
 /// per row; a row whose message holds `FAIL` goes to the error file with status 400 instead. Faults: statuses (with
 /// `Retry-After`) or a body that is not JSON for the next calls of an endpoint, a batch that fails its validation, or
 /// one that expires after some rows.
-final class BatchAPITestDouble: Sendable {
+public final class BatchAPITestDouble: Sendable {
     /// What to do with the next call of an endpoint.
-    enum Fault: Sendable {
+    public enum Fault: Sendable {
         case status(Int, retryAfter: String? = nil)
         case notJSON
     }
     /// How batches end.
-    enum Outcome: Sendable {
+    public enum Outcome: Sendable {
         case complete
         /// `failed`, with this validation error.
         case fail(String)
@@ -37,23 +36,24 @@ final class BatchAPITestDouble: Sendable {
         case expire(afterRows: Int)
     }
     /// Endpoints faults can be set for.
-    enum Endpoint: String, Sendable {
+    public enum Endpoint: String, Sendable {
         case upload, create, retrieve, list, content, chat
     }
 
-    struct Batch: Sendable {
-        var id: String
-        var status: String
-        var inputFileID: String
-        var endpoint: String
-        var metadata: [String: String]
-        var outputFileID: String?
-        var errorFileID: String?
-        var total = 0
-        var completed = 0
-        var failed = 0
-        var errors: [String] = []
-        var createdAt: Int
+    /// A batch as the double holds it, as `GET /v1/batches/{id}` describes it.
+    public struct Batch: Sendable {
+        public var id: String
+        public var status: String
+        public var inputFileID: String
+        public var endpoint: String
+        public var metadata: [String: String]
+        public var outputFileID: String?
+        public var errorFileID: String?
+        public var total = 0
+        public var completed = 0
+        public var failed = 0
+        public var errors: [String] = []
+        public var createdAt: Int
     }
 
     private struct State {
@@ -69,24 +69,28 @@ final class BatchAPITestDouble: Sendable {
     }
     private let state = Mutex(State())
 
+    public init() {}
+
     /// Faults for the next calls of `endpoint`, in order; afterwards its calls succeed.
-    func fail(_ endpoint: Endpoint, _ faults: [Fault]) { state.withLock { $0.faults[endpoint, default: []] += faults } }
+    public func fail(_ endpoint: Endpoint, _ faults: [Fault]) {
+        state.withLock { $0.faults[endpoint, default: []] += faults }
+    }
     /// Keeps batches `in_progress` (on) or lets them finish (off).
-    func hold(_ on: Bool) { state.withLock { $0.hold = on } }
+    public func hold(_ on: Bool) { state.withLock { $0.hold = on } }
     /// How the batches created from now on end.
-    func outcome(_ outcome: Outcome) { state.withLock { $0.outcome = outcome } }
+    public func outcome(_ outcome: Outcome) { state.withLock { $0.outcome = outcome } }
     /// Calls of an endpoint that reached the double (faulted ones included).
-    func calls(_ endpoint: Endpoint) -> Int { state.withLock { $0.calls[endpoint] ?? 0 } }
+    public func calls(_ endpoint: Endpoint) -> Int { state.withLock { $0.calls[endpoint] ?? 0 } }
     /// The `Authorization` headers the Batch API endpoints saw.
-    var authorizations: Set<String> { state.withLock { $0.authorizations } }
+    public var authorizations: Set<String> { state.withLock { $0.authorizations } }
     /// Every batch, oldest first.
-    var batches: [Batch] { state.withLock { s in s.order.compactMap { s.batches[$0] } } }
+    public var batches: [Batch] { state.withLock { s in s.order.compactMap { s.batches[$0] } } }
     /// An uploaded file's lines.
-    func fileLines(_ id: String) -> [String] {
+    public func fileLines(_ id: String) -> [String] {
         state.withLock { String(decoding: $0.files[id] ?? [], as: UTF8.self) }.split(separator: "\n").map(String.init)
     }
     /// Makes a batch as a client would have before it died (for a test of finding it by metadata).
-    func preexisting(lines: [UInt8], metadata: [String: String]) -> String {
+    public func preexisting(lines: [UInt8], metadata: [String: String]) -> String {
         state.withLock { s in
             let file = Self.newID("file", &s)
             s.files[file] = lines
@@ -99,8 +103,35 @@ final class BatchAPITestDouble: Sendable {
         }
     }
 
+    /// A manifest whose batch feature `summary` runs through the double at `url` (model `writer`, kind `openai`,
+    /// `fake-batch-chat`) as provider batches over `accounts.csv`; `extra` is appended to its `batch` section.
+    public static func manifest(url: String, extra: String = "") -> String {
+        """
+        version: 1
+        models:
+          writer:
+            kind: openai
+            url: \(url)
+            model: fake-batch-chat
+            messages:
+              - {role: system, content: "Summarise the account."}
+              - {role: user, content: "{{notes}}"}
+            limits: {max_retries: 2}
+        features:
+          summary:
+            model: writer
+            pattern: batch
+            key: account_id
+            batch:
+              source: {csv: accounts.csv}
+              chunk_rows: 2
+              max_failed_share: 0.9
+              provider_batch: {poll: 20ms}\(extra)
+        """
+    }
+
     /// Runs the double for the length of `body`, which gets its base URL (`http://127.0.0.1:PORT/v1`).
-    func run(_ body: @escaping @Sendable (String) async throws -> Void) async throws {
+    public func run(_ body: @escaping @Sendable (String) async throws -> Void) async throws {
         let router = Router()
         router.get("/v1/models") { _, _ in Self.json(#"{"object": "list", "data": [{"id": "fake-batch-chat"}]}"#) }
         router.post("/v1/chat/completions") { request, _ in
@@ -429,9 +460,4 @@ final class BatchAPITestDouble: Sendable {
         Response(
             status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
-}
-
-struct DoubleFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }

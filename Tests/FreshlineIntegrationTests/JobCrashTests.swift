@@ -4,6 +4,7 @@ import FreshlineEngine
 import FreshlineJSON
 import FreshlineRuntime
 import FreshlineStore
+import FreshlineTestSupport
 import FreshlineTesting
 import Logging
 import Metrics
@@ -15,8 +16,9 @@ import Testing
 struct JobCrashTests {
     @Test("kill -9 of a worker mid-job: the job completes once, after the lease expires, on another worker")
     func killWorker() async throws {
-        guard FileManager.default.isExecutableFile(atPath: BatchCrashTests.binary) else {
-            Issue.record("no freshline binary at \(BatchCrashTests.binary): build it (swift build --build-tests) first")
+        guard FileManager.default.isExecutableFile(atPath: FreshlineProcess.binary) else {
+            Issue.record(
+                "no freshline binary at \(FreshlineProcess.binary): build it (swift build --build-tests) first")
             return
         }
         let manifestPath = try TestManifest.write(
@@ -41,13 +43,13 @@ struct JobCrashTests {
         let total = 20_000
         let rows = (0..<total).map { i in
             PredictRequest(
-                key: "k\(i)", inputs: ["X": .array(BatchCrashTests.features(i).map { .number(Double($0)) })])
+                key: "k\(i)", inputs: ["X": .array(FreshlineProcess.features(i).map { .number(Double($0)) })])
         }
         let (job, created) = try await jobs.submit(
             feature: "report", rows: rows, owner: "", idempotencyKey: nil, requestHash: nil)
         #expect(created)
 
-        let first = try BatchCrashTests.freshline(["worker", manifestPath, "--concurrency", "1"], in: folder)
+        let first = try FreshlineProcess.start(["worker", manifestPath, "--concurrency", "1"], in: folder)
         let deadline = ContinuousClock.now + .seconds(120)
         var killed = false
         while ContinuousClock.now < deadline && first.isRunning {
@@ -59,7 +61,7 @@ struct JobCrashTests {
             try await Task.sleep(for: .milliseconds(5))
         }
         await first.exited()
-        #expect(killed, "the worker never reported progress: \(BatchCrashTests.output(first))")
+        #expect(killed, "the worker never reported progress: \(FreshlineProcess.output(first))")
         let interrupted = try #require(try await store.job(id: job.id))
         #expect(interrupted.state == .running, "the job finished before the worker was killed")
         #expect(interrupted.result == nil)
@@ -67,7 +69,7 @@ struct JobCrashTests {
         #expect(interrupted.partial != nil, "partial results are recorded as rows finish")
 
         // A second worker takes the job once the dead worker's lease runs out, and finishes it.
-        let second = try BatchCrashTests.freshline(["worker", manifestPath, "--concurrency", "1"], in: folder)
+        let second = try FreshlineProcess.start(["worker", manifestPath, "--concurrency", "1"], in: folder)
         defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
         var done: Job?
         while ContinuousClock.now < deadline {
@@ -77,7 +79,7 @@ struct JobCrashTests {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        let finished = try #require(done, "the job did not finish: \(BatchCrashTests.output(second))")
+        let finished = try #require(done, "the job did not finish: \(FreshlineProcess.output(second))")
         #expect(finished.state == .succeeded)
         // Two attempts at least: the killed one and the finishing one. On a loaded machine a heartbeat can miss
         // the lease once more (another attempt by the same worker); the result is still recorded once.
@@ -94,6 +96,6 @@ struct JobCrashTests {
         // Graceful shutdown of the second worker.
         kill(second.processIdentifier, SIGTERM)
         await second.exited()
-        #expect(second.terminationStatus == 0, "\(BatchCrashTests.output(second))")
+        #expect(second.terminationStatus == 0, "\(FreshlineProcess.output(second))")
     }
 }
