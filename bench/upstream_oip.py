@@ -3,7 +3,7 @@
 
   bench/upstream-oip [--binary PATH] [--seconds S] [--connections C]
 
-Starts MLServer with the sklearn model of tests/upstreams (scripts/upstreams.sh: `sk_binary`, 16 FP32 inputs,
+Starts MLServer with the sklearn model of Tests/UpstreamServers (scripts/upstreams.sh: `sk_binary`, 16 FP32 inputs,
 MLServer's adaptive batching off, its default) and `freshline serve` with an `oip` model over it, then sends the
 same one-row requests with wrk (one thread, C connections, S seconds each), one after the other:
   1. direct:   POST MLServer /v2/models/sk_binary/infer

@@ -4,12 +4,12 @@
 #
 #   scripts/interop-test.sh FRESHLINE_BINARY [extra pytest arguments]
 #
-# 1. Creates or reuses the venv .venv-interop/ (reinstalled only when tests/interop/requirements.txt
+# 1. Creates or reuses the venv .venv-interop/ (reinstalled only when Tests/Interop/requirements.txt
 #    or the base interpreter changes: sha256 stamp in .venv-interop/.requirements.sha256).
 # 2. Writes a temporary manifest over zoo models (Tests/Fixtures/zoo), starts
 #    `FRESHLINE_BINARY serve MANIFEST --host 127.0.0.1 --port PORT` on a free loopback port and waits
 #    (at most READY_TIMEOUT seconds, default 30) for GET /v2/health/ready to answer 200.
-# 3. Runs tests/interop/oip_tritonclient_test.py with FRESHLINE_OIP_URL=127.0.0.1:PORT.
+# 3. Runs Tests/Interop/oip_tritonclient_test.py with FRESHLINE_OIP_URL=127.0.0.1:PORT.
 # 4. Always stops the server. Exits non-zero on any failure, error or skip, or if the server
 #    could not start; the last line is `interop: N passed, M failed`.
 #
@@ -19,8 +19,8 @@ set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$script_dir/.." && pwd)"
-requirements="$repo_root/tests/interop/requirements.txt"
-test_file="$repo_root/tests/interop/oip_tritonclient_test.py"
+requirements="$repo_root/Tests/Interop/requirements.txt"
+test_file="$repo_root/Tests/Interop/oip_tritonclient_test.py"
 zoo="$repo_root/Tests/Fixtures/zoo"
 venv="${INTEROP_VENV:-$repo_root/.venv-interop}"
 base_python="${PYTHON:-python3}"

@@ -20,7 +20,7 @@
 # setup, in detail:
 # 1. Debian packages, with apt-get install -y when missing (as root; sudo otherwise): cmake (>= 3.21),
 #    ninja-build, g++/make (build-essential), and python3-venv if the base interpreter lacks venv/ensurepip.
-# 2. The venv .venv-upstreams/ at the repository root from tests/upstreams/requirements.txt (every package
+# 2. The venv .venv-upstreams/ at the repository root from Tests/UpstreamServers/requirements.txt (every package
 #    pinned), re-installed only when that file, the base interpreter or LLAMA_CMAKE_ARGS change (sha256 stamp in
 #    .venv-upstreams/.requirements.sha256). PyPI has only an sdist of llama-cpp-python: pip compiles
 #    llama.cpp, CPU only, with these CMake flags (LLAMA_CMAKE_ARGS overrides them):
@@ -38,8 +38,8 @@
 #    (~/.cache/pip): a new venv on the same machine installs it in seconds. That cache ignores
 #    LLAMA_CMAKE_ARGS: after changing them, run with PIP_NO_CACHE_DIR=1 once.
 # 3. The models, into .build/upstreams/ (re-made only when their generator, or the venv, changes):
-#    mlserver/sk_binary/{model.joblib,model-settings.json}  (tests/upstreams/make_sk_binary.py)
-#    tiny-llama.gguf                                        (tests/upstreams/make_tiny_gguf.py)
+#    mlserver/sk_binary/{model.joblib,model-settings.json}  (Tests/UpstreamServers/make_sk_binary.py)
+#    tiny-llama.gguf                                        (Tests/UpstreamServers/make_tiny_gguf.py)
 #    llama-server.json  the llama_cpp.server --config_file: two entries on the same GGUF, tiny-chat and
 #                       tiny-embed (embedding: true, mean pooling through kv_overrides llama.pooling_type=int:1,
 #                       so /v1/embeddings answers one vector per input instead of one per token)
@@ -52,7 +52,7 @@
 # and max_batch_time (seconds).
 #
 # What was observed here (Debian 12, 2 cores shared with another job, MLServer 1.7.1, mlserver-sklearn 1.7.1,
-# llama-cpp-python 0.3.36; the JSON itself is in tests/upstreams/README.md):
+# llama-cpp-python 0.3.36; the JSON itself is in Tests/UpstreamServers/README.md):
 #   Timings. `time scripts/upstreams.sh setup` from an empty venv and an empty pip cache (cmake, ninja-build and
 #   build-essential already installed; apt-get install of them takes ~20 s more), under nice -n 19 with
 #   CMAKE_BUILD_PARALLEL_LEVEL=1 on the shared machine: 7 min 24 s (user 5 min 16 s), of which the llama.cpp
@@ -61,7 +61,7 @@
 #   Ready: start-mlserver 3.0 s, start-llama 1.0 s (model load 0.15 s). stop: 0.2-0.8 s.
 #   tiny-llama.gguf: 492,448 bytes (F32; 364 tokens). One 64-token chat completion answers in 30-60 ms, an
 #   embedding in 10-25 ms (both including the model swap between the two aliases), an MLServer infer in ~5 ms.
-#   MLServer (details and JSON in tests/upstreams/README.md):
+#   MLServer (details and JSON in Tests/UpstreamServers/README.md):
 #   - GET /v2/models/sk_binary: {"name","versions":[],"platform":"","inputs":[X FP32 [-1,16]],"outputs":[predict
 #     INT64 [-1,1], predict_proba FP32 [-1,2]],"parameters":{}} (the declared settings; "versions" stays empty
 #     although the model has version "1").
@@ -102,7 +102,7 @@ set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$script_dir/.." && pwd)"
-here="$repo_root/tests/upstreams"
+here="$repo_root/Tests/UpstreamServers"
 requirements="$here/requirements.txt"
 venv="${UPSTREAMS_VENV:-$repo_root/.venv-upstreams}"
 work="${UPSTREAMS_DIR:-$repo_root/.build/upstreams}"

@@ -12,7 +12,7 @@ enum OpenAICoding {
         /// OpenAI's `{"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`.
         case jsonSchema
         /// `{"type": "json_object", "schema": …}`: the only form llama-cpp-python's server takes (0.3.x answers 500
-        /// to `json_schema`; see tests/upstreams/README.md).
+        /// to `json_schema`; see Tests/UpstreamServers/README.md).
         case jsonObject
     }
 
