@@ -115,66 +115,69 @@ extension BatchRunner {
             }
         }
         var totals = run
-        var pendingWrite: Task<Void, any Error>?
-        defer { pendingWrite?.cancel() }
-        var lastMark = ContinuousClock.now
-        try await withThrowingTaskGroup(of: ComputedChunk?.self) { group in
-            var inFlight = 0
-            var exhausted = false
-            var finished: [Int: ComputedChunk] = [:]
-            var nextToWrite = 0
-            func refill() {
-                // At most `threads` computing, and at most as many computed ahead of the chunk written next.
-                while !exhausted, inFlight < threads, finished.count < threads {
-                    group.addTask(operation: work)
-                    inFlight += 1
-                }
-            }
-            refill()
-            while let result = try await group.next() {
-                inFlight -= 1
-                try Task.checkCancellation()
-                if let chunk = result { finished[chunk.sequence] = chunk } else { exhausted = true }
-                while let chunk = finished.removeValue(forKey: nextToWrite) {
-                    nextToWrite += 1
-                    refill()
-                    let now = ContinuousClock.now
-                    let busy = (now - lastMark).seconds
-                    lastMark = now
-                    let part = chunk.part
-                    let snapshotChunk = SnapshotChunk(
-                        index: chunk.position, keys: part.keys, packedOutputs: part.outputs)
-                    let progress = RangeProgress(
-                        rangeRowsDone: chunk.position + chunk.rowsRead - range.rowStart, rowsRead: chunk.rowsRead,
-                        rowsWritten: part.keys.count, rowsFailed: part.failures.count, busySeconds: busy,
-                        at: systemClock.now, inputTokens: part.inputTokens, outputTokens: part.outputTokens)
-                    // One write at a time, in order; the next chunks compute meanwhile.
-                    try await pendingWrite?.value
-                    let store = self.store
-                    pendingWrite = Task {
-                        try await store.appendRangeChunk(
-                            runID: run.id, index: range.index, owner: RunOwner.current, chunk: snapshotChunk,
-                            failures: part.failures, progress: progress)
-                    }
-                    totals.rowsDone += chunk.rowsRead
-                    totals.rowsWritten += part.keys.count
-                    totals.rowsFailed += part.failures.count
-                    totals.busySeconds += busy
-                    metrics?.runRows(feature: feature.name, rows: part.keys.count, failed: part.failures.count)
-                    let rate = tally.add(rows: chunk.rowsRead, seconds: busy)
-                    if let report {
-                        let left = totals.rowsTotal.map { max(0, $0 - totals.rowsDone) }
-                        report(
-                            Report(
-                                run: totals, rowsPerSecond: rate,
-                                secondsLeft: left.map { rate > 0 ? Double($0) / rate : 0 }))
+        // The chunk being written is a child task of `writes`, awaited before the next write starts (and, on an
+        // error, cancelled and awaited with the group).
+        try await withThrowingTaskGroup(of: Void.self) { writes in
+            var writing = false
+            var lastMark = ContinuousClock.now
+            try await withThrowingTaskGroup(of: ComputedChunk?.self) { group in
+                var inFlight = 0
+                var exhausted = false
+                var finished: [Int: ComputedChunk] = [:]
+                var nextToWrite = 0
+                func refill() {
+                    // At most `threads` computing, and at most as many computed ahead of the chunk written next.
+                    while !exhausted, inFlight < threads, finished.count < threads {
+                        group.addTask(operation: work)
+                        inFlight += 1
                     }
                 }
                 refill()
+                while let result = try await group.next() {
+                    inFlight -= 1
+                    try Task.checkCancellation()
+                    if let chunk = result { finished[chunk.sequence] = chunk } else { exhausted = true }
+                    while let chunk = finished.removeValue(forKey: nextToWrite) {
+                        nextToWrite += 1
+                        refill()
+                        let now = ContinuousClock.now
+                        let busy = (now - lastMark).seconds
+                        lastMark = now
+                        let part = chunk.part
+                        let snapshotChunk = SnapshotChunk(
+                            index: chunk.position, keys: part.keys, packedOutputs: part.outputs)
+                        let progress = RangeProgress(
+                            rangeRowsDone: chunk.position + chunk.rowsRead - range.rowStart, rowsRead: chunk.rowsRead,
+                            rowsWritten: part.keys.count, rowsFailed: part.failures.count, busySeconds: busy,
+                            at: systemClock.now, inputTokens: part.inputTokens, outputTokens: part.outputTokens)
+                        // One write at a time, in order; the next chunks compute meanwhile.
+                        if writing { try await writes.next() }
+                        let store = self.store
+                        writing = true
+                        writes.addTask {
+                            try await store.appendRangeChunk(
+                                runID: run.id, index: range.index, owner: RunOwner.current, chunk: snapshotChunk,
+                                failures: part.failures, progress: progress)
+                        }
+                        totals.rowsDone += chunk.rowsRead
+                        totals.rowsWritten += part.keys.count
+                        totals.rowsFailed += part.failures.count
+                        totals.busySeconds += busy
+                        metrics?.runRows(feature: feature.name, rows: part.keys.count, failed: part.failures.count)
+                        let rate = tally.add(rows: chunk.rowsRead, seconds: busy)
+                        if let report {
+                            let left = totals.rowsTotal.map { max(0, $0 - totals.rowsDone) }
+                            report(
+                                Report(
+                                    run: totals, rowsPerSecond: rate,
+                                    secondsLeft: left.map { rate > 0 ? Double($0) / rate : 0 }))
+                        }
+                    }
+                    refill()
+                }
             }
+            if writing { try await writes.next() }
         }
-        try await pendingWrite?.value
-        pendingWrite = nil
         try Task.checkCancellation()
     }
 
