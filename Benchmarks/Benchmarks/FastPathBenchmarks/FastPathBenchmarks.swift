@@ -8,18 +8,26 @@ import FreshlineRuntime
 /// Guards for the hand-written fast paths, each written for a measured reason: the JSON reader and writer (Codable
 /// cost 30% of the server's CPU), the decimal reader (Clinger's fast path, SWAR digit runs) and the batch runner's
 /// columnar CSV path (cells parsed from the mapped bytes straight into tensors, no per-cell strings). Their malloc
-/// counts and instruction counts are checked against Benchmarks/Thresholds by `make bench-check`; every input is
+/// counts and wall-clock times are checked against Benchmarks/Thresholds by `make bench-check`; every input is
 /// made here from a fixed seed, so the counts are the same on every run.
 let benchmarks: @Sendable () -> Void = {
-    // Deterministic metrics get tight tolerances; instructions vary by a few tenths of a percent from run to run
-    // (measured: see bench/RESULTS.md), so ±5% still catches a lost fast path, which costs far more.
+    // Malloc counts are the same on every run (the inputs are fixed): exact. Wall-clock time is not, on a shared
+    // 2-core machine, so its p90 may grow up to 2× before the check fails (+100%; a relative threshold this wide can
+    // never read as "better"): that still catches a lost fast path, which costs 2–8× (the record path against the
+    // columnar one here), while a loaded machine does not fail it (bench/RESULTS.md has the run-to-run spread).
     let thresholds: [BenchmarkMetric: BenchmarkThresholds] = [
-        .mallocCountTotal: .init(absolute: [.p90: 2]),
-        .instructions: .init(relative: [.p90: 5]),
+        .mallocCountTotal: .init(absolute: [.p90: 0]),
+        .wallClock: .init(relative: [.p90: 100]),
     ]
     Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .throughput, .instructions, .mallocCountTotal], warmupIterations: 3,
-        maxDuration: .seconds(1), maxIterations: 10_000, thresholds: thresholds)
+        metrics: [.wallClock, .throughput, .mallocCountTotal], warmupIterations: 3, maxDuration: .seconds(1),
+        maxIterations: 10_000, thresholds: thresholds)
+
+    // The harness's own allocations per sample, to read the counts below against (a benchmark of one iteration
+    // per sample includes them; a `.kilo` one divides them by 1,000).
+    Benchmark("Empty") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(benchmark) }
+    }
 
     // JSON: a typical single-row predict body, a 64-row one, and a typical answer.
     let row = FastPathInputs.predictRow(key: "u123", seed: 1)
