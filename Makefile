@@ -4,7 +4,7 @@ SWIFT ?= swift
 APT_PACKAGES := libopenblas-dev curl
 RELEASE_BIN := .build/release/freshline
 
-.PHONY: all deps build release test demo demo-engine cluster-demo bench fixtures proto format lint clean
+.PHONY: all deps build release test demo demo-engine cluster-demo bench bench-check bench-thresholds fixtures proto format lint clean
 
 all: build
 
@@ -74,6 +74,32 @@ demo-engine: release
 # Our engine against onnxruntime on the same files (needs PyPI for the reference side).
 bench: release
 	FRESHLINE=$(RELEASE_BIN) bench/engine-vs-onnxruntime
+
+# Guards for the hand-written fast paths (JSON reader and writer, decimal reader, columnar CSV path): the
+# FastPathBenchmarks target of the Benchmarks package (ordo-one/benchmark), checked against the p90 thresholds
+# committed under Benchmarks/Thresholds/<Swift major.minor>/: malloc counts exactly (they are the same on every
+# run), wall-clock time within 2× (a lost fast path costs more; a loaded machine does not). Fails on a regression and
+# on malloc counts lower than recorded ("better"), so that the thresholds are tightened with `make bench-thresholds`
+# (bench/RESULTS.md).
+# A cold Benchmarks/.build first builds the package and its dependencies in release mode (minutes: bench/RESULTS.md).
+BENCH_THRESHOLDS = Thresholds/$(shell $(SWIFT) --version 2>&1 | sed -n 's/.*Swift version \([0-9]*\.[0-9]*\).*/\1/p' | head -n 1)
+# BENCH_JOBS="-j 2" (or so) limits the build's parallel jobs.
+BENCH_JOBS ?=
+BENCH_GUARD = --target FastPathBenchmarks --metric mallocCountTotal --metric wallClock --skip '^Empty$$' --path $(BENCH_THRESHOLDS) --no-progress
+bench-check: deps
+	cd Benchmarks && $(SWIFT) build -c release $(BENCH_JOBS) --product FastPathBenchmarks
+	@cd Benchmarks && { $(SWIFT) package $(BENCH_JOBS) benchmark thresholds check $(BENCH_GUARD) 2>&1 \
+	    | tee .build/bench-check-output.txt; rc=$${PIPESTATUS[0]}; \
+	  if [ $$rc = 0 ]; then echo "bench-check: every fast path within its thresholds (Benchmarks/$(BENCH_THRESHOLDS))"; \
+	  elif grep -q benchmarkThresholdImprovement .build/bench-check-output.txt; then \
+	    echo "bench-check: FAILED: better than the thresholds in Benchmarks/$(BENCH_THRESHOLDS); if that is meant, record them with make bench-thresholds"; exit 1; \
+	  else echo "bench-check: FAILED: a fast path exceeds its thresholds in Benchmarks/$(BENCH_THRESHOLDS) (or the run failed)"; exit 1; fi; }
+
+# Records the fast paths' thresholds anew (after an intended change; commit the JSON files it writes).
+bench-thresholds: deps
+	cd Benchmarks && $(SWIFT) build -c release $(BENCH_JOBS) --product FastPathBenchmarks
+	mkdir -p Benchmarks/$(BENCH_THRESHOLDS)
+	cd Benchmarks && $(SWIFT) package $(BENCH_JOBS) --allow-writing-to-package-directory benchmark thresholds update $(BENCH_GUARD)
 
 # Regenerates the zoo and the ONNX node-test cases (Python virtual environment from PyPI).
 fixtures:

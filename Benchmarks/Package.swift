@@ -22,6 +22,20 @@ let package = Package(
             path: "Benchmarks/EngineBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // Guards for the hand-written fast paths (JSON reader and writer, decimal reader, columnar CSV path): their
+        // malloc counts and instruction counts are checked against Benchmarks/Thresholds by `make bench-check`.
+        .executableTarget(
+            name: "FastPathBenchmarks",
+            dependencies: [
+                .product(name: "FreshlineJSON", package: "freshline"),
+                .product(name: "FreshlineCore", package: "freshline"),
+                .product(name: "FreshlineEngine", package: "freshline"),
+                .product(name: "FreshlineRuntime", package: "freshline"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/FastPathBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         // The overhead floor of bench/serving-load: POST / reads the body and answers {"ok":true}.
         .executableTarget(
             name: "BareEndpoint",
