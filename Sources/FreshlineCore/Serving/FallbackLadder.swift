@@ -75,16 +75,17 @@ public enum FallbackLadder {
     ///   - lookup: what the snapshot holds for the key.
     ///   - contract: the effective freshness contract (the request's `max_staleness`, else the feature's).
     ///   - policies: the feature's `cold_start`, `on_stale` and whether it has a default.
-    ///   - carriesInputs: whether the request carries every model input a computation needs.
+    ///   - carriesInputs: whether the request carries every model input a computation needs (evaluated only when a
+    ///     rung depends on it: a fresh hit, the common case, does not look at the inputs).
     public static func step(
-        lookup: Lookup, contract: FreshnessContract, policies: Policies, carriesInputs: Bool
+        lookup: Lookup, contract: FreshnessContract, policies: Policies, carriesInputs: @autoclosure () -> Bool
     ) -> Step {
         switch lookup {
         case .noSnapshot, .missing:
             let refusal: Refusal = lookup == .noSnapshot ? .noSnapshot : .unknownKey
             switch policies.coldStart {
             case .realtime:
-                if carriesInputs { return computeOnly }
+                if carriesInputs() { return computeOnly }
                 return .refuse(lookup == .noSnapshot ? .noSnapshot : .unknownKeyWithoutInputs)
             case .default:
                 return policies.hasDefault ? .defaultValue : .refuse(refusal)
@@ -95,7 +96,7 @@ public enum FallbackLadder {
             if contract.accepts(ageSeconds: ageSeconds) { return .snapshot }
             switch policies.onStale {
             case .realtime:
-                return carriesInputs ? .compute(onFailure: .staleSnapshot) : .staleSnapshot
+                return carriesInputs() ? .compute(onFailure: .staleSnapshot) : .staleSnapshot
             case .fallback:
                 return .staleSnapshot
             case .error:

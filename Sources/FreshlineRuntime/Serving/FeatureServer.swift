@@ -105,7 +105,8 @@ public final class FeatureServer: Sendable {
         guard let batch = spec.batch, let key = request.key else { return try await realtime(request, start: start) }
         let table = snapshot
         let found = table?.outputs(for: key)
-        let age = table.map { max(0, clock.now - $0.info.inputTime) } ?? 0
+        // The clock is read for a key the snapshot holds only.
+        let age = found == nil ? 0 : table.map { max(0, clock.now - $0.info.inputTime) } ?? 0
         let lookup: FallbackLadder.Lookup =
             table == nil ? .noSnapshot : found == nil ? .missing : .found(ageSeconds: age)
         if found == nil {
@@ -364,7 +365,7 @@ public final class FeatureServer: Sendable {
             let source = sources[c.feature]
             let table = source?.snapshot
             let value = table?.outputs(for: key)?[c.output]
-            let age = table.map { max(0, now - $0.info.inputTime) } ?? 0
+            let age = value == nil ? 0 : table.map { max(0, now - $0.info.inputTime) } ?? 0
             // A source feature the manifest does not declare has nothing loaded: the key is missing.
             let lookup: FallbackLadder.Lookup =
                 value != nil ? .found(ageSeconds: age) : (source != nil && table == nil ? .noSnapshot : .missing)
