@@ -64,7 +64,9 @@ struct BatchRoutes {
             run = try await batch.trigger(
                 feature: runner.feature.name, trigger: keys == nil ? .manual : .backfill, keys: keys)
         } catch let error as BatchStoreError {
-            throw APIError(.conflict, code: "run_in_progress", error.description)
+            // Each refusal under its own code (a run id that is not there is not a conflict).
+            if error.code == .unknownRun { throw APIError.notFound(error.description) }
+            throw APIError(.conflict, code: error.code.description, error.description)
         }
         var headers = HTTPFields()
         headers[.location] = "/v1/runs/\(run.id)"
