@@ -113,32 +113,23 @@ struct AdvisorRulesTests {
         #expect(cost.peakToAverage >= 1 && cost.peakToAverage < 1.5)
     }
 
-    @Test("the cost model: peak headroom for real time, spot and unread keys for batch")
-    func costModel() {
-        let volume = CostModel.Volume(
-            callsPerDay: 864_000, peakToAverage: 3, realtimeSecondsPerPrediction: 0.01,
-            batchSecondsPerPrediction: 0.001, batchRowsPerRun: 100_000, runsPerDay: 1, coverage: 1)
-        var settings = AdvisorSettings()
-        settings.targetUtilization = 0.5
-        let costs = CostModel.costs(volume, pricing: Pricing(coreHour: 0.1, spotDiscount: 0.5), settings: settings)
-        let byPattern = Dictionary(uniqueKeysWithValues: costs.map { ($0.pattern, $0) })
-        // 10 calls/s × 3 × 0.01 s ÷ 0.5 = 0.6 cores, all month.
-        #expect(abs((byPattern[.realtime]?.coreHoursPerMonth ?? 0) - 0.6 * 730) < 1e-6)
-        // 100,000 rows × 1 ms × 30.4 runs = 84.4 core-hours at half price.
-        #expect(abs((byPattern[.batch]?.monthly ?? 0) - 100_000 * 0.001 * 30.4 / 3_600 * 0.1 * 0.5) < 1e-9)
-        #expect(abs((byPattern[.async]?.coreHoursPerMonth ?? 0) - 864_000 * 30.4 * 0.01 / 3_600) < 1e-6)
-    }
-
     // MARK: - Rules
 
     static func axes(
         unbounded: Bool = false, sensitive: Bool = false, calls: Double = 1_000, p99: Double = 0.01,
         budget: Double = 0.1, stable: [String] = [], changing: [String] = []
     ) -> FeatureAxes {
+        // A 50 ms model: real time needs more than the two always-on instances from about 2.1M calls a day.
         let volume = CostModel.Volume(
-            callsPerDay: calls, peakToAverage: 2, realtimeSecondsPerPrediction: 0.005,
-            batchSecondsPerPrediction: 0.0005, batchRowsPerRun: 10_000, runsPerDay: 1, coverage: 1)
+            callsPerDay: calls, peakToAverage: 2, realtimeSecondsPerPrediction: 0.05,
+            batchSecondsPerPrediction: 0.005, batchRowsPerRun: 10_000, runsPerDay: 1, coverage: 1)
         let costs = CostModel.costs(volume, pricing: Pricing(), settings: AdvisorSettings())
+        var cost = CostAxis(
+            callsPerDay: calls, peakToAverage: 2, peakBucketSeconds: 3_600, realtimeSecondsPerPrediction: 0.05,
+            batchSecondsPerPrediction: 0.005, batchSize: 64, batchRowsPerRun: 10_000, runsPerDay: 1, costs: costs,
+            evidence: "")
+        cost.batchPaysAtCallsPerDay = CostModel.batchPaysAt(volume, pricing: Pricing(), settings: AdvisorSettings())
+            .map { $0 * calls }
         let stability =
             stable.map { InputStability(input: $0, unchangedShare: 1, pairs: 50) }
             + changing.map { InputStability(input: $0, unchangedShare: 0.1, pairs: 50) }
@@ -153,15 +144,19 @@ struct AdvisorRulesTests {
             cardinality: CardinalityAxis(
                 requests: calls, distinctKeys: 100, distinctKeysPerDay: 100, requestInputsShare: unbounded ? 1 : 0,
                 predictableShare: unbounded ? 0 : 1, predictableBasis: "", unbounded: unbounded, evidence: ""),
-            cost: CostAxis(
-                callsPerDay: calls, peakToAverage: 2, peakBucketSeconds: 3_600, realtimeSecondsPerPrediction: 0.005,
-                batchSecondsPerPrediction: 0.0005, batchSize: 64, batchRowsPerRun: 10_000, runsPerDay: 1, costs: costs,
-                evidence: ""),
-            latency: LatencyAxis(
-                sources: [], budgetSeconds: budget, userBlocking: true, realtimeP99Seconds: p99, realtimeP99Basis: "",
-                overBudget: p99 > budget, evidence: ""),
+            cost: cost,
+            latency: latency(p99: p99, budget: budget),
             failure: FailureAxis(
                 declared: "", errorRate: 0, timeoutRate: 0, shedRate: 0, fallbackRate: 0, evidence: ""))
+    }
+
+    static func latency(p99: Double, budget: Double) -> LatencyAxis {
+        var axis = LatencyAxis(
+            sources: [], budgetSeconds: budget, userBlocking: true, realtimeP99Seconds: p99, realtimeP99Basis: "",
+            overBudget: p99 > budget, evidence: "")
+        axis.modelP99Seconds = p99
+        axis.modelP99Basis = "model time of the calls behind 100 sampled real-time answers (queueing excluded)"
+        return axis
     }
 
     @Test("the rules apply in order and the first match wins")
@@ -182,15 +177,23 @@ struct AdvisorRulesTests {
         #expect(Advisor.decide(Self.axes(calls: 10, p99: 0.5, budget: 0.1), settings: s).rule == 3)
         let quiet = Advisor.decide(Self.axes(calls: 1_000), settings: s)
         #expect(quiet.rule == 4 && quiet.recommended == .realtime)
-        #expect(quiet.wouldChange.contains { $0.contains("100× volume") })
+        // Batch pays once real time needs five instances (2× the 150 a month of batch): about 4.2M calls a day.
+        #expect(
+            quiet.wouldChange.contains { $0.contains("× volume (4.") && $0.contains("rule 3 applies (batch)") },
+            "\(quiet.wouldChange)")
     }
 
     @Test("thresholds are configurable and change the verdict")
     func thresholds() {
         var s = AdvisorSettings()
-        #expect(Advisor.decide(Self.axes(calls: 50_000), settings: s).rule == 4)
-        s.minCallsPerDay = 10_000
-        #expect(Advisor.decide(Self.axes(calls: 50_000), settings: s).rule == 3)
+        // 3M calls a day: three instances (210 a month) against batch's 150: 1.4×, 60 saved.
+        #expect(Advisor.decide(Self.axes(calls: 3e6), settings: s).rule == 4)
+        s.minCostRatio = 1.2
+        #expect(Advisor.decide(Self.axes(calls: 3e6), settings: s).rule == 4)
+        s.minMonthlySaving = 50
+        #expect(Advisor.decide(Self.axes(calls: 3e6), settings: s).rule == 3)
+        s.minCallsPerDay = 5e6
+        #expect(Advisor.decide(Self.axes(calls: 3e6), settings: s).rule == 4)
     }
 
     // MARK: - What-if
@@ -221,7 +224,7 @@ struct AdvisorRulesTests {
     static let seedSheet = """
         feature,pattern,unbounded_input,decision_change,max_staleness,refresh,calls_per_day,ms_per_prediction,p99_ms,latency_budget_ms,user_blocking,failure_mode,stable_inputs,request_inputs
         fraud_check,realtime,yes,,1m,,2000000,4,12,50,yes,fail closed,,
-        nightly_report,realtime,no,0%,,24h,5000000,20,60,1000,no,stale acceptable,,
+        nightly_report,realtime,no,0%,,24h,5000000,200,600,1000,no,stale acceptable,,
         live_recommendation,realtime,no,35%,,1h,800000,8,25,100,yes,default value,candidates;user_embedding,cart;last_clicks
         settings_page_tips,realtime,no,1%,,24h,500,3,9,200,yes,default value,,
         """

@@ -32,6 +32,11 @@ public struct AdvisorInput: Sendable {
     /// Tokens per row recorded by the feature's batch runs; `nil` when none were recorded (the mean per call from
     /// the request log stands in).
     public var tokensPerBatchRow: TokenCounts?
+    /// Serving CPU per answer and batch CPU per row from the process-usage ledger; `nil` when there is no ledger
+    /// (the report says serving overhead was not measured).
+    public var usage: ServingUsage?
+    /// Bytes of the published snapshot version, when it has a file.
+    public var snapshotBytes: Double?
 
     public init(
         feature: FeatureSpec, samples: [RequestLogSample], now: Double, compute: ComputeCost,
@@ -133,7 +138,71 @@ public enum Advisor {
             origin: "live traffic")
         advice.composes = composes
         advice.feeds = input.consumers
+        advice.findings = findings(input, axes: axes, settings: settings)
         return advice
+    }
+
+    /// What the report found besides the verdict: waiting for capacity (a problem more capacity solves, not a
+    /// pattern), and a model change inside the window (its own finding, not decisions changing with age).
+    static func findings(_ input: AdvisorInput, axes: FeatureAxes, settings: AdvisorSettings) -> [String] {
+        var found: [String] = []
+        let l = axes.latency
+        let endToEnd = l.realtimeP99Seconds
+        if l.modelP99Basis.hasPrefix("model time"), endToEnd > l.budgetSeconds, l.modelP99Seconds <= l.budgetSeconds {
+            found.append(
+                "capacity: the real-time p99 is \(CostModel.formatSeconds(endToEnd)) end to end for a model p99 of "
+                    + "\(CostModel.formatSeconds(l.modelP99Seconds)): \(CostModel.formatSeconds(endToEnd - l.modelP99Seconds)) "
+                    + "of waiting for compute at the peak. The model fits the \(CostModel.formatSeconds(l.budgetSeconds)) "
+                    + "budget; more compute threads or instances (or max_queue_length to shed early) fix this, not a "
+                    + "change of pattern")
+        } else if l.refusedShare >= settings.failureShareLimit, !l.failsBudget {
+            found.append(
+                "capacity: \(CostModel.percent(l.refusedShare)) of requests timed out or were shed while the model's p99 "
+                    + "(\(CostModel.formatSeconds(l.modelP99Seconds))) fits the \(CostModel.formatSeconds(l.budgetSeconds)) "
+                    + "budget: the path lacks capacity at the peak")
+        }
+        found += versionFindings(input)
+        return found
+    }
+
+    /// Model versions that answered inside the window, and how many decisions the change of version made (the same
+    /// key's last answer of the old version against its first of the new).
+    static func versionFindings(_ input: AdvisorInput) -> [String] {
+        var firstSeen: [String: Double] = [:]
+        var byKey: [String: [(at: Double, version: String, decision: DecisionValue)]] = [:]
+        for s in input.samples where s.outcome == "ok" {
+            guard let v = s.modelVersion else { continue }
+            let at = s.computedAt ?? s.at
+            firstSeen[v] = min(firstSeen[v] ?? at, at)
+            if let key = s.keyHash, let d = s.decision { byKey[key, default: []].append((at, v, d)) }
+        }
+        guard firstSeen.count >= 2 else { return [] }
+        let versions = firstSeen.sorted { $0.value < $1.value }.map(\.key)
+        var result: [String] = []
+        for (old, new) in zip(versions, versions.dropFirst()) {
+            var pairs = 0
+            var changed = 0.0
+            for (_, answers) in byKey {
+                let sorted = answers.sorted { $0.at < $1.at }
+                guard let before = sorted.last(where: { $0.version == old }),
+                    let after = sorted.first(where: { $0.version == new && $0.at >= before.at })
+                else { continue }
+                pairs += 1
+                changed +=
+                    after.decision.change(
+                        from: before.decision, topK: input.decision.topK, tolerance: input.decision.tolerance, scale: 0
+                    ).change
+            }
+            let short = { (v: String) in String(v.prefix(12)) }
+            let effect =
+                pairs > 0
+                ? "it changed \(CostModel.percent(changed / Double(pairs))) of decisions (\(pairs) keys answered by both)"
+                : "no key was answered by both versions"
+            result.append(
+                "model change: version \(short(new)) replaced \(short(old)) inside the window; \(effect). Freshness "
+                    + "compares answers of the same version only")
+        }
+        return result
     }
 
     /// Sampled requests a verdict needs; fewer give "not enough traffic" (rule 0).
@@ -182,9 +251,12 @@ public enum Advisor {
         let ages = settings.ages.filter { $0 > 0 }.sorted()
         var byKey: [String: [(at: Double, decision: DecisionValue, inputs: [String: UInt64])]] = [:]
         // Model answers only: a configured default or a fallback says nothing about how the model's answer ages.
+        // Like with like: answers of different model versions are kept apart (a version's change of decisions is
+        // its own finding, not an effect of age); answers whose version was not recorded form one group.
         for s in samples where s.outcome == "ok" && s.source != .default && s.source != .fallback {
             guard let key = s.keyHash, let d = s.decision else { continue }
-            byKey[key, default: []].append((s.computedAt ?? s.at, d, s.inputHashes))
+            let group = s.modelVersion.map { "\(key)@\($0)" } ?? key
+            byKey[group, default: []].append((s.computedAt ?? s.at, d, s.inputHashes))
         }
         for a in snapshotAnswers { byKey[a.keyHash, default: []].append((a.computedAt, a.decision, a.inputHashes)) }
         // Scores are compared relative to the larger of the old value and half the typical magnitude, so that
@@ -310,7 +382,7 @@ public enum Advisor {
             points: points, referenceAgeSeconds: referenceAge, declaredMaxStalenessSeconds: declared,
             sensitive: sensitive, basis: basis, holdsForSeconds: holds, inputStability: stability, note: note,
             evidence: "\(window); \(compared) answer pairs over \(byKey.count) sampled keys, each answer compared with "
-                + "the same key's answer computed one age earlier"
+                + "the same key's answer computed one age earlier by the same model version"
                 + (snapshotAnswers.isEmpty
                     ? "" : " (traffic and \(snapshotAnswers.count) answers from retained snapshots)")
                 + " (\(decisionText(decision)))")
@@ -420,11 +492,27 @@ public enum Advisor {
         let runsPerDay = 86_400 / (batchInterval ?? input.refreshIntervalSeconds ?? 86_400)
         let rows = max(1, input.batchRowsPerRun ?? cardinality.distinctKeysPerDay)
         let coverage = cardinality.predictableShare ?? 0
+        let model = modelTimePerAnswer(samples, compute: input.compute)
         var volume = CostModel.Volume(
             callsPerDay: callsPerDay, peakToAverage: peak,
-            realtimeSecondsPerPrediction: input.compute.realtimeSecondsPerPrediction,
+            realtimeSecondsPerPrediction: model.seconds,
             batchSecondsPerPrediction: input.compute.batchSecondsPerPrediction, batchRowsPerRun: rows,
             runsPerDay: runsPerDay, coverage: coverage)
+        volume.modelBasis = model.basis
+        volume.snapshotBytes = input.snapshotBytes
+        if let usage = input.usage {
+            volume.servingSecondsPerAnswer = usage.servingSecondsPerAnswer ?? 0
+            volume.servingBasis = usage.servingBasis
+            if let perRow = usage.batchCPUSecondsPerRow {
+                volume.batchCPUSecondsPerRow = perRow
+                volume.batchBasis = usage.batchBasis
+            } else {
+                volume.batchBasis = "engine time per row at batch \(input.compute.batchSize); \(usage.batchBasis)"
+            }
+        } else {
+            volume.servingBasis = "not measured: no process-usage ledger"
+            volume.batchBasis = "engine time per row at batch \(input.compute.batchSize)"
+        }
         var priced = "compute: \(input.compute.basis)"
         if let price = pricing.models[input.feature.model] {
             volume.tokens = CostModel.TokenVolume(
@@ -450,7 +538,32 @@ public enum Advisor {
                 + "\(rowsBasis), every \(CostModel.formatAge(86_400 / runsPerDay)) (the age its decisions were seen "
                 + "to hold, or the schedule)")
         axis.tokens = volume.tokens
+        axis.batchPaysAtCallsPerDay = CostModel.batchPaysAt(volume, pricing: pricing, settings: settings).map {
+            $0 * callsPerDay
+        }
         return axis
+    }
+
+    /// Model time per computed answer for the cost: the mean over the model calls behind the window's real-time
+    /// answers (a call's time shared by its rows) when at least `minimumSamples` recorded it, else the engine's
+    /// measurement.
+    static func modelTimePerAnswer(_ samples: [RequestLogSample], compute: ComputeCost) -> (
+        seconds: Double, basis: String
+    ) {
+        var total = 0.0
+        var weight = 0.0
+        var answers = 0
+        for s in samples where s.outcome == "ok" && s.source == .realtime {
+            guard let seconds = s.computeSeconds, seconds.isFinite, seconds >= 0 else { continue }
+            let w = 1 / max(s.sampleRate, 1e-9)
+            total += w * seconds / Double(max(1, s.computeRows ?? 1))
+            weight += w
+            answers += 1
+        }
+        if answers >= minimumSamples, weight > 0 {
+            return (total / weight, "mean of the model calls behind \(answers) sampled real-time answers")
+        }
+        return (compute.realtimeSecondsPerPrediction, compute.basis)
     }
 
     // MARK: - Axis 4: tail latency
@@ -477,12 +590,49 @@ public enum Advisor {
                 basis = "not measured: no real-time or async answers in the log, and the model runs upstream"
             }
         }
+        // The model's own time: the calls behind real-time answers, queueing excluded.
+        let calls = input.samples.filter { $0.outcome == "ok" && $0.source == .realtime }.compactMap(\.computeSeconds)
+            .filter { $0.isFinite && $0 >= 0 }.sorted()
+        var modelP99: Double
+        var modelBasis: String
+        if calls.count >= minimumSamples {
+            modelP99 = calls[min(calls.count - 1, Int((Double(calls.count) * 0.99).rounded(.up)) - 1)]
+            modelBasis =
+                "model time of the calls behind \(calls.count) sampled real-time answers (queueing excluded)"
+        } else if realtime != nil {
+            modelP99 = p99
+            modelBasis = "end to end (queueing included, an upper bound): the log recorded no model times"
+        } else if input.compute.upstream {
+            modelP99 = p99
+            modelBasis = basis
+        } else {
+            modelP99 = input.compute.realtimeSecondsPerPrediction
+            modelBasis = "engine time at batch 1 (\(input.compute.basis)): no real-time answers in the log"
+        }
+        // Requests the real-time path refused: timed out or shed.
+        var total = 0.0
+        var refused = 0.0
+        for s in input.samples where s.outcome != "bad_request" {
+            let w = 1 / max(s.sampleRate, 1e-9)
+            total += w
+            if s.outcome == "timeout" || s.outcome == "shed" { refused += w }
+        }
+        let refusedShare = total > 0 ? refused / total : 0
         let blocking = input.feature.userBlocking
-        return LatencyAxis(
+        let fails = refusedShare >= settings.failureShareLimit && modelP99 > budget
+        if fails, realtime == nil {
+            modelBasis += "; \(CostModel.percent(refusedShare)) of requests timed out or were shed, none answered"
+        }
+        var axis = LatencyAxis(
             sources: input.latency, budgetSeconds: budget, userBlocking: blocking, realtimeP99Seconds: p99,
-            realtimeP99Basis: basis, overBudget: blocking && p99 > budget,
+            realtimeP99Basis: basis, overBudget: (blocking && modelP99 > budget) || fails,
             evidence: "HDR histograms of the sampled requests per source; budget is the feature's latency_budget"
                 + (blocking ? " on a user-blocking path" : " (not user-blocking)"))
+        axis.modelP99Seconds = modelP99
+        axis.modelP99Basis = modelBasis
+        axis.refusedShare = refusedShare
+        axis.failsBudget = fails
+        return axis
     }
 
     // MARK: - Axis 5: failure mode

@@ -20,6 +20,12 @@ public struct AdvisorSettings: Sendable, Equatable, Codable {
     public var minCallsPerDay: Double = 100_000
     /// Rule 3: … when real time costs at least this many times what batch does (default 2).
     public var minCostRatio: Double = 2
+    /// Rule 3: … and batch saves at least this much a month, in the pricing's currency (default 100): a smaller
+    /// saving does not pay for the attention moving a feature takes.
+    public var minMonthlySaving: Double = 100
+    /// Rule 3: a real-time path that times out or sheds at least this share of its requests, with a model too slow
+    /// for the budget, is a latency case whether or not answers exist (default 0.05).
+    public var failureShareLimit: Double = 0.05
     /// Real-time capacity is provisioned for the peak at this utilisation (default 0.6).
     public var targetUtilization: Double = 0.6
     /// A shadow-comparison age is reported when it has at least this many pairs (default 20).
@@ -31,4 +37,32 @@ public struct AdvisorSettings: Sendable, Equatable, Codable {
     public var ages: [Double] = [60, 300, 900, 3_600, 21_600, 86_400, 604_800]
 
     public init() {}
+
+    private enum CodingKeys: String, CodingKey {
+        case windowSeconds, unboundedInputShare, predictableShare, realtimeP99Limit, decisionChangeLimit
+        case referenceAgeSeconds, minCallsPerDay, minCostRatio, minMonthlySaving, failureShareLimit
+        case targetUtilization, minPairs, stableInputShare, ages
+    }
+
+    /// Reads what `encode(to:)` wrote; reports written before a threshold existed get its default.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func read<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
+            try c.decodeIfPresent(T.self, forKey: key) ?? fallback
+        }
+        windowSeconds = try read(.windowSeconds, windowSeconds)
+        unboundedInputShare = try read(.unboundedInputShare, unboundedInputShare)
+        predictableShare = try read(.predictableShare, predictableShare)
+        realtimeP99Limit = try read(.realtimeP99Limit, realtimeP99Limit)
+        decisionChangeLimit = try read(.decisionChangeLimit, decisionChangeLimit)
+        referenceAgeSeconds = try read(.referenceAgeSeconds, referenceAgeSeconds)
+        minCallsPerDay = try read(.minCallsPerDay, minCallsPerDay)
+        minCostRatio = try read(.minCostRatio, minCostRatio)
+        minMonthlySaving = try read(.minMonthlySaving, minMonthlySaving)
+        failureShareLimit = try read(.failureShareLimit, failureShareLimit)
+        targetUtilization = try read(.targetUtilization, targetUtilization)
+        minPairs = try read(.minPairs, minPairs)
+        stableInputShare = try read(.stableInputShare, stableInputShare)
+        ages = try read(.ages, ages)
+    }
 }

@@ -126,6 +126,11 @@ public struct CostAxis: Sendable, Equatable, Codable {
     /// For a feature priced by tokens (its model has `pricing.models` prices): the tokens and prices the costs
     /// come from; `nil` when they come from engine time.
     public var tokens: CostModel.TokenVolume?
+    /// The calls a day at which rule 3's cost branch would hold (batch cheaper by the ratio and the saving), when
+    /// it does within 10⁶× today's.
+    public var batchPaysAtCallsPerDay: Double?
+    /// The monthly saving of batch over real time (negative: batch costs more).
+    public var batchSaving: Double { (monthly(.realtime) ?? 0) - (monthly(.batch) ?? 0) }
 
     public init(
         callsPerDay: Double, peakToAverage: Double, peakBucketSeconds: Double, realtimeSecondsPerPrediction: Double,
@@ -148,18 +153,58 @@ public struct CostAxis: Sendable, Equatable, Codable {
     public func monthly(_ pattern: ServingPattern) -> Double? { costs.first { $0.pattern == pattern }?.monthly }
 }
 
-/// What one pattern would cost a month.
+/// What one pattern would cost a month: the sum of its terms.
 public struct PatternCost: Sendable, Equatable, Codable {
     public var pattern: ServingPattern
     public var monthly: Double
+    /// Core-hours a month the pattern keeps on or consumes (0 for tokens).
     public var coreHoursPerMonth: Double
-    /// How it was computed.
+    /// How it was computed: the terms in one sentence.
     public var basis: String
+    /// The terms, each with its evidence.
+    public var terms: [CostTerm] = []
 
     public init(pattern: ServingPattern, monthly: Double, coreHoursPerMonth: Double, basis: String) {
         self.pattern = pattern
         self.monthly = monthly
         self.coreHoursPerMonth = coreHoursPerMonth
+        self.basis = basis
+    }
+
+    /// The sum of `terms`; `note` leads the basis.
+    public init(pattern: ServingPattern, terms: [CostTerm], note: String? = nil) {
+        let listed = terms.map { "\($0.name) \(CostModel.money($0.monthly)) (\($0.basis))" }.joined(separator: "; ")
+        self.init(
+            pattern: pattern, monthly: terms.reduce(0) { $0 + $1.monthly },
+            coreHoursPerMonth: terms.reduce(0) { $0 + $1.coreHours },
+            basis: note.map { "\($0): \(listed)" } ?? listed)
+        self.terms = terms
+    }
+
+    private enum CodingKeys: String, CodingKey { case pattern, monthly, coreHoursPerMonth, basis, terms }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        pattern = try c.decode(ServingPattern.self, forKey: .pattern)
+        monthly = try c.decode(Double.self, forKey: .monthly)
+        coreHoursPerMonth = try c.decode(Double.self, forKey: .coreHoursPerMonth)
+        basis = try c.decode(String.self, forKey: .basis)
+        terms = try c.decodeIfPresent([CostTerm].self, forKey: .terms) ?? []
+    }
+}
+
+/// One term of a pattern's monthly cost: always-on instances, batch runs, storage, operations, tokens.
+public struct CostTerm: Sendable, Equatable, Codable {
+    public var name: String
+    public var monthly: Double
+    public var coreHours: Double
+    /// The numbers it comes from, and where each was measured.
+    public var basis: String
+
+    public init(name: String, monthly: Double, coreHours: Double, basis: String) {
+        self.name = name
+        self.monthly = monthly
+        self.coreHours = coreHours
         self.basis = basis
     }
 }
@@ -173,6 +218,15 @@ public struct LatencyAxis: Sendable, Equatable, Codable {
     /// time.
     public var realtimeP99Seconds: Double
     public var realtimeP99Basis: String
+    /// The model's own p99: the calls behind real-time answers (queueing excluded) when recorded, else the engine's
+    /// batch-1 time, else the end-to-end p99 as an upper bound. Rules 1 and 3 use this.
+    public var modelP99Seconds: Double = 0
+    public var modelP99Basis = ""
+    /// Share of requests the real-time path timed out or shed.
+    public var refusedShare: Double = 0
+    /// A material share refused with a model too slow for the budget: a latency case even without answers.
+    public var failsBudget = false
+    /// Over the budget on a user-blocking path by model time, or failing it (`failsBudget`).
     public var overBudget: Bool
     public var evidence: String
 
@@ -272,6 +326,8 @@ public struct Verdict: Sendable, Equatable, Codable {
     /// For a hybrid: the inputs to precompute per key, and those that stay request-time.
     public var precompute: [String]
     public var requestTime: [String]
+    /// What the rules could not measure, and what stood in for it.
+    public var notMeasured: [String] = []
 
     /// `rule 3 → batch`, or `no traffic` (rule 0: nothing measured, the pattern stays).
     public var label: String { rule == 0 ? "no traffic" : "rule \(rule) → \(recommended.rawValue)" }
@@ -302,6 +358,8 @@ public struct FeatureAdvice: Sendable, Equatable, Codable {
     public var composes: [String] = []
     /// Features that take inputs from this one's snapshot.
     public var feeds: [String] = []
+    /// What the report found besides the verdict: queueing (a capacity problem), a model change inside the window.
+    public var findings: [String] = []
 
     public init(
         feature: String, current: ServingPattern, axes: FeatureAxes, verdict: Verdict, whatIf: [WhatIfResult],

@@ -1,10 +1,5 @@
-/// Monthly cost per pattern of a feature whose model is priced per token (an LLM upstream with `pricing.models`
-/// prices): what the provider charges for the tokens each pattern sends, not engine time.
-///
-/// - Real time and async pay the full price for every call: calls × mean tokens per call.
-/// - Batch sends every row of a run (read or not) through the provider's batch API at `1 − batch_discount` of the
-///   price, and answers the calls the snapshot misses in real time at the full price.
-/// - Hybrid is bounded above by the batch precompute of every key plus every call in real time at the full price.
+/// What a feature whose model is priced per token (an LLM upstream with `pricing.models` prices) sends: the
+/// provider's charge for the tokens is a term of every pattern's cost (`CostModel.costs`).
 extension CostModel {
     /// Days in an average month (the engine-time model's 30.4).
     public static let daysPerMonth = 30.4
@@ -30,45 +25,6 @@ extension CostModel {
         public var perCall: TokenCounts { measured?.perCall ?? TokenCounts(input: 0, output: 0) }
         /// Tokens per batch row: recorded by batch runs, else the mean per call.
         public var perRow: TokenCounts { perBatchRow ?? perCall }
-    }
-
-    /// The cost of every pattern by tokens, in the order realtime, async, batch, hybrid.
-    static func tokenCosts(_ v: Volume, _ t: TokenVolume) -> [PatternCost] {
-        let callPrice = t.price.cost(t.perCall)
-        let rowPrice = t.price.cost(t.perRow, batch: true)
-        let callsPerMonth = v.callsPerDay * daysPerMonth
-        let rowsPerMonth = v.batchRowsPerRun * v.runsPerDay * daysPerMonth
-        let realtime = callsPerMonth * callPrice
-        let runs = rowsPerMonth * rowPrice
-        let missShare = max(0, 1 - v.coverage)
-        let callTerm =
-            "\(format(v.callsPerDay)) calls/day × \(format(daysPerMonth)) days × \(money(callPrice))/call "
-            + "(\(tokensText(t.perCall)) per call, \(measuredText(t)), at \(priceText(t.price)))"
-        let discount = percent(max(0, min(1, t.price.batchDiscount)))
-        let rowSource =
-            t.perBatchRow != nil ? "recorded by batch runs" : "the request log's mean per call standing in"
-        let runTerm =
-            "\(format(v.batchRowsPerRun)) rows/run × \(format(v.runsPerDay)) runs/day × \(format(daysPerMonth)) days "
-            + "× \(money(rowPrice))/row (\(tokensText(t.perRow)) per row, \(rowSource), through the provider's "
-            + "batch API at \(discount) off)"
-        return [
-            PatternCost(
-                pattern: .realtime, monthly: realtime, coreHoursPerMonth: 0,
-                basis: "priced by tokens (\(t.model)): \(callTerm), full price"),
-            PatternCost(
-                pattern: .async, monthly: realtime, coreHoursPerMonth: 0,
-                basis: "priced by tokens (\(t.model)): \(callTerm), full price (a job calls the model like a "
-                    + "request; the queue absorbs the peak)"),
-            PatternCost(
-                pattern: .batch, monthly: runs + missShare * realtime, coreHoursPerMonth: 0,
-                basis: "priced by tokens (\(t.model)): \(runTerm); plus \(percent(missShare)) of calls missed and "
-                    + "called in real time at full price (\(money(missShare * realtime))/month)"),
-            PatternCost(
-                pattern: .hybrid, monthly: runs + realtime, coreHoursPerMonth: 0,
-                basis: "priced by tokens (\(t.model)), upper bound: batch precompute of every key "
-                    + "(\(money(runs))/month: \(runTerm)) plus every call in real time at full price "
-                    + "(\(money(realtime))/month)"),
-        ]
     }
 
     /// `812 input + 143 output tokens`.

@@ -12,7 +12,35 @@ extension Advisor {
     {
         var verdict = apply(axes, settings: settings, skipping: [], current: current)
         verdict.wouldChange = wouldChange(verdict, axes: axes, settings: settings, current: current)
+        verdict.notMeasured = notMeasured(axes)
         return verdict
+    }
+
+    /// What the rules could not measure, and what stood in for it.
+    static func notMeasured(_ axes: FeatureAxes) -> [String] {
+        var result: [String] = []
+        let f = axes.freshness
+        switch f.basis {
+        case "none":
+            result.append(
+                "how long decisions hold (rule 2, rule 3's schedule): too few answer pairs and no max_staleness")
+        case "declared": result.append("how long decisions hold: not measured, the declared max_staleness stands in")
+        default: break
+        }
+        if axes.cardinality.predictableShare == nil {
+            result.append("which keys were known in advance (rule 1): no keyed traffic to compare")
+        }
+        let l = axes.latency
+        if !l.modelP99Basis.hasPrefix("model time") {
+            result.append("the model's p99 (rules 1 and 3): \(l.modelP99Basis)")
+        }
+        let k = axes.cost
+        if k.tokens == nil, let realtime = k.costs.first(where: { $0.pattern == .realtime }),
+            realtime.basis.contains("not measured")
+        {
+            result.append("serving CPU per answer (rule 3's costs): no process-usage ledger in the window")
+        }
+        return result
     }
 
     /// The first matching rule, not considering `skipping`.
@@ -23,17 +51,18 @@ extension Advisor {
         let f = axes.freshness
         let l = axes.latency
         let k = axes.cost
-        let p99 = CostModel.formatSeconds(l.realtimeP99Seconds)
+        let p99 = CostModel.formatSeconds(l.modelP99Seconds)
         let limit = CostModel.formatSeconds(settings.realtimeP99Limit)
         if !skipping.contains(1), c.unbounded {
             let known =
                 c.predictableShare.map { "only \(CostModel.percent($0)) of requested keys were known in advance" }
                 ?? "no key could be enumerated in advance"
-            let fast = l.realtimeP99Seconds < settings.realtimeP99Limit
+            let fast = l.modelP99Seconds < settings.realtimeP99Limit
             return Verdict(
                 rule: 1, recommended: fast ? .realtime : .async,
                 reason: "unbounded input: \(CostModel.percent(c.requestInputsShare)) of requests carry their own "
-                    + "inputs and \(known); the model's p99 is \(p99) (\(fast ? "under" : "over") \(limit)), so "
+                    + "inputs and \(known); the model's p99 is \(p99) (\(fast ? "under" : "over") \(limit); "
+                    + "\(l.modelP99Basis)), so "
                     + (fast ? "real time" : "async with a webhook or polling"),
                 wouldChange: [])
         }
@@ -63,27 +92,47 @@ extension Advisor {
             return Verdict(
                 rule: 2, recommended: .realtime, reason: "staleness changes decisions: \(evidence)", wouldChange: [])
         }
+        if !skipping.contains(3), l.overBudget {
+            // Too slow: whether or not answers exist to pair (a path that refuses everything has none).
+            let known = c.predictableShare ?? 0
+            let enumerable = known >= settings.predictableShare
+            let why =
+                l.failsBudget
+                ? "\(CostModel.percent(l.refusedShare)) of requests timed out or were shed: the model's p99 "
+                    + "\(p99) (\(l.modelP99Basis)) does not fit the \(CostModel.formatSeconds(l.budgetSeconds)) budget"
+                : "the model's p99 \(p99) (\(l.modelP99Basis)) exceeds the "
+                    + "\(CostModel.formatSeconds(l.budgetSeconds)) budget on a user-blocking path"
+            if !enumerable {
+                return Verdict(
+                    rule: 3, recommended: .async,
+                    reason: "too slow for real time: \(why); only \(CostModel.percent(known)) of requested keys were "
+                        + "known in advance, so a batch cannot precompute them: async with a webhook or polling",
+                    wouldChange: [])
+            }
+            let hold =
+                f.basis == "none"
+                ? "how long decisions hold was not measured: set the schedule from max_staleness"
+                : "decisions hold for \(holdText(f))"
+            return Verdict(
+                rule: 3, recommended: .batch,
+                reason: "too slow for real time: \(why); \(CostModel.percent(known)) of requested keys were known in "
+                    + "advance, so a snapshot can serve them; \(hold) (batch every "
+                    + "\(CostModel.formatAge(86_400 / max(k.runsPerDay, 1e-9))))",
+                wouldChange: [])
+        }
         if !skipping.contains(3) && f.basis != "none" {
             let schedule = "batch every \(CostModel.formatAge(86_400 / max(k.runsPerDay, 1e-9)))"
             let realtimeCost = k.monthly(.realtime) ?? 0
             let batchCost = k.monthly(.batch) ?? 0
-            let busy = k.callsPerDay >= settings.minCallsPerDay
-            let cheaper = realtimeCost >= settings.minCostRatio * batchCost
-            if l.overBudget {
-                return Verdict(
-                    rule: 3, recommended: .batch,
-                    reason: "too slow for real time: p99 \(p99) (\(l.realtimeP99Basis)) exceeds the "
-                        + "\(CostModel.formatSeconds(l.budgetSeconds)) budget on a user-blocking path; decisions hold "
-                        + "for \(holdText(f)), so a snapshot can serve them (\(schedule))",
-                    wouldChange: [])
-            }
-            if busy && cheaper {
+            if CostModel.batchPays(k.costs, callsPerDay: k.callsPerDay, settings: settings) {
                 return Verdict(
                     rule: 3, recommended: .batch,
                     reason: "too costly at this volume: \(CostModel.format(k.callsPerDay)) calls/day "
                         + "(≥ \(CostModel.format(settings.minCallsPerDay))); real time costs "
                         + "\(CostModel.money(realtimeCost))/month against \(CostModel.money(batchCost)) for batch "
-                        + "(\(ratioText(realtimeCost, batchCost)), \(schedule)); decisions hold for \(holdText(f))",
+                        + "(\(ratioText(realtimeCost, batchCost)), \(schedule)): batch saves "
+                        + "\(CostModel.money(realtimeCost - batchCost))/month (≥ \(CostModel.money(settings.minMonthlySaving))); "
+                        + "decisions hold for \(holdText(f))",
                     wouldChange: [])
             }
         }
@@ -95,11 +144,20 @@ extension Advisor {
                     + "simplest (\(CostModel.format(k.callsPerDay)) calls/day, p99 \(p99))",
                 wouldChange: [])
         }
+        let realtimeCost = k.monthly(.realtime) ?? 0
+        let batchCost = k.monthly(.batch) ?? 0
+        let saving =
+            k.batchSaving > 0
+            ? "batch would save \(CostModel.money(k.batchSaving))/month (\(ratioText(realtimeCost, batchCost)))"
+            : "batch would cost \(CostModel.money(-k.batchSaving))/month more (\(CostModel.money(batchCost)) against "
+                + "\(CostModel.money(realtimeCost)))"
         return Verdict(
             rule: 4, recommended: .realtime,
-            reason: "bounded input, decisions hold for \(holdText(f)), \(CostModel.format(k.callsPerDay)) calls/day "
-                + "(batch pays from \(CostModel.format(settings.minCallsPerDay))) and p99 \(p99) within the "
-                + "\(CostModel.formatSeconds(l.budgetSeconds)) budget: real time is simplest; revisit at scale",
+            reason: "bounded input, decisions hold for \(holdText(f)), \(CostModel.format(k.callsPerDay)) calls/day; "
+                + "\(saving), not worth a pipeline (rule 3 needs ≥ \(CostModel.format(settings.minCallsPerDay)) "
+                + "calls/day, \(CostModel.format(settings.minCostRatio))× and \(CostModel.money(settings.minMonthlySaving))"
+                + "/month saved); the model's p99 \(p99) is within the \(CostModel.formatSeconds(l.budgetSeconds)) "
+                + "budget: real time is simplest; revisit at scale",
             wouldChange: [])
     }
 
@@ -121,7 +179,7 @@ extension Advisor {
             if v.recommended == .realtime {
                 result.append(
                     "if the model's p99 exceeded \(CostModel.formatSeconds(settings.realtimeP99Limit)) (now "
-                        + "\(CostModel.formatSeconds(axes.latency.realtimeP99Seconds))), async")
+                        + "\(CostModel.formatSeconds(axes.latency.modelP99Seconds))), async")
             } else {
                 result.append(
                     "if the model's p99 fell under \(CostModel.formatSeconds(settings.realtimeP99Limit)), real time")
@@ -133,11 +191,12 @@ extension Advisor {
             )
         case 3:
             if axes.latency.overBudget {
-                result.append("if the real-time p99 fell within the budget, \(then)")
+                result.append("if the model's p99 fell within the budget, \(then)")
             } else {
                 result.append(
-                    "below \(CostModel.format(settings.minCallsPerDay)) calls/day (now \(CostModel.format(k.callsPerDay))), \(then)"
-                )
+                    "below \(CostModel.format(settings.minCallsPerDay)) calls/day (now \(CostModel.format(k.callsPerDay))), "
+                        + "or with a saving under \(CostModel.money(settings.minMonthlySaving))/month (now "
+                        + "\(CostModel.money(k.batchSaving))), \(then)")
             }
         default:
             if f.basis == "none" {
@@ -146,15 +205,10 @@ extension Advisor {
                         + "(or a declared max_staleness), rules 2 and 3 could decide")
                 return result
             }
-            let realtimeCost = k.monthly(.realtime) ?? 0
-            let batchCost = k.monthly(.batch) ?? 0
-            // Real-time cost grows with volume; a batch run's cost does not (its rows are the key set).
-            let needVolume = settings.minCallsPerDay / max(k.callsPerDay, 1e-9)
-            let needRatio = realtimeCost > 0 ? settings.minCostRatio * batchCost / realtimeCost : .infinity
-            let multiple = max(needVolume, needRatio, 1)
-            if multiple.isFinite && multiple < 1e6 {
+            // Costs step with whole instances: the volume at which rule 3's cost test holds, searched.
+            if let calls = k.batchPaysAtCallsPerDay, k.callsPerDay > 0 {
                 result.append(
-                    "at \(CostModel.format(multiple))× volume (\(CostModel.format(k.callsPerDay * multiple)) calls/day), "
+                    "at \(CostModel.format(calls / k.callsPerDay))× volume (\(CostModel.format(calls)) calls/day), "
                         + "rule 3 applies (batch)")
             }
             if !f.sensitive {

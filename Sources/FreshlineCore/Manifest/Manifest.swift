@@ -186,6 +186,26 @@ public struct Pricing: Sendable, Equatable, Codable {
     /// Token prices per model, by the manifest's model name (`pricing.models`): features on these models are priced
     /// by their recorded tokens instead of engine time.
     public var models: [String: TokenPrice] = [:]
+    /// Serving instances always on, whatever the traffic (`pricing.min_instances`, default 2: one is not available
+    /// through a deploy or a host failure). Every pattern that answers requests pays this floor.
+    public var minInstances: Int = 2
+    /// Cores of one serving instance (`pricing.instance_cores`, default 2).
+    public var instanceCores: Double = 2
+    /// Price of one instance for one hour (`pricing.instance_hour`); `nil`: `instance_cores × core_hour`.
+    public var instanceHour: Double?
+    /// What keeping one batch pipeline healthy costs a month besides its compute (`pricing.batch_overhead_per_month`,
+    /// default 150): about two engineer-hours of watching schedules, failed runs, backfills and source changes.
+    public var batchOverheadPerMonth: Double = 150
+    /// Price of one GB of storage for a month (`pricing.storage_gb_month`, default 0.08: block storage).
+    public var storageGBMonth: Double = 0.08
+    /// Async workers always on (`pricing.async_min_workers`, default 1 instance): a queue nobody drains is not served.
+    public var asyncMinWorkers: Int = 1
+    /// Price of one million store writes (`pricing.store_write_per_million`, default 1.25: a managed key-value
+    /// store's on-demand writes); an async job costs four (submitted, leased, finished, delivered).
+    public var storeWritePerMillion: Double = 1.25
+
+    /// The price of one serving instance for one hour.
+    public var instanceHourPrice: Double { instanceHour ?? instanceCores * coreHour }
 
     public init(
         coreHour: Double = 0.048, spotDiscount: Double = 0.7, currency: String = "USD",
@@ -198,16 +218,26 @@ public struct Pricing: Sendable, Equatable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case coreHour, spotDiscount, currency, models
+        case coreHour, spotDiscount, currency, models, minInstances, instanceCores, instanceHour
+        case batchOverheadPerMonth, storageGBMonth, asyncMinWorkers, storeWritePerMillion
     }
 
-    /// Reads what `encode(to:)` wrote; reports written before token prices existed have no `models`.
+    /// Reads what `encode(to:)` wrote; reports written before a field existed get its default.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         coreHour = try c.decode(Double.self, forKey: .coreHour)
         spotDiscount = try c.decode(Double.self, forKey: .spotDiscount)
         currency = try c.decode(String.self, forKey: .currency)
         models = try c.decodeIfPresent([String: TokenPrice].self, forKey: .models) ?? [:]
+        minInstances = try c.decodeIfPresent(Int.self, forKey: .minInstances) ?? minInstances
+        instanceCores = try c.decodeIfPresent(Double.self, forKey: .instanceCores) ?? instanceCores
+        instanceHour = try c.decodeIfPresent(Double.self, forKey: .instanceHour)
+        batchOverheadPerMonth =
+            try c.decodeIfPresent(Double.self, forKey: .batchOverheadPerMonth) ?? batchOverheadPerMonth
+        storageGBMonth = try c.decodeIfPresent(Double.self, forKey: .storageGBMonth) ?? storageGBMonth
+        asyncMinWorkers = try c.decodeIfPresent(Int.self, forKey: .asyncMinWorkers) ?? asyncMinWorkers
+        storeWritePerMillion =
+            try c.decodeIfPresent(Double.self, forKey: .storeWritePerMillion) ?? storeWritePerMillion
     }
 }
 

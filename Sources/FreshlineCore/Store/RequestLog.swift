@@ -28,6 +28,13 @@ public struct RequestLogSample: Sendable, Equatable {
     public var inputTokens: Int?
     /// Output (completion) tokens the upstream model reported for this answer; `nil` when it reported none.
     public var outputTokens: Int?
+    /// The version of the model that computed the answer (`nil` for failures, defaults, and logs written before
+    /// versions were recorded): the advisor compares answers of the same version only.
+    public var modelVersion: String?
+    /// Wall time of the model call that computed the answer (real-time and async answers), queueing excluded.
+    public var computeSeconds: Double?
+    /// Rows in that call (a micro-batch computes several requests at once).
+    public var computeRows: Int?
 
     public init(
         feature: String, keyHash: String?, hasRequestInputs: Bool, source: PredictionSource?, outcome: String,

@@ -965,7 +965,7 @@ private struct Reader {
         let allowed: Set<String> = [
             "window", "unbounded_input_share", "predictable_share", "realtime_p99_limit", "decision_change_limit",
             "reference_age", "min_calls_per_day", "min_cost_ratio", "target_utilization", "min_pairs",
-            "stable_input_share", "ages",
+            "stable_input_share", "ages", "min_monthly_saving", "failure_share_limit",
         ]
         for (key, value) in entries(node, "advisor", allowed: allowed) ?? [] {
             let path = "advisor.\(key)"
@@ -988,6 +988,9 @@ private struct Reader {
             case "reference_age": a.referenceAgeSeconds = positive(duration(value, path)) ?? a.referenceAgeSeconds
             case "min_calls_per_day": a.minCallsPerDay = double(value, path, range: 0...1e12) ?? a.minCallsPerDay
             case "min_cost_ratio": a.minCostRatio = double(value, path, range: 0...1e6) ?? a.minCostRatio
+            case "min_monthly_saving": a.minMonthlySaving = double(value, path, range: 0...1e12) ?? a.minMonthlySaving
+            case "failure_share_limit":
+                a.failureShareLimit = double(value, path, range: 0...1) ?? a.failureShareLimit
             case "target_utilization":
                 a.targetUtilization = double(value, path, range: 0.05...1) ?? a.targetUtilization
             case "min_pairs": a.minPairs = int(value, path, range: 1...1_000_000) ?? a.minPairs
@@ -1063,9 +1066,25 @@ private struct Reader {
     mutating func pricing(_ node: Node) -> (Pricing, [(name: String, node: Node)]) {
         var pricing = Pricing()
         var priced: [(name: String, node: Node)] = []
-        let allowed: Set<String> = ["core_hour", "spot_discount", "currency", "models"]
+        let allowed: Set<String> = [
+            "core_hour", "spot_discount", "currency", "models", "min_instances", "instance_cores", "instance_hour",
+            "batch_overhead_per_month", "storage_gb_month", "async_min_workers", "store_write_per_million",
+        ]
         for (key, value) in entries(node, "pricing", allowed: allowed) ?? [] {
+            let path = "pricing.\(key)"
             switch key {
+            case "min_instances": pricing.minInstances = int(value, path, range: 0...10_000) ?? pricing.minInstances
+            case "instance_cores":
+                pricing.instanceCores = double(value, path, range: 0.125...1_024) ?? pricing.instanceCores
+            case "instance_hour": pricing.instanceHour = double(value, path, range: 0...100_000)
+            case "batch_overhead_per_month":
+                pricing.batchOverheadPerMonth = double(value, path, range: 0...1e9) ?? pricing.batchOverheadPerMonth
+            case "storage_gb_month":
+                pricing.storageGBMonth = double(value, path, range: 0...1_000) ?? pricing.storageGBMonth
+            case "async_min_workers":
+                pricing.asyncMinWorkers = int(value, path, range: 0...10_000) ?? pricing.asyncMinWorkers
+            case "store_write_per_million":
+                pricing.storeWritePerMillion = double(value, path, range: 0...1e6) ?? pricing.storeWritePerMillion
             case "core_hour": pricing.coreHour = double(value, "pricing.core_hour", range: 0...1000) ?? pricing.coreHour
             case "spot_discount":
                 pricing.spotDiscount = double(value, "pricing.spot_discount", range: 0...1) ?? pricing.spotDiscount

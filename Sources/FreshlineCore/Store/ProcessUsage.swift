@@ -1,0 +1,135 @@
+/// What one serving process consumed over an interval, and what it answered and computed: the ledger the advisor
+/// prices real time by (process CPU over answers, not engine time alone). Written by each server every minute.
+public struct ProcessUsage: Sendable, Equatable {
+    /// `host:pid` of the process.
+    public var process: String
+    /// The end of the interval, seconds since 1970.
+    public var at: Double
+    /// The interval's length in seconds.
+    public var seconds: Double
+    /// CPU time of the whole process over the interval (user + system), seconds.
+    public var cpuSeconds: Double
+    /// Per feature: what it answered and computed in the interval.
+    public var features: [String: FeatureUsage]
+
+    public init(process: String, at: Double, seconds: Double, cpuSeconds: Double, features: [String: FeatureUsage]) {
+        self.process = process
+        self.at = at
+        self.seconds = seconds
+        self.cpuSeconds = cpuSeconds
+        self.features = features
+    }
+}
+
+/// One feature's share of a process's interval.
+public struct FeatureUsage: Sendable, Equatable, Codable {
+    /// Requests answered (every one, not sampled), by source (`realtime`, `batch`, `async`, `fallback`, `default`);
+    /// refusals count under `refused`.
+    public var answers: [String: Double] = [:]
+    /// Wall time of the model calls behind real-time answers (one per call, however many rows), seconds.
+    public var modelSeconds: Double = 0
+    /// Model calls made for real-time answers.
+    public var modelCalls: Double = 0
+    /// Rows batch runs computed, and the CPU time of the threads that read and computed them, seconds.
+    public var batchRows: Double = 0
+    public var batchCPUSeconds: Double = 0
+
+    public init() {}
+
+    /// Every answer and refusal.
+    public var requests: Double { answers.values.reduce(0, +) }
+
+    mutating func add(_ other: FeatureUsage) {
+        for (source, n) in other.answers { answers[source, default: 0] += n }
+        modelSeconds += other.modelSeconds
+        modelCalls += other.modelCalls
+        batchRows += other.batchRows
+        batchCPUSeconds += other.batchCPUSeconds
+    }
+}
+
+/// Where the process-usage ledger is kept (SQLite or PostgreSQL).
+public protocol ProcessUsageStore: Sendable {
+    /// Appends one interval.
+    func appendUsage(_ usage: ProcessUsage) async throws
+    /// The intervals ending in `[since, until)`, oldest first.
+    func usage(since: Double, until: Double) async throws -> [ProcessUsage]
+    /// Deletes intervals older than `before`; returns how many.
+    func deleteUsage(before: Double) async throws -> Int
+}
+
+/// What serving costs per answer besides the model, and what a batch row costs, measured from the ledger.
+public struct ServingUsage: Sendable, Equatable, Codable {
+    /// CPU seconds per answer of the serving process besides model time (HTTP, JSON, scheduling, logging);
+    /// `nil` when the ledger has no answers in the window.
+    public var servingSecondsPerAnswer: Double?
+    public var servingBasis: String
+    /// CPU seconds per row of the feature's batch runs; `nil` when no run computed rows in the window.
+    public var batchCPUSecondsPerRow: Double?
+    public var batchBasis: String
+
+    public init(
+        servingSecondsPerAnswer: Double?, servingBasis: String, batchCPUSecondsPerRow: Double?, batchBasis: String
+    ) {
+        self.servingSecondsPerAnswer = servingSecondsPerAnswer
+        self.servingBasis = servingBasis
+        self.batchCPUSecondsPerRow = batchCPUSecondsPerRow
+        self.batchBasis = batchBasis
+    }
+
+    /// From the ledger's intervals: the processes' CPU less their batch runs' and their model calls', less the idle
+    /// rate (CPU per second of intervals with no request and no batch row: timers, the store, the logger) over the
+    /// busy intervals, divided by every answer of every feature (the serving path is shared). Batch CPU per row is
+    /// the feature's own.
+    public static func measure(_ records: [ProcessUsage], feature: String) -> ServingUsage {
+        var idleCPU = 0.0
+        var idleSeconds = 0.0
+        var busyCPU = 0.0
+        var busySeconds = 0.0
+        var model = 0.0
+        var batch = 0.0
+        var answers = 0.0
+        var own = FeatureUsage()
+        for r in records where r.seconds > 0 && r.cpuSeconds.isFinite && r.cpuSeconds >= 0 {
+            var total = FeatureUsage()
+            for (_, usage) in r.features { total.add(usage) }
+            if let mine = r.features[feature] { own.add(mine) }
+            if total.requests == 0 && total.batchRows == 0 {
+                idleCPU += r.cpuSeconds
+                idleSeconds += r.seconds
+                continue
+            }
+            busyCPU += r.cpuSeconds
+            busySeconds += r.seconds
+            model += total.modelSeconds
+            batch += total.batchCPUSeconds
+            answers += total.answers.filter { $0.key != "refused" }.values.reduce(0, +)
+        }
+        let idleRate = idleSeconds > 0 ? idleCPU / idleSeconds : 0
+        var serving: Double?
+        var servingBasis = "not measured: no answers in the process ledger over the window"
+        if answers > 0 {
+            let net = max(0, busyCPU - batch - model - idleRate * busySeconds)
+            serving = net / answers
+            let idle =
+                idleSeconds > 0
+                ? "less \(CostModel.formatSeconds(idleRate))/s idle (\(CostModel.formatSeconds(idleSeconds)) of idle intervals)"
+                : "no idle interval to subtract"
+            servingBasis =
+                "process CPU \(CostModel.formatSeconds(busyCPU)) over \(CostModel.format(answers)) answers, less "
+                + "\(CostModel.formatSeconds(model)) model time and \(CostModel.formatSeconds(batch)) batch runs, "
+                + idle
+        }
+        var perRow: Double?
+        var batchBasis = "not measured: no batch rows in the ledger over the window"
+        if own.batchRows > 0 {
+            perRow = own.batchCPUSeconds / own.batchRows
+            batchBasis =
+                "runs' thread CPU \(CostModel.formatSeconds(own.batchCPUSeconds)) over "
+                + "\(CostModel.format(own.batchRows)) rows"
+        }
+        return ServingUsage(
+            servingSecondsPerAnswer: serving, servingBasis: servingBasis, batchCPUSecondsPerRow: perRow,
+            batchBasis: batchBasis)
+    }
+}
