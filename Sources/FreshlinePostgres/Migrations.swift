@@ -271,6 +271,31 @@ extension PostgresStore {
                 )
                 """,
             ]),
+        Migration(
+            name: "v12-advisor-measures",
+            statements: [
+                // As v9: nullable columns and NOT VALID checks, a catalog change only. The model version and
+                // model-call time behind each sampled answer, and the process-usage ledger.
+                """
+                ALTER TABLE request_log
+                    ADD COLUMN model_version text,
+                    ADD COLUMN compute_seconds double precision,
+                    ADD COLUMN compute_rows bigint,
+                    ADD CONSTRAINT request_log_compute_plausible
+                        CHECK (compute_seconds >= 0 AND compute_rows >= 1) NOT VALID
+                """,
+                """
+                CREATE TABLE process_usage (
+                    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    process text NOT NULL,
+                    at double precision NOT NULL,
+                    seconds double precision NOT NULL,
+                    cpu_seconds double precision NOT NULL,
+                    features text NOT NULL
+                )
+                """,
+                "CREATE INDEX process_usage_at ON process_usage (at)",
+            ]),
     ]
 
     /// The session advisory lock migrations run under, so that processes starting at once apply each migration

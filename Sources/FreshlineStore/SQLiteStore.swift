@@ -67,6 +67,23 @@ public final class SQLiteStore: Sendable {
             }
         }
         registerSealedSnapshotsMigration(&migrator)
+        migrator.registerMigration("v12-advisor-measures") { db in
+            // The model version and model-call time behind each sampled answer (nullable: older rows and failures
+            // have none), and the process-usage ledger the advisor prices serving CPU from.
+            try db.alter(table: "request_log") { t in
+                t.add(column: "model_version", .text)
+                t.add(column: "compute_seconds", .double).check { $0 >= 0 }
+                t.add(column: "compute_rows", .integer).check { $0 >= 1 }
+            }
+            try db.create(table: "process_usage") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("process", .text).notNull()
+                t.column("at", .double).notNull().indexed()
+                t.column("seconds", .double).notNull()
+                t.column("cpu_seconds", .double).notNull()
+                t.column("features", .text).notNull()
+            }
+        }
         return migrator
     }
 }
@@ -93,6 +110,9 @@ struct RequestLogRecord: Codable, FetchableRecord, PersistableRecord {
     var input_hashes: String?
     var input_tokens: Int?
     var output_tokens: Int?
+    var model_version: String?
+    var compute_seconds: Double?
+    var compute_rows: Int?
 
     init(_ s: RequestLogSample) {
         feature = s.feature
@@ -109,16 +129,51 @@ struct RequestLogRecord: Codable, FetchableRecord, PersistableRecord {
         input_hashes = s.encodedInputHashes
         input_tokens = s.inputTokens
         output_tokens = s.outputTokens
+        model_version = s.modelVersion
+        compute_seconds = s.computeSeconds
+        compute_rows = s.computeRows
     }
 
     var sample: RequestLogSample {
-        RequestLogSample(
+        var s = RequestLogSample(
             feature: feature, keyHash: key_hash, hasRequestInputs: has_request_inputs,
             source: source.flatMap(PredictionSource.init(rawValue:)), outcome: outcome,
             latencySeconds: latency_seconds, ageSeconds: age_seconds, at: at, sampleRate: sample_rate,
             computedAt: computed_at, decision: decision.flatMap(DecisionValue.init(encoded:)),
             inputHashes: RequestLogSample.decodeInputHashes(input_hashes), inputTokens: input_tokens,
             outputTokens: output_tokens)
+        s.modelVersion = model_version
+        s.computeSeconds = compute_seconds
+        s.computeRows = compute_rows
+        return s
+    }
+}
+
+/// One row of `process_usage`: an interval of the ledger, its features as JSON text.
+struct ProcessUsageRecord: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "process_usage"
+    enum Columns {
+        static let at = Column(CodingKeys.at)
+    }
+    var id: Int64?
+    var process: String
+    var at: Double
+    var seconds: Double
+    var cpu_seconds: Double
+    var features: String
+
+    init(_ u: ProcessUsage) throws {
+        process = u.process
+        at = u.at
+        seconds = u.seconds
+        cpu_seconds = u.cpuSeconds
+        features = try ProcessUsage.encodeFeatures(u.features)
+    }
+
+    var usage: ProcessUsage {
+        ProcessUsage(
+            process: process, at: at, seconds: seconds, cpuSeconds: cpu_seconds,
+            features: ProcessUsage.decodeFeatures(features))
     }
 }
 
@@ -150,6 +205,27 @@ extension SQLiteStore: RequestLogStore {
     public func deleteSamples(before: Double) async throws -> Int {
         try await writer.write { db in
             try RequestLogRecord.filter(RequestLogRecord.Columns.at < before).deleteAll(db)
+        }
+    }
+
+    public func appendUsage(_ usage: ProcessUsage) async throws {
+        let record = try ProcessUsageRecord(usage)
+        try await writer.write { db in try record.insert(db) }
+    }
+
+    public func usage(since: Double, until: Double) async throws -> [ProcessUsage] {
+        try await writer.read { db in
+            try ProcessUsageRecord
+                .filter(ProcessUsageRecord.Columns.at >= since && ProcessUsageRecord.Columns.at < until)
+                .order(ProcessUsageRecord.Columns.at)
+                .fetchAll(db)
+                .map(\.usage)
+        }
+    }
+
+    public func deleteUsage(before: Double) async throws -> Int {
+        try await writer.write { db in
+            try ProcessUsageRecord.filter(ProcessUsageRecord.Columns.at < before).deleteAll(db)
         }
     }
 }

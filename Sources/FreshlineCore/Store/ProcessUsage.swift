@@ -1,3 +1,5 @@
+internal import FreshlineJSON
+
 /// What one serving process consumed over an interval, and what it answered and computed: the ledger the advisor
 /// prices real time by (process CPU over answers, not engine time alone). Written by each server every minute.
 public struct ProcessUsage: Sendable, Equatable {
@@ -19,6 +21,48 @@ public struct ProcessUsage: Sendable, Equatable {
         self.cpuSeconds = cpuSeconds
         self.features = features
     }
+}
+
+extension ProcessUsage {
+    /// The features as the stores keep them: JSON text, `{"feature": {"answers": {...}, "model_seconds": …}}`.
+    public static func encodeFeatures(_ features: [String: FeatureUsage]) throws -> String {
+        var object: [String: JSONValue] = [:]
+        for (name, u) in features {
+            object[name] = .object([
+                "answers": .object(u.answers.mapValues { .number(plausible($0)) }),
+                "model_seconds": .number(plausible(u.modelSeconds)), "model_calls": .number(plausible(u.modelCalls)),
+                "batch_rows": .number(plausible(u.batchRows)),
+                "batch_cpu_seconds": .number(plausible(u.batchCPUSeconds)),
+            ])
+        }
+        return String(decoding: JSONValue.object(object).serialized(), as: UTF8.self)
+    }
+
+    /// Reads what `encodeFeatures` wrote; a damaged row reads as no features (the interval then counts as idle
+    /// CPU, which the advisor's evidence shows).
+    public static func decodeFeatures(_ text: String) -> [String: FeatureUsage] {
+        guard case .object(let object)? = try? JSONValue.parse(Array(text.utf8)) else { return [:] }
+        var result: [String: FeatureUsage] = [:]
+        for (name, value) in object {
+            guard case .object(let fields) = value else { continue }
+            var u = FeatureUsage()
+            if case .object(let answers)? = fields["answers"] {
+                for (source, n) in answers { u.answers[source] = plausible(n.doubleValue) }
+            }
+            u.modelSeconds = plausible(fields["model_seconds"]?.doubleValue)
+            u.modelCalls = plausible(fields["model_calls"]?.doubleValue)
+            u.batchRows = plausible(fields["batch_rows"]?.doubleValue)
+            u.batchCPUSeconds = plausible(fields["batch_cpu_seconds"]?.doubleValue)
+            result[name] = u
+        }
+        return result
+    }
+
+    private static func plausible(_ x: Double?) -> Double {
+        guard let x, x.isFinite, x >= 0, x < 1e15 else { return 0 }
+        return x
+    }
+
 }
 
 /// One feature's share of a process's interval.
@@ -103,7 +147,7 @@ public struct ServingUsage: Sendable, Equatable, Codable {
             busySeconds += r.seconds
             model += total.modelSeconds
             batch += total.batchCPUSeconds
-            answers += total.answers.filter { $0.key != "refused" }.values.reduce(0, +)
+            answers += total.requests
         }
         let idleRate = idleSeconds > 0 ? idleCPU / idleSeconds : 0
         var serving: Double?
@@ -116,7 +160,7 @@ public struct ServingUsage: Sendable, Equatable, Codable {
                 ? "less \(CostModel.formatSeconds(idleRate))/s idle (\(CostModel.formatSeconds(idleSeconds)) of idle intervals)"
                 : "no idle interval to subtract"
             servingBasis =
-                "process CPU \(CostModel.formatSeconds(busyCPU)) over \(CostModel.format(answers)) answers, less "
+                "process CPU \(CostModel.formatSeconds(busyCPU)) over \(CostModel.format(answers)) requests, less "
                 + "\(CostModel.formatSeconds(model)) model time and \(CostModel.formatSeconds(batch)) batch runs, "
                 + idle
         }

@@ -40,8 +40,11 @@ public struct RequestLogSample: Sendable, Equatable {
         feature: String, keyHash: String?, hasRequestInputs: Bool, source: PredictionSource?, outcome: String,
         latencySeconds: Double, ageSeconds: Double, at: Double, sampleRate: Double = 1, computedAt: Double? = nil,
         decision: DecisionValue? = nil, inputHashes: [String: UInt64] = [:], inputTokens: Int? = nil,
-        outputTokens: Int? = nil
+        outputTokens: Int? = nil, modelVersion: String? = nil, computeSeconds: Double? = nil, computeRows: Int? = nil
     ) {
+        self.modelVersion = modelVersion
+        self.computeSeconds = computeSeconds
+        self.computeRows = computeRows
         self.inputTokens = inputTokens
         self.outputTokens = outputTokens
         self.sampleRate = sampleRate
@@ -60,7 +63,8 @@ public struct RequestLogSample: Sendable, Equatable {
 }
 
 /// Where request-log samples are kept (SQLite or PostgreSQL, the same behaviour tests).
-public protocol RequestLogStore: Sendable {
+/// The process-usage ledger lives beside it: both are what the advisor reads.
+public protocol RequestLogStore: ProcessUsageStore {
     /// Appends samples (one transaction).
     func append(_ samples: [RequestLogSample]) async throws
     /// The latest `limit` samples of one feature in `[since, until)`, returned oldest first.

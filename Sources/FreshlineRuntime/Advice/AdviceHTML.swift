@@ -74,6 +74,9 @@ extension AdviceHTML {
             ("reference age (no schedule)", age(s.referenceAgeSeconds)),
             ("batch from calls/day (rule 3)", num(s.minCallsPerDay)),
             ("… and real time ≥ × batch cost", times(s.minCostRatio)),
+            ("… and batch saves ≥ a month", money(s.minMonthlySaving)),
+            ("real-time instances always on", "\(p.minInstances) × \(num(p.instanceCores)) cores"),
+            ("batch pipeline operations a month", money(p.batchOverheadPerMonth)),
             ("target utilisation", pct(s.targetUtilization)),
             ("min answer pairs per age", String(s.minPairs)),
             ("stable input share (hybrid)", pct(s.stableInputShare)),
@@ -119,7 +122,7 @@ extension AdviceHTML {
             h += "predictable \(pct(c.predictableShare))</span></td>"
             h += "<td class=\"num\">\(num(a.cost.callsPerDay))<br><span class=\"small\">peak "
             h += "\(times(a.cost.peakToAverage))</span></td>"
-            h += "<td class=\"num\">\(esc(sec(l.realtimeP99Seconds))) / \(esc(sec(l.budgetSeconds)))<br>"
+            h += "<td class=\"num\">\(esc(sec(l.modelP99Seconds))) / \(esc(sec(l.budgetSeconds)))<br>"
             h += l.overBudget ? badge("over budget", "b-bad") : "<span class=\"small\">within budget</span>"
             h += "</td><td>\(esc(a.failure.declared.isEmpty ? "—" : a.failure.declared))<br><span class=\"small\">"
             h += "fallback \(pct(a.failure.fallbackRate)) · unanswered \(pct(a.failure.unansweredRate))</span></td>"
@@ -148,6 +151,12 @@ extension AdviceHTML {
             for line in v.wouldChange { h += "<li>\(esc(line))</li>" }
             h += "</ul>\n"
         }
+        if !v.notMeasured.isEmpty {
+            h += "<p>Not measured:</p><ul>"
+            for line in v.notMeasured { h += "<li>\(esc(line))</li>" }
+            h += "</ul>\n"
+        }
+        for finding in f.findings { h += "<p class=\"note\">\(esc(finding))</p>\n" }
         h += "</div>\n<div class=\"charts\">\n"
         h += figure("Latency by source (log scale)", latencyChart(f.axes.latency))
         h += figure("Decision change against age", freshnessChart(f.axes.freshness, settings: report.settings))
@@ -217,7 +226,15 @@ extension AdviceHTML {
 
     private static func costCard(_ k: CostAxis, currency: String) -> String {
         let rows = k.costs.map { [esc($0.pattern.rawValue), money($0.monthly), num($0.coreHoursPerMonth)] }
-        let bases = k.costs.map { "<li>\(esc($0.pattern.rawValue)): \(esc($0.basis))</li>" }.joined()
+        let bases = k.costs.map { cost in
+            let terms =
+                cost.terms.isEmpty
+                ? esc(cost.basis)
+                : "<ul>"
+                    + cost.terms.map { "<li>\(esc($0.name)) \(money($0.monthly)): \(esc($0.basis))</li>" }.joined()
+                    + "</ul>"
+            return "<li>\(esc(cost.pattern.rawValue)) \(money(cost.monthly)): \(terms)</li>"
+        }.joined()
         var figures = [
             ("calls/day", num(k.callsPerDay)),
             (
@@ -256,9 +273,14 @@ extension AdviceHTML {
             [
                 ("budget", esc(sec(l.budgetSeconds))), ("user-blocking", yesNo(l.userBlocking)),
                 (
-                    "real-time p99",
+                    "model p99 (rules 1, 3)",
+                    "\(esc(sec(l.modelP99Seconds))) <span class=\"small\">(\(esc(l.modelP99Basis)))</span>"
+                ),
+                (
+                    "real-time p99, end to end",
                     "\(esc(sec(l.realtimeP99Seconds))) <span class=\"small\">(\(esc(l.realtimeP99Basis)))</span>"
                 ),
+                ("timed out or shed", pct(l.refusedShare)),
                 ("over budget", l.overBudget ? badge("yes", "b-bad") : badge("no", "b-no")),
             ], extra: extra, evidence: l.evidence)
     }

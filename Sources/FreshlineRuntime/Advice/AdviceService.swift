@@ -48,9 +48,12 @@ public final class AdviceService: Sendable {
     {
         var now = clock.now
         var advice: [FeatureAdvice] = []
+        // The process-usage ledger of the window, read once: serving CPU is shared by every feature.
+        let ledger = try await requestLog.usage(since: now - manifest.advisor.windowSeconds, until: .infinity)
         for name in names ?? manifest.features.keys.sorted() {
             guard let feature = manifest.features[name] else { continue }
             var input = try await input(for: feature, now: now)
+            if !ledger.isEmpty { input.usage = ServingUsage.measure(ledger, feature: feature.name) }
             // A log written by a server on an accelerated clock runs ahead of this one: end the window there.
             if let last = input.samples.last?.at, last > now {
                 now = last
@@ -78,12 +81,14 @@ public final class AdviceService: Sendable {
         let samples = try await requestLog.samples(
             feature: feature.name, since: now - manifest.advisor.windowSeconds, until: .infinity, limit: sampleLimit)
         var snapshotKeys: Set<String>?
+        var snapshotBytes: Double?
         var rows: Double?
         var answers: [ShadowAnswer] = []
         if feature.batch != nil, let batchStore {
             if let info = try await batchStore.publishedSnapshot(feature: feature.name) {
                 snapshotKeys = try await hashedKeys(info, store: batchStore)
                 rows = Double(info.keyCount)
+                snapshotBytes = info.file.map { Double($0.size) }
             }
             answers = try await snapshotAnswers(feature, store: batchStore)
         }
@@ -105,6 +110,7 @@ public final class AdviceService: Sendable {
             latency: Self.latency(samples), snapshotKeyHashes: snapshotKeys, batchRowsPerRun: rows,
             refreshIntervalSeconds: interval, decision: feature.decision)
         input.snapshotAnswers = answers
+        input.snapshotBytes = snapshotBytes
         input.keySetLabel = keySetLabel
         input.tokens = TokenMeasures.measure(samples)
         // Tokens per row of the newest succeeded run that counted any (an LLM upstream's run, row by row or through
@@ -165,18 +171,48 @@ public final class AdviceService: Sendable {
             }
             return cost
         }
-        // On a thread of its own: the measurement keeps a core busy for about half a second.
+        // On a thread of its own, bounded in time: a model taking seconds a row is measured on a few calls, never
+        // for hours (the traffic's and the runs' own times are preferred where they exist).
+        let budget = Self.measurementBudget
         let cost = try await Self.offThread {
-            let one = try model.measure(feeds: model.syntheticFeeds(batchSize: 1), seconds: 0.5)
-            let many = try model.measure(feeds: model.syntheticFeeds(batchSize: batchRows), seconds: 0.5)
+            let one = try Self.timedCalls(model, batchSize: 1, budget: budget / 2)
+            // Rows per call at most what the rest of the budget can afford at batch 1's speed.
+            let affordable = max(1, Int(budget / 2 / max(one.perCall, 1e-9)))
+            let rows = min(batchRows, affordable)
+            let many = rows > 1 ? try Self.timedCalls(model, batchSize: rows, budget: budget / 2) : one
+            let perRow = many.perCall / Double(rows)
             return ComputeCost(
-                realtimeSecondsPerPrediction: one.perRowNanoseconds / 1e9,
-                batchSecondsPerPrediction: many.perRowNanoseconds / 1e9, batchSize: batchRows,
-                basis: "engine, median of timed rounds: \(CostModel.formatSeconds(one.perRowNanoseconds / 1e9)) "
-                    + "at batch 1, \(CostModel.formatSeconds(many.perRowNanoseconds / 1e9))/row at batch \(batchRows)")
+                realtimeSecondsPerPrediction: one.perCall, batchSecondsPerPrediction: perRow, batchSize: rows,
+                basis: "engine, median of \(one.calls) timed call\(one.calls == 1 ? "" : "s"): "
+                    + "\(CostModel.formatSeconds(one.perCall)) at batch 1, \(CostModel.formatSeconds(perRow))/row at "
+                    + "batch \(rows) (\(many.calls) call\(many.calls == 1 ? "" : "s"))"
+                    + (rows < batchRows
+                        ? "; the model is too slow to time batches of \(batchRows) within the budget" : ""))
         }
         measured.withLock { $0[key] = cost }
         return cost
+    }
+
+    /// How long the advisor measures one model (at batch 1 and in batches together).
+    static let measurementBudget = 2.0
+
+    /// The median time of calls at `batchSize` on synthetic inputs: a warm-up call, then calls until `budget` seconds
+    /// are spent or 50 made; a slow model gets its warm-up call only (one call is the least that can be timed).
+    static func timedCalls(_ model: Model, batchSize: Int, budget: Double) throws -> (perCall: Double, calls: Int) {
+        let feeds = try model.syntheticFeeds(batchSize: batchSize)
+        let clock = ContinuousClock()
+        let begin = clock.now
+        _ = try model.run(feeds)
+        var times = [(clock.now - begin).seconds]
+        if times[0] >= budget / 4 { return (times[0], 1) }
+        times.removeAll()
+        while (clock.now - begin).seconds < budget && times.count < 50 {
+            let start = clock.now
+            _ = try model.run(feeds)
+            times.append((clock.now - start).seconds)
+        }
+        times.sort()
+        return (times[times.count / 2], times.count)
     }
 
     /// Hashes of the keys of a feature's declared entity set (`advice.keys`), read once.

@@ -41,7 +41,8 @@ public enum AdviceText {
             "\(CostModel.format(x.cost.callsPerDay))/day, peak \(CostModel.format(x.cost.peakToAverage))×, "
             + perPrediction(x.cost)
         let latency =
-            "p99 \(CostModel.formatSeconds(x.latency.realtimeP99Seconds)) / \(CostModel.formatSeconds(x.latency.budgetSeconds))"
+            "model p99 \(CostModel.formatSeconds(x.latency.modelP99Seconds)), end to end "
+            + "\(CostModel.formatSeconds(x.latency.realtimeP99Seconds)) / \(CostModel.formatSeconds(x.latency.budgetSeconds))"
             + (x.latency.userBlocking ? " blocking" : "")
         let failure =
             "\(x.failure.declared); fallback \(CostModel.percent(x.failure.fallbackRate)), unanswered "
@@ -78,6 +79,8 @@ public enum AdviceText {
             for change in a.verdict.wouldChange { out += "  · \(change)\n" }
             if a.verdict.rule == 0 { continue }
             for note in notes(a) { out += "  ! \(note)\n" }
+            for missing in a.verdict.notMeasured { out += "  ? not measured: \(missing)\n" }
+            for line in costLines(a.axes.cost, currency: report.pricing.currency) { out += "  \(line)\n" }
             for w in a.whatIf { out += "  what if \(whatIfLine(w, currency: report.pricing.currency))\n" }
         }
         out += "\n" + thresholds(report) + "\n"
@@ -106,6 +109,7 @@ public enum AdviceText {
                     + "\(a.verdict.requestTime.joined(separator: ", ")).\n\n"
             }
             for change in a.verdict.wouldChange { out += "- \(change)\n" }
+            for missing in a.verdict.notMeasured { out += "- not measured: \(missing)\n" }
             out += "\n| axis | figures | evidence |\n| --- | --- | --- |\n"
             let points = x.freshness.points.map {
                 "\(CostModel.formatAge($0.ageSeconds)): \(CostModel.percent($0.changeRate)) (\($0.pairs))"
@@ -142,7 +146,8 @@ public enum AdviceText {
                         "\($0.source) p50 \(CostModel.formatSeconds($0.p50)) p99 \(CostModel.formatSeconds($0.p99)) "
                             + "p99.9 \(CostModel.formatSeconds($0.p999)) (\($0.count))"
                     }.joined(separator: "; ") + "; budget \(CostModel.formatSeconds(x.latency.budgetSeconds))",
-                    x.latency.evidence + "; p99 \(x.latency.realtimeP99Basis)",
+                    x.latency.evidence + "; end-to-end p99 \(x.latency.realtimeP99Basis); model p99 "
+                        + "\(CostModel.formatSeconds(x.latency.modelP99Seconds)): \(x.latency.modelP99Basis)",
                 ]) + "\n"
             out +=
                 row([
@@ -153,6 +158,8 @@ public enum AdviceText {
                     x.failure.evidence,
                 ]) + "\n"
             for note in notes(a) { out += "\n> \(note)\n" }
+            out += "\nCosts a month:\n\n"
+            for line in costLines(x.cost, currency: report.pricing.currency) { out += "- \(line)\n" }
             out += "\nWhat if:\n\n"
             for w in a.whatIf { out += "- \(whatIfLine(w, currency: report.pricing.currency))\n" }
         }
@@ -187,7 +194,18 @@ public enum AdviceText {
     }
 
     static func notes(_ a: FeatureAdvice) -> [String] {
-        [a.axes.freshness.note].compactMap { $0 }
+        [a.axes.freshness.note].compactMap { $0 } + a.findings
+    }
+
+    /// Each pattern's monthly cost with its terms: `batch 152 USD/month = pipeline operations 150 (…) + …`.
+    static func costLines(_ k: CostAxis, currency: String) -> [String] {
+        k.costs.map { cost in
+            let terms =
+                cost.terms.isEmpty
+                ? cost.basis
+                : cost.terms.map { "\($0.name) \(CostModel.money($0.monthly)) (\($0.basis))" }.joined(separator: " + ")
+            return "\(cost.pattern.rawValue) \(CostModel.money(cost.monthly)) \(currency)/month = \(terms)"
+        }
     }
 
     static func whatIfLine(_ w: WhatIfResult, currency: String) -> String {
@@ -208,9 +226,13 @@ public enum AdviceText {
             + "and < \(CostModel.percent(s.predictableShare)) of keys are known; real time under "
             + "\(CostModel.formatSeconds(s.realtimeP99Limit)) p99; staleness matters from "
             + "\(CostModel.percent(s.decisionChangeLimit)) changed decisions at \(CostModel.formatAge(s.referenceAgeSeconds)); "
-            + "batch from \(CostModel.format(s.minCallsPerDay)) calls/day and \(CostModel.format(s.minCostRatio))× "
-            + "cheaper. Prices: \(CostModel.money(report.pricing.coreHour)) \(report.pricing.currency)/core-hour, "
-            + "\(CostModel.percent(report.pricing.spotDiscount)) spot discount." + tokenPrices(report.pricing)
+            + "batch from \(CostModel.format(s.minCallsPerDay)) calls/day, \(CostModel.format(s.minCostRatio))× "
+            + "cheaper and \(CostModel.money(s.minMonthlySaving)) \(report.pricing.currency)/month saved. Prices: "
+            + "\(CostModel.money(report.pricing.coreHour)) \(report.pricing.currency)/core-hour, "
+            + "\(CostModel.percent(report.pricing.spotDiscount)) spot discount, \(report.pricing.minInstances) instances "
+            + "of \(CostModel.format(report.pricing.instanceCores)) cores always on for real time, "
+            + "\(CostModel.money(report.pricing.batchOverheadPerMonth)) \(report.pricing.currency)/month to operate a "
+            + "batch pipeline." + tokenPrices(report.pricing)
     }
 
     /// ` Token prices: chat 2.50 input / 10.00 output per 1M tokens, 50% off through the batch API.`, or nothing.

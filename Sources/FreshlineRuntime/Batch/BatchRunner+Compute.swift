@@ -92,6 +92,7 @@ extension BatchRunner {
         }
         let work: @Sendable () async throws -> ComputedChunk? = {
             try await pool.runIfActive {
+                let cpuStart = UsageLedger.threadCPUSeconds()
                 guard let read = try feed.next(columnar: plan != nil) else {
                     endReading()
                     return nil
@@ -111,7 +112,8 @@ extension BatchRunner {
                     part = Self.compute(records, mapper: mapper, call: call, keys: keySet, outputs: selected)
                 }
                 return ComputedChunk(
-                    sequence: read.sequence, position: read.position, rowsRead: read.rowsRead, part: part)
+                    sequence: read.sequence, position: read.position, rowsRead: read.rowsRead, part: part,
+                    cpuSeconds: UsageLedger.threadCPUSeconds() - cpuStart)
             }
         }
         var totals = run
@@ -164,6 +166,8 @@ extension BatchRunner {
                         totals.rowsFailed += part.failures.count
                         totals.busySeconds += busy
                         metrics?.runRows(feature: feature.name, rows: part.keys.count, failed: part.failures.count)
+                        metrics?.ledger.batchChunk(
+                            feature: feature.name, rows: chunk.rowsRead, cpuSeconds: chunk.cpuSeconds)
                         let rate = tally.add(rows: chunk.rowsRead, seconds: busy)
                         if let report {
                             let left = totals.rowsTotal.map { max(0, $0 - totals.rowsDone) }
@@ -362,6 +366,8 @@ private struct ComputedChunk: Sendable {
     var position: Int
     var rowsRead: Int
     var part: BatchRunner.ChunkPart
+    /// CPU time of the runner thread that read and computed it (for the process-usage ledger).
+    var cpuSeconds: Double = 0
 }
 
 /// A source reader positioned at row `position` of run `runID`'s source.

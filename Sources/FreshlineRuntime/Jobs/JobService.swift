@@ -433,9 +433,12 @@ public final class JobService: Service {
             // A local model on the compute pool; an upstream one at async priority, within its own call timeout.
             // The model numbers the rows it was given; `partial` numbers the chunk's.
             let called = positions
+            let started = ContinuousClock.now
             let answer = try await model.run(
                 feeds, rows: tensors.count, pool: pool, priority: .async, deadline: nil,
                 partial: partial.map { report -> PartialText in { row, text in report(called[row], text) } })
+            let computeSeconds = (ContinuousClock.now - started).seconds
+            server.recordAsyncCall(seconds: computeSeconds, rows: tensors.count)
             let outputs = try RowBatch.rows(outputs: answer.outputs, count: tensors.count)
             let now = systemClock.now
             for (k, position) in positions.enumerated() {
@@ -451,7 +454,9 @@ public final class JobService: Service {
                 let usage = answer.usage.count == tensors.count ? answer.usage[k] : nil
                 if let usage { object["usage"] = Self.usage(usage) }
                 answers[position] = .object(object)
-                server.logAsync(rows[position], outputs: row, latencySeconds: max(0, now - submittedAt), usage: usage)
+                server.logAsync(
+                    rows[position], outputs: row, latencySeconds: max(0, now - submittedAt), usage: usage,
+                    modelVersion: answer.modelVersion, computeSeconds: computeSeconds, computeRows: tensors.count)
             }
         }
         return answers.map { $0 ?? .null }

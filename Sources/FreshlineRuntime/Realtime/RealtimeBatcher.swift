@@ -23,6 +23,9 @@ final class RealtimeBatcher: Sendable {
         var modelVersion: String
         /// Tokens the row's call used (LLM upstreams).
         var usage: TokenUsage? = nil
+        /// Wall time of the model call that computed the row, and the rows in it (queueing excluded).
+        var computeSeconds: Double? = nil
+        var computeRows: Int? = nil
     }
 
     /// What the `runTimers` loop is asked to do: wake the state machine at an instant, or call the upstream with a
@@ -36,6 +39,8 @@ final class RealtimeBatcher: Sendable {
     private let model: ServingModel
     private let pool: ComputePool
     private let metrics: ServingMetrics
+    private let featureName: String
+    private let ledger: UsageLedger
     /// The feature's batcher metric handles, made once (labels are not rebuilt per row): time queued per row
     /// (`freshline_queue_duration_seconds`), per model call (`freshline_compute_duration_seconds`) and rows per
     /// call (`freshline_batch_size`).
@@ -56,6 +61,8 @@ final class RealtimeBatcher: Sendable {
         self.model = model
         self.pool = pool
         self.metrics = metrics
+        featureName = feature.name
+        ledger = metrics.ledger
         queueTimer = metrics.timer("freshline_queue_duration_seconds", [("feature", feature.name)])
         computeTimer = metrics.timer("freshline_compute_duration_seconds", [("feature", feature.name)])
         batchSizes = metrics.recorder("freshline_batch_size", [("feature", feature.name)])
@@ -74,14 +81,14 @@ final class RealtimeBatcher: Sendable {
     /// money and rate-limit budget): a few milliseconds a call. The live fit over real calls takes over at once.
     static let upstreamPrior = BatchCostModel.Coefficients(perRow: .microseconds(100), perBatch: .milliseconds(5))
 
-    /// The cost model's starting point, measured on the model itself at start-up (a few calls at batch 1 and
-    /// batch 16 on synthetic inputs, about 20 ms); the live fit over real batches takes over from there.
+    /// The cost model's starting point, measured on the model itself at start-up: calls at batch 1 and batch 16 on
+    /// synthetic inputs, within about `priorBudget` (20 ms for a fast model). A slow model is called once at batch 1
+    /// (one call is the least that can be timed; a model taking seconds delays start-up by that call, not by 25),
+    /// and batch 16 is timed only when it fits the budget; the live fit over real batches takes over from there.
     static func measuredPrior(_ model: Model) -> BatchCostModel.Coefficients {
         let fallback = BatchCostModel.Coefficients(perRow: .microseconds(20), perBatch: .microseconds(20))
-        guard let one = try? model.syntheticFeeds(batchSize: 1), let sixteen = try? model.syntheticFeeds(batchSize: 16)
-        else {
-            return fallback
-        }
+        guard let one = try? model.syntheticFeeds(batchSize: 1) else { return fallback }
+        let begin = ContinuousClock.now
         func fastest(_ feeds: [String: Tensor], _ calls: Int) -> Duration? {
             var best: Duration?
             for _ in 0..<calls {
@@ -89,13 +96,23 @@ final class RealtimeBatcher: Sendable {
                 guard (try? model.run(feeds)) != nil else { return nil }
                 let elapsed = ContinuousClock.now - start
                 best = min(best ?? elapsed, elapsed)
+                if ContinuousClock.now - begin > priorBudget / 2 { break }
             }
             return best
         }
-        guard let t1 = fastest(one, 20), let t16 = fastest(sixteen, 5) else { return fallback }
+        guard let t1 = fastest(one, 20) else { return fallback }
+        // Five calls of 16 rows, each about 16 × t1 at most: only when they fit what is left of the budget.
+        guard t1 * 80 < priorBudget - (ContinuousClock.now - begin),
+            let sixteen = try? model.syntheticFeeds(batchSize: 16), let t16 = fastest(sixteen, 5)
+        else {
+            return BatchCostModel.Coefficients(perRow: t1, perBatch: .zero)
+        }
         let perRow = max(.zero, (t16 - t1) / 15)
         return BatchCostModel.Coefficients(perRow: perRow, perBatch: max(.zero, t1 - perRow))
     }
+
+    /// How long start-up may spend measuring a model's prior (beyond one call).
+    static let priorBudget = Duration.seconds(1)
 
     /// Queues one validated row (tensors with a leading dimension of 1) and waits for its outputs.
     func submit(_ row: [String: Tensor], deadline: ContinuousClock.Instant) async throws -> RowAnswer {
@@ -193,8 +210,13 @@ final class RealtimeBatcher: Sendable {
     /// Stacks the rows, runs the local model once and splits the outputs per row.
     private func run(_ items: [Pending], _ local: Model) throws -> [RowAnswer] {
         let version = local.metadata.version
-        return try RowBatch.rows(outputs: try local.run(try stack(items)), count: items.count).map {
-            RowAnswer(outputs: $0, modelVersion: version)
+        let feeds = try stack(items)
+        let start = ContinuousClock.now
+        let outputs = try local.run(feeds)
+        let seconds = (ContinuousClock.now - start).seconds
+        ledger.modelCall(feature: featureName, seconds: seconds)
+        return try RowBatch.rows(outputs: outputs, count: items.count).map {
+            RowAnswer(outputs: $0, modelVersion: version, computeSeconds: seconds, computeRows: items.count)
         }
     }
 
@@ -234,11 +256,14 @@ final class RealtimeBatcher: Sendable {
             let deadline = items.map(\.deadline).max() ?? start
             let answer = try await model.run(
                 try stack(items), rows: items.count, pool: pool, priority: .realtime, deadline: deadline)
+            let seconds = (ContinuousClock.now - start).seconds
             let rows = try RowBatch.rows(outputs: answer.outputs, count: items.count)
             let usage = answer.usage.count == items.count ? answer.usage.map(Optional.some) : nil
             for (index, (item, row)) in zip(items, rows).enumerated() {
                 item.continuation.resume(
-                    returning: RowAnswer(outputs: row, modelVersion: answer.modelVersion, usage: usage?[index]))
+                    returning: RowAnswer(
+                        outputs: row, modelVersion: answer.modelVersion, usage: usage?[index], computeSeconds: seconds,
+                        computeRows: items.count))
             }
             succeeded = true
         } catch {

@@ -181,15 +181,28 @@ public final class FeatureServer: Sendable {
 
     /// Records one row of an async job in the request log: `source: async`, latency from submission to result, and
     /// the tokens an upstream model reported for the row.
-    func logAsync(_ request: PredictRequest, outputs: [String: JSONValue], latencySeconds: Double, usage: TokenUsage?) {
+    func logAsync(
+        _ request: PredictRequest, outputs: [String: JSONValue], latencySeconds: Double, usage: TokenUsage?,
+        modelVersion: String? = nil, computeSeconds: Double? = nil, computeRows: Int? = nil
+    ) {
         let now = clock.now
         var answer = Prediction(
             key: request.key, outputs: outputs,
-            provenance: Provenance(source: .async, computedAt: now, ageSeconds: 0, modelVersion: nil))
+            provenance: Provenance(source: .async, computedAt: now, ageSeconds: 0, modelVersion: modelVersion))
         answer.usage = usage
+        answer.computeSeconds = computeSeconds
+        answer.computeRows = computeRows
         log(
             request, source: .async, outcome: "ok", latencySeconds: latencySeconds, ageSeconds: 0,
             at: now - latencySeconds, answer: answer)
+    }
+
+    /// One model call of an async job's chunk, for the process-usage ledger: its rows as async answers, and its time
+    /// as model CPU when the model runs here.
+    func recordAsyncCall(seconds: Double, rows: Int) {
+        let ledger = metrics.ledger
+        for _ in 0..<max(0, rows) { ledger.request(feature: spec.name, source: .async, outcome: "ok") }
+        if model.local != nil { ledger.modelCall(feature: spec.name, seconds: seconds) }
     }
 
     /// Offers one request to the request log. The key is hashed once (sampling is by key); the sample, with the
@@ -208,7 +221,9 @@ public final class FeatureServer: Sendable {
                 computedAt: answer?.provenance.computedAt, decision: answer.flatMap { decisions.decision($0.outputs) },
                 inputHashes: DecisionExtractor.inputHashes(
                     request.inputs.merging(answer?.composedValues ?? [:]) { a, _ in a }, excluding: spec.key),
-                inputTokens: answer?.usage?.input, outputTokens: answer?.usage?.output)
+                inputTokens: answer?.usage?.input, outputTokens: answer?.usage?.output,
+                modelVersion: answer?.provenance.modelVersion, computeSeconds: answer?.computeSeconds,
+                computeRows: answer?.computeRows)
         }
     }
 
@@ -252,6 +267,8 @@ public final class FeatureServer: Sendable {
                     source: .realtime, computedAt: clock.now, ageSeconds: 0, modelVersion: answer.modelVersion))
             prediction.inputs = composed
             prediction.usage = answer.usage
+            prediction.computeSeconds = answer.computeSeconds
+            prediction.computeRows = answer.computeRows
             if !composed.isEmpty {
                 prediction.composedValues = Dictionary(
                     uniqueKeysWithValues: spec.compose.compactMap { c in

@@ -43,6 +43,9 @@ public struct Prediction: Sendable {
     var composedValues: [String: JSONValue] = [:]
     /// Tokens the upstream model used for this answer (LLM upstreams), as its `usage` reported them.
     public var usage: TokenUsage?
+    /// The model call behind a computed answer: its wall time and rows (for the request log).
+    var computeSeconds: Double?
+    var computeRows: Int?
 
     /// Makes an answer.
     public init(key: String?, outputs: [String: JSONValue], provenance: Provenance) {

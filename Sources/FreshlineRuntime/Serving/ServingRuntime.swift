@@ -50,12 +50,14 @@ public final class ServingRuntime: Service {
         self.manifest = manifest
         self.models = models
         self.logger = logger
-        metrics = ServingMetrics(factory: metricsFactory)
+        let servingMetrics = ServingMetrics(factory: metricsFactory)
+        metrics = servingMetrics
         histograms = LatencyHistograms()
         requestLogger = requestLogStore.map {
             RequestLogger(
                 store: $0, sampleRate: manifest.server.requestLogSampleRate,
-                retention: manifest.server.requestLogRetention, logger: logger, clock: clock)
+                retention: manifest.server.requestLogRetention, logger: logger, clock: clock,
+                ledger: servingMetrics.ledger)
         }
         pool = ComputePool(threads: manifest.server.computeThreads)
         advice = requestLogStore.map {

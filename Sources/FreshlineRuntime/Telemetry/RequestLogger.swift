@@ -16,12 +16,15 @@ public final class RequestLogger: Service {
     private let capacity = 100_000
 
     private let clock: any WallClock
+    /// The process-usage ledger whose intervals this logger writes, one a minute (`nil`: none).
+    private let ledger: UsageLedger?
 
     public init(
         store: any RequestLogStore, sampleRate: Double, retention: Duration, logger: Logger,
-        clock: any WallClock = SystemWallClock()
+        clock: any WallClock = SystemWallClock(), ledger: UsageLedger? = nil
     ) {
         self.clock = clock
+        self.ledger = ledger
         self.store = store
         self.sampleRate = sampleRate
         self.retention = retention
@@ -79,16 +82,35 @@ public final class RequestLogger: Service {
 
     public func run() async throws {
         var sinceRetention = Duration.zero
+        var sinceUsage = Duration.zero
+        _ = ledger?.closeInterval(now: clock.now, process: RunOwner.current)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
             await flush()
             sinceRetention += .seconds(1)
+            sinceUsage += .seconds(1)
+            if sinceUsage >= .seconds(60) {
+                sinceUsage = .zero
+                await writeUsage()
+            }
             if sinceRetention >= .seconds(600) {
                 sinceRetention = .zero
                 await enforceRetention()
             }
         }
         await flush()
+        await writeUsage()
+    }
+
+    /// Writes the ledger's interval since the last one: the process's CPU time and what it answered and computed.
+    /// A failed write loses that interval (the advisor reads the others).
+    public func writeUsage() async {
+        guard let ledger, let usage = ledger.closeInterval(now: clock.now, process: RunOwner.current) else { return }
+        do {
+            try await store.appendUsage(usage)
+        } catch {
+            logger.error("request log: could not write the process-usage interval: \(error)")
+        }
     }
 
     /// Deletes samples older than the retention.
@@ -97,6 +119,7 @@ public final class RequestLogger: Service {
         do {
             let deleted = try await store.deleteSamples(before: cutoff)
             if deleted > 0 { logger.info("request log: deleted \(deleted) samples past retention") }
+            _ = try await store.deleteUsage(before: cutoff)
         } catch {
             logger.error("request log: retention failed: \(error)")
         }

@@ -11,6 +11,9 @@ public final class ServingMetrics: Sendable {
     private let recorders = Mutex<[String: Recorder]>([:])
     private let gauges = Mutex<[String: Gauge]>([:])
 
+    /// What this process answered and computed, for the advisor's process-usage ledger.
+    public let ledger = UsageLedger()
+
     /// Metrics made by `factory`.
     public init(factory: any MetricsFactory) { self.factory = factory }
 
@@ -56,6 +59,7 @@ public final class ServingMetrics: Sendable {
 
     /// One answered (or refused) request: `freshline_requests_total` and `freshline_request_duration_seconds`.
     public func request(feature: String, source: PredictionSource?, outcome: String, duration: Duration) {
+        ledger.request(feature: feature, source: source, outcome: outcome)
         let sourceLabel = source?.rawValue ?? "none"
         counter("freshline_requests_total", [("feature", feature), ("source", sourceLabel), ("outcome", outcome)])
             .increment()
