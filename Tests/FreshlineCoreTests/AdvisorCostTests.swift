@@ -124,7 +124,7 @@ struct AdvisorCostTests {
 
     // MARK: - The ledger
 
-    @Test("serving CPU per answer: process CPU less model time, batch runs and the idle rate, over every answer")
+    @Test("serving CPU per request: process CPU less model time, batch runs and the idle rate, over every request")
     func ledger() {
         var busy = FeatureUsage()
         busy.answers = ["realtime": 1_000, "batch": 3_000, "refused": 50]
@@ -134,13 +134,13 @@ struct AdvisorCostTests {
         let records = [
             // Idle minute: 0.6 s of CPU in 60 s (0.01 per second).
             ProcessUsage(process: "a", at: 60, seconds: 60, cpuSeconds: 0.6, features: [:]),
-            // Busy minute: 3.4 s = 0.6 idle + 0.5 model + 2 batch + 0.3 serving over 4,000 answers.
+            // Busy minute: 3.4 s = 0.6 idle + 0.5 model + 2 batch + 0.3 serving over 4,050 requests (refused ones too).
             ProcessUsage(process: "a", at: 120, seconds: 60, cpuSeconds: 3.4, features: ["f": busy]),
         ]
         let usage = ServingUsage.measure(records, feature: "f")
-        #expect(Self.near(usage.servingSecondsPerAnswer, 0.3 / 4_000))
+        #expect(Self.near(usage.servingSecondsPerAnswer, 0.3 / 4_050))
         #expect(Self.near(usage.batchCPUSecondsPerRow, 2.0 / 10_000))
-        #expect(usage.servingBasis.contains("4000 answers"), "\(usage.servingBasis)")
+        #expect(usage.servingBasis.contains("4050 requests"), "\(usage.servingBasis)")
         let other = ServingUsage.measure(records, feature: "g")
         #expect(other.batchCPUSecondsPerRow == nil && other.batchBasis.hasPrefix("not measured"))
         #expect(ServingUsage.measure([], feature: "f").servingSecondsPerAnswer == nil)

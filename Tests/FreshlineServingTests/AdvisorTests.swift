@@ -57,6 +57,10 @@ struct AdvisorTests {
         # the way; the slow-model branches of rules 1 and 3 are unit-tested in FreshlineCoreTests.
         advisor:
           realtime_p99_limit: 60s
+        # A pipeline this team operates for 20 a month: the tiny model's real-time floor (two instances, 140 a month)
+        # is then worth replacing at 100k calls a day (the default 150 would not be: AdvisorCostTests).
+        pricing:
+          batch_overhead_per_month: 20
         """
 
     /// A server over `manifest` on a manual clock; `body` drives it.

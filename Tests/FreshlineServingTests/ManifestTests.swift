@@ -175,8 +175,9 @@ struct ManifestTests {
         #expect(byKey["pricing.models.other.output_per_million"]?.location.line == 12)
         #expect(
             byKey["pricing.colour"]?.description.hasSuffix(
-                "freshline.yaml:13: pricing.colour: unknown key (expected one of: core_hour, currency, models, "
-                    + "spot_discount)") == true)
+                "freshline.yaml:13: pricing.colour: unknown key (expected one of: async_min_workers, "
+                    + "batch_overhead_per_month, core_hour, currency, instance_cores, instance_hour, min_instances, "
+                    + "models, spot_discount, storage_gb_month, store_write_per_million)") == true)
     }
 
     @Test("YAML syntax errors name the line")

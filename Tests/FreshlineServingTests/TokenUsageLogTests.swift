@@ -82,8 +82,10 @@ struct TokenUsageLogTests {
                 #expect(tokens.price == TokenPrice(inputPerMillion: 2.5, outputPerMillion: 10))
                 // 3 × 2.5 / 1M + 1 × 10 / 1M = 0.0000175 a call, at every call a day.
                 let perCall = 0.000_017_5
-                #expect(abs((cost.monthly(.realtime) ?? 0) - cost.callsPerDay * 30.4 * perCall) < 1e-12)
-                #expect(cost.costs.allSatisfy { $0.basis.hasPrefix("priced by tokens (remote)") })
+                let realtime = try #require(cost.costs.first { $0.pattern == .realtime })
+                let tokenTerm = try #require(realtime.terms.first { $0.name == "tokens" })
+                #expect(abs(tokenTerm.monthly - cost.callsPerDay * 30.4 * perCall) < 1e-12)
+                #expect(cost.costs.allSatisfy { $0.terms.contains { $0.basis.hasPrefix("priced by tokens (remote)") } })
                 #expect(cost.evidence.contains("priced by tokens: model remote"), "\(cost.evidence)")
                 let text = try AdviceText.render(report, format: .markdown)
                 #expect(text.contains("priced by tokens: 3 in + 1 out/call"), "\(text)")
