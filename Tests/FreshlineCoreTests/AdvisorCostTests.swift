@@ -191,6 +191,21 @@ struct AdvisorCostTests {
         let unbounded = Advisor.advise(
             Self.input(refused(keys: { "n\($0)" }, inputs: true), engine: 0.6), settings: settings, pricing: Pricing())
         #expect(unbounded.verdict.rule == 1 && unbounded.verdict.recommended == .async, "\(unbounded.verdict)")
+        // Refused before their body was read: no keys at all. A declared entity set says the keys are enumerable;
+        // without one nothing does.
+        let keyless = (0..<240).map { i in
+            RequestLogSample(
+                feature: "f", keyHash: nil, hasRequestInputs: false, source: nil, outcome: "shed",
+                latencySeconds: 0, ageSeconds: 0, at: Double(i * 30))
+        }
+        var declared = Self.input(keyless, engine: 0.6)
+        declared.snapshotKeyHashes = [KeyHash.hex("k0")]
+        let withKeys = Advisor.advise(declared, settings: settings, pricing: Pricing())
+        #expect(withKeys.verdict.rule == 3 && withKeys.verdict.recommended == .batch, "\(withKeys.verdict)")
+        #expect(withKeys.verdict.reason.contains("the keys are enumerable"), "\(withKeys.verdict.reason)")
+        #expect(withKeys.axes.cost.callsPerDay > 0)
+        let withoutKeys = Advisor.advise(Self.input(keyless, engine: 0.6), settings: settings, pricing: Pricing())
+        #expect(withoutKeys.verdict.rule == 3 && withoutKeys.verdict.recommended == .async, "\(withoutKeys.verdict)")
         // The same refusals with a model that fits the budget are a capacity finding, not a pattern.
         let capacity = Advisor.advise(
             Self.input(refused(keys: { "k\($0 % 20)" }, inputs: false), engine: 0.01), settings: settings,

@@ -41,6 +41,12 @@ struct AdvisorTests {
             key: user_id
             max_staleness: 24h
             latency_budget: 30s
+          tight:
+            model: gbdt
+            key: account_id
+            latency_budget: 1us
+            advice:
+              keys: {csv: ACCOUNTS, key_column: account_id}
           recs_hybrid:
             model: afe
             key: user_id
@@ -67,7 +73,15 @@ struct AdvisorTests {
     func withServer(
         _ body: @Sendable @escaping (any TestClientProtocol, ServingRuntime, ManualWallClock) async throws -> Void
     ) async throws {
-        try await ClockedServer.run(manifest: try TestManifest.write(Self.manifest), body)
+        // The declared entity set of `tight`: 20 accounts.
+        let accounts = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "freshline-advisor-accounts-\(UUID().uuidString).csv"
+        ).path
+        try ("account_id\n" + (0..<20).map { "acct-\($0)\n" }.joined()).write(
+            toFile: accounts, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: accounts) }
+        try await ClockedServer.run(
+            manifest: try TestManifest.write(Self.manifest.replacingOccurrences(of: "ACCOUNTS", with: accounts)), body)
     }
 
     /// Sends rows (`{"key":…, "inputs":…}` objects) in one multi-row request; every row must be answered.
@@ -147,8 +161,15 @@ struct AdvisorTests {
     func accountsAreBatchAtHighVolume() async throws {
         try await withServer { client, runtime, clock in
             // 180 minutes × 100 rows = 18,000 requests in 3 h: 144,000 calls a day over 200 accounts.
+            await runtime.requestLogger?.writeUsage()  // opens the ledger's interval if the logger has not yet
             try await Self.accountTraffic(client, clock, accounts: 200, minutes: 180, every: 1, perBatch: 100)
+            await runtime.requestLogger?.writeUsage()
             let advice = try await Self.advice(client, runtime, "churn", query: "?what_if=batch:1h")
+            // Model time from the calls behind the answers; serving CPU from the process-usage ledger.
+            #expect(advice.axes.latency.modelP99Basis.hasPrefix("model time of the calls behind"))
+            let realtimeCost = try #require(advice.axes.cost.costs.first { $0.pattern == .realtime })
+            #expect(realtimeCost.basis.contains("serving, process CPU"), "\(realtimeCost.basis)")
+            #expect(realtimeCost.basis.contains("model, mean of the model calls behind"), "\(realtimeCost.basis)")
             #expect(advice.verdict.rule == 3, "\(advice.verdict.reason)")
             #expect(advice.verdict.recommended == .batch)
             let f = advice.axes.freshness
@@ -168,6 +189,35 @@ struct AdvisorTests {
             #expect((hourly.servedAgeMax ?? 0) < 3_600)
             let costs = advice.axes.cost
             #expect((costs.monthly(.batch) ?? 1) * 2 <= (costs.monthly(.realtime) ?? 0))
+        }
+    }
+
+    @Test("a model that cannot meet its budget: every request refused, and rule 3 decides from the failures")
+    func failingPathIsALatencyCase() async throws {
+        try await withServer { client, runtime, clock in
+            var rng = SplitMix(seed: 11)
+            let inputs = (0..<20).map { _ in Self.vector(16, &rng) }
+            // 20 accounts every 10 minutes for two hours; a 1 µs budget no model call meets: nothing is answered.
+            for _ in 0..<12 {
+                for a in 0..<20 {
+                    let body = #"{"rows": [{"key": "acct-\#(a)", "inputs": {"X": \#(inputs[a])}}]}"#
+                    try await client.execute(
+                        uri: "/v1/features/tight/predict", method: .post, headers: Self.ops,
+                        body: ByteBuffer(string: body)
+                    ) { response in
+                        #expect(String(buffer: response.body).contains("error"))
+                    }
+                }
+                clock.advance(by: 600)
+            }
+            let advice = try await Self.advice(client, runtime, "tight")
+            #expect(advice.verdict.rule == 3 && advice.verdict.recommended == .batch, "\(advice.verdict.reason)")
+            #expect(advice.axes.latency.failsBudget && advice.axes.latency.refusedShare == 1)
+            #expect(
+                advice.verdict.reason.contains("100% of requests timed out or were shed"), "\(advice.verdict.reason)")
+            #expect(advice.axes.freshness.basis == "none")
+            #expect(advice.verdict.notMeasured.contains { $0.hasPrefix("how long decisions hold") })
+            #expect(advice.verdict.reason.contains("the keys are enumerable"), "\(advice.verdict.reason)")
         }
     }
 

@@ -218,11 +218,19 @@ public enum Advisor {
             samples, snapshotAnswers: input.snapshotAnswers, declared: input.feature.maxStaleness.map(\.seconds),
             referenceAge: referenceAge,
             decision: input.decision, settings: settings, window: window)
-        let cardinality = measureCardinality(
-            samples, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window,
+        // Requests refused before their body was read carry no key: nothing to say about which keys are asked.
+        let read = samples.filter { $0.keyHash != nil || ($0.outcome != "shed" && $0.outcome != "timeout") }
+        var cardinality = measureCardinality(
+            read, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window,
             keySetLabel: input.keySetLabel)
+        cardinality.keySetKnown = input.snapshotKeyHashes != nil
+        if read.isEmpty, !samples.isEmpty {
+            cardinality.predictableBasis = "not measured: every request was refused before its key was read"
+        }
+        var volumeCardinality = cardinality
+        volumeCardinality.requests = samples.reduce(0) { $0 + 1 / max($1.sampleRate, 1e-9) }
         let cost = measureCost(
-            samples, cardinality: cardinality, input: input, settings: settings, pricing: pricing, window: window,
+            samples, cardinality: volumeCardinality, input: input, settings: settings, pricing: pricing, window: window,
             batchInterval: batchInterval(freshness, input: input, settings: settings))
         let latency = measureLatency(input, settings: settings)
         let failure = measureFailure(input.samples, feature: input.feature, window: window)

@@ -88,6 +88,8 @@ public struct CardinalityAxis: Sendable, Equatable, Codable {
     public var predictableBasis: String
     /// Rule 1's test: many requests carry their own inputs and few keys were known in advance.
     public var unbounded: Bool
+    /// Whether the keys a batch would cover are known (a published snapshot or a declared entity set).
+    public var keySetKnown = false
     public var evidence: String
 
     public init(

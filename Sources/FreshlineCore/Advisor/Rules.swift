@@ -94,7 +94,9 @@ extension Advisor {
         }
         if !skipping.contains(3), l.overBudget {
             // Too slow: whether or not answers exist to pair (a path that refuses everything has none).
-            let known = c.predictableShare ?? 0
+            // Unmeasured (every request refused before its key was read): a declared entity set says the keys are
+            // enumerable; without one, nothing does.
+            let known = c.predictableShare ?? (c.keySetKnown ? 1 : 0)
             let enumerable = known >= settings.predictableShare
             let why =
                 l.failsBudget
@@ -115,8 +117,11 @@ extension Advisor {
                 : "decisions hold for \(holdText(f))"
             return Verdict(
                 rule: 3, recommended: .batch,
-                reason: "too slow for real time: \(why); \(CostModel.percent(known)) of requested keys were known in "
-                    + "advance, so a snapshot can serve them; \(hold) (batch every "
+                reason: "too slow for real time: \(why); "
+                    + (c.predictableShare == nil
+                        ? "the keys are enumerable (\(c.predictableBasis); the entity set is declared)"
+                        : "\(CostModel.percent(known)) of requested keys were known in advance")
+                    + ", so a snapshot can serve them; \(hold) (batch every "
                     + "\(CostModel.formatAge(86_400 / max(k.runsPerDay, 1e-9))))",
                 wouldChange: [])
         }

@@ -295,7 +295,15 @@ public final class FeatureServer: Sendable {
         if batcher.canMeet(deadline) { return true }
         metrics.shed(feature: spec.name)
         metrics.fallback(feature: spec.name, rung: "error")
-        meters.request(source: nil, outcome: "shed", duration: ContinuousClock.now - arrival)
+        let waited = ContinuousClock.now - arrival
+        meters.request(source: nil, outcome: "shed", duration: waited)
+        // In the request log too, without a key (the body is not read): a path that refuses everything must still
+        // show the advisor its failures.
+        requestLog?.offer(keyHash: nil) {
+            RequestLogSample(
+                feature: spec.name, keyHash: nil, hasRequestInputs: false, source: nil, outcome: "shed",
+                latencySeconds: waited.seconds, ageSeconds: 0, at: clock.now - waited.seconds)
+        }
         return false
     }
 

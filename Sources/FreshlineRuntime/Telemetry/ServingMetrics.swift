@@ -168,6 +168,7 @@ public final class FeatureMeters: Sendable {
 
     /// As `ServingMetrics.request`.
     public func request(source: PredictionSource?, outcome: String, duration: Duration) {
+        metrics.ledger.request(feature: feature, source: source, outcome: outcome)
         let key = Key(source: source, outcome: outcome)
         let (counter, timer) = requests.withLock { table in
             if let handles = table[key] { return handles }
