@@ -67,6 +67,7 @@ public final class SQLiteStore: Sendable {
             }
         }
         registerSealedSnapshotsMigration(&migrator)
+        registerLoadTestsMigration(&migrator)
         return migrator
     }
 }

@@ -32,6 +32,8 @@ public struct AdvisorInput: Sendable {
     /// Tokens per row recorded by the feature's batch runs; `nil` when none were recorded (the mean per call from
     /// the request log stands in).
     public var tokensPerBatchRow: TokenCounts?
+    /// The feature's load tests in the window (`LoadTestStore`), shown on the latency axis apart from production.
+    public var loadTests: [LoadTestResult] = []
 
     public init(
         feature: FeatureSpec, samples: [RequestLogSample], now: Double, compute: ComputeCost,
@@ -155,7 +157,8 @@ public enum Advisor {
         let cost = measureCost(
             samples, cardinality: cardinality, input: input, settings: settings, pricing: pricing, window: window,
             batchInterval: batchInterval(freshness, input: input, settings: settings))
-        let latency = measureLatency(input, settings: settings)
+        var latency = measureLatency(input, settings: settings)
+        latency.attach(loadTests: input.loadTests)
         let failure = measureFailure(input.samples, feature: input.feature, window: window)
         return FeatureAxes(
             freshness: freshness, cardinality: cardinality, cost: cost, latency: latency, failure: failure)
