@@ -12,7 +12,7 @@ extension PostgresStore: LoadTestStore {
                 fallback, errors, achieved_rate, target_url, sources, outcomes)
             VALUES (\(result.id), \(result.feature), \(result.startedAt), \(result.endedAt), \(result.speed),
                 \(result.durationSeconds), \(Int64(result.sent)), \(Int64(result.answered)), \(Int64(result.shed)),
-                \(Int64(result.fallback)), \(Int64(result.errors)), \(result.achievedRate), \(result.targetURL),
+                \(Int64(result.fallback)), \(Int64(result.errors)), \(result.achievedRate), \(result.server),
                 \(sources), \(outcomes))
             ON CONFLICT (id) DO UPDATE SET feature = EXCLUDED.feature, started_at = EXCLUDED.started_at,
                 ended_at = EXCLUDED.ended_at, speed = EXCLUDED.speed, duration_seconds = EXCLUDED.duration_seconds,
@@ -43,7 +43,7 @@ extension PostgresStore: LoadTestStore {
                 id: id, feature: feature, startedAt: startedAt, endedAt: endedAt, speed: speed,
                 durationSeconds: duration, sent: Int(sent), answered: Int(answered),
                 sources: try JSONDecoder().decode([SourceLatency].self, from: Data(sources.utf8)), shed: Int(shed),
-                fallback: Int(fallback), errors: Int(errors), achievedRate: rate, targetURL: url,
+                fallback: Int(fallback), errors: Int(errors), achievedRate: rate, server: url,
                 outcomes: try JSONDecoder().decode([String: Int].self, from: Data(outcomes.utf8)))
         }
     }

@@ -45,7 +45,7 @@ extension SQLiteStore: LoadTestStore {
                 arguments: [
                     result.id, result.feature, result.startedAt, result.endedAt, result.speed,
                     result.durationSeconds, result.sent, result.answered, result.shed, result.fallback, result.errors,
-                    result.achievedRate, result.targetURL, sources, outcomes,
+                    result.achievedRate, result.server, sources, outcomes,
                 ])
         }
     }
@@ -65,7 +65,7 @@ extension SQLiteStore: LoadTestStore {
                     speed: row["speed"], durationSeconds: row["duration_seconds"], sent: row["sent"],
                     answered: row["answered"], sources: try LoadTestColumns.decode(row["sources"]), shed: row["shed"],
                     fallback: row["fallback"], errors: row["errors"], achievedRate: row["achieved_rate"],
-                    targetURL: row["target_url"], outcomes: try LoadTestColumns.decode(row["outcomes"]))
+                    server: row["target_url"], outcomes: try LoadTestColumns.decode(row["outcomes"]))
             }
         }
     }

@@ -21,7 +21,7 @@ struct LoadHeadroomTests {
         return LoadTestResult(
             id: "load_\(Int(speed * 10))", feature: "f", startedAt: at, endedAt: at + 5, speed: speed,
             durationSeconds: 5, sent: answered + shed, answered: answered, sources: sources, shed: shed, fallback: 0,
-            errors: 0, achievedRate: 20 * speed, targetURL: "http://127.0.0.1:8080")
+            errors: 0, achievedRate: 20 * speed, server: "http://127.0.0.1:8080")
     }
 
     @Test("the headroom is the highest speed whose p99 stayed within the budget with nothing shed")

@@ -109,7 +109,7 @@ struct LoadCommandTests {
         #expect(out.contains("load test load_") && out.contains("fraud_check at 4× for 5 s"), "\(out)")
         #expect(out.contains("30 distinct logged keys: 0 resolved to real keys, 30 synthesized"), "\(out)")
         #expect(
-            out.contains("inputs: synthesized from the model's input metadata (risk: float[2], tx: float[7])"), "\(out)"
+            out.contains("inputs: synthesized from the model's input metadata (tx: float[7], risk: float[2])"), "\(out)"
         )
         let counts = try #require(
             out.firstMatch(of: /sent (\d+), answered (\d+) \(.*\); shed (\d+), fallback (\d+), errors (\d+)/), "\(out)")

@@ -11,7 +11,7 @@ extension StoreBehaviourTests {
             sources: [
                 SourceLatency(source: "realtime", count: 400, p50: 0.0012, p95: 0.004, p99: 0.0091, p999: 0.02),
                 SourceLatency(source: "default", count: 70, p50: 0.0002, p95: 0.0003, p99: 0.0004, p999: 0.0005),
-            ], shed: 6, fallback: 70, errors: 4, achievedRate: 95.9, targetURL: "http://127.0.0.1:8080",
+            ], shed: 6, fallback: 70, errors: 4, achievedRate: 95.9, server: "http://127.0.0.1:8080",
             outcomes: ["ok": 470, "overloaded": 6, "timeout": 4])
     }
 

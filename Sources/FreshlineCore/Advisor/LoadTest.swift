@@ -26,15 +26,15 @@ public struct LoadTestResult: Sendable, Equatable, Codable {
     public var errors: Int
     /// Requests per second actually sent.
     public var achievedRate: Double
-    /// The server the run was sent to.
-    public var targetURL: String
+    /// The server the run was sent to: its base URL (the `target_url` column).
+    public var server: String
     /// Every outcome counted by name (`ok`, `overloaded`, `unknown_key`, `timeout`, `connection`, …).
     public var outcomes: [String: Int]
 
     public init(
         id: String, feature: String, startedAt: Double, endedAt: Double, speed: Double, durationSeconds: Double,
         sent: Int, answered: Int, sources: [SourceLatency], shed: Int, fallback: Int, errors: Int,
-        achievedRate: Double, targetURL: String, outcomes: [String: Int] = [:]
+        achievedRate: Double, server: String, outcomes: [String: Int] = [:]
     ) {
         self.id = id
         self.feature = feature
@@ -49,7 +49,7 @@ public struct LoadTestResult: Sendable, Equatable, Codable {
         self.fallback = fallback
         self.errors = errors
         self.achievedRate = achievedRate
-        self.targetURL = targetURL
+        self.server = server
         self.outcomes = outcomes
     }
 

@@ -214,7 +214,7 @@ public enum AdviceText {
     /// Where a load test's figures come from.
     static func loadTestEvidence(_ t: LoadTestResult) -> String {
         "load test \(t.id): recorded traffic replayed at \(CostModel.format(t.speed))× for "
-            + "\(CostModel.formatSeconds(t.durationSeconds)) against \(t.targetURL), open loop, "
+            + "\(CostModel.formatSeconds(t.durationSeconds)) against \(t.server), open loop, "
             + "\(CostModel.format(t.achievedRate)) requests/s; latency from each request's scheduled time; "
             + "not part of the production percentiles"
     }

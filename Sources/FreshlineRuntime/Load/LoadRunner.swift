@@ -160,7 +160,7 @@ public struct LoadRunner: Sendable {
             durationSeconds: schedule.durationSeconds, sent: c.sent, answered: answered.count,
             sources: AdviceService.latency(observations: answered.map { ($0.source ?? "none", $0.seconds) }),
             shed: c.shed, fallback: fallback, errors: c.sent - answered.count - c.shed,
-            achievedRate: Double(c.sent) / sendingSeconds, targetURL: url, outcomes: outcomes)
+            achievedRate: Double(c.sent) / sendingSeconds, server: url, outcomes: outcomes)
     }
 
     /// Outcomes that are the server shedding load: 503 `overloaded` (the in-flight bound or the deadline
