@@ -131,15 +131,38 @@ struct LoadCommandTests {
         #expect(recorded.map(\.id) == [id])
         #expect(recorded.first?.sent == sent && recorded.first?.speed == 4)
 
+        // A requests file: its real keys and inputs, also kept out of the request log.
+        let lines = (0..<10).map { i in
+            #"{"time": \#(Double(i) / 5), "key": "file-\#(i)", "inputs": {"tx": [0,0,0,0,0,0,0], "risk": [0.5,0.5]}}"#
+        }
+        try lines.joined(separator: "\n").write(
+            to: folder.appendingPathComponent("requests.jsonl"), atomically: true, encoding: .utf8)
+        let scripted = try Self.run(
+            [
+                "load", "fraud_check", "freshline.yaml", "--replay", "--requests", "requests.jsonl", "--speed", "2",
+                "--duration", "2s", "--url", base, "--concurrency-limit", "4",
+            ], in: folder)
+        #expect(scripted.status == 0, "\(scripted.out)\n\(scripted.err)")
+        #expect(scripted.out.contains("traffic: 10 requests from requests.jsonl"), "\(scripted.out)")
+        #expect(scripted.out.contains("sent 20, answered 20"), "\(scripted.out)")
+        try await Task.sleep(for: .milliseconds(2_500))
+        #expect(try await Self.requestLogCount(store) == 30)
+        // A typo in the file is reported with its line.
+        try "{\"time\": 1}\n{\"key\": \"x\"}\n".write(
+            to: folder.appendingPathComponent("bad.jsonl"), atomically: true, encoding: .utf8)
+        let bad = try Self.run(
+            ["load", "fraud_check", "freshline.yaml", "--replay", "--requests", "bad.jsonl", "--url", base], in: folder)
+        #expect(bad.status != 0 && bad.err.contains("bad.jsonl:2: time: missing"), "\(bad.err)")
+
         let advise = try Self.run(["advise", "freshline.yaml", "--format", "json"], in: folder)
         #expect(advise.status == 0, "\(advise.err)")
         let report = try AdviceText.decode(AdviceReport.self, from: Data(advise.out.utf8))
         let latency = try #require(report.features.first { $0.feature == "fraud_check" }?.axes.latency)
-        #expect(latency.loadTests.map(\.id) == [id])
-        #expect(latency.loadTests.first?.speed == 4 && latency.loadTests.first?.sent == sent)
+        #expect(latency.loadTests.map(\.speed) == [2, 4])
+        #expect(latency.loadTests.last?.id == id && latency.loadTests.last?.sent == sent)
         // The production percentiles count the 30 production requests only.
         #expect(latency.sources.reduce(0) { $0 + $1.count } == 30, "\(latency.sources)")
-        #expect(latency.loadHeadroom?.runs == 1)
+        #expect(latency.loadHeadroom?.runs == 2)
         #expect(advise.out.contains("\"load_tests\""))
 
         kill(server.processIdentifier, SIGTERM)

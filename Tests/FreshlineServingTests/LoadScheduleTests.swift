@@ -1,6 +1,9 @@
+import Foundation
 import FreshlineCore
 import FreshlineEngine
 import FreshlineJSON
+import FreshlineStore
+import FreshlineTestSupport
 import Testing
 
 @testable import FreshlineRuntime
@@ -144,5 +147,70 @@ struct LoadScheduleTests {
         #expect(realtime.count == 1_000)
         #expect(
             abs(realtime.p50 - 0.5) < 0.001 && abs(realtime.p99 - 0.99) < 0.001 && abs(realtime.p999 - 0.999) < 0.001)
+    }
+}
+
+/// Where a load test's keys come from, and how the advice reports show load tests.
+@Suite("Load tests: keys and reports")
+struct LoadTestReportTests {
+    @Test("a feature's declared entity set (advice.keys) resolves the logged hashes to its real keys")
+    func entitySetKeys() async throws {
+        let path = try TestManifest.write(
+            """
+            version: 1
+            models:
+              gbdt: ZOO/gbc_binary.onnx
+            features:
+              churn:
+                model: gbdt
+                key: account_id
+                advice:
+                  keys: {csv: accounts.csv}
+            """)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try "account_id,region\nacct-1,eu\nacct-2,us\n42,eu\n".write(
+            to: folder.appendingPathComponent("accounts.csv"), atomically: true, encoding: .utf8)
+        let manifest = try ManifestLoader.load(path: path)
+        let feature = try #require(manifest.features["churn"])
+        let known = try await LoadKeys.known(
+            feature, manifest: manifest, batchStore: try SQLiteStore(), snapshotDirectory: nil)
+        #expect(known.keys[KeyHash.hex("acct-2")] == "acct-2")
+        #expect(known.keys[KeyHash.hex("42")] == "42")
+        #expect(known.keys.count == 3)
+        #expect(known.basis?.contains("advice.keys") == true)
+    }
+
+    @Test("every report format shows load tests as their own rows and the headroom")
+    func reports() throws {
+        let feature = FeatureSpec(name: "f", model: "m", location: SourceLocation(file: "", line: 0, keyPath: ""))
+        var input = AdvisorInput(
+            feature: feature, samples: [], now: 1_765_152_100,
+            compute: ComputeCost(
+                realtimeSecondsPerPrediction: 0.001, batchSecondsPerPrediction: 0.0001, batchSize: 64, basis: "test"),
+            latency: [])
+        input.loadTests = [
+            LoadTestResult(
+                id: "load_00000000000000aa", feature: "f", startedAt: 1_765_152_000, endedAt: 1_765_152_005,
+                speed: 4, durationSeconds: 5, sent: 200, answered: 198,
+                sources: [
+                    SourceLatency(source: "realtime", count: 198, p50: 0.003, p95: 0.005, p99: 0.012, p999: 0.02)
+                ],
+                shed: 0, fallback: 1, errors: 2, achievedRate: 40, server: "http://127.0.0.1:8080")
+        ]
+        let report = AdviceReport(
+            generatedAt: 1_765_152_100, settings: AdvisorSettings(), pricing: Pricing(),
+            features: [Advisor.advise(input, settings: AdvisorSettings(), pricing: Pricing())])
+        let table = try AdviceText.render(report, format: .table)
+        #expect(table.contains("load test at 4× (2025-12-08): realtime p50 3 ms"), "\(table)")
+        #expect(table.contains("headroom: holds 4× the recorded traffic"), "\(table)")
+        let markdown = try AdviceText.render(report, format: .markdown)
+        #expect(markdown.contains("| load test at 4× (2025-12-08) |"), "\(markdown)")
+        #expect(markdown.contains("shed 0, fallback 1, errors 2 of 200 sent"))
+        let html = try AdviceText.render(report, format: .html)
+        #expect(html.contains("load test at 4× (2025-12-08)") && html.contains("load-test headroom"))
+        let json = try AdviceText.render(report, format: .json)
+        #expect(json.contains("\"load_tests\"") && json.contains("\"load_headroom\""))
+        let decoded = try AdviceText.decode(AdviceReport.self, from: Data(json.utf8))
+        #expect(decoded.features.first?.axes.latency.loadTests == input.loadTests)
     }
 }
