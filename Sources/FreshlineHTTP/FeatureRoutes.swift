@@ -169,8 +169,8 @@ struct FeatureRoutes {
         return context.token != nil || runtime.manifest.tokens.isEmpty
     }
 
-    /// The header `freshline load` marks its requests with.
-    static let loadTestHeader = HTTPField.Name("X-Freshline-Load-Test")!
+    /// The header `freshline load` marks its requests with (`LoadRunner.header`).
+    static let loadTestHeader = HTTPField.Name(LoadRunner.header)!
 
     /// The single-row answer's body, written directly (the same text as `json(_:feature:).serialized()`, keys in
     /// sorted order) — the hot path of every lookup.

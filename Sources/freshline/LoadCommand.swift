@@ -70,7 +70,11 @@ struct LoadCommand: AsyncParsableCommand {
                 if let requests {
                     plan = try LoadPlan.script(path: requests, speed: speed, durationSeconds: durationSeconds)
                 } else {
-                    let (models, _) = ServingModel.loadAll(manifest)
+                    // Only the feature's model, for its input metadata (a model on another server has none here:
+                    // the feature's declared inputs stand in).
+                    var own = manifest
+                    own.models = manifest.models.filter { $0.key == spec.model }
+                    let (models, _) = ServingModel.loadAll(own)
                     plan = try await LoadPlan.recorded(
                         spec, manifest: manifest, stores: stores, metadata: models[spec.model]?.metadata,
                         speed: speed, durationSeconds: durationSeconds, now: SystemWallClock().now)

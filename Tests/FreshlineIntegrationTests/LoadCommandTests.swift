@@ -123,6 +123,8 @@ struct LoadCommandTests {
         #expect(out.contains(/\nsource\s+count\s+p50\s+p95\s+p99\s+p99\.9\n/), "\(out)")
         #expect(out.contains(/\n(realtime|default)\s+\d+\s+[\d.]+ (µs|ms|s)/), "\(out)")
         let id = try #require(out.firstMatch(of: /recorded as (load_[0-9a-f]{16})/).map { String($0.1) }, "\(out)")
+        // Not a terminal: the progress line is a plain line every few seconds on standard error.
+        #expect(load.err.contains("\(id): [") && load.err.contains(" sent, "), "\(load.err)")
 
         // The load's requests were answered but never sampled: the log holds the 30 production requests only.
         try await Task.sleep(for: .milliseconds(2_500))
