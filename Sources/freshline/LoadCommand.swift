@@ -93,13 +93,20 @@ struct LoadCommand: AsyncParsableCommand {
             for note in plan.notes { print("  \(note)") }
             let progress = ProgressLine(terminal: isatty(STDERR_FILENO) == 1, plainInterval: 5)
             let result = try await LoadRunner(feature: feature, target: target).run(s, id: id) { p in
-                let fraction = p.durationSeconds > 0 ? p.elapsedSeconds / p.durationSeconds : 1
+                let finished = p.sent == p.scheduled && p.inFlight == 0
+                let fraction = finished || p.durationSeconds <= 0 ? 1 : p.elapsedSeconds / p.durationSeconds
                 progress.show(
                     "\(ProgressLine.bar(fraction)) \(Int(min(1, fraction) * 100))% \(p.sent)/\(p.scheduled) sent, "
                         + "\(p.answered) answered, \(p.inFlight) in flight, \(p.shed) shed, \(p.failed) failed",
                     label: id)
             }
             progress.finish()
+            if result.achievedRate < 0.9 * s.targetRate {
+                print(
+                    "note: sent \(CostModel.format(result.achievedRate))/s of the schedule's "
+                        + "\(CostModel.format(s.targetRate))/s: the sender fell behind (latency still counts from each "
+                        + "request's scheduled time); run it from another machine, or raise --concurrency-limit")
+            }
             try await stores.loadTests.record(result)
             return result
         }
