@@ -122,8 +122,11 @@ struct FeatureRoutes {
                 body: json, service: jobs, single: body.rows == nil)
         }
         let maxStaleness = try body.max_staleness.map { try Self.duration($0, field: "max_staleness") }
-        let requests = try body.requests(
+        var requests = try body.requests(
             maxRows: Self.maxRows, maxStaleness: maxStaleness, timeout: timeout, arrival: context.arrival)
+        if isLoadTest(request, context) {
+            for index in requests.indices { requests[index].loadTest = true }
+        }
         if body.rows != nil {
             // Up to one full batch of the request's rows is in the batcher's queue at a time, so the batcher can still
             // fill batches from it, while one 10,000-row request cannot fill the queue and starve every other caller:
@@ -158,6 +161,16 @@ struct FeatureRoutes {
             throw APIError(error)
         }
     }
+
+    /// Whether the request is a load test's (`freshline load`: `X-Freshline-Load-Test: <run id>`), kept out of the
+    /// request log. Honoured on an open API, and with tokens configured only for a caller whose token was checked.
+    private func isLoadTest(_ request: Request, _ context: Context) -> Bool {
+        guard request.headers[Self.loadTestHeader] != nil else { return false }
+        return context.token != nil || runtime.manifest.tokens.isEmpty
+    }
+
+    /// The header `freshline load` marks its requests with (`LoadRunner.header`).
+    static let loadTestHeader = HTTPField.Name(LoadRunner.header)!
 
     /// The single-row answer's body, written directly (the same text as `json(_:feature:).serialized()`, keys in
     /// sorted order) — the hot path of every lookup.

@@ -296,6 +296,32 @@ extension PostgresStore {
                 """,
                 "CREATE INDEX process_usage_at ON process_usage (at)",
             ]),
+        Migration(
+            name: "v13-load-tests",
+            statements: [
+                // Load-test runs (`freshline load`), apart from the request log; per-source percentiles and outcome
+                // counts as JSON text, as SQLite keeps them.
+                """
+                CREATE TABLE load_tests (
+                    id text PRIMARY KEY,
+                    feature text NOT NULL,
+                    started_at double precision NOT NULL,
+                    ended_at double precision NOT NULL,
+                    speed double precision NOT NULL CHECK (speed > 0),
+                    duration_seconds double precision NOT NULL,
+                    sent bigint NOT NULL CHECK (sent >= 0),
+                    answered bigint NOT NULL CHECK (answered >= 0),
+                    shed bigint NOT NULL CHECK (shed >= 0),
+                    fallback bigint NOT NULL CHECK (fallback >= 0),
+                    errors bigint NOT NULL CHECK (errors >= 0),
+                    achieved_rate double precision NOT NULL,
+                    target_url text NOT NULL,
+                    sources text NOT NULL,
+                    outcomes text NOT NULL
+                )
+                """,
+                "CREATE INDEX load_tests_feature_started ON load_tests (feature, started_at)",
+            ]),
     ]
 
     /// The session advisory lock migrations run under, so that processes starting at once apply each migration

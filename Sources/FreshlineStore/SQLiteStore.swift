@@ -84,6 +84,7 @@ public final class SQLiteStore: Sendable {
                 t.column("features", .text).notNull()
             }
         }
+        registerLoadTestsMigration(&migrator)
         return migrator
     }
 }

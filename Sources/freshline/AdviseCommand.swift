@@ -94,7 +94,7 @@ struct AdviseCommand: AsyncParsableCommand {
         let stores = try StoreSet.open(for: manifest, logger: Logger(label: "freshline-advise"))
         let service = AdviceService(
             manifest: manifest, models: models, requestLog: stores.requestLog, batchStore: stores.batch,
-            snapshotDirectory: stores.snapshotDirectory)
+            snapshotDirectory: stores.snapshotDirectory, loadTests: stores.loadTests)
         let features = feature.map { [$0] }
         return try await stores.whileRunning {
             try await service.report(features: features, whatIf: scenarios)

@@ -25,7 +25,7 @@ struct Freshline: AsyncParsableCommand {
         abstract: "An inference server that serves each AI feature real-time, async, batch or hybrid.",
         subcommands: [
             ServeCommand.self, CheckCommand.self, RunCommand.self, BackfillCommand.self, WorkerCommand.self,
-            ModelCommand.self, SnapshotCommand.self, AdviseCommand.self, DemoCommand.self,
+            ModelCommand.self, SnapshotCommand.self, AdviseCommand.self, LoadCommand.self, DemoCommand.self,
         ]
     )
 }

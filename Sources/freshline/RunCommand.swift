@@ -194,42 +194,54 @@ struct BatchCLI: Sendable {
     }
 }
 
-/// A progress bar on a terminal (rewritten in place), plain lines at most once a second otherwise.
+/// A progress bar on a terminal (rewritten in place), plain lines at most once every `plainInterval` seconds
+/// otherwise. `run` and `backfill` draw a batch run's report; `load` draws its own line (`show`).
 final class ProgressLine: Sendable {
     private let terminal: Bool
+    private let plainInterval: Double
     /// When a line was last printed, and whether a bar is on screen to end with a line feed.
     private let state = Mutex((lastPrint: 0.0, drawn: false))
 
-    init(terminal: Bool) { self.terminal = terminal }
-
-    func update(_ report: BatchRunner.Report) {
-        state.withLock { state in draw(report, state: &state) }
+    init(terminal: Bool, plainInterval: Double = 1) {
+        self.terminal = terminal
+        self.plainInterval = plainInterval
     }
 
-    private func draw(_ report: BatchRunner.Report, state: inout (lastPrint: Double, drawn: Bool)) {
-        let now = SystemWallClock().now
-        guard terminal || now - state.lastPrint >= 1 else { return }
-        state.lastPrint = now
+    func update(_ report: BatchRunner.Report) {
         let run = report.run
         let rate = "\(Int(report.rowsPerSecond)) rows/s"
         let eta = report.secondsLeft.map { "ETA \(Self.format($0))" } ?? ""
         var line: String
         if let total = run.rowsTotal, total > 0 {
             let fraction = min(1, Double(run.rowsDone) / Double(total))
-            let width = 30
-            let filled = Int(fraction * Double(width))
-            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-            line = "[\(bar)] \(Int(fraction * 100))% \(run.rowsDone)/\(total) rows  \(rate)  \(eta)"
+            line = "\(Self.bar(fraction)) \(Int(fraction * 100))% \(run.rowsDone)/\(total) rows  \(rate)  \(eta)"
         } else {
             line = "\(run.rowsDone) rows  \(rate)"
         }
         if run.rowsFailed > 0 { line += "  (\(run.rowsFailed) failed)" }
-        if terminal {
-            FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
-            state.drawn = true
-        } else {
-            FileHandle.standardError.write(Data((run.id + ": " + line + "\n").utf8))
+        show(line, label: run.id)
+    }
+
+    /// Draws `line` (on a terminal, in place; otherwise as `label: line`, at most once per interval).
+    func show(_ line: String, label: String) {
+        state.withLock { state in
+            let now = SystemWallClock().now
+            guard terminal || now - state.lastPrint >= plainInterval else { return }
+            state.lastPrint = now
+            if terminal {
+                FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
+                state.drawn = true
+            } else {
+                FileHandle.standardError.write(Data((label + ": " + line + "\n").utf8))
+            }
         }
+    }
+
+    /// `[#####-----]`, 30 wide.
+    static func bar(_ fraction: Double) -> String {
+        let width = 30
+        let filled = Int(min(1, max(0, fraction)) * Double(width))
+        return "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "]"
     }
 
     func finish() {

@@ -32,7 +32,7 @@ struct StoreFixtureError: Error, CustomStringConvertible {
 /// created on the server `FRESHLINE_POSTGRES_URL` names and dropped by `stop()`. Without that variable a PostgreSQL
 /// fixture fails (tests never skip silently).
 final class StoreFixture: Sendable {
-    typealias Store = any BatchStore & JobStore & WebhookStore & RequestLogStore
+    typealias Store = any BatchStore & JobStore & WebhookStore & RequestLogStore & LoadTestStore
 
     let kind: StoreKind
     let store: Store

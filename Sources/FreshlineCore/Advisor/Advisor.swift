@@ -37,6 +37,8 @@ public struct AdvisorInput: Sendable {
     public var usage: ServingUsage?
     /// Bytes of the published snapshot version, when it has a file.
     public var snapshotBytes: Double?
+    /// The feature's load tests in the window (`LoadTestStore`), shown on the latency axis apart from production.
+    public var loadTests: [LoadTestResult] = []
 
     public init(
         feature: FeatureSpec, samples: [RequestLogSample], now: Double, compute: ComputeCost,
@@ -232,7 +234,8 @@ public enum Advisor {
         let cost = measureCost(
             samples, cardinality: volumeCardinality, input: input, settings: settings, pricing: pricing, window: window,
             batchInterval: batchInterval(freshness, input: input, settings: settings))
-        let latency = measureLatency(input, settings: settings)
+        var latency = measureLatency(input, settings: settings)
+        latency.attach(loadTests: input.loadTests)
         let failure = measureFailure(input.samples, feature: input.feature, window: window)
         return FeatureAxes(
             freshness: freshness, cardinality: cardinality, cost: cost, latency: latency, failure: failure)

@@ -231,6 +231,10 @@ public struct LatencyAxis: Sendable, Equatable, Codable {
     /// Over the budget on a user-blocking path by model time, or failing it (`failsBudget`).
     public var overBudget: Bool
     public var evidence: String
+    /// Load tests of the window (`freshline load`), newest first: their own rows, never in `sources`.
+    public var loadTests: [LoadTestResult] = []
+    /// The highest replay speed that held the budget without shedding (LoadTest.swift); `nil` without load tests.
+    public var loadHeadroom: LoadHeadroom?
 
     public init(
         sources: [SourceLatency], budgetSeconds: Double, userBlocking: Bool, realtimeP99Seconds: Double,

@@ -266,8 +266,24 @@ extension AdviceHTML {
         let rows = l.sources.map { s in
             [esc(s.source), String(s.count), esc(sec(s.p50)), esc(sec(s.p95)), esc(sec(s.p99)), esc(sec(s.p999))]
         }
-        let extra =
+        var extra =
             rows.isEmpty ? "" : table(["source", "n", "p50", "p95", "p99", "p99.9"], rows, numeric: [1, 2, 3, 4, 5])
+        // Load tests: their own table, never merged into the production percentiles.
+        let loadRows = l.loadTests.flatMap { t in
+            t.sources.map { s in
+                [
+                    esc(t.label), esc(s.source), String(s.count), esc(sec(s.p50)), esc(sec(s.p95)), esc(sec(s.p99)),
+                    esc(sec(s.p999)), "\(t.shed)", "\(t.fallback)", "\(t.errors)",
+                ]
+            }
+        }
+        if !loadRows.isEmpty {
+            extra += table(
+                ["run", "source", "n", "p50", "p95", "p99", "p99.9", "shed", "fallback", "errors"], loadRows,
+                numeric: [2, 3, 4, 5, 6, 7, 8, 9])
+        }
+        var figures: [(String, String)] = []
+        if let h = l.loadHeadroom { figures.append(("load-test headroom", esc(h.finding))) }
         return card(
             "4 · Tail latency",
             [
@@ -282,7 +298,7 @@ extension AdviceHTML {
                 ),
                 ("timed out or shed", pct(l.refusedShare)),
                 ("over budget", l.overBudget ? badge("yes", "b-bad") : badge("no", "b-no")),
-            ], extra: extra, evidence: l.evidence)
+            ] + figures, extra: extra, evidence: l.evidence)
     }
 
     private static func failureCard(_ f: FailureAxis) -> String {

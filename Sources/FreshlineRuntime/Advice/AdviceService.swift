@@ -27,12 +27,15 @@ public final class AdviceService: Sendable {
     private let declared = Mutex<[String: Set<String>]>([:])
     /// The most samples read per feature.
     let sampleLimit: Int
+    /// Where load-test runs are recorded (`freshline load`); `nil`: the reports show none.
+    let loadTests: (any LoadTestStore)?
 
     public init(
         manifest: Manifest, models: [String: ServingModel], requestLog: any RequestLogStore,
         batchStore: (any BatchStore)?, clock: any WallClock = SystemWallClock(), sampleLimit: Int = 500_000,
-        snapshotDirectory: String? = nil
+        snapshotDirectory: String? = nil, loadTests: (any LoadTestStore)? = nil
     ) {
+        self.loadTests = loadTests
         self.snapshotDirectory = snapshotDirectory
         self.manifest = manifest
         self.models = models
@@ -123,6 +126,11 @@ public final class AdviceService: Sendable {
             input.tokensPerBatchRow = TokenCounts(
                 input: Double(run.inputTokens) / Double(run.rowsWritten),
                 output: Double(run.outputTokens) / Double(run.rowsWritten))
+        }
+        // The feature's load tests of the window: their own rows on the latency axis, never in the percentiles above.
+        if let loadTests {
+            input.loadTests = try await loadTests.loadTests(
+                feature: feature.name, since: now - manifest.advisor.windowSeconds, limit: Self.loadTestLimit)
         }
         input.consumers = manifest.features.values.filter { $0.compose.contains { $0.feature == feature.name } }
             .map(\.name).sorted()
@@ -269,18 +277,29 @@ public final class AdviceService: Sendable {
         return hashes
     }
 
+    /// The most load tests a report shows per feature (the newest).
+    static let loadTestLimit = 10
+
     /// p50/p95/p99/p99.9 per source over the successful samples, from HDR histograms (microseconds, three
     /// significant digits).
     static func latency(_ samples: [RequestLogSample]) -> [SourceLatency] {
+        latency(
+            observations: samples.lazy.filter { $0.outcome == "ok" }.map {
+                ($0.source?.rawValue ?? "none", $0.latencySeconds)
+            })
+    }
+
+    /// p50/p95/p99/p99.9 per source over (source, seconds) observations, from HDR histograms (microseconds, three
+    /// significant digits); a load test's summary is measured the same way.
+    static func latency(observations: some Sequence<(String, Double)>) -> [SourceLatency] {
         var histograms: [String: Histogram<UInt64>] = [:]
-        for s in samples where s.outcome == "ok" {
-            let source = s.source?.rawValue ?? "none"
+        for (source, seconds) in observations {
             if histograms[source] == nil {
                 histograms[source] = Histogram<UInt64>(
                     lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000,
                     numberOfSignificantValueDigits: .three)
             }
-            _ = histograms[source]?.record(UInt64(min(3_600_000_000, max(1, s.latencySeconds * 1e6))))
+            _ = histograms[source]?.record(UInt64(min(3_600_000_000, max(1, seconds * 1e6))))
         }
         return histograms.keys.sorted().map { source in
             let h = histograms[source]!

@@ -77,6 +77,9 @@ public enum AdviceText {
         for a in report.features {
             out += "\n\(a.feature): \(a.verdict.label) — \(a.verdict.reason)\n"
             for change in a.verdict.wouldChange { out += "  · \(change)\n" }
+            // Load tests: their own lines, never merged into the production percentiles.
+            for t in a.axes.latency.loadTests { out += "  \(loadTestLine(t))\n" }
+            if let h = a.axes.latency.loadHeadroom { out += "  headroom: \(h.finding)\n" }
             if a.verdict.rule == 0 { continue }
             for note in notes(a) { out += "  ! \(note)\n" }
             for missing in a.verdict.notMeasured { out += "  ? not measured: \(missing)\n" }
@@ -149,6 +152,13 @@ public enum AdviceText {
                     x.latency.evidence + "; end-to-end p99 \(x.latency.realtimeP99Basis); model p99 "
                         + "\(CostModel.formatSeconds(x.latency.modelP99Seconds)): \(x.latency.modelP99Basis)",
                 ]) + "\n"
+            // Load tests: their own rows, never merged into the production percentiles above.
+            for t in x.latency.loadTests {
+                out += row([t.label, loadTestFigures(t), loadTestEvidence(t)]) + "\n"
+            }
+            if let h = x.latency.loadHeadroom {
+                out += row(["headroom", h.speed.map { "\(CostModel.format($0))×" } ?? "none", h.finding]) + "\n"
+            }
             out +=
                 row([
                     "failure mode",
@@ -191,6 +201,29 @@ public enum AdviceText {
         guard let t = k.tokens else { return "\(CostModel.formatSeconds(k.realtimeSecondsPerPrediction))/pred" }
         return "priced by tokens: \(CostModel.format(t.perCall.input)) in + \(CostModel.format(t.perCall.output)) "
             + "out/call"
+    }
+
+    /// `load test at 4× (2026-12-08): realtime p50 … p99 …; shed 0, fallback 2, errors 0 of 480 sent`.
+    static func loadTestLine(_ t: LoadTestResult) -> String {
+        "\(t.label): \(loadTestFigures(t))"
+    }
+
+    /// A load test's percentiles per source and its counts.
+    static func loadTestFigures(_ t: LoadTestResult) -> String {
+        let sources = t.sources.map {
+            "\($0.source) p50 \(CostModel.formatSeconds($0.p50)) p95 \(CostModel.formatSeconds($0.p95)) p99 "
+                + "\(CostModel.formatSeconds($0.p99)) p99.9 \(CostModel.formatSeconds($0.p999)) (\($0.count))"
+        }
+        return (sources.isEmpty ? "nothing answered" : sources.joined(separator: "; "))
+            + "; shed \(t.shed), fallback \(t.fallback), errors \(t.errors) of \(t.sent) sent"
+    }
+
+    /// Where a load test's figures come from.
+    static func loadTestEvidence(_ t: LoadTestResult) -> String {
+        "load test \(t.id): recorded traffic replayed at \(CostModel.format(t.speed))× for "
+            + "\(CostModel.formatSeconds(t.durationSeconds)) against \(t.server), open loop, "
+            + "\(CostModel.format(t.achievedRate)) requests/s; latency from each request's scheduled time; "
+            + "not part of the production percentiles"
     }
 
     static func notes(_ a: FeatureAdvice) -> [String] {

@@ -211,7 +211,7 @@ public final class FeatureServer: Sendable {
         _ request: PredictRequest, source: PredictionSource?, outcome: String, latencySeconds: Double,
         ageSeconds: Double, at: Double, answer: Prediction?
     ) {
-        guard let requestLog else { return }
+        guard let requestLog, !request.loadTest else { return }
         let keyHash = request.key.map(KeyHash.value)
         requestLog.offer(keyHash: keyHash) {
             RequestLogSample(

@@ -16,6 +16,9 @@ public struct PredictRequest: Sendable {
     /// When the request reached the server (the HTTP layer's arrival); the deadline counts from here. `nil`:
     /// from when `FeatureServer.predict` is called.
     public var arrival: ContinuousClock.Instant?
+    /// A load test's request (`X-Freshline-Load-Test` from an authenticated caller): answered as any other, never
+    /// sampled into the request log, so load tests do not mix with production traffic.
+    public var loadTest = false
 
     public init(
         key: String? = nil, inputs: [String: JSONValue], maxStaleness: Duration? = nil, timeout: Duration? = nil,

@@ -40,7 +40,8 @@ public final class ServingRuntime: Service {
         batchStore: (any BatchStore)? = nil, jobStore: (any JobStore)? = nil, jobWorkers: Int? = nil,
         webhookStore: (any WebhookStore)? = nil, storeEvents: (any StoreEventSource)? = nil,
         storeHealth: (any StoreHealthReporting)? = nil, batchWorkers: Int = 1, batchSchedules: Bool = true,
-        snapshotDirectory: String? = nil, clock: any WallClock = SystemWallClock(), logger: Logger
+        snapshotDirectory: String? = nil, loadTestStore: (any LoadTestStore)? = nil,
+        clock: any WallClock = SystemWallClock(), logger: Logger
     ) throws {
         self.clock = clock
         self.storeHealth = storeHealth
@@ -63,7 +64,7 @@ public final class ServingRuntime: Service {
         advice = requestLogStore.map {
             AdviceService(
                 manifest: manifest, models: models, requestLog: $0, batchStore: batchStore, clock: clock,
-                snapshotDirectory: snapshotDirectory)
+                snapshotDirectory: snapshotDirectory, loadTests: loadTestStore)
         }
         var features: [String: FeatureServer] = [:]
         // Sources before the features that compose from them (the validator has excluded cycles).
@@ -137,7 +138,8 @@ public final class ServingRuntime: Service {
             requestLogStore: requestLog ? stores.requestLog : nil,
             batchStore: stores.batch, jobStore: stores.jobs, jobWorkers: jobWorkers, webhookStore: stores.webhooks,
             storeEvents: stores.events, storeHealth: stores.health, batchWorkers: batchWorkers,
-            batchSchedules: batchSchedules, snapshotDirectory: stores.snapshotDirectory, clock: clock, logger: logger)
+            batchSchedules: batchSchedules, snapshotDirectory: stores.snapshotDirectory,
+            loadTestStore: stores.loadTests, clock: clock, logger: logger)
     }
 
     /// Whether the runtime is accepting work (readiness).

@@ -10,6 +10,8 @@ public struct StoreSet: Sendable {
     public let jobs: any JobStore
     public let webhooks: any WebhookStore
     public let requestLog: any RequestLogStore
+    /// Load-test runs (`freshline load`), kept apart from the request log.
+    public let loadTests: any LoadTestStore
     /// Cross-process announcements (PostgreSQL); `nil` for SQLite.
     public let events: (any StoreEventSource)?
     /// What must run alongside the process for the store to work (PostgreSQL's connection pool); `nil` for SQLite.
@@ -27,7 +29,7 @@ public struct StoreSet: Sendable {
     /// An embedded store (SQLite) at the file `location`; snapshot files beside it (`freshline.sqlite` →
     /// `freshline.snapshots/`) unless `snapshotDirectory` says otherwise.
     public init(
-        embedded store: some BatchStore & JobStore & WebhookStore & RequestLogStore, location: String,
+        embedded store: some BatchStore & JobStore & WebhookStore & RequestLogStore & LoadTestStore, location: String,
         snapshotDirectory: String? = nil
     ) {
         self.snapshotDirectory =
@@ -36,6 +38,7 @@ public struct StoreSet: Sendable {
         jobs = store
         webhooks = store
         requestLog = store
+        loadTests = store
         events = nil
         service = nil
         health = nil
@@ -45,8 +48,8 @@ public struct StoreSet: Sendable {
 
     /// A shared store that announces changes and runs as a service (PostgreSQL).
     public init(
-        shared store: some BatchStore & JobStore & WebhookStore & RequestLogStore & StoreEventSource & Service
-            & StoreHealthReporting & UpstreamBudgetStore,
+        shared store: some BatchStore & JobStore & WebhookStore & RequestLogStore & LoadTestStore & StoreEventSource
+            & Service & StoreHealthReporting & UpstreamBudgetStore,
         location: String, snapshotDirectory: String? = nil
     ) {
         self.snapshotDirectory = snapshotDirectory
@@ -54,6 +57,7 @@ public struct StoreSet: Sendable {
         jobs = store
         webhooks = store
         requestLog = store
+        loadTests = store
         events = store
         service = store
         health = store
