@@ -32,6 +32,11 @@ public struct AdvisorInput: Sendable {
     /// Tokens per row recorded by the feature's batch runs; `nil` when none were recorded (the mean per call from
     /// the request log stands in).
     public var tokensPerBatchRow: TokenCounts?
+    /// Traffic of a feature served elsewhere, read from an observability stack: when present, its figures replace
+    /// the request log's for calls, peak and failure rates (`ObservedTraffic.swift`).
+    public var observed: ObservedTraffic?
+    /// The cardinality axis declared for a feature served elsewhere that has no request log to measure it from.
+    public var declaredCardinality: CardinalityAxis?
 
     public init(
         feature: FeatureSpec, samples: [RequestLogSample], now: Double, compute: ComputeCost,
@@ -105,7 +110,7 @@ public enum Advisor {
         var verdict = decide(axes, settings: settings, current: input.feature.pattern)
         let composes = input.feature.compose.map { "\($0.input) ← \($0.feature).\($0.output)" }
         let served = input.samples.filter { $0.outcome != "bad_request" }.count
-        if served < minimumSamples {
+        if served < minimumSamples, input.observed?.hasTraffic != true {
             let feeding =
                 input.consumers.isEmpty ? "" : "; its snapshot feeds \(input.consumers.joined(separator: ", "))"
             let what =
@@ -149,14 +154,17 @@ public enum Advisor {
             samples, snapshotAnswers: input.snapshotAnswers, declared: input.feature.maxStaleness.map(\.seconds),
             referenceAge: referenceAge,
             decision: input.decision, settings: settings, window: window)
-        let cardinality = measureCardinality(
-            samples, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window,
-            keySetLabel: input.keySetLabel)
+        let cardinality =
+            input.declaredCardinality
+            ?? measureCardinality(
+                samples, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window,
+                keySetLabel: input.keySetLabel)
         let cost = measureCost(
             samples, cardinality: cardinality, input: input, settings: settings, pricing: pricing, window: window,
             batchInterval: batchInterval(freshness, input: input, settings: settings))
         let latency = measureLatency(input, settings: settings)
-        let failure = measureFailure(input.samples, feature: input.feature, window: window)
+        var failure = measureFailure(input.samples, feature: input.feature, window: window)
+        if let observed = input.observed { failure = observed.failure(failure) }
         return FeatureAxes(
             freshness: freshness, cardinality: cardinality, cost: cost, latency: latency, failure: failure)
     }
@@ -417,6 +425,10 @@ public enum Advisor {
             let mean = cardinality.requests / Double(buckets)
             peak = buckets >= 2 && mean > 0 ? max(1, counts.max()! / mean) : 1
         }
+        let o = input.observed
+        callsPerDay = o?.callsPerDay ?? callsPerDay
+        peak = o?.peakToAverage ?? peak
+        bucket = o?.peakBucketSeconds ?? bucket
         let runsPerDay = 86_400 / (batchInterval ?? input.refreshIntervalSeconds ?? 86_400)
         let rows = max(1, input.batchRowsPerRun ?? cardinality.distinctKeysPerDay)
         let coverage = cardinality.predictableShare ?? 0
@@ -445,8 +457,10 @@ public enum Advisor {
             batchSecondsPerPrediction: input.compute.batchSecondsPerPrediction, batchSize: input.compute.batchSize,
             batchRowsPerRun: rows, runsPerDay: runsPerDay,
             costs: CostModel.costs(volume, pricing: pricing, settings: settings),
-            evidence: "\(window); calls from \(samples.count) samples weighted by their sampling rate; peak over "
-                + "\(CostModel.formatAge(bucket)) intervals; \(priced); a batch run computes "
+            evidence: (o?.callsPerDay != nil
+                ? o!.volumeEvidence
+                : "\(window); calls from \(samples.count) samples weighted by their sampling rate; peak over "
+                    + "\(CostModel.formatAge(bucket)) intervals") + "; \(priced); a batch run computes "
                 + "\(rowsBasis), every \(CostModel.formatAge(86_400 / runsPerDay)) (the age its decisions were seen "
                 + "to hold, or the schedule)")
         axis.tokens = volume.tokens
@@ -460,10 +474,12 @@ public enum Advisor {
         let realtime = input.latency.first { $0.source == PredictionSource.realtime.rawValue && $0.count > 0 }
         var p99 = realtime?.p99 ?? input.compute.realtimeSecondsPerPrediction
         var basis =
-            realtime.map {
+            input.observed?.latency != nil && realtime != nil
+            ? input.observed!.latencyBasis
+            : realtime.map {
                 "measured end to end over \($0.count) real-time answers" + ($0.count < 100 ? " (few: a rough p99)" : "")
             }
-            ?? "engine time at batch 1 (no real-time answers in the log)"
+                ?? "engine time at batch 1 (no real-time answers in the log)"
         // An upstream model has no engine time here: its async answers (submission to result, queueing included)
         // bound a real-time call's latency from above.
         if realtime == nil, input.compute.upstream {
@@ -481,7 +497,9 @@ public enum Advisor {
         return LatencyAxis(
             sources: input.latency, budgetSeconds: budget, userBlocking: blocking, realtimeP99Seconds: p99,
             realtimeP99Basis: basis, overBudget: blocking && p99 > budget,
-            evidence: "HDR histograms of the sampled requests per source; budget is the feature's latency_budget"
+            evidence: (input.observed?.latency != nil
+                ? "real-time percentiles from the serving stack's histogram (\(input.observed!.source))"
+                : "HDR histograms of the sampled requests per source") + "; budget is the feature's latency_budget"
                 + (blocking ? " on a user-blocking path" : " (not user-blocking)"))
     }
 
