@@ -75,6 +75,7 @@ public enum AdviceText {
         if report.features.isEmpty { out += "(no features)\n" }
         for a in report.features {
             out += "\n\(a.feature): \(a.verdict.label) — \(a.verdict.reason)\n"
+            if a.origin != "live traffic" { out += "  numbers from: \(a.origin)\n" }
             for change in a.verdict.wouldChange { out += "  · \(change)\n" }
             if a.verdict.rule == 0 { continue }
             for note in notes(a) { out += "  ! \(note)\n" }
@@ -100,6 +101,7 @@ public enum AdviceText {
             out +=
                 "\n## \(a.feature): \(a.current.rawValue) → \(a.verdict.recommended.rawValue) (\(a.verdict.label))\n\n"
             out += a.verdict.reason + "\n\n"
+            if a.origin != "live traffic" { out += "Numbers from: \(a.origin).\n\n" }
             if !a.verdict.precompute.isEmpty {
                 out +=
                     "Precompute per key: \(a.verdict.precompute.joined(separator: ", ")); at request time: "
