@@ -159,6 +159,9 @@ struct ServedElsewhereTests {
         #expect(
             advice.origin == "Prometheus http://prom:9090, 7d ending 2026-12-08T00:00:00.000Z; declarations map.yaml:3")
         #expect(advice.whatIf.isEmpty)
+        #expect(
+            advice.axes.freshness.evidence
+                == "no requests file to compare answers: the declared max_staleness 1d (map.yaml:3)")
     }
 
     @Test("rule 1: unbounded input declared; rule 4: fast and cheap; rule 2: a declared max_staleness under 1 h")

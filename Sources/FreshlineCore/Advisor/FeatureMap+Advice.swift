@@ -2,15 +2,23 @@ extension FeatureMap.Entry {
     /// Advice for a feature served elsewhere: the same five axes and rules as for a served feature, over the
     /// answers of its requests file (`samples`, with their latency percentiles `latency`), the stack's traffic
     /// figures (`observed`) and the map's declarations. `origin` of the result says where the numbers came from.
+    /// `whatIf` replays the requests (default: batch every 6 h and 24 h); without requests there is no replay.
     public func advise(
         mapPath: String, samples: [RequestLogSample], latency: [SourceLatency], observed: ObservedTraffic?,
-        requestsOrigin: String?, now: Double, settings: AdvisorSettings, pricing: Pricing
+        requestsOrigin: String?, now: Double, settings: AdvisorSettings, pricing: Pricing,
+        whatIf: [WhatIfScenario]? = nil
     ) -> FeatureAdvice {
         let input = advisorInput(
             mapPath: mapPath, samples: samples, latency: latency, observed: observed, now: now)
         // A replay needs the answers of a request log.
-        var advice = Advisor.advise(input, settings: settings, pricing: pricing, whatIf: samples.isEmpty ? [] : nil)
+        var advice = Advisor.advise(input, settings: settings, pricing: pricing, whatIf: samples.isEmpty ? [] : whatIf)
         advice.axes.failure.declared = failureMode ?? "not declared (\(origin(mapPath)))"
+        if samples.isEmpty {
+            advice.axes.freshness.evidence =
+                "no requests file to compare answers: "
+                + (maxStalenessSeconds.map { "the declared max_staleness \(CostModel.formatAge($0))" }
+                    ?? "no max_staleness declared") + " (\(origin(mapPath)))"
+        }
         advice.origin = ([observed?.source, requestsOrigin].compactMap { $0 } + ["declarations \(origin(mapPath))"])
             .joined(separator: "; ")
         return advice

@@ -64,7 +64,9 @@ public struct ServedElsewhereAdvice: Sendable {
             advice.append(
                 entry.advise(
                     mapPath: map.path, samples: samples, latency: AdviceService.latency(timed), observed: observed,
-                    requestsOrigin: requestsOrigin, now: now, settings: settings, pricing: pricing))
+                    requestsOrigin: requestsOrigin, now: now, settings: settings, pricing: pricing,
+                    whatIf: AdviceService.defaultScenarios(
+                        span: (samples.last?.at ?? 0) - (samples.first?.at ?? 0))))
         }
         return AdviceReport(generatedAt: wall, settings: settings, pricing: pricing, features: advice)
     }
