@@ -29,6 +29,12 @@ public struct ServedElsewhereAdvice: Sendable {
         let client = try prometheus.map { url throws(PrometheusError) in try PrometheusClient(baseURL: url) }
         let window = windowSeconds ?? map.windowSeconds ?? settings.windowSeconds
         let step = map.stepSeconds ?? FeatureMap.defaultStep(windowSeconds: window)
+        // Prometheus answers a range query with at most 11,000 points per series.
+        guard window / step <= 11_000 else {
+            throw AdviceError(
+                message: "\(map.path): a window of \(DurationText.format(.seconds(window))) every "
+                    + "\(DurationText.format(.seconds(step))) is more than Prometheus' 11,000 points: raise step")
+        }
         let wall = clock.now
         var advice: [FeatureAdvice] = []
         for entry in map.features where names?.contains(entry.name) ?? true {
