@@ -41,6 +41,14 @@ public struct ServedElsewhereAdvice: Sendable {
             var samples: [RequestLogSample] = []
             var requestsOrigin: String?
             if let path = requestsFiles[entry.name] ?? entry.requestsFile.map(resolve) {
+                // Refused before it is read: the reader holds the whole file.
+                if let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int,
+                    size > RequestsFile.maxBytes
+                {
+                    throw AdviceError(
+                        message:
+                            "\(path): larger than \(RequestsFile.maxBytes >> 20) MiB (the requests of '\(entry.name)')")
+                }
                 guard let data = FileManager.default.contents(atPath: path) else {
                     throw AdviceError(message: "\(path): cannot read the requests file of '\(entry.name)'")
                 }
