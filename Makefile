@@ -1,7 +1,7 @@
 # Freshline — build, test and demo. Every target installs what it needs on a fresh Debian machine.
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libopenblas-dev curl
+APT_PACKAGES := libopenblas-dev curl prometheus python3-prometheus-client
 RELEASE_BIN := .build/release/freshline
 
 .PHONY: all deps build release test demo demo-engine cluster-demo bench bench-check bench-thresholds fixtures proto format lint clean

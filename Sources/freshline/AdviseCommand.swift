@@ -24,6 +24,16 @@ struct AdviseCommand: AsyncParsableCommand {
         name: .customLong("what-if"),
         help: "Replay the request log under another pattern: FEATURE=batch:6h (repeatable).")
     var whatIf: [String] = []
+    @Option(help: "Prometheus' address (http://host:9090): traffic of the features of --feature-map served elsewhere.")
+    var prometheus: String?
+    @Option(
+        name: .customLong("feature-map"),
+        help: "A YAML map of features served elsewhere: their Prometheus selectors and declarations.")
+    var featureMap: String?
+    @Option(help: "Answers of a feature served elsewhere (JSON Lines or CSV); with --feature-map.")
+    var requests: String?
+    @Option(help: "The window read from Prometheus (e.g. 7d; default the map's, else advisor.window).")
+    var window: String?
 
     func run() async throws {
         guard let format = AdviceText.Format(rawValue: format) else {
@@ -32,6 +42,10 @@ struct AdviseCommand: AsyncParsableCommand {
         let report: AdviceReport
         if let sheet {
             report = try sheetReport(sheet)
+        } else if let featureMap {
+            report = try await elsewhereReport(featureMap)
+        } else if prometheus != nil || requests != nil || window != nil {
+            throw ValidationError("--prometheus, --requests and --window need --feature-map FILE")
         } else {
             report = try await liveReport()
         }
@@ -69,6 +83,44 @@ struct AdviseCommand: AsyncParsableCommand {
                 csv: String(decoding: data, as: UTF8.self), file: path, settings: settings, pricing: pricing,
                 now: SystemWallClock().now)
         } catch {
+            throw CLIError(error.description)
+        }
+    }
+
+    /// Features served elsewhere: numbers from Prometheus and requests files, declarations from the map.
+    private func elsewhereReport(_ path: String) async throws -> AdviceReport {
+        let map: FeatureMap
+        do { map = try FeatureMapLoader.load(path: path) } catch { throw CLIError(error.description) }
+        if let feature, !map.features.contains(where: { $0.name == feature }) {
+            throw CLIError("\(path): no feature named '\(feature)'")
+        }
+        var settings = AdvisorSettings()
+        var pricing = Pricing()
+        if let manifest {
+            let m = try loadManifest(manifest)
+            settings = m.advisor
+            pricing = m.pricing
+        }
+        var advice = ServedElsewhereAdvice(map: map, prometheus: prometheus, settings: settings, pricing: pricing)
+        if let window {
+            guard let d = DurationText.parse(window), d > .zero else {
+                throw ValidationError("--window '\(window)' is not a duration such as 1h or 7d")
+            }
+            advice.windowSeconds = d.seconds
+        }
+        if let requests {
+            guard let name = feature ?? (map.features.count == 1 ? map.features[0].name : nil) else {
+                throw ValidationError("--requests needs --feature F when the map has several features")
+            }
+            advice.requestsFiles[name] = requests
+        }
+        do {
+            return try await advice.report(features: feature.map { [$0] })
+        } catch let error as RequestsFile.ParseError {
+            throw CLIError(error.description)
+        } catch let error as PrometheusError {
+            throw CLIError(error.description)
+        } catch let error as AdviceError {
             throw CLIError(error.description)
         }
     }

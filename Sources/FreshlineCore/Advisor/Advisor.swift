@@ -39,6 +39,11 @@ public struct AdvisorInput: Sendable {
     public var snapshotBytes: Double?
     /// The feature's load tests in the window (`LoadTestStore`), shown on the latency axis apart from production.
     public var loadTests: [LoadTestResult] = []
+    /// Traffic of a feature served elsewhere, read from an observability stack: when present, its figures replace
+    /// the request log's for calls, peak and failure rates (`ObservedTraffic.swift`).
+    public var observed: ObservedTraffic?
+    /// The cardinality axis declared for a feature served elsewhere that has no request log to measure it from.
+    public var declaredCardinality: CardinalityAxis?
 
     public init(
         feature: FeatureSpec, samples: [RequestLogSample], now: Double, compute: ComputeCost,
@@ -112,7 +117,7 @@ public enum Advisor {
         var verdict = decide(axes, settings: settings, current: input.feature.pattern)
         let composes = input.feature.compose.map { "\($0.input) ← \($0.feature).\($0.output)" }
         let served = input.samples.filter { $0.outcome != "bad_request" }.count
-        if served < minimumSamples {
+        if served < minimumSamples, input.observed?.hasTraffic != true {
             let feeding =
                 input.consumers.isEmpty ? "" : "; its snapshot feeds \(input.consumers.joined(separator: ", "))"
             let what =
@@ -222,21 +227,28 @@ public enum Advisor {
             decision: input.decision, settings: settings, window: window)
         // Requests refused before their body was read carry no key: nothing to say about which keys are asked.
         let read = samples.filter { $0.keyHash != nil || ($0.outcome != "shed" && $0.outcome != "timeout") }
-        var cardinality = measureCardinality(
-            read, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window,
-            keySetLabel: input.keySetLabel)
-        cardinality.keySetKnown = input.snapshotKeyHashes != nil
-        if read.isEmpty, !samples.isEmpty {
-            cardinality.predictableBasis = "not measured: every request was refused before its key was read"
+        var cardinality =
+            input.declaredCardinality
+            ?? measureCardinality(
+                read, snapshotKeys: input.snapshotKeyHashes, settings: settings, window: window,
+                keySetLabel: input.keySetLabel)
+        if input.declaredCardinality == nil {
+            cardinality.keySetKnown = input.snapshotKeyHashes != nil
+            if read.isEmpty, !samples.isEmpty {
+                cardinality.predictableBasis = "not measured: every request was refused before its key was read"
+            }
         }
         var volumeCardinality = cardinality
-        volumeCardinality.requests = samples.reduce(0) { $0 + 1 / max($1.sampleRate, 1e-9) }
+        if input.declaredCardinality == nil {
+            volumeCardinality.requests = samples.reduce(0) { $0 + 1 / max($1.sampleRate, 1e-9) }
+        }
         let cost = measureCost(
             samples, cardinality: volumeCardinality, input: input, settings: settings, pricing: pricing, window: window,
             batchInterval: batchInterval(freshness, input: input, settings: settings))
         var latency = measureLatency(input, settings: settings)
         latency.attach(loadTests: input.loadTests)
-        let failure = measureFailure(input.samples, feature: input.feature, window: window)
+        var failure = measureFailure(input.samples, feature: input.feature, window: window)
+        if let observed = input.observed { failure = observed.failure(failure) }
         return FeatureAxes(
             freshness: freshness, cardinality: cardinality, cost: cost, latency: latency, failure: failure)
     }
@@ -500,6 +512,10 @@ public enum Advisor {
             let mean = cardinality.requests / Double(buckets)
             peak = buckets >= 2 && mean > 0 ? max(1, counts.max()! / mean) : 1
         }
+        let o = input.observed
+        callsPerDay = o?.callsPerDay ?? callsPerDay
+        peak = o?.peakToAverage ?? peak
+        bucket = o?.peakBucketSeconds ?? bucket
         let runsPerDay = 86_400 / (batchInterval ?? input.refreshIntervalSeconds ?? 86_400)
         let rows = max(1, input.batchRowsPerRun ?? cardinality.distinctKeysPerDay)
         let coverage = cardinality.predictableShare ?? 0
@@ -544,8 +560,10 @@ public enum Advisor {
             batchSecondsPerPrediction: input.compute.batchSecondsPerPrediction, batchSize: input.compute.batchSize,
             batchRowsPerRun: rows, runsPerDay: runsPerDay,
             costs: CostModel.costs(volume, pricing: pricing, settings: settings),
-            evidence: "\(window); calls from \(samples.count) samples weighted by their sampling rate; peak over "
-                + "\(CostModel.formatAge(bucket)) intervals; \(priced); a batch run computes "
+            evidence: (o?.callsPerDay != nil
+                ? o!.volumeEvidence
+                : "\(window); calls from \(samples.count) samples weighted by their sampling rate; peak over "
+                    + "\(CostModel.formatAge(bucket)) intervals") + "; \(priced); a batch run computes "
                 + "\(rowsBasis), every \(CostModel.formatAge(86_400 / runsPerDay)) (the age its decisions were seen "
                 + "to hold, or the schedule)")
         axis.tokens = volume.tokens
@@ -584,10 +602,12 @@ public enum Advisor {
         let realtime = input.latency.first { $0.source == PredictionSource.realtime.rawValue && $0.count > 0 }
         var p99 = realtime?.p99 ?? input.compute.realtimeSecondsPerPrediction
         var basis =
-            realtime.map {
+            input.observed?.latency != nil && realtime != nil
+            ? input.observed!.latencyBasis
+            : realtime.map {
                 "measured end to end over \($0.count) real-time answers" + ($0.count < 100 ? " (few: a rough p99)" : "")
             }
-            ?? "engine time at batch 1 (no real-time answers in the log)"
+                ?? "engine time at batch 1 (no real-time answers in the log)"
         // An upstream model has no engine time here: its async answers (submission to result, queueing included)
         // bound a real-time call's latency from above.
         if realtime == nil, input.compute.upstream {
@@ -637,7 +657,9 @@ public enum Advisor {
         var axis = LatencyAxis(
             sources: input.latency, budgetSeconds: budget, userBlocking: blocking, realtimeP99Seconds: p99,
             realtimeP99Basis: basis, overBudget: (blocking && modelP99 > budget) || fails,
-            evidence: "HDR histograms of the sampled requests per source; budget is the feature's latency_budget"
+            evidence: (input.observed?.latency != nil
+                ? "real-time percentiles from the serving stack's histogram (\(input.observed!.source))"
+                : "HDR histograms of the sampled requests per source") + "; budget is the feature's latency_budget"
                 + (blocking ? " on a user-blocking path" : " (not user-blocking)"))
         axis.modelP99Seconds = modelP99
         axis.modelP99Basis = modelBasis

@@ -76,6 +76,7 @@ public enum AdviceText {
         if report.features.isEmpty { out += "(no features)\n" }
         for a in report.features {
             out += "\n\(a.feature): \(a.verdict.label) — \(a.verdict.reason)\n"
+            if a.origin != "live traffic" { out += "  numbers from: \(a.origin)\n" }
             for change in a.verdict.wouldChange { out += "  · \(change)\n" }
             // Load tests: their own lines, never merged into the production percentiles.
             for t in a.axes.latency.loadTests { out += "  \(loadTestLine(t))\n" }
@@ -106,6 +107,7 @@ public enum AdviceText {
             out +=
                 "\n## \(a.feature): \(a.current.rawValue) → \(a.verdict.recommended.rawValue) (\(a.verdict.label))\n\n"
             out += a.verdict.reason + "\n\n"
+            if a.origin != "live traffic" { out += "Numbers from: \(a.origin).\n\n" }
             if !a.verdict.precompute.isEmpty {
                 out +=
                     "Precompute per key: \(a.verdict.precompute.joined(separator: ", ")); at request time: "
