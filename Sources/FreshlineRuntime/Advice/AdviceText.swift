@@ -84,7 +84,11 @@ public enum AdviceText {
             if a.verdict.rule == 0 { continue }
             for note in notes(a) { out += "  ! \(note)\n" }
             for missing in a.verdict.notMeasured { out += "  ? not measured: \(missing)\n" }
-            for line in costLines(a.axes.cost, currency: report.pricing.currency) { out += "  \(line)\n" }
+            // The terminal shows the current and recommended patterns' terms; Markdown, HTML and JSON show all.
+            let shown: Set<ServingPattern> = [a.current, a.verdict.recommended]
+            for line in costLines(a.axes.cost, currency: report.pricing.currency, patterns: shown) {
+                out += "  $ \(line)\n"
+            }
             for w in a.whatIf { out += "  what if \(whatIfLine(w, currency: report.pricing.currency))\n" }
         }
         out += "\n" + thresholds(report) + "\n"
@@ -233,8 +237,8 @@ public enum AdviceText {
     }
 
     /// Each pattern's monthly cost with its terms: `batch 152 USD/month = pipeline operations 150 (…) + …`.
-    static func costLines(_ k: CostAxis, currency: String) -> [String] {
-        k.costs.map { cost in
+    static func costLines(_ k: CostAxis, currency: String, patterns: Set<ServingPattern>? = nil) -> [String] {
+        k.costs.filter { patterns?.contains($0.pattern) ?? true }.map { cost in
             let terms =
                 cost.terms.isEmpty
                 ? cost.basis
