@@ -66,18 +66,18 @@ struct AdviseCommand: AsyncParsableCommand {
         }
     }
 
+    /// Thresholds and prices from the manifest when one is given, else the defaults.
+    private func thresholdsAndPrices() throws -> (AdvisorSettings, Pricing) {
+        guard let manifest else { return (AdvisorSettings(), Pricing()) }
+        let m = try loadManifest(manifest)
+        return (m.advisor, m.pricing)
+    }
+
     private func sheetReport(_ path: String) throws -> AdviceReport {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CLIError("\(path): cannot read the file")
         }
-        // Thresholds and prices from the manifest when one is given, else the defaults.
-        var settings = AdvisorSettings()
-        var pricing = Pricing()
-        if let manifest {
-            let m = try loadManifest(manifest)
-            settings = m.advisor
-            pricing = m.pricing
-        }
+        let (settings, pricing) = try thresholdsAndPrices()
         do {
             return try AdviceSheet.advise(
                 csv: String(decoding: data, as: UTF8.self), file: path, settings: settings, pricing: pricing,
@@ -94,13 +94,7 @@ struct AdviseCommand: AsyncParsableCommand {
         if let feature, !map.features.contains(where: { $0.name == feature }) {
             throw CLIError("\(path): no feature named '\(feature)'")
         }
-        var settings = AdvisorSettings()
-        var pricing = Pricing()
-        if let manifest {
-            let m = try loadManifest(manifest)
-            settings = m.advisor
-            pricing = m.pricing
-        }
+        let (settings, pricing) = try thresholdsAndPrices()
         var advice = ServedElsewhereAdvice(map: map, prometheus: prometheus, settings: settings, pricing: pricing)
         if let window {
             guard let d = DurationText.parse(window), d > .zero else {
