@@ -536,6 +536,9 @@ public enum Advisor {
             } else {
                 volume.batchBasis = "engine time per row at batch \(input.compute.batchSize); \(usage.batchBasis)"
             }
+        } else if input.observed != nil {
+            volume.servingBasis = "not separated: the serving stack's figures stand for the whole request"
+            volume.batchBasis = "engine time per row at batch \(input.compute.batchSize)"
         } else {
             volume.servingBasis = "not measured: no process-usage ledger"
             volume.batchBasis = "engine time per row at batch \(input.compute.batchSize)"
