@@ -39,8 +39,7 @@ final class RealtimeBatcher: Sendable {
     private let model: ServingModel
     private let pool: ComputePool
     private let metrics: ServingMetrics
-    private let featureName: String
-    private let ledger: UsageLedger
+    private let usage: FeatureCounters
     /// The feature's batcher metric handles, made once (labels are not rebuilt per row): time queued per row
     /// (`freshline_queue_duration_seconds`), per model call (`freshline_compute_duration_seconds`) and rows per
     /// call (`freshline_batch_size`).
@@ -61,8 +60,7 @@ final class RealtimeBatcher: Sendable {
         self.model = model
         self.pool = pool
         self.metrics = metrics
-        featureName = feature.name
-        ledger = metrics.ledger
+        usage = metrics.ledger.counters(for: feature.name)
         queueTimer = metrics.timer("freshline_queue_duration_seconds", [("feature", feature.name)])
         computeTimer = metrics.timer("freshline_compute_duration_seconds", [("feature", feature.name)])
         batchSizes = metrics.recorder("freshline_batch_size", [("feature", feature.name)])
@@ -214,7 +212,7 @@ final class RealtimeBatcher: Sendable {
         let start = ContinuousClock.now
         let outputs = try local.run(feeds)
         let seconds = (ContinuousClock.now - start).seconds
-        ledger.modelCall(feature: featureName, seconds: seconds)
+        usage.modelCall(seconds: seconds)
         return try RowBatch.rows(outputs: outputs, count: items.count).map {
             RowAnswer(outputs: $0, modelVersion: version, computeSeconds: seconds, computeRows: items.count)
         }

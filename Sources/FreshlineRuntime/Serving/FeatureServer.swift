@@ -200,9 +200,9 @@ public final class FeatureServer: Sendable {
     /// One model call of an async job's chunk, for the process-usage ledger: its rows as async answers, and its time
     /// as model CPU when the model runs here.
     func recordAsyncCall(seconds: Double, rows: Int) {
-        let ledger = metrics.ledger
-        for _ in 0..<max(0, rows) { ledger.request(feature: spec.name, source: .async, outcome: "ok") }
-        if model.local != nil { ledger.modelCall(feature: spec.name, seconds: seconds) }
+        let usage = metrics.ledger.counters(for: spec.name)
+        usage.asyncAnswers(rows)
+        if model.local != nil { usage.modelCall(seconds: seconds) }
     }
 
     /// Offers one request to the request log. The key is hashed once (sampling is by key); the sample, with the

@@ -59,7 +59,7 @@ public final class ServingMetrics: Sendable {
 
     /// One answered (or refused) request: `freshline_requests_total` and `freshline_request_duration_seconds`.
     public func request(feature: String, source: PredictionSource?, outcome: String, duration: Duration) {
-        ledger.request(feature: feature, source: source, outcome: outcome)
+        ledger.counters(for: feature).request(source: source, outcome: outcome)
         let sourceLabel = source?.rawValue ?? "none"
         counter("freshline_requests_total", [("feature", feature), ("source", sourceLabel), ("outcome", outcome)])
             .increment()
@@ -158,9 +158,13 @@ public final class FeatureMeters: Sendable {
     private let hits: Counter
     private let misses: Counter
 
+    /// The feature's process-usage counters.
+    private let usage: FeatureCounters
+
     init(feature: String, metrics: ServingMetrics) {
         self.feature = feature
         self.metrics = metrics
+        usage = metrics.ledger.counters(for: feature)
         servedAge = metrics.recorder("freshline_served_age_seconds", [("feature", feature)])
         hits = metrics.counter("freshline_snapshot_lookups_total", [("feature", feature), ("result", "hit")])
         misses = metrics.counter("freshline_snapshot_lookups_total", [("feature", feature), ("result", "miss")])
@@ -168,7 +172,7 @@ public final class FeatureMeters: Sendable {
 
     /// As `ServingMetrics.request`.
     public func request(source: PredictionSource?, outcome: String, duration: Duration) {
-        metrics.ledger.request(feature: feature, source: source, outcome: outcome)
+        usage.request(source: source, outcome: outcome)
         let key = Key(source: source, outcome: outcome)
         let (counter, timer) = requests.withLock { table in
             if let handles = table[key] { return handles }
