@@ -141,7 +141,7 @@ struct AdviceSurfaceTests {
         try """
         feature,unbounded_input,decision_change,refresh,calls_per_day,ms_per_prediction
         fraud_check,yes,,,2000000,4
-        nightly_report,no,0%,24h,5000000,20
+        nightly_report,no,0%,24h,5000000,200
         """.write(to: folder.appendingPathComponent("features.csv"), atomically: true, encoding: .utf8)
         let good = try Self.advise(["--sheet", "features.csv", "--format", "markdown"], in: folder)
         #expect(good.status == 0, "\(good.output)")

@@ -244,7 +244,11 @@ struct PrometheusAdviceTests {
         // A Prometheus that does not answer is an error naming it, not a verdict.
         let dead = try Self.freePort()
         let refused = try FreshlineProcess.start(
-            ["advise", "--prometheus", "http://127.0.0.1:\(dead)", "--feature-map", "features.yaml"], in: folder)
+            [
+                "advise", "--prometheus", "http://127.0.0.1:\(dead)", "--feature-map", "features.yaml", "--window",
+                "12s",
+            ],
+            in: folder)
         let refusedOutput = FreshlineProcess.output(refused)
         refused.waitUntilExit()
         #expect(refused.terminationStatus != 0)
