@@ -108,6 +108,8 @@ public final class RequestLogger: Service {
         guard let ledger, let usage = ledger.closeInterval(now: clock.now, process: RunOwner.current) else { return }
         do {
             try await store.appendUsage(usage)
+        } catch is CancellationError {
+            // Cancelled at shutdown (not a graceful one): the last interval is lost, the others are written.
         } catch {
             logger.error("request log: could not write the process-usage interval: \(error)")
         }
