@@ -15,23 +15,33 @@ extension Model {
 
     /// Runs the model on `feeds` repeatedly for about `seconds` (after a short warm-up) on the calling thread,
     /// in rounds, and reports the median time per call. The advisor uses this for cost per prediction; the
-    /// CLI's `model bench` prints it.
-    public func measure(feeds: [String: Tensor], seconds: Double) throws -> Measurement {
+    /// CLI's `model bench` prints it. `limit` bounds the whole measurement, warm-up included, for slow models: past
+    /// it no new round starts once one is timed (a model slower than the limit is timed on its warm-up call).
+    public func measure(feeds: [String: Tensor], seconds: Double, limit: Double = .infinity) throws -> Measurement {
         let batchSize = feeds.values.first?.shape.first ?? 1
         let clock = ContinuousClock()
+        let begin = clock.now
+        let cap = limit.isFinite && limit > 0 ? Duration.seconds(limit) : .seconds(1_000_000_000)
         // Warm-up, and a first estimate of the call time to size the rounds.
         var start = clock.now
         var warmupCalls = 0
         repeat {
             _ = try run(feeds)
             warmupCalls += 1
-        } while clock.now - start < .milliseconds(100) && warmupCalls < 10_000
+        } while clock.now - start < .milliseconds(100) && warmupCalls < 10_000 && clock.now - begin < cap
         let estimate = (clock.now - start) / warmupCalls
+        if clock.now - begin >= cap {
+            let (s, atto) = estimate.components
+            return Measurement(
+                batchSize: batchSize, calls: warmupCalls, perCallNanoseconds: Double(s) * 1e9 + Double(atto) / 1e9)
+        }
         let perRound = max(1, Int(Duration.milliseconds(20) / max(estimate, .nanoseconds(1))))
         var rounds: [Double] = []
         var calls = 0
         start = clock.now
-        while clock.now - start < .milliseconds(Int64(seconds * 1000)) || rounds.count < 5 {
+        while (clock.now - start < .milliseconds(Int64(seconds * 1000)) || rounds.count < 5)
+            && !(rounds.count >= 1 && clock.now - begin >= cap)
+        {
             let roundStart = clock.now
             for _ in 0..<perRound { _ = try run(feeds) }
             let elapsed = clock.now - roundStart

@@ -179,20 +179,23 @@ public final class AdviceService: Sendable {
             }
             return cost
         }
-        // On a thread of its own, bounded in time: a model taking seconds a row is measured on a few calls, never
+        // On a thread of its own, bounded in time (`Model.measure`'s limit): a model taking seconds a row is measured on a few calls, never
         // for hours (the traffic's and the runs' own times are preferred where they exist).
         let budget = Self.measurementBudget
         let cost = try await Self.offThread {
-            let one = try Self.timedCalls(model, batchSize: 1, budget: budget / 2)
+            let half = budget / 2
+            let one = try model.measure(feeds: model.syntheticFeeds(batchSize: 1), seconds: half / 2, limit: half)
+            let perCall = one.perCallNanoseconds / 1e9
             // Rows per call at most what the rest of the budget can afford at batch 1's speed.
-            let affordable = max(1, Int(budget / 2 / max(one.perCall, 1e-9)))
-            let rows = min(batchRows, affordable)
-            let many = rows > 1 ? try Self.timedCalls(model, batchSize: rows, budget: budget / 2) : one
-            let perRow = many.perCall / Double(rows)
+            let rows = min(batchRows, max(1, Int(half / max(perCall, 1e-9))))
+            let many =
+                rows > 1
+                ? try model.measure(feeds: model.syntheticFeeds(batchSize: rows), seconds: half / 2, limit: half) : one
+            let perRow = many.perRowNanoseconds / 1e9
             return ComputeCost(
-                realtimeSecondsPerPrediction: one.perCall, batchSecondsPerPrediction: perRow, batchSize: rows,
+                realtimeSecondsPerPrediction: perCall, batchSecondsPerPrediction: perRow, batchSize: rows,
                 basis: "engine, median of \(one.calls) timed call\(one.calls == 1 ? "" : "s"): "
-                    + "\(CostModel.formatSeconds(one.perCall)) at batch 1, \(CostModel.formatSeconds(perRow))/row at "
+                    + "\(CostModel.formatSeconds(perCall)) at batch 1, \(CostModel.formatSeconds(perRow))/row at "
                     + "batch \(rows) (\(many.calls) call\(many.calls == 1 ? "" : "s"))"
                     + (rows < batchRows
                         ? "; the model is too slow to time batches of \(batchRows) within the budget" : ""))
@@ -203,25 +206,6 @@ public final class AdviceService: Sendable {
 
     /// How long the advisor measures one model (at batch 1 and in batches together).
     static let measurementBudget = 2.0
-
-    /// The median time of calls at `batchSize` on synthetic inputs: a warm-up call, then calls until `budget` seconds
-    /// are spent or 50 made; a slow model gets its warm-up call only (one call is the least that can be timed).
-    static func timedCalls(_ model: Model, batchSize: Int, budget: Double) throws -> (perCall: Double, calls: Int) {
-        let feeds = try model.syntheticFeeds(batchSize: batchSize)
-        let clock = ContinuousClock()
-        let begin = clock.now
-        _ = try model.run(feeds)
-        var times = [(clock.now - begin).seconds]
-        if times[0] >= budget / 4 { return (times[0], 1) }
-        times.removeAll()
-        while (clock.now - begin).seconds < budget && times.count < 50 {
-            let start = clock.now
-            _ = try model.run(feeds)
-            times.append((clock.now - start).seconds)
-        }
-        times.sort()
-        return (times[times.count / 2], times.count)
-    }
 
     /// Hashes of the keys of a feature's declared entity set (`advice.keys`), read once.
     func declaredKeys(_ keys: AdviceKeys) throws -> Set<String> {
