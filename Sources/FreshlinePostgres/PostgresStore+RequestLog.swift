@@ -69,7 +69,7 @@ extension PostgresStore: RequestLogStore {
     }
 
     public func appendUsage(_ usage: ProcessUsage) async throws {
-        let features = try ProcessUsage.encodeFeatures(usage.features)
+        let features = ProcessUsage.encodeFeatures(usage.features)
         try await rows(
             """
             INSERT INTO process_usage (process, at, seconds, cpu_seconds, features)

@@ -163,12 +163,12 @@ struct ProcessUsageRecord: Codable, FetchableRecord, PersistableRecord {
     var cpu_seconds: Double
     var features: String
 
-    init(_ u: ProcessUsage) throws {
+    init(_ u: ProcessUsage) {
         process = u.process
         at = u.at
         seconds = u.seconds
         cpu_seconds = u.cpuSeconds
-        features = try ProcessUsage.encodeFeatures(u.features)
+        features = ProcessUsage.encodeFeatures(u.features)
     }
 
     var usage: ProcessUsage {
@@ -210,7 +210,7 @@ extension SQLiteStore: RequestLogStore {
     }
 
     public func appendUsage(_ usage: ProcessUsage) async throws {
-        let record = try ProcessUsageRecord(usage)
+        let record = ProcessUsageRecord(usage)
         try await writer.write { db in try record.insert(db) }
     }
 

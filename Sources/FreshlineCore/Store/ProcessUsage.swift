@@ -25,7 +25,7 @@ public struct ProcessUsage: Sendable, Equatable {
 
 extension ProcessUsage {
     /// The features as the stores keep them: JSON text, `{"feature": {"answers": {...}, "model_seconds": …}}`.
-    public static func encodeFeatures(_ features: [String: FeatureUsage]) throws -> String {
+    public static func encodeFeatures(_ features: [String: FeatureUsage]) -> String {
         var object: [String: JSONValue] = [:]
         for (name, u) in features {
             object[name] = .object([
