@@ -30,10 +30,14 @@ struct LoadCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard replay else { throw ValidationError("give --replay (the only load mode: replay recorded traffic)") }
-        guard speed > 0, speed.isFinite else { throw ValidationError("--speed must be a positive number") }
-        guard concurrencyLimit >= 1 else { throw ValidationError("--concurrency-limit must be at least 1") }
-        guard let d = DurationText.parse(duration), d > .zero else {
-            throw ValidationError("--duration must be a duration such as 30s or 5m")
+        guard speed > 0, speed <= 10_000, speed.isFinite else {
+            throw ValidationError("--speed must be a number in (0, 10000]")
+        }
+        guard (1...100_000).contains(concurrencyLimit) else {
+            throw ValidationError("--concurrency-limit must be in 1…100000")
+        }
+        guard let d = DurationText.parse(duration), d > .zero, d <= .seconds(86_400) else {
+            throw ValidationError("--duration must be a duration such as 30s or 5m, at most 24h")
         }
     }
 
